@@ -1,0 +1,349 @@
+//! The canonical CBOR codec and blake3 call keys.
+//!
+//! Everything stent stores — arguments, results, signal payloads, events — is
+//! CBOR. Payloads used for hashing are *canonical* (RFC 8949 §4.2.1: map keys
+//! sorted by their encoded bytes, shortest integer forms), so a `HashMap`
+//! argument yields the same [`CallKey`] in every process. ciborium writes map
+//! entries in iteration order, so we canonicalise through [`ciborium::Value`].
+
+use std::fmt;
+
+use ciborium::Value;
+use serde::{Serialize, de::DeserializeOwned};
+
+use crate::error::CodecError;
+
+/// Limits enforced when decoding untrusted payloads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PayloadLimits {
+    /// Largest accepted payload, in bytes.
+    pub max_bytes: usize,
+    /// Deepest accepted nesting of arrays, maps and tags.
+    pub max_depth: usize,
+}
+
+impl Default for PayloadLimits {
+    fn default() -> Self {
+        Self {
+            max_bytes: 16 * 1024 * 1024,
+            max_depth: 128,
+        }
+    }
+}
+
+/// A CBOR-encoded value: arguments, a result, an error, a signal payload.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+pub struct Payload(Vec<u8>);
+
+impl Payload {
+    /// Encodes `value` as canonical CBOR.
+    pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Payload, CodecError> {
+        let value = Value::serialized(value).map_err(|e| CodecError::Encode(e.to_string()))?;
+        Ok(Payload(encode_canonical(value)?))
+    }
+
+    /// Wraps bytes that are already CBOR (read from storage). Nothing is checked
+    /// until [`Payload::decode`].
+    pub fn from_bytes(bytes: Vec<u8>) -> Payload {
+        Payload(bytes)
+    }
+
+    /// Decodes the payload as `T` under the default [`PayloadLimits`].
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, CodecError> {
+        self.decode_with(PayloadLimits::default())
+    }
+
+    /// Decodes the payload as `T` under explicit limits.
+    pub fn decode_with<T: DeserializeOwned>(&self, limits: PayloadLimits) -> Result<T, CodecError> {
+        decode_bytes(&self.0, limits, "payload")
+    }
+
+    /// Decodes into a generic CBOR value (for display and diffing).
+    pub fn to_value(&self) -> Result<Value, CodecError> {
+        self.decode()
+    }
+
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// The encoded bytes, owned.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.0
+    }
+
+    /// Size in bytes.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// True if no bytes at all (not even an encoded null).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.to_value() {
+            Ok(v) => write!(f, "Payload({v:?})"),
+            Err(_) => write!(f, "Payload(<{} undecodable bytes>)", self.0.len()),
+        }
+    }
+}
+
+impl serde::Serialize for Payload {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Payload {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let bytes: serde_bytes_compat::ByteBuf = serde::Deserialize::deserialize(d)?;
+        Ok(Payload(bytes.0))
+    }
+}
+
+/// Minimal owned byte buffer deserializer (accepts CBOR byte strings and arrays of u8).
+mod serde_bytes_compat {
+    use serde::de::{Deserializer, SeqAccess, Visitor};
+    use std::fmt;
+
+    pub struct ByteBuf(pub Vec<u8>);
+
+    impl<'de> serde::Deserialize<'de> for ByteBuf {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = ByteBuf;
+                fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                    f.write_str("a byte string")
+                }
+                fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<ByteBuf, E> {
+                    Ok(ByteBuf(v.to_vec()))
+                }
+                fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<ByteBuf, E> {
+                    Ok(ByteBuf(v))
+                }
+                fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ByteBuf, A::Error> {
+                    let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+                    while let Some(b) = seq.next_element::<u8>()? {
+                        out.push(b);
+                    }
+                    Ok(ByteBuf(out))
+                }
+            }
+            d.deserialize_byte_buf(V)
+        }
+    }
+}
+
+/// Decodes CBOR bytes as `T`, enforcing size and nesting limits before any
+/// allocation proportional to what the bytes claim.
+pub(crate) fn decode_bytes<T: DeserializeOwned>(
+    bytes: &[u8],
+    limits: PayloadLimits,
+    what: &'static str,
+) -> Result<T, CodecError> {
+    if bytes.len() > limits.max_bytes {
+        return Err(CodecError::TooLarge {
+            size: bytes.len(),
+            limit: limits.max_bytes,
+        });
+    }
+    ciborium::de::from_reader_with_recursion_limit(bytes, limits.max_depth).map_err(|e| match e {
+        ciborium::de::Error::RecursionLimitExceeded => CodecError::TooDeep {
+            limit: limits.max_depth,
+        },
+        other => CodecError::Decode {
+            what,
+            reason: describe_de_error(other),
+        },
+    })
+}
+
+fn describe_de_error<E: fmt::Debug>(e: ciborium::de::Error<E>) -> String {
+    match e {
+        ciborium::de::Error::Io(io) => format!("truncated or unreadable input ({io:?})"),
+        ciborium::de::Error::Syntax(offset) => format!("malformed CBOR at byte {offset}"),
+        ciborium::de::Error::Semantic(offset, msg) => match offset {
+            Some(o) => format!("{msg} (at byte {o})"),
+            None => msg,
+        },
+        ciborium::de::Error::RecursionLimitExceeded => "nesting too deep".into(),
+    }
+}
+
+/// Encodes a CBOR value canonically: map keys sorted by their encoded bytes,
+/// recursively.
+pub(crate) fn encode_canonical(value: Value) -> Result<Vec<u8>, CodecError> {
+    let value = canonicalize(value)?;
+    let mut out = Vec::new();
+    ciborium::ser::into_writer(&value, &mut out).map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+fn canonicalize(value: Value) -> Result<Value, CodecError> {
+    Ok(match value {
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(canonicalize)
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Map(entries) => {
+            let mut keyed = entries
+                .into_iter()
+                .map(|(k, v)| {
+                    let k = canonicalize(k)?;
+                    let mut kb = Vec::new();
+                    ciborium::ser::into_writer(&k, &mut kb)
+                        .map_err(|e| CodecError::Encode(e.to_string()))?;
+                    Ok((kb, k, canonicalize(v)?))
+                })
+                .collect::<Result<Vec<_>, CodecError>>()?;
+            keyed.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Map(keyed.into_iter().map(|(_, k, v)| (k, v)).collect())
+        }
+        Value::Tag(tag, inner) => Value::Tag(tag, Box::new(canonicalize(*inner)?)),
+        // Floats: ciborium already writes the shortest form that round-trips.
+        other => other,
+    })
+}
+
+/// Identifies "the same call": `blake3(function ‖ version ‖ canonical args)`.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(transparent)]
+pub struct CallKey(#[serde(with = "key_bytes")] pub [u8; 32]);
+
+mod key_bytes {
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8; 32], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(v)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<[u8; 32], D::Error> {
+        let buf: super::serde_bytes_compat::ByteBuf = serde::Deserialize::deserialize(d)?;
+        buf.0
+            .try_into()
+            .map_err(|v: Vec<u8>| serde::de::Error::invalid_length(v.len(), &"32 bytes"))
+    }
+}
+
+impl CallKey {
+    /// The key of calling `function` (at `version`) with the canonical `args`.
+    ///
+    /// Each part is length-prefixed so that no two different triples can
+    /// concatenate to the same bytes.
+    pub fn new(function: &str, version: Option<&str>, args: &Payload) -> CallKey {
+        let mut h = blake3::Hasher::new();
+        h.update(b"stent/call-key/v1");
+        for part in [
+            function.as_bytes(),
+            version.unwrap_or("").as_bytes(),
+            args.as_bytes(),
+        ] {
+            h.update(&(part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.update(&[u8::from(version.is_some())]);
+        CallKey(*h.finalize().as_bytes())
+    }
+
+    /// Lower-case hex of the whole key.
+    pub fn to_hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The first 12 hex digits, for timelines.
+    pub fn short(&self) -> String {
+        self.to_hex()[..12].to_string()
+    }
+}
+
+impl fmt::Debug for CallKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "CallKey({})", self.short())
+    }
+}
+
+impl fmt::Display for CallKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.to_hex())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, HashMap};
+
+    #[test]
+    fn hashmap_order_does_not_change_the_encoding() {
+        let mut a: HashMap<String, i64> = HashMap::new();
+        let mut b: HashMap<String, i64> = HashMap::new();
+        for i in 0..50 {
+            a.insert(format!("k{i}"), i);
+        }
+        for i in (0..50).rev() {
+            b.insert(format!("k{i}"), i);
+        }
+        let pa = Payload::encode(&a).unwrap();
+        let pb = Payload::encode(&b).unwrap();
+        assert_eq!(pa, pb);
+        let sorted: BTreeMap<String, i64> = a.into_iter().collect();
+        // Canonical order sorts by encoded key bytes: shorter keys first.
+        let decoded: BTreeMap<String, i64> = pa.decode().unwrap();
+        assert_eq!(decoded, sorted);
+    }
+
+    #[test]
+    fn canonical_key_order_is_by_encoded_bytes() {
+        let m: HashMap<&str, u8> = [("aa", 1), ("b", 2), ("a", 3)].into();
+        let p = Payload::encode(&m).unwrap();
+        // map(3) "a" 3 "b" 2 "aa" 1
+        assert_eq!(
+            p.as_bytes(),
+            &[0xa3, 0x61, b'a', 3, 0x61, b'b', 2, 0x62, b'a', b'a', 1]
+        );
+    }
+
+    #[test]
+    fn truncated_input_is_an_error_not_a_panic() {
+        let p = Payload::encode(&("hello", 42u32, vec![1u8, 2, 3])).unwrap();
+        for cut in 0..p.len() {
+            let short = Payload::from_bytes(p.as_bytes()[..cut].to_vec());
+            assert!(short.decode::<(String, u32, Vec<u8>)>().is_err());
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_rejected() {
+        let mut bytes = vec![0x81u8; 100_000]; // array(1) nested 100k deep
+        bytes.push(0x00);
+        let err = Payload::from_bytes(bytes).to_value().unwrap_err();
+        assert!(matches!(err, CodecError::TooDeep { .. }), "{err}");
+    }
+
+    #[test]
+    fn oversized_payload_is_rejected_before_decoding() {
+        let p = Payload::from_bytes(vec![0u8; 64]);
+        let err = p
+            .decode_with::<Value>(PayloadLimits {
+                max_bytes: 10,
+                max_depth: 8,
+            })
+            .unwrap_err();
+        assert_eq!(err, CodecError::TooLarge { size: 64, limit: 10 });
+    }
+
+    #[test]
+    fn call_key_separates_parts() {
+        let p = Payload::encode(&(1u8,)).unwrap();
+        assert_ne!(CallKey::new("ab", Some("c"), &p), CallKey::new("a", Some("bc"), &p));
+        assert_ne!(CallKey::new("a", None, &p), CallKey::new("a", Some(""), &p));
+    }
+}

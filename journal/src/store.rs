@@ -1,0 +1,443 @@
+//! The storage traits every backend implements, split by capability.
+//!
+//! Backends store bytes and metadata; they never interpret user values and
+//! never read a clock (every call that needs "now" is handed it). All writes a
+//! worker makes go through [`TaskStore::commit`], which applies a batch of
+//! [`TurnCommit`]s in one transaction and fences each by its lease epoch.
+
+use std::fmt;
+
+use async_trait::async_trait;
+use thiserror::Error;
+
+use crate::codec::CallKey;
+use crate::event::EventKind;
+use crate::ids::{ExecutionId, InvocationId, LeaseEpoch, Seq, WorkerId};
+use crate::time::Timestamp;
+
+/// The queue a task lands in when none is given.
+pub const DEFAULT_QUEUE: &str = "default";
+
+/// A storage failure.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The worker's lease on the invocation was taken over or released; the
+    /// write was refused (fencing).
+    #[error(
+        "lease on invocation {invocation} at epoch {epoch} is no longer held; the write was refused"
+    )]
+    LeaseLost {
+        /// The invocation.
+        invocation: InvocationId,
+        /// The epoch the writer held.
+        epoch: LeaseEpoch,
+    },
+    /// A uniqueness rule was violated (an event at an existing seq, a signal
+    /// consumed twice, an id reused).
+    #[error("conflicting write: {0}")]
+    Conflict(String),
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Stored data is not what this build expects.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    /// The database failed or could not be reached.
+    #[error("database error: {0}")]
+    Database(String),
+}
+
+/// Result alias of the storage traits.
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Lifecycle state of an execution, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ExecutionStatus {
+    /// Dispatched, not yet claimed.
+    Pending,
+    /// Claimed at least once and not finished.
+    Running,
+    /// Root returned `Ok`.
+    Completed,
+    /// Root failed.
+    Failed,
+    /// Ran past its deadline.
+    TimedOut,
+    /// Cancelled.
+    Cancelled,
+    /// Stopped by a non-determinism report; resumes on request.
+    Paused,
+}
+
+impl ExecutionStatus {
+    /// Every status.
+    pub const ALL: [ExecutionStatus; 7] = [
+        ExecutionStatus::Pending,
+        ExecutionStatus::Running,
+        ExecutionStatus::Completed,
+        ExecutionStatus::Failed,
+        ExecutionStatus::TimedOut,
+        ExecutionStatus::Cancelled,
+        ExecutionStatus::Paused,
+    ];
+
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Pending => "pending",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Completed => "completed",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::TimedOut => "timed_out",
+            ExecutionStatus::Cancelled => "cancelled",
+            ExecutionStatus::Paused => "paused",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<ExecutionStatus> {
+        ExecutionStatus::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+
+    /// True once nothing more will happen to the execution.
+    pub const fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            ExecutionStatus::Completed
+                | ExecutionStatus::Failed
+                | ExecutionStatus::TimedOut
+                | ExecutionStatus::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for ExecutionStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a task may run: queue, priority and tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routing {
+    /// Queue name.
+    pub queue: String,
+    /// Higher runs first.
+    pub priority: i32,
+    /// Tags for worker filtering.
+    pub tags: Vec<String>,
+}
+
+impl Default for Routing {
+    fn default() -> Self {
+        Self {
+            queue: DEFAULT_QUEUE.to_string(),
+            priority: 0,
+            tags: Vec::new(),
+        }
+    }
+}
+
+/// A lease granted at creation time, so the creating worker can run the new
+/// invocation at once without a separate claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseGrant {
+    /// The worker that holds it.
+    pub worker: WorkerId,
+    /// When it runs out unless renewed.
+    pub until: Timestamp,
+}
+
+/// A new invocation and its task. Its journal starts with `started_event` at seq 0.
+#[derive(Debug, Clone)]
+pub struct NewInvocation {
+    /// Its id.
+    pub invocation: InvocationId,
+    /// The execution it belongs to.
+    pub execution: ExecutionId,
+    /// Registered function name.
+    pub function: String,
+    /// Routing of its task.
+    pub routing: Routing,
+    /// Earliest time its task may be claimed.
+    pub run_at: Timestamp,
+    /// Encoded `Started` event.
+    pub started_event: Vec<u8>,
+    /// Claim it for this worker right away (epoch 1).
+    pub lease: Option<LeaseGrant>,
+}
+
+/// A new execution: its metadata and its root invocation.
+#[derive(Debug, Clone)]
+pub struct NewExecution {
+    /// Execution id; also the root invocation's id.
+    pub id: ExecutionId,
+    /// Root function.
+    pub function: String,
+    /// When it was dispatched.
+    pub created_at: Timestamp,
+    /// When it times out, if ever.
+    pub deadline: Option<Timestamp>,
+    /// The root invocation.
+    pub root: NewInvocation,
+}
+
+/// One event to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// Its seq.
+    pub seq: Seq,
+    /// Its kind (stored in its own column).
+    pub kind: EventKind,
+    /// Its call key, if any (stored in its own column).
+    pub call_key: Option<CallKey>,
+    /// The encoded event.
+    pub bytes: Vec<u8>,
+}
+
+/// A stored journal row, not yet decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalRow {
+    /// Seq.
+    pub seq: Seq,
+    /// Stored kind name.
+    pub kind: String,
+    /// Encoded event.
+    pub bytes: Vec<u8>,
+    /// When it was appended.
+    pub recorded_at: Timestamp,
+}
+
+/// The result of a finished child, to be appended to its parent's journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The parent invocation.
+    pub parent: InvocationId,
+    /// The encoded resolution event (`CallCompleted` / `CallFailed`).
+    pub event: Vec<u8>,
+}
+
+/// How an execution ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionOutcome {
+    /// Terminal status.
+    pub status: ExecutionStatus,
+    /// The root's encoded terminal event.
+    pub terminal_event: Vec<u8>,
+}
+
+/// What happens to the task after a turn.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskDisposition {
+    /// Keep the lease and extend it.
+    Hold {
+        /// New lease expiry.
+        lease_until: Timestamp,
+    },
+    /// Release the lease. The task runs again at `run_at`, or when woken (a
+    /// delivery or a signal) if that comes first. If it was woken during the
+    /// turn it is runnable at once.
+    Park {
+        /// Earliest pending timer, if any.
+        run_at: Option<Timestamp>,
+    },
+    /// The invocation finished.
+    Finish {
+        /// The result for the parent, for a nested invocation.
+        deliver: Option<Delivery>,
+        /// The execution's outcome, for a root invocation.
+        execution: Option<ExecutionOutcome>,
+    },
+    /// Non-determinism: stop, keep the report, wait for a human.
+    Pause {
+        /// The divergence report.
+        report: String,
+    },
+}
+
+/// Everything one turn of one invocation writes. Applied atomically; refused
+/// as a whole with [`StoreError::LeaseLost`] if the epoch is stale.
+#[derive(Debug, Clone)]
+pub struct TurnCommit {
+    /// The invocation written to.
+    pub invocation: InvocationId,
+    /// The lease epoch the writer holds.
+    pub epoch: LeaseEpoch,
+    /// Current time (for `recorded_at` and wake-ups).
+    pub now: Timestamp,
+    /// Events appended to the invocation's journal.
+    pub events: Vec<NewEvent>,
+    /// Child invocations created.
+    pub spawn: Vec<NewInvocation>,
+    /// Inbox items now appended to the journal.
+    pub consumed_inbox: Vec<InboxId>,
+    /// Signals now consumed by this invocation.
+    pub consumed_signals: Vec<SignalId>,
+    /// What happens to the task.
+    pub disposition: TaskDisposition,
+}
+
+/// Id of an inbox item.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InboxId(pub i64);
+
+/// Id of a signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SignalId(pub i64);
+
+/// A result delivered to an invocation, not yet in its journal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxItem {
+    /// Its id.
+    pub id: InboxId,
+    /// The encoded resolution event.
+    pub event: Vec<u8>,
+}
+
+/// A signal not yet consumed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignalRecord {
+    /// Its id (signals of one name are consumed in id order).
+    pub id: SignalId,
+    /// Name.
+    pub name: String,
+    /// Encoded payload.
+    pub payload: Vec<u8>,
+}
+
+/// What a worker asks for when it claims.
+#[derive(Debug, Clone)]
+pub struct ClaimRequest {
+    /// Claiming worker.
+    pub worker: WorkerId,
+    /// Current time.
+    pub now: Timestamp,
+    /// Lease expiry of the claimed tasks.
+    pub lease_until: Timestamp,
+    /// Most tasks to claim.
+    pub limit: usize,
+    /// Only these queues (`None`: any).
+    pub queues: Option<Vec<String>>,
+    /// Only tasks carrying at least one of these tags (`None`: any).
+    pub tags: Option<Vec<String>>,
+    /// Only these functions (the ones the worker has registered).
+    pub functions: Vec<String>,
+}
+
+/// A task now leased to the claiming worker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedTask {
+    /// The invocation to run or resume.
+    pub invocation: InvocationId,
+    /// Its execution.
+    pub execution: ExecutionId,
+    /// Its function.
+    pub function: String,
+    /// The lease epoch to write with.
+    pub epoch: LeaseEpoch,
+    /// How many times it has been claimed, this claim included.
+    pub attempts: u32,
+}
+
+/// A stored execution.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExecutionRecord {
+    /// Id.
+    pub id: ExecutionId,
+    /// Root function.
+    pub function: String,
+    /// Status.
+    pub status: ExecutionStatus,
+    /// Routing of the root task.
+    pub routing: Routing,
+    /// Dispatch time.
+    pub created_at: Timestamp,
+    /// First claim.
+    pub started_at: Option<Timestamp>,
+    /// End.
+    pub completed_at: Option<Timestamp>,
+    /// Deadline, if any.
+    pub deadline: Option<Timestamp>,
+    /// The root's encoded terminal event, once finished.
+    pub terminal_event: Option<Vec<u8>>,
+    /// The non-determinism report, when paused.
+    pub pause_report: Option<String>,
+}
+
+/// Filter and page for listing executions.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    /// Only this status.
+    pub status: Option<ExecutionStatus>,
+    /// Page size.
+    pub limit: usize,
+    /// Rows to skip.
+    pub offset: usize,
+}
+
+/// Reading journals.
+#[async_trait]
+pub trait JournalStore: Send + Sync {
+    /// The journal of `invocation` from `from` (inclusive), in seq order.
+    async fn read_journal(&self, invocation: InvocationId, from: Seq)
+    -> StoreResult<Vec<JournalRow>>;
+}
+
+/// Creating and reading executions.
+#[async_trait]
+pub trait ExecutionStore: Send + Sync {
+    /// Creates the execution, its root task and the root's `Started` event atomically.
+    async fn create_execution(&self, execution: NewExecution) -> StoreResult<()>;
+    /// One execution.
+    async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>>;
+    /// A page of executions, newest first.
+    async fn list_executions(&self, filter: ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>>;
+    /// Tasks ready or waiting to be claimed (in `queue`, or in all queues).
+    async fn queue_depth(&self, queue: Option<&str>, now: Timestamp) -> StoreResult<u64>;
+}
+
+/// Claiming, renewing and committing work.
+#[async_trait]
+pub trait TaskStore: Send + Sync {
+    /// Leases up to `limit` runnable tasks (highest priority, then earliest
+    /// `run_at`), including tasks whose lease has expired. Each claim bumps the epoch.
+    async fn claim(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedTask>>;
+    /// Extends the leases still held; returns those that were lost.
+    async fn renew_leases(
+        &self,
+        worker: &WorkerId,
+        leases: &[(InvocationId, LeaseEpoch)],
+        until: Timestamp,
+    ) -> StoreResult<Vec<InvocationId>>;
+    /// Results delivered to `invocation` and not yet journaled.
+    async fn inbox(&self, invocation: InvocationId) -> StoreResult<Vec<InboxItem>>;
+    /// Applies the turns atomically, each fenced by its epoch.
+    async fn commit(&self, turns: Vec<TurnCommit>) -> StoreResult<()>;
+}
+
+/// Signals sent to executions.
+#[async_trait]
+pub trait SignalStore: Send + Sync {
+    /// Stores a signal and wakes the execution's parked tasks.
+    /// [`StoreError::NotFound`] if the execution does not exist.
+    async fn send_signal(
+        &self,
+        execution: ExecutionId,
+        name: &str,
+        payload: Vec<u8>,
+        now: Timestamp,
+    ) -> StoreResult<SignalId>;
+    /// Unconsumed signals of the execution with one of `names`, oldest first.
+    async fn pending_signals(
+        &self,
+        execution: ExecutionId,
+        names: &[String],
+    ) -> StoreResult<Vec<SignalRecord>>;
+}
+
+/// Everything a backend offers.
+pub trait Backend: JournalStore + ExecutionStore + TaskStore + SignalStore + 'static {}
+
+impl<T> Backend for T where T: JournalStore + ExecutionStore + TaskStore + SignalStore + 'static {}
