@@ -1,0 +1,380 @@
+//! The running invocation's side of replay: the state shared between a
+//! [`crate::Driver`] and the effects its code creates, and the thread-local
+//! through which code finds it without a context argument.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+use stent_journal::event::ContextWrite;
+use stent_journal::{CallKey, Event, Failure, InvocationId, Payload, Seq, Timestamp};
+
+use crate::driver::{Divergence, DriverError};
+
+thread_local! {
+    static CURRENT: RefCell<Option<Context>> = const { RefCell::new(None) };
+}
+
+/// Returned when a durable effect is used outside a running invocation.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "no durable execution is running on this task: durable effects work only inside a durable function run by a stent worker (not in a tokio::spawn'ed task; pass values back to the workflow instead)"
+)]
+pub struct NoContext;
+
+/// A durable effect the code asks for.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Command {
+    /// Call another durable function.
+    Call {
+        /// Callee name.
+        function: String,
+        /// Callee version.
+        version: Option<String>,
+        /// Call key.
+        call_key: CallKey,
+        /// Canonical arguments.
+        args: Payload,
+    },
+    /// Sleep durably.
+    Timer {
+        /// How long.
+        duration: Duration,
+    },
+    /// Wait for a signal.
+    Signal {
+        /// Its name.
+        name: String,
+    },
+    /// Record a value read once (the value is used only on the first run).
+    SideEffect {
+        /// The freshly read value.
+        value: Payload,
+    },
+    /// Write to the execution context.
+    ContextWrite(ContextWrite),
+}
+
+impl Command {
+    /// A call command, computing the call key.
+    pub fn call(function: &str, version: Option<&str>, args: Payload) -> Command {
+        Command::Call {
+            call_key: CallKey::new(function, version, &args),
+            function: function.to_string(),
+            version: version.map(str::to_string),
+            args,
+        }
+    }
+
+    /// The event this command becomes when it is new.
+    fn to_event(&self, invocation: InvocationId, seq: Seq, now: Timestamp) -> Event {
+        match self.clone() {
+            Command::Call {
+                function,
+                version,
+                call_key,
+                args,
+            } => Event::CallScheduled {
+                function,
+                version,
+                call_key,
+                args,
+                child: InvocationId::child_of(invocation, seq),
+            },
+            Command::Timer { duration } => Event::TimerStarted {
+                fire_at: now.saturating_add(duration),
+                duration_ms: u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+            },
+            Command::Signal { name } => Event::SignalAwaited { name },
+            Command::SideEffect { value } => Event::SideEffect { value },
+            Command::ContextWrite(write) => Event::ContextWrite { write },
+        }
+    }
+
+    /// Whether a recorded event answers this command on replay.
+    fn matches(&self, recorded: &Event) -> bool {
+        match (self, recorded) {
+            (
+                Command::Call {
+                    function, call_key, ..
+                },
+                Event::CallScheduled {
+                    function: f,
+                    call_key: k,
+                    ..
+                },
+            ) => function == f && call_key == k,
+            (Command::Call { call_key, .. }, Event::CacheHit { call_key: k, .. }) => call_key == k,
+            (Command::Timer { .. }, Event::TimerStarted { .. }) => true,
+            (Command::Signal { name }, Event::SignalAwaited { name: n }) => name == n,
+            (Command::SideEffect { .. }, Event::SideEffect { .. }) => true,
+            (Command::ContextWrite(a), Event::ContextWrite { write: b }) => a == b,
+            _ => false,
+        }
+    }
+}
+
+/// The answer to an effect.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Resolution {
+    /// A value: a call's `Ok`, a signal's payload, a side effect's value.
+    Value(Payload),
+    /// A call failed for good.
+    Failed(Failure),
+    /// A timer fired; a context write was recorded.
+    Done,
+}
+
+impl Resolution {
+    /// The value, if this is one.
+    pub fn into_value(self) -> Option<Payload> {
+        match self {
+            Resolution::Value(p) => Some(p),
+            _ => None,
+        }
+    }
+}
+
+/// An effect the code is still waiting for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outstanding {
+    /// A child call.
+    Call {
+        /// The child invocation.
+        child: InvocationId,
+    },
+    /// A timer.
+    Timer {
+        /// When it fires.
+        fire_at: Timestamp,
+    },
+    /// A signal wait.
+    Signal {
+        /// The signal name.
+        name: String,
+    },
+}
+
+pub(crate) struct State {
+    pub(crate) invocation: InvocationId,
+    /// The whole journal: recorded events followed by the ones appended by this driver.
+    pub(crate) history: Vec<Event>,
+    /// Events `history[recorded_len..]` were appended here and not yet taken.
+    pub(crate) taken_len: usize,
+    pub(crate) next_seq: u32,
+    pub(crate) now: Timestamp,
+    pub(crate) resolved: HashMap<Seq, Resolution>,
+    pub(crate) outstanding: BTreeMap<Seq, Outstanding>,
+    pub(crate) wakers: HashMap<Seq, Waker>,
+    pub(crate) fatal: Option<DriverError>,
+}
+
+impl State {
+    fn schedule(&mut self, command: Command) -> Seq {
+        let seq = Seq(self.next_seq);
+        if let Some(recorded) = self.history.get(seq.0 as usize) {
+            if !command.matches(recorded) {
+                if self.fatal.is_none() {
+                    let asked = command.to_event(self.invocation, seq, self.now);
+                    self.fatal = Some(DriverError::Diverged(Divergence {
+                        invocation: self.invocation,
+                        seq,
+                        recorded: Some(recorded.clone()),
+                        asked: Some(asked),
+                    }));
+                }
+                return seq;
+            }
+            let recorded = recorded.clone();
+            self.next_seq += 1;
+            self.register(seq, &recorded);
+        } else {
+            let event = command.to_event(self.invocation, seq, self.now);
+            self.next_seq += 1;
+            self.register(seq, &event);
+            self.history.push(event);
+        }
+        seq
+    }
+
+    /// Notes what a command event means for the code: outstanding, or answered at once.
+    fn register(&mut self, seq: Seq, event: &Event) {
+        match event {
+            Event::CallScheduled { child, .. } => {
+                self.outstanding
+                    .insert(seq, Outstanding::Call { child: *child });
+            }
+            Event::TimerStarted { fire_at, .. } => {
+                self.outstanding.insert(
+                    seq,
+                    Outstanding::Timer {
+                        fire_at: *fire_at,
+                    },
+                );
+            }
+            Event::SignalAwaited { name } => {
+                self.outstanding
+                    .insert(seq, Outstanding::Signal { name: name.clone() });
+            }
+            Event::CacheHit { value, .. } | Event::SideEffect { value } => {
+                self.resolved.insert(seq, Resolution::Value(value.clone()));
+            }
+            Event::ContextWrite { .. } => {
+                self.resolved.insert(seq, Resolution::Done);
+            }
+            _ => {}
+        }
+    }
+
+    /// Applies a resolution event that sits at `next_seq` in `history`.
+    pub(crate) fn apply_resolution(&mut self, event: &Event) -> Result<(), DriverError> {
+        let seq = Seq(self.next_seq);
+        let target = event.resolves().ok_or_else(|| DriverError::Corrupt {
+            invocation: self.invocation,
+            seq,
+            reason: format!("{} is not a resolution", event.kind()),
+        })?;
+        let expected = self.outstanding.get(&target);
+        let fits = matches!(
+            (event, expected),
+            (
+                Event::CallCompleted { .. } | Event::CallFailed { .. },
+                Some(Outstanding::Call { .. })
+            ) | (Event::TimerFired { .. }, Some(Outstanding::Timer { .. }))
+                | (Event::SignalReceived { .. }, Some(Outstanding::Signal { .. }))
+        );
+        if !fits {
+            return Err(DriverError::Corrupt {
+                invocation: self.invocation,
+                seq,
+                reason: format!(
+                    "{} answers seq {target}, which is not an outstanding effect of that kind",
+                    event.kind()
+                ),
+            });
+        }
+        self.outstanding.remove(&target);
+        let resolution = match event {
+            Event::CallCompleted { value, .. } => Resolution::Value(value.clone()),
+            Event::SignalReceived { payload, .. } => Resolution::Value(payload.clone()),
+            Event::CallFailed { failure, .. } => Resolution::Failed(failure.clone()),
+            _ => Resolution::Done,
+        };
+        self.resolved.insert(target, resolution);
+        self.next_seq += 1;
+        if let Some(w) = self.wakers.remove(&target) {
+            w.wake();
+        }
+        Ok(())
+    }
+}
+
+/// A handle on the running invocation, found through [`Context::current`].
+#[derive(Clone)]
+pub struct Context {
+    pub(crate) state: Arc<Mutex<State>>,
+}
+
+impl std::fmt::Debug for Context {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Context")
+            .field("invocation", &self.invocation())
+            .finish()
+    }
+}
+
+impl Context {
+    /// The invocation whose code is being polled on this thread, if any.
+    pub fn current() -> Option<Context> {
+        CURRENT.with(|c| c.borrow().clone())
+    }
+
+    /// Like [`Context::current`], with a clear error when there is none.
+    pub fn try_current() -> Result<Context, NoContext> {
+        Self::current().ok_or(NoContext)
+    }
+
+    pub(crate) fn enter(&self) -> CurrentGuard {
+        let previous = CURRENT.with(|c| c.borrow_mut().replace(self.clone()));
+        CurrentGuard { previous }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic in user code never happens while this lock is held, so a
+        // poisoned lock still holds consistent state.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The running invocation's id.
+    pub fn invocation(&self) -> InvocationId {
+        self.lock().invocation
+    }
+
+    /// Creates a durable effect now (taking the next seq) and returns the
+    /// future of its answer.
+    pub fn schedule(&self, command: Command) -> Effect {
+        let seq = self.lock().schedule(command);
+        Effect {
+            ctx: self.clone(),
+            seq,
+        }
+    }
+
+    /// Records that the code could not go on (for example a recorded value no
+    /// longer decodes as the type the code expects). The driver stops the
+    /// invocation with this message.
+    pub fn abort(&self, message: impl Into<String>) {
+        let mut st = self.lock();
+        if st.fatal.is_none() {
+            st.fatal = Some(DriverError::Aborted {
+                invocation: st.invocation,
+                message: message.into(),
+            });
+        }
+    }
+}
+
+pub(crate) struct CurrentGuard {
+    previous: Option<Context>,
+}
+
+impl Drop for CurrentGuard {
+    fn drop(&mut self) {
+        let previous = self.previous.take();
+        CURRENT.with(|c| *c.borrow_mut() = previous);
+    }
+}
+
+/// The future of one durable effect's answer.
+pub struct Effect {
+    ctx: Context,
+    seq: Seq,
+}
+
+impl Effect {
+    /// The seq this effect took.
+    pub fn seq(&self) -> Seq {
+        self.seq
+    }
+}
+
+impl Future for Effect {
+    type Output = Resolution;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<Resolution> {
+        let mut st = self.ctx.lock();
+        if st.fatal.is_some() {
+            // The driver stops the invocation; never answer.
+            return Poll::Pending;
+        }
+        if let Some(r) = st.resolved.remove(&self.seq) {
+            return Poll::Ready(r);
+        }
+        st.wakers.insert(self.seq, cx.waker().clone());
+        Poll::Pending
+    }
+}
