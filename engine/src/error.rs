@@ -1,0 +1,81 @@
+//! The one error type of stent's public API.
+
+use stent_journal::store::{ExecutionStatus, StoreError};
+use stent_journal::{CodecError, DurationError, ExecutionId};
+
+/// Everything that can go wrong when using stent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The function is not registered with this executor.
+    #[error(
+        "function {function_name:?} is not registered; registered functions: {}. Mark it with #[stent::durable] (or register it on the custom FunctionRegistry you gave the builder)",
+        if registered.is_empty() { "none".to_string() } else { registered.join(", ") }
+    )]
+    UnregisteredFunction {
+        /// The name looked up.
+        function_name: String,
+        /// The names that are registered.
+        registered: Vec<String>,
+    },
+    /// A wait ran out of time.
+    #[error("timed out after {waited:?} waiting for {what}")]
+    Expiry {
+        /// What was awaited.
+        what: String,
+        /// How long.
+        waited: std::time::Duration,
+    },
+    /// No such execution.
+    #[error("execution {0} not found")]
+    NotFound(ExecutionId),
+    /// The execution has not finished yet.
+    #[error("execution {id} has not finished yet (state: {state})")]
+    StillRunning {
+        /// The execution.
+        id: ExecutionId,
+        /// Its current state.
+        state: ExecutionStatus,
+    },
+    /// The execution failed without a typed error (a panic, or the engine
+    /// could not go on).
+    #[error("execution {id} failed: {message}")]
+    ExecutionFailed {
+        /// The execution.
+        id: ExecutionId,
+        /// What happened.
+        message: String,
+    },
+    /// The execution was cancelled.
+    #[error("execution {0} was cancelled")]
+    Cancelled(ExecutionId),
+    /// The execution ran past its deadline.
+    #[error("execution {0} timed out")]
+    TimedOut(ExecutionId),
+    /// The execution is paused because its code no longer matches its journal.
+    #[error("execution {id} is paused: {report}")]
+    NonDeterminism {
+        /// The execution.
+        id: ExecutionId,
+        /// The divergence report.
+        report: String,
+    },
+    /// A duration was malformed.
+    #[error(transparent)]
+    InvalidDuration(#[from] DurationError),
+    /// Options that cannot be combined, or an invalid value.
+    #[error("invalid configuration: {0}")]
+    InvalidConfig(String),
+    /// Encoding or decoding a value failed.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The storage backend failed.
+    #[error(transparent)]
+    Backend(#[from] StoreError),
+    /// A durable effect was used outside a running execution.
+    #[error(transparent)]
+    NoContext(#[from] stent_replay::NoContext),
+}
+
+/// Result alias for stent's API.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,514 @@
+//! The executor: [`Stent`], its builder, dispatch, and the read side
+//! (`state_of`, `result_of`, `wait_for`, signals, listings).
+
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use stent_journal::event::Event;
+use stent_journal::store::{
+    Backend, ExecutionFilter, ExecutionRecord, ExecutionStatus, NewExecution, NewInvocation,
+};
+use stent_journal::{ExecutionId, Failure, IntoDuration, Payload, Timestamp};
+
+use crate::call::Call;
+use crate::clock::{Clock, TokioClock};
+use crate::error::{Error, Result};
+use crate::hub::Hub;
+use crate::registry::{DurableFn, FunctionRegistry};
+
+/// How waiters (`wait_for`) poll the backend between wake-ups.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PollSettings {
+    pub min: Duration,
+    pub max: Duration,
+    pub factor: f64,
+}
+
+impl PollSettings {
+    pub fn next(&self, current: Duration) -> Duration {
+        current.mul_f64(self.factor.max(1.0)).min(self.max)
+    }
+}
+
+pub(crate) struct Inner {
+    pub backend: Arc<dyn Backend>,
+    pub registry: Arc<FunctionRegistry>,
+    pub clock: Arc<dyn Clock>,
+    pub poll: PollSettings,
+    pub hub: Hub,
+}
+
+/// The stent executor: dispatches durable functions, runs workers, and
+/// answers questions about executions. Cheap to clone.
+///
+/// ```no_run
+/// use stent::Stent;
+///
+/// #[stent::durable]
+/// async fn add(a: i64, b: i64) -> Result<i64, String> {
+///     Ok(a + b)
+/// }
+///
+/// # async fn demo() -> Result<(), stent::Error> {
+/// let backend = stent::backends::SqliteBackend::open("stent.db").await?;
+/// backend.init_db().await?;
+/// let executor = Stent::new(backend);
+/// let id = executor.dispatch(add(1, 2)).await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Stent {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Stent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stent")
+            .field("functions", &self.inner.registry.names())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Stent`] with non-default settings.
+pub struct StentBuilder {
+    backend: Arc<dyn Backend>,
+    registry: Option<Arc<FunctionRegistry>>,
+    clock: Option<Arc<dyn Clock>>,
+    poll: PollSettings,
+}
+
+impl StentBuilder {
+    /// Use this registry instead of the global one.
+    pub fn function_registry(mut self, registry: FunctionRegistry) -> Self {
+        self.registry = Some(Arc::new(registry));
+        self
+    }
+
+    /// Use this clock (tests drive time with their own).
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Shortest interval between polls of a waiter (default 100 ms).
+    pub fn poll_min_interval(mut self, d: Duration) -> Self {
+        self.poll.min = d;
+        self
+    }
+
+    /// Longest interval between polls of a waiter (default 5 s).
+    pub fn poll_max_interval(mut self, d: Duration) -> Self {
+        self.poll.max = d;
+        self
+    }
+
+    /// Growth factor of the polling interval (default 2.0).
+    pub fn poll_backoff_factor(mut self, f: f64) -> Self {
+        self.poll.factor = f;
+        self
+    }
+
+    /// Builds the executor.
+    pub fn build(self) -> Stent {
+        Stent {
+            inner: Arc::new(Inner {
+                backend: self.backend,
+                registry: self.registry.unwrap_or_else(FunctionRegistry::global),
+                clock: self.clock.unwrap_or_else(|| Arc::new(TokioClock::new())),
+                poll: self.poll,
+                hub: Hub::default(),
+            }),
+        }
+    }
+}
+
+/// What [`Stent::state_of`] reports about an execution.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ExecutionState {
+    /// Execution id.
+    pub id: ExecutionId,
+    /// Root function name.
+    pub function: String,
+    /// Current state.
+    pub state: ExecutionStatus,
+    /// Dispatch time.
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    /// First claim by a worker.
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// When it ended.
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Tags.
+    pub tags: Vec<String>,
+    /// Priority.
+    pub priority: i32,
+    /// Queue.
+    pub queue: String,
+    /// The outcome once finished: `Ok(value)` or the failure.
+    pub result: Option<std::result::Result<Payload, Failure>>,
+    /// The non-determinism report, when paused.
+    pub pause_report: Option<String>,
+}
+
+impl ExecutionState {
+    fn from_record(r: ExecutionRecord) -> Result<Self> {
+        let result = match &r.terminal_event {
+            Some(bytes) => match Event::decode(bytes)? {
+                Event::Completed { value } => Some(Ok(value)),
+                Event::Failed { failure } => Some(Err(failure)),
+                _ => None,
+            },
+            None => None,
+        };
+        Ok(ExecutionState {
+            id: r.id,
+            function: r.function,
+            state: r.status,
+            created_at: r.created_at.to_datetime(),
+            started_at: r.started_at.map(Timestamp::to_datetime),
+            completed_at: r.completed_at.map(Timestamp::to_datetime),
+            tags: r.routing.tags,
+            priority: r.routing.priority,
+            queue: r.routing.queue,
+            result,
+            pause_report: r.pause_report,
+        })
+    }
+}
+
+impl Stent {
+    /// An executor over `backend` with default settings and the global registry.
+    pub fn new(backend: impl Backend) -> Stent {
+        Self::builder(backend).build()
+    }
+
+    /// A builder over `backend`.
+    pub fn builder(backend: impl Backend) -> StentBuilder {
+        StentBuilder {
+            backend: Arc::new(backend),
+            registry: None,
+            clock: None,
+            poll: PollSettings {
+                min: Duration::from_millis(100),
+                max: Duration::from_secs(5),
+                factor: 2.0,
+            },
+        }
+    }
+
+    /// The storage backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.inner.backend
+    }
+
+    /// The function registry in use.
+    pub fn registry(&self) -> &FunctionRegistry {
+        &self.inner.registry
+    }
+
+    /// The current time on the executor's clock.
+    pub fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    /// Starts a new execution of a durable function call. Options are set on
+    /// the returned builder; awaiting it returns the execution id.
+    ///
+    /// ```no_run
+    /// # #[stent::durable] async fn my_wf(x: u32) -> Result<u32, String> { Ok(x) }
+    /// # async fn demo(executor: stent::Stent) -> Result<(), stent::Error> {
+    /// let id = executor.dispatch(my_wf(7)).expiry("1h").delay("30s").priority(10).await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn dispatch<D: DurableFn>(&self, call: Call<D>) -> Dispatch<'_, D> {
+        Dispatch {
+            stent: self,
+            call,
+            expiry: None,
+            max_duration: None,
+            delay: None,
+            tags: None,
+            priority: None,
+            queue: None,
+        }
+    }
+
+    /// The state of an execution.
+    pub async fn state_of(&self, id: ExecutionId) -> Result<ExecutionState> {
+        let record = self
+            .inner
+            .backend
+            .execution(id)
+            .await?
+            .ok_or(Error::NotFound(id))?;
+        ExecutionState::from_record(record)
+    }
+
+    /// The result of a finished execution, typed: `Ok(Ok(value))`,
+    /// `Ok(Err(the function's error))`, or an [`Error`] saying why there is
+    /// none ([`Error::NotFound`], [`Error::StillRunning`], [`Error::Cancelled`], …).
+    pub async fn result_of<T: DeserializeOwned, E: DeserializeOwned>(
+        &self,
+        id: ExecutionId,
+    ) -> Result<std::result::Result<T, E>> {
+        let record = self
+            .inner
+            .backend
+            .execution(id)
+            .await?
+            .ok_or(Error::NotFound(id))?;
+        typed_result(record)
+    }
+
+    /// Waits until the execution finishes and returns its typed result.
+    /// With `expiry`, gives up after that long with [`Error::Expiry`].
+    pub async fn wait_for<T: DeserializeOwned, E: DeserializeOwned>(
+        &self,
+        id: ExecutionId,
+        expiry: Option<Duration>,
+    ) -> Result<std::result::Result<T, E>> {
+        let wait = async {
+            let mut interval = self.inner.poll.min;
+            loop {
+                let finished = self.inner.hub.finished.notified();
+                tokio::pin!(finished);
+                finished.as_mut().enable();
+                let record = self
+                    .inner
+                    .backend
+                    .execution(id)
+                    .await?
+                    .ok_or(Error::NotFound(id))?;
+                if record.status.is_terminal() || record.status == ExecutionStatus::Paused {
+                    return typed_result(record);
+                }
+                if tokio::time::timeout(interval, finished).await.is_err() {
+                    interval = self.inner.poll.next(interval);
+                }
+            }
+        };
+        match expiry {
+            None => wait.await,
+            Some(limit) => tokio::time::timeout(limit, wait)
+                .await
+                .map_err(|_| Error::Expiry {
+                    what: format!("execution {id}"),
+                    waited: limit,
+                })?,
+        }
+    }
+
+    /// Sends a signal to an execution. It is kept until a
+    /// `Stent::wait_for_signal(name)` in that execution consumes it.
+    pub async fn send_signal(
+        &self,
+        id: ExecutionId,
+        name: &str,
+        payload: &impl Serialize,
+    ) -> Result<()> {
+        let payload = Payload::encode(payload)?;
+        let now = self.inner.clock.now();
+        match self
+            .inner
+            .backend
+            .send_signal(id, name, payload.into_bytes(), now)
+            .await
+        {
+            Ok(_) => {}
+            Err(stent_journal::store::StoreError::NotFound(_)) => return Err(Error::NotFound(id)),
+            Err(e) => return Err(e.into()),
+        }
+        self.inner.hub.wake_execution(id);
+        self.inner.hub.work.notify_waiters();
+        Ok(())
+    }
+
+    /// A page of executions, newest first, optionally of one state.
+    pub async fn list_executions(
+        &self,
+        limit: usize,
+        offset: usize,
+        state: Option<ExecutionStatus>,
+    ) -> Result<Vec<ExecutionState>> {
+        let records = self
+            .inner
+            .backend
+            .list_executions(ExecutionFilter {
+                status: state,
+                limit,
+                offset,
+            })
+            .await?;
+        records.into_iter().map(ExecutionState::from_record).collect()
+    }
+
+    /// Tasks waiting to run, in one queue or all.
+    pub async fn queue_depth(&self, queue: Option<&str>) -> Result<u64> {
+        Ok(self
+            .inner
+            .backend
+            .queue_depth(queue, self.inner.clock.now())
+            .await?)
+    }
+}
+
+fn typed_result<T: DeserializeOwned, E: DeserializeOwned>(
+    record: ExecutionRecord,
+) -> Result<std::result::Result<T, E>> {
+    let id = record.id;
+    match record.status {
+        ExecutionStatus::Cancelled => return Err(Error::Cancelled(id)),
+        ExecutionStatus::TimedOut => return Err(Error::TimedOut(id)),
+        ExecutionStatus::Paused => {
+            return Err(Error::NonDeterminism {
+                id,
+                report: record.pause_report.unwrap_or_default(),
+            });
+        }
+        ExecutionStatus::Completed | ExecutionStatus::Failed => {}
+        state => return Err(Error::StillRunning { id, state }),
+    }
+    let bytes = record.terminal_event.ok_or_else(|| {
+        Error::Backend(stent_journal::store::StoreError::Corrupt(format!(
+            "execution {id} is finished but has no terminal event"
+        )))
+    })?;
+    match Event::decode(&bytes)? {
+        Event::Completed { value } => Ok(Ok(value.decode()?)),
+        Event::Failed {
+            failure: Failure::Error { error },
+        } => Ok(Err(error.decode()?)),
+        Event::Failed { failure } => Err(Error::ExecutionFailed {
+            id,
+            message: failure.to_string(),
+        }),
+        other => Err(Error::Backend(stent_journal::store::StoreError::Corrupt(
+            format!(
+                "execution {id} ended with a {} event, not a terminal one",
+                other.kind()
+            ),
+        ))),
+    }
+}
+
+/// A pending dispatch; set options, then `.await` it for the execution id.
+#[must_use = "a dispatch does nothing until awaited"]
+pub struct Dispatch<'a, D: DurableFn> {
+    stent: &'a Stent,
+    call: Call<D>,
+    expiry: Option<Result<Duration>>,
+    max_duration: Option<Result<Duration>>,
+    delay: Option<Result<Duration>>,
+    tags: Option<Vec<String>>,
+    priority: Option<i32>,
+    queue: Option<String>,
+}
+
+impl<D: DurableFn> Dispatch<'_, D> {
+    /// The execution must finish within this long (`"1h"`, a `Duration`, a `TimeDelta`…).
+    pub fn expiry(mut self, d: impl IntoDuration) -> Self {
+        self.expiry = Some(d.into_duration().map_err(Error::from));
+        self
+    }
+
+    /// Alias of [`Dispatch::expiry`]; giving both is an error.
+    pub fn max_duration(mut self, d: impl IntoDuration) -> Self {
+        self.max_duration = Some(d.into_duration().map_err(Error::from));
+        self
+    }
+
+    /// Start no earlier than this long from now.
+    pub fn delay(mut self, d: impl IntoDuration) -> Self {
+        self.delay = Some(d.into_duration().map_err(Error::from));
+        self
+    }
+
+    /// Tags of this execution (replace the declared ones).
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags = Some(tags.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Priority of this execution (higher first).
+    pub fn priority(mut self, p: i32) -> Self {
+        self.priority = Some(p);
+        self
+    }
+
+    /// Queue of this execution.
+    pub fn queue(mut self, q: impl Into<String>) -> Self {
+        self.queue = Some(q.into());
+        self
+    }
+
+    async fn run(self) -> Result<ExecutionId> {
+        let inner = &self.stent.inner;
+        let entry = inner.registry.get(D::NAME)?;
+        let expiry = match (self.expiry, self.max_duration) {
+            (Some(_), Some(_)) => {
+                return Err(Error::InvalidConfig(
+                    "give either expiry or max_duration (they are aliases), not both".into(),
+                ));
+            }
+            (Some(e), None) | (None, Some(e)) => Some(e?),
+            (None, None) => None,
+        };
+        let delay = self.delay.transpose()?;
+        let mut routing = entry.routing.clone();
+        if let Some(t) = self.tags {
+            routing.tags = t;
+        }
+        if let Some(p) = self.priority {
+            routing.priority = p;
+        }
+        if let Some(q) = self.queue {
+            routing.queue = q;
+        }
+        let args = Payload::encode(&self.call.args)?;
+        let id = ExecutionId::new_random();
+        let now = inner.clock.now();
+        let started = Event::Started {
+            function: D::NAME.to_string(),
+            version: entry.version.map(str::to_string),
+            args,
+            parent: None,
+        };
+        inner
+            .backend
+            .create_execution(NewExecution {
+                id,
+                function: D::NAME.to_string(),
+                created_at: now,
+                deadline: expiry.map(|e| now.saturating_add(e)),
+                root: NewInvocation {
+                    invocation: id.root_invocation(),
+                    execution: id,
+                    function: D::NAME.to_string(),
+                    routing,
+                    run_at: delay.map(|d| now.saturating_add(d)).unwrap_or(now),
+                    started_event: started.encode()?,
+                    lease: None,
+                },
+            })
+            .await?;
+        inner.hub.work.notify_waiters();
+        Ok(id)
+    }
+}
+
+impl<'a, D: DurableFn> IntoFuture for Dispatch<'a, D> {
+    type Output = Result<ExecutionId>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<ExecutionId>> + Send + 'a>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.run())
+    }
+}

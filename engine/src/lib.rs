@@ -1,0 +1,79 @@
+//! # stent — durable workflows for Rust
+//!
+//! Write workflows as ordinary `async fn`s. Every durable effect — calling
+//! another durable function, sleeping, waiting for a signal — is appended to
+//! an append-only journal. After a crash the engine runs the code again and
+//! answers each effect from the journal, so completed steps never run twice
+//! and a week-long sleep survives restarts. One SQLite file by default.
+//!
+//! ```no_run
+//! use stent::Stent;
+//!
+//! #[stent::durable]
+//! async fn charge(order: u64, cents: u64) -> Result<String, String> {
+//!     Ok(format!("receipt-{order}-{cents}"))
+//! }
+//!
+//! #[stent::durable]
+//! async fn checkout(order: u64) -> Result<String, String> {
+//!     let receipt = charge(order, 4200).await?; // journaled
+//!     Stent::sleep("1s").await.map_err(|e| e.to_string())?; // durable timer
+//!     Ok(receipt)
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), stent::Error> {
+//!     let backend = stent::backends::SqliteBackend::open("shop.db").await?;
+//!     backend.init_db().await?;
+//!     let executor = Stent::new(backend);
+//!     let id = executor.dispatch(checkout(7)).await?;
+//!
+//!     let lifecycle = executor.create_worker_lifecycle(None);
+//!     let worker = tokio::spawn(executor.worker().lifecycle(lifecycle.clone()).serve());
+//!     let receipt = executor.wait_for::<String, String>(id, None).await?;
+//!     println!("{receipt:?}");
+//!     lifecycle.request_drain();
+//!     worker.await.expect("worker task")?;
+//!     Ok(())
+//! }
+//! ```
+
+mod call;
+mod clock;
+mod error;
+mod executor;
+mod hub;
+mod lifecycle;
+mod registry;
+mod worker;
+mod workflow;
+
+pub use call::{Call, CallFuture, IntoDefinition};
+pub use clock::{Clock, TokioClock};
+pub use error::{Error, Result};
+pub use executor::{Dispatch, ExecutionState, Stent, StentBuilder};
+pub use lifecycle::{LifecycleState, WorkerLifecycle};
+pub use registry::{
+    BoxFuture, DurableFn, DurableOptions, FunctionEntry, FunctionRegistry, RetryPolicy,
+};
+pub use stent_journal::store::ExecutionStatus;
+pub use stent_journal::{DurationSpec, ExecutionId, Failure, IntoDuration, Payload};
+pub use stent_macros::durable;
+pub use worker::WorkerBuilder;
+pub use workflow::{SignalWait, Sleep};
+
+/// The journal layer: events, codec, ids, storage traits.
+pub use stent_journal as journal;
+
+/// Storage backends.
+pub mod backends {
+    pub use stent_memory::MemoryBackend;
+    #[cfg(feature = "sqlite")]
+    pub use stent_sqlite::SqliteBackend;
+}
+
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::registry::Registration;
+    pub use inventory;
+}

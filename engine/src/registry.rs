@@ -1,0 +1,241 @@
+//! Durable functions by name: the [`DurableFn`] trait the `#[durable]`
+//! attribute implements, its options, and the registries that map names to
+//! runnable entries.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use stent_journal::store::Routing;
+use stent_journal::{Failure, Payload};
+use stent_replay::InvocationFuture;
+
+use crate::error::Error;
+
+/// A boxed, sendable future (what durable bodies are turned into).
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+/// How a failing durable function is retried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    /// Total attempts, the first one included.
+    pub max_attempts: u32,
+    /// Delay before the first retry.
+    pub initial_delay: Duration,
+    /// Multiplier applied to the delay after each retry.
+    pub backoff_factor: f64,
+    /// Upper bound of the delay.
+    pub max_delay: Duration,
+    /// Randomise delays by up to this fraction.
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            initial_delay: Duration::from_secs(1),
+            backoff_factor: 2.0,
+            max_delay: Duration::from_secs(60),
+            jitter: 0.0,
+        }
+    }
+}
+
+/// The options of `#[durable(...)]`, as the seed API names them.
+pub struct DurableOptions<A: 'static> {
+    /// Share results across executions, keyed by the call key.
+    pub cached: bool,
+    /// Retries on failure.
+    pub retry_policy: Option<RetryPolicy>,
+    /// Tags for worker filtering.
+    pub tags: &'static [&'static str],
+    /// Higher runs first.
+    pub priority: i32,
+    /// Queue for routing.
+    pub queue: Option<&'static str>,
+    /// Run at most once per idempotency key.
+    pub idempotent: bool,
+    /// Computes the idempotency key from the arguments.
+    pub idempotency_key_func: Option<fn(&A) -> String>,
+    /// Version string, part of the call key.
+    pub version: Option<&'static str>,
+    /// Cluster-wide concurrency limit.
+    pub max_concurrent: Option<u32>,
+}
+
+/// A durable function. Implemented by `#[stent::durable]`; you rarely write it by hand.
+pub trait DurableFn: Send + Sync + 'static {
+    /// The arguments, as a tuple.
+    type Args: Serialize + DeserializeOwned + Send + 'static;
+    /// The `Ok` type.
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The `Err` type.
+    type Error: Serialize + DeserializeOwned + Send + 'static;
+    /// The registered name, `module::path::function`.
+    const NAME: &'static str;
+    /// Declared options.
+    fn options() -> DurableOptions<Self::Args>;
+    /// Runs the body.
+    fn run(args: Self::Args) -> BoxFuture<Result<Self::Output, Self::Error>>;
+}
+
+/// A registered function, with its types erased.
+pub struct FunctionEntry {
+    /// Registered name.
+    pub name: &'static str,
+    /// Version, part of call keys.
+    pub version: Option<&'static str>,
+    /// Default routing of its tasks.
+    pub routing: Routing,
+    /// Retry policy, if any.
+    pub retry_policy: Option<RetryPolicy>,
+    invoke: fn(Payload) -> InvocationFuture,
+}
+
+impl std::fmt::Debug for FunctionEntry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FunctionEntry")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .field("routing", &self.routing)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FunctionEntry {
+    /// The entry of `D`.
+    pub fn of<D: DurableFn>() -> FunctionEntry {
+        let o = D::options();
+        FunctionEntry {
+            name: D::NAME,
+            version: o.version,
+            routing: Routing {
+                queue: o
+                    .queue
+                    .unwrap_or(stent_journal::store::DEFAULT_QUEUE)
+                    .to_string(),
+                priority: o.priority,
+                tags: o.tags.iter().map(|t| t.to_string()).collect(),
+            },
+            retry_policy: o.retry_policy,
+            invoke: invoke::<D>,
+        }
+    }
+
+    /// Starts the body on encoded arguments.
+    pub fn invoke(&self, args: Payload) -> InvocationFuture {
+        (self.invoke)(args)
+    }
+}
+
+fn invoke<D: DurableFn>(args: Payload) -> InvocationFuture {
+    Box::pin(async move {
+        let args: D::Args = args.decode().map_err(|e| Failure::Aborted {
+            message: format!("arguments of {} do not decode: {e}", D::NAME),
+        })?;
+        match D::run(args).await {
+            Ok(v) => Payload::encode(&v).map_err(|e| Failure::Aborted {
+                message: format!("result of {} does not encode: {e}", D::NAME),
+            }),
+            Err(e) => Err(match Payload::encode(&e) {
+                Ok(error) => Failure::Error { error },
+                Err(enc) => Failure::Aborted {
+                    message: format!("error of {} does not encode: {enc}", D::NAME),
+                },
+            }),
+        }
+    })
+}
+
+/// An entry of the global registry, submitted by `#[durable]`.
+#[doc(hidden)]
+pub struct Registration {
+    make: fn() -> FunctionEntry,
+}
+
+impl Registration {
+    /// The registration of `D`.
+    pub const fn new<D: DurableFn>() -> Registration {
+        Registration {
+            make: FunctionEntry::of::<D>,
+        }
+    }
+}
+
+inventory::collect!(Registration);
+
+/// Maps function names to runnable entries.
+///
+/// [`FunctionRegistry::global`] holds every `#[durable]` function of the
+/// program; build your own to let a worker serve only some of them.
+#[derive(Debug, Default, Clone)]
+pub struct FunctionRegistry {
+    entries: BTreeMap<&'static str, Arc<FunctionEntry>>,
+}
+
+impl FunctionRegistry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The registry of every `#[durable]` function linked into the program.
+    pub fn global() -> Arc<FunctionRegistry> {
+        static GLOBAL: OnceLock<Arc<FunctionRegistry>> = OnceLock::new();
+        GLOBAL
+            .get_or_init(|| {
+                let mut r = FunctionRegistry::new();
+                for reg in inventory::iter::<Registration> {
+                    r.insert((reg.make)());
+                }
+                Arc::new(r)
+            })
+            .clone()
+    }
+
+    fn insert(&mut self, entry: FunctionEntry) {
+        self.entries.insert(entry.name, Arc::new(entry));
+    }
+
+    /// Registers a durable function by passing the function itself:
+    /// `registry.register(process_item)`.
+    pub fn register<F, M>(&mut self, _function: F) -> &mut Self
+    where
+        F: crate::call::IntoDefinition<M>,
+    {
+        self.insert(FunctionEntry::of::<F::Def>());
+        self
+    }
+
+    /// Registers `D` by type.
+    pub fn register_def<D: DurableFn>(&mut self) -> &mut Self {
+        self.insert(FunctionEntry::of::<D>());
+        self
+    }
+
+    /// The entry of `name`.
+    pub fn get(&self, name: &str) -> Result<Arc<FunctionEntry>, Error> {
+        self.entries
+            .get(name)
+            .cloned()
+            .ok_or_else(|| Error::UnregisteredFunction {
+                function_name: name.to_string(),
+                registered: self.names(),
+            })
+    }
+
+    /// True if `name` is registered.
+    pub fn contains(&self, name: &str) -> bool {
+        self.entries.contains_key(name)
+    }
+
+    /// Every registered name, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.entries.keys().map(|k| k.to_string()).collect()
+    }
+}

@@ -1,0 +1,1068 @@
+//! The worker: claims tasks, runs invocations against their journals, and
+//! commits each turn in one fenced transaction.
+//!
+//! An invocation stays *resident* (its future alive in memory, its lease
+//! held) while it waits for child calls or a short timer, and is woken
+//! in-process when a child it spawned here finishes; so an n-step workflow
+//! replays nothing and costs O(n). Long waits park the task and keep the
+//! driver in a bounded sticky cache; replay from the journal happens only
+//! after a crash, an eviction or a move to another worker.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::future::poll_fn;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use stent_journal::event::{Event, ParentLink};
+use stent_journal::store::{
+    ClaimRequest, ClaimedTask, Delivery, ExecutionOutcome, ExecutionStatus, InboxId, LeaseGrant,
+    NewEvent, NewInvocation, Routing, SignalId, StoreError, TaskDisposition, TurnCommit,
+};
+use stent_journal::{ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq, Timestamp, WorkerId};
+use stent_replay::{Driver, DriverError, Outstanding, Status};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+
+use crate::error::{Error, Result};
+use crate::executor::{Inner, PollSettings, Stent};
+use crate::lifecycle::{LifecycleState, WorkerLifecycle};
+use crate::registry::FunctionEntry;
+
+/// Parked drivers kept in memory for a quick resume, at most.
+const STICKY_CAPACITY: usize = 4096;
+
+/// Configures and runs a worker. Get one from [`Stent::worker`].
+///
+/// ```no_run
+/// # async fn demo(executor: stent::Stent) -> Result<(), stent::Error> {
+/// executor
+///     .worker()
+///     .worker_id("worker-1")
+///     .queues(["default", "high_priority"])
+///     .max_concurrency(50)
+///     .lease_duration(std::time::Duration::from_secs(600))
+///     .serve()
+///     .await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a worker does nothing until `serve` is awaited"]
+pub struct WorkerBuilder {
+    stent: Stent,
+    worker_id: Option<String>,
+    queues: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
+    max_concurrency: usize,
+    lease_duration: Duration,
+    heartbeat_interval: Option<Duration>,
+    poll_interval: Duration,
+    poll_interval_max: Option<Duration>,
+    poll_backoff_factor: Option<f64>,
+    sticky_timer: Duration,
+    lifecycle: Option<WorkerLifecycle>,
+}
+
+impl Stent {
+    /// A worker over this executor's backend and registry.
+    pub fn worker(&self) -> WorkerBuilder {
+        WorkerBuilder {
+            stent: self.clone(),
+            worker_id: None,
+            queues: None,
+            tags: None,
+            max_concurrency: 10,
+            lease_duration: Duration::from_secs(300),
+            heartbeat_interval: None,
+            poll_interval: Duration::from_secs(1),
+            poll_interval_max: None,
+            poll_backoff_factor: None,
+            sticky_timer: Duration::from_secs(2),
+            lifecycle: None,
+        }
+    }
+}
+
+impl WorkerBuilder {
+    /// The worker's name (default: a random one).
+    pub fn worker_id(mut self, id: impl Into<String>) -> Self {
+        self.worker_id = Some(id.into());
+        self
+    }
+
+    /// Only claim tasks of these queues.
+    pub fn queues<I, S>(mut self, queues: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.queues = Some(queues.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Only claim tasks carrying at least one of these tags.
+    pub fn tags<I, S>(mut self, tags: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.tags = Some(tags.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Most invocations running their code at once (default 10). An
+    /// invocation that waits for durable effects does not hold a slot.
+    pub fn max_concurrency(mut self, n: usize) -> Self {
+        self.max_concurrency = n.max(1);
+        self
+    }
+
+    /// How long a claim lasts without renewal (default 5 minutes).
+    pub fn lease_duration(mut self, d: Duration) -> Self {
+        self.lease_duration = d;
+        self
+    }
+
+    /// How often leases are renewed (default: half the lease duration).
+    pub fn heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat_interval = Some(d);
+        self
+    }
+
+    /// Shortest wait between polls when idle (default 1 s).
+    pub fn poll_interval(mut self, d: Duration) -> Self {
+        self.poll_interval = d;
+        self
+    }
+
+    /// Longest wait between polls when idle (default: the executor's `poll_max_interval`).
+    pub fn poll_interval_max(mut self, d: Duration) -> Self {
+        self.poll_interval_max = Some(d);
+        self
+    }
+
+    /// Growth factor of the idle poll interval (default: the executor's).
+    pub fn poll_backoff_factor(mut self, f: f64) -> Self {
+        self.poll_backoff_factor = Some(f);
+        self
+    }
+
+    /// Timers due within this long keep the workflow resident instead of
+    /// parking it (default 2 s).
+    pub fn sticky_timer(mut self, d: Duration) -> Self {
+        self.sticky_timer = d;
+        self
+    }
+
+    /// Coordinate readiness and shutdown through this handle.
+    pub fn lifecycle(mut self, lifecycle: WorkerLifecycle) -> Self {
+        self.lifecycle = Some(lifecycle);
+        self
+    }
+
+    /// Runs the worker until its lifecycle is drained.
+    pub async fn serve(self) -> Result<()> {
+        let inner = self.stent.inner.clone();
+        let lifecycle = self.lifecycle.unwrap_or_else(|| WorkerLifecycle::new(None));
+        let poll = PollSettings {
+            min: self.poll_interval,
+            max: self
+                .poll_interval_max
+                .unwrap_or(inner.poll.max)
+                .max(self.poll_interval),
+            factor: self.poll_backoff_factor.unwrap_or(inner.poll.factor),
+        };
+        if self.lease_duration < Duration::from_millis(10) {
+            return Err(Error::InvalidConfig(
+                "lease_duration must be at least 10 ms".into(),
+            ));
+        }
+        let heartbeat = self
+            .heartbeat_interval
+            .unwrap_or(self.lease_duration / 2)
+            .max(Duration::from_millis(1));
+        let worker_id = self.worker_id.unwrap_or_else(|| {
+            format!(
+                "worker-{}",
+                &ExecutionId::new_random().to_string()[..8]
+            )
+        });
+        let (drain_tx, drain_rx) = watch::channel(false);
+        let core = Arc::new(Core {
+            functions: inner.registry.names(),
+            inner,
+            id: WorkerId::new(worker_id),
+            queues: self.queues,
+            tags: self.tags,
+            lease: self.lease_duration,
+            poll,
+            sticky_timer: self.sticky_timer,
+            slots: Arc::new(Semaphore::new(self.max_concurrency)),
+            slot_freed: Notify::new(),
+            leases: Mutex::new(HashMap::new()),
+            sticky: Mutex::new(HashMap::new()),
+            running: AtomicUsize::new(0),
+            idle: Notify::new(),
+            drain: drain_rx,
+        });
+        let heartbeat_task = tokio::spawn(core.clone().heartbeat_loop(heartbeat));
+        lifecycle.set(LifecycleState::Ready);
+        core.clone().claim_loop(lifecycle.drain_requested()).await;
+        lifecycle.set(LifecycleState::Draining);
+        drain_tx.send_replace(true);
+        core.wait_idle().await;
+        heartbeat_task.abort();
+        lifecycle.set(LifecycleState::Stopped);
+        Ok(())
+    }
+}
+
+struct LeaseState {
+    epoch: LeaseEpoch,
+    lost: Arc<AtomicBool>,
+}
+
+struct Cached {
+    driver: Driver,
+    parent: Option<ParentLink>,
+}
+
+struct Core {
+    inner: Arc<Inner>,
+    id: WorkerId,
+    queues: Option<Vec<String>>,
+    tags: Option<Vec<String>>,
+    functions: Vec<String>,
+    lease: Duration,
+    poll: PollSettings,
+    sticky_timer: Duration,
+    slots: Arc<Semaphore>,
+    slot_freed: Notify,
+    leases: Mutex<HashMap<InvocationId, LeaseState>>,
+    sticky: Mutex<HashMap<InvocationId, Cached>>,
+    running: AtomicUsize,
+    idle: Notify,
+    drain: watch::Receiver<bool>,
+}
+
+/// A concurrency slot; freeing it wakes the claim loop.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    core: Arc<Core>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.core.slot_freed.notify_one();
+    }
+}
+
+/// Where a resolution came from, so the commit can mark it consumed.
+enum Source {
+    Inbox(InboxId),
+    Signal(SignalId),
+    Timer,
+}
+
+struct Running {
+    invocation: InvocationId,
+    execution: ExecutionId,
+    epoch: LeaseEpoch,
+    parent: Option<ParentLink>,
+    driver: Driver,
+    slot: Option<Slot>,
+    notify: Arc<Notify>,
+    lost: Arc<AtomicBool>,
+    consumed_inbox: Vec<InboxId>,
+    consumed_signals: Vec<SignalId>,
+}
+
+/// How a run of turns ended.
+enum Ended {
+    /// Finished, failed or paused: nothing more to do here.
+    Done,
+    /// Waiting for a timer or a signal; the task was released.
+    Parked,
+}
+
+enum TurnError {
+    LeaseLost,
+    Retry(String),
+}
+
+impl From<StoreError> for TurnError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::LeaseLost { .. } => TurnError::LeaseLost,
+            other => TurnError::Retry(other.to_string()),
+        }
+    }
+}
+
+enum LoadError {
+    /// The journal cannot be run: pause the execution with this report.
+    Corrupt(String),
+    Store(StoreError),
+}
+
+/// What [`Core::collect`] needs to know about a waiting invocation.
+struct Waiting<'a> {
+    invocation: InvocationId,
+    execution: ExecutionId,
+    outstanding: Vec<(Seq, Outstanding)>,
+    consumed_inbox: &'a [InboxId],
+    consumed_signals: &'a [SignalId],
+}
+
+struct LocalChild {
+    invocation: InvocationId,
+    execution: ExecutionId,
+    entry: Arc<FunctionEntry>,
+    args: Payload,
+    started: Event,
+    parent: ParentLink,
+    slot: Slot,
+}
+
+impl Core {
+    fn now(&self) -> Timestamp {
+        self.inner.clock.now()
+    }
+
+    fn draining(&self) -> bool {
+        *self.drain.borrow()
+    }
+
+    fn try_slot(self: &Arc<Self>) -> Option<Slot> {
+        self.slots.clone().try_acquire_owned().ok().map(|p| Slot {
+            _permit: p,
+            core: self.clone(),
+        })
+    }
+
+    fn serves(&self, routing: &Routing) -> bool {
+        let queue_ok = self
+            .queues
+            .as_ref()
+            .is_none_or(|qs| qs.iter().any(|q| *q == routing.queue));
+        let tags_ok = self
+            .tags
+            .as_ref()
+            .is_none_or(|ts| ts.iter().any(|t| routing.tags.contains(t)));
+        queue_ok && tags_ok
+    }
+
+    async fn claim_loop(self: Arc<Self>, mut drain: watch::Receiver<bool>) {
+        let mut backoff = self.poll.min;
+        loop {
+            if *drain.borrow() {
+                return;
+            }
+            let work = self.inner.hub.work.notified();
+            tokio::pin!(work);
+            work.as_mut().enable();
+            let freed = self.slot_freed.notified();
+            tokio::pin!(freed);
+            freed.as_mut().enable();
+            let free = self.slots.available_permits();
+            let mut claimed = 0;
+            if free > 0 {
+                let limit = free.min(64);
+                let now = self.now();
+                let request = ClaimRequest {
+                    worker: self.id.clone(),
+                    now,
+                    lease_until: now.saturating_add(self.lease),
+                    limit,
+                    queues: self.queues.clone(),
+                    tags: self.tags.clone(),
+                    functions: self.functions.clone(),
+                };
+                match self.inner.backend.claim(request).await {
+                    Ok(tasks) => {
+                        claimed = tasks.len();
+                        for task in tasks {
+                            let slot = self.try_slot();
+                            self.spawn_tracked(self.clone().start_claimed(task, slot));
+                        }
+                    }
+                    Err(e) => tracing::warn!(worker = %self.id, error = %e, "claim failed; backing off"),
+                }
+                if claimed > 0 {
+                    backoff = self.poll.min;
+                    if claimed == limit {
+                        continue;
+                    }
+                }
+            }
+            tokio::select! {
+                _ = &mut work => backoff = self.poll.min,
+                _ = &mut freed, if free == 0 => {}
+                _ = tokio::time::sleep(backoff) => {
+                    if claimed == 0 {
+                        backoff = self.poll.next(backoff);
+                    }
+                }
+                _ = drain.changed() => {}
+            }
+        }
+    }
+
+    fn spawn_tracked<F>(self: &Arc<Self>, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.running.fetch_add(1, Ordering::SeqCst);
+        let core = self.clone();
+        tokio::spawn(async move {
+            fut.await;
+            if core.running.fetch_sub(1, Ordering::SeqCst) == 1 {
+                core.idle.notify_waiters();
+            }
+        });
+    }
+
+    async fn wait_idle(&self) {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if self.running.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            idle.await;
+        }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, every: Duration) {
+        loop {
+            tokio::time::sleep(every).await;
+            let held: Vec<(InvocationId, LeaseEpoch)> = self
+                .lock_leases()
+                .iter()
+                .map(|(i, l)| (*i, l.epoch))
+                .collect();
+            if held.is_empty() {
+                continue;
+            }
+            let until = self.now().saturating_add(self.lease);
+            match self
+                .inner
+                .backend
+                .renew_leases(&self.id, &held, until)
+                .await
+            {
+                Ok(lost) => {
+                    for inv in lost {
+                        if let Some(l) = self.lock_leases().get(&inv) {
+                            tracing::warn!(worker = %self.id, invocation = %inv, "lease lost");
+                            l.lost.store(true, Ordering::SeqCst);
+                        }
+                        self.inner.hub.wake_invocation(inv);
+                    }
+                }
+                Err(e) => tracing::warn!(worker = %self.id, error = %e, "lease renewal failed"),
+            }
+        }
+    }
+
+    fn lock_leases(&self) -> std::sync::MutexGuard<'_, HashMap<InvocationId, LeaseState>> {
+        self.leases.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_sticky(&self) -> std::sync::MutexGuard<'_, HashMap<InvocationId, Cached>> {
+        self.sticky.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a held lease; returns the wake-up handle and the lost flag.
+    fn hold(
+        &self,
+        invocation: InvocationId,
+        execution: ExecutionId,
+        epoch: LeaseEpoch,
+    ) -> (Arc<Notify>, Arc<AtomicBool>) {
+        let lost = Arc::new(AtomicBool::new(false));
+        self.lock_leases().insert(
+            invocation,
+            LeaseState {
+                epoch,
+                lost: lost.clone(),
+            },
+        );
+        (self.inner.hub.add_resident(invocation, execution), lost)
+    }
+
+    fn release(&self, invocation: InvocationId) {
+        self.lock_leases().remove(&invocation);
+        self.inner.hub.remove_resident(invocation);
+    }
+
+    async fn start_claimed(self: Arc<Self>, task: ClaimedTask, slot: Option<Slot>) {
+        let (notify, lost) = self.hold(task.invocation, task.execution, task.epoch);
+        match self.load(task.invocation).await {
+            Ok((driver, parent)) => {
+                let running = Running {
+                    invocation: task.invocation,
+                    execution: task.execution,
+                    epoch: task.epoch,
+                    parent,
+                    driver,
+                    slot,
+                    notify,
+                    lost,
+                    consumed_inbox: Vec::new(),
+                    consumed_signals: Vec::new(),
+                };
+                self.drive(running, true).await;
+            }
+            Err(LoadError::Corrupt(report)) => {
+                tracing::error!(invocation = %task.invocation, %report, "journal cannot be run; pausing the execution");
+                let commit = TurnCommit {
+                    invocation: task.invocation,
+                    epoch: task.epoch,
+                    now: self.now(),
+                    events: Vec::new(),
+                    spawn: Vec::new(),
+                    consumed_inbox: Vec::new(),
+                    consumed_signals: Vec::new(),
+                    disposition: TaskDisposition::Pause {
+                        report: format!("execution {}: {report}", task.execution),
+                    },
+                };
+                if let Err(e) = self.inner.backend.commit(vec![commit]).await {
+                    tracing::warn!(invocation = %task.invocation, error = %e, "could not pause");
+                }
+                self.inner.hub.finished.notify_waiters();
+                self.release(task.invocation);
+            }
+            Err(LoadError::Store(e)) => {
+                // The lease runs out and the task is claimed again later.
+                tracing::warn!(invocation = %task.invocation, error = %e, "could not load journal");
+                self.release(task.invocation);
+            }
+        }
+    }
+
+    /// A driver for `invocation`: the sticky one if the journal has not moved
+    /// since it was parked, else a fresh replay of the stored journal.
+    async fn load(&self, invocation: InvocationId) -> Result<(Driver, Option<ParentLink>), LoadError> {
+        let cached = self.lock_sticky().remove(&invocation);
+        if let Some(cached) = cached {
+            let tail = self
+                .inner
+                .backend
+                .read_journal(invocation, Seq(cached.driver.journal_len() as u32))
+                .await
+                .map_err(LoadError::Store)?;
+            if tail.is_empty() {
+                return Ok((cached.driver, cached.parent));
+            }
+        }
+        let rows = self
+            .inner
+            .backend
+            .read_journal(invocation, Seq(0))
+            .await
+            .map_err(LoadError::Store)?;
+        let mut events = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            if row.seq.0 as usize != i {
+                return Err(LoadError::Corrupt(format!(
+                    "journal of invocation {invocation} has a gap: expected seq {i}, found {}",
+                    row.seq
+                )));
+            }
+            let event = Event::decode(&row.bytes).map_err(|e| {
+                LoadError::Corrupt(format!(
+                    "journal of invocation {invocation}, seq {}: {e}",
+                    row.seq
+                ))
+            })?;
+            events.push(event);
+        }
+        let Some(Event::Started {
+            function,
+            args,
+            parent,
+            ..
+        }) = events.first().cloned()
+        else {
+            return Err(LoadError::Corrupt(format!(
+                "journal of invocation {invocation} does not start with a started event"
+            )));
+        };
+        let entry = self
+            .inner
+            .registry
+            .get(&function)
+            .map_err(|e| LoadError::Corrupt(e.to_string()))?;
+        let driver = Driver::new(invocation, events, entry.invoke(args))
+            .map_err(|e| LoadError::Corrupt(e.to_string()))?;
+        Ok((driver, parent))
+    }
+
+    async fn drive(self: Arc<Self>, mut r: Running, check_remote: bool) {
+        let mut check = check_remote;
+        let mut delay = self.poll.min;
+        loop {
+            match self.turns(&mut r, check).await {
+                Ok(Ended::Done) => break,
+                Ok(Ended::Parked) => {
+                    self.release(r.invocation);
+                    let mut sticky = self.lock_sticky();
+                    if sticky.len() >= STICKY_CAPACITY {
+                        // Evict an arbitrary entry: it replays from its journal if claimed again.
+                        if let Some(k) = sticky.keys().next().copied() {
+                            sticky.remove(&k);
+                        }
+                    }
+                    sticky.insert(
+                        r.invocation,
+                        Cached {
+                            driver: r.driver,
+                            parent: r.parent,
+                        },
+                    );
+                    return;
+                }
+                Err(TurnError::LeaseLost) => {
+                    tracing::warn!(invocation = %r.invocation, "lease lost; dropping the invocation");
+                    break;
+                }
+                Err(TurnError::Retry(message)) => {
+                    tracing::warn!(invocation = %r.invocation, %message, "turn failed; reloading from the journal");
+                    tokio::time::sleep(delay).await;
+                    delay = self.poll.next(delay);
+                    if r.lost.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    match self.load(r.invocation).await {
+                        Ok((driver, _)) => {
+                            r.driver = driver;
+                            r.consumed_inbox.clear();
+                            r.consumed_signals.clear();
+                            check = true;
+                        }
+                        Err(LoadError::Corrupt(report)) => {
+                            tracing::error!(invocation = %r.invocation, %report, "journal cannot be run");
+                            break;
+                        }
+                        Err(LoadError::Store(_)) => {}
+                    }
+                }
+            }
+        }
+        self.release(r.invocation);
+    }
+
+    /// Runs turns until the invocation finishes, parks, or stops.
+    async fn turns(
+        self: &Arc<Self>,
+        r: &mut Running,
+        mut check_remote: bool,
+    ) -> Result<Ended, TurnError> {
+        let mut queue: VecDeque<(Option<Event>, Source)> = VecDeque::new();
+        let mut backoff = self.poll.min;
+        loop {
+            if r.lost.load(Ordering::SeqCst) {
+                return Err(TurnError::LeaseLost);
+            }
+            r.driver.set_now(self.now());
+            let driver = &mut r.driver;
+            let status = poll_fn(|cx| match driver.advance(cx) {
+                Status::Behind => Poll::Pending,
+                other => Poll::Ready(other),
+            })
+            .await;
+            match status {
+                Status::Finished(out) => {
+                    self.finish(r, out, false).await?;
+                    return Ok(Ended::Done);
+                }
+                Status::Stopped(DriverError::Aborted { message, .. }) => {
+                    self.finish(r, Err(Failure::Aborted { message }), true)
+                        .await?;
+                    return Ok(Ended::Done);
+                }
+                Status::Stopped(other) => {
+                    self.pause(r, other.to_string()).await?;
+                    return Ok(Ended::Done);
+                }
+                Status::Blocked | Status::Behind => {}
+            }
+            if let Some((event, source)) = queue.pop_front() {
+                match source {
+                    Source::Inbox(id) => r.consumed_inbox.push(id),
+                    Source::Signal(id) => r.consumed_signals.push(id),
+                    Source::Timer => {}
+                }
+                if let Some(event) = event {
+                    if let Err(e) = r.driver.resolve(event) {
+                        self.pause(r, e.to_string()).await?;
+                        return Ok(Ended::Done);
+                    }
+                }
+                continue;
+            }
+            let waiting = Waiting {
+                invocation: r.invocation,
+                execution: r.execution,
+                outstanding: r.driver.outstanding(),
+                consumed_inbox: &r.consumed_inbox,
+                consumed_signals: &r.consumed_signals,
+            };
+            let found = self.collect(waiting, check_remote).await?;
+            check_remote = false;
+            if !found.is_empty() {
+                queue.extend(found);
+                continue;
+            }
+
+            // Nothing more to apply: store the turn, then wait.
+            r.slot = None;
+            let now = self.now();
+            let outstanding = r.driver.outstanding();
+            let has_calls = outstanding
+                .iter()
+                .any(|(_, o)| matches!(o, Outstanding::Call { .. }));
+            let next_timer = outstanding
+                .iter()
+                .filter_map(|(_, o)| match o {
+                    Outstanding::Timer { fire_at } => Some(*fire_at),
+                    _ => None,
+                })
+                .min();
+            let timer_is_near = next_timer.is_some_and(|t| {
+                t.millis().saturating_sub(now.millis()) <= self.sticky_timer.as_millis() as i64
+            });
+            let stay = !self.draining() && (has_calls || timer_is_near);
+            let new_events = r.driver.take_new_events();
+            let must_commit = !new_events.is_empty()
+                || !r.consumed_inbox.is_empty()
+                || !r.consumed_signals.is_empty()
+                || !stay;
+            if must_commit {
+                let (spawn, local) = self.plan_children(r, &new_events, now)?;
+                let has_remote_children = spawn.iter().any(|s| s.lease.is_none());
+                let disposition = if stay {
+                    TaskDisposition::Hold {
+                        lease_until: now.saturating_add(self.lease),
+                    }
+                } else {
+                    TaskDisposition::Park { run_at: next_timer }
+                };
+                let commit = TurnCommit {
+                    invocation: r.invocation,
+                    epoch: r.epoch,
+                    now,
+                    events: to_new_events(new_events)?,
+                    spawn,
+                    consumed_inbox: std::mem::take(&mut r.consumed_inbox),
+                    consumed_signals: std::mem::take(&mut r.consumed_signals),
+                    disposition,
+                };
+                self.inner.backend.commit(vec![commit]).await?;
+                self.start_children(local);
+                if has_remote_children || !stay {
+                    self.inner.hub.work.notify_waiters();
+                }
+                if !stay {
+                    return Ok(Ended::Parked);
+                }
+            }
+            let wait = match next_timer {
+                Some(t) => Duration::from_millis(t.millis().saturating_sub(now.millis()).max(0) as u64)
+                    .min(backoff),
+                None => backoff,
+            };
+            let mut drain = self.drain.clone();
+            tokio::select! {
+                _ = r.notify.notified() => backoff = self.poll.min,
+                _ = tokio::time::sleep(wait) => backoff = self.poll.next(backoff),
+                _ = drain.wait_for(|d| *d) => {}
+            }
+            check_remote = true;
+        }
+    }
+
+    /// Answers available now: deliveries, signals, due timers.
+    async fn collect(
+        &self,
+        r: Waiting<'_>,
+        check_remote: bool,
+    ) -> Result<Vec<(Option<Event>, Source)>, TurnError> {
+        let outstanding = r.outstanding;
+        let mut found = Vec::new();
+        if check_remote {
+            let calls: HashSet<Seq> = outstanding
+                .iter()
+                .filter(|(_, o)| matches!(o, Outstanding::Call { .. }))
+                .map(|(s, _)| *s)
+                .collect();
+            if !calls.is_empty() {
+                for item in self.inner.backend.inbox(r.invocation).await? {
+                    if r.consumed_inbox.contains(&item.id) {
+                        continue;
+                    }
+                    let event = Event::decode(&item.event)
+                        .ok()
+                        .filter(|e| e.resolves().is_some_and(|s| calls.contains(&s)));
+                    if event.is_none() {
+                        tracing::warn!(invocation = %r.invocation, inbox = item.id.0, "dropping a delivery that answers no outstanding call");
+                    }
+                    found.push((event, Source::Inbox(item.id)));
+                }
+            }
+            let waits: Vec<(Seq, String)> = outstanding
+                .iter()
+                .filter_map(|(s, o)| match o {
+                    Outstanding::Signal { name } => Some((*s, name.clone())),
+                    _ => None,
+                })
+                .collect();
+            if !waits.is_empty() {
+                let mut names: Vec<String> = waits.iter().map(|(_, n)| n.clone()).collect();
+                names.sort();
+                names.dedup();
+                let signals = self
+                    .inner
+                    .backend
+                    .pending_signals(r.execution, &names)
+                    .await?;
+                let mut used: HashSet<SignalId> = r.consumed_signals.iter().copied().collect();
+                for (seq, name) in waits {
+                    if let Some(sig) = signals
+                        .iter()
+                        .find(|s| s.name == name && !used.contains(&s.id))
+                    {
+                        used.insert(sig.id);
+                        found.push((
+                            Some(Event::SignalReceived {
+                                awaited: seq,
+                                payload: Payload::from_bytes(sig.payload.clone()),
+                            }),
+                            Source::Signal(sig.id),
+                        ));
+                    }
+                }
+            }
+        }
+        let now = self.now();
+        for (seq, o) in &outstanding {
+            if let Outstanding::Timer { fire_at } = o {
+                if *fire_at <= now {
+                    found.push((Some(Event::TimerFired { started: *seq }), Source::Timer));
+                }
+            }
+        }
+        Ok(found)
+    }
+
+    /// Child invocations for new `CallScheduled` events; those this worker can
+    /// run right away are leased to it at creation.
+    fn plan_children(
+        self: &Arc<Self>,
+        r: &Running,
+        events: &[(Seq, Event)],
+        now: Timestamp,
+    ) -> Result<(Vec<NewInvocation>, Vec<LocalChild>), TurnError> {
+        let mut spawn = Vec::new();
+        let mut local = Vec::new();
+        for (seq, event) in events {
+            let Event::CallScheduled {
+                function,
+                version,
+                args,
+                child,
+                ..
+            } = event
+            else {
+                continue;
+            };
+            let entry = self.inner.registry.get(function).ok();
+            let routing = entry
+                .as_ref()
+                .map(|e| e.routing.clone())
+                .unwrap_or_default();
+            let parent = ParentLink {
+                invocation: r.invocation,
+                seq: *seq,
+            };
+            let started = Event::Started {
+                function: function.clone(),
+                version: version.clone(),
+                args: args.clone(),
+                parent: Some(parent),
+            };
+            let started_event = started
+                .encode()
+                .map_err(|e| TurnError::Retry(e.to_string()))?;
+            let slot = match &entry {
+                Some(_) if !self.draining() && self.serves(&routing) => self.try_slot(),
+                _ => None,
+            };
+            let lease = slot.as_ref().map(|_| LeaseGrant {
+                worker: self.id.clone(),
+                until: now.saturating_add(self.lease),
+            });
+            spawn.push(NewInvocation {
+                invocation: *child,
+                execution: r.execution,
+                function: function.clone(),
+                routing,
+                run_at: now,
+                started_event,
+                lease,
+            });
+            if let (Some(slot), Some(entry)) = (slot, entry) {
+                local.push(LocalChild {
+                    invocation: *child,
+                    execution: r.execution,
+                    entry,
+                    args: args.clone(),
+                    started,
+                    parent,
+                    slot,
+                });
+            }
+        }
+        Ok((spawn, local))
+    }
+
+    fn start_children(self: &Arc<Self>, children: Vec<LocalChild>) {
+        for c in children {
+            let future = c.entry.invoke(c.args);
+            let driver = match Driver::new(c.invocation, vec![c.started], future) {
+                Ok(d) => d,
+                Err(e) => {
+                    // Cannot happen for a journal we just built; the lease
+                    // runs out and another claim replays it from storage.
+                    tracing::error!(invocation = %c.invocation, error = %e, "could not start child");
+                    continue;
+                }
+            };
+            let execution = c.execution;
+            let (notify, lost) = self.hold(c.invocation, execution, LeaseEpoch(1));
+            let running = Running {
+                invocation: c.invocation,
+                execution,
+                epoch: LeaseEpoch(1),
+                parent: Some(c.parent),
+                driver,
+                slot: Some(c.slot),
+                notify,
+                lost,
+                consumed_inbox: Vec::new(),
+                consumed_signals: Vec::new(),
+            };
+            self.spawn_tracked(self.clone().drive(running, false));
+        }
+    }
+
+    async fn finish(
+        self: &Arc<Self>,
+        r: &mut Running,
+        out: std::result::Result<Payload, Failure>,
+        append_terminal: bool,
+    ) -> Result<(), TurnError> {
+        let now = self.now();
+        let mut events = r.driver.take_new_events();
+        let terminal = match &out {
+            Ok(value) => Event::Completed {
+                value: value.clone(),
+            },
+            Err(failure) => Event::Failed {
+                failure: failure.clone(),
+            },
+        };
+        if append_terminal {
+            events.push((Seq(r.driver.journal_len() as u32), terminal.clone()));
+        }
+        let (spawn, local) = self.plan_children(r, &events, now)?;
+        let encode = |e: &Event| e.encode().map_err(|e| TurnError::Retry(e.to_string()));
+        let deliver = match r.parent {
+            Some(p) => Some(Delivery {
+                parent: p.invocation,
+                event: encode(&match &out {
+                    Ok(value) => Event::CallCompleted {
+                        scheduled: p.seq,
+                        value: value.clone(),
+                    },
+                    Err(failure) => Event::CallFailed {
+                        scheduled: p.seq,
+                        failure: failure.clone(),
+                    },
+                })?,
+            }),
+            None => None,
+        };
+        let is_root = r.invocation == r.execution.root_invocation();
+        let execution = if is_root {
+            Some(ExecutionOutcome {
+                status: if out.is_ok() {
+                    ExecutionStatus::Completed
+                } else {
+                    ExecutionStatus::Failed
+                },
+                terminal_event: encode(&terminal)?,
+            })
+        } else {
+            None
+        };
+        let commit = TurnCommit {
+            invocation: r.invocation,
+            epoch: r.epoch,
+            now,
+            events: to_new_events(events)?,
+            spawn,
+            consumed_inbox: std::mem::take(&mut r.consumed_inbox),
+            consumed_signals: std::mem::take(&mut r.consumed_signals),
+            disposition: TaskDisposition::Finish { deliver, execution },
+        };
+        self.inner.backend.commit(vec![commit]).await?;
+        r.slot = None;
+        self.start_children(local);
+        if let Some(p) = r.parent {
+            self.inner.hub.wake_invocation(p.invocation);
+        }
+        self.inner.hub.work.notify_waiters();
+        if is_root {
+            self.inner.hub.finished.notify_waiters();
+        }
+        Ok(())
+    }
+
+    async fn pause(self: &Arc<Self>, r: &mut Running, report: String) -> Result<(), TurnError> {
+        tracing::error!(execution = %r.execution, invocation = %r.invocation, %report, "pausing execution");
+        let commit = TurnCommit {
+            invocation: r.invocation,
+            epoch: r.epoch,
+            now: self.now(),
+            events: Vec::new(),
+            spawn: Vec::new(),
+            consumed_inbox: Vec::new(),
+            consumed_signals: Vec::new(),
+            disposition: TaskDisposition::Pause {
+                report: format!("execution {}: {report}", r.execution),
+            },
+        };
+        self.inner.backend.commit(vec![commit]).await?;
+        self.inner.hub.finished.notify_waiters();
+        Ok(())
+    }
+}
+
+fn to_new_events(events: Vec<(Seq, Event)>) -> Result<Vec<NewEvent>, TurnError> {
+    events
+        .into_iter()
+        .map(|(seq, event)| {
+            Ok(NewEvent {
+                seq,
+                kind: event.kind(),
+                call_key: event.call_key(),
+                bytes: event
+                    .encode()
+                    .map_err(|e| TurnError::Retry(e.to_string()))?,
+            })
+        })
+        .collect()
+}

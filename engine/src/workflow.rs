@@ -1,0 +1,115 @@
+//! The ambient workflow API: `Stent::sleep`, `Stent::wait_for_signal`,
+//! `Stent::gather`. They find the running invocation through the replay
+//! context, so workflow code needs no context argument.
+
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::task::{Context as TaskCx, Poll};
+
+use futures_util::future::{JoinAll, TryJoinAll, join_all, try_join_all};
+use serde::de::DeserializeOwned;
+use stent_journal::IntoDuration;
+use stent_replay::{Command, Context, Effect, Resolution};
+
+use crate::error::{Error, Result};
+use crate::executor::Stent;
+
+/// The future of [`Stent::sleep`].
+pub struct Sleep {
+    inner: std::result::Result<Effect, Option<Error>>,
+}
+
+impl Future for Sleep {
+    type Output = Result<()>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Result<()>> {
+        match &mut self.inner {
+            Ok(effect) => Pin::new(effect).poll(cx).map(|_| Ok(())),
+            Err(e) => Poll::Ready(Err(e.take().unwrap_or_else(|| {
+                Error::InvalidConfig("Sleep polled after it finished".into())
+            }))),
+        }
+    }
+}
+
+/// The future of [`Stent::wait_for_signal`].
+pub struct SignalWait<T> {
+    inner: std::result::Result<Effect, Option<Error>>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Future for SignalWait<T> {
+    type Output = Result<T>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Result<T>> {
+        match &mut self.inner {
+            Ok(effect) => Pin::new(effect).poll(cx).map(|r| match r {
+                Resolution::Value(p) => p.decode().map_err(Error::from),
+                other => Err(Error::InvalidConfig(format!(
+                    "signal wait answered by {other:?}"
+                ))),
+            }),
+            Err(e) => Poll::Ready(Err(e.take().unwrap_or_else(|| {
+                Error::InvalidConfig("SignalWait polled after it finished".into())
+            }))),
+        }
+    }
+}
+
+impl Stent {
+    /// Sleeps durably: the worker slot is freed, and the sleep survives
+    /// restarts (it ends at the time recorded when it began).
+    ///
+    /// The seq is taken when `sleep` is called, not when it is first polled.
+    /// Outside a running execution the returned future fails with
+    /// [`Error::NoContext`]; a malformed duration fails with
+    /// [`Error::InvalidDuration`].
+    pub fn sleep(duration: impl IntoDuration) -> Sleep {
+        let inner = (|| {
+            let duration = duration.into_duration()?;
+            let ctx = Context::try_current()?;
+            Ok(ctx.schedule(Command::Timer { duration }))
+        })()
+        .map_err(Some);
+        Sleep { inner }
+    }
+
+    /// Waits for the signal `name` sent with [`Stent::send_signal`]. A signal
+    /// sent before the wait is kept; several signals of one name are delivered
+    /// once each, in the order they were sent.
+    pub fn wait_for_signal<T: DeserializeOwned>(name: &str) -> SignalWait<T> {
+        let inner = Context::try_current()
+            .map(|ctx| {
+                ctx.schedule(Command::Signal {
+                    name: name.to_string(),
+                })
+            })
+            .map_err(|e| Some(e.into()));
+        SignalWait {
+            inner,
+            _t: PhantomData,
+        }
+    }
+
+    /// Runs several calls in parallel and returns every outcome, in input
+    /// order (the seed's `gather(..., return_exceptions=True)`). Each call
+    /// takes its seq now, in iteration order, so replays number them alike.
+    pub fn gather<I>(calls: I) -> JoinAll<<I::Item as IntoFuture>::IntoFuture>
+    where
+        I: IntoIterator,
+        I::Item: IntoFuture,
+    {
+        join_all(calls.into_iter().map(IntoFuture::into_future))
+    }
+
+    /// Like [`Stent::gather`], but stops at the first error (the seed's default
+    /// `gather`). Calls already scheduled keep running to completion.
+    pub fn try_gather<I, T, E>(calls: I) -> TryJoinAll<<I::Item as IntoFuture>::IntoFuture>
+    where
+        I: IntoIterator,
+        I::Item: IntoFuture<Output = std::result::Result<T, E>>,
+    {
+        try_join_all(calls.into_iter().map(IntoFuture::into_future))
+    }
+}
