@@ -206,3 +206,83 @@ async fn a_thousand_steps_read_a_linear_number_of_events() {
     eprintln!("journal events read for 1,000 steps: {read}");
     assert!(read <= 3 * 2002, "read {read} journal events for 1,000 steps");
 }
+
+#[stent::durable]
+async fn slow_io(ms: u64) -> Result<u64, String> {
+    // Real (non-durable) async work inside a step, like an HTTP call.
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    Ok(ms)
+}
+
+#[stent::durable]
+async fn calls_slow_steps() -> Result<u64, String> {
+    let a = slow_io(30).await?;
+    let b = slow_io(20).await?;
+    Ok(a + b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steps_awaiting_real_io_stay_resident_until_done() {
+    let executor = Stent::new(MemoryBackend::new());
+    let (lc, h) = start(&executor).await;
+    let root = executor.dispatch(calls_slow_steps()).await.unwrap();
+    let leaf = executor.dispatch(slow_io(40)).await.unwrap();
+    let t = Some(Duration::from_secs(10));
+    assert_eq!(executor.wait_for::<u64, String>(root, t).await.unwrap(), Ok(50));
+    assert_eq!(executor.wait_for::<u64, String>(leaf, t).await.unwrap(), Ok(40));
+    stop(lc, h).await;
+}
+
+static SLOW_STEP_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[stent::durable]
+async fn outlives_its_lease(x: u64) -> Result<u64, String> {
+    SLOW_STEP_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(x + 1)
+}
+
+#[stent::durable]
+async fn fenced_flow(x: u64) -> Result<u64, String> {
+    outlives_its_lease(x).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_whose_lease_expired_mid_step_cannot_record_its_result() {
+    let executor = Stent::new(MemoryBackend::new());
+    let worker = |name: &str, heartbeat: Duration| {
+        let lc = executor.create_worker_lifecycle(Some(name));
+        let h = tokio::spawn(
+            executor
+                .worker()
+                .worker_id(name)
+                .lease_duration(Duration::from_millis(100))
+                .heartbeat_interval(heartbeat)
+                .poll_interval(Duration::from_millis(10))
+                .lifecycle(lc.clone())
+                .serve(),
+        );
+        (lc, h)
+    };
+    // Worker "stalled" never renews its leases: its lease runs out mid-step.
+    let stalled = worker("stalled", Duration::from_secs(3600));
+    let id = executor.dispatch(fenced_flow(41)).await.unwrap();
+    while SLOW_STEP_RUNS.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // Worker "healthy" renews every 30 ms; it takes the expired leases over.
+    let healthy = worker("healthy", Duration::from_millis(30));
+    let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
+    assert_eq!(out, Ok(42));
+    assert!(SLOW_STEP_RUNS.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    let rows = executor
+        .backend()
+        .read_journal(id.root_invocation(), stent_journal::Seq(0))
+        .await
+        .unwrap();
+    let completed = rows.iter().filter(|r| r.kind == "call_completed").count();
+    assert_eq!(completed, 1, "{:?}", rows.iter().map(|r| &r.kind).collect::<Vec<_>>());
+    for (lc, h) in [stalled, healthy] {
+        stop(lc, h).await;
+    }
+}

@@ -491,9 +491,14 @@ impl Core {
         (self.inner.hub.add_resident(invocation, execution), lost)
     }
 
-    fn release(&self, invocation: InvocationId) {
-        self.lock_leases().remove(&invocation);
-        self.inner.hub.remove_resident(invocation);
+    /// Forgets a lease, unless the invocation was claimed again meanwhile
+    /// (then the newer holder's registration stays).
+    fn release(&self, invocation: InvocationId, epoch: LeaseEpoch) {
+        let mut leases = self.lock_leases();
+        if leases.get(&invocation).is_some_and(|l| l.epoch == epoch) {
+            leases.remove(&invocation);
+            self.inner.hub.remove_resident(invocation);
+        }
     }
 
     async fn start_claimed(self: Arc<Self>, task: ClaimedTask, slot: Option<Slot>) {
@@ -532,12 +537,12 @@ impl Core {
                     tracing::warn!(invocation = %task.invocation, error = %e, "could not pause");
                 }
                 self.inner.hub.finished.notify_waiters();
-                self.release(task.invocation);
+                self.release(task.invocation, task.epoch);
             }
             Err(LoadError::Store(e)) => {
                 // The lease runs out and the task is claimed again later.
                 tracing::warn!(invocation = %task.invocation, error = %e, "could not load journal");
-                self.release(task.invocation);
+                self.release(task.invocation, task.epoch);
             }
         }
     }
@@ -607,7 +612,7 @@ impl Core {
             match self.turns(&mut r, check).await {
                 Ok(Ended::Done) => break,
                 Ok(Ended::Parked) => {
-                    self.release(r.invocation);
+                    self.release(r.invocation, r.epoch);
                     let mut sticky = self.lock_sticky();
                     if sticky.len() >= STICKY_CAPACITY {
                         // Evict an arbitrary entry: it replays from its journal if claimed again.
@@ -651,7 +656,7 @@ impl Core {
                 }
             }
         }
-        self.release(r.invocation);
+        self.release(r.invocation, r.epoch);
     }
 
     /// Runs turns until the invocation finishes, parks, or stops.
@@ -667,13 +672,11 @@ impl Core {
                 return Err(TurnError::LeaseLost);
             }
             r.driver.set_now(self.now());
-            let driver = &mut r.driver;
-            let status = poll_fn(|cx| match driver.advance(cx) {
-                Status::Behind => Poll::Pending,
-                other => Poll::Ready(other),
-            })
-            .await;
-            match status {
+            let waker = current_waker().await;
+            let status = r
+                .driver
+                .advance(&mut std::task::Context::from_waker(&waker));
+            let behind = match status {
                 Status::Finished(out) => {
                     self.finish(r, out, false).await?;
                     return Ok(Ended::Done);
@@ -687,40 +690,48 @@ impl Core {
                     self.pause(r, other.to_string()).await?;
                     return Ok(Ended::Done);
                 }
-                Status::Blocked | Status::Behind => {}
-            }
-            if let Some((event, source)) = queue.pop_front() {
-                match source {
-                    Source::Inbox(id) => r.consumed_inbox.push(id),
-                    Source::Signal(id) => r.consumed_signals.push(id),
-                    Source::Timer => {}
-                }
-                if let Some(event) = event {
-                    if let Err(e) = r.driver.resolve(event) {
-                        self.pause(r, e.to_string()).await?;
-                        return Ok(Ended::Done);
-                    }
-                }
-                continue;
-            }
-            let waiting = Waiting {
-                invocation: r.invocation,
-                execution: r.execution,
-                outstanding: r.driver.outstanding(),
-                consumed_inbox: &r.consumed_inbox,
-                consumed_signals: &r.consumed_signals,
+                Status::Blocked => false,
+                Status::Behind => true,
             };
-            let found = self.collect(waiting, check_remote).await?;
-            check_remote = false;
-            if !found.is_empty() {
-                queue.extend(found);
-                continue;
+            if !behind {
+                if let Some((event, source)) = queue.pop_front() {
+                    match source {
+                        Source::Inbox(id) => r.consumed_inbox.push(id),
+                        Source::Signal(id) => r.consumed_signals.push(id),
+                        Source::Timer => {}
+                    }
+                    if let Some(event) = event {
+                        if let Err(e) = r.driver.resolve(event) {
+                            self.pause(r, e.to_string()).await?;
+                            return Ok(Ended::Done);
+                        }
+                    }
+                    continue;
+                }
+                let waiting = Waiting {
+                    invocation: r.invocation,
+                    execution: r.execution,
+                    outstanding: r.driver.outstanding(),
+                    consumed_inbox: &r.consumed_inbox,
+                    consumed_signals: &r.consumed_signals,
+                };
+                let found = self.collect(waiting, check_remote).await?;
+                check_remote = false;
+                if !found.is_empty() {
+                    queue.extend(found);
+                    continue;
+                }
             }
 
             // Nothing more to apply: store the turn, then wait.
-            r.slot = None;
             let now = self.now();
             let outstanding = r.driver.outstanding();
+            // Pending with no durable effect outstanding: the code awaits
+            // real I/O. It keeps its slot and stays, even while draining.
+            let io_wait = behind || outstanding.is_empty();
+            if !io_wait {
+                r.slot = None;
+            }
             let has_calls = outstanding
                 .iter()
                 .any(|(_, o)| matches!(o, Outstanding::Call { .. }));
@@ -734,7 +745,7 @@ impl Core {
             let timer_is_near = next_timer.is_some_and(|t| {
                 t.millis().saturating_sub(now.millis()) <= self.sticky_timer.as_millis() as i64
             });
-            let stay = !self.draining() && (has_calls || timer_is_near);
+            let stay = io_wait || (!self.draining() && (has_calls || timer_is_near));
             let new_events = r.driver.take_new_events();
             let must_commit = !new_events.is_empty()
                 || !r.consumed_inbox.is_empty()
@@ -775,10 +786,12 @@ impl Core {
                 None => backoff,
             };
             let mut drain = self.drain.clone();
+            let woken = r.driver.wake_flag();
             tokio::select! {
                 _ = r.notify.notified() => backoff = self.poll.min,
                 _ = tokio::time::sleep(wait) => backoff = self.poll.next(backoff),
-                _ = drain.wait_for(|d| *d) => {}
+                _ = drain.wait_for(|d| *d), if !io_wait => {}
+                _ = poll_fn(|_| if woken.is_set() { Poll::Ready(()) } else { Poll::Pending }) => {}
             }
             check_remote = true;
         }
@@ -1049,6 +1062,11 @@ impl Core {
         self.inner.hub.finished.notify_waiters();
         Ok(())
     }
+}
+
+/// The waker of the task this is awaited in.
+async fn current_waker() -> std::task::Waker {
+    poll_fn(|cx| Poll::Ready(cx.waker().clone())).await
 }
 
 fn to_new_events(events: Vec<(Seq, Event)>) -> Result<Vec<NewEvent>, TurnError> {

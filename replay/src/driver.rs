@@ -113,6 +113,8 @@ pub struct Driver {
     /// Length of the journal already stored (events before it are not "new").
     stored_len: usize,
     finished: bool,
+    /// The waker handed to the code in the last poll.
+    last_waker: Option<Arc<FlagWaker>>,
 }
 
 struct FlagWaker {
@@ -130,6 +132,25 @@ impl Wake for FlagWaker {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .wake_by_ref();
+    }
+}
+
+/// Whether the code woke itself since its last poll; see [`Driver::wake_flag`].
+#[derive(Clone)]
+pub struct WakeFlag(Option<Arc<FlagWaker>>);
+
+impl WakeFlag {
+    /// True once the code asked to be polled again.
+    pub fn is_set(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|w| w.flag.load(Ordering::SeqCst))
+    }
+}
+
+impl fmt::Debug for WakeFlag {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "WakeFlag({})", self.is_set())
     }
 }
 
@@ -176,6 +197,7 @@ impl Driver {
             future: Some(future),
             stored_len,
             finished: false,
+            last_waker: None,
         })
     }
 
@@ -285,6 +307,20 @@ impl Driver {
         }
     }
 
+    /// True if the code woke itself (real I/O completed) since it was last
+    /// polled: call [`Driver::advance`] again.
+    pub fn woken(&self) -> bool {
+        self.last_waker
+            .as_ref()
+            .is_some_and(|w| w.flag.load(Ordering::SeqCst))
+    }
+
+    /// A handle that tells, from another task, whether the code woke itself
+    /// since its last poll (see [`Driver::woken`]).
+    pub fn wake_flag(&self) -> WakeFlag {
+        WakeFlag(self.last_waker.clone())
+    }
+
     /// Treats [`Status::Behind`] as a divergence: for pure replays of code that
     /// must not wait on anything but durable effects.
     pub fn divergence_if_behind(&self) -> Divergence {
@@ -303,6 +339,7 @@ impl Driver {
             flag: AtomicBool::new(false),
             inner: Mutex::new(cx.waker().clone()),
         });
+        self.last_waker = Some(flag.clone());
         let waker = Waker::from(flag.clone());
         let mut inner_cx = std::task::Context::from_waker(&waker);
         for _ in 0..MAX_SELF_WAKES {

@@ -44,4 +44,4 @@ mod context;
 mod driver;
 
 pub use context::{Command, Context, Effect, NoContext, Outstanding, Resolution};
-pub use driver::{Divergence, Driver, DriverError, InvocationFuture, Status};
+pub use driver::{Divergence, Driver, DriverError, InvocationFuture, Status, WakeFlag};

@@ -1,5 +1,6 @@
 //! Helpers shared by stent's integration tests.
 
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -96,3 +97,5 @@ impl<B: Backend> SignalStore for CountingBackend<B> {
         self.inner.pending_signals(execution, names).await
     }
 }
+
+pub mod crash;
