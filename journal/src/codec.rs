@@ -340,6 +340,31 @@ mod tests {
         assert_eq!(err, CodecError::TooLarge { size: 64, limit: 10 });
     }
 
+    proptest::proptest! {
+        #[test]
+        fn insertion_order_never_changes_bytes(
+            entries in proptest::collection::vec(("[a-z]{0,6}", proptest::num::i64::ANY), 0..30),
+            seed in proptest::num::u64::ANY,
+        ) {
+            let forward: Vec<(String, i64)> = entries.clone();
+            let mut shuffled = entries;
+            // Deterministic shuffle driven by the seed.
+            let mut x = seed | 1;
+            for i in (1..shuffled.len()).rev() {
+                x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+                shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+            }
+            let a: HashMap<String, i64> = forward.into_iter().collect();
+            let b: HashMap<String, i64> = shuffled.into_iter().collect();
+            proptest::prop_assume!(a == b);
+            let pa = Payload::encode(&(a.clone(), vec![a.clone()])).unwrap();
+            let pb = Payload::encode(&(b, vec![a])).unwrap();
+            proptest::prop_assert_eq!(pa.as_bytes(), pb.as_bytes());
+            let back: (BTreeMap<String, i64>, Vec<BTreeMap<String, i64>>) = pa.decode().unwrap();
+            proptest::prop_assert_eq!(Payload::encode(&back).unwrap(), pa);
+        }
+    }
+
     #[test]
     fn call_key_separates_parts() {
         let p = Payload::encode(&(1u8,)).unwrap();
