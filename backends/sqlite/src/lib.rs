@@ -1,0 +1,363 @@
+//! The SQLite storage backend of stent: one file, WAL, embedded migrations.
+//!
+//! [`SqliteBackend`] implements every storage trait of
+//! [`stent_journal::store`] on a single SQLite database file through sqlx
+//! (runtime queries with binds; no compile-time macros, no build-time
+//! database). It is the embedded default: one process, or a few processes on
+//! one machine sharing the file.
+//!
+//! ```no_run
+//! use stent_sqlite::{SqliteBackend, Synchronous};
+//!
+//! # async fn demo() -> Result<(), stent_journal::store::StoreError> {
+//! // Durable defaults: WAL + synchronous=FULL.
+//! let backend = SqliteBackend::open("stent.db").await?;
+//! backend.init_db().await?; // creates or upgrades the schema; harmless to repeat
+//!
+//! // Or tuned: ~3x more commits per second, may lose the last commits on power loss.
+//! let fast = SqliteBackend::builder("fast.db")
+//!     .synchronous(Synchronous::Normal)
+//!     .max_connections(8)
+//!     .busy_timeout(std::time::Duration::from_secs(10))
+//!     .build()
+//!     .await?;
+//! fast.init_db().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Connections and transactions
+//!
+//! Every write (create, claim, renew, commit, signal) runs on one dedicated
+//! writer connection, behind an async mutex, inside a `BEGIN IMMEDIATE`
+//! transaction: SQLite serializes writers anyway, and taking the write lock
+//! up front means the busy timeout applies (a deferred `BEGIN` that later
+//! upgrades fails at once with "database is locked" when another process
+//! writes). A failed write is rolled back before the connection is used again,
+//! also when the calling future is dropped half-way. Reads run on a small pool
+//! of reader connections, which WAL lets proceed while a write commits.
+//!
+//! # Durability
+//!
+//! The default is `synchronous=FULL`: a commit that returned is on disk, even
+//! across a power loss. [`Synchronous::Normal`] is about three times faster
+//! (measured here: ~12,000 vs ~3,800 single-row commits/s); in WAL mode it
+//! stays safe across a process crash but may lose the last commits on a power
+//! loss or OS crash. [`Synchronous::Off`] is for throwaway data only.
+//!
+//! # Schema
+//!
+//! Created by [`SqliteBackend::init_db`] from the embedded migrations in
+//! `migrations/` (tracked in sqlx's `_sqlx_migrations` table). Ids are
+//! hyphenated lowercase UUID text and times are Unix milliseconds, so the file
+//! reads well in the `sqlite3` shell. Payloads are opaque CBOR blobs the
+//! backend never decodes.
+//!
+//! | table | columns | meaning |
+//! |---|---|---|
+//! | `executions` | `id`, `function`, `status`, `queue`, `priority`, `tags`, `created_at`, `started_at`, `completed_at`, `deadline`, `terminal_event`, `pause_report` | one row per dispatched execution; `status` is `pending`, `running`, `completed`, `failed`, `timed_out`, `cancelled` or `paused`; `tags` is a JSON array of strings |
+//! | `tasks` | `invocation_id`, `execution_id`, `function`, `queue`, `priority`, `tags`, `state`, `run_at`, `lease_owner`, `lease_until`, `epoch`, `attempts`, `wake`, `created` | one row per invocation: the work queue. `state` is `ready` (claimable once `run_at` passes), `leased` (held by `lease_owner` until `lease_until`), `waiting` (parked until woken), `done` or `paused`. `epoch` is bumped by every claim and fences every write; `wake` records a delivery or signal that arrived while the task was leased; `created` is the creation order (ties of priority and `run_at` are claimed oldest first) |
+//! | `journal` | `invocation_id`, `seq`, `kind`, `call_key`, `payload`, `recorded_at` | the append-only journal, primary key `(invocation_id, seq)` |
+//! | `inbox` | `id`, `invocation_id`, `event` | results of finished children not yet appended to their parent's journal |
+//! | `signals` | `id`, `execution_id`, `name`, `payload`, `consumed_by`, `created_at` | signals sent to executions; `consumed_by` is the invocation that received it |
+//!
+//! Indexes (the partial ones leave out finished tasks, which are most of the
+//! table over time): `tasks(priority DESC, run_at, created) WHERE state =
+//! 'ready'` and `tasks(run_at) WHERE state = 'ready'` for claims — a claim
+//! walks the first in claim order when at least 256 tasks are due, and
+//! otherwise takes the due tasks from the second and sorts them, so neither a
+//! large backlog nor many tasks sleeping until a future `run_at` makes a claim
+//! slow; `tasks(lease_until) WHERE state = 'leased'` for expired leases;
+//! `tasks(execution_id)` for signal wake-ups; `inbox(invocation_id, id)`;
+//! `signals(execution_id, consumed_by, name, id)`; and `executions` by
+//! `created_at` and by `(status, created_at)` for listing.
+
+use std::ops::{Deref, DerefMut};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteSynchronous,
+};
+use sqlx::{ConnectOptions, Connection, SqlSafeStr, Sqlite, Transaction};
+use stent_journal::store::StoreError;
+use tokio::sync::{Mutex, MutexGuard};
+
+mod sql;
+mod store;
+
+/// The embedded schema migrations, in version order.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+/// How hard SQLite works to make each commit durable (`PRAGMA synchronous`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum Synchronous {
+    /// Every commit is on disk before it returns, even across a power loss.
+    /// The default.
+    #[default]
+    Full,
+    /// About three times faster in WAL mode. Safe across a process crash; a
+    /// power loss or OS crash may lose the last commits (never corrupts).
+    Normal,
+    /// No syncing at all: an OS crash can corrupt the file. Tests and scratch
+    /// data only.
+    Off,
+}
+
+impl Synchronous {
+    fn to_sqlx(self) -> SqliteSynchronous {
+        match self {
+            Synchronous::Full => SqliteSynchronous::Full,
+            Synchronous::Normal => SqliteSynchronous::Normal,
+            Synchronous::Off => SqliteSynchronous::Off,
+        }
+    }
+}
+
+/// Configures and opens a [`SqliteBackend`]; see [`SqliteBackend::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "call .build().await to open the database"]
+pub struct SqliteBuilder {
+    path: PathBuf,
+    synchronous: Synchronous,
+    max_connections: u32,
+    busy_timeout: Duration,
+    create_if_missing: bool,
+}
+
+impl SqliteBuilder {
+    /// `PRAGMA synchronous` for every connection. Default [`Synchronous::Full`].
+    pub fn synchronous(mut self, synchronous: Synchronous) -> Self {
+        self.synchronous = synchronous;
+        self
+    }
+
+    /// Most connections this backend opens: one writer plus up to `n - 1`
+    /// readers. With `n <= 1`, reads share the writer connection. Default 5.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n;
+        self
+    }
+
+    /// How long a statement waits for another process's lock before failing
+    /// with "database is locked". Default 5 seconds.
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// Create the file if it does not exist (default `true`). When `false`,
+    /// [`build`](Self::build) fails with [`StoreError::NotFound`] for a
+    /// missing file.
+    pub fn create_if_missing(mut self, create: bool) -> Self {
+        self.create_if_missing = create;
+        self
+    }
+
+    /// Opens the database (in WAL mode). Does not create tables: call
+    /// [`SqliteBackend::init_db`].
+    pub async fn build(self) -> Result<SqliteBackend, StoreError> {
+        if !self.create_if_missing && !self.path.exists() {
+            return Err(StoreError::NotFound(format!(
+                "SQLite database file {}",
+                self.path.display()
+            )));
+        }
+        let options = SqliteConnectOptions::new()
+            .filename(&self.path)
+            .create_if_missing(self.create_if_missing)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(self.synchronous.to_sqlx())
+            .busy_timeout(self.busy_timeout)
+            .foreign_keys(false);
+        let writer = options
+            .connect()
+            .await
+            .map_err(|e| StoreError::Database(format!("opening {}: {e}", self.path.display())))?;
+        let readers = (self.max_connections > 1).then(|| {
+            SqlitePoolOptions::new()
+                .max_connections(self.max_connections - 1)
+                .min_connections(0)
+                .connect_lazy_with(options.clone())
+        });
+        Ok(SqliteBackend::from_parts(writer, readers, Some(self.path)))
+    }
+}
+
+/// Storage on one SQLite file. Cloning gives another handle to the same
+/// connections.
+#[derive(Clone)]
+pub struct SqliteBackend {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    writer: Mutex<SqliteConnection>,
+    readers: Option<SqlitePool>,
+    path: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for SqliteBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteBackend")
+            .field("path", &self.inner.path)
+            .field("reader_pool", &self.inner.readers.is_some())
+            .finish()
+    }
+}
+
+impl SqliteBackend {
+    /// A builder for the database at `path`, with the defaults: WAL,
+    /// `synchronous=FULL`, 5 connections, 5 s busy timeout, create if missing.
+    pub fn builder(path: impl AsRef<Path>) -> SqliteBuilder {
+        SqliteBuilder {
+            path: path.as_ref().to_path_buf(),
+            synchronous: Synchronous::Full,
+            max_connections: 5,
+            busy_timeout: Duration::from_secs(5),
+            create_if_missing: true,
+        }
+    }
+
+    /// Opens (creating it if missing) the database at `path` with the defaults.
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteBackend, StoreError> {
+        Self::builder(path).build().await
+    }
+
+    /// Opens an existing database; [`StoreError::NotFound`] if the file does
+    /// not exist. For inspection tools that must not create an empty file.
+    pub async fn open_existing(path: impl AsRef<Path>) -> Result<SqliteBackend, StoreError> {
+        Self::builder(path).create_if_missing(false).build().await
+    }
+
+    /// A private in-memory database on a single connection (reads and writes
+    /// share it). Gone when the last clone is dropped. Call
+    /// [`init_db`](Self::init_db) before use.
+    pub async fn in_memory() -> Result<SqliteBackend, StoreError> {
+        let conn = SqliteConnectOptions::new()
+            .in_memory(true)
+            .foreign_keys(false)
+            .connect()
+            .await
+            .map_err(|e| StoreError::Database(format!("opening in-memory database: {e}")))?;
+        Ok(Self::from_parts(conn, None, None))
+    }
+
+    fn from_parts(
+        writer: SqliteConnection,
+        readers: Option<SqlitePool>,
+        path: Option<PathBuf>,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                writer: Mutex::new(writer),
+                readers,
+                path,
+            }),
+        }
+    }
+
+    /// The database file, or `None` for [`in_memory`](Self::in_memory).
+    pub fn path(&self) -> Option<&Path> {
+        self.inner.path.as_deref()
+    }
+
+    /// Creates the schema, or upgrades it to this build's version, by running
+    /// the embedded migrations that have not run yet. Running it again is
+    /// harmless. Fails if the file holds migrations this build does not know
+    /// (it was written by a newer version) or an applied migration was changed.
+    pub async fn init_db(&self) -> Result<(), StoreError> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        let migrator = Migrator::with_migrations(migrations);
+        let mut conn = self.writer().await;
+        migrator
+            .run(&mut *conn)
+            .await
+            .map_err(|e| StoreError::Database(format!("init_db (migrations): {e}")))
+    }
+
+    async fn writer(&self) -> MutexGuard<'_, SqliteConnection> {
+        self.inner.writer.lock().await
+    }
+
+    /// The writer connection inside a fresh `BEGIN IMMEDIATE` transaction.
+    async fn begin<'c>(
+        conn: &'c mut SqliteConnection,
+        op: &'static str,
+    ) -> Result<Transaction<'c, Sqlite>, StoreError> {
+        conn.begin_with("BEGIN IMMEDIATE").await.map_err(db(op))
+    }
+
+    /// A connection for reading: from the reader pool, or the writer.
+    async fn reader(&self, op: &'static str) -> Result<ReadConn<'_>, StoreError> {
+        match &self.inner.readers {
+            Some(pool) => Ok(ReadConn::Pool(pool.acquire().await.map_err(db(op))?)),
+            None => Ok(ReadConn::Writer(self.writer().await)),
+        }
+    }
+}
+
+/// Commits `tx` if `result` is `Ok`, rolls it back otherwise.
+async fn finish<T>(
+    tx: Transaction<'_, Sqlite>,
+    result: Result<T, StoreError>,
+    op: &'static str,
+) -> Result<T, StoreError> {
+    match result {
+        Ok(value) => {
+            tx.commit().await.map_err(db(op))?;
+            Ok(value)
+        }
+        Err(e) => {
+            // If the rollback itself fails, the transaction's drop queues
+            // another before the connection is used again.
+            let _ = tx.rollback().await;
+            Err(e)
+        }
+    }
+}
+
+enum ReadConn<'a> {
+    Pool(PoolConnection<Sqlite>),
+    Writer(MutexGuard<'a, SqliteConnection>),
+}
+
+impl Deref for ReadConn<'_> {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        match self {
+            ReadConn::Pool(c) => c,
+            ReadConn::Writer(c) => c,
+        }
+    }
+}
+
+impl DerefMut for ReadConn<'_> {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        match self {
+            ReadConn::Pool(c) => &mut *c,
+            ReadConn::Writer(c) => &mut *c,
+        }
+    }
+}
+
+/// Maps a sqlx error to [`StoreError::Database`] naming the operation.
+fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| StoreError::Database(format!("{op}: {e}"))
+}

@@ -1,0 +1,623 @@
+//! The storage traits on SQLite.
+
+use std::cmp::Reverse;
+use std::fmt::Display;
+use std::str::FromStr;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{Row, Sqlite};
+use stent_journal::store::{
+    ClaimRequest, ClaimedTask, ExecutionFilter, ExecutionRecord, ExecutionStatus, ExecutionStore,
+    InboxId, InboxItem, JournalRow, JournalStore, NewExecution, NewInvocation, Routing, SignalId,
+    SignalRecord, SignalStore, StoreError, StoreResult, TaskDisposition, TaskStore, TurnCommit,
+};
+use stent_journal::{EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId};
+
+use crate::{SqliteBackend, db, finish, sql};
+
+// ------------------------------------------------------------------ decoding
+
+fn col<'r, T>(row: &'r SqliteRow, table: &str, column: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(column)
+        .map_err(|e| StoreError::Corrupt(format!("{table}.{column}: {e}")))
+}
+
+fn parsed<T>(text: &str, table: &str, column: &str) -> StoreResult<T>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    text.parse().map_err(|e| {
+        StoreError::Corrupt(format!(
+            "{table}.{column} holds {text:?}, which is not valid: {e}"
+        ))
+    })
+}
+
+fn id_col<T>(row: &SqliteRow, table: &str, column: &str) -> StoreResult<T>
+where
+    T: FromStr,
+    T::Err: Display,
+{
+    let text: String = col(row, table, column)?;
+    parsed(&text, table, column)
+}
+
+fn int_col<T: TryFrom<i64>>(row: &SqliteRow, table: &str, column: &str) -> StoreResult<T> {
+    let v: i64 = col(row, table, column)?;
+    T::try_from(v).map_err(|_| {
+        StoreError::Corrupt(format!("{table}.{column} holds {v}, which is out of range"))
+    })
+}
+
+fn time_col(row: &SqliteRow, table: &str, column: &str) -> StoreResult<Option<Timestamp>> {
+    Ok(col::<Option<i64>>(row, table, column)?.map(Timestamp))
+}
+
+fn tags_col(row: &SqliteRow, table: &str) -> StoreResult<Vec<String>> {
+    let text: String = col(row, table, "tags")?;
+    serde_json::from_str(&text).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "{table}.tags holds {:?}, which is not a JSON array of strings: {e}",
+            text.chars().take(200).collect::<String>()
+        ))
+    })
+}
+
+fn execution_record(row: &SqliteRow) -> StoreResult<ExecutionRecord> {
+    const T: &str = "executions";
+    let status: String = col(row, T, "status")?;
+    let status = ExecutionStatus::parse(&status).ok_or_else(|| {
+        StoreError::Corrupt(format!("executions.status holds unknown status {status:?}"))
+    })?;
+    Ok(ExecutionRecord {
+        id: id_col(row, T, "id")?,
+        function: col(row, T, "function")?,
+        status,
+        routing: Routing {
+            queue: col(row, T, "queue")?,
+            priority: int_col(row, T, "priority")?,
+            tags: tags_col(row, T)?,
+        },
+        created_at: Timestamp(col(row, T, "created_at")?),
+        started_at: time_col(row, T, "started_at")?,
+        completed_at: time_col(row, T, "completed_at")?,
+        deadline: time_col(row, T, "deadline")?,
+        terminal_event: col(row, T, "terminal_event")?,
+        pause_report: col(row, T, "pause_report")?,
+    })
+}
+
+// ------------------------------------------------------------------ encoding
+
+/// A JSON array of strings, for `json_each` binds and the `tags` columns.
+fn json_list<S: AsRef<str>>(items: &[S]) -> String {
+    let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
+    // Serializing strings cannot fail.
+    serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_string())
+}
+
+fn limit_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// Maps an insert's error: a uniqueness violation is a [`StoreError::Conflict`].
+fn insert_err(
+    op: &'static str,
+    what: impl FnOnce() -> String,
+) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what()),
+        _ => StoreError::Database(format!("{op}: {e}")),
+    }
+}
+
+// ------------------------------------------------------------------ shared steps
+
+/// Inserts an invocation's task and its `Started` event at seq 0.
+async fn insert_invocation(
+    conn: &mut SqliteConnection,
+    inv: &NewInvocation,
+    execution: ExecutionId,
+    now: Timestamp,
+    op: &'static str,
+) -> StoreResult<()> {
+    let invocation = inv.invocation.to_string();
+    let (state, owner, until, epoch, attempts) = match &inv.lease {
+        Some(grant) => (
+            "leased",
+            Some(grant.worker.as_str()),
+            Some(grant.until.0),
+            1i64,
+            1i64,
+        ),
+        None => ("ready", None, None, 0, 0),
+    };
+    let exists = || format!("invocation {} already exists", inv.invocation);
+    sqlx::query(sql::INSERT_TASK)
+        .bind(&invocation)
+        .bind(execution.to_string())
+        .bind(&inv.function)
+        .bind(&inv.routing.queue)
+        .bind(inv.routing.priority)
+        .bind(json_list(&inv.routing.tags))
+        .bind(state)
+        .bind(inv.run_at.0)
+        .bind(owner)
+        .bind(until)
+        .bind(epoch)
+        .bind(attempts)
+        .execute(&mut *conn)
+        .await
+        .map_err(insert_err(op, exists))?;
+    sqlx::query(sql::INSERT_EVENT)
+        .bind(&invocation)
+        .bind(0i64)
+        .bind(EventKind::Started.as_str())
+        .bind(None::<Vec<u8>>)
+        .bind(inv.started_event.as_slice())
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(insert_err(op, exists))?;
+    Ok(())
+}
+
+async fn apply_turn(conn: &mut SqliteConnection, turn: &TurnCommit) -> StoreResult<()> {
+    const OP: &str = "commit";
+    let inv = turn.invocation.to_string();
+    let now = turn.now.0;
+
+    // 1 + 6: the disposition update is also the fence. It matches only a task
+    // leased at the writer's epoch; nothing else in the turn can change that
+    // task's lease or wake flag, so applying it first is equivalent.
+    let fenced = match &turn.disposition {
+        TaskDisposition::Hold { lease_until } => sqlx::query(sql::HOLD)
+            .bind(&inv)
+            .bind(turn.epoch.0)
+            .bind(lease_until.0),
+        TaskDisposition::Park { run_at } => sqlx::query(sql::PARK)
+            .bind(&inv)
+            .bind(turn.epoch.0)
+            .bind(now)
+            .bind(run_at.map(|t| t.0)),
+        TaskDisposition::Finish { .. } => sqlx::query(sql::RELEASE)
+            .bind(&inv)
+            .bind(turn.epoch.0)
+            .bind("done"),
+        TaskDisposition::Pause { .. } => sqlx::query(sql::RELEASE)
+            .bind(&inv)
+            .bind(turn.epoch.0)
+            .bind("paused"),
+    }
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db(OP))?;
+    let Some(row) = fenced else {
+        return Err(StoreError::LeaseLost {
+            invocation: turn.invocation,
+            epoch: turn.epoch,
+        });
+    };
+    let execution: ExecutionId = id_col(&row, "tasks", "execution_id")?;
+    let execution_text = execution.to_string();
+
+    // 2: events.
+    for event in &turn.events {
+        sqlx::query(sql::INSERT_EVENT)
+            .bind(&inv)
+            .bind(i64::from(event.seq.0))
+            .bind(event.kind.as_str())
+            .bind(event.call_key.as_ref().map(|k| k.0.as_slice()))
+            .bind(event.bytes.as_slice())
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(insert_err(OP, || {
+                format!(
+                    "journal of invocation {} already has an event at seq {}",
+                    turn.invocation, event.seq
+                )
+            }))?;
+    }
+
+    // 3: spawns.
+    for child in &turn.spawn {
+        insert_invocation(conn, child, child.execution, turn.now, OP).await?;
+    }
+
+    // 4: consumed inbox items.
+    for id in &turn.consumed_inbox {
+        let done = sqlx::query(sql::CONSUME_INBOX)
+            .bind(id.0)
+            .bind(&inv)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "inbox item {} of invocation {} does not exist (already consumed?)",
+                id.0, turn.invocation
+            )));
+        }
+    }
+
+    // 5: consumed signals.
+    for id in &turn.consumed_signals {
+        let done = sqlx::query(sql::CONSUME_SIGNAL)
+            .bind(&inv)
+            .bind(id.0)
+            .bind(&execution_text)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "signal {} of execution {execution} is missing or already consumed",
+                id.0
+            )));
+        }
+    }
+
+    // 6: the rest of the disposition.
+    match &turn.disposition {
+        TaskDisposition::Finish {
+            deliver,
+            execution: outcome,
+        } => {
+            if let Some(d) = deliver {
+                let parent = d.parent.to_string();
+                sqlx::query(sql::INSERT_INBOX)
+                    .bind(&parent)
+                    .bind(d.event.as_slice())
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db(OP))?;
+                sqlx::query(sql::WAKE_TASK)
+                    .bind(&parent)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db(OP))?;
+            }
+            if let Some(o) = outcome {
+                sqlx::query(sql::FINISH_EXECUTION)
+                    .bind(&execution_text)
+                    .bind(o.status.as_str())
+                    .bind(o.terminal_event.as_slice())
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db(OP))?;
+            }
+        }
+        TaskDisposition::Pause { report } => {
+            sqlx::query(sql::PAUSE_EXECUTION)
+                .bind(&execution_text)
+                .bind(report.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(db(OP))?;
+        }
+        TaskDisposition::Hold { .. } | TaskDisposition::Park { .. } => {}
+    }
+    Ok(())
+}
+
+async fn claim_in(
+    conn: &mut SqliteConnection,
+    req: &ClaimRequest,
+) -> StoreResult<Vec<ClaimedTask>> {
+    const OP: &str = "claim";
+    const T: &str = "tasks";
+    let due: i64 = sqlx::query_scalar(sql::COUNT_DUE)
+        .bind(req.now.0)
+        .bind(sql::MANY_DUE)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    let claim = if due < sql::MANY_DUE {
+        sql::CLAIM_FEW_DUE
+    } else {
+        sql::CLAIM_MANY_DUE
+    };
+    let rows = sqlx::query(claim)
+        .bind(req.worker.as_str())
+        .bind(req.lease_until.0)
+        .bind(req.now.0)
+        .bind(json_list(&req.functions))
+        .bind(req.queues.as_deref().map(json_list))
+        .bind(req.tags.as_deref().map(json_list))
+        .bind(limit_i64(req.limit))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    let mut claimed = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let order: (Reverse<i64>, i64, i64) = (
+            Reverse(col(row, T, "priority")?),
+            col(row, T, "run_at")?,
+            col(row, T, "created")?,
+        );
+        let task = ClaimedTask {
+            invocation: id_col(row, T, "invocation_id")?,
+            execution: id_col(row, T, "execution_id")?,
+            function: col(row, T, "function")?,
+            epoch: LeaseEpoch(col(row, T, "epoch")?),
+            attempts: int_col(row, T, "attempts")?,
+        };
+        claimed.push((order, task));
+    }
+    // RETURNING gives no order; hand tasks out in claim order.
+    claimed.sort_by_key(|(order, _)| *order);
+    let claimed: Vec<ClaimedTask> = claimed.into_iter().map(|(_, t)| t).collect();
+    if !claimed.is_empty() {
+        let mut executions: Vec<String> = claimed.iter().map(|c| c.execution.to_string()).collect();
+        executions.sort();
+        executions.dedup();
+        sqlx::query(sql::MARK_RUNNING)
+            .bind(req.now.0)
+            .bind(json_list(&executions))
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+    }
+    Ok(claimed)
+}
+
+// ------------------------------------------------------------------ traits
+
+#[async_trait]
+impl JournalStore for SqliteBackend {
+    async fn read_journal(
+        &self,
+        invocation: InvocationId,
+        from: Seq,
+    ) -> StoreResult<Vec<JournalRow>> {
+        const OP: &str = "read_journal";
+        const T: &str = "journal";
+        let mut conn = self.reader(OP).await?;
+        let rows = sqlx::query(sql::READ_JOURNAL)
+            .bind(invocation.to_string())
+            .bind(i64::from(from.0))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        rows.iter()
+            .map(|row| {
+                Ok(JournalRow {
+                    seq: Seq(int_col(row, T, "seq")?),
+                    kind: col(row, T, "kind")?,
+                    bytes: col(row, T, "payload")?,
+                    recorded_at: Timestamp(col(row, T, "recorded_at")?),
+                })
+            })
+            .collect()
+    }
+}
+
+#[async_trait]
+impl ExecutionStore for SqliteBackend {
+    async fn create_execution(&self, execution: NewExecution) -> StoreResult<()> {
+        const OP: &str = "create_execution";
+        let mut writer = self.writer().await;
+        let mut tx = Self::begin(&mut writer, OP).await?;
+        let result = async {
+            let root = &execution.root;
+            let leased = root.lease.is_some();
+            let status = if leased {
+                ExecutionStatus::Running
+            } else {
+                ExecutionStatus::Pending
+            };
+            sqlx::query(sql::INSERT_EXECUTION)
+                .bind(execution.id.to_string())
+                .bind(&execution.function)
+                .bind(status.as_str())
+                .bind(&root.routing.queue)
+                .bind(root.routing.priority)
+                .bind(json_list(&root.routing.tags))
+                .bind(execution.created_at.0)
+                .bind(leased.then_some(execution.created_at.0))
+                .bind(execution.deadline.map(|t| t.0))
+                .execute(&mut *tx)
+                .await
+                .map_err(insert_err(OP, || {
+                    format!("execution {} already exists", execution.id)
+                }))?;
+            insert_invocation(&mut tx, root, execution.id, execution.created_at, OP).await
+        }
+        .await;
+        finish(tx, result, OP).await
+    }
+
+    async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
+        const OP: &str = "execution";
+        let mut conn = self.reader(OP).await?;
+        let row = sqlx::query(sql::EXECUTION)
+            .bind(id.to_string())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        row.as_ref().map(execution_record).transpose()
+    }
+
+    async fn list_executions(&self, filter: ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
+        const OP: &str = "list_executions";
+        let mut conn = self.reader(OP).await?;
+        let query = match filter.status {
+            Some(status) => sqlx::query(sql::LIST_EXECUTIONS_BY_STATUS)
+                .bind(limit_i64(filter.limit))
+                .bind(limit_i64(filter.offset))
+                .bind(status.as_str()),
+            None => sqlx::query(sql::LIST_EXECUTIONS)
+                .bind(limit_i64(filter.limit))
+                .bind(limit_i64(filter.offset)),
+        };
+        let rows = query.fetch_all(&mut *conn).await.map_err(db(OP))?;
+        rows.iter().map(execution_record).collect()
+    }
+
+    async fn queue_depth(&self, queue: Option<&str>, _now: Timestamp) -> StoreResult<u64> {
+        const OP: &str = "queue_depth";
+        let mut conn = self.reader(OP).await?;
+        let query = match queue {
+            Some(q) => sqlx::query(sql::QUEUE_DEPTH).bind(q),
+            None => sqlx::query(sql::QUEUE_DEPTH_ALL),
+        };
+        let row = query.fetch_one(&mut *conn).await.map_err(db(OP))?;
+        let n: i64 = row.try_get(0).map_err(db(OP))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl TaskStore for SqliteBackend {
+    async fn claim(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
+        const OP: &str = "claim";
+        if request.limit == 0 || request.functions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut writer = self.writer().await;
+        let mut tx = Self::begin(&mut writer, OP).await?;
+        let result = claim_in(&mut tx, &request).await;
+        finish(tx, result, OP).await
+    }
+
+    async fn renew_leases(
+        &self,
+        worker: &WorkerId,
+        leases: &[(InvocationId, LeaseEpoch)],
+        until: Timestamp,
+    ) -> StoreResult<Vec<InvocationId>> {
+        const OP: &str = "renew_leases";
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut writer = self.writer().await;
+        let mut tx = Self::begin(&mut writer, OP).await?;
+        let result = async {
+            let mut lost = Vec::new();
+            for (inv, epoch) in leases {
+                let done = sqlx::query(sql::RENEW)
+                    .bind(inv.to_string())
+                    .bind(worker.as_str())
+                    .bind(epoch.0)
+                    .bind(until.0)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db(OP))?;
+                if done.rows_affected() == 0 {
+                    lost.push(*inv);
+                }
+            }
+            Ok(lost)
+        }
+        .await;
+        finish(tx, result, OP).await
+    }
+
+    async fn inbox(&self, invocation: InvocationId) -> StoreResult<Vec<InboxItem>> {
+        const OP: &str = "inbox";
+        let mut conn = self.reader(OP).await?;
+        let rows = sqlx::query(sql::INBOX)
+            .bind(invocation.to_string())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        rows.iter()
+            .map(|row| {
+                Ok(InboxItem {
+                    id: InboxId(col(row, "inbox", "id")?),
+                    event: col(row, "inbox", "event")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit(&self, turns: Vec<TurnCommit>) -> StoreResult<()> {
+        const OP: &str = "commit";
+        if turns.is_empty() {
+            return Ok(());
+        }
+        let mut writer = self.writer().await;
+        let mut tx = Self::begin(&mut writer, OP).await?;
+        let result = async {
+            for turn in &turns {
+                apply_turn(&mut tx, turn).await?;
+            }
+            Ok(())
+        }
+        .await;
+        finish(tx, result, OP).await
+    }
+}
+
+#[async_trait]
+impl SignalStore for SqliteBackend {
+    async fn send_signal(
+        &self,
+        execution: ExecutionId,
+        name: &str,
+        payload: Vec<u8>,
+        now: Timestamp,
+    ) -> StoreResult<SignalId> {
+        const OP: &str = "send_signal";
+        let mut writer = self.writer().await;
+        let mut tx = Self::begin(&mut writer, OP).await?;
+        let result = async {
+            let id = execution.to_string();
+            let row = sqlx::query(sql::INSERT_SIGNAL)
+                .bind(&id)
+                .bind(name)
+                .bind(payload.as_slice())
+                .bind(now.0)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db(OP))?
+                .ok_or_else(|| StoreError::NotFound(format!("execution {execution}")))?;
+            let signal: i64 = col(&row, "signals", "id")?;
+            sqlx::query(sql::WAKE_EXECUTION)
+                .bind(&id)
+                .bind(now.0)
+                .execute(&mut *tx)
+                .await
+                .map_err(db(OP))?;
+            Ok(SignalId(signal))
+        }
+        .await;
+        finish(tx, result, OP).await
+    }
+
+    async fn pending_signals(
+        &self,
+        execution: ExecutionId,
+        names: &[String],
+    ) -> StoreResult<Vec<SignalRecord>> {
+        const OP: &str = "pending_signals";
+        const T: &str = "signals";
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.reader(OP).await?;
+        let rows = sqlx::query(sql::PENDING_SIGNALS)
+            .bind(execution.to_string())
+            .bind(json_list(names))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        rows.iter()
+            .map(|row| {
+                Ok(SignalRecord {
+                    id: SignalId(col(row, T, "id")?),
+                    name: col(row, T, "name")?,
+                    payload: col(row, T, "payload")?,
+                })
+            })
+            .collect()
+    }
+}
