@@ -30,7 +30,10 @@ async fn fetch_order(id: u64) -> Result<Order, String> {
         items: vec!["keyboard".into(), "mouse".into()],
         total_cents: 12_900,
     };
-    println!("  step 1: fetched order {id} with {} items", order.items.len());
+    println!(
+        "  step 1: fetched order {id} with {} items",
+        order.items.len()
+    );
     Ok(order)
 }
 
@@ -62,7 +65,9 @@ async fn place_order(id: u64) -> Result<String, String> {
     println!("  (durable sleep of 1s: the worker slot is free meanwhile)");
     Stent::sleep("1s").await.map_err(|e| e.to_string())?;
     let tracking = ship(order.id).await?;
-    Ok(format!("order {id}: paid with {payment}, tracking {tracking}"))
+    Ok(format!(
+        "order {id}: paid with {payment}, tracking {tracking}"
+    ))
 }
 
 #[tokio::main]

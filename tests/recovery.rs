@@ -61,7 +61,10 @@ fn count(log: &[String], line: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_any_point_loses_nothing_and_reruns_no_completed_step() {
-    let dir: PathBuf = std::env::temp_dir().join(format!("stent-recovery-{}", stent::ExecutionId::new_random()));
+    let dir: PathBuf = std::env::temp_dir().join(format!(
+        "stent-recovery-{}",
+        stent::ExecutionId::new_random()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     let db = dir.join("stent.db");
     let backend = SqliteBackend::open(&db).await.unwrap();
@@ -74,7 +77,10 @@ async fn sigkill_at_any_point_loses_nothing_and_reruns_no_completed_step() {
     // 1. Between steps: as soon as step 1's result is journaled.
     let w = spawn_worker(&db, &dir, 1);
     until("step 1 is journaled", limit, || async {
-        journal_kinds(&executor, id).await.iter().any(|k| k == "call_completed")
+        journal_kinds(&executor, id)
+            .await
+            .iter()
+            .any(|k| k == "call_completed")
     })
     .await;
     kill(w).await;
@@ -92,7 +98,10 @@ async fn sigkill_at_any_point_loses_nothing_and_reruns_no_completed_step() {
     // 3. During the durable sleep.
     let w = spawn_worker(&db, &dir, 3);
     until("the sleep starts", limit, || async {
-        journal_kinds(&executor, id).await.iter().any(|k| k == "timer_started")
+        journal_kinds(&executor, id)
+            .await
+            .iter()
+            .any(|k| k == "timer_started")
     })
     .await;
     kill(w).await;
@@ -100,7 +109,10 @@ async fn sigkill_at_any_point_loses_nothing_and_reruns_no_completed_step() {
     // 4. While waiting for the signal.
     let w = spawn_worker(&db, &dir, 4);
     until("the signal wait starts", limit, || async {
-        journal_kinds(&executor, id).await.iter().any(|k| k == "signal_awaited")
+        journal_kinds(&executor, id)
+            .await
+            .iter()
+            .any(|k| k == "signal_awaited")
     })
     .await;
     kill(w).await;
@@ -115,12 +127,20 @@ async fn sigkill_at_any_point_loses_nothing_and_reruns_no_completed_step() {
     assert_eq!(out, Ok(10 + 20 + 30 + 7));
 
     let log = read_log(&dir_s);
-    assert_eq!(count(&log, "begin 1"), 1, "step 1 completed before any kill: {log:?}");
+    assert_eq!(
+        count(&log, "begin 1"),
+        1,
+        "step 1 completed before any kill: {log:?}"
+    );
     assert_eq!(count(&log, "done 1"), 1, "{log:?}");
     assert_eq!(count(&log, "done 2"), 1, "{log:?}");
     assert_eq!(count(&log, "begin 3"), 1, "{log:?}");
     assert_eq!(count(&log, "done 3"), 1, "{log:?}");
     let kinds = journal_kinds(&executor, id).await;
-    assert_eq!(kinds.last().map(String::as_str), Some("completed"), "{kinds:?}");
+    assert_eq!(
+        kinds.last().map(String::as_str),
+        Some("completed"),
+        "{kinds:?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

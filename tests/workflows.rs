@@ -55,19 +55,31 @@ async fn fan_out(n: u64) -> Result<u64, String> {
 
 #[stent::durable]
 async fn approval() -> Result<Vec<String>, String> {
-    let a: String = Stent::wait_for_signal("vote").await.map_err(|e| e.to_string())?;
-    let b: String = Stent::wait_for_signal("vote").await.map_err(|e| e.to_string())?;
+    let a: String = Stent::wait_for_signal("vote")
+        .await
+        .map_err(|e| e.to_string())?;
+    let b: String = Stent::wait_for_signal("vote")
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(vec![a, b])
 }
 
-async fn start(executor: &Stent) -> (stent::WorkerLifecycle, tokio::task::JoinHandle<stent::Result<()>>) {
+async fn start(
+    executor: &Stent,
+) -> (
+    stent::WorkerLifecycle,
+    tokio::task::JoinHandle<stent::Result<()>>,
+) {
     let lifecycle = executor.create_worker_lifecycle(Some("test"));
     let handle = tokio::spawn(executor.worker().lifecycle(lifecycle.clone()).serve());
     lifecycle.wait_until_ready().await;
     (lifecycle, handle)
 }
 
-async fn stop(lifecycle: stent::WorkerLifecycle, handle: tokio::task::JoinHandle<stent::Result<()>>) {
+async fn stop(
+    lifecycle: stent::WorkerLifecycle,
+    handle: tokio::task::JoinHandle<stent::Result<()>>,
+) {
     lifecycle.request_drain();
     handle.await.unwrap().unwrap();
 }
@@ -82,7 +94,10 @@ async fn sequential_calls_return_the_right_result() {
         .await
         .unwrap();
     assert_eq!(out, Ok(90));
-    assert_eq!(executor.state_of(id).await.unwrap().state, ExecutionStatus::Completed);
+    assert_eq!(
+        executor.state_of(id).await.unwrap().state,
+        ExecutionStatus::Completed
+    );
     stop(lc, h).await;
 }
 
@@ -94,7 +109,10 @@ async fn nested_calls_and_typed_errors() {
     let b = executor.dispatch(catches(3)).await.unwrap();
     let c = executor.dispatch(refuse(5)).await.unwrap();
     let t = Some(Duration::from_secs(10));
-    assert_eq!(executor.wait_for::<u64, String>(a, t).await.unwrap(), Ok(24));
+    assert_eq!(
+        executor.wait_for::<u64, String>(a, t).await.unwrap(),
+        Ok(24)
+    );
     assert_eq!(
         executor.wait_for::<String, String>(b, t).await.unwrap(),
         Ok("caught: refused 3".to_string())
@@ -103,7 +121,10 @@ async fn nested_calls_and_typed_errors() {
         executor.wait_for::<u64, String>(c, t).await.unwrap(),
         Err("refused 5".to_string())
     );
-    assert_eq!(executor.state_of(c).await.unwrap().state, ExecutionStatus::Failed);
+    assert_eq!(
+        executor.state_of(c).await.unwrap().state,
+        ExecutionStatus::Failed
+    );
     stop(lc, h).await;
 }
 
@@ -153,15 +174,27 @@ async fn signal_to_an_unknown_execution_is_not_found() {
     let executor = Stent::new(MemoryBackend::new());
     let ghost = stent::ExecutionId::new_random();
     let err = executor.send_signal(ghost, "x", &1).await.unwrap_err();
-    assert!(matches!(err, stent::Error::NotFound(id) if id == ghost), "{err}");
+    assert!(
+        matches!(err, stent::Error::NotFound(id) if id == ghost),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn dispatch_rejects_conflicting_and_malformed_options() {
     let executor = Stent::new(MemoryBackend::new());
-    let err = executor.dispatch(double(1)).expiry("1h").max_duration("2h").await.unwrap_err();
+    let err = executor
+        .dispatch(double(1))
+        .expiry("1h")
+        .max_duration("2h")
+        .await
+        .unwrap_err();
     assert!(matches!(err, stent::Error::InvalidConfig(_)), "{err}");
-    let err = executor.dispatch(double(1)).delay("1h 30m").await.unwrap_err();
+    let err = executor
+        .dispatch(double(1))
+        .delay("1h 30m")
+        .await
+        .unwrap_err();
     assert!(matches!(err, stent::Error::InvalidDuration(_)), "{err}");
 }
 
@@ -174,7 +207,10 @@ async fn unregistered_functions_are_named_with_the_registered_ones() {
         .build();
     let err = executor.dispatch(pipeline(1)).await.unwrap_err();
     match err {
-        stent::Error::UnregisteredFunction { function_name, registered } => {
+        stent::Error::UnregisteredFunction {
+            function_name,
+            registered,
+        } => {
             assert!(function_name.ends_with("::pipeline"), "{function_name}");
             assert_eq!(registered.len(), 1);
             assert!(registered[0].ends_with("::double"));
@@ -204,7 +240,10 @@ async fn a_thousand_steps_read_a_linear_number_of_events() {
     // journal holds 2n+2). Sticky execution reads each at most a few times.
     let read = backend.events_read();
     eprintln!("journal events read for 1,000 steps: {read}");
-    assert!(read <= 3 * 2002, "read {read} journal events for 1,000 steps");
+    assert!(
+        read <= 3 * 2002,
+        "read {read} journal events for 1,000 steps"
+    );
 }
 
 #[stent::durable]
@@ -228,8 +267,14 @@ async fn steps_awaiting_real_io_stay_resident_until_done() {
     let root = executor.dispatch(calls_slow_steps()).await.unwrap();
     let leaf = executor.dispatch(slow_io(40)).await.unwrap();
     let t = Some(Duration::from_secs(10));
-    assert_eq!(executor.wait_for::<u64, String>(root, t).await.unwrap(), Ok(50));
-    assert_eq!(executor.wait_for::<u64, String>(leaf, t).await.unwrap(), Ok(40));
+    assert_eq!(
+        executor.wait_for::<u64, String>(root, t).await.unwrap(),
+        Ok(50)
+    );
+    assert_eq!(
+        executor.wait_for::<u64, String>(leaf, t).await.unwrap(),
+        Ok(40)
+    );
     stop(lc, h).await;
 }
 
@@ -281,7 +326,12 @@ async fn a_worker_whose_lease_expired_mid_step_cannot_record_its_result() {
         .await
         .unwrap();
     let completed = rows.iter().filter(|r| r.kind == "call_completed").count();
-    assert_eq!(completed, 1, "{:?}", rows.iter().map(|r| &r.kind).collect::<Vec<_>>());
+    assert_eq!(
+        completed,
+        1,
+        "{:?}",
+        rows.iter().map(|r| &r.kind).collect::<Vec<_>>()
+    );
     for (lc, h) in [stalled, healthy] {
         stop(lc, h).await;
     }

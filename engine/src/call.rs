@@ -76,7 +76,10 @@ impl<D: DurableFn> IntoFuture for Call<D> {
                 CallState::Journaled(ctx, effect)
             }
             Err(e) => {
-                ctx.abort(format!("arguments of a call to {} do not encode: {e}", D::NAME));
+                ctx.abort(format!(
+                    "arguments of a call to {} do not encode: {e}",
+                    D::NAME
+                ));
                 CallState::Stopped
             }
         };

@@ -343,7 +343,10 @@ impl Stent {
                 offset,
             })
             .await?;
-        records.into_iter().map(ExecutionState::from_record).collect()
+        records
+            .into_iter()
+            .map(ExecutionState::from_record)
+            .collect()
     }
 
     /// Tasks waiting to run, in one queue or all.

@@ -22,8 +22,7 @@ pub(crate) struct Hub {
 impl Hub {
     pub fn add_resident(&self, invocation: InvocationId, execution: ExecutionId) -> Arc<Notify> {
         let notify = Arc::new(Notify::new());
-        self.lock()
-            .insert(invocation, (execution, notify.clone()));
+        self.lock().insert(invocation, (execution, notify.clone()));
         notify
     }
 

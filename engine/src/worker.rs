@@ -20,7 +20,9 @@ use stent_journal::store::{
     ClaimRequest, ClaimedTask, Delivery, ExecutionOutcome, ExecutionStatus, InboxId, LeaseGrant,
     NewEvent, NewInvocation, Routing, SignalId, StoreError, TaskDisposition, TurnCommit,
 };
-use stent_journal::{ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq, Timestamp, WorkerId};
+use stent_journal::{
+    ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq, Timestamp, WorkerId,
+};
 use stent_replay::{Driver, DriverError, Outstanding, Status};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
 
@@ -180,12 +182,9 @@ impl WorkerBuilder {
             .heartbeat_interval
             .unwrap_or(self.lease_duration / 2)
             .max(Duration::from_millis(1));
-        let worker_id = self.worker_id.unwrap_or_else(|| {
-            format!(
-                "worker-{}",
-                &ExecutionId::new_random().to_string()[..8]
-            )
-        });
+        let worker_id = self
+            .worker_id
+            .unwrap_or_else(|| format!("worker-{}", &ExecutionId::new_random().to_string()[..8]));
         let (drain_tx, drain_rx) = watch::channel(false);
         let core = Arc::new(Core {
             functions: inner.registry.names(),
@@ -343,7 +342,7 @@ impl Core {
         let queue_ok = self
             .queues
             .as_ref()
-            .is_none_or(|qs| qs.iter().any(|q| *q == routing.queue));
+            .is_none_or(|qs| qs.contains(&routing.queue));
         let tags_ok = self
             .tags
             .as_ref()
@@ -385,7 +384,9 @@ impl Core {
                             self.spawn_tracked(self.clone().start_claimed(task, slot));
                         }
                     }
-                    Err(e) => tracing::warn!(worker = %self.id, error = %e, "claim failed; backing off"),
+                    Err(e) => {
+                        tracing::warn!(worker = %self.id, error = %e, "claim failed; backing off")
+                    }
                 }
                 if claimed > 0 {
                     backoff = self.poll.min;
@@ -549,7 +550,10 @@ impl Core {
 
     /// A driver for `invocation`: the sticky one if the journal has not moved
     /// since it was parked, else a fresh replay of the stored journal.
-    async fn load(&self, invocation: InvocationId) -> Result<(Driver, Option<ParentLink>), LoadError> {
+    async fn load(
+        &self,
+        invocation: InvocationId,
+    ) -> Result<(Driver, Option<ParentLink>), LoadError> {
         let cached = self.lock_sticky().remove(&invocation);
         if let Some(cached) = cached {
             let tail = self
@@ -700,11 +704,11 @@ impl Core {
                         Source::Signal(id) => r.consumed_signals.push(id),
                         Source::Timer => {}
                     }
-                    if let Some(event) = event {
-                        if let Err(e) = r.driver.resolve(event) {
-                            self.pause(r, e.to_string()).await?;
-                            return Ok(Ended::Done);
-                        }
+                    if let Some(event) = event
+                        && let Err(e) = r.driver.resolve(event)
+                    {
+                        self.pause(r, e.to_string()).await?;
+                        return Ok(Ended::Done);
                     }
                     continue;
                 }
@@ -781,8 +785,10 @@ impl Core {
                 }
             }
             let wait = match next_timer {
-                Some(t) => Duration::from_millis(t.millis().saturating_sub(now.millis()).max(0) as u64)
-                    .min(backoff),
+                Some(t) => {
+                    Duration::from_millis(t.millis().saturating_sub(now.millis()).max(0) as u64)
+                        .min(backoff)
+                }
                 None => backoff,
             };
             let mut drain = self.drain.clone();
@@ -861,10 +867,10 @@ impl Core {
         }
         let now = self.now();
         for (seq, o) in &outstanding {
-            if let Outstanding::Timer { fire_at } = o {
-                if *fire_at <= now {
-                    found.push((Some(Event::TimerFired { started: *seq }), Source::Timer));
-                }
+            if let Outstanding::Timer { fire_at } = o
+                && *fire_at <= now
+            {
+                found.push((Some(Event::TimerFired { started: *seq }), Source::Timer));
             }
         }
         Ok(found)

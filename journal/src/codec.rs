@@ -214,7 +214,9 @@ fn canonicalize(value: Value) -> Result<Value, CodecError> {
 }
 
 /// Identifies "the same call": `blake3(function ‖ version ‖ canonical args)`.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[serde(transparent)]
 pub struct CallKey(#[serde(with = "key_bytes")] pub [u8; 32]);
 
@@ -337,7 +339,13 @@ mod tests {
                 max_depth: 8,
             })
             .unwrap_err();
-        assert_eq!(err, CodecError::TooLarge { size: 64, limit: 10 });
+        assert_eq!(
+            err,
+            CodecError::TooLarge {
+                size: 64,
+                limit: 10
+            }
+        );
     }
 
     proptest::proptest! {
@@ -368,7 +376,10 @@ mod tests {
     #[test]
     fn call_key_separates_parts() {
         let p = Payload::encode(&(1u8,)).unwrap();
-        assert_ne!(CallKey::new("ab", Some("c"), &p), CallKey::new("a", Some("bc"), &p));
+        assert_ne!(
+            CallKey::new("ab", Some("c"), &p),
+            CallKey::new("a", Some("bc"), &p)
+        );
         assert_ne!(CallKey::new("a", None, &p), CallKey::new("a", Some(""), &p));
     }
 }

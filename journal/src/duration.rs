@@ -52,9 +52,9 @@ pub fn parse_duration(input: &str) -> Result<Duration, DurationError> {
         if pos == start {
             return Err(invalid(pos, "expected a number"));
         }
-        let number: u64 = input[start..pos].parse().map_err(|_| DurationError::Overflow {
-            input: clip(input),
-        })?;
+        let number: u64 = input[start..pos]
+            .parse()
+            .map_err(|_| DurationError::Overflow { input: clip(input) })?;
         let Some(&unit) = bytes.get(pos) else {
             return Err(invalid(pos, "number without a unit"));
         };
@@ -203,8 +203,8 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         for bad in [
-            "", " ", "1", "h", "1h ", " 1h", "1h 30m", "1x", "-1s", "+1s", "1.5h", "30m1h",
-            "1h1h", "1hh", "1h30", "1H", "１h",
+            "", " ", "1", "h", "1h ", " 1h", "1h 30m", "1x", "-1s", "+1s", "1.5h", "30m1h", "1h1h",
+            "1hh", "1h30", "1H", "１h",
         ] {
             assert!(parse_duration(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -65,7 +65,9 @@ pub enum CodecError {
 #[non_exhaustive]
 pub enum DurationError {
     /// The input was empty.
-    #[error("empty duration: expected something like \"30s\", \"5m\", \"1h30m\", \"2d8h\" or \"1w\"")]
+    #[error(
+        "empty duration: expected something like \"30s\", \"5m\", \"1h30m\", \"2d8h\" or \"1w\""
+    )]
     Empty,
     /// The input did not follow the grammar.
     #[error(

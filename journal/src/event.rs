@@ -477,8 +477,14 @@ impl Event {
         }
         .map_err(|e| CodecError::Encode(e.to_string()))?;
         let envelope = Value::Map(vec![
-            (Value::Text("v".into()), Value::Integer(FORMAT_VERSION.into())),
-            (Value::Text("k".into()), Value::Text(self.kind().as_str().into())),
+            (
+                Value::Text("v".into()),
+                Value::Integer(FORMAT_VERSION.into()),
+            ),
+            (
+                Value::Text("k".into()),
+                Value::Text(self.kind().as_str().into()),
+            ),
             (Value::Text("b".into()), body),
         ]);
         encode_canonical(envelope)

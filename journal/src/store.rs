@@ -381,8 +381,11 @@ pub struct ExecutionFilter {
 #[async_trait]
 pub trait JournalStore: Send + Sync {
     /// The journal of `invocation` from `from` (inclusive), in seq order.
-    async fn read_journal(&self, invocation: InvocationId, from: Seq)
-    -> StoreResult<Vec<JournalRow>>;
+    async fn read_journal(
+        &self,
+        invocation: InvocationId,
+        from: Seq,
+    ) -> StoreResult<Vec<JournalRow>>;
 }
 
 /// Creating and reading executions.

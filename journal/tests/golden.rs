@@ -120,29 +120,83 @@ fn events() -> Vec<(&'static str, Event)> {
 }
 
 const GOLDEN_EVENTS: &[(&str, &str)] = &[
-    ("started", "a36162a46461726773448207617866706172656e74a263736571036a696e766f636174696f6e506f9619ff8b86d011b42d00c04fc964ff6776657273696f6e6276316866756e6374696f6e676170703a3a7766616b6773746172746564617601"),
-    ("call_scheduled", "a36162a564617267734482076178656368696c64504405420ff09e80f4bd5af8eb9d161a2c6776657273696f6ef66863616c6c5f6b657958203f018ef2091d30fe6e3afbf231c3bf8333bd23299b833842ae175817b05a0e2c6866756e6374696f6e696170703a3a73746570616b6e63616c6c5f7363686564756c6564617601"),
-    ("call_completed", "a36162a26576616c756542182a697363686564756c656401616b6e63616c6c5f636f6d706c65746564617601"),
-    ("call_failed", "a36162a2676661696c757265a1656572726f72a1656572726f7243626e6f697363686564756c656401616b6b63616c6c5f6661696c6564617601"),
-    ("cache_hit", "a36162a26576616c756547666361636865646863616c6c5f6b657958209b9b9419707a1b2bf4a58c480f91051523f53fcc28f2b5d0a422a097cebb1360616b6963616368655f686974617601"),
-    ("timer_started", "a36162a267666972655f61741b0000018bcfe568006b6475726174696f6e5f6d731a0036ee80616b6d74696d65725f73746172746564617601"),
-    ("timer_fired", "a36162a1677374617274656405616b6b74696d65725f6669726564617601"),
-    ("signal_awaited", "a36162a1646e616d6568617070726f76616c616b6e7369676e616c5f61776169746564617601"),
-    ("signal_received", "a36162a2676177616974656407677061796c6f616441f5616b6f7369676e616c5f7265636569766564617601"),
-    ("context_write", "a36162a1657772697465a16973746174655f736574a2636b65796570686173656576616c7565486772756e6e696e67616b6d636f6e746578745f7772697465617601"),
-    ("side_effect", "a36162a16576616c756543f93800616b6b736964655f656666656374617601"),
-    ("completed", "a36162a16576616c756543626f6b616b69636f6d706c65746564617601"),
-    ("failed", "a36162a1676661696c757265a16570616e6963a1676d65737361676564626f6f6d616b666661696c6564617601"),
+    (
+        "started",
+        "a36162a46461726773448207617866706172656e74a263736571036a696e766f636174696f6e506f9619ff8b86d011b42d00c04fc964ff6776657273696f6e6276316866756e6374696f6e676170703a3a7766616b6773746172746564617601",
+    ),
+    (
+        "call_scheduled",
+        "a36162a564617267734482076178656368696c64504405420ff09e80f4bd5af8eb9d161a2c6776657273696f6ef66863616c6c5f6b657958203f018ef2091d30fe6e3afbf231c3bf8333bd23299b833842ae175817b05a0e2c6866756e6374696f6e696170703a3a73746570616b6e63616c6c5f7363686564756c6564617601",
+    ),
+    (
+        "call_completed",
+        "a36162a26576616c756542182a697363686564756c656401616b6e63616c6c5f636f6d706c65746564617601",
+    ),
+    (
+        "call_failed",
+        "a36162a2676661696c757265a1656572726f72a1656572726f7243626e6f697363686564756c656401616b6b63616c6c5f6661696c6564617601",
+    ),
+    (
+        "cache_hit",
+        "a36162a26576616c756547666361636865646863616c6c5f6b657958209b9b9419707a1b2bf4a58c480f91051523f53fcc28f2b5d0a422a097cebb1360616b6963616368655f686974617601",
+    ),
+    (
+        "timer_started",
+        "a36162a267666972655f61741b0000018bcfe568006b6475726174696f6e5f6d731a0036ee80616b6d74696d65725f73746172746564617601",
+    ),
+    (
+        "timer_fired",
+        "a36162a1677374617274656405616b6b74696d65725f6669726564617601",
+    ),
+    (
+        "signal_awaited",
+        "a36162a1646e616d6568617070726f76616c616b6e7369676e616c5f61776169746564617601",
+    ),
+    (
+        "signal_received",
+        "a36162a2676177616974656407677061796c6f616441f5616b6f7369676e616c5f7265636569766564617601",
+    ),
+    (
+        "context_write",
+        "a36162a1657772697465a16973746174655f736574a2636b65796570686173656576616c7565486772756e6e696e67616b6d636f6e746578745f7772697465617601",
+    ),
+    (
+        "side_effect",
+        "a36162a16576616c756543f93800616b6b736964655f656666656374617601",
+    ),
+    (
+        "completed",
+        "a36162a16576616c756543626f6b616b69636f6d706c65746564617601",
+    ),
+    (
+        "failed",
+        "a36162a1676661696c757265a16570616e6963a1676d65737361676564626f6f6d616b666661696c6564617601",
+    ),
     ("cancelled", "a36162a0616b6963616e63656c6c6564617601"),
     ("timed_out", "a36162a0616b6974696d65645f6f7574617601"),
 ];
 
 const GOLDEN_KEYS: &[(&str, &str)] = &[
-    ("no_args", "41c5bc4d07f9c81b95f105b43d6e649e7320c25ccf41412bd65dde3a10797dd8"),
-    ("int_and_string", "7d6610c90a068fc415ab77c7596c6a548c112e85c460ae8a0d0631485dcf9080"),
-    ("versioned", "cf32c073a08300e9cea4651b9056ee5ca3b3e536fd745ddacf88a2972e08e45a"),
-    ("hashmap_20_keys", "0fb47e93d07670704f45a63fc8922b55504be4fde10d2746f3dec534f2c2581a"),
-    ("nested", "f11a087c9f0163fc6c971e345262f677b3816056f85a3f335884a4f870269369"),
+    (
+        "no_args",
+        "41c5bc4d07f9c81b95f105b43d6e649e7320c25ccf41412bd65dde3a10797dd8",
+    ),
+    (
+        "int_and_string",
+        "7d6610c90a068fc415ab77c7596c6a548c112e85c460ae8a0d0631485dcf9080",
+    ),
+    (
+        "versioned",
+        "cf32c073a08300e9cea4651b9056ee5ca3b3e536fd745ddacf88a2972e08e45a",
+    ),
+    (
+        "hashmap_20_keys",
+        "0fb47e93d07670704f45a63fc8922b55504be4fde10d2746f3dec534f2c2581a",
+    ),
+    (
+        "nested",
+        "f11a087c9f0163fc6c971e345262f677b3816056f85a3f335884a4f870269369",
+    ),
 ];
 
 fn known_keys() -> Vec<(&'static str, CallKey)> {
@@ -150,14 +204,25 @@ fn known_keys() -> Vec<(&'static str, CallKey)> {
     let nested: BTreeMap<&str, Vec<Option<i64>>> =
         [("b", vec![Some(-1), None]), ("a", vec![Some(i64::MAX)])].into();
     vec![
-        ("no_args", CallKey::new("shop::ping", None, &Payload::encode(&()).unwrap())),
+        (
+            "no_args",
+            CallKey::new("shop::ping", None, &Payload::encode(&()).unwrap()),
+        ),
         (
             "int_and_string",
-            CallKey::new("shop::charge", None, &Payload::encode(&(42u64, "eur")).unwrap()),
+            CallKey::new(
+                "shop::charge",
+                None,
+                &Payload::encode(&(42u64, "eur")).unwrap(),
+            ),
         ),
         (
             "versioned",
-            CallKey::new("shop::charge", Some("v2"), &Payload::encode(&(42u64, "eur")).unwrap()),
+            CallKey::new(
+                "shop::charge",
+                Some("v2"),
+                &Payload::encode(&(42u64, "eur")).unwrap(),
+            ),
         ),
         (
             "hashmap_20_keys",
@@ -165,7 +230,11 @@ fn known_keys() -> Vec<(&'static str, CallKey)> {
         ),
         (
             "nested",
-            CallKey::new("shop::nested", None, &Payload::encode(&(nested, 1.5f64)).unwrap()),
+            CallKey::new(
+                "shop::nested",
+                None,
+                &Payload::encode(&(nested, 1.5f64)).unwrap(),
+            ),
         ),
     ]
 }

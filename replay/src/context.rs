@@ -180,12 +180,12 @@ impl State {
             if !command.matches(recorded) {
                 if self.fatal.is_none() {
                     let asked = command.to_event(self.invocation, seq, self.now);
-                    self.fatal = Some(DriverError::Diverged(Divergence {
+                    self.fatal = Some(DriverError::Diverged(Box::new(Divergence {
                         invocation: self.invocation,
                         seq,
                         recorded: Some(recorded.clone()),
                         asked: Some(asked),
-                    }));
+                    })));
                 }
                 return seq;
             }
@@ -209,12 +209,8 @@ impl State {
                     .insert(seq, Outstanding::Call { child: *child });
             }
             Event::TimerStarted { fire_at, .. } => {
-                self.outstanding.insert(
-                    seq,
-                    Outstanding::Timer {
-                        fire_at: *fire_at,
-                    },
-                );
+                self.outstanding
+                    .insert(seq, Outstanding::Timer { fire_at: *fire_at });
             }
             Event::SignalAwaited { name } => {
                 self.outstanding
@@ -245,7 +241,10 @@ impl State {
                 Event::CallCompleted { .. } | Event::CallFailed { .. },
                 Some(Outstanding::Call { .. })
             ) | (Event::TimerFired { .. }, Some(Outstanding::Timer { .. }))
-                | (Event::SignalReceived { .. }, Some(Outstanding::Signal { .. }))
+                | (
+                    Event::SignalReceived { .. },
+                    Some(Outstanding::Signal { .. })
+                )
         );
         if !fits {
             return Err(DriverError::Corrupt {

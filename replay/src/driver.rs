@@ -69,7 +69,7 @@ impl fmt::Display for Divergence {
 pub enum DriverError {
     /// The code no longer matches its journal.
     #[error("{0}")]
-    Diverged(Divergence),
+    Diverged(Box<Divergence>),
     /// The journal is inconsistent in itself.
     #[error("journal of invocation {invocation} is inconsistent at seq {seq}: {reason}")]
     Corrupt {
@@ -390,12 +390,12 @@ impl Driver {
                 st.next_seq += 1;
                 Status::Finished(out)
             }
-            Some(recorded) => Status::Stopped(DriverError::Diverged(Divergence {
+            Some(recorded) => Status::Stopped(DriverError::Diverged(Box::new(Divergence {
                 invocation: st.invocation,
                 seq,
                 recorded: Some(recorded.clone()),
                 asked: Some(terminal),
-            })),
+            }))),
         }
     }
 }

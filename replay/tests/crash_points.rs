@@ -32,7 +32,11 @@ fn step() -> impl Strategy<Value = Step> {
 
 async fn call(ctx: &Context, n: u8) -> u64 {
     let r = ctx
-        .schedule(Command::call("test::double", None, Payload::encode(&(n,)).unwrap()))
+        .schedule(Command::call(
+            "test::double",
+            None,
+            Payload::encode(&(n,)).unwrap(),
+        ))
         .await;
     r.into_value().unwrap().decode::<u64>().unwrap()
 }
@@ -164,19 +168,31 @@ proptest! {
 #[test]
 fn changed_code_is_reported_as_a_divergence_at_the_exact_seq() {
     let (journal, _) = run_to_end(
-        Driver::new(id(), vec![started()], workflow(vec![Step::Call(1), Step::Call(2)])).unwrap(),
+        Driver::new(
+            id(),
+            vec![started()],
+            workflow(vec![Step::Call(1), Step::Call(2)]),
+        )
+        .unwrap(),
         0,
     );
     // Same shape, other argument in the second call.
-    let mut d = Driver::new(id(), journal.clone(), workflow(vec![Step::Call(1), Step::Call(3)]))
-        .unwrap();
+    let mut d = Driver::new(
+        id(),
+        journal.clone(),
+        workflow(vec![Step::Call(1), Step::Call(3)]),
+    )
+    .unwrap();
     let mut cx = TaskCx::from_waker(Waker::noop());
     match d.advance(&mut cx) {
         Status::Stopped(stent_replay::DriverError::Diverged(div)) => {
             assert_eq!(div.seq, Seq(3));
             assert!(matches!(div.recorded, Some(Event::CallScheduled { .. })));
             let text = div.to_string();
-            assert!(text.contains("seq 3") && text.contains("test::double"), "{text}");
+            assert!(
+                text.contains("seq 3") && text.contains("test::double"),
+                "{text}"
+            );
         }
         other => panic!("expected a divergence, got {other:?}"),
     }
@@ -214,5 +230,10 @@ fn a_panic_becomes_a_failure() {
 #[test]
 fn no_context_outside_a_driver() {
     assert!(Context::current().is_none());
-    assert!(Context::try_current().unwrap_err().to_string().contains("tokio::spawn"));
+    assert!(
+        Context::try_current()
+            .unwrap_err()
+            .to_string()
+            .contains("tokio::spawn")
+    );
 }

@@ -1,6 +1,5 @@
 //! Helpers shared by stent's integration tests.
 
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -37,9 +36,14 @@ impl<B> CountingBackend<B> {
 
 #[async_trait]
 impl<B: Backend> JournalStore for CountingBackend<B> {
-    async fn read_journal(&self, invocation: InvocationId, from: Seq) -> StoreResult<Vec<JournalRow>> {
+    async fn read_journal(
+        &self,
+        invocation: InvocationId,
+        from: Seq,
+    ) -> StoreResult<Vec<JournalRow>> {
         let rows = self.inner.read_journal(invocation, from).await?;
-        self.events_read.fetch_add(rows.len() as u64, Ordering::SeqCst);
+        self.events_read
+            .fetch_add(rows.len() as u64, Ordering::SeqCst);
         Ok(rows)
     }
 }
@@ -93,7 +97,11 @@ impl<B: Backend> SignalStore for CountingBackend<B> {
     ) -> StoreResult<SignalId> {
         self.inner.send_signal(execution, name, payload, now).await
     }
-    async fn pending_signals(&self, execution: ExecutionId, names: &[String]) -> StoreResult<Vec<SignalRecord>> {
+    async fn pending_signals(
+        &self,
+        execution: ExecutionId,
+        names: &[String],
+    ) -> StoreResult<Vec<SignalRecord>> {
         self.inner.pending_signals(execution, names).await
     }
 }

@@ -185,8 +185,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let rounds = (2_000_000 / count.max(1)).clamp(1, 200);
             let t = Instant::now();
             for _ in 0..rounds {
-                let mut driver =
-                    Driver::new(id.root_invocation(), events.clone(), entry.invoke(args.clone()))?;
+                let mut driver = Driver::new(
+                    id.root_invocation(),
+                    events.clone(),
+                    entry.invoke(args.clone()),
+                )?;
                 let mut cx = TaskCx::from_waker(Waker::noop());
                 match driver.advance(&mut cx) {
                     Status::Finished(Ok(_)) => {}
