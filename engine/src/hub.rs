@@ -1,12 +1,34 @@
-//! In-process wake-ups. They only make things faster: every waiter also
-//! polls the backend with backoff, so a lost wake-up costs latency, never
-//! correctness.
+//! In-process wake-ups and hand-offs. Wake-ups only make things faster:
+//! every waiter also polls the backend with backoff, so a lost wake-up costs
+//! latency, never correctness. A hand-off lets a child that finished in this
+//! process give its result straight to its resident parent, which commits
+//! both in one transaction; if the parent cannot, the child commits alone and
+//! delivers through the backend as usual.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use stent_journal::event::Event;
+use stent_journal::store::TurnCommit;
 use stent_journal::{ExecutionId, InvocationId};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, mpsc, oneshot};
+
+/// A finished child's turn and result, offered to its resident parent.
+pub(crate) struct Handoff {
+    /// The child's final turn, without a delivery (the parent journals the
+    /// result itself).
+    pub commit: TurnCommit,
+    /// The resolution event for the parent's journal.
+    pub resolution: Event,
+    /// Answered once the parent committed both (or could not).
+    pub done: oneshot::Sender<Result<(), String>>,
+}
+
+struct Resident {
+    execution: ExecutionId,
+    notify: Arc<Notify>,
+    handoffs: mpsc::UnboundedSender<Handoff>,
+}
 
 /// Wake-ups shared by an executor and the workers it runs.
 #[derive(Default)]
@@ -16,37 +38,65 @@ pub(crate) struct Hub {
     /// Some execution ended.
     pub finished: Notify,
     /// Invocations resident in a worker of this process, by id.
-    residents: Mutex<HashMap<InvocationId, (ExecutionId, Arc<Notify>)>>,
+    residents: Mutex<HashMap<InvocationId, Resident>>,
 }
 
 impl Hub {
-    pub fn add_resident(&self, invocation: InvocationId, execution: ExecutionId) -> Arc<Notify> {
+    /// Registers a resident invocation: its wake-up handle and the receiving
+    /// end of its hand-offs.
+    pub fn add_resident(
+        &self,
+        invocation: InvocationId,
+        execution: ExecutionId,
+    ) -> (Arc<Notify>, mpsc::UnboundedReceiver<Handoff>) {
         let notify = Arc::new(Notify::new());
-        self.lock().insert(invocation, (execution, notify.clone()));
-        notify
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().insert(
+            invocation,
+            Resident {
+                execution,
+                notify: notify.clone(),
+                handoffs: tx,
+            },
+        );
+        (notify, rx)
     }
 
     pub fn remove_resident(&self, invocation: InvocationId) {
         self.lock().remove(&invocation);
     }
 
-    /// Wakes a resident invocation (a delivery for it arrived).
-    pub fn wake_invocation(&self, invocation: InvocationId) {
-        if let Some((_, n)) = self.lock().get(&invocation) {
-            n.notify_one();
+    /// Wakes a resident invocation (a delivery for it arrived). False if it
+    /// is not resident in this process.
+    pub fn wake_invocation(&self, invocation: InvocationId) -> bool {
+        match self.lock().get(&invocation) {
+            Some(r) => {
+                r.notify.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Offers a finished child's result to its resident parent; gives it
+    /// back if the parent is not resident here.
+    pub fn hand_off(&self, parent: InvocationId, handoff: Handoff) -> Result<(), Handoff> {
+        match self.lock().get(&parent) {
+            Some(r) => r.handoffs.send(handoff).map_err(|e| e.0),
+            None => Err(handoff),
         }
     }
 
     /// Wakes every resident invocation of an execution (a signal arrived).
     pub fn wake_execution(&self, execution: ExecutionId) {
-        for (exec, n) in self.lock().values() {
-            if *exec == execution {
-                n.notify_one();
+        for r in self.lock().values() {
+            if r.execution == execution {
+                r.notify.notify_one();
             }
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<InvocationId, (ExecutionId, Arc<Notify>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<InvocationId, Resident>> {
         self.residents.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

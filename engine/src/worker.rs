@@ -24,10 +24,11 @@ use stent_journal::{
     ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq, Timestamp, WorkerId,
 };
 use stent_replay::{Driver, DriverError, Outstanding, Status};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
 
 use crate::error::{Error, Result};
 use crate::executor::{Inner, PollSettings, Stent};
+use crate::hub::Handoff;
 use crate::lifecycle::{LifecycleState, WorkerLifecycle};
 use crate::registry::FunctionEntry;
 
@@ -260,6 +261,15 @@ enum Source {
     Inbox(InboxId),
     Signal(SignalId),
     Timer,
+    Handoff(Box<Handoff>),
+}
+
+/// A held lease's in-process side: wake-ups, the lost flag, hand-offs.
+struct Residence {
+    notify: Arc<Notify>,
+    lost: Arc<AtomicBool>,
+    handoffs: mpsc::UnboundedReceiver<Handoff>,
+    handoffs_open: bool,
 }
 
 struct Running {
@@ -269,10 +279,41 @@ struct Running {
     parent: Option<ParentLink>,
     driver: Driver,
     slot: Option<Slot>,
-    notify: Arc<Notify>,
-    lost: Arc<AtomicBool>,
+    residence: Residence,
     consumed_inbox: Vec<InboxId>,
     consumed_signals: Vec<SignalId>,
+    /// Hand-offs whose results were applied to the driver and whose turns
+    /// ride along with this invocation's next commit.
+    handed_off: Vec<Handoff>,
+}
+
+impl Running {
+    fn new(
+        invocation: InvocationId,
+        execution: ExecutionId,
+        epoch: LeaseEpoch,
+        parent: Option<ParentLink>,
+        driver: Driver,
+        slot: Option<Slot>,
+        residence: Residence,
+    ) -> Self {
+        Running {
+            invocation,
+            execution,
+            epoch,
+            parent,
+            driver,
+            slot,
+            residence,
+            consumed_inbox: Vec::new(),
+            consumed_signals: Vec::new(),
+            handed_off: Vec::new(),
+        }
+    }
+
+    fn lost(&self) -> bool {
+        self.residence.lost.load(Ordering::SeqCst)
+    }
 }
 
 /// How a run of turns ended.
@@ -480,7 +521,7 @@ impl Core {
         invocation: InvocationId,
         execution: ExecutionId,
         epoch: LeaseEpoch,
-    ) -> (Arc<Notify>, Arc<AtomicBool>) {
+    ) -> Residence {
         let lost = Arc::new(AtomicBool::new(false));
         self.lock_leases().insert(
             invocation,
@@ -489,7 +530,13 @@ impl Core {
                 lost: lost.clone(),
             },
         );
-        (self.inner.hub.add_resident(invocation, execution), lost)
+        let (notify, handoffs) = self.inner.hub.add_resident(invocation, execution);
+        Residence {
+            notify,
+            lost,
+            handoffs,
+            handoffs_open: true,
+        }
     }
 
     /// Forgets a lease, unless the invocation was claimed again meanwhile
@@ -503,21 +550,18 @@ impl Core {
     }
 
     async fn start_claimed(self: Arc<Self>, task: ClaimedTask, slot: Option<Slot>) {
-        let (notify, lost) = self.hold(task.invocation, task.execution, task.epoch);
+        let residence = self.hold(task.invocation, task.execution, task.epoch);
         match self.load(task.invocation).await {
             Ok((driver, parent)) => {
-                let running = Running {
-                    invocation: task.invocation,
-                    execution: task.execution,
-                    epoch: task.epoch,
+                let running = Running::new(
+                    task.invocation,
+                    task.execution,
+                    task.epoch,
                     parent,
                     driver,
                     slot,
-                    notify,
-                    lost,
-                    consumed_inbox: Vec::new(),
-                    consumed_signals: Vec::new(),
-                };
+                    residence,
+                );
                 self.drive(running, true).await;
             }
             Err(LoadError::Corrupt(report)) => {
@@ -641,7 +685,7 @@ impl Core {
                     tracing::warn!(invocation = %r.invocation, %message, "turn failed; reloading from the journal");
                     tokio::time::sleep(delay).await;
                     delay = self.poll.next(delay);
-                    if r.lost.load(Ordering::SeqCst) {
+                    if r.lost() {
                         break;
                     }
                     match self.load(r.invocation).await {
@@ -649,6 +693,9 @@ impl Core {
                             r.driver = driver;
                             r.consumed_inbox.clear();
                             r.consumed_signals.clear();
+                            // Their children were told nothing was committed
+                            // (the senders drop) and deliver on their own.
+                            r.handed_off.clear();
                             check = true;
                         }
                         Err(LoadError::Corrupt(report)) => {
@@ -672,7 +719,7 @@ impl Core {
         let mut queue: VecDeque<(Option<Event>, Source)> = VecDeque::new();
         let mut backoff = self.poll.min;
         loop {
-            if r.lost.load(Ordering::SeqCst) {
+            if r.lost() {
                 return Err(TurnError::LeaseLost);
             }
             r.driver.set_now(self.now());
@@ -698,11 +745,27 @@ impl Core {
                 Status::Behind => true,
             };
             if !behind {
+                while let Ok(h) = r.residence.handoffs.try_recv() {
+                    queue.push_back((Some(h.resolution.clone()), Source::Handoff(Box::new(h))));
+                }
                 if let Some((event, source)) = queue.pop_front() {
                     match source {
                         Source::Inbox(id) => r.consumed_inbox.push(id),
                         Source::Signal(id) => r.consumed_signals.push(id),
                         Source::Timer => {}
+                        Source::Handoff(h) => {
+                            let answers_a_call = h.resolution.resolves().is_some_and(|seq| {
+                                r.driver.outstanding().iter().any(|(s, o)| {
+                                    *s == seq && matches!(o, Outstanding::Call { .. })
+                                })
+                            });
+                            if !answers_a_call {
+                                // Not ours to journal: the child delivers on its own.
+                                let _ = h.done.send(Err("no outstanding call".into()));
+                                continue;
+                            }
+                            r.handed_off.push(*h);
+                        }
                     }
                     if let Some(event) = event
                         && let Err(e) = r.driver.resolve(event)
@@ -754,6 +817,7 @@ impl Core {
             let must_commit = !new_events.is_empty()
                 || !r.consumed_inbox.is_empty()
                 || !r.consumed_signals.is_empty()
+                || !r.handed_off.is_empty()
                 || !stay;
             if must_commit {
                 let (spawn, local) = self.plan_children(r, &new_events, now)?;
@@ -775,7 +839,7 @@ impl Core {
                     consumed_signals: std::mem::take(&mut r.consumed_signals),
                     disposition,
                 };
-                self.inner.backend.commit(vec![commit]).await?;
+                self.commit_with_handoffs(r, commit).await?;
                 self.start_children(local);
                 if has_remote_children || !stay {
                     self.inner.hub.work.notify_waiters();
@@ -794,7 +858,19 @@ impl Core {
             let mut drain = self.drain.clone();
             let woken = r.driver.wake_flag();
             tokio::select! {
-                _ = r.notify.notified() => backoff = self.poll.min,
+                _ = r.residence.notify.notified() => backoff = self.poll.min,
+                h = r.residence.handoffs.recv(), if r.residence.handoffs_open => {
+                    match h {
+                        Some(h) => queue.push_back((
+                            Some(h.resolution.clone()),
+                            Source::Handoff(Box::new(h)),
+                        )),
+                        // Another claim of this invocation replaced our
+                        // registration; children now deliver through storage.
+                        None => r.residence.handoffs_open = false,
+                    }
+                    backoff = self.poll.min;
+                }
                 _ = tokio::time::sleep(wait) => backoff = self.poll.next(backoff),
                 _ = drain.wait_for(|d| *d), if !io_wait => {}
                 _ = poll_fn(|_| if woken.is_set() { Poll::Ready(()) } else { Poll::Pending }) => {}
@@ -959,20 +1035,16 @@ impl Core {
                     continue;
                 }
             };
-            let execution = c.execution;
-            let (notify, lost) = self.hold(c.invocation, execution, LeaseEpoch(1));
-            let running = Running {
-                invocation: c.invocation,
-                execution,
-                epoch: LeaseEpoch(1),
-                parent: Some(c.parent),
+            let residence = self.hold(c.invocation, c.execution, LeaseEpoch(1));
+            let running = Running::new(
+                c.invocation,
+                c.execution,
+                LeaseEpoch(1),
+                Some(c.parent),
                 driver,
-                slot: Some(c.slot),
-                notify,
-                lost,
-                consumed_inbox: Vec::new(),
-                consumed_signals: Vec::new(),
-            };
+                Some(c.slot),
+                residence,
+            );
             self.spawn_tracked(self.clone().drive(running, false));
         }
     }
@@ -1027,7 +1099,7 @@ impl Core {
         } else {
             None
         };
-        let commit = TurnCommit {
+        let mut commit = TurnCommit {
             invocation: r.invocation,
             epoch: r.epoch,
             now,
@@ -1035,19 +1107,89 @@ impl Core {
             spawn,
             consumed_inbox: std::mem::take(&mut r.consumed_inbox),
             consumed_signals: std::mem::take(&mut r.consumed_signals),
-            disposition: TaskDisposition::Finish { deliver, execution },
+            disposition: TaskDisposition::Finish {
+                deliver: None,
+                execution,
+            },
         };
-        self.inner.backend.commit(vec![commit]).await?;
         r.slot = None;
-        self.start_children(local);
-        if let Some(p) = r.parent {
-            self.inner.hub.wake_invocation(p.invocation);
+        let handed_off = match (&deliver, r.handed_off.is_empty() && local.is_empty()) {
+            // A plain finished child with a resident parent here: hand the
+            // result over, so parent and child commit in one transaction.
+            (Some(d), true) => self.hand_off(d.parent, &commit, &out, r.parent).await,
+            _ => false,
+        };
+        if !handed_off {
+            if let TaskDisposition::Finish { deliver: slot, .. } = &mut commit.disposition {
+                *slot = deliver.clone();
+            }
+            self.commit_with_handoffs(r, commit).await?;
+            self.start_children(local);
+            let parent_is_here = deliver
+                .as_ref()
+                .is_some_and(|d| self.inner.hub.wake_invocation(d.parent));
+            if !parent_is_here {
+                self.inner.hub.work.notify_waiters();
+            }
         }
-        self.inner.hub.work.notify_waiters();
         if is_root {
             self.inner.hub.finished.notify_waiters();
         }
         Ok(())
+    }
+
+    /// Offers this finished child's final turn and result to its parent
+    /// resident in this process. True once the parent committed both.
+    async fn hand_off(
+        &self,
+        parent: InvocationId,
+        commit: &TurnCommit,
+        out: &std::result::Result<Payload, Failure>,
+        link: Option<ParentLink>,
+    ) -> bool {
+        let Some(link) = link else { return false };
+        let resolution = match out {
+            Ok(value) => Event::CallCompleted {
+                scheduled: link.seq,
+                value: value.clone(),
+            },
+            Err(failure) => Event::CallFailed {
+                scheduled: link.seq,
+                failure: failure.clone(),
+            },
+        };
+        let (done, answer) = oneshot::channel();
+        let handoff = Handoff {
+            commit: commit.clone(),
+            resolution,
+            done,
+        };
+        if self.inner.hub.hand_off(parent, handoff).is_err() {
+            return false;
+        }
+        matches!(answer.await, Ok(Ok(())))
+    }
+
+    /// Commits `own` together with the turns of children handed off to `r`,
+    /// in one transaction, and tells those children how it went.
+    async fn commit_with_handoffs(
+        &self,
+        r: &mut Running,
+        own: TurnCommit,
+    ) -> Result<(), TurnError> {
+        let handed_off = std::mem::take(&mut r.handed_off);
+        let mut turns = Vec::with_capacity(handed_off.len() + 1);
+        let mut answers = Vec::with_capacity(handed_off.len());
+        for h in handed_off {
+            turns.push(h.commit);
+            answers.push(h.done);
+        }
+        turns.push(own);
+        let result = self.inner.backend.commit(turns).await;
+        for answer in answers {
+            let _ = answer.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+        Ok(result?)
     }
 
     async fn pause(self: &Arc<Self>, r: &mut Running, report: String) -> Result<(), TurnError> {
@@ -1064,6 +1206,9 @@ impl Core {
                 report: format!("execution {}: {report}", r.execution),
             },
         };
+        // Children handed off to a diverged driver deliver on their own (their
+        // senders drop), so their results wait in the inbox for the resume.
+        r.handed_off.clear();
         self.inner.backend.commit(vec![commit]).await?;
         self.inner.hub.finished.notify_waiters();
         Ok(())
