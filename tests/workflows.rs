@@ -239,7 +239,10 @@ async fn a_thousand_steps_read_a_linear_number_of_events() {
     // A full replay on every step would read ~n²/2 = 500,000 events (the
     // journal holds 2n+2). Sticky execution reads each at most a few times.
     let read = backend.events_read();
-    eprintln!("journal events read for 1,000 steps: {read}");
+    let commits = backend.commits.load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!("journal events read for 1,000 steps: {read}; commits: {commits}");
+    // Each step's child turn rides with its parent's next turn: one commit per step.
+    assert!(commits <= 1000 + 5, "{commits} commits for 1,000 steps");
     assert!(
         read <= 3 * 2002,
         "read {read} journal events for 1,000 steps"

@@ -59,6 +59,7 @@ macro_rules! conformance_tests {
             commit_batch_is_all_or_nothing,
             stale_epoch_is_fenced_after_takeover,
             concurrent_claimers_claim_each_task_once,
+            concurrent_commits_get_their_own_results,
             future_run_at_is_not_claimed_early,
             claim_orders_by_priority_run_at_and_creation,
             claim_respects_limit,
@@ -646,6 +647,69 @@ pub async fn concurrent_claimers_claim_each_task_once(backend: Arc<dyn Backend>)
     assert_eq!(seen, all);
     for inv in all {
         assert_eq!(seqs(&backend, inv).await, vec![0, 1]);
+    }
+}
+
+/// Many commits at once (as from a worker running many invocations), some
+/// with a stale epoch and some conflicting, one of those only on its second
+/// event: each gets its own result, and exactly the successful ones are kept
+/// (a backend that groups concurrent commits into one transaction must still
+/// keep them apart).
+pub async fn concurrent_commits_get_their_own_results(backend: Arc<dyn Backend>) {
+    const N: usize = 48;
+    let mut invs = Vec::new();
+    for i in 0..N {
+        let exec = execution("app::job", at(i as i64));
+        create(&backend, &exec).await;
+        invs.push(exec.root.invocation);
+    }
+    let mut req = request("w1", at(100), &["app::job"]);
+    req.lease_until = at(1_000);
+    assert_eq!(claim(&backend, req).await.len(), N);
+    // w1 keeps all but every third, which w2 takes over once expired.
+    let kept: Vec<_> = (0..N)
+        .filter(|i| i % 3 != 1)
+        .map(|i| (invs[i], LeaseEpoch(1)))
+        .collect();
+    let lost = backend
+        .renew_leases(&worker("w1"), &kept, at(10_000_000))
+        .await
+        .unwrap();
+    assert!(lost.is_empty());
+    let mut req = request("w2", at(2_000), &["app::job"]);
+    req.lease_until = at(10_000_000);
+    assert_eq!(claim(&backend, req).await.len(), N / 3);
+
+    let mut handles = Vec::new();
+    for (i, &inv) in invs.iter().enumerate() {
+        let backend = backend.clone();
+        handles.push(tokio::spawn(async move {
+            let mut t = turn(inv, LeaseEpoch(1), at(2_001), hold(at(10_000_000)));
+            t.events = match i % 6 {
+                // seq 0 holds `Started` already.
+                2 => vec![event(0, b"dup")],
+                // The first event is fine, the second conflicts with it.
+                5 => vec![event(1, b"a"), event(1, b"b")],
+                _ => vec![event(1, b"ok")],
+            };
+            backend.commit(vec![t]).await
+        }));
+    }
+    for (i, h) in handles.into_iter().enumerate() {
+        let result = h.await.expect("commit task");
+        match (i % 3, i % 6, result) {
+            (1, _, Err(StoreError::LeaseLost { invocation, epoch })) => {
+                assert_eq!((invocation, epoch), (invs[i], LeaseEpoch(1)));
+            }
+            (2, _, result) => assert_conflict(result, &format!("commit {i}")),
+            (0, 0, Ok(())) => {}
+            (0, 3, Ok(())) => {}
+            (_, _, other) => panic!("commit {i}: unexpected {other:?}"),
+        }
+    }
+    for (i, &inv) in invs.iter().enumerate() {
+        let expected = if i % 3 == 0 { vec![0, 1] } else { vec![0] };
+        assert_eq!(seqs(&backend, inv).await, expected, "invocation {i}");
     }
 }
 

@@ -27,14 +27,25 @@
 //!
 //! # Connections and transactions
 //!
-//! Every write (create, claim, renew, commit, signal) runs on one dedicated
-//! writer connection, behind an async mutex, inside a `BEGIN IMMEDIATE`
-//! transaction: SQLite serializes writers anyway, and taking the write lock
-//! up front means the busy timeout applies (a deferred `BEGIN` that later
-//! upgrades fails at once with "database is locked" when another process
-//! writes). A failed write is rolled back before the connection is used again,
-//! also when the calling future is dropped half-way. Reads run on a small pool
-//! of reader connections, which WAL lets proceed while a write commits.
+//! Every write (create, claim, renew, commit, signal) goes to one writer task
+//! that owns the writer connection: SQLite serializes writers anyway. The
+//! task does *group commit*: it takes every write request already queued (up
+//! to 128), applies them in arrival order inside one `BEGIN IMMEDIATE`
+//! transaction, each in its own savepoint, and commits once. So under
+//! concurrency one fsync makes many writes durable, while each write keeps
+//! its own all-or-nothing result: a write that fails (a lost lease, a
+//! conflict) is rolled back to its savepoint and answered with its error, and
+//! the others commit. Writes in a group see the ones before them. A write's
+//! call returns after its transaction committed. Taking the write lock up
+//! front (`IMMEDIATE`) means the busy timeout applies (a deferred `BEGIN` that
+//! later upgrades fails at once with "database is locked" when another
+//! process writes). A write whose caller gives up (its future is dropped)
+//! before its group starts is skipped; once started, it commits or not with
+//! its group. Reads run on a small pool of reader connections, which WAL lets
+//! proceed while a write commits.
+//!
+//! The writer task runs on the tokio runtime that opened the backend, and
+//! ends when the last clone of the backend is dropped.
 //!
 //! # Durability
 //!
@@ -82,12 +93,15 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteSynchronous,
 };
-use sqlx::{ConnectOptions, Connection, SqlSafeStr, Sqlite, Transaction};
-use stent_journal::store::StoreError;
-use tokio::sync::{Mutex, MutexGuard};
+use sqlx::{ConnectOptions, SqlSafeStr, Sqlite};
+use stent_journal::store::{StoreError, StoreResult};
+use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
+
+use crate::writer::{Counters, Pending, Request, WriterConn};
 
 mod sql;
 mod store;
+mod writer;
 
 /// The embedded schema migrations, in version order.
 const MIGRATIONS: &[(i64, &str, &str)] =
@@ -185,7 +199,7 @@ impl SqliteBuilder {
                 .min_connections(0)
                 .connect_lazy_with(options.clone())
         });
-        Ok(SqliteBackend::from_parts(writer, readers, Some(self.path)))
+        SqliteBackend::from_parts(writer, readers, Some(self.path))
     }
 }
 
@@ -197,9 +211,14 @@ pub struct SqliteBackend {
 }
 
 struct Inner {
-    writer: Mutex<SqliteConnection>,
+    /// The writer task's queue; dropping it (with the last handle) ends the task.
+    requests: mpsc::UnboundedSender<Request>,
+    /// The writer connection: used by the writer task, by `init_db`, and for
+    /// reads when there is no reader pool.
+    writer: Arc<Mutex<WriterConn>>,
     readers: Option<SqlitePool>,
     path: Option<PathBuf>,
+    counters: Arc<Counters>,
 }
 
 impl std::fmt::Debug for SqliteBackend {
@@ -245,21 +264,33 @@ impl SqliteBackend {
             .connect()
             .await
             .map_err(|e| StoreError::Database(format!("opening in-memory database: {e}")))?;
-        Ok(Self::from_parts(conn, None, None))
+        Self::from_parts(conn, None, None)
     }
 
+    /// Starts the writer task on the current tokio runtime.
     fn from_parts(
         writer: SqliteConnection,
         readers: Option<SqlitePool>,
         path: Option<PathBuf>,
-    ) -> Self {
-        Self {
+    ) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
+            StoreError::Database(format!(
+                "SqliteBackend must be opened inside a tokio runtime: {e}"
+            ))
+        })?;
+        let writer = Arc::new(Mutex::new(WriterConn::new(writer)));
+        let counters = Arc::new(Counters::new());
+        let (requests, queue) = mpsc::unbounded_channel();
+        runtime.spawn(writer::run(queue, writer.clone(), counters.clone()));
+        Ok(Self {
             inner: Arc::new(Inner {
-                writer: Mutex::new(writer),
+                requests,
+                writer,
                 readers,
                 path,
+                counters,
             }),
-        }
+        })
     }
 
     /// The database file, or `None` for [`in_memory`](Self::in_memory).
@@ -285,57 +316,58 @@ impl SqliteBackend {
             })
             .collect();
         let migrator = Migrator::with_migrations(migrations);
-        let mut conn = self.writer().await;
+        let mut writer = self.inner.writer.lock().await;
         migrator
-            .run(&mut *conn)
+            .run(writer.conn().await)
             .await
             .map_err(|e| StoreError::Database(format!("init_db (migrations): {e}")))
     }
 
-    async fn writer(&self) -> MutexGuard<'_, SqliteConnection> {
-        self.inner.writer.lock().await
+    /// How many write transactions the writer task has committed: with group
+    /// commit, fewer than the writes when they came concurrently. For tests.
+    #[doc(hidden)]
+    pub fn transactions_committed(&self) -> u64 {
+        self.inner.counters.transactions_committed()
     }
 
-    /// The writer connection inside a fresh `BEGIN IMMEDIATE` transaction.
-    async fn begin<'c>(
-        conn: &'c mut SqliteConnection,
+    /// Sends a write to the writer task and waits for its result. `make`
+    /// builds the request around the reply channel.
+    async fn write<T>(
+        &self,
         op: &'static str,
-    ) -> Result<Transaction<'c, Sqlite>, StoreError> {
-        conn.begin_with("BEGIN IMMEDIATE").await.map_err(db(op))
+        make: impl FnOnce(Pending<T>) -> Request,
+    ) -> StoreResult<T> {
+        let stopped = || {
+            StoreError::Database(format!(
+                "{op}: the writer task has stopped (was the tokio runtime that opened \
+                 the backend shut down?)"
+            ))
+        };
+        let (reply, answer) = oneshot::channel();
+        self.inner
+            .requests
+            .send(make(Pending::new(reply)))
+            .map_err(|_| stopped())?;
+        answer.await.map_err(|_| stopped())?
     }
 
     /// A connection for reading: from the reader pool, or the writer.
     async fn reader(&self, op: &'static str) -> Result<ReadConn<'_>, StoreError> {
         match &self.inner.readers {
             Some(pool) => Ok(ReadConn::Pool(pool.acquire().await.map_err(db(op))?)),
-            None => Ok(ReadConn::Writer(self.writer().await)),
-        }
-    }
-}
-
-/// Commits `tx` if `result` is `Ok`, rolls it back otherwise.
-async fn finish<T>(
-    tx: Transaction<'_, Sqlite>,
-    result: Result<T, StoreError>,
-    op: &'static str,
-) -> Result<T, StoreError> {
-    match result {
-        Ok(value) => {
-            tx.commit().await.map_err(db(op))?;
-            Ok(value)
-        }
-        Err(e) => {
-            // If the rollback itself fails, the transaction's drop queues
-            // another before the connection is used again.
-            let _ = tx.rollback().await;
-            Err(e)
+            None => {
+                let mut writer = self.inner.writer.lock().await;
+                // Makes sure no transaction is left open on it.
+                writer.conn().await;
+                Ok(ReadConn::Writer(writer))
+            }
         }
     }
 }
 
 enum ReadConn<'a> {
     Pool(PoolConnection<Sqlite>),
-    Writer(MutexGuard<'a, SqliteConnection>),
+    Writer(MutexGuard<'a, WriterConn>),
 }
 
 impl Deref for ReadConn<'_> {
@@ -343,7 +375,7 @@ impl Deref for ReadConn<'_> {
     fn deref(&self) -> &SqliteConnection {
         match self {
             ReadConn::Pool(c) => c,
-            ReadConn::Writer(c) => c,
+            ReadConn::Writer(c) => c.get(),
         }
     }
 }
@@ -352,7 +384,7 @@ impl DerefMut for ReadConn<'_> {
     fn deref_mut(&mut self) -> &mut SqliteConnection {
         match self {
             ReadConn::Pool(c) => &mut *c,
-            ReadConn::Writer(c) => &mut *c,
+            ReadConn::Writer(c) => c.get_mut(),
         }
     }
 }

@@ -3,6 +3,20 @@
 //! (functions, queues, tags, ids, names) are bound as one JSON array and
 //! expanded with `json_each`.
 
+// ------------------------------------------------------------------ transactions
+
+/// Takes the write lock up front, so the busy timeout applies (a deferred
+/// `BEGIN` that later upgrades fails at once when another process writes).
+pub(crate) const BEGIN: &str = "BEGIN IMMEDIATE";
+pub(crate) const COMMIT: &str = "COMMIT";
+pub(crate) const ROLLBACK: &str = "ROLLBACK";
+
+/// Each request of a group commit runs inside this savepoint, so that its
+/// failure undoes its own writes only.
+pub(crate) const SAVEPOINT: &str = "SAVEPOINT request";
+pub(crate) const RELEASE_SAVEPOINT: &str = "RELEASE request";
+pub(crate) const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO request";
+
 // ------------------------------------------------------------------ inserts
 
 pub(crate) const INSERT_EXECUTION: &str = "INSERT INTO executions \

@@ -14,7 +14,15 @@ use stent_journal::store::{
 };
 use stent_journal::{EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId};
 
-use crate::{SqliteBackend, db, finish, sql};
+use crate::writer::Request;
+use crate::{SqliteBackend, db, sql};
+
+// Operation names, for error messages.
+pub(crate) const CREATE_EXECUTION: &str = "create_execution";
+pub(crate) const CLAIM: &str = "claim";
+pub(crate) const RENEW_LEASES: &str = "renew_leases";
+pub(crate) const COMMIT: &str = "commit";
+pub(crate) const SEND_SIGNAL: &str = "send_signal";
 
 // ------------------------------------------------------------------ decoding
 
@@ -168,7 +176,7 @@ async fn insert_invocation(
 }
 
 async fn apply_turn(conn: &mut SqliteConnection, turn: &TurnCommit) -> StoreResult<()> {
-    const OP: &str = "commit";
+    const OP: &str = COMMIT;
     let inv = turn.invocation.to_string();
     let now = turn.now.0;
 
@@ -308,11 +316,113 @@ async fn apply_turn(conn: &mut SqliteConnection, turn: &TurnCommit) -> StoreResu
     Ok(())
 }
 
-async fn claim_in(
+// ------------------------------------------------------------------ writes
+//
+// Each runs on the writer connection inside the writer task's transaction
+// (and savepoint); an error undoes everything it wrote.
+
+/// The execution row, its root task and the root's `Started` event.
+pub(crate) async fn create_in(
+    conn: &mut SqliteConnection,
+    execution: &NewExecution,
+) -> StoreResult<()> {
+    const OP: &str = CREATE_EXECUTION;
+    let root = &execution.root;
+    let leased = root.lease.is_some();
+    let status = if leased {
+        ExecutionStatus::Running
+    } else {
+        ExecutionStatus::Pending
+    };
+    sqlx::query(sql::INSERT_EXECUTION)
+        .bind(execution.id.to_string())
+        .bind(&execution.function)
+        .bind(status.as_str())
+        .bind(&root.routing.queue)
+        .bind(root.routing.priority)
+        .bind(json_list(&root.routing.tags))
+        .bind(execution.created_at.0)
+        .bind(leased.then_some(execution.created_at.0))
+        .bind(execution.deadline.map(|t| t.0))
+        .execute(&mut *conn)
+        .await
+        .map_err(insert_err(OP, || {
+            format!("execution {} already exists", execution.id)
+        }))?;
+    insert_invocation(conn, root, execution.id, execution.created_at, OP).await
+}
+
+/// The turns of one `commit` call, each fenced by its epoch.
+pub(crate) async fn commit_in(
+    conn: &mut SqliteConnection,
+    turns: &[TurnCommit],
+) -> StoreResult<()> {
+    for turn in turns {
+        apply_turn(conn, turn).await?;
+    }
+    Ok(())
+}
+
+/// Extends the leases still held; returns the lost ones.
+pub(crate) async fn renew_in(
+    conn: &mut SqliteConnection,
+    worker: &WorkerId,
+    leases: &[(InvocationId, LeaseEpoch)],
+    until: Timestamp,
+) -> StoreResult<Vec<InvocationId>> {
+    const OP: &str = RENEW_LEASES;
+    let mut lost = Vec::new();
+    for (inv, epoch) in leases {
+        let done = sqlx::query(sql::RENEW)
+            .bind(inv.to_string())
+            .bind(worker.as_str())
+            .bind(epoch.0)
+            .bind(until.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        if done.rows_affected() == 0 {
+            lost.push(*inv);
+        }
+    }
+    Ok(lost)
+}
+
+/// Stores a signal and wakes its execution's tasks.
+pub(crate) async fn signal_in(
+    conn: &mut SqliteConnection,
+    execution: ExecutionId,
+    name: &str,
+    payload: &[u8],
+    now: Timestamp,
+) -> StoreResult<SignalId> {
+    const OP: &str = SEND_SIGNAL;
+    let id = execution.to_string();
+    let row = sqlx::query(sql::INSERT_SIGNAL)
+        .bind(&id)
+        .bind(name)
+        .bind(payload)
+        .bind(now.0)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db(OP))?
+        .ok_or_else(|| StoreError::NotFound(format!("execution {execution}")))?;
+    let signal: i64 = col(&row, "signals", "id")?;
+    sqlx::query(sql::WAKE_EXECUTION)
+        .bind(&id)
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    Ok(SignalId(signal))
+}
+
+/// Leases up to `req.limit` tasks and marks their executions running.
+pub(crate) async fn claim_in(
     conn: &mut SqliteConnection,
     req: &ClaimRequest,
 ) -> StoreResult<Vec<ClaimedTask>> {
-    const OP: &str = "claim";
+    const OP: &str = CLAIM;
     const T: &str = "tasks";
     let due: i64 = sqlx::query_scalar(sql::COUNT_DUE)
         .bind(req.now.0)
@@ -403,36 +513,10 @@ impl JournalStore for SqliteBackend {
 #[async_trait]
 impl ExecutionStore for SqliteBackend {
     async fn create_execution(&self, execution: NewExecution) -> StoreResult<()> {
-        const OP: &str = "create_execution";
-        let mut writer = self.writer().await;
-        let mut tx = Self::begin(&mut writer, OP).await?;
-        let result = async {
-            let root = &execution.root;
-            let leased = root.lease.is_some();
-            let status = if leased {
-                ExecutionStatus::Running
-            } else {
-                ExecutionStatus::Pending
-            };
-            sqlx::query(sql::INSERT_EXECUTION)
-                .bind(execution.id.to_string())
-                .bind(&execution.function)
-                .bind(status.as_str())
-                .bind(&root.routing.queue)
-                .bind(root.routing.priority)
-                .bind(json_list(&root.routing.tags))
-                .bind(execution.created_at.0)
-                .bind(leased.then_some(execution.created_at.0))
-                .bind(execution.deadline.map(|t| t.0))
-                .execute(&mut *tx)
-                .await
-                .map_err(insert_err(OP, || {
-                    format!("execution {} already exists", execution.id)
-                }))?;
-            insert_invocation(&mut tx, root, execution.id, execution.created_at, OP).await
-        }
-        .await;
-        finish(tx, result, OP).await
+        self.write(CREATE_EXECUTION, |reply| {
+            Request::CreateExecution(execution, reply)
+        })
+        .await
     }
 
     async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
@@ -478,14 +562,11 @@ impl ExecutionStore for SqliteBackend {
 #[async_trait]
 impl TaskStore for SqliteBackend {
     async fn claim(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
-        const OP: &str = "claim";
         if request.limit == 0 || request.functions.is_empty() {
             return Ok(Vec::new());
         }
-        let mut writer = self.writer().await;
-        let mut tx = Self::begin(&mut writer, OP).await?;
-        let result = claim_in(&mut tx, &request).await;
-        finish(tx, result, OP).await
+        self.write(CLAIM, |reply| Request::Claim(request, reply))
+            .await
     }
 
     async fn renew_leases(
@@ -494,31 +575,16 @@ impl TaskStore for SqliteBackend {
         leases: &[(InvocationId, LeaseEpoch)],
         until: Timestamp,
     ) -> StoreResult<Vec<InvocationId>> {
-        const OP: &str = "renew_leases";
         if leases.is_empty() {
             return Ok(Vec::new());
         }
-        let mut writer = self.writer().await;
-        let mut tx = Self::begin(&mut writer, OP).await?;
-        let result = async {
-            let mut lost = Vec::new();
-            for (inv, epoch) in leases {
-                let done = sqlx::query(sql::RENEW)
-                    .bind(inv.to_string())
-                    .bind(worker.as_str())
-                    .bind(epoch.0)
-                    .bind(until.0)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(db(OP))?;
-                if done.rows_affected() == 0 {
-                    lost.push(*inv);
-                }
-            }
-            Ok(lost)
-        }
-        .await;
-        finish(tx, result, OP).await
+        self.write(RENEW_LEASES, |pending| Request::RenewLeases {
+            worker: worker.clone(),
+            leases: leases.to_vec(),
+            until,
+            pending,
+        })
+        .await
     }
 
     async fn inbox(&self, invocation: InvocationId) -> StoreResult<Vec<InboxItem>> {
@@ -540,20 +606,11 @@ impl TaskStore for SqliteBackend {
     }
 
     async fn commit(&self, turns: Vec<TurnCommit>) -> StoreResult<()> {
-        const OP: &str = "commit";
         if turns.is_empty() {
             return Ok(());
         }
-        let mut writer = self.writer().await;
-        let mut tx = Self::begin(&mut writer, OP).await?;
-        let result = async {
-            for turn in &turns {
-                apply_turn(&mut tx, turn).await?;
-            }
-            Ok(())
-        }
-        .await;
-        finish(tx, result, OP).await
+        self.write(COMMIT, |reply| Request::Commit(turns, reply))
+            .await
     }
 }
 
@@ -566,31 +623,14 @@ impl SignalStore for SqliteBackend {
         payload: Vec<u8>,
         now: Timestamp,
     ) -> StoreResult<SignalId> {
-        const OP: &str = "send_signal";
-        let mut writer = self.writer().await;
-        let mut tx = Self::begin(&mut writer, OP).await?;
-        let result = async {
-            let id = execution.to_string();
-            let row = sqlx::query(sql::INSERT_SIGNAL)
-                .bind(&id)
-                .bind(name)
-                .bind(payload.as_slice())
-                .bind(now.0)
-                .fetch_optional(&mut *tx)
-                .await
-                .map_err(db(OP))?
-                .ok_or_else(|| StoreError::NotFound(format!("execution {execution}")))?;
-            let signal: i64 = col(&row, "signals", "id")?;
-            sqlx::query(sql::WAKE_EXECUTION)
-                .bind(&id)
-                .bind(now.0)
-                .execute(&mut *tx)
-                .await
-                .map_err(db(OP))?;
-            Ok(SignalId(signal))
-        }
-        .await;
-        finish(tx, result, OP).await
+        self.write(SEND_SIGNAL, |pending| Request::SendSignal {
+            execution,
+            name: name.to_owned(),
+            payload,
+            now,
+            pending,
+        })
+        .await
     }
 
     async fn pending_signals(
