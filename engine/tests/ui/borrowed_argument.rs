@@ -1,0 +1,6 @@
+#[stent::durable]
+async fn step(x: &str) -> Result<u32, String> {
+    Ok(x.len() as u32)
+}
+
+fn main() {}

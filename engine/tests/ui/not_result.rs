@@ -1,0 +1,6 @@
+#[stent::durable]
+async fn step(x: u32) -> u32 {
+    x
+}
+
+fn main() {}
