@@ -41,7 +41,10 @@ async fn a_changed_workflow_is_paused_with_a_report() {
     let executor = Stent::new(MemoryBackend::new());
     let lc = executor.create_worker_lifecycle(None);
     let worker = tokio::spawn(executor.worker().lifecycle(lc.clone()).serve());
-    let id = executor.dispatch(notify_then_wait("ada".into())).await.unwrap();
+    let id = executor
+        .dispatch(notify_then_wait("ada".into()))
+        .await
+        .unwrap();
     // Wait until the old code has journaled its email and waits for the signal.
     loop {
         let rows = executor

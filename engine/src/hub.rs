@@ -78,12 +78,13 @@ impl Hub {
         }
     }
 
-    /// Offers a finished child's result to its resident parent; gives it
-    /// back if the parent is not resident here.
-    pub fn hand_off(&self, parent: InvocationId, handoff: Handoff) -> Result<(), Handoff> {
+    /// Offers a finished child's result to its resident parent. False if
+    /// the parent is not resident here (the hand-off is dropped, which
+    /// answers its `done` with an error).
+    pub fn hand_off(&self, parent: InvocationId, handoff: Handoff) -> bool {
         match self.lock().get(&parent) {
-            Some(r) => r.handoffs.send(handoff).map_err(|e| e.0),
-            None => Err(handoff),
+            Some(r) => r.handoffs.send(handoff).is_ok(),
+            None => false,
         }
     }
 

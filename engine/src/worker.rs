@@ -1164,7 +1164,7 @@ impl Core {
             resolution,
             done,
         };
-        if self.inner.hub.hand_off(parent, handoff).is_err() {
+        if !self.inner.hub.hand_off(parent, handoff) {
             return false;
         }
         matches!(answer.await, Ok(Ok(())))
