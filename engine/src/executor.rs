@@ -478,6 +478,12 @@ impl<D: DurableFn> Dispatch<'_, D> {
         let args = Payload::encode(&self.call.args)?;
         let id = ExecutionId::new_random();
         let now = inner.clock.now();
+        // A worker in this process with a free slot takes the execution at
+        // once: created leased to it, no claim round trip.
+        let reservation = match delay {
+            None => inner.hub.reserve(D::NAME, &routing, now),
+            Some(_) => None,
+        };
         let started = Event::Started {
             function: D::NAME.to_string(),
             version: entry.version.map(str::to_string),
@@ -498,11 +504,14 @@ impl<D: DurableFn> Dispatch<'_, D> {
                     routing,
                     run_at: delay.map(|d| now.saturating_add(d)).unwrap_or(now),
                     started_event: started.encode()?,
-                    lease: None,
+                    lease: reservation.as_ref().map(|r| r.grant.clone()),
                 },
             })
             .await?;
-        inner.hub.work.notify_waiters();
+        match reservation {
+            Some(r) => (r.start)(id, started),
+            None => inner.hub.work.notify_waiters(),
+        }
         Ok(id)
     }
 }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use stent_journal::event::Event;
-use stent_journal::store::TurnCommit;
-use stent_journal::{ExecutionId, InvocationId};
+use stent_journal::store::{LeaseGrant, Routing, TurnCommit};
+use stent_journal::{ExecutionId, InvocationId, Timestamp};
 use tokio::sync::{Notify, mpsc, oneshot};
 
 /// A finished child's turn and result, offered to its resident parent.
@@ -30,9 +30,31 @@ struct Resident {
     handoffs: mpsc::UnboundedSender<Handoff>,
 }
 
+/// A worker running in this process that can take a new execution at
+/// dispatch time, saving the claim round trip.
+pub(crate) trait LocalClaimer: Send + Sync {
+    /// Reserves a slot for a new root of `function`, if this worker serves it.
+    fn reserve(
+        self: Arc<Self>,
+        function: &str,
+        routing: &Routing,
+        now: Timestamp,
+    ) -> Option<Reservation>;
+}
+
+/// A slot reserved on a local worker for a dispatch: create the execution
+/// leased with `grant`, then call `start` (dropping it frees the slot).
+pub(crate) struct Reservation {
+    pub grant: LeaseGrant,
+    pub start: Box<dyn FnOnce(ExecutionId, Event) + Send>,
+}
+
 /// Wake-ups shared by an executor and the workers it runs.
 #[derive(Default)]
 pub(crate) struct Hub {
+    /// Workers serving in this process, by registration number.
+    local_workers: Mutex<Vec<(u64, Arc<dyn LocalClaimer>)>>,
+    next_registration: std::sync::atomic::AtomicU64,
     /// New runnable work may exist (dispatch, spawned children, a parked task woken).
     pub work: Notify,
     /// Some execution ended.
@@ -95,6 +117,38 @@ impl Hub {
                 r.notify.notify_one();
             }
         }
+    }
+
+    /// Registers a worker of this process for dispatch-time claims.
+    pub fn add_local_worker(&self, worker: Arc<dyn LocalClaimer>) -> u64 {
+        let id = self
+            .next_registration
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.workers().push((id, worker));
+        id
+    }
+
+    /// Forgets a registered worker (it is draining).
+    pub fn remove_local_worker(&self, registration: u64) {
+        self.workers().retain(|(id, _)| *id != registration);
+    }
+
+    /// A slot on a local worker for a new execution, if one serves it.
+    pub fn reserve(
+        &self,
+        function: &str,
+        routing: &Routing,
+        now: Timestamp,
+    ) -> Option<Reservation> {
+        let workers: Vec<Arc<dyn LocalClaimer>> =
+            self.workers().iter().map(|(_, w)| w.clone()).collect();
+        workers
+            .into_iter()
+            .find_map(|w| w.reserve(function, routing, now))
+    }
+
+    fn workers(&self) -> std::sync::MutexGuard<'_, Vec<(u64, Arc<dyn LocalClaimer>)>> {
+        self.local_workers.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<InvocationId, Resident>> {

@@ -28,7 +28,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch}
 
 use crate::error::{Error, Result};
 use crate::executor::{Inner, PollSettings, Stent};
-use crate::hub::Handoff;
+use crate::hub::{Handoff, LocalClaimer, Reservation};
 use crate::lifecycle::{LifecycleState, WorkerLifecycle};
 use crate::registry::FunctionEntry;
 
@@ -205,10 +205,12 @@ impl WorkerBuilder {
             drain: drain_rx,
         });
         let heartbeat_task = tokio::spawn(core.clone().heartbeat_loop(heartbeat));
+        let registration = core.inner.hub.add_local_worker(core.clone());
         lifecycle.set(LifecycleState::Ready);
         core.clone().claim_loop(lifecycle.drain_requested()).await;
         lifecycle.set(LifecycleState::Draining);
         drain_tx.send_replace(true);
+        core.inner.hub.remove_local_worker(registration);
         core.wait_idle().await;
         heartbeat_task.abort();
         lifecycle.set(LifecycleState::Stopped);
@@ -353,13 +355,14 @@ struct Waiting<'a> {
     consumed_signals: &'a [SignalId],
 }
 
-struct LocalChild {
+/// An invocation created leased to this worker, to run at once.
+struct LocalStart {
     invocation: InvocationId,
     execution: ExecutionId,
     entry: Arc<FunctionEntry>,
     args: Payload,
     started: Event,
-    parent: ParentLink,
+    parent: Option<ParentLink>,
     slot: Slot,
 }
 
@@ -959,7 +962,7 @@ impl Core {
         r: &Running,
         events: &[(Seq, Event)],
         now: Timestamp,
-    ) -> Result<(Vec<NewInvocation>, Vec<LocalChild>), TurnError> {
+    ) -> Result<(Vec<NewInvocation>, Vec<LocalStart>), TurnError> {
         let mut spawn = Vec::new();
         let mut local = Vec::new();
         for (seq, event) in events {
@@ -1009,13 +1012,13 @@ impl Core {
                 lease,
             });
             if let (Some(slot), Some(entry)) = (slot, entry) {
-                local.push(LocalChild {
+                local.push(LocalStart {
                     invocation: *child,
                     execution: r.execution,
                     entry,
                     args: args.clone(),
                     started,
-                    parent,
+                    parent: Some(parent),
                     slot,
                 });
             }
@@ -1023,7 +1026,7 @@ impl Core {
         Ok((spawn, local))
     }
 
-    fn start_children(self: &Arc<Self>, children: Vec<LocalChild>) {
+    fn start_children(self: &Arc<Self>, children: Vec<LocalStart>) {
         for c in children {
             let future = c.entry.invoke(c.args);
             let driver = match Driver::new(c.invocation, vec![c.started], future) {
@@ -1040,7 +1043,7 @@ impl Core {
                 c.invocation,
                 c.execution,
                 LeaseEpoch(1),
-                Some(c.parent),
+                c.parent,
                 driver,
                 Some(c.slot),
                 residence,
@@ -1234,4 +1237,43 @@ fn to_new_events(events: Vec<(Seq, Event)>) -> Result<Vec<NewEvent>, TurnError> 
             })
         })
         .collect()
+}
+
+impl LocalClaimer for Core {
+    fn reserve(
+        self: Arc<Self>,
+        function: &str,
+        routing: &Routing,
+        now: Timestamp,
+    ) -> Option<Reservation> {
+        if self.draining() || !self.functions.iter().any(|f| f == function) || !self.serves(routing)
+        {
+            return None;
+        }
+        let entry = self.inner.registry.get(function).ok()?;
+        let slot = self.try_slot()?;
+        let grant = LeaseGrant {
+            worker: self.id.clone(),
+            until: now.saturating_add(self.lease),
+        };
+        let core = self.clone();
+        Some(Reservation {
+            grant,
+            start: Box::new(move |execution: ExecutionId, started: Event| {
+                let Event::Started { ref args, .. } = started else {
+                    return;
+                };
+                let args = args.clone();
+                core.start_children(vec![LocalStart {
+                    invocation: execution.root_invocation(),
+                    execution,
+                    entry,
+                    args,
+                    started,
+                    parent: None,
+                    slot,
+                }]);
+            }),
+        })
+    }
 }
