@@ -30,19 +30,21 @@
 //! Every write (create, claim, renew, commit, signal) goes to one writer task
 //! that owns the writer connection: SQLite serializes writers anyway. The
 //! task does *group commit*: it takes every write request already queued (up
-//! to 128), applies them in arrival order inside one `BEGIN IMMEDIATE`
-//! transaction, each in its own savepoint, and commits once. So under
-//! concurrency one fsync makes many writes durable, while each write keeps
-//! its own all-or-nothing result: a write that fails (a lost lease, a
-//! conflict) is rolled back to its savepoint and answered with its error, and
-//! the others commit. Writes in a group see the ones before them. A write's
-//! call returns after its transaction committed. Taking the write lock up
-//! front (`IMMEDIATE`) means the busy timeout applies (a deferred `BEGIN` that
-//! later upgrades fails at once with "database is locked" when another
-//! process writes). A write whose caller gives up (its future is dropped)
-//! before its group starts is skipped; once started, it commits or not with
-//! its group. Reads run on a small pool of reader connections, which WAL lets
-//! proceed while a write commits.
+//! to 128; it never waits for more), applies them in arrival order inside one
+//! `BEGIN IMMEDIATE` transaction and commits once. So under concurrency one
+//! fsync makes many writes durable, while each write keeps its own
+//! all-or-nothing result: a write that fails (a lost lease, a conflict) is
+//! undone and answered with its error, and the others commit. (A group in
+//! which a write fails is rolled back and applied again with a savepoint
+//! around each write, the failed one rolled back to its savepoint.) Writes in
+//! a group see the ones before them. A write's call returns after its
+//! transaction committed; if the transaction fails, every write in it gets
+//! the error. Taking the write lock up front (`IMMEDIATE`) means the busy
+//! timeout applies (a deferred `BEGIN` that later upgrades fails at once with
+//! "database is locked" when another process writes). A write whose caller
+//! gives up (its future is dropped) before its group starts is skipped; once
+//! started, it commits or not with its group. Reads run on a small pool of
+//! reader connections, which WAL lets proceed while a write commits.
 //!
 //! The writer task runs on the tokio runtime that opened the backend, and
 //! ends when the last clone of the backend is dropped.

@@ -1,0 +1,356 @@
+//! The writer task and group commit.
+//!
+//! Every write is a [`Request`] sent over a channel to one task that owns the
+//! writer connection. The task takes whatever requests are queued (at least
+//! one, at most [`MAX_GROUP`]; it never waits for more), applies them in
+//! arrival order inside one `BEGIN IMMEDIATE` transaction, commits once, and
+//! then answers every request. Under concurrency one fsync thus makes many
+//! requests durable.
+//!
+//! Each request stays all-or-nothing with its own result: a group is first
+//! applied without savepoints (the common case: nothing fails); if a request
+//! fails, the transaction is rolled back and the group applied again with
+//! one savepoint per request, a failed request rolled back to its savepoint.
+//! Either way a request sees the writes of those before it.
+//!
+//! A caller that gives up (its future is dropped) does not disturb the task:
+//! its answer is discarded, and if it gave up before its group started, its
+//! request is skipped. The task ends when the last [`SqliteBackend`] handle
+//! is dropped (the channel closes).
+//!
+//! [`SqliteBackend`]: crate::SqliteBackend
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sqlx::sqlite::SqliteConnection;
+use stent_journal::store::{
+    ClaimRequest, ClaimedTask, NewExecution, SignalId, StoreError, StoreResult, TurnCommit,
+};
+use stent_journal::{ExecutionId, InvocationId, LeaseEpoch, Timestamp, WorkerId};
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::{sql, store};
+
+/// Most requests applied in one transaction.
+const MAX_GROUP: usize = 128;
+
+/// Where a request's result goes.
+pub(crate) type Reply<T> = oneshot::Sender<StoreResult<T>>;
+
+/// A request's reply channel, and its result once applied.
+pub(crate) struct Pending<T> {
+    reply: Reply<T>,
+    result: Option<StoreResult<T>>,
+}
+
+impl<T> Pending<T> {
+    pub(crate) fn new(reply: Reply<T>) -> Self {
+        Pending {
+            reply,
+            result: None,
+        }
+    }
+
+    /// Keeps `result`; true if it is a success.
+    fn set(&mut self, result: StoreResult<T>) -> bool {
+        let ok = result.is_ok();
+        self.result = Some(result);
+        ok
+    }
+
+    fn succeeded(&self) -> bool {
+        matches!(self.result, Some(Ok(_)))
+    }
+
+    /// Sends the result. `failure` is the transaction's error if it did not
+    /// commit: a success (or a request never applied) gets that error, a
+    /// failure keeps its own.
+    fn answer(self, op: &str, failure: Option<&str>) {
+        let result = match (self.result, failure) {
+            (Some(Err(e)), _) => Err(e),
+            (Some(Ok(_)) | None, Some(error)) => {
+                Err(StoreError::Database(format!("{op}: {error}")))
+            }
+            (Some(Ok(value)), None) => Ok(value),
+            (None, None) => Err(StoreError::Database(format!(
+                "{op}: the write was not applied"
+            ))),
+        };
+        // The caller may have given up; nothing to do then.
+        let _ = self.reply.send(result);
+    }
+}
+
+/// One write, with the channel its result goes back on.
+pub(crate) enum Request {
+    CreateExecution(NewExecution, Pending<()>),
+    Claim(ClaimRequest, Pending<Vec<ClaimedTask>>),
+    RenewLeases {
+        worker: WorkerId,
+        leases: Vec<(InvocationId, LeaseEpoch)>,
+        until: Timestamp,
+        pending: Pending<Vec<InvocationId>>,
+    },
+    Commit(Vec<TurnCommit>, Pending<()>),
+    SendSignal {
+        execution: ExecutionId,
+        name: String,
+        payload: Vec<u8>,
+        now: Timestamp,
+        pending: Pending<SignalId>,
+    },
+}
+
+impl Request {
+    /// True when the caller no longer waits for the answer.
+    fn abandoned(&self) -> bool {
+        match self {
+            Request::CreateExecution(_, p) | Request::Commit(_, p) => p.reply.is_closed(),
+            Request::Claim(_, p) => p.reply.is_closed(),
+            Request::RenewLeases { pending, .. } => pending.reply.is_closed(),
+            Request::SendSignal { pending, .. } => pending.reply.is_closed(),
+        }
+    }
+
+    /// Forgets the result of an earlier attempt.
+    fn reset(&mut self) {
+        match self {
+            Request::CreateExecution(_, p) | Request::Commit(_, p) => p.result = None,
+            Request::Claim(_, p) => p.result = None,
+            Request::RenewLeases { pending, .. } => pending.result = None,
+            Request::SendSignal { pending, .. } => pending.result = None,
+        }
+    }
+
+    /// Applies the request on `conn` (inside the open transaction) and keeps
+    /// its result until the transaction's fate is known. True on success.
+    async fn apply(&mut self, conn: &mut SqliteConnection) -> bool {
+        match self {
+            Request::CreateExecution(execution, p) => {
+                p.set(store::create_in(conn, execution).await)
+            }
+            Request::Claim(request, p) => p.set(store::claim_in(conn, request).await),
+            Request::RenewLeases {
+                worker,
+                leases,
+                until,
+                pending,
+            } => pending.set(store::renew_in(conn, worker, leases, *until).await),
+            Request::Commit(turns, p) => p.set(store::commit_in(conn, turns).await),
+            Request::SendSignal {
+                execution,
+                name,
+                payload,
+                now,
+                pending,
+            } => pending.set(store::signal_in(conn, *execution, name, payload, *now).await),
+        }
+    }
+
+    /// True if it was applied and succeeded.
+    fn succeeded(&self) -> bool {
+        match self {
+            Request::CreateExecution(_, p) | Request::Commit(_, p) => p.succeeded(),
+            Request::Claim(_, p) => p.succeeded(),
+            Request::RenewLeases { pending, .. } => pending.succeeded(),
+            Request::SendSignal { pending, .. } => pending.succeeded(),
+        }
+    }
+
+    /// Sends the result; see [`Pending::answer`].
+    fn answer(self, failure: Option<&str>) {
+        match self {
+            Request::CreateExecution(_, p) => p.answer(store::CREATE_EXECUTION, failure),
+            Request::Claim(_, p) => p.answer(store::CLAIM, failure),
+            Request::RenewLeases { pending, .. } => pending.answer(store::RENEW_LEASES, failure),
+            Request::Commit(_, p) => p.answer(store::COMMIT, failure),
+            Request::SendSignal { pending, .. } => pending.answer(store::SEND_SIGNAL, failure),
+        }
+    }
+}
+
+/// The writer connection, and whether a transaction of ours may be open on
+/// it (the writer task was stopped half-way, or a `ROLLBACK` failed).
+pub(crate) struct WriterConn {
+    conn: SqliteConnection,
+    in_transaction: bool,
+}
+
+impl WriterConn {
+    pub(crate) fn new(conn: SqliteConnection) -> Self {
+        WriterConn {
+            conn,
+            in_transaction: false,
+        }
+    }
+
+    /// The connection, outside any transaction.
+    pub(crate) async fn conn(&mut self) -> &mut SqliteConnection {
+        if self.in_transaction {
+            // If this fails, either no transaction was open after all (SQLite
+            // rolls back by itself on some errors) or the next statement
+            // reports what is wrong; either way, do not retry forever.
+            let _ = execute(&mut self.conn, sql::ROLLBACK).await;
+            self.in_transaction = false;
+        }
+        &mut self.conn
+    }
+
+    /// The connection as it is; call [`conn`](Self::conn) first.
+    pub(crate) fn get(&self) -> &SqliteConnection {
+        &self.conn
+    }
+
+    /// The connection as it is; call [`conn`](Self::conn) first.
+    pub(crate) fn get_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.conn
+    }
+
+    /// Ends the open transaction with `statement` (`COMMIT` or `ROLLBACK`).
+    async fn end(&mut self, statement: &'static str) -> Result<(), String> {
+        execute(&mut self.conn, statement).await?;
+        self.in_transaction = false;
+        Ok(())
+    }
+}
+
+/// Shared between the backend handles and the writer task.
+pub(crate) struct Counters {
+    transactions_committed: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        Counters {
+            transactions_committed: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn transactions_committed(&self) -> u64 {
+        self.transactions_committed.load(Ordering::Relaxed)
+    }
+}
+
+/// The writer task: runs groups of requests until every sender is gone.
+pub(crate) async fn run(
+    mut requests: mpsc::UnboundedReceiver<Request>,
+    writer: Arc<Mutex<WriterConn>>,
+    counters: Arc<Counters>,
+) {
+    let mut group = Vec::with_capacity(MAX_GROUP);
+    while requests.recv_many(&mut group, MAX_GROUP).await > 0 {
+        group.retain(|r: &Request| !r.abandoned());
+        if group.is_empty() {
+            continue;
+        }
+        let mut writer = writer.lock().await;
+        let committed = run_group(&mut writer, &mut group).await;
+        drop(writer);
+        if committed == Ok(true) {
+            counters
+                .transactions_committed
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        for request in group.drain(..) {
+            request.answer(committed.as_ref().err().map(String::as_str));
+        }
+    }
+}
+
+/// Applies `group` in one transaction. `Ok(true)` if it committed, `Ok(false)`
+/// if there was nothing to commit (every request failed), `Err` (the
+/// transaction's error) if it could not commit. Each applied request keeps
+/// its own result.
+///
+/// The first attempt takes no savepoints: requests rarely fail, and a
+/// savepoint costs two more statements per request. If a request of a group
+/// does fail, the transaction is rolled back and the group runs again with
+/// one savepoint per request, so that the failure undoes only its own writes.
+async fn run_group(writer: &mut WriterConn, group: &mut [Request]) -> Result<bool, String> {
+    if attempt(writer, group, false).await? {
+        return commit(writer).await;
+    }
+    // If the rollback fails, the next BEGIN reports why.
+    let _ = writer.end(sql::ROLLBACK).await;
+    if group.len() == 1 {
+        return Ok(false);
+    }
+    attempt(writer, group, true).await?;
+    if group.iter().any(Request::succeeded) {
+        commit(writer).await
+    } else {
+        let _ = writer.end(sql::ROLLBACK).await;
+        Ok(false)
+    }
+}
+
+/// Begins a transaction and applies the requests in order. Without
+/// savepoints, stops at the first failure; with them, applies every request,
+/// rolling each failed one back to its savepoint. `Ok(true)` if every request
+/// succeeded; the transaction is then still open. `Err` if the transaction
+/// itself failed; it is then rolled back.
+async fn attempt(
+    writer: &mut WriterConn,
+    group: &mut [Request],
+    savepoints: bool,
+) -> Result<bool, String> {
+    group.iter_mut().for_each(Request::reset);
+    execute(writer.conn().await, sql::BEGIN).await?;
+    writer.in_transaction = true;
+    let conn = &mut writer.conn;
+    let mut all_ok = true;
+    // Set when the transaction can no longer be trusted (a savepoint
+    // statement failed, e.g. because an I/O error rolled everything back).
+    let mut broken = None;
+    for request in group.iter_mut() {
+        if savepoints && let Err(error) = execute(conn, sql::SAVEPOINT).await {
+            broken = Some(error);
+            break;
+        }
+        let ok = request.apply(conn).await;
+        all_ok &= ok;
+        if !savepoints {
+            if ok {
+                continue;
+            }
+            break;
+        }
+        let ended = if ok {
+            execute(conn, sql::RELEASE_SAVEPOINT).await
+        } else {
+            match execute(conn, sql::ROLLBACK_TO_SAVEPOINT).await {
+                Ok(()) => execute(conn, sql::RELEASE_SAVEPOINT).await,
+                Err(error) => Err(error),
+            }
+        };
+        if let Err(error) = ended {
+            broken = Some(error);
+            break;
+        }
+    }
+    if let Some(error) = broken {
+        let _ = writer.end(sql::ROLLBACK).await;
+        return Err(error);
+    }
+    Ok(all_ok)
+}
+
+/// Commits the open transaction; rolls it back if that fails.
+async fn commit(writer: &mut WriterConn) -> Result<bool, String> {
+    match writer.end(sql::COMMIT).await {
+        Ok(()) => Ok(true),
+        Err(error) => {
+            let _ = writer.end(sql::ROLLBACK).await;
+            Err(error)
+        }
+    }
+}
+
+async fn execute(conn: &mut SqliteConnection, statement: &'static str) -> Result<(), String> {
+    sqlx::query(statement)
+        .execute(conn)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
