@@ -271,10 +271,11 @@ impl Stent {
         id: ExecutionId,
         expiry: Option<Duration>,
     ) -> Result<std::result::Result<T, E>> {
+        let watch = self.inner.hub.watch(id);
         let wait = async {
             let mut interval = self.inner.poll.min;
             loop {
-                let finished = self.inner.hub.finished.notified();
+                let finished = watch.notified();
                 tokio::pin!(finished);
                 finished.as_mut().enable();
                 let record = self
@@ -291,15 +292,19 @@ impl Stent {
                 }
             }
         };
-        match expiry {
+        let outcome = match expiry {
             None => wait.await,
             Some(limit) => tokio::time::timeout(limit, wait)
                 .await
                 .map_err(|_| Error::Expiry {
                     what: format!("execution {id}"),
                     waited: limit,
-                })?,
-        }
+                })
+                .and_then(|r| r),
+        };
+        drop(watch);
+        self.inner.hub.unwatch(id);
+        outcome
     }
 
     /// Sends a signal to an execution. It is kept until a

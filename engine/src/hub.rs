@@ -57,8 +57,8 @@ pub(crate) struct Hub {
     next_registration: std::sync::atomic::AtomicU64,
     /// New runnable work may exist (dispatch, spawned children, a parked task woken).
     pub work: Notify,
-    /// Some execution ended.
-    pub finished: Notify,
+    /// `wait_for` callers, by the execution they wait for.
+    watchers: Mutex<HashMap<ExecutionId, Arc<Notify>>>,
     /// Invocations resident in a worker of this process, by id.
     residents: Mutex<HashMap<InvocationId, Resident>>,
 }
@@ -116,6 +116,40 @@ impl Hub {
             if r.execution == execution {
                 r.notify.notify_one();
             }
+        }
+    }
+
+    /// A handle woken when `execution` ends (or pauses) in this process.
+    pub fn watch(&self, execution: ExecutionId) -> Arc<Notify> {
+        self.watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(execution)
+            .or_default()
+            .clone()
+    }
+
+    /// Drops the watch handle of `execution` once no waiter holds it.
+    pub fn unwatch(&self, execution: ExecutionId) {
+        let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
+        if watchers
+            .get(&execution)
+            .is_some_and(|n| Arc::strong_count(n) == 1)
+        {
+            watchers.remove(&execution);
+        }
+    }
+
+    /// Wakes the waiters of `execution`: it ended or paused.
+    pub fn execution_finished(&self, execution: ExecutionId) {
+        let notify = self
+            .watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&execution)
+            .cloned();
+        if let Some(n) = notify {
+            n.notify_waiters();
         }
     }
 

@@ -584,7 +584,7 @@ impl Core {
                 if let Err(e) = self.inner.backend.commit(vec![commit]).await {
                     tracing::warn!(invocation = %task.invocation, error = %e, "could not pause");
                 }
-                self.inner.hub.finished.notify_waiters();
+                self.inner.hub.execution_finished(task.execution);
                 self.release(task.invocation, task.epoch);
             }
             Err(LoadError::Store(e)) => {
@@ -1136,7 +1136,7 @@ impl Core {
             }
         }
         if is_root {
-            self.inner.hub.finished.notify_waiters();
+            self.inner.hub.execution_finished(r.execution);
         }
         Ok(())
     }
@@ -1213,7 +1213,7 @@ impl Core {
         // senders drop), so their results wait in the inbox for the resume.
         r.handed_off.clear();
         self.inner.backend.commit(vec![commit]).await?;
-        self.inner.hub.finished.notify_waiters();
+        self.inner.hub.execution_finished(r.execution);
         Ok(())
     }
 }
