@@ -1,6 +1,7 @@
 //! The executor: [`Stent`], its builder, dispatch, and the read side
 //! (`state_of`, `result_of`, `wait_for`, signals, listings).
 
+use std::collections::BTreeMap;
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -8,14 +9,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use stent_journal::event::Event;
+use stent_journal::event::{Event, EventKind};
 use stent_journal::store::{
     Backend, ExecutionFilter, ExecutionRecord, ExecutionStatus, NewExecution, NewInvocation,
+    StoreError,
 };
 use stent_journal::{ExecutionId, Failure, IntoDuration, Payload, Timestamp};
 
 use crate::call::Call;
 use crate::clock::{Clock, TokioClock};
+use crate::context::{ExecutionProgress, FoldRow, fold, progress_summary};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::registry::{DurableFn, FunctionRegistry};
@@ -127,6 +130,19 @@ impl StentBuilder {
 }
 
 /// What [`Stent::state_of`] reports about an execution.
+///
+/// Counters, custom state and progress are folded from the journals of
+/// all the execution's invocations (the journal is the truth).
+///
+/// ```no_run
+/// # async fn demo(executor: stent::Stent, id: stent::ExecutionId) -> Result<(), stent::Error> {
+/// let state = executor.state_of(id).await?;
+/// println!("{}: {} (retries: {})", state.state, state.progress_str, state.retries);
+/// let done = state.counters.get("processed").copied().unwrap_or(0.0);
+/// let phase: Option<String> = state.custom_state_as("phase")?;
+/// # let _ = (done, phase);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ExecutionState {
@@ -152,9 +168,41 @@ pub struct ExecutionState {
     pub result: Option<std::result::Result<Payload, Failure>>,
     /// The non-determinism report, when paused.
     pub pause_report: Option<String>,
+    /// Retries so far, summed over the execution's tasks.
+    pub retries: u32,
+    /// Execution-scoped counters (`Stent::context()?.counters(name).add(n)`).
+    /// `f64`, so integers are exact up to 2^53.
+    pub counters: BTreeMap<String, f64>,
+    /// Execution-scoped custom state (`Stent::context()?.state(key).set(&v)`),
+    /// as CBOR: decode with [`Payload::decode`] or
+    /// [`ExecutionState::custom_state_as`].
+    pub custom_state: BTreeMap<String, Payload>,
+    /// One entry per durable call made in the execution (nested ones
+    /// included), in the order they were journaled.
+    pub progress: Vec<ExecutionProgress>,
+    /// Human-readable progress, like `"3/5 calls done"` or
+    /// `"4/5 calls done, 1 failed"`.
+    pub progress_str: String,
 }
 
 impl ExecutionState {
+    /// The custom-state entry `key` decoded as `T`; `Ok(None)` if never set.
+    ///
+    /// ```no_run
+    /// # async fn demo(executor: stent::Stent, id: stent::ExecutionId) -> Result<(), stent::Error> {
+    /// let phase: Option<String> = executor.state_of(id).await?.custom_state_as("phase")?;
+    /// # let _ = phase;
+    /// # Ok(()) }
+    /// ```
+    pub fn custom_state_as<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
+        self.custom_state
+            .get(key)
+            .map(|p| p.decode().map_err(Error::from))
+            .transpose()
+    }
+
+    /// The stored record alone, with empty derived fields (see
+    /// [`ExecutionState::with_journal`]).
     fn from_record(r: ExecutionRecord) -> Result<Self> {
         let result = match &r.terminal_event {
             Some(bytes) => match Event::decode(bytes)? {
@@ -176,8 +224,56 @@ impl ExecutionState {
             queue: r.routing.queue,
             result,
             pause_report: r.pause_report,
+            retries: r.retries,
+            counters: BTreeMap::new(),
+            custom_state: BTreeMap::new(),
+            progress: Vec::new(),
+            progress_str: progress_summary(&[]),
         })
     }
+
+    /// Fills counters, custom state and progress by folding the journal.
+    async fn with_journal(mut self, backend: &dyn Backend) -> Result<Self> {
+        let derived = fold(read_fold_rows(backend, self.id).await?);
+        self.progress_str = progress_summary(&derived.progress);
+        self.counters = derived.counters;
+        self.custom_state = derived.custom_state;
+        self.progress = derived.progress;
+        Ok(self)
+    }
+}
+
+/// The journal kinds `state_of` folds.
+const FOLDED_KINDS: [EventKind; 5] = [
+    EventKind::ContextWrite,
+    EventKind::CallScheduled,
+    EventKind::CallCompleted,
+    EventKind::CallFailed,
+    EventKind::CacheHit,
+];
+
+/// The events `state_of` folds, from every invocation of the execution.
+async fn read_fold_rows(backend: &dyn Backend, id: ExecutionId) -> Result<Vec<FoldRow>> {
+    let journals = backend
+        .read_execution_journal(id, Some(&FOLDED_KINDS))
+        .await?;
+    let mut rows = Vec::new();
+    for (invocation, journal) in journals {
+        for row in journal {
+            rows.push(FoldRow {
+                invocation,
+                seq: row.seq,
+                recorded_at: row.recorded_at,
+                event: Event::decode(&row.bytes).map_err(|e| {
+                    StoreError::Corrupt(format!(
+                        "journal of invocation {invocation} at seq {}: {e}",
+                        row.seq
+                    ))
+                })?,
+            });
+        }
+    }
+    Ok(rows)
 }
 
 impl Stent {
@@ -210,8 +306,9 @@ impl Stent {
         &self.inner.registry
     }
 
-    /// The current time on the executor's clock.
-    pub fn now(&self) -> Timestamp {
+    /// The current time on the executor's clock (not journaled; inside a
+    /// durable function use [`Stent::now`]).
+    pub fn clock_now(&self) -> Timestamp {
         self.inner.clock.now()
     }
 
@@ -237,7 +334,15 @@ impl Stent {
         }
     }
 
-    /// The state of an execution.
+    /// The state of an execution: its stored record plus counters, custom
+    /// state and per-call progress folded from its journal.
+    ///
+    /// ```no_run
+    /// # async fn demo(executor: stent::Stent, id: stent::ExecutionId) -> Result<(), stent::Error> {
+    /// let state = executor.state_of(id).await?;
+    /// println!("{}: {}", state.state, state.progress_str);
+    /// # Ok(()) }
+    /// ```
     pub async fn state_of(&self, id: ExecutionId) -> Result<ExecutionState> {
         let record = self
             .inner
@@ -245,7 +350,9 @@ impl Stent {
             .execution(id)
             .await?
             .ok_or(Error::NotFound(id))?;
-        ExecutionState::from_record(record)
+        ExecutionState::from_record(record)?
+            .with_journal(&*self.inner.backend)
+            .await
     }
 
     /// The result of a finished execution, typed: `Ok(Ok(value))`,
@@ -332,7 +439,17 @@ impl Stent {
         Ok(())
     }
 
-    /// A page of executions, newest first, optionally of one state.
+    /// A page of executions, newest first, optionally of one state. Each
+    /// entry is as complete as [`Stent::state_of`] (its journal is folded
+    /// too), so keep pages small on large executions.
+    ///
+    /// ```no_run
+    /// # async fn demo(executor: stent::Stent) -> Result<(), stent::Error> {
+    /// for e in executor.list_executions(20, 0, Some(stent::ExecutionStatus::Running)).await? {
+    ///     println!("{} {}", e.id, e.progress_str);
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn list_executions(
         &self,
         limit: usize,
@@ -348,10 +465,13 @@ impl Stent {
                 offset,
             })
             .await?;
-        records
-            .into_iter()
-            .map(ExecutionState::from_record)
-            .collect()
+        let backend = &*self.inner.backend;
+        futures_util::future::try_join_all(
+            records.into_iter().map(|r| async move {
+                ExecutionState::from_record(r)?.with_journal(backend).await
+            }),
+        )
+        .await
     }
 
     /// Tasks waiting to run, in one queue or all.
@@ -513,8 +633,9 @@ impl<D: DurableFn> Dispatch<'_, D> {
                 },
             })
             .await?;
+        let deadline = expiry.map(|e| now.saturating_add(e));
         match reservation {
-            Some(r) => (r.start)(id, started),
+            Some(r) => (r.start)(id, started, deadline),
             None => inner.hub.work.notify_waiters(),
         }
         Ok(id)

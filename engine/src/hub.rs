@@ -6,6 +6,7 @@
 //! delivers through the backend as usual.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use stent_journal::event::Event;
@@ -27,6 +28,7 @@ pub(crate) struct Handoff {
 struct Resident {
     execution: ExecutionId,
     notify: Arc<Notify>,
+    lost: Arc<AtomicBool>,
     handoffs: mpsc::UnboundedSender<Handoff>,
 }
 
@@ -46,7 +48,7 @@ pub(crate) trait LocalClaimer: Send + Sync {
 /// leased with `grant`, then call `start` (dropping it frees the slot).
 pub(crate) struct Reservation {
     pub grant: LeaseGrant,
-    pub start: Box<dyn FnOnce(ExecutionId, Event) + Send>,
+    pub start: Box<dyn FnOnce(ExecutionId, Event, Option<Timestamp>) + Send>,
 }
 
 /// Wake-ups shared by an executor and the workers it runs.
@@ -70,6 +72,7 @@ impl Hub {
         &self,
         invocation: InvocationId,
         execution: ExecutionId,
+        lost: Arc<AtomicBool>,
     ) -> (Arc<Notify>, mpsc::UnboundedReceiver<Handoff>) {
         let notify = Arc::new(Notify::new());
         let (tx, rx) = mpsc::unbounded_channel();
@@ -78,10 +81,22 @@ impl Hub {
             Resident {
                 execution,
                 notify: notify.clone(),
+                lost,
                 handoffs: tx,
             },
         );
         (notify, rx)
+    }
+
+    /// Stops every resident invocation of an execution that was cancelled
+    /// or timed out: they drop their code at their next wake-up.
+    pub fn stop_execution(&self, execution: ExecutionId) {
+        for r in self.lock().values() {
+            if r.execution == execution {
+                r.lost.store(true, Ordering::SeqCst);
+                r.notify.notify_one();
+            }
+        }
     }
 
     pub fn remove_resident(&self, invocation: InvocationId) {

@@ -38,8 +38,10 @@
 //! }
 //! ```
 
+mod admin;
 mod call;
 mod clock;
+mod context;
 mod error;
 mod executor;
 mod hub;
@@ -50,14 +52,18 @@ mod workflow;
 
 pub use call::{Call, CallFuture, IntoDefinition};
 pub use clock::{Clock, TokioClock};
+pub use context::{
+    ContextDefaults, Counter, ExecutionContext, ExecutionProgress, ProgressState, StateEntry,
+};
 pub use error::{Error, Result};
 pub use executor::{Dispatch, ExecutionState, Stent, StentBuilder};
 pub use lifecycle::{LifecycleState, WorkerLifecycle};
 pub use registry::{
     BoxFuture, DurableFn, DurableOptions, FunctionEntry, FunctionRegistry, RetryPolicy,
+    RetryPredicate,
 };
-pub use stent_journal::store::ExecutionStatus;
-pub use stent_journal::{DurationSpec, ExecutionId, Failure, IntoDuration, Payload};
+pub use stent_journal::store::{DeadLetterRecord, ExecutionStatus};
+pub use stent_journal::{DurationSpec, ExecutionId, Failure, IntoDuration, InvocationId, Payload};
 pub use stent_macros::durable;
 pub use worker::WorkerBuilder;
 pub use workflow::{SignalWait, Sleep};

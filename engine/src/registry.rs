@@ -19,8 +19,32 @@ use crate::error::Error;
 /// A boxed, sendable future (what durable bodies are turned into).
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
+/// Computes an idempotency key from `(function, version, encoded arguments)`.
+pub type IdempotencyKeyFn = fn(&str, Option<&str>, &Payload) -> Result<String, Error>;
+
+/// Decides from an encoded error whether it is worth retrying.
+pub type RetryPredicate = Arc<dyn Fn(&Payload) -> bool + Send + Sync>;
+
 /// How a failing durable function is retried.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// Delays are honoured through the task's scheduled time: the worker is free
+/// meanwhile, and the retry survives restarts.
+///
+/// ```
+/// use std::time::Duration;
+/// use stent::RetryPolicy;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// enum ApiError { Timeout, BadRequest }
+///
+/// let policy = RetryPolicy {
+///     max_attempts: 5,
+///     initial_delay: Duration::from_secs(1),
+///     ..RetryPolicy::default()
+/// }
+/// .retry_for(|e: &ApiError| matches!(e, ApiError::Timeout));
+/// ```
+#[derive(Clone)]
 pub struct RetryPolicy {
     /// Total attempts, the first one included.
     pub max_attempts: u32,
@@ -30,8 +54,24 @@ pub struct RetryPolicy {
     pub backoff_factor: f64,
     /// Upper bound of the delay.
     pub max_delay: Duration,
-    /// Randomise delays by up to this fraction.
+    /// Spread delays by up to this fraction (0.0 to 1.0), so that many
+    /// failing calls do not retry in lockstep.
     pub jitter: f64,
+    /// Which errors are retried (`None`: all). Panics are always retried.
+    pub retry_for: Option<RetryPredicate>,
+}
+
+impl std::fmt::Debug for RetryPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryPolicy")
+            .field("max_attempts", &self.max_attempts)
+            .field("initial_delay", &self.initial_delay)
+            .field("backoff_factor", &self.backoff_factor)
+            .field("max_delay", &self.max_delay)
+            .field("jitter", &self.jitter)
+            .field("retry_for", &self.retry_for.as_ref().map(|_| "<predicate>"))
+            .finish()
+    }
 }
 
 impl Default for RetryPolicy {
@@ -42,7 +82,55 @@ impl Default for RetryPolicy {
             backoff_factor: 2.0,
             max_delay: Duration::from_secs(60),
             jitter: 0.0,
+            retry_for: None,
         }
+    }
+}
+
+impl RetryPolicy {
+    /// Retries only the errors for which `predicate` holds (the seed's
+    /// `retry_for`); others fail the call at once. An error that does not
+    /// decode as `E` is retried.
+    pub fn retry_for<E, F>(mut self, predicate: F) -> Self
+    where
+        E: DeserializeOwned + 'static,
+        F: Fn(&E) -> bool + Send + Sync + 'static,
+    {
+        self.retry_for = Some(Arc::new(move |p: &Payload| {
+            p.decode::<E>().map(|e| predicate(&e)).unwrap_or(true)
+        }));
+        self
+    }
+
+    /// Whether a failure is worth another attempt.
+    pub fn retries(&self, failure: &Failure) -> bool {
+        match failure {
+            Failure::Error { error } => self.retry_for.as_ref().is_none_or(|p| p(error)),
+            Failure::Panic { .. } => true,
+            // The engine could not go on (for example a recorded value no
+            // longer decodes): trying again gives the same answer.
+            Failure::Aborted { .. } => false,
+        }
+    }
+
+    /// The delay before retry number `retry` (1 for the first), with
+    /// deterministic jitter derived from `seed`.
+    pub fn delay(&self, retry: u32, seed: &[u8]) -> Duration {
+        let exponent = retry.saturating_sub(1).min(64) as i32;
+        let base = self.initial_delay.as_secs_f64() * self.backoff_factor.max(1.0).powi(exponent);
+        let capped = base.min(self.max_delay.as_secs_f64()).max(0.0);
+        let jitter = self.jitter.clamp(0.0, 1.0);
+        let spread = if jitter > 0.0 {
+            let h = blake3::hash(seed);
+            let unit = u64::from_le_bytes(h.as_bytes()[..8].try_into().unwrap_or([0; 8])) as f64
+                / u64::MAX as f64;
+            1.0 - jitter + 2.0 * jitter * unit
+        } else {
+            1.0
+        };
+        Duration::from_secs_f64(
+            (capped * spread).min(self.max_delay.as_secs_f64() * (1.0 + jitter)),
+        )
     }
 }
 
@@ -94,6 +182,12 @@ pub struct FunctionEntry {
     pub routing: Routing,
     /// Retry policy, if any.
     pub retry_policy: Option<RetryPolicy>,
+    /// Cluster-wide concurrency limit, if any.
+    pub max_concurrent: Option<u32>,
+    /// Results shared across executions by call key.
+    pub cached: bool,
+    /// For `idempotent` functions: the idempotency key of encoded arguments.
+    pub idempotency_key: Option<IdempotencyKeyFn>,
     invoke: fn(Payload) -> InvocationFuture,
 }
 
@@ -123,6 +217,9 @@ impl FunctionEntry {
                 tags: o.tags.iter().map(|t| t.to_string()).collect(),
             },
             retry_policy: o.retry_policy,
+            max_concurrent: o.max_concurrent,
+            cached: o.cached,
+            idempotency_key: o.idempotent.then_some(idempotency_key::<D> as _),
             invoke: invoke::<D>,
         }
     }
@@ -130,6 +227,22 @@ impl FunctionEntry {
     /// Starts the body on encoded arguments.
     pub fn invoke(&self, args: Payload) -> InvocationFuture {
         (self.invoke)(args)
+    }
+}
+
+/// The idempotency key of a call of `D`: its `idempotency_key_func` of the
+/// arguments, or else the call key (function, version and arguments).
+fn idempotency_key<D: DurableFn>(
+    function: &str,
+    version: Option<&str>,
+    args: &Payload,
+) -> Result<String, Error> {
+    match D::options().idempotency_key_func {
+        Some(f) => {
+            let args: D::Args = args.decode()?;
+            Ok(f(&args))
+        }
+        None => Ok(stent_journal::CallKey::new(function, version, args).to_hex()),
     }
 }
 
@@ -232,6 +345,14 @@ impl FunctionRegistry {
     /// True if `name` is registered.
     pub fn contains(&self, name: &str) -> bool {
         self.entries.contains_key(name)
+    }
+
+    /// `(name, max_concurrent)` of the functions that declare a limit.
+    pub fn concurrency_limits(&self) -> Vec<(String, u32)> {
+        self.entries
+            .values()
+            .filter_map(|e| e.max_concurrent.map(|m| (e.name.to_string(), m)))
+            .collect()
     }
 
     /// Every registered name, sorted.

@@ -15,7 +15,9 @@ use std::sync::{Arc, Mutex};
 use std::task::Poll;
 use std::time::Duration;
 
+use stent_journal::CallKey;
 use stent_journal::event::{Event, ParentLink};
+use stent_journal::store::IdempotencyBegin;
 use stent_journal::store::{
     ClaimRequest, ClaimedTask, Delivery, ExecutionOutcome, ExecutionStatus, InboxId, LeaseGrant,
     NewEvent, NewInvocation, Routing, SignalId, StoreError, TaskDisposition, TurnCommit,
@@ -187,7 +189,9 @@ impl WorkerBuilder {
             .worker_id
             .unwrap_or_else(|| format!("worker-{}", &ExecutionId::new_random().to_string()[..8]));
         let (drain_tx, drain_rx) = watch::channel(false);
+        let concurrency_limits = inner.registry.concurrency_limits();
         let core = Arc::new(Core {
+            concurrency_limits,
             functions: inner.registry.names(),
             inner,
             id: WorkerId::new(worker_id),
@@ -234,6 +238,8 @@ struct Core {
     queues: Option<Vec<String>>,
     tags: Option<Vec<String>>,
     functions: Vec<String>,
+    /// `max_concurrent` of the registered functions that declare one.
+    concurrency_limits: Vec<(String, u32)>,
     lease: Duration,
     poll: PollSettings,
     sticky_timer: Duration,
@@ -287,6 +293,19 @@ struct Running {
     /// Hand-offs whose results were applied to the driver and whose turns
     /// ride along with this invocation's next commit.
     handed_off: Vec<Handoff>,
+    /// The function's registry entry (retry policy, cache, idempotency).
+    entry: Option<Arc<FunctionEntry>>,
+    /// Retries used so far.
+    retries: u32,
+    /// The execution's deadline.
+    deadline: Option<Timestamp>,
+    /// The idempotency key this invocation owns, once taken.
+    idempotency_key: Option<String>,
+    /// Seqs of new calls already looked up in the cache.
+    cache_checked: HashSet<Seq>,
+    /// Claimed (not started here): commit once the code reaches a durable
+    /// wait, so the claim counts as healthy (it resets the crash-loop count).
+    needs_checkpoint: bool,
 }
 
 impl Running {
@@ -310,12 +329,26 @@ impl Running {
             consumed_inbox: Vec::new(),
             consumed_signals: Vec::new(),
             handed_off: Vec::new(),
+            entry: None,
+            retries: 0,
+            deadline: None,
+            idempotency_key: None,
+            cache_checked: HashSet::new(),
+            needs_checkpoint: false,
         }
     }
 
     fn lost(&self) -> bool {
         self.residence.lost.load(Ordering::SeqCst)
     }
+}
+
+/// What the idempotency check decided.
+enum Gate {
+    /// Run the body.
+    Run,
+    /// Nothing more to do here (answered, or parked to wait for the owner).
+    Done,
 }
 
 /// How a run of turns ended.
@@ -363,8 +396,13 @@ struct LocalStart {
     args: Payload,
     started: Event,
     parent: Option<ParentLink>,
+    deadline: Option<Timestamp>,
     slot: Slot,
 }
+
+/// Crash-loop limit of functions without a retry policy: a task claimed this
+/// many times in a row without its holder ever committing is dead-lettered.
+const DEFAULT_CRASH_LIMIT: u32 = 3;
 
 impl Core {
     fn now(&self) -> Timestamp {
@@ -419,6 +457,7 @@ impl Core {
                     queues: self.queues.clone(),
                     tags: self.tags.clone(),
                     functions: self.functions.clone(),
+                    concurrency_limits: self.concurrency_limits.clone(),
                 };
                 match self.inner.backend.claim(request).await {
                     Ok(tasks) => {
@@ -533,7 +572,10 @@ impl Core {
                 lost: lost.clone(),
             },
         );
-        let (notify, handoffs) = self.inner.hub.add_resident(invocation, execution);
+        let (notify, handoffs) = self
+            .inner
+            .hub
+            .add_resident(invocation, execution, lost.clone());
         Residence {
             notify,
             lost,
@@ -554,9 +596,33 @@ impl Core {
 
     async fn start_claimed(self: Arc<Self>, task: ClaimedTask, slot: Option<Slot>) {
         let residence = self.hold(task.invocation, task.execution, task.epoch);
+        let entry = self.inner.registry.get(&task.function).ok();
+        let limit = entry
+            .as_ref()
+            .and_then(|e| e.retry_policy.as_ref())
+            .map(|p| p.max_attempts.max(1))
+            .unwrap_or(DEFAULT_CRASH_LIMIT);
+        if task.attempts > limit {
+            let reason = format!(
+                "claimed {} times in a row without ever committing: its worker died each time (limit {limit})",
+                task.attempts
+            );
+            tracing::error!(invocation = %task.invocation, %reason, "dead-lettering");
+            let commit = bare_turn(
+                task.invocation,
+                task.epoch,
+                self.now(),
+                TaskDisposition::DeadLetter { reason },
+            );
+            if let Err(e) = self.inner.backend.commit(vec![commit]).await {
+                tracing::warn!(invocation = %task.invocation, error = %e, "could not dead-letter");
+            }
+            self.release(task.invocation, task.epoch);
+            return;
+        }
         match self.load(task.invocation).await {
             Ok((driver, parent)) => {
-                let running = Running::new(
+                let mut running = Running::new(
                     task.invocation,
                     task.execution,
                     task.epoch,
@@ -565,22 +631,22 @@ impl Core {
                     slot,
                     residence,
                 );
+                running.entry = entry;
+                running.retries = task.retries;
+                running.deadline = task.deadline;
+                running.needs_checkpoint = true;
                 self.drive(running, true).await;
             }
             Err(LoadError::Corrupt(report)) => {
                 tracing::error!(invocation = %task.invocation, %report, "journal cannot be run; pausing the execution");
-                let commit = TurnCommit {
-                    invocation: task.invocation,
-                    epoch: task.epoch,
-                    now: self.now(),
-                    events: Vec::new(),
-                    spawn: Vec::new(),
-                    consumed_inbox: Vec::new(),
-                    consumed_signals: Vec::new(),
-                    disposition: TaskDisposition::Pause {
+                let commit = bare_turn(
+                    task.invocation,
+                    task.epoch,
+                    self.now(),
+                    TaskDisposition::Pause {
                         report: format!("execution {}: {report}", task.execution),
                     },
-                };
+                );
                 if let Err(e) = self.inner.backend.commit(vec![commit]).await {
                     tracing::warn!(invocation = %task.invocation, error = %e, "could not pause");
                 }
@@ -659,6 +725,19 @@ impl Core {
     async fn drive(self: Arc<Self>, mut r: Running, check_remote: bool) {
         let mut check = check_remote;
         let mut delay = self.poll.min;
+        match self.idempotency_gate(&mut r).await {
+            Ok(Gate::Run) => {}
+            Ok(Gate::Done) | Err(TurnError::LeaseLost) => {
+                self.release(r.invocation, r.epoch);
+                return;
+            }
+            Err(TurnError::Retry(message)) => {
+                // Nothing was written; the lease runs out and a later claim tries again.
+                tracing::warn!(invocation = %r.invocation, %message, "idempotency check failed");
+                self.release(r.invocation, r.epoch);
+                return;
+            }
+        }
         loop {
             match self.turns(&mut r, check).await {
                 Ok(Ended::Done) => break,
@@ -724,6 +803,10 @@ impl Core {
         loop {
             if r.lost() {
                 return Err(TurnError::LeaseLost);
+            }
+            if r.deadline.is_some_and(|d| d <= self.now()) {
+                self.time_out(r.execution).await;
+                return Ok(Ended::Done);
             }
             r.driver.set_now(self.now());
             let waker = current_waker().await;
@@ -793,6 +876,11 @@ impl Core {
                 }
             }
 
+            // Calls of cached functions may be answered from the cache.
+            if !behind && self.answer_from_cache(r).await? {
+                continue;
+            }
+
             // Nothing more to apply: store the turn, then wait.
             let now = self.now();
             let outstanding = r.driver.outstanding();
@@ -821,6 +909,7 @@ impl Core {
                 || !r.consumed_inbox.is_empty()
                 || !r.consumed_signals.is_empty()
                 || !r.handed_off.is_empty()
+                || (r.needs_checkpoint && !io_wait)
                 || !stay;
             if must_commit {
                 let (spawn, local) = self.plan_children(r, &new_events, now)?;
@@ -830,7 +919,12 @@ impl Core {
                         lease_until: now.saturating_add(self.lease),
                     }
                 } else {
-                    TaskDisposition::Park { run_at: next_timer }
+                    // Wake up at the deadline too, to time the execution out.
+                    let run_at = match (next_timer, r.deadline) {
+                        (Some(t), Some(d)) => Some(t.min(d)),
+                        (t, d) => t.or(d),
+                    };
+                    TaskDisposition::Park { run_at }
                 };
                 let commit = TurnCommit {
                     invocation: r.invocation,
@@ -840,9 +934,13 @@ impl Core {
                     spawn,
                     consumed_inbox: std::mem::take(&mut r.consumed_inbox),
                     consumed_signals: std::mem::take(&mut r.consumed_signals),
+                    cache_put: Vec::new(),
+                    idempotency_done: Vec::new(),
+                    idempotency_released: Vec::new(),
                     disposition,
                 };
                 self.commit_with_handoffs(r, commit).await?;
+                r.needs_checkpoint = false;
                 self.start_children(local);
                 if has_remote_children || !stay {
                     self.inner.hub.work.notify_waiters();
@@ -860,7 +958,11 @@ impl Core {
             };
             let mut drain = self.drain.clone();
             let woken = r.driver.wake_flag();
+            let until_deadline = r.deadline.map(|d| {
+                Duration::from_millis(d.millis().saturating_sub(now.millis()).max(0) as u64)
+            });
             tokio::select! {
+                _ = tokio::time::sleep(until_deadline.unwrap_or_default()), if until_deadline.is_some() => {}
                 _ = r.residence.notify.notified() => backoff = self.poll.min,
                 h = r.residence.handoffs.recv(), if r.residence.handoffs_open => {
                     match h {
@@ -994,8 +1096,13 @@ impl Core {
             let started_event = started
                 .encode()
                 .map_err(|e| TurnError::Retry(e.to_string()))?;
+            // Limited functions go through a claim, which enforces the limit.
             let slot = match &entry {
-                Some(_) if !self.draining() && self.serves(&routing) => self.try_slot(),
+                Some(e)
+                    if e.max_concurrent.is_none() && !self.draining() && self.serves(&routing) =>
+                {
+                    self.try_slot()
+                }
                 _ => None,
             };
             let lease = slot.as_ref().map(|_| LeaseGrant {
@@ -1019,6 +1126,7 @@ impl Core {
                     args: args.clone(),
                     started,
                     parent: Some(parent),
+                    deadline: r.deadline,
                     slot,
                 });
             }
@@ -1039,7 +1147,7 @@ impl Core {
                 }
             };
             let residence = self.hold(c.invocation, c.execution, LeaseEpoch(1));
-            let running = Running::new(
+            let mut running = Running::new(
                 c.invocation,
                 c.execution,
                 LeaseEpoch(1),
@@ -1048,6 +1156,8 @@ impl Core {
                 Some(c.slot),
                 residence,
             );
+            running.deadline = c.deadline;
+            running.entry = Some(c.entry);
             self.spawn_tracked(self.clone().drive(running, false));
         }
     }
@@ -1059,6 +1169,13 @@ impl Core {
         append_terminal: bool,
     ) -> Result<(), TurnError> {
         let now = self.now();
+        if let Err(failure) = &out
+            && self
+                .retry_or_dead_letter(r, failure, append_terminal)
+                .await?
+        {
+            return Ok(());
+        }
         let mut events = r.driver.take_new_events();
         let terminal = match &out {
             Ok(value) => Event::Completed {
@@ -1110,6 +1227,20 @@ impl Core {
             spawn,
             consumed_inbox: std::mem::take(&mut r.consumed_inbox),
             consumed_signals: std::mem::take(&mut r.consumed_signals),
+            cache_put: match (&out, r.entry.as_ref().is_some_and(|e| e.cached)) {
+                (Ok(value), true) => call_key_of(&r.driver.started_event())
+                    .map(|k| vec![(k, value.as_bytes().to_vec())])
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            },
+            idempotency_done: match (&out, &r.idempotency_key) {
+                (Ok(value), Some(key)) => vec![(key.clone(), value.as_bytes().to_vec())],
+                _ => Vec::new(),
+            },
+            idempotency_released: match (&out, &r.idempotency_key) {
+                (Err(_), Some(key)) => vec![key.clone()],
+                _ => Vec::new(),
+            },
             disposition: TaskDisposition::Finish {
                 deliver: None,
                 execution,
@@ -1135,10 +1266,164 @@ impl Core {
                 self.inner.hub.work.notify_waiters();
             }
         }
+        if r.entry.as_ref().is_some_and(|e| e.max_concurrent.is_some()) {
+            // A slot of a limited function is free: a waiting task may be claimable.
+            self.inner.hub.work.notify_waiters();
+        }
         if is_root {
             self.inner.hub.execution_finished(r.execution);
         }
         Ok(())
+    }
+
+    /// After a failed attempt: parks the task for a retry if its policy
+    /// allows one, or dead-letters it if the failure is not a result the
+    /// caller can handle (a panic). True if it did either.
+    async fn retry_or_dead_letter(
+        self: &Arc<Self>,
+        r: &mut Running,
+        failure: &Failure,
+        terminal_is_extra: bool,
+    ) -> Result<bool, TurnError> {
+        let now = self.now();
+        let policy = r.entry.as_ref().and_then(|e| e.retry_policy.clone());
+        let attempt = r.retries + 1;
+        let retry = policy
+            .as_ref()
+            .is_some_and(|p| attempt < p.max_attempts && p.retries(failure));
+        let disposition = if retry {
+            let policy = policy
+                .as_ref()
+                .map(|p| p.delay(attempt, r.invocation.as_uuid().as_bytes()));
+            TaskDisposition::Retry {
+                run_at: now.saturating_add(policy.unwrap_or_default()),
+            }
+        } else if let Failure::Panic { message } = failure {
+            TaskDisposition::DeadLetter {
+                reason: format!("panicked on attempt {attempt}: {message}"),
+            }
+        } else {
+            return Ok(false);
+        };
+        tracing::warn!(invocation = %r.invocation, attempt, %failure, ?disposition, "attempt failed");
+        let mut events = r.driver.take_new_events();
+        // The failed attempt's terminal event is not journaled: the
+        // invocation goes on (on retry) or waits (dead letter).
+        if !terminal_is_extra && events.last().is_some_and(|(_, e)| e.kind().is_terminal()) {
+            events.pop();
+        }
+        let (spawn, local) = self.plan_children(r, &events, now)?;
+        let commit = TurnCommit {
+            events: to_new_events(events)?,
+            spawn,
+            consumed_inbox: std::mem::take(&mut r.consumed_inbox),
+            consumed_signals: std::mem::take(&mut r.consumed_signals),
+            ..bare_turn(r.invocation, r.epoch, now, disposition)
+        };
+        r.slot = None;
+        self.commit_with_handoffs(r, commit).await?;
+        self.start_children(local);
+        self.inner.hub.work.notify_waiters();
+        Ok(true)
+    }
+
+    /// Answers calls of `cached` functions scheduled in this turn from the
+    /// cache. True if any was answered (the code can go on).
+    async fn answer_from_cache(&self, r: &mut Running) -> Result<bool, TurnError> {
+        let mut answered = false;
+        for (seq, function, key) in r.driver.pending_new_calls() {
+            if r.cache_checked.contains(&seq) {
+                continue;
+            }
+            r.cache_checked.insert(seq);
+            if !self.inner.registry.get(&function).is_ok_and(|e| e.cached) {
+                continue;
+            }
+            if let Some(value) = self.inner.backend.cache_get(key).await? {
+                answered |= r.driver.answer_from_cache(seq, Payload::from_bytes(value));
+            }
+        }
+        Ok(answered)
+    }
+
+    /// Takes (or finds) the idempotency key of an `idempotent` invocation
+    /// before its body runs.
+    async fn idempotency_gate(self: &Arc<Self>, r: &mut Running) -> Result<Gate, TurnError> {
+        let Some(key_of) = r.entry.as_ref().and_then(|e| e.idempotency_key) else {
+            return Ok(Gate::Run);
+        };
+        let Event::Started {
+            function,
+            version,
+            args,
+            ..
+        } = r.driver.started_event()
+        else {
+            return Ok(Gate::Run);
+        };
+        let key = match key_of(&function, version.as_deref(), &args) {
+            Ok(k) => k,
+            Err(e) => {
+                self.finish(
+                    r,
+                    Err(Failure::Aborted {
+                        message: format!("idempotency key of {function}: {e}"),
+                    }),
+                    true,
+                )
+                .await?;
+                return Ok(Gate::Done);
+            }
+        };
+        match self
+            .inner
+            .backend
+            .begin_idempotent(&key, r.invocation)
+            .await?
+        {
+            IdempotencyBegin::Owner => {
+                r.idempotency_key = Some(key);
+                Ok(Gate::Run)
+            }
+            IdempotencyBegin::Done(value) => {
+                // Ran before, in this or another execution: the same result,
+                // without running the body again.
+                self.finish(r, Ok(Payload::from_bytes(value)), true).await?;
+                Ok(Gate::Done)
+            }
+            IdempotencyBegin::Running { owner } => {
+                tracing::debug!(invocation = %r.invocation, %owner, %key, "waiting for the first run of an idempotent call");
+                let now = self.now();
+                let commit = bare_turn(
+                    r.invocation,
+                    r.epoch,
+                    now,
+                    TaskDisposition::Park {
+                        run_at: Some(now.saturating_add(self.poll.min)),
+                    },
+                );
+                self.inner.backend.commit(vec![commit]).await?;
+                self.inner.hub.work.notify_waiters();
+                Ok(Gate::Done)
+            }
+        }
+    }
+
+    /// The execution ran past its deadline: end it as timed out.
+    async fn time_out(&self, execution: ExecutionId) {
+        let terminal = Event::TimedOut.encode().unwrap_or_default();
+        match self
+            .inner
+            .backend
+            .end_execution(execution, ExecutionStatus::TimedOut, terminal, self.now())
+            .await
+        {
+            Ok(_) => {
+                self.inner.hub.stop_execution(execution);
+                self.inner.hub.execution_finished(execution);
+            }
+            Err(e) => tracing::warn!(%execution, error = %e, "could not time out"),
+        }
     }
 
     /// Offers this finished child's final turn and result to its parent
@@ -1197,24 +1482,55 @@ impl Core {
 
     async fn pause(self: &Arc<Self>, r: &mut Running, report: String) -> Result<(), TurnError> {
         tracing::error!(execution = %r.execution, invocation = %r.invocation, %report, "pausing execution");
-        let commit = TurnCommit {
-            invocation: r.invocation,
-            epoch: r.epoch,
-            now: self.now(),
-            events: Vec::new(),
-            spawn: Vec::new(),
-            consumed_inbox: Vec::new(),
-            consumed_signals: Vec::new(),
-            disposition: TaskDisposition::Pause {
+        let commit = bare_turn(
+            r.invocation,
+            r.epoch,
+            self.now(),
+            TaskDisposition::Pause {
                 report: format!("execution {}: {report}", r.execution),
             },
-        };
+        );
         // Children handed off to a diverged driver deliver on their own (their
         // senders drop), so their results wait in the inbox for the resume.
         r.handed_off.clear();
         self.inner.backend.commit(vec![commit]).await?;
         self.inner.hub.execution_finished(r.execution);
         Ok(())
+    }
+}
+
+/// The call key of an invocation, from its `Started` event.
+fn call_key_of(started: &Event) -> Option<CallKey> {
+    match started {
+        Event::Started {
+            function,
+            version,
+            args,
+            ..
+        } => Some(CallKey::new(function, version.as_deref(), args)),
+        _ => None,
+    }
+}
+
+/// A turn that writes nothing but its disposition.
+fn bare_turn(
+    invocation: InvocationId,
+    epoch: LeaseEpoch,
+    now: Timestamp,
+    disposition: TaskDisposition,
+) -> TurnCommit {
+    TurnCommit {
+        invocation,
+        epoch,
+        now,
+        events: Vec::new(),
+        spawn: Vec::new(),
+        consumed_inbox: Vec::new(),
+        consumed_signals: Vec::new(),
+        cache_put: Vec::new(),
+        idempotency_done: Vec::new(),
+        idempotency_released: Vec::new(),
+        disposition,
     }
 }
 
@@ -1259,7 +1575,7 @@ impl LocalClaimer for Core {
         let core = self.clone();
         Some(Reservation {
             grant,
-            start: Box::new(move |execution: ExecutionId, started: Event| {
+            start: Box::new(move |execution: ExecutionId, started: Event, deadline| {
                 let Event::Started { ref args, .. } = started else {
                     return;
                 };
@@ -1271,6 +1587,7 @@ impl LocalClaimer for Core {
                     args,
                     started,
                     parent: None,
+                    deadline,
                     slot,
                 }]);
             }),

@@ -176,6 +176,22 @@ pub enum ContextWrite {
         /// New value.
         value: Payload,
     },
+    /// Give a counter its starting value, unless an earlier write (in
+    /// journal order, over the whole execution) already touched it.
+    CounterDefault {
+        /// Counter name.
+        name: String,
+        /// Starting value.
+        value: f64,
+    },
+    /// Give a custom-state key its starting value, unless an earlier write
+    /// already set it.
+    StateDefault {
+        /// Key.
+        key: String,
+        /// Starting value.
+        value: Payload,
+    },
 }
 
 /// The kind of an [`Event`], as stored in a backend's `kind` column.

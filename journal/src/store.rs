@@ -255,6 +255,19 @@ pub enum TaskDisposition {
         /// The divergence report.
         report: String,
     },
+    /// The attempt failed and will be retried: release the lease, make the
+    /// task runnable at `run_at`, count a retry (`retries += 1`).
+    Retry {
+        /// When to try again.
+        run_at: Timestamp,
+    },
+    /// Out of attempts with no result to deliver: suspend the task (state
+    /// `dead`, not claimable) and record a dead letter until a person replays
+    /// or discards it.
+    DeadLetter {
+        /// Why, for the person reading the dead letter.
+        reason: String,
+    },
 }
 
 /// Everything one turn of one invocation writes. Applied atomically; refused
@@ -275,6 +288,15 @@ pub struct TurnCommit {
     pub consumed_inbox: Vec<InboxId>,
     /// Signals now consumed by this invocation.
     pub consumed_signals: Vec<SignalId>,
+    /// Results to store in the cache: `(call key, encoded value)`. An
+    /// existing entry is kept (first writer wins).
+    pub cache_put: Vec<(CallKey, Vec<u8>)>,
+    /// Idempotency keys this invocation owns that now have a result:
+    /// `(key, encoded value)`; marks them done.
+    pub idempotency_done: Vec<(String, Vec<u8>)>,
+    /// Idempotency keys this invocation owns whose run failed: released, so
+    /// a later call runs the body again.
+    pub idempotency_released: Vec<String>,
     /// What happens to the task.
     pub disposition: TaskDisposition,
 }
@@ -324,6 +346,10 @@ pub struct ClaimRequest {
     pub tags: Option<Vec<String>>,
     /// Only these functions (the ones the worker has registered).
     pub functions: Vec<String>,
+    /// Cluster-wide limits: a task of `function` is claimed only while fewer
+    /// than `limit` tasks of it hold an unexpired lease (leases whose
+    /// `lease_until` has passed do not count), claims of this batch included.
+    pub concurrency_limits: Vec<(String, u32)>,
 }
 
 /// A task now leased to the claiming worker.
@@ -337,8 +363,14 @@ pub struct ClaimedTask {
     pub function: String,
     /// The lease epoch to write with.
     pub epoch: LeaseEpoch,
-    /// How many times it has been claimed, this claim included.
+    /// Claims since the lease holder last committed, this claim included. A
+    /// task that keeps killing its worker counts up here; any commit by the
+    /// lease holder resets it to 0.
     pub attempts: u32,
+    /// Times the task was parked for a retry ([`TaskDisposition::Retry`]).
+    pub retries: u32,
+    /// The execution's deadline, if any.
+    pub deadline: Option<Timestamp>,
 }
 
 /// A stored execution.
@@ -364,6 +396,8 @@ pub struct ExecutionRecord {
     pub terminal_event: Option<Vec<u8>>,
     /// The non-determinism report, when paused.
     pub pause_report: Option<String>,
+    /// Retries so far, summed over the execution's tasks.
+    pub retries: u32,
 }
 
 /// Filter and page for listing executions.
@@ -377,6 +411,50 @@ pub struct ExecutionFilter {
     pub offset: usize,
 }
 
+/// A task suspended after running out of attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetterRecord {
+    /// The dead-lettered task (its invocation id).
+    pub task: InvocationId,
+    /// Its execution.
+    pub execution: ExecutionId,
+    /// Its function.
+    pub function: String,
+    /// Its queue.
+    pub queue: String,
+    /// Why it was dead-lettered.
+    pub reason: String,
+    /// Retries it had used.
+    pub retries: u32,
+    /// When.
+    pub failed_at: Timestamp,
+}
+
+/// What [`IdempotencyStore::begin_idempotent`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyBegin {
+    /// The key was free (or already owned by this invocation): run the body.
+    Owner,
+    /// A run with this key already succeeded: its encoded value.
+    Done(Vec<u8>),
+    /// Another invocation owns the key and has not finished: wait.
+    Running {
+        /// The owner.
+        owner: InvocationId,
+    },
+}
+
+/// How many rows a cleanup removed (or would remove).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupCounts {
+    /// Executions.
+    pub executions: u64,
+    /// Tasks.
+    pub tasks: u64,
+    /// Journal events.
+    pub events: u64,
+}
+
 /// Reading journals.
 #[async_trait]
 pub trait JournalStore: Send + Sync {
@@ -386,6 +464,14 @@ pub trait JournalStore: Send + Sync {
         invocation: InvocationId,
         from: Seq,
     ) -> StoreResult<Vec<JournalRow>>;
+    /// Every journal row of every invocation of `execution` (only those of
+    /// `kinds`, if given), grouped by invocation in task creation order, each
+    /// in seq order. Invocations without a matching row are left out.
+    async fn read_execution_journal(
+        &self,
+        execution: ExecutionId,
+        kinds: Option<&[EventKind]>,
+    ) -> StoreResult<Vec<(InvocationId, Vec<JournalRow>)>>;
 }
 
 /// Creating and reading executions.
@@ -399,6 +485,70 @@ pub trait ExecutionStore: Send + Sync {
     async fn list_executions(&self, filter: ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>>;
     /// Tasks ready or waiting to be claimed (in `queue`, or in all queues).
     async fn queue_depth(&self, queue: Option<&str>, now: Timestamp) -> StoreResult<u64>;
+    /// Ends a non-terminal execution for good with `status` (`Cancelled` or
+    /// `TimedOut`) and `terminal_event`: every task of it that is not done
+    /// becomes `cancelled` (not claimable; leases held on them are lost, so
+    /// their holders' commits are refused). False if it had already ended.
+    /// [`StoreError::NotFound`] if it does not exist.
+    async fn end_execution(
+        &self,
+        id: ExecutionId,
+        status: ExecutionStatus,
+        terminal_event: Vec<u8>,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Deletes executions that ended before `before` (with their tasks,
+    /// journals, inbox items, signals and dead letters); with `dry_run`
+    /// only counts them.
+    async fn cleanup(&self, before: Timestamp, dry_run: bool) -> StoreResult<CleanupCounts>;
+}
+
+/// Dead letters: tasks suspended after running out of attempts.
+#[async_trait]
+pub trait DeadLetterStore: Send + Sync {
+    /// The newest dead letters first.
+    async fn list_dead_letters(&self, limit: usize) -> StoreResult<Vec<DeadLetterRecord>>;
+    /// One dead letter.
+    async fn get_dead_letter(&self, task: InvocationId) -> StoreResult<Option<DeadLetterRecord>>;
+    /// Removes the dead letter and makes its task runnable now (optionally
+    /// in another queue; `reset_retries` sets its retries back to 0). False if
+    /// there was no such dead letter.
+    async fn replay_dead_letter(
+        &self,
+        task: InvocationId,
+        queue: Option<&str>,
+        reset_retries: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+    /// Removes the dead letter and ends its task (state `done`), delivering
+    /// `deliver` to the parent or recording `execution` as the outcome — what
+    /// a finishing task would. False if there was no such dead letter.
+    async fn discard_dead_letter(
+        &self,
+        task: InvocationId,
+        deliver: Option<Delivery>,
+        execution: Option<ExecutionOutcome>,
+        now: Timestamp,
+    ) -> StoreResult<bool>;
+}
+
+/// Results shared across executions, by call key.
+#[async_trait]
+pub trait CacheStore: Send + Sync {
+    /// The cached value of `key`, if any.
+    async fn cache_get(&self, key: CallKey) -> StoreResult<Option<Vec<u8>>>;
+}
+
+/// At-most-once bodies across executions, by idempotency key.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Takes `key` for `owner` if free (or already its own), or reports the
+    /// stored result or the running owner. Committed at once.
+    async fn begin_idempotent(
+        &self,
+        key: &str,
+        owner: InvocationId,
+    ) -> StoreResult<IdempotencyBegin>;
 }
 
 /// Claiming, renewing and committing work.
@@ -441,6 +591,26 @@ pub trait SignalStore: Send + Sync {
 }
 
 /// Everything a backend offers.
-pub trait Backend: JournalStore + ExecutionStore + TaskStore + SignalStore + 'static {}
+pub trait Backend:
+    JournalStore
+    + ExecutionStore
+    + TaskStore
+    + SignalStore
+    + DeadLetterStore
+    + CacheStore
+    + IdempotencyStore
+    + 'static
+{
+}
 
-impl<T> Backend for T where T: JournalStore + ExecutionStore + TaskStore + SignalStore + 'static {}
+impl<T> Backend for T where
+    T: JournalStore
+        + ExecutionStore
+        + TaskStore
+        + SignalStore
+        + DeadLetterStore
+        + CacheStore
+        + IdempotencyStore
+        + 'static
+{
+}

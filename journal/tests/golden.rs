@@ -272,3 +272,62 @@ fn call_keys_of_known_arguments_are_stable() {
         assert_eq!(got, want, "call key {name} changed");
     }
 }
+
+/// Context writes beyond the one `events()` pins (`ContextWrite` is an enum
+/// inside one event kind; each variant is its own wire shape).
+fn context_writes() -> Vec<(&'static str, ContextWrite)> {
+    vec![
+        (
+            "counter_add",
+            ContextWrite::CounterAdd {
+                name: "done".into(),
+                by: 1.0,
+            },
+        ),
+        (
+            "counter_default",
+            ContextWrite::CounterDefault {
+                name: "progress".into(),
+                value: 0.5,
+            },
+        ),
+        (
+            "state_default",
+            ContextWrite::StateDefault {
+                key: "phase".into(),
+                value: Payload::encode(&"start").unwrap(),
+            },
+        ),
+    ]
+}
+
+const GOLDEN_CONTEXT_WRITES: &[(&str, &str)] = &[
+    (
+        "counter_add",
+        "a36162a1657772697465a16b636f756e7465725f616464a2626279f93c00646e616d6564646f6e65616b6d636f6e746578745f7772697465617601",
+    ),
+    (
+        "counter_default",
+        "a36162a1657772697465a16f636f756e7465725f64656661756c74a2646e616d656870726f67726573736576616c7565f93800616b6d636f6e746578745f7772697465617601",
+    ),
+    (
+        "state_default",
+        "a36162a1657772697465a16d73746174655f64656661756c74a2636b65796570686173656576616c756546657374617274616b6d636f6e746578745f7772697465617601",
+    ),
+];
+
+#[test]
+fn every_context_write_encodes_to_its_golden_bytes() {
+    assert_eq!(context_writes().len(), GOLDEN_CONTEXT_WRITES.len());
+    for ((name, write), (gname, want)) in context_writes().into_iter().zip(GOLDEN_CONTEXT_WRITES) {
+        assert_eq!(name, *gname);
+        let event = Event::ContextWrite { write };
+        let got = hex(&event.encode().unwrap());
+        assert_eq!(got, *want, "encoding of context write {name} changed");
+        let bytes: Vec<u8> = (0..want.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&want[i..i + 2], 16).unwrap())
+            .collect();
+        assert_eq!(Event::decode(&bytes).unwrap(), event);
+    }
+}

@@ -313,6 +313,16 @@ impl Context {
         self.lock().invocation
     }
 
+    /// The time the engine handed in for the current turn
+    /// ([`crate::Driver::set_now`]); replay reads no clock itself.
+    ///
+    /// This value differs from run to run: code that uses it must journal it
+    /// first (the engine's `Stent::now()` records it as a
+    /// [`Command::SideEffect`] and replays the recorded value).
+    pub fn turn_time(&self) -> Timestamp {
+        self.lock().now
+    }
+
     /// Creates a durable effect now (taking the next seq) and returns the
     /// future of its answer.
     pub fn schedule(&self, command: Command) -> Effect {
@@ -375,5 +385,42 @@ impl Future for Effect {
         }
         st.wakers.insert(self.seq, cx.waker().clone());
         Poll::Pending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::task::{Context as TaskCx, Waker};
+
+    use super::*;
+    use crate::{Driver, DriverError, Status};
+
+    #[test]
+    fn an_abort_wins_over_a_result_returned_in_the_same_poll() {
+        let started = Event::Started {
+            function: "demo::wf".into(),
+            version: None,
+            args: Payload::encode(&()).unwrap(),
+            parent: None,
+        };
+        let code = async {
+            let ctx = Context::current().expect("inside a driver");
+            assert_eq!(ctx.turn_time(), Timestamp(42));
+            drop(ctx.schedule(Command::SideEffect {
+                value: Payload::encode(&1).unwrap(),
+            }));
+            // A synchronous read found a value it cannot use, and the code
+            // goes on to return: the driver must still stop it.
+            ctx.abort("recorded value of the wrong kind");
+            Ok(Payload::encode(&"ignored").unwrap())
+        };
+        let id = "6f9619ff-8b86-d011-b42d-00c04fc964ff".parse().unwrap();
+        let mut driver = Driver::new(id, vec![started], Box::pin(code)).unwrap();
+        driver.set_now(Timestamp(42));
+        let status = driver.advance(&mut TaskCx::from_waker(Waker::noop()));
+        assert!(
+            matches!(status, Status::Stopped(DriverError::Aborted { .. })),
+            "{status:?}"
+        );
     }
 }

@@ -241,6 +241,60 @@ impl Driver {
             .collect()
     }
 
+    /// The `Started` event at seq 0.
+    pub fn started_event(&self) -> Event {
+        self.ctx.lock().history[0].clone()
+    }
+
+    /// Calls scheduled since the last [`Driver::take_new_events`] that are
+    /// still outstanding: `(seq, function, call key)`.
+    pub fn pending_new_calls(&self) -> Vec<(Seq, String, stent_journal::CallKey)> {
+        let st = self.ctx.lock();
+        let from = st.taken_len.max(self.stored_len);
+        st.history[from..]
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| match e {
+                Event::CallScheduled {
+                    function, call_key, ..
+                } => {
+                    let seq = Seq((from + i) as u32);
+                    st.outstanding
+                        .contains_key(&seq)
+                        .then(|| (seq, function.clone(), *call_key))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Answers a call scheduled since the last [`Driver::take_new_events`]
+    /// from a cache: its event becomes a `CacheHit` and the code gets `value`.
+    /// False if `seq` is not such a call.
+    pub fn answer_from_cache(&mut self, seq: Seq, value: Payload) -> bool {
+        let mut st = self.ctx.lock();
+        let from = st.taken_len.max(self.stored_len);
+        let idx = seq.0 as usize;
+        if idx < from || !st.outstanding.contains_key(&seq) {
+            return false;
+        }
+        let Some(Event::CallScheduled { call_key, .. }) = st.history.get(idx) else {
+            return false;
+        };
+        let call_key = *call_key;
+        st.history[idx] = Event::CacheHit {
+            call_key,
+            value: value.clone(),
+        };
+        st.outstanding.remove(&seq);
+        st.resolved
+            .insert(seq, crate::context::Resolution::Value(value));
+        if let Some(w) = st.wakers.remove(&seq) {
+            w.wake();
+        }
+        true
+    }
+
     /// Events appended since the last call, with their seqs, for the engine to store.
     pub fn take_new_events(&mut self) -> Vec<(Seq, Event)> {
         let mut st = self.ctx.lock();
@@ -281,10 +335,15 @@ impl Driver {
             });
         }
         loop {
-            if let Some(out) = self.poll_code(cx) {
+            let out = self.poll_code(cx);
+            // A fatal report wins over a result: synchronous effects
+            // (`Stent::now()`, context writes) cannot keep the code waiting,
+            // so the code may return after one of them diverged or aborted.
+            let fatal = self.ctx.lock().fatal.clone();
+            if let (Some(out), None) = (out, &fatal) {
                 return self.finish(out);
             }
-            if let Some(err) = self.ctx.lock().fatal.clone() {
+            if let Some(err) = fatal {
                 self.finished = true;
                 self.future = None;
                 return Status::Stopped(err);

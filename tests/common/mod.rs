@@ -46,6 +46,16 @@ impl<B: Backend> JournalStore for CountingBackend<B> {
             .fetch_add(rows.len() as u64, Ordering::SeqCst);
         Ok(rows)
     }
+    async fn read_execution_journal(
+        &self,
+        execution: ExecutionId,
+        kinds: Option<&[stent_journal::EventKind]>,
+    ) -> StoreResult<Vec<(InvocationId, Vec<JournalRow>)>> {
+        let groups = self.inner.read_execution_journal(execution, kinds).await?;
+        let n: usize = groups.iter().map(|(_, rows)| rows.len()).sum();
+        self.events_read.fetch_add(n as u64, Ordering::SeqCst);
+        Ok(groups)
+    }
 }
 
 #[async_trait]
@@ -61,6 +71,70 @@ impl<B: Backend> ExecutionStore for CountingBackend<B> {
     }
     async fn queue_depth(&self, queue: Option<&str>, now: Timestamp) -> StoreResult<u64> {
         self.inner.queue_depth(queue, now).await
+    }
+    async fn end_execution(
+        &self,
+        id: ExecutionId,
+        status: ExecutionStatus,
+        terminal_event: Vec<u8>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.inner
+            .end_execution(id, status, terminal_event, now)
+            .await
+    }
+    async fn cleanup(&self, before: Timestamp, dry_run: bool) -> StoreResult<CleanupCounts> {
+        self.inner.cleanup(before, dry_run).await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> DeadLetterStore for CountingBackend<B> {
+    async fn list_dead_letters(&self, limit: usize) -> StoreResult<Vec<DeadLetterRecord>> {
+        self.inner.list_dead_letters(limit).await
+    }
+    async fn get_dead_letter(&self, task: InvocationId) -> StoreResult<Option<DeadLetterRecord>> {
+        self.inner.get_dead_letter(task).await
+    }
+    async fn replay_dead_letter(
+        &self,
+        task: InvocationId,
+        queue: Option<&str>,
+        reset_retries: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.inner
+            .replay_dead_letter(task, queue, reset_retries, now)
+            .await
+    }
+    async fn discard_dead_letter(
+        &self,
+        task: InvocationId,
+        deliver: Option<Delivery>,
+        execution: Option<ExecutionOutcome>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.inner
+            .discard_dead_letter(task, deliver, execution, now)
+            .await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> CacheStore for CountingBackend<B> {
+    async fn cache_get(&self, key: stent_journal::CallKey) -> StoreResult<Option<Vec<u8>>> {
+        self.inner.cache_get(key).await
+    }
+}
+
+#[async_trait]
+impl<B: Backend> IdempotencyStore for CountingBackend<B> {
+    async fn begin_idempotent(
+        &self,
+        key: &str,
+        owner: InvocationId,
+    ) -> StoreResult<IdempotencyBegin> {
+        self.inner.begin_idempotent(key, owner).await
     }
 }
 
@@ -107,3 +181,6 @@ impl<B: Backend> SignalStore for CountingBackend<B> {
 }
 
 pub mod crash;
+pub mod harness;
+
+pub use harness::TestWorker;

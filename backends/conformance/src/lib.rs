@@ -21,14 +21,17 @@
 //! ```
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::sync::Arc;
 
 use stent_journal::store::{
-    Backend, ClaimRequest, ClaimedTask, Delivery, ExecutionFilter, ExecutionOutcome,
-    ExecutionStatus, LeaseGrant, NewEvent, NewExecution, NewInvocation, Routing, StoreError,
-    TaskDisposition, TurnCommit,
+    Backend, ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterRecord, Delivery, ExecutionFilter,
+    ExecutionOutcome, ExecutionRecord, ExecutionStatus, IdempotencyBegin, JournalRow, LeaseGrant,
+    NewEvent, NewExecution, NewInvocation, Routing, StoreError, TaskDisposition, TurnCommit,
 };
-use stent_journal::{EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId};
+use stent_journal::{
+    CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
+};
 
 /// Something a conformance test can run against: a backend, possibly bundled
 /// with resources that must live as long as the test (a temporary directory).
@@ -83,6 +86,15 @@ macro_rules! conformance_tests {
             list_executions_pages_and_filters,
             queue_depth_counts_ready_tasks,
             payload_bytes_round_trip,
+            attempts_reset_on_commit_and_count_reclaims,
+            concurrency_limits_cap_live_leases,
+            retry_reschedules_and_counts,
+            dead_letter_list_get_and_replay,
+            dead_letter_discard_finishes_the_task,
+            cache_put_and_get_first_writer_wins,
+            idempotency_begin_done_and_release,
+            end_execution_cancels_unfinished_tasks,
+            cleanup_removes_only_old_ended_executions,
         );
     };
 }
@@ -172,6 +184,7 @@ fn request(worker_name: &str, now: Timestamp, functions: &[&str]) -> ClaimReques
         queues: None,
         tags: None,
         functions: functions.iter().map(|f| f.to_string()).collect(),
+        concurrency_limits: Vec::new(),
     }
 }
 
@@ -198,6 +211,9 @@ fn turn(
         spawn: Vec::new(),
         consumed_inbox: Vec::new(),
         consumed_signals: Vec::new(),
+        cache_put: Vec::new(),
+        idempotency_done: Vec::new(),
+        idempotency_released: Vec::new(),
         disposition,
     }
 }
@@ -297,6 +313,7 @@ pub async fn create_execution_is_atomic(backend: Arc<dyn Backend>) {
     assert_eq!(rec.deadline, Some(at(60_000)));
     assert_eq!(rec.terminal_event, None);
     assert_eq!(rec.pause_report, None);
+    assert_eq!(rec.retries, 0);
 
     let rows = backend
         .read_journal(exec.root.invocation, Seq(0))
@@ -324,6 +341,8 @@ pub async fn create_execution_is_atomic(backend: Arc<dyn Backend>) {
     assert_eq!(c.function, "app::root");
     assert_eq!(c.epoch, LeaseEpoch(1));
     assert_eq!(c.attempts, 1);
+    assert_eq!(c.retries, 0);
+    assert_eq!(c.deadline, Some(at(60_000)));
 }
 
 /// Reusing an execution id is a `Conflict` and changes nothing.
@@ -541,7 +560,8 @@ pub async fn stale_epoch_is_fenced_after_takeover(backend: Arc<dyn Backend>) {
     );
     let second = claim_one(&backend, request("w2", at(1_001), &["app::root"])).await;
     assert_eq!(second.epoch, LeaseEpoch(2));
-    assert_eq!(second.attempts, 2);
+    // w1 committed a turn, so this is the first claim since.
+    assert_eq!(second.attempts, 1);
 
     let mut stale = turn(inv, first.epoch, at(1_002), park(None));
     stale.events = vec![event(2, b"w1-2")];
@@ -1007,7 +1027,8 @@ pub async fn park_waits_or_schedules(backend: Arc<dyn Backend>) {
             .is_empty()
     );
     let c3 = claim_one(&backend, request("w", at(5_000), &["app::f"])).await;
-    assert_eq!((c3.epoch, c3.attempts), (LeaseEpoch(3), 3));
+    // Every earlier claim committed, so attempts start over each time.
+    assert_eq!((c3.epoch, c3.attempts), (LeaseEpoch(3), 1));
 }
 
 /// A wake (signal or delivery) that arrives while the task is leased makes the
@@ -1671,4 +1692,1174 @@ pub async fn payload_bytes_round_trip(backend: Arc<dyn Backend>) {
     assert_eq!(pending.len(), 1);
     assert_eq!(pending[0].id, sid);
     assert_eq!(pending[0].payload, big);
+}
+
+// ---------------------------------------------------------------- helpers (2)
+
+fn assert_lease_lost<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
+    match result {
+        Err(StoreError::LeaseLost { .. }) => {}
+        other => panic!("{what}: expected LeaseLost, got {other:?}"),
+    }
+}
+
+fn retry(run_at: Timestamp) -> TaskDisposition {
+    TaskDisposition::Retry { run_at }
+}
+
+fn dead_letter(reason: &str) -> TaskDisposition {
+    TaskDisposition::DeadLetter {
+        reason: reason.to_string(),
+    }
+}
+
+fn deliver_to(parent: InvocationId, event: &[u8]) -> TaskDisposition {
+    TaskDisposition::Finish {
+        deliver: Some(Delivery {
+            parent,
+            event: event.to_vec(),
+        }),
+        execution: None,
+    }
+}
+
+fn outcome(status: ExecutionStatus, event: &[u8]) -> TaskDisposition {
+    TaskDisposition::Finish {
+        deliver: None,
+        execution: Some(ExecutionOutcome {
+            status,
+            terminal_event: event.to_vec(),
+        }),
+    }
+}
+
+async fn record(backend: &Arc<dyn Backend>, id: ExecutionId) -> ExecutionRecord {
+    backend
+        .execution(id)
+        .await
+        .expect("execution")
+        .expect("execution exists")
+}
+
+fn ids(claimed: &[ClaimedTask]) -> Vec<InvocationId> {
+    claimed.iter().map(|c| c.invocation).collect()
+}
+
+// ---------------------------------------------------------------- attempts
+
+/// `attempts` counts the claims since the lease holder last got a turn
+/// through: claims whose holders never commit (crashes, expired leases) add
+/// up, a refused stale write changes nothing, and any successful commit
+/// (whatever its disposition) starts the count over. A task spawned with a
+/// lease starts at 1.
+pub async fn attempts_reset_on_commit_and_count_reclaims(backend: Arc<dyn Backend>) {
+    let exec = execution("app::f", at(0));
+    create(&backend, &exec).await;
+    let inv = exec.root.invocation;
+    let short = |name: &str, now: i64| {
+        let mut req = request(name, at(now), &["app::f"]);
+        req.lease_until = at(now + 100);
+        req
+    };
+    let c1 = claim_one(&backend, short("w1", 0)).await;
+    assert_eq!(c1.attempts, 1);
+    let c2 = claim_one(&backend, short("w2", 101)).await;
+    assert_eq!((c2.epoch, c2.attempts), (LeaseEpoch(2), 2));
+    assert_lease_lost(
+        backend
+            .commit(vec![turn(inv, c1.epoch, at(150), hold(at(10_000)))])
+            .await,
+        "stale hold",
+    );
+    let c3 = claim_one(&backend, short("w3", 202)).await;
+    assert_eq!((c3.epoch, c3.attempts), (LeaseEpoch(3), 3));
+
+    // The holder gets a turn through: the count starts over.
+    commit(&backend, vec![turn(inv, c3.epoch, at(210), hold(at(250)))]).await;
+    let c4 = claim_one(&backend, short("w4", 251)).await;
+    assert_eq!((c4.epoch, c4.attempts), (LeaseEpoch(4), 1));
+    let c5 = claim_one(&backend, short("w5", 352)).await;
+    assert_eq!((c5.epoch, c5.attempts), (LeaseEpoch(5), 2));
+    commit(
+        &backend,
+        vec![turn(inv, c5.epoch, at(360), park(Some(at(400))))],
+    )
+    .await;
+    let c6 = claim_one(&backend, short("w6", 400)).await;
+    assert_eq!((c6.epoch, c6.attempts), (LeaseEpoch(6), 1));
+    commit(&backend, vec![turn(inv, c6.epoch, at(401), retry(at(402)))]).await;
+    let c7 = claim_one(&backend, short("w7", 402)).await;
+    assert_eq!((c7.epoch, c7.attempts, c7.retries), (LeaseEpoch(7), 1, 1));
+
+    // A child spawned with a lease is at attempt 1; left to expire, its
+    // next claim is attempt 2.
+    let child = InvocationId::child_of(inv, Seq(1));
+    let mut t = turn(inv, c7.epoch, at(410), hold(at(100_000)));
+    let mut leased = invocation(child, exec.id, "app::child", Routing::default(), at(410));
+    leased.lease = Some(LeaseGrant {
+        worker: worker("w7"),
+        until: at(450),
+    });
+    t.spawn = vec![leased];
+    commit(&backend, vec![t]).await;
+    let cc = claim_one(&backend, request("w8", at(451), &["app::child"])).await;
+    assert_eq!(
+        (cc.invocation, cc.epoch, cc.attempts),
+        (child, LeaseEpoch(2), 2)
+    );
+}
+
+// ---------------------------------------------------------------- concurrency limits
+
+/// A function limited to 2 never has more than 2 unexpired leases, whatever
+/// the claimers and batches; its skipped tasks do not block other functions
+/// from filling a batch; a finished task or an expired lease frees a slot.
+pub async fn concurrency_limits_cap_live_leases(backend: Arc<dyn Backend>) {
+    let mut limited = Vec::new();
+    for i in 0..6 {
+        let e = execution("app::limited", at(i));
+        create(&backend, &e).await;
+        limited.push(e.root.invocation);
+    }
+    let mut free = Vec::new();
+    for i in 0..3 {
+        let e = execution_with("app::free", routing("default", -1, &[]), at(i));
+        create(&backend, &e).await;
+        free.push(e.root.invocation);
+    }
+    let req = |w: &str, now: i64, limit: usize| {
+        let mut r = request(w, at(now), &["app::limited", "app::free"]);
+        r.limit = limit;
+        // Leases taken before 1_000 run out then.
+        r.lease_until = if now < 1_000 { at(1_000) } else { at(100_000) };
+        r.concurrency_limits = vec![
+            ("app::limited".to_string(), 2),
+            ("app::unrelated".to_string(), 0),
+        ];
+        r
+    };
+    // Claim order puts every limited task first; only two are taken and
+    // the batch is filled with the unlimited ones.
+    let got = claim(&backend, req("w1", 10, 4)).await;
+    assert_eq!(ids(&got), vec![limited[0], limited[1], free[0], free[1]]);
+    // Both slots are held: other claimers and batches get no limited task.
+    assert_eq!(
+        claimed_ids(&backend, req("w2", 20, 10)).await,
+        vec![free[2]]
+    );
+    assert!(claim(&backend, req("w3", 30, 10)).await.is_empty());
+
+    // Finishing one frees one slot.
+    let c0 = got[0].clone();
+    commit(
+        &backend,
+        vec![turn(c0.invocation, c0.epoch, at(40), finish())],
+    )
+    .await;
+    assert_eq!(
+        claimed_ids(&backend, req("w3", 41, 10)).await,
+        vec![limited[2]]
+    );
+    assert!(claim(&backend, req("w4", 42, 10)).await.is_empty());
+
+    // limited[2] is renewed; limited[1]'s lease runs out at 1_000 and stops
+    // counting: one slot, taken by the claim-order first candidate (the
+    // expired task itself).
+    let lost = backend
+        .renew_leases(&worker("w3"), &[(limited[2], LeaseEpoch(1))], at(5_000))
+        .await
+        .unwrap();
+    assert!(lost.is_empty());
+    let mut only_limited = req("w5", 1_001, 10);
+    only_limited.functions = vec!["app::limited".into()];
+    let got = claim(&backend, only_limited.clone()).await;
+    assert_eq!(ids(&got), vec![limited[1]]);
+    assert_eq!(got[0].epoch, LeaseEpoch(2));
+    only_limited.worker = worker("w6");
+    assert!(claim(&backend, only_limited.clone()).await.is_empty());
+    // Parking the renewed one frees its slot for a task never claimed.
+    commit(
+        &backend,
+        vec![turn(limited[2], LeaseEpoch(1), at(1_002), park(None))],
+    )
+    .await;
+    assert_eq!(
+        claimed_ids(&backend, only_limited.clone()).await,
+        vec![limited[3]]
+    );
+    // Without limits in the request nothing caps the claim.
+    only_limited.concurrency_limits = Vec::new();
+    assert_eq!(
+        claimed_ids(&backend, only_limited).await,
+        vec![limited[4], limited[5]]
+    );
+
+    // Several concurrent claimers, one task per batch, over ten tasks of a
+    // function limited to 2: exactly two are leased.
+    for i in 0..10 {
+        create(&backend, &execution("app::burst", at(i))).await;
+    }
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let backend = backend.clone();
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            for _ in 0..5 {
+                let mut r = request(&format!("b{w}"), at(2_000), &["app::burst"]);
+                r.limit = 1;
+                r.lease_until = at(9_000);
+                r.concurrency_limits = vec![("app::burst".to_string(), 2)];
+                mine.extend(backend.claim(r).await.expect("claim"));
+                tokio::task::yield_now().await;
+            }
+            mine
+        }));
+    }
+    let mut total = 0;
+    for h in handles {
+        total += h.await.expect("claimer").len();
+    }
+    assert_eq!(total, 2);
+}
+
+// ---------------------------------------------------------------- retries
+
+/// `Retry` releases the lease and makes the task claimable at `run_at` (not
+/// before), counting a retry: in the claimed task, and summed over the
+/// execution's tasks in its record.
+pub async fn retry_reschedules_and_counts(backend: Arc<dyn Backend>) {
+    let (exec, c) = running(&backend, "app::f").await;
+    let inv = exec.root.invocation;
+    let mut t = turn(inv, c.epoch, at(10), retry(at(5_000)));
+    t.events = vec![event(1, b"attempt 1 failed")];
+    commit(&backend, vec![t]).await;
+    assert_eq!(seqs(&backend, inv).await, vec![0, 1]);
+    let lost = backend
+        .renew_leases(&worker("w1"), &[(inv, c.epoch)], at(99_999))
+        .await
+        .unwrap();
+    assert_eq!(lost, vec![inv]);
+    assert_lease_lost(
+        backend
+            .commit(vec![turn(inv, c.epoch, at(11), finish())])
+            .await,
+        "commit after retry",
+    );
+    assert_eq!(backend.queue_depth(None, at(10)).await.unwrap(), 1);
+    assert!(
+        claim(&backend, request("w", at(4_999), &["app::f"]))
+            .await
+            .is_empty()
+    );
+    let c2 = claim_one(&backend, request("w", at(5_000), &["app::f"])).await;
+    assert_eq!((c2.epoch, c2.attempts, c2.retries), (LeaseEpoch(2), 1, 1));
+    assert_eq!(record(&backend, exec.id).await.retries, 1);
+
+    commit(
+        &backend,
+        vec![turn(inv, c2.epoch, at(5_010), retry(at(6_000)))],
+    )
+    .await;
+    let c3 = claim_one(&backend, request("w", at(6_000), &["app::f"])).await;
+    assert_eq!(c3.retries, 2);
+
+    // A child's retries are its own, and add to the execution's.
+    let child = InvocationId::child_of(inv, Seq(2));
+    let mut t = turn(inv, c3.epoch, at(6_001), park(None));
+    t.spawn = vec![invocation(
+        child,
+        exec.id,
+        "app::child",
+        Routing::default(),
+        at(6_001),
+    )];
+    commit(&backend, vec![t]).await;
+    let cc = claim_one(&backend, request("w", at(6_002), &["app::child"])).await;
+    assert_eq!(cc.retries, 0);
+    commit(
+        &backend,
+        vec![turn(child, cc.epoch, at(6_003), retry(at(6_004)))],
+    )
+    .await;
+    let cc2 = claim_one(&backend, request("w", at(6_004), &["app::child"])).await;
+    assert_eq!((cc2.retries, cc2.attempts), (1, 1));
+    let rec = record(&backend, exec.id).await;
+    assert_eq!(rec.retries, 3);
+    assert_eq!(rec.status, ExecutionStatus::Running);
+    let listed = backend
+        .list_executions(ExecutionFilter {
+            status: None,
+            limit: 10,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed[0].retries, 3);
+}
+
+// ---------------------------------------------------------------- dead letters
+
+/// `DeadLetter` suspends the task (never claimed, counted or woken) and
+/// records a dead letter, listed newest first; replaying it makes the task
+/// claimable again at once, with its retries kept or reset and optionally in
+/// another queue. The execution's status is left alone.
+pub async fn dead_letter_list_get_and_replay(backend: Arc<dyn Backend>) {
+    let (a, ca) = running(&backend, "app::a").await;
+    let ainv = a.root.invocation;
+    commit(&backend, vec![turn(ainv, ca.epoch, at(1), retry(at(2)))]).await;
+    let ca2 = claim_one(&backend, request("w1", at(2), &["app::a"])).await;
+    let mut t = turn(ainv, ca2.epoch, at(100), dead_letter("boom"));
+    t.events = vec![event(1, b"failed for good")];
+    commit(&backend, vec![t]).await;
+
+    let b = execution_with("app::b", routing("q1", 0, &[]), at(0));
+    create(&backend, &b).await;
+    let binv = b.root.invocation;
+    let cb = claim_one(&backend, request("w1", at(3), &["app::b"])).await;
+    commit(&backend, vec![turn(binv, cb.epoch, at(4), retry(at(5)))]).await;
+    let cb = claim_one(&backend, request("w1", at(5), &["app::b"])).await;
+    commit(&backend, vec![turn(binv, cb.epoch, at(6), retry(at(7)))]).await;
+    let cb = claim_one(&backend, request("w1", at(7), &["app::b"])).await;
+    commit(
+        &backend,
+        vec![turn(binv, cb.epoch, at(200), dead_letter("bad input"))],
+    )
+    .await;
+
+    let expected_a = DeadLetterRecord {
+        task: ainv,
+        execution: a.id,
+        function: "app::a".into(),
+        queue: "default".into(),
+        reason: "boom".into(),
+        retries: 1,
+        failed_at: at(100),
+    };
+    let listed = backend.list_dead_letters(10).await.unwrap();
+    assert_eq!(ids_of(&listed), vec![binv, ainv]);
+    assert_eq!(listed[1], expected_a);
+    assert_eq!(listed[0].queue, "q1");
+    assert_eq!(listed[0].reason, "bad input");
+    assert_eq!(listed[0].retries, 2);
+    assert_eq!(
+        ids_of(&backend.list_dead_letters(1).await.unwrap()),
+        vec![binv]
+    );
+    assert!(backend.list_dead_letters(0).await.unwrap().is_empty());
+    assert_eq!(
+        backend.get_dead_letter(ainv).await.unwrap(),
+        Some(expected_a)
+    );
+    let ghost = InvocationId::child_of(ainv, Seq(9));
+    assert_eq!(backend.get_dead_letter(ghost).await.unwrap(), None);
+
+    // Dead tasks are never claimed, counted or woken, and the lease is gone.
+    let everything = request("w", at(1_000_000_000), &["app::a", "app::b"]);
+    assert!(claim(&backend, everything.clone()).await.is_empty());
+    assert_eq!(backend.queue_depth(None, at(300)).await.unwrap(), 0);
+    backend
+        .send_signal(a.id, "poke", vec![], at(300))
+        .await
+        .unwrap();
+    assert!(claim(&backend, everything.clone()).await.is_empty());
+    assert_lease_lost(
+        backend
+            .commit(vec![turn(ainv, ca2.epoch, at(301), finish())])
+            .await,
+        "commit after dead letter",
+    );
+    assert_eq!(
+        backend
+            .renew_leases(&worker("w1"), &[(ainv, ca2.epoch)], at(999_999))
+            .await
+            .unwrap(),
+        vec![ainv]
+    );
+    assert_eq!(
+        record(&backend, a.id).await.status,
+        ExecutionStatus::Running
+    );
+
+    // Replay a into q2, keeping its retries.
+    assert!(
+        backend
+            .replay_dead_letter(ainv, Some("q2"), false, at(400))
+            .await
+            .unwrap()
+    );
+    assert_eq!(backend.get_dead_letter(ainv).await.unwrap(), None);
+    assert_eq!(
+        ids_of(&backend.list_dead_letters(10).await.unwrap()),
+        vec![binv]
+    );
+    assert!(
+        !backend
+            .replay_dead_letter(ainv, None, true, at(401))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !backend
+            .replay_dead_letter(ghost, None, true, at(401))
+            .await
+            .unwrap()
+    );
+    assert_eq!(backend.queue_depth(Some("q2"), at(400)).await.unwrap(), 1);
+    let mut in_default = request("w", at(400), &["app::a"]);
+    in_default.queues = Some(vec!["default".into()]);
+    assert!(claim(&backend, in_default).await.is_empty());
+    let mut in_q2 = request("w", at(400), &["app::a"]);
+    in_q2.queues = Some(vec!["q2".into()]);
+    let again = claim_one(&backend, in_q2).await;
+    assert_eq!(again.invocation, ainv);
+    assert_eq!(
+        (again.epoch, again.attempts, again.retries),
+        (LeaseEpoch(3), 1, 1)
+    );
+    let rec = record(&backend, a.id).await;
+    assert_eq!(rec.routing.queue, "q2");
+    assert_eq!(rec.retries, 1);
+    // The replayed task writes with its new lease.
+    let mut t = turn(ainv, again.epoch, at(401), hold(at(90_000)));
+    t.events = vec![event(2, b"second life")];
+    commit(&backend, vec![t]).await;
+
+    // Replay b with its retries reset; its queue stays.
+    assert_eq!(record(&backend, b.id).await.retries, 2);
+    assert!(
+        backend
+            .replay_dead_letter(binv, None, true, at(500))
+            .await
+            .unwrap()
+    );
+    assert!(
+        claim(&backend, request("w", at(499), &["app::b"]))
+            .await
+            .is_empty()
+    );
+    let mut in_q1 = request("w", at(500), &["app::b"]);
+    in_q1.queues = Some(vec!["q1".into()]);
+    let again = claim_one(&backend, in_q1).await;
+    assert_eq!(
+        (again.invocation, again.retries, again.attempts),
+        (binv, 0, 1)
+    );
+    assert_eq!(record(&backend, b.id).await.retries, 0);
+    assert!(backend.list_dead_letters(10).await.unwrap().is_empty());
+}
+
+fn ids_of(letters: &[DeadLetterRecord]) -> Vec<InvocationId> {
+    letters.iter().map(|d| d.task).collect()
+}
+
+/// Discarding a dead letter ends its task as `Finish` would: the delivery
+/// reaches the parent's inbox and wakes it, or the execution's outcome is
+/// recorded.
+pub async fn dead_letter_discard_finishes_the_task(backend: Arc<dyn Backend>) {
+    let (exec, c) = running(&backend, "app::parent").await;
+    let parent = exec.root.invocation;
+    let child = InvocationId::child_of(parent, Seq(1));
+    let mut t = turn(parent, c.epoch, at(1), park(None));
+    t.events = vec![event(1, b"scheduled")];
+    t.spawn = vec![invocation(
+        child,
+        exec.id,
+        "app::child",
+        Routing::default(),
+        at(1),
+    )];
+    commit(&backend, vec![t]).await;
+    let cc = claim_one(&backend, request("w2", at(2), &["app::child"])).await;
+    commit(
+        &backend,
+        vec![turn(child, cc.epoch, at(10), dead_letter("gave up"))],
+    )
+    .await;
+    assert!(
+        claim(&backend, request("w", at(10), &["app::parent"]))
+            .await
+            .is_empty()
+    );
+
+    assert!(
+        backend
+            .discard_dead_letter(
+                child,
+                Some(Delivery {
+                    parent,
+                    event: b"call failed: gave up".to_vec(),
+                }),
+                None,
+                at(20),
+            )
+            .await
+            .unwrap()
+    );
+    let inbox = backend.inbox(parent).await.unwrap();
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].event, b"call failed: gave up");
+    assert_eq!(backend.get_dead_letter(child).await.unwrap(), None);
+    let cp = claim_one(&backend, request("w", at(20), &["app::parent"])).await;
+    assert_eq!(cp.invocation, parent);
+    // The child is done for good.
+    assert!(
+        claim(&backend, request("w", at(1_000_000_000), &["app::child"]))
+            .await
+            .is_empty()
+    );
+    assert!(
+        !backend
+            .discard_dead_letter(child, None, None, at(21))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !backend
+            .replay_dead_letter(child, None, false, at(21))
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        record(&backend, exec.id).await.status,
+        ExecutionStatus::Running
+    );
+
+    // A dead-lettered root, discarded with the execution's outcome.
+    let (root_exec, rc) = running(&backend, "app::root").await;
+    let root = root_exec.root.invocation;
+    commit(
+        &backend,
+        vec![turn(root, rc.epoch, at(30), dead_letter("boom"))],
+    )
+    .await;
+    assert!(
+        backend
+            .discard_dead_letter(
+                root,
+                None,
+                Some(ExecutionOutcome {
+                    status: ExecutionStatus::Failed,
+                    terminal_event: b"failed: boom".to_vec(),
+                }),
+                at(40),
+            )
+            .await
+            .unwrap()
+    );
+    let rec = record(&backend, root_exec.id).await;
+    assert_eq!(rec.status, ExecutionStatus::Failed);
+    assert_eq!(rec.terminal_event.as_deref(), Some(&b"failed: boom"[..]));
+    assert_eq!(rec.completed_at, Some(at(40)));
+    assert!(
+        claim(&backend, request("w", at(1_000_000_000), &["app::root"]))
+            .await
+            .is_empty()
+    );
+    assert!(backend.list_dead_letters(10).await.unwrap().is_empty());
+}
+
+// ---------------------------------------------------------------- cache
+
+/// `cache_put` stores results by call key; the first writer wins; a refused
+/// commit stores nothing.
+pub async fn cache_put_and_get_first_writer_wins(backend: Arc<dyn Backend>) {
+    let k1 = CallKey([1; 32]);
+    let k2 = CallKey([2; 32]);
+    let k3 = CallKey([3; 32]);
+    assert_eq!(backend.cache_get(k1).await.unwrap(), None);
+    let (a, ca) = running(&backend, "app::a").await;
+    let ainv = a.root.invocation;
+    let mut t = turn(ainv, ca.epoch, at(1), hold(at(90_000)));
+    t.cache_put = vec![(k1, b"first".to_vec())];
+    commit(&backend, vec![t]).await;
+    assert_eq!(
+        backend.cache_get(k1).await.unwrap(),
+        Some(b"first".to_vec())
+    );
+
+    let (b, cb) = running(&backend, "app::b").await;
+    let binv = b.root.invocation;
+    let mut t = turn(binv, cb.epoch, at(2), hold(at(90_000)));
+    t.cache_put = vec![(k1, b"second".to_vec()), (k2, Vec::new())];
+    commit(&backend, vec![t]).await;
+    assert_eq!(
+        backend.cache_get(k1).await.unwrap(),
+        Some(b"first".to_vec())
+    );
+    assert_eq!(backend.cache_get(k2).await.unwrap(), Some(Vec::new()));
+
+    // Refused turns store nothing: a stale epoch, or a conflict later in
+    // the same batch.
+    let mut t = turn(binv, LeaseEpoch(cb.epoch.0 + 1), at(3), hold(at(90_000)));
+    t.cache_put = vec![(k3, b"stale".to_vec())];
+    assert_lease_lost(backend.commit(vec![t]).await, "stale cache put");
+    let mut t1 = turn(ainv, ca.epoch, at(3), hold(at(90_000)));
+    t1.cache_put = vec![(k3, b"undone".to_vec())];
+    let mut t2 = turn(binv, cb.epoch, at(3), hold(at(90_000)));
+    t2.events = vec![event(0, b"dup")];
+    assert_conflict(backend.commit(vec![t1, t2]).await, "batch with cache put");
+    assert_eq!(backend.cache_get(k3).await.unwrap(), None);
+
+    // Within one turn the first entry of a key wins too.
+    let mut t = turn(ainv, ca.epoch, at(4), finish());
+    t.cache_put = vec![(k3, b"one".to_vec()), (k3, b"two".to_vec())];
+    commit(&backend, vec![t]).await;
+    assert_eq!(backend.cache_get(k3).await.unwrap(), Some(b"one".to_vec()));
+}
+
+// ---------------------------------------------------------------- idempotency
+
+/// `begin_idempotent` takes a free key, re-admits its owner, reports a
+/// running owner or a stored result; `idempotency_done` stores the result
+/// (only the owner may), `idempotency_released` frees the key (only the
+/// owner's).
+pub async fn idempotency_begin_done_and_release(backend: Arc<dyn Backend>) {
+    let (a, ca) = running(&backend, "app::a").await;
+    let (b, cb) = running(&backend, "app::b").await;
+    let (ainv, binv) = (a.root.invocation, b.root.invocation);
+    let other = InvocationId::child_of(ainv, Seq(7));
+
+    assert_eq!(
+        backend.begin_idempotent("pay-1", ainv).await.unwrap(),
+        IdempotencyBegin::Owner
+    );
+    assert_eq!(
+        backend.begin_idempotent("pay-1", ainv).await.unwrap(),
+        IdempotencyBegin::Owner
+    );
+    assert_eq!(
+        backend.begin_idempotent("pay-1", binv).await.unwrap(),
+        IdempotencyBegin::Running { owner: ainv }
+    );
+
+    // Only the owner may finish the key; the refused turn leaves nothing.
+    let mut t = turn(binv, cb.epoch, at(1), hold(at(90_000)));
+    t.events = vec![event(1, b"b tried")];
+    t.idempotency_done = vec![("pay-1".into(), b"b's".to_vec())];
+    assert_conflict(backend.commit(vec![t]).await, "done by non-owner");
+    assert_eq!(seqs(&backend, binv).await, vec![0]);
+    let mut t = turn(binv, cb.epoch, at(1), hold(at(90_000)));
+    t.idempotency_done = vec![("never-taken".into(), b"x".to_vec())];
+    assert_conflict(backend.commit(vec![t]).await, "done of a free key");
+    assert_eq!(
+        backend
+            .begin_idempotent("never-taken", other)
+            .await
+            .unwrap(),
+        IdempotencyBegin::Owner
+    );
+    // A non-owner's release does nothing.
+    let mut t = turn(binv, cb.epoch, at(1), hold(at(90_000)));
+    t.idempotency_released = vec!["pay-1".into(), "missing".into()];
+    commit(&backend, vec![t]).await;
+    assert_eq!(
+        backend.begin_idempotent("pay-1", binv).await.unwrap(),
+        IdempotencyBegin::Running { owner: ainv }
+    );
+
+    let mut t = turn(ainv, ca.epoch, at(2), hold(at(90_000)));
+    t.idempotency_done = vec![("pay-1".into(), b"receipt".to_vec())];
+    commit(&backend, vec![t]).await;
+    for who in [ainv, binv, other] {
+        assert_eq!(
+            backend.begin_idempotent("pay-1", who).await.unwrap(),
+            IdempotencyBegin::Done(b"receipt".to_vec())
+        );
+    }
+
+    // A released key is free for the next caller.
+    assert_eq!(
+        backend.begin_idempotent("pay-2", ainv).await.unwrap(),
+        IdempotencyBegin::Owner
+    );
+    let mut t = turn(ainv, ca.epoch, at(3), hold(at(90_000)));
+    t.idempotency_released = vec!["pay-2".into()];
+    commit(&backend, vec![t]).await;
+    assert_eq!(
+        backend.begin_idempotent("pay-2", binv).await.unwrap(),
+        IdempotencyBegin::Owner
+    );
+    assert_eq!(
+        backend.begin_idempotent("pay-2", ainv).await.unwrap(),
+        IdempotencyBegin::Running { owner: binv }
+    );
+    // Release and done in a refused (stale) turn change nothing.
+    let mut t = turn(binv, LeaseEpoch(cb.epoch.0 + 1), at(4), finish());
+    t.idempotency_done = vec![("pay-2".into(), b"stale".to_vec())];
+    assert_lease_lost(backend.commit(vec![t]).await, "stale done");
+    assert_eq!(
+        backend.begin_idempotent("pay-2", ainv).await.unwrap(),
+        IdempotencyBegin::Running { owner: binv }
+    );
+}
+
+// ---------------------------------------------------------------- ending executions
+
+/// `end_execution` ends a non-terminal (even a paused) execution: status,
+/// terminal event and `completed_at` are set, every task not done is
+/// cancelled (never claimed, counted or woken; a held lease is lost and its
+/// holder's commits refused); its dead letters and the idempotency keys its
+/// invocations were running are removed. It returns false for an execution
+/// that had already ended, and `NotFound` for an unknown one.
+pub async fn end_execution_cancels_unfinished_tasks(backend: Arc<dyn Backend>) {
+    let (exec, c) = running(&backend, "app::root").await;
+    let inv = exec.root.invocation;
+    let done_child = InvocationId::child_of(inv, Seq(1));
+    let ready_child = InvocationId::child_of(inv, Seq(2));
+    let waiting_child = InvocationId::child_of(inv, Seq(3));
+    let doomed_child = InvocationId::child_of(inv, Seq(4));
+    let mut t = turn(inv, c.epoch, at(1), hold(at(100_000)));
+    t.events = vec![event(1, b"a"), event(2, b"b"), event(3, b"c")];
+    t.spawn = vec![
+        invocation(done_child, exec.id, "app::done", Routing::default(), at(1)),
+        invocation(
+            ready_child,
+            exec.id,
+            "app::ready",
+            Routing::default(),
+            at(1_000),
+        ),
+        invocation(
+            waiting_child,
+            exec.id,
+            "app::wait",
+            Routing::default(),
+            at(1),
+        ),
+        invocation(
+            doomed_child,
+            exec.id,
+            "app::doomed",
+            Routing::default(),
+            at(1),
+        ),
+    ];
+    t.idempotency_done = vec![("k-done".into(), b"kept".to_vec())];
+    for key in ["k-done", "k-running"] {
+        assert_eq!(
+            backend.begin_idempotent(key, inv).await.unwrap(),
+            IdempotencyBegin::Owner
+        );
+    }
+    commit(&backend, vec![t]).await;
+    let kids = claim(
+        &backend,
+        request("w2", at(2), &["app::done", "app::wait", "app::doomed"]),
+    )
+    .await;
+    assert_eq!(kids.len(), 3);
+    let turns = kids
+        .iter()
+        .map(|k| {
+            let d = if k.invocation == done_child {
+                deliver_to(inv, b"done")
+            } else if k.invocation == doomed_child {
+                dead_letter("doomed")
+            } else {
+                park(None)
+            };
+            turn(k.invocation, k.epoch, at(3), d)
+        })
+        .collect();
+    commit(&backend, turns).await;
+    let other = execution("app::other", at(0));
+    create(&backend, &other).await;
+
+    assert!(
+        backend
+            .end_execution(
+                exec.id,
+                ExecutionStatus::Cancelled,
+                b"cancelled".to_vec(),
+                at(50)
+            )
+            .await
+            .unwrap()
+    );
+    let rec = record(&backend, exec.id).await;
+    assert_eq!(rec.status, ExecutionStatus::Cancelled);
+    assert_eq!(rec.terminal_event.as_deref(), Some(&b"cancelled"[..]));
+    assert_eq!(rec.completed_at, Some(at(50)));
+    // Its dead letters are gone (their tasks are cancelled), and so are the
+    // idempotency keys it was running; finished keys stay.
+    assert_eq!(backend.get_dead_letter(doomed_child).await.unwrap(), None);
+    let stranger = other.root.invocation;
+    assert_eq!(
+        backend
+            .begin_idempotent("k-running", stranger)
+            .await
+            .unwrap(),
+        IdempotencyBegin::Owner
+    );
+    assert_eq!(
+        backend.begin_idempotent("k-done", stranger).await.unwrap(),
+        IdempotencyBegin::Done(b"kept".to_vec())
+    );
+
+    // Nothing of it is claimable, counted or woken any more.
+    assert_eq!(backend.queue_depth(None, at(50)).await.unwrap(), 1);
+    backend
+        .send_signal(exec.id, "poke", vec![], at(51))
+        .await
+        .unwrap();
+    let all = [
+        "app::root",
+        "app::done",
+        "app::ready",
+        "app::wait",
+        "app::doomed",
+        "app::other",
+    ];
+    assert_eq!(
+        claimed_ids(&backend, request("w", at(1_000_000_000), &all)).await,
+        vec![other.root.invocation]
+    );
+    assert_eq!(backend.queue_depth(None, at(52)).await.unwrap(), 0);
+    // The root's lease is gone.
+    assert_eq!(
+        backend
+            .renew_leases(&worker("w1"), &[(inv, c.epoch)], at(200_000))
+            .await
+            .unwrap(),
+        vec![inv]
+    );
+    let mut t = turn(inv, c.epoch, at(53), hold(at(200_000)));
+    t.events = vec![event(4, b"too late")];
+    assert_lease_lost(backend.commit(vec![t]).await, "commit after end");
+    assert_eq!(seqs(&backend, inv).await, vec![0, 1, 2, 3]);
+
+    // A second end changes nothing.
+    assert!(
+        !backend
+            .end_execution(exec.id, ExecutionStatus::TimedOut, b"late".to_vec(), at(60))
+            .await
+            .unwrap()
+    );
+    let again = record(&backend, exec.id).await;
+    assert_eq!(again, rec);
+    match backend
+        .end_execution(
+            ExecutionId::new_random(),
+            ExecutionStatus::Cancelled,
+            vec![],
+            at(60),
+        )
+        .await
+    {
+        Err(StoreError::NotFound(_)) => {}
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+
+    // A paused execution can be ended; a completed one cannot.
+    let (paused, cp) = running(&backend, "app::paused").await;
+    commit(
+        &backend,
+        vec![turn(
+            paused.root.invocation,
+            cp.epoch,
+            at(70),
+            TaskDisposition::Pause {
+                report: "diverged".into(),
+            },
+        )],
+    )
+    .await;
+    assert!(
+        backend
+            .end_execution(
+                paused.id,
+                ExecutionStatus::TimedOut,
+                b"timed out".to_vec(),
+                at(80)
+            )
+            .await
+            .unwrap()
+    );
+    let rec = record(&backend, paused.id).await;
+    assert_eq!(rec.status, ExecutionStatus::TimedOut);
+    assert_eq!(rec.completed_at, Some(at(80)));
+
+    let (completed, cc) = running(&backend, "app::completed").await;
+    commit(
+        &backend,
+        vec![turn(
+            completed.root.invocation,
+            cc.epoch,
+            at(90),
+            outcome(ExecutionStatus::Completed, b"ok"),
+        )],
+    )
+    .await;
+    assert!(
+        !backend
+            .end_execution(completed.id, ExecutionStatus::Cancelled, vec![], at(95))
+            .await
+            .unwrap()
+    );
+    let rec = record(&backend, completed.id).await;
+    assert_eq!(rec.status, ExecutionStatus::Completed);
+    assert_eq!(rec.completed_at, Some(at(90)));
+    assert_eq!(rec.terminal_event.as_deref(), Some(&b"ok"[..]));
+}
+
+// ---------------------------------------------------------------- cleanup
+
+/// `cleanup(before)` deletes the executions that ended before `before` with
+/// all their rows (tasks, journals, inbox items, signals, dead letters) and
+/// counts them; a dry run only counts. Running, paused and recently ended
+/// executions are untouched.
+pub async fn cleanup_removes_only_old_ended_executions(backend: Arc<dyn Backend>) {
+    // old: ended (completed) at 100, with a finished child whose result sits
+    // in the root's inbox, a dead-lettered child and a signal.
+    let (old, c) = running(&backend, "app::old").await;
+    let root = old.root.invocation;
+    let kid = InvocationId::child_of(root, Seq(1));
+    let dead_kid = InvocationId::child_of(root, Seq(2));
+    let mut t = turn(root, c.epoch, at(1), hold(at(100_000)));
+    t.events = vec![event(1, b"s1"), event(2, b"s2")];
+    t.spawn = vec![
+        invocation(kid, old.id, "app::kid", Routing::default(), at(1)),
+        invocation(dead_kid, old.id, "app::dead_kid", Routing::default(), at(1)),
+    ];
+    commit(&backend, vec![t]).await;
+    let kids = claim(
+        &backend,
+        request("w2", at(2), &["app::kid", "app::dead_kid"]),
+    )
+    .await;
+    assert_eq!(kids.len(), 2);
+    let turns = kids
+        .iter()
+        .map(|k| {
+            let mut t = if k.invocation == kid {
+                turn(kid, k.epoch, at(3), deliver_to(root, b"kid done"))
+            } else {
+                turn(dead_kid, k.epoch, at(3), dead_letter("no"))
+            };
+            t.events = vec![event(1, b"kid event")];
+            t
+        })
+        .collect();
+    commit(&backend, turns).await;
+    backend
+        .send_signal(old.id, "s", b"payload".to_vec(), at(4))
+        .await
+        .unwrap();
+    let mut t = turn(
+        root,
+        c.epoch,
+        at(100),
+        outcome(ExecutionStatus::Completed, b"ok"),
+    );
+    t.events = vec![event(3, b"completed")];
+    commit(&backend, vec![t]).await;
+    // root 4 events, kid 2, dead_kid 2.
+
+    // ended: never claimed, cancelled at 150 (1 task, 1 event).
+    let ended = execution("app::ended", at(0));
+    create(&backend, &ended).await;
+    assert!(
+        backend
+            .end_execution(ended.id, ExecutionStatus::Cancelled, vec![], at(150))
+            .await
+            .unwrap()
+    );
+    // recent: failed at 300.
+    let (recent, rc) = running(&backend, "app::recent").await;
+    commit(
+        &backend,
+        vec![turn(
+            recent.root.invocation,
+            rc.epoch,
+            at(300),
+            outcome(ExecutionStatus::Failed, b"failed"),
+        )],
+    )
+    .await;
+    // active: running since 0; paused: paused at 10. Never cleaned.
+    let (active, _) = running(&backend, "app::active").await;
+    let (paused, pc) = running(&backend, "app::paused").await;
+    commit(
+        &backend,
+        vec![turn(
+            paused.root.invocation,
+            pc.epoch,
+            at(10),
+            TaskDisposition::Pause {
+                report: "diverged".into(),
+            },
+        )],
+    )
+    .await;
+
+    let expected = CleanupCounts {
+        executions: 2,
+        tasks: 4,
+        events: 9,
+    };
+    assert_eq!(backend.cleanup(at(200), true).await.unwrap(), expected);
+    // A dry run deletes nothing.
+    assert!(backend.execution(old.id).await.unwrap().is_some());
+    assert_eq!(seqs(&backend, kid).await, vec![0, 1]);
+    assert_eq!(backend.inbox(root).await.unwrap().len(), 1);
+    assert!(backend.get_dead_letter(dead_kid).await.unwrap().is_some());
+    // `before` is exclusive.
+    assert_eq!(backend.cleanup(at(300), true).await.unwrap(), expected);
+    assert_eq!(
+        backend.cleanup(at(301), true).await.unwrap(),
+        CleanupCounts {
+            executions: 3,
+            tasks: 5,
+            events: 10,
+        }
+    );
+
+    assert_eq!(backend.cleanup(at(200), false).await.unwrap(), expected);
+    for gone in [old.id, ended.id] {
+        assert!(backend.execution(gone).await.unwrap().is_none());
+    }
+    for inv in [root, kid, dead_kid, ended.root.invocation] {
+        assert!(seqs(&backend, inv).await.is_empty());
+        assert!(backend.inbox(inv).await.unwrap().is_empty());
+    }
+    assert!(
+        backend
+            .pending_signals(old.id, &["s".to_string()])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(backend.get_dead_letter(dead_kid).await.unwrap(), None);
+    assert!(backend.list_dead_letters(10).await.unwrap().is_empty());
+    // Signalling a deleted execution: it is unknown now.
+    assert!(matches!(
+        backend.send_signal(old.id, "s", vec![], at(400)).await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    // The others are intact.
+    for kept in [recent.id, active.id, paused.id] {
+        assert!(backend.execution(kept).await.unwrap().is_some());
+    }
+    assert_eq!(seqs(&backend, recent.root.invocation).await, vec![0]);
+    assert_eq!(seqs(&backend, active.root.invocation).await, vec![0]);
+    let listed = backend
+        .list_executions(ExecutionFilter {
+            status: None,
+            limit: 10,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 3);
+
+    // Nothing is left to clean before 200; much later only `recent` ends.
+    assert_eq!(
+        backend.cleanup(at(200), false).await.unwrap(),
+        CleanupCounts::default()
+    );
+    assert_eq!(
+        backend.cleanup(at(1_000_000), false).await.unwrap(),
+        CleanupCounts {
+            executions: 1,
+            tasks: 1,
+            events: 1,
+        }
+    );
+    assert!(backend.execution(active.id).await.unwrap().is_some());
+    assert!(backend.execution(paused.id).await.unwrap().is_some());
+}
+
+// ---------------------------------------------------------------- execution journal
+
+/// What [`read_execution_journal_groups_by_invocation`] reads with: a
+/// backend's `read_execution_journal(execution, kinds)`.
+pub type ExecutionJournal = Vec<(InvocationId, Vec<JournalRow>)>;
+
+/// `read_execution_journal` returns the journal rows of every invocation of
+/// the execution, grouped by invocation in task creation order, each in seq
+/// order, optionally only rows of some kinds (an invocation left without
+/// rows is left out). Rows of other executions never appear.
+///
+/// Not in [`conformance_tests!`]: the method is not on the storage traits
+/// yet, so each backend's test calls this with its own reader.
+pub async fn read_execution_journal_groups_by_invocation<F, Fut>(backend: Arc<dyn Backend>, read: F)
+where
+    F: Fn(ExecutionId, Option<Vec<EventKind>>) -> Fut,
+    Fut: Future<Output = Result<ExecutionJournal, StoreError>>,
+{
+    let (exec, c) = running(&backend, "app::root").await;
+    let root = exec.root.invocation;
+    // Spawned in this order: the higher seq first, so creation order and
+    // id order differ.
+    let late = InvocationId::child_of(root, Seq(5));
+    let early = InvocationId::child_of(root, Seq(3));
+    let mut t = turn(root, c.epoch, at(1), park(None));
+    t.events = vec![event(2, b"r2"), event(1, b"r1")];
+    t.events[1].kind = EventKind::TimerStarted;
+    t.spawn = vec![
+        invocation(late, exec.id, "app::child", Routing::default(), at(1)),
+        invocation(early, exec.id, "app::child", Routing::default(), at(1)),
+    ];
+    commit(&backend, vec![t]).await;
+    let kids = claim(&backend, request("w2", at(2), &["app::child"])).await;
+    assert_eq!(ids(&kids), vec![late, early]);
+    let turns = kids
+        .iter()
+        .map(|k| {
+            let mut t = turn(k.invocation, k.epoch, at(3), hold(at(90_000)));
+            t.events = vec![event(1, k.invocation.as_uuid().as_bytes())];
+            t
+        })
+        .collect();
+    commit(&backend, turns).await;
+    // Another execution's rows must not appear.
+    let (other, oc) = running(&backend, "app::other").await;
+    let mut t = turn(other.root.invocation, oc.epoch, at(4), hold(at(90_000)));
+    t.events = vec![event(1, b"other")];
+    commit(&backend, vec![t]).await;
+
+    let all = read(exec.id, None).await.expect("read_execution_journal");
+    assert_eq!(
+        all.iter().map(|(inv, _)| *inv).collect::<Vec<_>>(),
+        vec![root, late, early]
+    );
+    for (inv, rows) in &all {
+        let expected = backend.read_journal(*inv, Seq(0)).await.unwrap();
+        assert_eq!(rows, &expected, "journal of {inv}");
+    }
+    assert_eq!(
+        all[0].1.iter().map(|r| r.seq.0).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    assert_eq!(all[1].1[1].bytes, late.as_uuid().as_bytes());
+
+    let started = read(exec.id, Some(vec![EventKind::Started])).await.unwrap();
+    assert_eq!(started.len(), 3);
+    assert!(
+        started
+            .iter()
+            .all(|(_, rows)| rows.len() == 1 && rows[0].kind == "started")
+    );
+    assert_eq!(started[1].1[0].bytes, started_bytes(late));
+
+    let timers = read(
+        exec.id,
+        Some(vec![EventKind::TimerStarted, EventKind::Completed]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(timers.len(), 1);
+    assert_eq!(timers[0].0, root);
+    assert_eq!(timers[0].1.len(), 1);
+    assert_eq!(timers[0].1[0].seq, Seq(1));
+    assert_eq!(timers[0].1[0].bytes, b"r1");
+
+    assert!(read(exec.id, Some(vec![])).await.unwrap().is_empty());
+    assert!(
+        read(ExecutionId::new_random(), None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

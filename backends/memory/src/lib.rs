@@ -3,7 +3,8 @@
 //! [`MemoryBackend`] implements every storage trait of
 //! [`stent_journal::store`] over plain maps behind one [`std::sync::Mutex`],
 //! so every call is atomic with respect to every other. It mirrors the tables
-//! of the SQLite backend (executions, tasks, journal, inbox, signals) and
+//! of the SQLite backend (executions, tasks, journal, inbox, signals, dead
+//! letters, cache, idempotency keys) and
 //! follows exactly the same rules; the shared conformance suite
 //! (`stent-conformance`) checks that. Nothing is persisted: dropping the last
 //! clone drops the data.
@@ -43,16 +44,20 @@
 //! ```
 
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use stent_journal::store::{
-    ClaimRequest, ClaimedTask, ExecutionFilter, ExecutionRecord, ExecutionStatus, ExecutionStore,
-    InboxId, InboxItem, JournalRow, JournalStore, NewExecution, NewInvocation, Routing, SignalId,
-    SignalRecord, SignalStore, StoreError, StoreResult, TaskDisposition, TaskStore, TurnCommit,
+    CacheStore, ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterRecord, DeadLetterStore,
+    Delivery, ExecutionFilter, ExecutionOutcome, ExecutionRecord, ExecutionStatus, ExecutionStore,
+    IdempotencyBegin, IdempotencyStore, InboxId, InboxItem, JournalRow, JournalStore, NewExecution,
+    NewInvocation, Routing, SignalId, SignalRecord, SignalStore, StoreError, StoreResult,
+    TaskDisposition, TaskStore, TurnCommit,
 };
-use stent_journal::{ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId};
+use stent_journal::{
+    CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
+};
 
 /// State of a task row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +67,10 @@ enum TaskState {
     Waiting,
     Done,
     Paused,
+    /// Dead-lettered: waits for a person to replay or discard it.
+    Dead,
+    /// Its execution was ended (cancelled or timed out).
+    Cancelled,
 }
 
 #[derive(Debug, Clone)]
@@ -75,8 +84,16 @@ struct TaskRow {
     lease_until: Option<Timestamp>,
     epoch: i64,
     attempts: u32,
+    retries: u32,
     wake: bool,
     created: u64,
+}
+
+/// An idempotency key: its owner, and its value once done.
+#[derive(Debug, Clone)]
+struct IdempotencyRow {
+    owner: InvocationId,
+    value: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone)]
@@ -94,6 +111,9 @@ enum Undo {
     JournalInsert(InvocationId, u32),
     Inbox(i64, Option<(InvocationId, Vec<u8>)>),
     Signal(i64, Option<SignalRow>),
+    Cache(CallKey, Option<Vec<u8>>),
+    Idempotency(String, Option<IdempotencyRow>),
+    DeadLetter(InvocationId, Option<DeadLetterRecord>),
     NextInbox(i64),
     NextCreated(u64),
 }
@@ -105,6 +125,9 @@ struct State {
     journal: HashMap<InvocationId, BTreeMap<u32, JournalRow>>,
     inbox: BTreeMap<i64, (InvocationId, Vec<u8>)>,
     signals: BTreeMap<i64, SignalRow>,
+    cache: HashMap<CallKey, Vec<u8>>,
+    idempotency: HashMap<String, IdempotencyRow>,
+    dead_letters: HashMap<InvocationId, DeadLetterRecord>,
     next_inbox: i64,
     next_signal: i64,
     next_created: u64,
@@ -135,7 +158,7 @@ impl MemoryBackend {
 
 fn wake(task: &mut TaskRow, now: Timestamp) {
     match task.state {
-        TaskState::Done | TaskState::Paused => {}
+        TaskState::Done | TaskState::Paused | TaskState::Dead | TaskState::Cancelled => {}
         TaskState::Waiting => {
             task.wake = true;
             task.state = TaskState::Ready;
@@ -175,6 +198,7 @@ impl State {
             lease_until,
             epoch,
             attempts,
+            retries: 0,
             wake: false,
             created: self.next_created,
         }
@@ -256,6 +280,30 @@ impl State {
                     }
                     None => {
                         self.signals.remove(&id);
+                    }
+                },
+                Undo::Cache(key, old) => match old {
+                    Some(v) => {
+                        self.cache.insert(key, v);
+                    }
+                    None => {
+                        self.cache.remove(&key);
+                    }
+                },
+                Undo::Idempotency(key, old) => match old {
+                    Some(row) => {
+                        self.idempotency.insert(key, row);
+                    }
+                    None => {
+                        self.idempotency.remove(&key);
+                    }
+                },
+                Undo::DeadLetter(task, old) => match old {
+                    Some(rec) => {
+                        self.dead_letters.insert(task, rec);
+                    }
+                    None => {
+                        self.dead_letters.remove(&task);
                     }
                 },
                 Undo::NextInbox(n) => self.next_inbox = n,
@@ -358,19 +406,53 @@ impl State {
             }
         }
 
+        for (key, value) in &turn.cache_put {
+            if !self.cache.contains_key(key) {
+                self.cache.insert(*key, value.clone());
+                undo.push(Undo::Cache(*key, None));
+            }
+        }
+        for (key, value) in &turn.idempotency_done {
+            match self.idempotency.get_mut(key) {
+                Some(row) if row.owner == inv => {
+                    let old = row.clone();
+                    row.value = Some(value.clone());
+                    undo.push(Undo::Idempotency(key.clone(), Some(old)));
+                }
+                _ => {
+                    return Err(StoreError::Conflict(format!(
+                        "idempotency key {key:?} is not held by invocation {inv}"
+                    )));
+                }
+            }
+        }
+        for key in &turn.idempotency_released {
+            if self
+                .idempotency
+                .get(key)
+                .is_some_and(|row| row.owner == inv)
+            {
+                let old = self.idempotency.remove(key);
+                undo.push(Undo::Idempotency(key.clone(), old));
+            }
+        }
+
         let Some(task) = self.tasks.get(&inv) else {
             return Err(lease_lost());
         };
         let mut task = task.clone();
+        // Every turn the lease holder gets through resets the count of
+        // claims that did not.
+        task.attempts = 0;
         match &turn.disposition {
             TaskDisposition::Hold { lease_until } => {
                 task.lease_until = Some(*lease_until);
                 self.set_task(undo, inv, task);
             }
             TaskDisposition::Park { run_at } => {
-                task.lease_owner = None;
-                task.lease_until = None;
-                if task.wake {
+                let woken = task.wake;
+                release(&mut task);
+                if woken {
                     task.state = TaskState::Ready;
                     task.run_at = turn.now;
                 } else if let Some(t) = run_at {
@@ -379,48 +461,132 @@ impl State {
                 } else {
                     task.state = TaskState::Waiting;
                 }
-                task.wake = false;
                 self.set_task(undo, inv, task);
             }
             TaskDisposition::Finish {
                 deliver,
                 execution: outcome,
             } => {
+                release(&mut task);
                 task.state = TaskState::Done;
-                task.lease_owner = None;
-                task.lease_until = None;
-                task.wake = false;
                 self.set_task(undo, inv, task);
-                if let Some(d) = deliver {
-                    undo.push(Undo::NextInbox(self.next_inbox));
-                    self.next_inbox += 1;
-                    let id = self.next_inbox;
-                    self.inbox.insert(id, (d.parent, d.event.clone()));
-                    undo.push(Undo::Inbox(id, None));
-                    self.wake_task(undo, d.parent, turn.now);
-                }
-                if let Some(o) = outcome {
-                    self.update_execution(undo, execution, |rec| {
-                        rec.status = o.status;
-                        rec.terminal_event = Some(o.terminal_event.clone());
-                        rec.completed_at = Some(turn.now);
-                    });
-                }
+                self.finish_effects(
+                    undo,
+                    execution,
+                    deliver.as_ref(),
+                    outcome.as_ref(),
+                    turn.now,
+                );
             }
             TaskDisposition::Pause { report } => {
+                release(&mut task);
                 task.state = TaskState::Paused;
-                task.lease_owner = None;
-                task.lease_until = None;
-                task.wake = false;
                 self.set_task(undo, inv, task);
                 self.update_execution(undo, execution, |rec| {
                     rec.status = ExecutionStatus::Paused;
                     rec.pause_report = Some(report.clone());
                 });
             }
+            TaskDisposition::Retry { run_at } => {
+                // A retry waits for its time even if woken during the turn.
+                release(&mut task);
+                task.state = TaskState::Ready;
+                task.run_at = *run_at;
+                task.retries = task.retries.saturating_add(1);
+                self.set_task(undo, inv, task);
+            }
+            TaskDisposition::DeadLetter { reason } => {
+                release(&mut task);
+                task.state = TaskState::Dead;
+                let record = DeadLetterRecord {
+                    task: inv,
+                    execution,
+                    function: task.function.clone(),
+                    queue: task.routing.queue.clone(),
+                    reason: reason.clone(),
+                    retries: task.retries,
+                    failed_at: turn.now,
+                };
+                self.set_task(undo, inv, task);
+                let old = self.dead_letters.insert(inv, record);
+                undo.push(Undo::DeadLetter(inv, old));
+            }
         }
         Ok(())
     }
+
+    /// What finishing a task does besides ending it: deliver its result to
+    /// the parent (waking it), or record the execution's outcome.
+    fn finish_effects(
+        &mut self,
+        undo: &mut Vec<Undo>,
+        execution: ExecutionId,
+        deliver: Option<&Delivery>,
+        outcome: Option<&ExecutionOutcome>,
+        now: Timestamp,
+    ) {
+        if let Some(d) = deliver {
+            undo.push(Undo::NextInbox(self.next_inbox));
+            self.next_inbox += 1;
+            let id = self.next_inbox;
+            self.inbox.insert(id, (d.parent, d.event.clone()));
+            undo.push(Undo::Inbox(id, None));
+            self.wake_task(undo, d.parent, now);
+        }
+        if let Some(o) = outcome {
+            self.update_execution(undo, execution, |rec| {
+                rec.status = o.status;
+                rec.terminal_event = Some(o.terminal_event.clone());
+                rec.completed_at = Some(now);
+            });
+        }
+    }
+
+    /// The record with its derived `retries` (summed over its tasks).
+    fn record(&self, rec: &ExecutionRecord) -> ExecutionRecord {
+        let retries = self
+            .tasks
+            .values()
+            .filter(|t| t.execution == rec.id)
+            .fold(0u32, |sum, t| sum.saturating_add(t.retries));
+        ExecutionRecord {
+            retries,
+            ..rec.clone()
+        }
+    }
+
+    /// Executions that ended before `before`, their invocations, and how
+    /// many journal events those hold.
+    fn old_executions(
+        &self,
+        before: Timestamp,
+    ) -> (HashSet<ExecutionId>, HashSet<InvocationId>, u64) {
+        let executions: HashSet<ExecutionId> = self
+            .executions
+            .values()
+            .filter(|r| r.status.is_terminal() && r.completed_at.is_some_and(|t| t < before))
+            .map(|r| r.id)
+            .collect();
+        let invocations: HashSet<InvocationId> = self
+            .tasks
+            .iter()
+            .filter(|(_, t)| executions.contains(&t.execution))
+            .map(|(id, _)| *id)
+            .collect();
+        let events = invocations
+            .iter()
+            .filter_map(|inv| self.journal.get(inv))
+            .map(|rows| rows.len() as u64)
+            .sum();
+        (executions, invocations, events)
+    }
+}
+
+/// Drops the task's lease (and any wake that came during it).
+fn release(task: &mut TaskRow) {
+    task.lease_owner = None;
+    task.lease_until = None;
+    task.wake = false;
 }
 
 fn claimable(task: &TaskRow, req: &ClaimRequest) -> bool {
@@ -454,6 +620,37 @@ impl JournalStore for MemoryBackend {
             .get(&invocation)
             .map(|rows| rows.range(from.0..).map(|(_, r)| r.clone()).collect())
             .unwrap_or_default())
+    }
+
+    /// Every journal row of every invocation of `execution` (only those of
+    /// `kinds`, if given), grouped by invocation in task creation order, each
+    /// in seq order. Invocations without a matching row are left out.
+    async fn read_execution_journal(
+        &self,
+        execution: ExecutionId,
+        kinds: Option<&[EventKind]>,
+    ) -> StoreResult<Vec<(InvocationId, Vec<JournalRow>)>> {
+        let state = self.lock();
+        let mut invocations: Vec<(u64, InvocationId)> = state
+            .tasks
+            .iter()
+            .filter(|(_, t)| t.execution == execution)
+            .map(|(id, t)| (t.created, *id))
+            .collect();
+        invocations.sort();
+        Ok(invocations
+            .into_iter()
+            .filter_map(|(_, inv)| {
+                let rows: Vec<JournalRow> = state
+                    .journal
+                    .get(&inv)?
+                    .values()
+                    .filter(|r| kinds.is_none_or(|ks| ks.iter().any(|k| k.as_str() == r.kind)))
+                    .cloned()
+                    .collect();
+                (!rows.is_empty()).then_some((inv, rows))
+            })
+            .collect())
     }
 }
 
@@ -494,6 +691,7 @@ impl ExecutionStore for MemoryBackend {
                 deadline: execution.deadline,
                 terminal_event: None,
                 pause_report: None,
+                retries: 0,
             },
         );
         let mut task = state.new_task(root, None);
@@ -509,7 +707,8 @@ impl ExecutionStore for MemoryBackend {
     }
 
     async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
-        Ok(self.lock().executions.get(&id).cloned())
+        let state = self.lock();
+        Ok(state.executions.get(&id).map(|rec| state.record(rec)))
     }
 
     async fn list_executions(&self, filter: ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
@@ -524,7 +723,7 @@ impl ExecutionStore for MemoryBackend {
             .into_iter()
             .skip(filter.offset)
             .take(filter.limit)
-            .cloned()
+            .map(|rec| state.record(rec))
             .collect())
     }
 
@@ -537,6 +736,175 @@ impl ExecutionStore for MemoryBackend {
             .filter(|t| queue.is_none_or(|q| t.routing.queue == q))
             .count();
         Ok(n as u64)
+    }
+
+    async fn end_execution(
+        &self,
+        id: ExecutionId,
+        status: ExecutionStatus,
+        terminal_event: Vec<u8>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock();
+        let Some(rec) = state.executions.get_mut(&id) else {
+            return Err(StoreError::NotFound(format!("execution {id}")));
+        };
+        if rec.status.is_terminal() {
+            return Ok(false);
+        }
+        rec.status = status;
+        rec.terminal_event = Some(terminal_event);
+        rec.completed_at = Some(now);
+        let state = &mut *state;
+        for task in state.tasks.values_mut() {
+            if task.execution == id && task.state != TaskState::Done {
+                release(task);
+                task.state = TaskState::Cancelled;
+            }
+        }
+        // Its dead letters go (their tasks are cancelled), and so do the
+        // idempotency keys its invocations were running: they will never
+        // finish them.
+        state.dead_letters.retain(|_, d| d.execution != id);
+        let tasks = &state.tasks;
+        state.idempotency.retain(|_, row| {
+            row.value.is_some() || tasks.get(&row.owner).is_none_or(|t| t.execution != id)
+        });
+        Ok(true)
+    }
+
+    async fn cleanup(&self, before: Timestamp, dry_run: bool) -> StoreResult<CleanupCounts> {
+        let mut state = self.lock();
+        let (executions, invocations, events) = state.old_executions(before);
+        let counts = CleanupCounts {
+            executions: executions.len() as u64,
+            tasks: invocations.len() as u64,
+            events,
+        };
+        if !dry_run {
+            let state = &mut *state;
+            for inv in &invocations {
+                state.journal.remove(inv);
+                state.tasks.remove(inv);
+            }
+            state
+                .inbox
+                .retain(|_, (owner, _)| !invocations.contains(owner));
+            state
+                .signals
+                .retain(|_, s| !executions.contains(&s.execution));
+            state
+                .dead_letters
+                .retain(|_, d| !executions.contains(&d.execution));
+            state.executions.retain(|id, _| !executions.contains(id));
+        }
+        Ok(counts)
+    }
+}
+
+#[async_trait]
+impl DeadLetterStore for MemoryBackend {
+    async fn list_dead_letters(&self, limit: usize) -> StoreResult<Vec<DeadLetterRecord>> {
+        let state = self.lock();
+        let mut rows: Vec<&DeadLetterRecord> = state.dead_letters.values().collect();
+        rows.sort_by_key(|d| (Reverse(d.failed_at), d.task));
+        Ok(rows.into_iter().take(limit).cloned().collect())
+    }
+
+    async fn get_dead_letter(&self, task: InvocationId) -> StoreResult<Option<DeadLetterRecord>> {
+        Ok(self.lock().dead_letters.get(&task).cloned())
+    }
+
+    async fn replay_dead_letter(
+        &self,
+        task: InvocationId,
+        queue: Option<&str>,
+        reset_retries: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock();
+        let Some(letter) = state.dead_letters.remove(&task) else {
+            return Ok(false);
+        };
+        let Some(row) = state.tasks.get_mut(&task) else {
+            return Ok(true);
+        };
+        if row.state != TaskState::Dead {
+            return Ok(true);
+        }
+        release(row);
+        row.state = TaskState::Ready;
+        row.run_at = now;
+        row.attempts = 0;
+        if reset_retries {
+            row.retries = 0;
+        }
+        if let Some(q) = queue {
+            row.routing.queue = q.to_string();
+            if task == letter.execution.root_invocation()
+                && let Some(rec) = state.executions.get_mut(&letter.execution)
+            {
+                rec.routing.queue = q.to_string();
+            }
+        }
+        Ok(true)
+    }
+
+    async fn discard_dead_letter(
+        &self,
+        task: InvocationId,
+        deliver: Option<Delivery>,
+        execution: Option<ExecutionOutcome>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let mut state = self.lock();
+        let Some(letter) = state.dead_letters.remove(&task) else {
+            return Ok(false);
+        };
+        if let Some(row) = state.tasks.get_mut(&task)
+            && row.state == TaskState::Dead
+        {
+            release(row);
+            row.attempts = 0;
+            row.state = TaskState::Done;
+        }
+        // Nothing here can fail, so the undo log is not needed.
+        let mut undo = Vec::new();
+        state.finish_effects(
+            &mut undo,
+            letter.execution,
+            deliver.as_ref(),
+            execution.as_ref(),
+            now,
+        );
+        Ok(true)
+    }
+}
+
+#[async_trait]
+impl CacheStore for MemoryBackend {
+    async fn cache_get(&self, key: CallKey) -> StoreResult<Option<Vec<u8>>> {
+        Ok(self.lock().cache.get(&key).cloned())
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryBackend {
+    async fn begin_idempotent(
+        &self,
+        key: &str,
+        owner: InvocationId,
+    ) -> StoreResult<IdempotencyBegin> {
+        let mut state = self.lock();
+        let row = state
+            .idempotency
+            .entry(key.to_string())
+            .or_insert_with(|| IdempotencyRow { owner, value: None });
+        Ok(match &row.value {
+            Some(value) => IdempotencyBegin::Done(value.clone()),
+            None if row.owner == owner => IdempotencyBegin::Owner,
+            None => IdempotencyBegin::Running { owner: row.owner },
+        })
     }
 }
 
@@ -554,10 +922,44 @@ impl TaskStore for MemoryBackend {
             .map(|(id, t)| (t.routing.priority, t.run_at, t.created, *id))
             .collect();
         eligible.sort_by_key(|&(p, run_at, created, _)| (Reverse(p), run_at, created));
-        eligible.truncate(request.limit);
 
-        let mut claimed = Vec::with_capacity(eligible.len());
+        // Free slots of the limited functions: the limit minus the leases
+        // still live (an expired lease frees its slot).
+        let mut free: HashMap<&str, i64> = HashMap::new();
+        for (function, limit) in &request.concurrency_limits {
+            let slot = free.entry(function.as_str()).or_insert(i64::MAX);
+            *slot = (*slot).min(i64::from(*limit));
+        }
+        for task in state.tasks.values() {
+            if task.state == TaskState::Leased
+                && task.lease_until.is_some_and(|t| t >= request.now)
+                && let Some(slot) = free.get_mut(task.function.as_str())
+            {
+                *slot -= 1;
+            }
+        }
+        let mut chosen = Vec::new();
         for (_, _, _, id) in eligible {
+            if chosen.len() == request.limit {
+                break;
+            }
+            let function = state.tasks[&id].function.as_str();
+            if let Some(slot) = free.get_mut(function) {
+                if *slot <= 0 {
+                    continue;
+                }
+                *slot -= 1;
+            }
+            chosen.push(id);
+        }
+
+        let mut claimed = Vec::with_capacity(chosen.len());
+        for id in chosen {
+            let deadline = state
+                .tasks
+                .get(&id)
+                .and_then(|t| state.executions.get(&t.execution))
+                .and_then(|rec| rec.deadline);
             let Some(task) = state.tasks.get_mut(&id) else {
                 continue;
             };
@@ -573,6 +975,8 @@ impl TaskStore for MemoryBackend {
                 function: task.function.clone(),
                 epoch: LeaseEpoch(task.epoch),
                 attempts: task.attempts,
+                retries: task.retries,
+                deadline,
             };
             if let Some(exec) = state.executions.get_mut(&out.execution)
                 && exec.status == ExecutionStatus::Pending

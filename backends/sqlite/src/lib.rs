@@ -27,7 +27,9 @@
 //!
 //! # Connections and transactions
 //!
-//! Every write (create, claim, renew, commit, signal) goes to one writer task
+//! Every write (create, claim, renew, commit, signal, taking an idempotency
+//! key, ending an execution, replaying or discarding a dead letter, cleanup)
+//! goes to one writer task
 //! that owns the writer connection: SQLite serializes writers anyway. The
 //! task does *group commit*: it takes every write request already queued (up
 //! to 128; it never waits for more), applies them in arrival order inside one
@@ -67,11 +69,14 @@
 //!
 //! | table | columns | meaning |
 //! |---|---|---|
-//! | `executions` | `id`, `function`, `status`, `queue`, `priority`, `tags`, `created_at`, `started_at`, `completed_at`, `deadline`, `terminal_event`, `pause_report` | one row per dispatched execution; `status` is `pending`, `running`, `completed`, `failed`, `timed_out`, `cancelled` or `paused`; `tags` is a JSON array of strings |
-//! | `tasks` | `invocation_id`, `execution_id`, `function`, `queue`, `priority`, `tags`, `state`, `run_at`, `lease_owner`, `lease_until`, `epoch`, `attempts`, `wake`, `created` | one row per invocation: the work queue. `state` is `ready` (claimable once `run_at` passes), `leased` (held by `lease_owner` until `lease_until`), `waiting` (parked until woken), `done` or `paused`. `epoch` is bumped by every claim and fences every write; `wake` records a delivery or signal that arrived while the task was leased; `created` is the creation order (ties of priority and `run_at` are claimed oldest first) |
+//! | `executions` | `id`, `function`, `status`, `queue`, `priority`, `tags`, `created_at`, `started_at`, `completed_at`, `deadline`, `terminal_event`, `pause_report` | one row per dispatched execution; `status` is `pending`, `running`, `completed`, `failed`, `timed_out`, `cancelled` or `paused`; `tags` is a JSON array of strings; `queue`, `priority` and `tags` are the root task's |
+//! | `tasks` | `invocation_id`, `execution_id`, `function`, `queue`, `priority`, `tags`, `state`, `run_at`, `lease_owner`, `lease_until`, `epoch`, `attempts`, `retries`, `wake`, `created` | one row per invocation: the work queue. `state` is `ready` (claimable once `run_at` passes), `leased` (held by `lease_owner` until `lease_until`), `waiting` (parked until woken), `done`, `paused`, `dead` (dead-lettered) or `cancelled` (its execution was ended). `epoch` is bumped by every claim and fences every write; `attempts` counts the claims since the lease holder last committed; `retries` the retries of the task; `wake` records a delivery or signal that arrived while the task was leased; `created` is the creation order (ties of priority and `run_at` are claimed oldest first) |
 //! | `journal` | `invocation_id`, `seq`, `kind`, `call_key`, `payload`, `recorded_at` | the append-only journal, primary key `(invocation_id, seq)` |
 //! | `inbox` | `id`, `invocation_id`, `event` | results of finished children not yet appended to their parent's journal |
 //! | `signals` | `id`, `execution_id`, `name`, `payload`, `consumed_by`, `created_at` | signals sent to executions; `consumed_by` is the invocation that received it |
+//! | `dead_letters` | `task_id`, `execution_id`, `function`, `queue`, `reason`, `retries`, `failed_at` | tasks (state `dead`) that ran out of attempts, until replayed or discarded |
+//! | `cache` | `call_key`, `value`, `created_at` | results shared across executions by call key; the first writer wins |
+//! | `idempotency` | `key`, `owner`, `state`, `value` | idempotency keys: `state` is `running` (held by invocation `owner`) or `done` (with its `value`) |
 //!
 //! Indexes (the partial ones leave out finished tasks, which are most of the
 //! table over time): `tasks(priority DESC, run_at, created) WHERE state =
@@ -79,10 +84,24 @@
 //! walks the first in claim order when at least 256 tasks are due, and
 //! otherwise takes the due tasks from the second and sorts them, so neither a
 //! large backlog nor many tasks sleeping until a future `run_at` makes a claim
-//! slow; `tasks(lease_until) WHERE state = 'leased'` for expired leases;
-//! `tasks(execution_id)` for signal wake-ups; `inbox(invocation_id, id)`;
-//! `signals(execution_id, consumed_by, name, id)`; and `executions` by
-//! `created_at` and by `(status, created_at)` for listing.
+//! slow; `tasks(function, priority DESC, run_at, created) WHERE state =
+//! 'ready'` for the first few tasks of a function with a concurrency limit;
+//! `tasks(lease_until) WHERE state = 'leased'` for expired leases and live
+//! leases; `tasks(execution_id, created)` for signal wake-ups, ending an
+//! execution and reading its whole journal; `inbox(invocation_id, id)`;
+//! `signals(execution_id, consumed_by, name, id)`; `executions` by
+//! `created_at` and by `(status, created_at)` for listing, and by
+//! `completed_at` for cleanup; `dead_letters` by `(failed_at DESC, task_id)`
+//! and by `execution_id`.
+//!
+//! # Concurrency limits
+//!
+//! A claim whose request limits some of its functions counts the unexpired
+//! leases of those functions, takes the first free-slots candidates of each
+//! limited function and the first `limit` of the unlimited ones, merges them
+//! in claim order and leases the first `limit` — all inside the writer's
+//! transaction, so concurrent claims (grouped or from other processes) never
+//! exceed a limit. A claim without limits is one statement.
 
 use std::ops::{Deref, DerefMut};
 use std::path::{Path, PathBuf};
@@ -106,8 +125,14 @@ mod store;
 mod writer;
 
 /// The embedded schema migrations, in version order.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "retries dead letters cache idempotency",
+        include_str!("../migrations/0002_retries_dead_letters_cache_idempotency.sql"),
+    ),
+];
 
 /// How hard SQLite works to make each commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

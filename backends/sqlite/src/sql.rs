@@ -52,42 +52,101 @@ pub(crate) const MANY_DUE: i64 = 256;
 pub(crate) const COUNT_DUE: &str = "SELECT COUNT(*) FROM ( \
     SELECT 1 FROM tasks INDEXED BY tasks_ready_due WHERE state = 'ready' AND run_at <= ?1 LIMIT ?2)";
 
-/// The claim: leases the first `?7` eligible tasks in claim order and returns
-/// them. ?1 worker, ?2 lease_until, ?3 now, ?4 functions (JSON), ?5 queues
-/// (JSON or NULL), ?6 tags (JSON or NULL), ?7 limit. `$ready_index` picks how
-/// the ready tasks are found (see the indexes in the migration); tasks whose
-/// lease expired are few and found by state.
-macro_rules! claim {
-    ($ready_index:literal) => {
+/// The claimable tasks in claim order, at most `$limit`: ready ones due at
+/// `$now` (found through `$ready_index`, see the indexes in the migrations)
+/// and leased ones whose lease expired (few, found by state). `$functions`
+/// is the function condition, the others are placeholders (see
+/// [`claim_filters`]).
+macro_rules! candidates {
+    ($ready_index:literal, $now:literal, $functions:literal, $queues:literal, $tags:literal,
+     $limit:literal) => {
         concat!(
-            "UPDATE tasks ",
-            "SET state = 'leased', lease_owner = ?1, lease_until = ?2, ",
-            "    epoch = epoch + 1, attempts = attempts + 1, wake = 0 ",
-            "WHERE invocation_id IN ( ",
-            "  SELECT invocation_id FROM ( ",
-            "    SELECT invocation_id, priority, run_at, created FROM tasks INDEXED BY ",
+            "SELECT invocation_id, priority, run_at, created FROM ( ",
+            "  SELECT invocation_id, priority, run_at, created FROM tasks INDEXED BY ",
             $ready_index,
-            "    WHERE state = 'ready' AND run_at <= ?3 AND ",
-            claim_filters!(),
-            "    UNION ALL ",
-            "    SELECT invocation_id, priority, run_at, created FROM tasks INDEXED BY tasks_leased ",
-            "    WHERE state = 'leased' AND lease_until < ?3 AND ",
-            claim_filters!(),
-            "    ORDER BY priority DESC, run_at ASC, created ASC ",
-            "    LIMIT ?7)) ",
-            "RETURNING invocation_id, execution_id, function, epoch, attempts, priority, run_at, created"
+            "  WHERE state = 'ready' AND run_at <= ",
+            $now,
+            "  AND ",
+            claim_filters!($functions, $queues, $tags),
+            "  UNION ALL ",
+            "  SELECT invocation_id, priority, run_at, created FROM tasks INDEXED BY tasks_leased ",
+            "  WHERE state = 'leased' AND lease_until < ",
+            $now,
+            "  AND ",
+            claim_filters!($functions, $queues, $tags),
+            "  ORDER BY priority DESC, run_at ASC, created ASC ",
+            "  LIMIT ",
+            $limit,
+            ")"
         )
     };
 }
 
+/// The filters of a claim: the function condition, and the placeholders of
+/// the queues (JSON list or NULL) and tags (JSON list or NULL).
 macro_rules! claim_filters {
+    ($functions:literal, $queues:literal, $tags:literal) => {
+        concat!(
+            " ",
+            $functions,
+            " AND (",
+            $queues,
+            " IS NULL OR queue IN (SELECT value FROM json_each(",
+            $queues,
+            "))) AND (",
+            $tags,
+            " IS NULL OR EXISTS ( ",
+            "   SELECT 1 FROM json_each(tasks.tags) AS t ",
+            "   WHERE t.value IN (SELECT value FROM json_each(",
+            $tags,
+            ")))) "
+        )
+    };
+}
+
+/// What a claim sets on each task it leases (?1 worker, ?2 lease_until).
+macro_rules! lease_set {
     () => {
         concat!(
-            " function IN (SELECT value FROM json_each(?4)) ",
-            " AND (?5 IS NULL OR queue IN (SELECT value FROM json_each(?5))) ",
-            " AND (?6 IS NULL OR EXISTS ( ",
-            "       SELECT 1 FROM json_each(tasks.tags) AS t ",
-            "       WHERE t.value IN (SELECT value FROM json_each(?6)))) "
+            "UPDATE tasks ",
+            "SET state = 'leased', lease_owner = ?1, lease_until = ?2, ",
+            "    epoch = epoch + 1, attempts = attempts + 1, wake = 0 "
+        )
+    };
+}
+
+/// What a claim returns for each task it leased (the order columns too:
+/// RETURNING gives rows in no particular order).
+macro_rules! lease_returning {
+    () => {
+        concat!(
+            "RETURNING invocation_id, execution_id, function, epoch, attempts, retries, ",
+            "priority, run_at, created, ",
+            "(SELECT deadline FROM executions WHERE executions.id = tasks.execution_id) ",
+            "AS deadline"
+        )
+    };
+}
+
+/// The claim without concurrency limits: leases the first `?7` eligible
+/// tasks in claim order and returns them. ?1 worker, ?2 lease_until, ?3 now,
+/// ?4 functions (JSON), ?5 queues (JSON or NULL), ?6 tags (JSON or NULL), ?7
+/// limit.
+macro_rules! claim {
+    ($ready_index:literal) => {
+        concat!(
+            lease_set!(),
+            "WHERE invocation_id IN (SELECT invocation_id FROM (",
+            candidates!(
+                $ready_index,
+                "?3",
+                "function IN (SELECT value FROM json_each(?4))",
+                "?5",
+                "?6",
+                "?7"
+            ),
+            ")) ",
+            lease_returning!()
         )
     };
 }
@@ -96,6 +155,54 @@ macro_rules! claim_filters {
 pub(crate) const CLAIM_FEW_DUE: &str = claim!("tasks_ready_due");
 /// Claim when many tasks are due: walk in claim order, stop at the limit.
 pub(crate) const CLAIM_MANY_DUE: &str = claim!("tasks_ready_order");
+
+// A claim with concurrency limits picks its tasks in steps (all inside the
+// writer's transaction): count the live leases of the limited functions,
+// take the candidates of the unlimited functions and the first few of each
+// limited one, merge them in claim order, then lease the chosen ids.
+
+/// ?1 now, ?2 limited functions (JSON): unexpired leases per function.
+pub(crate) const ACTIVE_LEASES: &str = "SELECT function, COUNT(*) AS n \
+    FROM tasks INDEXED BY tasks_leased \
+    WHERE state = 'leased' AND lease_until >= ?1 \
+      AND function IN (SELECT value FROM json_each(?2)) \
+    GROUP BY function";
+
+/// ?1 now, ?2 functions (JSON), ?3 queues, ?4 tags, ?5 limit.
+pub(crate) const CANDIDATES_FEW_DUE: &str = candidates!(
+    "tasks_ready_due",
+    "?1",
+    "function IN (SELECT value FROM json_each(?2))",
+    "?3",
+    "?4",
+    "?5"
+);
+/// As [`CANDIDATES_FEW_DUE`], walking the claim-order index.
+pub(crate) const CANDIDATES_MANY_DUE: &str = candidates!(
+    "tasks_ready_order",
+    "?1",
+    "function IN (SELECT value FROM json_each(?2))",
+    "?3",
+    "?4",
+    "?5"
+);
+/// As [`CANDIDATES_FEW_DUE`] for the one function ?2 (a name, not a list):
+/// walks that function's ready tasks in claim order.
+pub(crate) const CANDIDATES_OF_FUNCTION: &str = candidates!(
+    "tasks_ready_by_function",
+    "?1",
+    "function = ?2",
+    "?3",
+    "?4",
+    "?5"
+);
+
+/// Leases the tasks whose ids are in ?3 (JSON). ?1 worker, ?2 lease_until.
+pub(crate) const CLAIM_IDS: &str = concat!(
+    lease_set!(),
+    "WHERE invocation_id IN (SELECT value FROM json_each(?3)) ",
+    lease_returning!()
+);
 
 /// ?1 now, ?2 execution ids (JSON). The unary `+` keeps SQLite from using
 /// the status index (which would scan every pending execution) instead of
@@ -111,8 +218,9 @@ pub(crate) const RENEW: &str = "UPDATE tasks SET lease_until = ?4 \
 
 // Each disposition statement is also the fence: it matches only a leased task
 // at the writer's epoch (?1 invocation, ?2 epoch) and returns its execution.
+// Each resets `attempts`: the lease holder got a turn through.
 
-pub(crate) const HOLD: &str = "UPDATE tasks SET lease_until = ?3 \
+pub(crate) const HOLD: &str = "UPDATE tasks SET lease_until = ?3, attempts = 0 \
     WHERE invocation_id = ?1 AND state = 'leased' AND epoch = ?2 \
     RETURNING execution_id";
 
@@ -120,15 +228,40 @@ pub(crate) const HOLD: &str = "UPDATE tasks SET lease_until = ?3 \
 pub(crate) const PARK: &str = "UPDATE tasks \
     SET state = CASE WHEN wake = 1 OR ?4 IS NOT NULL THEN 'ready' ELSE 'waiting' END, \
         run_at = CASE WHEN wake = 1 THEN ?3 WHEN ?4 IS NOT NULL THEN ?4 ELSE run_at END, \
-        lease_owner = NULL, lease_until = NULL, wake = 0 \
+        lease_owner = NULL, lease_until = NULL, wake = 0, attempts = 0 \
     WHERE invocation_id = ?1 AND state = 'leased' AND epoch = ?2 \
     RETURNING execution_id";
 
-/// ?3 the final state ('done' or 'paused').
+/// ?3 the final state ('done', 'paused' or 'dead'). Also returns what a dead
+/// letter records.
 pub(crate) const RELEASE: &str = "UPDATE tasks \
-    SET state = ?3, lease_owner = NULL, lease_until = NULL, wake = 0 \
+    SET state = ?3, lease_owner = NULL, lease_until = NULL, wake = 0, attempts = 0 \
+    WHERE invocation_id = ?1 AND state = 'leased' AND epoch = ?2 \
+    RETURNING execution_id, function, queue, retries";
+
+/// ?3 run_at. A retry waits for its time even if woken during the turn.
+pub(crate) const RETRY: &str = "UPDATE tasks \
+    SET state = 'ready', run_at = ?3, retries = retries + 1, \
+        lease_owner = NULL, lease_until = NULL, wake = 0, attempts = 0 \
     WHERE invocation_id = ?1 AND state = 'leased' AND epoch = ?2 \
     RETURNING execution_id";
+
+/// ?1 task, ?2 execution, ?3 function, ?4 queue, ?5 reason, ?6 retries, ?7 failed_at.
+pub(crate) const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters \
+    (task_id, execution_id, function, queue, reason, retries, failed_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// ?1 call key, ?2 value, ?3 now. The first writer wins.
+pub(crate) const CACHE_PUT: &str = "INSERT INTO cache (call_key, value, created_at) \
+    VALUES (?1, ?2, ?3) ON CONFLICT (call_key) DO NOTHING";
+
+/// ?1 key, ?2 owner, ?3 value. No row changed: the key is not the owner's.
+pub(crate) const IDEMPOTENCY_DONE: &str = "UPDATE idempotency \
+    SET state = 'done', value = ?3 WHERE key = ?1 AND owner = ?2";
+
+/// ?1 key, ?2 owner.
+pub(crate) const IDEMPOTENCY_RELEASE: &str =
+    "DELETE FROM idempotency WHERE key = ?1 AND owner = ?2";
 
 pub(crate) const CONSUME_INBOX: &str = "DELETE FROM inbox WHERE id = ?1 AND invocation_id = ?2";
 
@@ -154,8 +287,138 @@ pub(crate) const WAKE_EXECUTION: &str = "UPDATE tasks \
 pub(crate) const FINISH_EXECUTION: &str = "UPDATE executions \
     SET status = ?2, terminal_event = ?3, completed_at = ?4 WHERE id = ?1";
 
+/// ?1 key, ?2 owner: takes the key if it is free.
+pub(crate) const IDEMPOTENCY_TAKE: &str = "INSERT INTO idempotency (key, owner, state, value) \
+    VALUES (?1, ?2, 'running', NULL) ON CONFLICT (key) DO NOTHING";
+
+pub(crate) const IDEMPOTENCY_GET: &str =
+    "SELECT owner, state, value FROM idempotency WHERE key = ?1";
+
 pub(crate) const PAUSE_EXECUTION: &str =
     "UPDATE executions SET status = 'paused', pause_report = ?2 WHERE id = ?1";
+
+// ------------------------------------------------------------------ ending executions
+
+/// ?1 execution.
+pub(crate) const EXECUTION_STATUS: &str = "SELECT status FROM executions WHERE id = ?1";
+
+/// ?1 execution: its tasks that are not done can never run again; their
+/// leases are gone (renewals report them lost, commits are refused).
+pub(crate) const CANCEL_TASKS: &str = "UPDATE tasks \
+    SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, wake = 0 \
+    WHERE execution_id = ?1 AND +state != 'done'";
+
+/// ?1 execution: its dead letters (their tasks were cancelled with it).
+pub(crate) const DELETE_DEAD_LETTERS_OF: &str = "DELETE FROM dead_letters WHERE execution_id = ?1";
+
+/// ?1 execution: the idempotency keys its invocations were running (they
+/// will never finish them), so that later callers run the body.
+pub(crate) const RELEASE_IDEMPOTENCY_OF: &str = "DELETE FROM idempotency \
+    WHERE state = 'running' \
+      AND owner IN (SELECT invocation_id FROM tasks WHERE execution_id = ?1)";
+
+// ------------------------------------------------------------------ cleanup
+
+/// The executions a cleanup removes: ended before ?1.
+macro_rules! old_executions {
+    () => {
+        concat!(
+            "SELECT id FROM executions INDEXED BY executions_by_completed ",
+            "WHERE completed_at < ?1 ",
+            "AND status IN ('completed', 'failed', 'timed_out', 'cancelled')"
+        )
+    };
+}
+
+/// The invocations (tasks) of those executions.
+macro_rules! old_invocations {
+    () => {
+        concat!(
+            "SELECT invocation_id FROM tasks WHERE execution_id IN (",
+            old_executions!(),
+            ")"
+        )
+    };
+}
+
+pub(crate) const COUNT_OLD_EXECUTIONS: &str =
+    concat!("SELECT COUNT(*) FROM (", old_executions!(), ")");
+pub(crate) const COUNT_OLD_TASKS: &str = concat!(
+    "SELECT COUNT(*) FROM tasks WHERE execution_id IN (",
+    old_executions!(),
+    ")"
+);
+pub(crate) const COUNT_OLD_EVENTS: &str = concat!(
+    "SELECT COUNT(*) FROM journal WHERE invocation_id IN (",
+    old_invocations!(),
+    ")"
+);
+pub(crate) const DELETE_OLD_EVENTS: &str = concat!(
+    "DELETE FROM journal WHERE invocation_id IN (",
+    old_invocations!(),
+    ")"
+);
+pub(crate) const DELETE_OLD_INBOX: &str = concat!(
+    "DELETE FROM inbox WHERE invocation_id IN (",
+    old_invocations!(),
+    ")"
+);
+pub(crate) const DELETE_OLD_SIGNALS: &str = concat!(
+    "DELETE FROM signals WHERE execution_id IN (",
+    old_executions!(),
+    ")"
+);
+pub(crate) const DELETE_OLD_DEAD_LETTERS: &str = concat!(
+    "DELETE FROM dead_letters WHERE execution_id IN (",
+    old_executions!(),
+    ")"
+);
+pub(crate) const DELETE_OLD_TASKS: &str = concat!(
+    "DELETE FROM tasks WHERE execution_id IN (",
+    old_executions!(),
+    ")"
+);
+pub(crate) const DELETE_OLD_EXECUTIONS: &str = concat!(
+    "DELETE FROM executions WHERE id IN (",
+    old_executions!(),
+    ")"
+);
+
+// ------------------------------------------------------------------ dead letters
+
+macro_rules! select_dead_letters {
+    ($rest:literal) => {
+        concat!(
+            "SELECT task_id, execution_id, function, queue, reason, retries, failed_at ",
+            "FROM dead_letters ",
+            $rest
+        )
+    };
+}
+
+pub(crate) const LIST_DEAD_LETTERS: &str =
+    select_dead_letters!("ORDER BY failed_at DESC, task_id ASC LIMIT ?1");
+pub(crate) const DEAD_LETTER: &str = select_dead_letters!("WHERE task_id = ?1");
+
+/// ?1 task. No row returned: there was no such dead letter.
+pub(crate) const DELETE_DEAD_LETTER: &str =
+    "DELETE FROM dead_letters WHERE task_id = ?1 RETURNING execution_id";
+
+/// ?1 task, ?2 now, ?3 reset retries (0/1), ?4 new queue or NULL.
+pub(crate) const REPLAY_TASK: &str = "UPDATE tasks \
+    SET state = 'ready', run_at = ?2, attempts = 0, \
+        retries = CASE WHEN ?3 THEN 0 ELSE retries END, \
+        queue = IFNULL(?4, queue), \
+        lease_owner = NULL, lease_until = NULL, wake = 0 \
+    WHERE invocation_id = ?1 AND state = 'dead'";
+
+/// ?1 execution, ?2 queue: the root task's routing is the execution's.
+pub(crate) const SET_EXECUTION_QUEUE: &str = "UPDATE executions SET queue = ?2 WHERE id = ?1";
+
+/// ?1 task.
+pub(crate) const DISCARD_TASK: &str = "UPDATE tasks \
+    SET state = 'done', lease_owner = NULL, lease_until = NULL, wake = 0, attempts = 0 \
+    WHERE invocation_id = ?1 AND state = 'dead'";
 
 // ------------------------------------------------------------------ reads
 
@@ -166,7 +429,9 @@ macro_rules! select_executions {
     ($rest:literal) => {
         concat!(
             "SELECT id, function, status, queue, priority, tags, created_at, ",
-            "started_at, completed_at, deadline, terminal_event, pause_report ",
+            "started_at, completed_at, deadline, terminal_event, pause_report, ",
+            "(SELECT IFNULL(SUM(retries), 0) FROM tasks ",
+            " WHERE tasks.execution_id = executions.id) AS retries ",
             "FROM executions ",
             $rest
         )
@@ -178,6 +443,18 @@ pub(crate) const LIST_EXECUTIONS: &str =
     select_executions!("ORDER BY created_at DESC, id ASC LIMIT ?1 OFFSET ?2");
 pub(crate) const LIST_EXECUTIONS_BY_STATUS: &str =
     select_executions!("WHERE status = ?3 ORDER BY created_at DESC, id ASC LIMIT ?1 OFFSET ?2");
+
+/// ?1 execution, ?2 kinds (JSON or NULL): the journals of its invocations,
+/// in task creation order, each in seq order.
+pub(crate) const READ_EXECUTION_JOURNAL: &str = "SELECT t.invocation_id, j.seq, j.kind, \
+    j.payload, j.recorded_at \
+    FROM tasks AS t INDEXED BY tasks_by_execution \
+    JOIN journal AS j ON j.invocation_id = t.invocation_id \
+    WHERE t.execution_id = ?1 \
+      AND (?2 IS NULL OR j.kind IN (SELECT value FROM json_each(?2))) \
+    ORDER BY t.created, j.seq";
+
+pub(crate) const CACHE_GET: &str = "SELECT value FROM cache WHERE call_key = ?1";
 
 pub(crate) const QUEUE_DEPTH_ALL: &str = "SELECT COUNT(*) FROM tasks WHERE state = 'ready'";
 pub(crate) const QUEUE_DEPTH: &str =

@@ -8,11 +8,15 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Row, Sqlite};
 use stent_journal::store::{
-    ClaimRequest, ClaimedTask, ExecutionFilter, ExecutionRecord, ExecutionStatus, ExecutionStore,
-    InboxId, InboxItem, JournalRow, JournalStore, NewExecution, NewInvocation, Routing, SignalId,
-    SignalRecord, SignalStore, StoreError, StoreResult, TaskDisposition, TaskStore, TurnCommit,
+    CacheStore, ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterRecord, DeadLetterStore,
+    Delivery, ExecutionFilter, ExecutionOutcome, ExecutionRecord, ExecutionStatus, ExecutionStore,
+    IdempotencyBegin, IdempotencyStore, InboxId, InboxItem, JournalRow, JournalStore, NewExecution,
+    NewInvocation, Routing, SignalId, SignalRecord, SignalStore, StoreError, StoreResult,
+    TaskDisposition, TaskStore, TurnCommit,
 };
-use stent_journal::{EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId};
+use stent_journal::{
+    CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
+};
 
 use crate::writer::Request;
 use crate::{SqliteBackend, db, sql};
@@ -23,6 +27,11 @@ pub(crate) const CLAIM: &str = "claim";
 pub(crate) const RENEW_LEASES: &str = "renew_leases";
 pub(crate) const COMMIT: &str = "commit";
 pub(crate) const SEND_SIGNAL: &str = "send_signal";
+pub(crate) const BEGIN_IDEMPOTENT: &str = "begin_idempotent";
+pub(crate) const END_EXECUTION: &str = "end_execution";
+pub(crate) const CLEANUP: &str = "cleanup";
+pub(crate) const REPLAY_DEAD_LETTER: &str = "replay_dead_letter";
+pub(crate) const DISCARD_DEAD_LETTER: &str = "discard_dead_letter";
 
 // ------------------------------------------------------------------ decoding
 
@@ -78,10 +87,7 @@ fn tags_col(row: &SqliteRow, table: &str) -> StoreResult<Vec<String>> {
 
 fn execution_record(row: &SqliteRow) -> StoreResult<ExecutionRecord> {
     const T: &str = "executions";
-    let status: String = col(row, T, "status")?;
-    let status = ExecutionStatus::parse(&status).ok_or_else(|| {
-        StoreError::Corrupt(format!("executions.status holds unknown status {status:?}"))
-    })?;
+    let status = status_col(row)?;
     Ok(ExecutionRecord {
         id: id_col(row, T, "id")?,
         function: col(row, T, "function")?,
@@ -97,6 +103,38 @@ fn execution_record(row: &SqliteRow) -> StoreResult<ExecutionRecord> {
         deadline: time_col(row, T, "deadline")?,
         terminal_event: col(row, T, "terminal_event")?,
         pause_report: col(row, T, "pause_report")?,
+        retries: int_col(row, T, "retries")?,
+    })
+}
+
+fn dead_letter_record(row: &SqliteRow) -> StoreResult<DeadLetterRecord> {
+    const T: &str = "dead_letters";
+    Ok(DeadLetterRecord {
+        task: id_col(row, T, "task_id")?,
+        execution: id_col(row, T, "execution_id")?,
+        function: col(row, T, "function")?,
+        queue: col(row, T, "queue")?,
+        reason: col(row, T, "reason")?,
+        retries: int_col(row, T, "retries")?,
+        failed_at: Timestamp(col(row, T, "failed_at")?),
+    })
+}
+
+fn journal_row(row: &SqliteRow) -> StoreResult<JournalRow> {
+    const T: &str = "journal";
+    Ok(JournalRow {
+        seq: Seq(int_col(row, T, "seq")?),
+        kind: col(row, T, "kind")?,
+        bytes: col(row, T, "payload")?,
+        recorded_at: Timestamp(col(row, T, "recorded_at")?),
+    })
+}
+
+/// A stored execution status.
+fn status_col(row: &SqliteRow) -> StoreResult<ExecutionStatus> {
+    let status: String = col(row, "executions", "status")?;
+    ExecutionStatus::parse(&status).ok_or_else(|| {
+        StoreError::Corrupt(format!("executions.status holds unknown status {status:?}"))
     })
 }
 
@@ -201,6 +239,14 @@ async fn apply_turn(conn: &mut SqliteConnection, turn: &TurnCommit) -> StoreResu
             .bind(&inv)
             .bind(turn.epoch.0)
             .bind("paused"),
+        TaskDisposition::Retry { run_at } => sqlx::query(sql::RETRY)
+            .bind(&inv)
+            .bind(turn.epoch.0)
+            .bind(run_at.0),
+        TaskDisposition::DeadLetter { .. } => sqlx::query(sql::RELEASE)
+            .bind(&inv)
+            .bind(turn.epoch.0)
+            .bind("dead"),
     }
     .fetch_optional(&mut *conn)
     .await
@@ -271,37 +317,57 @@ async fn apply_turn(conn: &mut SqliteConnection, turn: &TurnCommit) -> StoreResu
         }
     }
 
-    // 6: the rest of the disposition.
+    // 6: cache entries; an existing one is kept.
+    for (key, value) in &turn.cache_put {
+        sqlx::query(sql::CACHE_PUT)
+            .bind(key.0.as_slice())
+            .bind(value.as_slice())
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+    }
+
+    // 7: idempotency keys of this invocation.
+    for (key, value) in &turn.idempotency_done {
+        let done = sqlx::query(sql::IDEMPOTENCY_DONE)
+            .bind(key.as_str())
+            .bind(&inv)
+            .bind(value.as_slice())
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        if done.rows_affected() != 1 {
+            return Err(StoreError::Conflict(format!(
+                "idempotency key {key:?} is not held by invocation {}",
+                turn.invocation
+            )));
+        }
+    }
+    for key in &turn.idempotency_released {
+        sqlx::query(sql::IDEMPOTENCY_RELEASE)
+            .bind(key.as_str())
+            .bind(&inv)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+    }
+
+    // 8: the rest of the disposition.
     match &turn.disposition {
         TaskDisposition::Finish {
             deliver,
             execution: outcome,
         } => {
-            if let Some(d) = deliver {
-                let parent = d.parent.to_string();
-                sqlx::query(sql::INSERT_INBOX)
-                    .bind(&parent)
-                    .bind(d.event.as_slice())
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db(OP))?;
-                sqlx::query(sql::WAKE_TASK)
-                    .bind(&parent)
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db(OP))?;
-            }
-            if let Some(o) = outcome {
-                sqlx::query(sql::FINISH_EXECUTION)
-                    .bind(&execution_text)
-                    .bind(o.status.as_str())
-                    .bind(o.terminal_event.as_slice())
-                    .bind(now)
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(db(OP))?;
-            }
+            finish_effects(
+                conn,
+                execution,
+                deliver.as_ref(),
+                outcome.as_ref(),
+                turn.now,
+                OP,
+            )
+            .await?
         }
         TaskDisposition::Pause { report } => {
             sqlx::query(sql::PAUSE_EXECUTION)
@@ -311,7 +377,66 @@ async fn apply_turn(conn: &mut SqliteConnection, turn: &TurnCommit) -> StoreResu
                 .await
                 .map_err(db(OP))?;
         }
-        TaskDisposition::Hold { .. } | TaskDisposition::Park { .. } => {}
+        TaskDisposition::DeadLetter { reason } => {
+            const T: &str = "tasks";
+            let function: String = col(&row, T, "function")?;
+            let queue: String = col(&row, T, "queue")?;
+            let retries: i64 = col(&row, T, "retries")?;
+            sqlx::query(sql::INSERT_DEAD_LETTER)
+                .bind(&inv)
+                .bind(&execution_text)
+                .bind(function)
+                .bind(queue)
+                .bind(reason.as_str())
+                .bind(retries)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(insert_err(OP, || {
+                    format!("invocation {} already has a dead letter", turn.invocation)
+                }))?;
+        }
+        TaskDisposition::Hold { .. }
+        | TaskDisposition::Park { .. }
+        | TaskDisposition::Retry { .. } => {}
+    }
+    Ok(())
+}
+
+/// What finishing a task does besides ending it: deliver its result to the
+/// parent (waking it), or record the execution's outcome.
+async fn finish_effects(
+    conn: &mut SqliteConnection,
+    execution: ExecutionId,
+    deliver: Option<&Delivery>,
+    outcome: Option<&ExecutionOutcome>,
+    now: Timestamp,
+    op: &'static str,
+) -> StoreResult<()> {
+    if let Some(d) = deliver {
+        let parent = d.parent.to_string();
+        sqlx::query(sql::INSERT_INBOX)
+            .bind(&parent)
+            .bind(d.event.as_slice())
+            .execute(&mut *conn)
+            .await
+            .map_err(db(op))?;
+        sqlx::query(sql::WAKE_TASK)
+            .bind(&parent)
+            .bind(now.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(op))?;
+    }
+    if let Some(o) = outcome {
+        sqlx::query(sql::FINISH_EXECUTION)
+            .bind(execution.to_string())
+            .bind(o.status.as_str())
+            .bind(o.terminal_event.as_slice())
+            .bind(now.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(op))?;
     }
     Ok(())
 }
@@ -417,6 +542,29 @@ pub(crate) async fn signal_in(
     Ok(SignalId(signal))
 }
 
+/// Claim order of a task: priority (highest first), `run_at`, creation.
+type ClaimOrder = (Reverse<i64>, i64, i64);
+
+fn claim_order(row: &SqliteRow) -> StoreResult<ClaimOrder> {
+    const T: &str = "tasks";
+    Ok((
+        Reverse(col(row, T, "priority")?),
+        col(row, T, "run_at")?,
+        col(row, T, "created")?,
+    ))
+}
+
+/// Whether enough tasks are due for a claim to walk the claim-order index.
+async fn many_due(conn: &mut SqliteConnection, now: Timestamp) -> StoreResult<bool> {
+    let due: i64 = sqlx::query_scalar(sql::COUNT_DUE)
+        .bind(now.0)
+        .bind(sql::MANY_DUE)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db(CLAIM))?;
+    Ok(due >= sql::MANY_DUE)
+}
+
 /// Leases up to `req.limit` tasks and marks their executions running.
 pub(crate) async fn claim_in(
     conn: &mut SqliteConnection,
@@ -424,43 +572,52 @@ pub(crate) async fn claim_in(
 ) -> StoreResult<Vec<ClaimedTask>> {
     const OP: &str = CLAIM;
     const T: &str = "tasks";
-    let due: i64 = sqlx::query_scalar(sql::COUNT_DUE)
-        .bind(req.now.0)
-        .bind(sql::MANY_DUE)
-        .fetch_one(&mut *conn)
-        .await
-        .map_err(db(OP))?;
-    let claim = if due < sql::MANY_DUE {
-        sql::CLAIM_FEW_DUE
+    let limited = req
+        .concurrency_limits
+        .iter()
+        .any(|(f, _)| req.functions.contains(f));
+    let rows = if limited {
+        let ids = limited_candidates(conn, req).await?;
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query(sql::CLAIM_IDS)
+            .bind(req.worker.as_str())
+            .bind(req.lease_until.0)
+            .bind(json_list(&ids))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(OP))?
     } else {
-        sql::CLAIM_MANY_DUE
+        let claim = if many_due(conn, req.now).await? {
+            sql::CLAIM_MANY_DUE
+        } else {
+            sql::CLAIM_FEW_DUE
+        };
+        sqlx::query(claim)
+            .bind(req.worker.as_str())
+            .bind(req.lease_until.0)
+            .bind(req.now.0)
+            .bind(json_list(&req.functions))
+            .bind(req.queues.as_deref().map(json_list))
+            .bind(req.tags.as_deref().map(json_list))
+            .bind(limit_i64(req.limit))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(OP))?
     };
-    let rows = sqlx::query(claim)
-        .bind(req.worker.as_str())
-        .bind(req.lease_until.0)
-        .bind(req.now.0)
-        .bind(json_list(&req.functions))
-        .bind(req.queues.as_deref().map(json_list))
-        .bind(req.tags.as_deref().map(json_list))
-        .bind(limit_i64(req.limit))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db(OP))?;
     let mut claimed = Vec::with_capacity(rows.len());
     for row in &rows {
-        let order: (Reverse<i64>, i64, i64) = (
-            Reverse(col(row, T, "priority")?),
-            col(row, T, "run_at")?,
-            col(row, T, "created")?,
-        );
         let task = ClaimedTask {
             invocation: id_col(row, T, "invocation_id")?,
             execution: id_col(row, T, "execution_id")?,
             function: col(row, T, "function")?,
             epoch: LeaseEpoch(col(row, T, "epoch")?),
             attempts: int_col(row, T, "attempts")?,
+            retries: int_col(row, T, "retries")?,
+            deadline: time_col(row, "executions", "deadline")?,
         };
-        claimed.push((order, task));
+        claimed.push((claim_order(row)?, task));
     }
     // RETURNING gives no order; hand tasks out in claim order.
     claimed.sort_by_key(|(order, _)| *order);
@@ -479,6 +636,310 @@ pub(crate) async fn claim_in(
     Ok(claimed)
 }
 
+/// The ids a claim with concurrency limits leases, in claim order.
+///
+/// A function limited to `n` has `n - live leases` free slots; only its first
+/// that many candidates can be claimed (later ones would find the slots taken
+/// by earlier ones of the same batch). So the claim takes the first
+/// `req.limit` of: the candidates of the unlimited functions, and the first
+/// free-slots candidates of each limited function.
+async fn limited_candidates(
+    conn: &mut SqliteConnection,
+    req: &ClaimRequest,
+) -> StoreResult<Vec<String>> {
+    const OP: &str = CLAIM;
+    let limit_of = |f: &String| {
+        req.concurrency_limits
+            .iter()
+            .filter(|(g, _)| g == f)
+            .map(|(_, n)| *n)
+            .min()
+    };
+    let mut limited: Vec<&String> = req
+        .functions
+        .iter()
+        .filter(|f| limit_of(f).is_some())
+        .collect();
+    limited.sort();
+    limited.dedup();
+    let unlimited: Vec<&String> = req
+        .functions
+        .iter()
+        .filter(|f| limit_of(f).is_none())
+        .collect();
+
+    let active = sqlx::query(sql::ACTIVE_LEASES)
+        .bind(req.now.0)
+        .bind(json_list(&limited))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    let mut live = std::collections::HashMap::new();
+    for row in &active {
+        let function: String = col(row, "tasks", "function")?;
+        let n: i64 = col(row, "tasks", "n")?;
+        live.insert(function, n);
+    }
+
+    let mut picks: Vec<(ClaimOrder, String)> = Vec::new();
+    for function in limited {
+        let cap = i64::from(limit_of(function).unwrap_or(0));
+        let free = cap - live.get(function.as_str()).copied().unwrap_or(0);
+        if free > 0 {
+            let free = free.min(limit_i64(req.limit));
+            let statement = sql::CANDIDATES_OF_FUNCTION;
+            let function = function.clone();
+            candidates(conn, statement, req, function, free, &mut picks).await?;
+        }
+    }
+    if !unlimited.is_empty() {
+        // The same choice of index as an unlimited claim makes.
+        let statement = if many_due(conn, req.now).await? {
+            sql::CANDIDATES_MANY_DUE
+        } else {
+            sql::CANDIDATES_FEW_DUE
+        };
+        let limit = limit_i64(req.limit);
+        let functions = json_list(&unlimited);
+        candidates(conn, statement, req, functions, limit, &mut picks).await?;
+    }
+    picks.sort();
+    picks.truncate(req.limit);
+    Ok(picks.into_iter().map(|(_, id)| id).collect())
+}
+
+/// Adds the first `limit` claimable tasks of `functions` (by `statement`, one
+/// of the `CANDIDATES_*`; a function name for `CANDIDATES_OF_FUNCTION`, a
+/// JSON list for the others) to `picks`.
+async fn candidates(
+    conn: &mut SqliteConnection,
+    statement: &'static str,
+    req: &ClaimRequest,
+    functions: String,
+    limit: i64,
+    picks: &mut Vec<(ClaimOrder, String)>,
+) -> StoreResult<()> {
+    let rows = sqlx::query(statement)
+        .bind(req.now.0)
+        .bind(functions)
+        .bind(req.queues.as_deref().map(json_list))
+        .bind(req.tags.as_deref().map(json_list))
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db(CLAIM))?;
+    for row in &rows {
+        picks.push((claim_order(row)?, col(row, "tasks", "invocation_id")?));
+    }
+    Ok(())
+}
+
+/// Takes an idempotency key for `owner` if it is free, or reports its state.
+pub(crate) async fn begin_idempotent_in(
+    conn: &mut SqliteConnection,
+    key: &str,
+    owner: InvocationId,
+) -> StoreResult<IdempotencyBegin> {
+    const OP: &str = BEGIN_IDEMPOTENT;
+    const T: &str = "idempotency";
+    let owner_text = owner.to_string();
+    sqlx::query(sql::IDEMPOTENCY_TAKE)
+        .bind(key)
+        .bind(&owner_text)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    let row = sqlx::query(sql::IDEMPOTENCY_GET)
+        .bind(key)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    let state: String = col(&row, T, "state")?;
+    match state.as_str() {
+        "done" => {
+            let value: Option<Vec<u8>> = col(&row, T, "value")?;
+            Ok(IdempotencyBegin::Done(value.unwrap_or_default()))
+        }
+        "running" => {
+            let holder: InvocationId = id_col(&row, T, "owner")?;
+            if holder == owner {
+                Ok(IdempotencyBegin::Owner)
+            } else {
+                Ok(IdempotencyBegin::Running { owner: holder })
+            }
+        }
+        other => Err(StoreError::Corrupt(format!(
+            "idempotency.state holds unknown state {other:?}"
+        ))),
+    }
+}
+
+/// Ends a non-terminal execution and cancels its unfinished tasks.
+pub(crate) async fn end_execution_in(
+    conn: &mut SqliteConnection,
+    id: ExecutionId,
+    status: ExecutionStatus,
+    terminal_event: &[u8],
+    now: Timestamp,
+) -> StoreResult<bool> {
+    const OP: &str = END_EXECUTION;
+    let text = id.to_string();
+    let row = sqlx::query(sql::EXECUTION_STATUS)
+        .bind(&text)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db(OP))?
+        .ok_or_else(|| StoreError::NotFound(format!("execution {id}")))?;
+    if status_col(&row)?.is_terminal() {
+        return Ok(false);
+    }
+    sqlx::query(sql::FINISH_EXECUTION)
+        .bind(&text)
+        .bind(status.as_str())
+        .bind(terminal_event)
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    for statement in [
+        sql::CANCEL_TASKS,
+        sql::DELETE_DEAD_LETTERS_OF,
+        sql::RELEASE_IDEMPOTENCY_OF,
+    ] {
+        sqlx::query(statement)
+            .bind(&text)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+    }
+    Ok(true)
+}
+
+/// Counts what a cleanup of executions ended before `before` removes.
+async fn cleanup_counts(
+    conn: &mut SqliteConnection,
+    before: Timestamp,
+) -> StoreResult<CleanupCounts> {
+    const OP: &str = CLEANUP;
+    let mut counts = [0u64; 3];
+    for (n, statement) in counts.iter_mut().zip([
+        sql::COUNT_OLD_EXECUTIONS,
+        sql::COUNT_OLD_TASKS,
+        sql::COUNT_OLD_EVENTS,
+    ]) {
+        let c: i64 = sqlx::query_scalar(statement)
+            .bind(before.0)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        *n = u64::try_from(c).unwrap_or(0);
+    }
+    let [executions, tasks, events] = counts;
+    Ok(CleanupCounts {
+        executions,
+        tasks,
+        events,
+    })
+}
+
+/// Deletes executions ended before `before` and everything of theirs.
+pub(crate) async fn cleanup_in(
+    conn: &mut SqliteConnection,
+    before: Timestamp,
+) -> StoreResult<CleanupCounts> {
+    let counts = cleanup_counts(conn, before).await?;
+    if counts.executions == 0 {
+        return Ok(counts);
+    }
+    // Rows that hang off tasks first, then the tasks, then the executions
+    // (every statement finds its rows through the executions).
+    for statement in [
+        sql::DELETE_OLD_EVENTS,
+        sql::DELETE_OLD_INBOX,
+        sql::DELETE_OLD_SIGNALS,
+        sql::DELETE_OLD_DEAD_LETTERS,
+        sql::DELETE_OLD_TASKS,
+        sql::DELETE_OLD_EXECUTIONS,
+    ] {
+        sqlx::query(statement)
+            .bind(before.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(CLEANUP))?;
+    }
+    Ok(counts)
+}
+
+/// Removes a dead letter: its execution, or `None` if there was none.
+async fn take_dead_letter(
+    conn: &mut SqliteConnection,
+    task: InvocationId,
+    op: &'static str,
+) -> StoreResult<Option<ExecutionId>> {
+    let row = sqlx::query(sql::DELETE_DEAD_LETTER)
+        .bind(task.to_string())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db(op))?;
+    row.map(|r| id_col(&r, "dead_letters", "execution_id"))
+        .transpose()
+}
+
+/// Makes a dead-lettered task runnable again.
+pub(crate) async fn replay_dead_letter_in(
+    conn: &mut SqliteConnection,
+    task: InvocationId,
+    queue: Option<&str>,
+    reset_retries: bool,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    const OP: &str = REPLAY_DEAD_LETTER;
+    let Some(execution) = take_dead_letter(conn, task, OP).await? else {
+        return Ok(false);
+    };
+    let replayed = sqlx::query(sql::REPLAY_TASK)
+        .bind(task.to_string())
+        .bind(now.0)
+        .bind(reset_retries)
+        .bind(queue)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    if let Some(queue) = queue
+        && replayed.rows_affected() == 1
+        && task == execution.root_invocation()
+    {
+        sqlx::query(sql::SET_EXECUTION_QUEUE)
+            .bind(execution.to_string())
+            .bind(queue)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+    }
+    Ok(true)
+}
+
+/// Ends a dead-lettered task as a finishing one would.
+pub(crate) async fn discard_dead_letter_in(
+    conn: &mut SqliteConnection,
+    task: InvocationId,
+    deliver: Option<&Delivery>,
+    outcome: Option<&ExecutionOutcome>,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    const OP: &str = DISCARD_DEAD_LETTER;
+    let Some(execution) = take_dead_letter(conn, task, OP).await? else {
+        return Ok(false);
+    };
+    sqlx::query(sql::DISCARD_TASK)
+        .bind(task.to_string())
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    finish_effects(conn, execution, deliver, outcome, now, OP).await?;
+    Ok(true)
+}
+
 // ------------------------------------------------------------------ traits
 
 #[async_trait]
@@ -489,7 +950,6 @@ impl JournalStore for SqliteBackend {
         from: Seq,
     ) -> StoreResult<Vec<JournalRow>> {
         const OP: &str = "read_journal";
-        const T: &str = "journal";
         let mut conn = self.reader(OP).await?;
         let rows = sqlx::query(sql::READ_JOURNAL)
             .bind(invocation.to_string())
@@ -497,16 +957,36 @@ impl JournalStore for SqliteBackend {
             .fetch_all(&mut *conn)
             .await
             .map_err(db(OP))?;
-        rows.iter()
-            .map(|row| {
-                Ok(JournalRow {
-                    seq: Seq(int_col(row, T, "seq")?),
-                    kind: col(row, T, "kind")?,
-                    bytes: col(row, T, "payload")?,
-                    recorded_at: Timestamp(col(row, T, "recorded_at")?),
-                })
-            })
-            .collect()
+        rows.iter().map(journal_row).collect()
+    }
+
+    /// Every journal row of every invocation of `execution` (only those of
+    /// `kinds`, if given), grouped by invocation in task creation order, each
+    /// in seq order. Invocations without a matching row are left out.
+    async fn read_execution_journal(
+        &self,
+        execution: ExecutionId,
+        kinds: Option<&[EventKind]>,
+    ) -> StoreResult<Vec<(InvocationId, Vec<JournalRow>)>> {
+        const OP: &str = "read_execution_journal";
+        let kinds = kinds.map(|ks| json_list(&ks.iter().map(|k| k.as_str()).collect::<Vec<_>>()));
+        let mut conn = self.reader(OP).await?;
+        let rows = sqlx::query(sql::READ_EXECUTION_JOURNAL)
+            .bind(execution.to_string())
+            .bind(kinds)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        let mut out: Vec<(InvocationId, Vec<JournalRow>)> = Vec::new();
+        for row in &rows {
+            let invocation: InvocationId = id_col(row, "tasks", "invocation_id")?;
+            let entry = journal_row(row)?;
+            match out.last_mut() {
+                Some((last, group)) if *last == invocation => group.push(entry),
+                _ => out.push((invocation, vec![entry])),
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -556,6 +1036,120 @@ impl ExecutionStore for SqliteBackend {
         let row = query.fetch_one(&mut *conn).await.map_err(db(OP))?;
         let n: i64 = row.try_get(0).map_err(db(OP))?;
         Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn end_execution(
+        &self,
+        id: ExecutionId,
+        status: ExecutionStatus,
+        terminal_event: Vec<u8>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.write(END_EXECUTION, |pending| Request::EndExecution {
+            id,
+            status,
+            terminal_event,
+            now,
+            pending,
+        })
+        .await
+    }
+
+    async fn cleanup(&self, before: Timestamp, dry_run: bool) -> StoreResult<CleanupCounts> {
+        if dry_run {
+            let mut conn = self.reader(CLEANUP).await?;
+            return cleanup_counts(&mut conn, before).await;
+        }
+        self.write(CLEANUP, |pending| Request::Cleanup { before, pending })
+            .await
+    }
+}
+
+#[async_trait]
+impl DeadLetterStore for SqliteBackend {
+    async fn list_dead_letters(&self, limit: usize) -> StoreResult<Vec<DeadLetterRecord>> {
+        const OP: &str = "list_dead_letters";
+        let mut conn = self.reader(OP).await?;
+        let rows = sqlx::query(sql::LIST_DEAD_LETTERS)
+            .bind(limit_i64(limit))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        rows.iter().map(dead_letter_record).collect()
+    }
+
+    async fn get_dead_letter(&self, task: InvocationId) -> StoreResult<Option<DeadLetterRecord>> {
+        const OP: &str = "get_dead_letter";
+        let mut conn = self.reader(OP).await?;
+        let row = sqlx::query(sql::DEAD_LETTER)
+            .bind(task.to_string())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        row.as_ref().map(dead_letter_record).transpose()
+    }
+
+    async fn replay_dead_letter(
+        &self,
+        task: InvocationId,
+        queue: Option<&str>,
+        reset_retries: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.write(REPLAY_DEAD_LETTER, |pending| Request::ReplayDeadLetter {
+            task,
+            queue: queue.map(str::to_owned),
+            reset_retries,
+            now,
+            pending,
+        })
+        .await
+    }
+
+    async fn discard_dead_letter(
+        &self,
+        task: InvocationId,
+        deliver: Option<Delivery>,
+        execution: Option<ExecutionOutcome>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        self.write(DISCARD_DEAD_LETTER, |pending| Request::DiscardDeadLetter {
+            task,
+            deliver,
+            outcome: execution,
+            now,
+            pending,
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CacheStore for SqliteBackend {
+    async fn cache_get(&self, key: CallKey) -> StoreResult<Option<Vec<u8>>> {
+        const OP: &str = "cache_get";
+        let mut conn = self.reader(OP).await?;
+        sqlx::query_scalar(sql::CACHE_GET)
+            .bind(key.0.as_slice())
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db(OP))
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for SqliteBackend {
+    async fn begin_idempotent(
+        &self,
+        key: &str,
+        owner: InvocationId,
+    ) -> StoreResult<IdempotencyBegin> {
+        self.write(BEGIN_IDEMPOTENT, |pending| Request::BeginIdempotent {
+            key: key.to_owned(),
+            owner,
+            pending,
+        })
+        .await
     }
 }
 

@@ -25,7 +25,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::sqlite::SqliteConnection;
 use stent_journal::store::{
-    ClaimRequest, ClaimedTask, NewExecution, SignalId, StoreError, StoreResult, TurnCommit,
+    ClaimRequest, ClaimedTask, CleanupCounts, Delivery, ExecutionOutcome, ExecutionStatus,
+    IdempotencyBegin, NewExecution, SignalId, StoreError, StoreResult, TurnCommit,
 };
 use stent_journal::{ExecutionId, InvocationId, LeaseEpoch, Timestamp, WorkerId};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -100,27 +101,96 @@ pub(crate) enum Request {
         now: Timestamp,
         pending: Pending<SignalId>,
     },
+    BeginIdempotent {
+        key: String,
+        owner: InvocationId,
+        pending: Pending<IdempotencyBegin>,
+    },
+    EndExecution {
+        id: ExecutionId,
+        status: ExecutionStatus,
+        terminal_event: Vec<u8>,
+        now: Timestamp,
+        pending: Pending<bool>,
+    },
+    Cleanup {
+        before: Timestamp,
+        pending: Pending<CleanupCounts>,
+    },
+    ReplayDeadLetter {
+        task: InvocationId,
+        queue: Option<String>,
+        reset_retries: bool,
+        now: Timestamp,
+        pending: Pending<bool>,
+    },
+    DiscardDeadLetter {
+        task: InvocationId,
+        deliver: Option<Delivery>,
+        outcome: Option<ExecutionOutcome>,
+        now: Timestamp,
+        pending: Pending<bool>,
+    },
+}
+
+/// Evaluates `$body` with `$p` bound to the request's [`Pending`] (whatever
+/// its result type) and `$op` to the operation's name.
+macro_rules! with_pending {
+    ($request:expr, |$p:ident, $op:ident| $body:expr) => {
+        match $request {
+            Request::CreateExecution(_, $p) => {
+                let $op = store::CREATE_EXECUTION;
+                $body
+            }
+            Request::Claim(_, $p) => {
+                let $op = store::CLAIM;
+                $body
+            }
+            Request::RenewLeases { pending: $p, .. } => {
+                let $op = store::RENEW_LEASES;
+                $body
+            }
+            Request::Commit(_, $p) => {
+                let $op = store::COMMIT;
+                $body
+            }
+            Request::SendSignal { pending: $p, .. } => {
+                let $op = store::SEND_SIGNAL;
+                $body
+            }
+            Request::BeginIdempotent { pending: $p, .. } => {
+                let $op = store::BEGIN_IDEMPOTENT;
+                $body
+            }
+            Request::EndExecution { pending: $p, .. } => {
+                let $op = store::END_EXECUTION;
+                $body
+            }
+            Request::Cleanup { pending: $p, .. } => {
+                let $op = store::CLEANUP;
+                $body
+            }
+            Request::ReplayDeadLetter { pending: $p, .. } => {
+                let $op = store::REPLAY_DEAD_LETTER;
+                $body
+            }
+            Request::DiscardDeadLetter { pending: $p, .. } => {
+                let $op = store::DISCARD_DEAD_LETTER;
+                $body
+            }
+        }
+    };
 }
 
 impl Request {
     /// True when the caller no longer waits for the answer.
     fn abandoned(&self) -> bool {
-        match self {
-            Request::CreateExecution(_, p) | Request::Commit(_, p) => p.reply.is_closed(),
-            Request::Claim(_, p) => p.reply.is_closed(),
-            Request::RenewLeases { pending, .. } => pending.reply.is_closed(),
-            Request::SendSignal { pending, .. } => pending.reply.is_closed(),
-        }
+        with_pending!(self, |p, _op| p.reply.is_closed())
     }
 
     /// Forgets the result of an earlier attempt.
     fn reset(&mut self) {
-        match self {
-            Request::CreateExecution(_, p) | Request::Commit(_, p) => p.result = None,
-            Request::Claim(_, p) => p.result = None,
-            Request::RenewLeases { pending, .. } => pending.result = None,
-            Request::SendSignal { pending, .. } => pending.result = None,
-        }
+        with_pending!(self, |p, _op| p.result = None)
     }
 
     /// Applies the request on `conn` (inside the open transaction) and keeps
@@ -145,28 +215,60 @@ impl Request {
                 now,
                 pending,
             } => pending.set(store::signal_in(conn, *execution, name, payload, *now).await),
+            Request::BeginIdempotent {
+                key,
+                owner,
+                pending,
+            } => pending.set(store::begin_idempotent_in(conn, key, *owner).await),
+            Request::EndExecution {
+                id,
+                status,
+                terminal_event,
+                now,
+                pending,
+            } => {
+                pending.set(store::end_execution_in(conn, *id, *status, terminal_event, *now).await)
+            }
+            Request::Cleanup { before, pending } => {
+                pending.set(store::cleanup_in(conn, *before).await)
+            }
+            Request::ReplayDeadLetter {
+                task,
+                queue,
+                reset_retries,
+                now,
+                pending,
+            } => pending.set(
+                store::replay_dead_letter_in(conn, *task, queue.as_deref(), *reset_retries, *now)
+                    .await,
+            ),
+            Request::DiscardDeadLetter {
+                task,
+                deliver,
+                outcome,
+                now,
+                pending,
+            } => pending.set(
+                store::discard_dead_letter_in(
+                    conn,
+                    *task,
+                    deliver.as_ref(),
+                    outcome.as_ref(),
+                    *now,
+                )
+                .await,
+            ),
         }
     }
 
     /// True if it was applied and succeeded.
     fn succeeded(&self) -> bool {
-        match self {
-            Request::CreateExecution(_, p) | Request::Commit(_, p) => p.succeeded(),
-            Request::Claim(_, p) => p.succeeded(),
-            Request::RenewLeases { pending, .. } => pending.succeeded(),
-            Request::SendSignal { pending, .. } => pending.succeeded(),
-        }
+        with_pending!(self, |p, _op| p.succeeded())
     }
 
     /// Sends the result; see [`Pending::answer`].
     fn answer(self, failure: Option<&str>) {
-        match self {
-            Request::CreateExecution(_, p) => p.answer(store::CREATE_EXECUTION, failure),
-            Request::Claim(_, p) => p.answer(store::CLAIM, failure),
-            Request::RenewLeases { pending, .. } => pending.answer(store::RENEW_LEASES, failure),
-            Request::Commit(_, p) => p.answer(store::COMMIT, failure),
-            Request::SendSignal { pending, .. } => pending.answer(store::SEND_SIGNAL, failure),
-        }
+        with_pending!(self, |p, op| p.answer(op, failure))
     }
 }
 

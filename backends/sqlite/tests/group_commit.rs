@@ -16,7 +16,8 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 use stent_journal::store::{
-    ClaimRequest, ClaimedTask, ExecutionStore, JournalStore, NewEvent, NewExecution, NewInvocation,
+    ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterStore, ExecutionStatus, ExecutionStore,
+    IdempotencyBegin, IdempotencyStore, JournalStore, NewEvent, NewExecution, NewInvocation,
     Routing, SignalId, SignalStore, StoreError, StoreResult, TaskDisposition, TaskStore,
     TurnCommit,
 };
@@ -102,6 +103,7 @@ fn claim_request(worker: &str, now: i64, lease_until: i64, limit: usize) -> Clai
         queues: None,
         tags: None,
         functions: vec!["app::f".into()],
+        concurrency_limits: Vec::new(),
     }
 }
 
@@ -123,6 +125,9 @@ fn turn(inv: InvocationId, epoch: LeaseEpoch, events: Vec<NewEvent>) -> TurnComm
         spawn: Vec::new(),
         consumed_inbox: Vec::new(),
         consumed_signals: Vec::new(),
+        cache_put: Vec::new(),
+        idempotency_done: Vec::new(),
+        idempotency_released: Vec::new(),
         disposition: TaskDisposition::Hold {
             lease_until: Timestamp(1_000_000_000),
         },
@@ -342,6 +347,118 @@ async fn a_claim_sees_a_commit_earlier_in_its_group() {
         }
         _ => panic!("the claim should have taken the parked task"),
     }
+}
+
+enum Admin {
+    Began(StoreResult<IdempotencyBegin>),
+    Ended(StoreResult<bool>),
+    Replayed(StoreResult<bool>),
+    Discarded(StoreResult<bool>),
+    Cleaned(StoreResult<CleanupCounts>),
+}
+
+/// The administrative writes (idempotency keys, ending executions, dead
+/// letters, cleanup) go through the writer too: sent together they share
+/// one transaction, each sees the ones before it, and a failing one (an
+/// unknown execution) fails alone.
+#[tokio::test]
+async fn administrative_writes_are_grouped_too() {
+    let backend = SqliteBackend::in_memory().await.unwrap();
+    backend.init_db().await.unwrap();
+    let execs: Vec<_> = (0..3).map(|i| new_execution("app::f", i)).collect();
+    for e in &execs {
+        backend.create_execution(e.clone()).await.unwrap();
+    }
+    let claimed = backend
+        .claim(claim_request("w1", 10, 1_000_000, 3))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 3);
+    // Dead-letter the first two tasks.
+    let turns = claimed[..2]
+        .iter()
+        .map(|c| {
+            let mut t = turn(c.invocation, c.epoch, Vec::new());
+            t.disposition = TaskDisposition::DeadLetter {
+                reason: "boom".into(),
+            };
+            t
+        })
+        .collect();
+    backend.commit(turns).await.unwrap();
+    let (a, b, c) = (&execs[0], &execs[1], &execs[2]);
+
+    let before = backend.transactions_committed();
+    let be = &backend;
+    let writes: Vec<BoxFuture<'_, Admin>> = vec![
+        Box::pin(async move { Admin::Began(be.begin_idempotent("k", a.root.invocation).await) }),
+        Box::pin(async move { Admin::Began(be.begin_idempotent("k", b.root.invocation).await) }),
+        Box::pin(async move {
+            Admin::Ended(
+                be.end_execution(c.id, ExecutionStatus::Cancelled, vec![1], Timestamp(20))
+                    .await,
+            )
+        }),
+        Box::pin(async move {
+            Admin::Ended(
+                be.end_execution(
+                    ExecutionId::new_random(),
+                    ExecutionStatus::Cancelled,
+                    vec![],
+                    Timestamp(20),
+                )
+                .await,
+            )
+        }),
+        Box::pin(async move {
+            Admin::Replayed(
+                be.replay_dead_letter(a.root.invocation, None, true, Timestamp(30))
+                    .await,
+            )
+        }),
+        Box::pin(async move {
+            Admin::Discarded(
+                be.discard_dead_letter(b.root.invocation, None, None, Timestamp(30))
+                    .await,
+            )
+        }),
+        // Sees c ended earlier in the group.
+        Box::pin(async move { Admin::Cleaned(be.cleanup(Timestamp(25), false).await) }),
+    ];
+    let outcomes = join_all(writes).await;
+    assert_eq!(backend.transactions_committed() - before, 1);
+    let mut outcomes = outcomes.into_iter();
+    let mut next = || outcomes.next().expect("an outcome per write");
+    assert!(matches!(next(), Admin::Began(Ok(IdempotencyBegin::Owner))));
+    match next() {
+        Admin::Began(Ok(IdempotencyBegin::Running { owner })) => {
+            assert_eq!(owner, a.root.invocation)
+        }
+        _ => panic!("the second begin should see the first owner"),
+    }
+    assert!(matches!(next(), Admin::Ended(Ok(true))));
+    assert!(matches!(next(), Admin::Ended(Err(StoreError::NotFound(_)))));
+    assert!(matches!(next(), Admin::Replayed(Ok(true))));
+    assert!(matches!(next(), Admin::Discarded(Ok(true))));
+    match next() {
+        Admin::Cleaned(Ok(counts)) => assert_eq!(
+            counts,
+            CleanupCounts {
+                executions: 1,
+                tasks: 1,
+                events: 1,
+            }
+        ),
+        _ => panic!("the cleanup should have removed the ended execution"),
+    }
+    assert!(backend.execution(c.id).await.unwrap().is_none());
+    assert!(backend.list_dead_letters(10).await.unwrap().is_empty());
+    let again = backend
+        .claim(claim_request("w2", 40, 1_000_000, 3))
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].invocation, a.root.invocation);
 }
 
 /// When the group's transaction cannot start (another process holds the

@@ -1,0 +1,129 @@
+//! Operating on executions: cancellation and dead letters.
+
+use stent_journal::event::{Event, ParentLink};
+use stent_journal::store::{
+    DeadLetterRecord, Delivery, ExecutionOutcome, ExecutionStatus, StoreError,
+};
+use stent_journal::{ExecutionId, Failure, InvocationId, Seq};
+
+use crate::error::{Error, Result};
+use crate::executor::Stent;
+
+impl Stent {
+    /// Cancels an execution for good: it never turns `completed`; its
+    /// invocations stop at their next durable point (those resident in this
+    /// process at once, others when their lease renewal is refused) and
+    /// none of its tasks is claimed again. False if it had already ended.
+    ///
+    /// ```no_run
+    /// # async fn demo(executor: stent::Stent, id: stent::ExecutionId) -> Result<(), stent::Error> {
+    /// if executor.cancel(id).await? {
+    ///     println!("cancelled");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel(&self, id: ExecutionId) -> Result<bool> {
+        let inner = &self.inner;
+        let terminal = Event::Cancelled.encode()?;
+        let ended = match inner
+            .backend
+            .end_execution(id, ExecutionStatus::Cancelled, terminal, inner.clock.now())
+            .await
+        {
+            Err(StoreError::NotFound(_)) => return Err(Error::NotFound(id)),
+            other => other?,
+        };
+        inner.hub.stop_execution(id);
+        inner.hub.execution_finished(id);
+        Ok(ended)
+    }
+
+    /// Dead letters, newest first: invocations suspended after running out
+    /// of attempts without a result (a panic, or a worker dying each time).
+    pub async fn list_dead_letters(&self, limit: usize) -> Result<Vec<DeadLetterRecord>> {
+        Ok(self.inner.backend.list_dead_letters(limit).await?)
+    }
+
+    /// One dead letter.
+    pub async fn get_dead_letter(&self, task: InvocationId) -> Result<Option<DeadLetterRecord>> {
+        Ok(self.inner.backend.get_dead_letter(task).await?)
+    }
+
+    /// Runs a dead-lettered invocation again, from where it stopped: its
+    /// journal is kept, so completed calls are not repeated. Optionally in
+    /// another queue; `reset_retries` gives it its full retry budget again.
+    /// Returns the task id (the invocation's).
+    pub async fn replay_dead_letter(
+        &self,
+        task: InvocationId,
+        queue: Option<&str>,
+        reset_retries: bool,
+    ) -> Result<InvocationId> {
+        let replayed = self
+            .inner
+            .backend
+            .replay_dead_letter(task, queue, reset_retries, self.inner.clock.now())
+            .await?;
+        if !replayed {
+            return Err(Error::Backend(StoreError::NotFound(format!(
+                "dead letter {task}"
+            ))));
+        }
+        self.inner.hub.work.notify_waiters();
+        Ok(task)
+    }
+
+    /// Gives up on a dead-lettered invocation: its caller receives a failure
+    /// (which, having no typed error to offer, fails the caller too), or, for
+    /// a root, the execution fails. False if there was no such dead letter.
+    pub async fn discard_dead_letter(&self, task: InvocationId) -> Result<bool> {
+        let inner = &self.inner;
+        let Some(record) = inner.backend.get_dead_letter(task).await? else {
+            return Ok(false);
+        };
+        let rows = inner.backend.read_journal(task, Seq(0)).await?;
+        let parent = match rows.first().map(|r| Event::decode(&r.bytes)).transpose()? {
+            Some(Event::Started { parent, .. }) => parent,
+            _ => {
+                return Err(Error::Backend(StoreError::Corrupt(format!(
+                    "invocation {task} has no started event"
+                ))));
+            }
+        };
+        let failure = Failure::Aborted {
+            message: format!("dead letter discarded: {}", record.reason),
+        };
+        let (deliver, execution) = match parent {
+            Some(ParentLink { invocation, seq }) => (
+                Some(Delivery {
+                    parent: invocation,
+                    event: Event::CallFailed {
+                        scheduled: seq,
+                        failure,
+                    }
+                    .encode()?,
+                }),
+                None,
+            ),
+            None => (
+                None,
+                Some(ExecutionOutcome {
+                    status: ExecutionStatus::Failed,
+                    terminal_event: Event::Failed { failure }.encode()?,
+                }),
+            ),
+        };
+        let root = execution.is_some();
+        let discarded = inner
+            .backend
+            .discard_dead_letter(task, deliver, execution, inner.clock.now())
+            .await?;
+        if discarded {
+            inner.hub.work.notify_waiters();
+            if root {
+                inner.hub.execution_finished(record.execution);
+            }
+        }
+        Ok(discarded)
+    }
+}
