@@ -64,6 +64,8 @@ pub struct WorkerBuilder {
     poll_interval_max: Option<Duration>,
     poll_backoff_factor: Option<f64>,
     sticky_timer: Duration,
+    cleanup_interval: Option<Duration>,
+    retention_period: Duration,
     lifecycle: Option<WorkerLifecycle>,
 }
 
@@ -82,6 +84,8 @@ impl Stent {
             poll_interval_max: None,
             poll_backoff_factor: None,
             sticky_timer: Duration::from_secs(2),
+            cleanup_interval: Some(Duration::from_secs(3600)),
+            retention_period: Duration::from_secs(7 * 24 * 3600),
             lifecycle: None,
         }
     }
@@ -158,6 +162,20 @@ impl WorkerBuilder {
         self
     }
 
+    /// How often this worker deletes old finished executions (default
+    /// hourly; `None`: never).
+    pub fn cleanup_interval(mut self, every: Option<Duration>) -> Self {
+        self.cleanup_interval = every;
+        self
+    }
+
+    /// How long finished executions are kept before cleanup deletes them,
+    /// whole (default 7 days).
+    pub fn retention_period(mut self, keep: Duration) -> Self {
+        self.retention_period = keep;
+        self
+    }
+
     /// Coordinate readiness and shutdown through this handle.
     pub fn lifecycle(mut self, lifecycle: WorkerLifecycle) -> Self {
         self.lifecycle = Some(lifecycle);
@@ -209,6 +227,9 @@ impl WorkerBuilder {
             drain: drain_rx,
         });
         let heartbeat_task = tokio::spawn(core.clone().heartbeat_loop(heartbeat));
+        let cleanup_task = self
+            .cleanup_interval
+            .map(|every| tokio::spawn(core.clone().cleanup_loop(every, self.retention_period)));
         let registration = core.inner.hub.add_local_worker(core.clone());
         lifecycle.set(LifecycleState::Ready);
         core.clone().claim_loop(lifecycle.drain_requested()).await;
@@ -217,6 +238,9 @@ impl WorkerBuilder {
         core.inner.hub.remove_local_worker(registration);
         core.wait_idle().await;
         heartbeat_task.abort();
+        if let Some(task) = cleanup_task {
+            task.abort();
+        }
         lifecycle.set(LifecycleState::Stopped);
         Ok(())
     }
@@ -545,6 +569,24 @@ impl Core {
                     }
                 }
                 Err(e) => tracing::warn!(worker = %self.id, error = %e, "lease renewal failed"),
+            }
+        }
+    }
+
+    async fn cleanup_loop(self: Arc<Self>, every: Duration, retention: Duration) {
+        loop {
+            tokio::time::sleep(every.max(Duration::from_millis(1))).await;
+            let before = Timestamp(
+                self.now()
+                    .millis()
+                    .saturating_sub(retention.as_millis() as i64),
+            );
+            match self.inner.backend.cleanup(before, false).await {
+                Ok(n) if n.executions > 0 => {
+                    tracing::info!(worker = %self.id, executions = n.executions, tasks = n.tasks, events = n.events, "cleaned up finished executions");
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(worker = %self.id, error = %e, "cleanup failed"),
             }
         }
     }
