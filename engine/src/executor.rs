@@ -21,6 +21,7 @@ use crate::clock::{Clock, TokioClock};
 use crate::context::{ExecutionProgress, FoldRow, fold, progress_summary};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
+use crate::metrics::{MetricsRecorder, NoMetrics};
 use crate::registry::{DurableFn, FunctionRegistry};
 
 /// How waiters (`wait_for`) poll the backend between wake-ups.
@@ -43,6 +44,7 @@ pub(crate) struct Inner {
     pub clock: Arc<dyn Clock>,
     pub poll: PollSettings,
     pub hub: Hub,
+    pub metrics: Arc<dyn MetricsRecorder>,
 }
 
 /// The stent executor: dispatches durable functions, runs workers, and
@@ -82,6 +84,7 @@ pub struct StentBuilder {
     registry: Option<Arc<FunctionRegistry>>,
     clock: Option<Arc<dyn Clock>>,
     poll: PollSettings,
+    metrics: Option<Arc<dyn MetricsRecorder>>,
 }
 
 impl StentBuilder {
@@ -94,6 +97,12 @@ impl StentBuilder {
     /// Use this clock (tests drive time with their own).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Report the engine's events to this recorder (default: none).
+    pub fn metrics(mut self, recorder: impl MetricsRecorder) -> Self {
+        self.metrics = Some(Arc::new(recorder));
         self
     }
 
@@ -124,6 +133,7 @@ impl StentBuilder {
                 clock: self.clock.unwrap_or_else(|| Arc::new(TokioClock::new())),
                 poll: self.poll,
                 hub: Hub::default(),
+                metrics: self.metrics.unwrap_or_else(|| Arc::new(NoMetrics)),
             }),
         }
     }
@@ -288,6 +298,7 @@ impl Stent {
             backend: Arc::new(backend),
             registry: None,
             clock: None,
+            metrics: None,
             poll: PollSettings {
                 min: Duration::from_millis(100),
                 max: Duration::from_secs(5),

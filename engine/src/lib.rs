@@ -46,6 +46,7 @@ mod error;
 mod executor;
 mod hub;
 mod lifecycle;
+mod metrics;
 mod registry;
 mod worker;
 mod workflow;
@@ -58,6 +59,9 @@ pub use context::{
 pub use error::{Error, Result};
 pub use executor::{Dispatch, ExecutionState, Stent, StentBuilder};
 pub use lifecycle::{LifecycleState, WorkerLifecycle};
+#[cfg(feature = "metrics")]
+pub use metrics::MetricsFacade;
+pub use metrics::{MetricsRecorder, NoMetrics};
 pub use registry::{
     BoxFuture, DurableFn, DurableOptions, FunctionEntry, FunctionRegistry, RetryPolicy,
     RetryPredicate,

@@ -27,6 +27,7 @@ use stent_journal::{
 };
 use stent_replay::{Driver, DriverError, Outstanding, Status};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot, watch};
+use tracing::Instrument;
 
 use crate::error::{Error, Result};
 use crate::executor::{Inner, PollSettings, Stent};
@@ -330,6 +331,8 @@ struct Running {
     /// Claimed (not started here): commit once the code reaches a durable
     /// wait, so the claim counts as healthy (it resets the crash-loop count).
     needs_checkpoint: bool,
+    /// When it started on this worker (for metrics).
+    started: tokio::time::Instant,
 }
 
 impl Running {
@@ -359,7 +362,15 @@ impl Running {
             idempotency_key: None,
             cache_checked: HashSet::new(),
             needs_checkpoint: false,
+            started: tokio::time::Instant::now(),
         }
+    }
+
+    fn function(&self) -> &str {
+        self.entry
+            .as_ref()
+            .map(|e| e.name)
+            .unwrap_or("<unregistered>")
     }
 
     fn lost(&self) -> bool {
@@ -487,6 +498,7 @@ impl Core {
                     Ok(tasks) => {
                         claimed = tasks.len();
                         for task in tasks {
+                            self.inner.metrics.task_claimed(&task.function);
                             let slot = self.try_slot();
                             self.spawn_tracked(self.clone().start_claimed(task, slot));
                         }
@@ -656,8 +668,11 @@ impl Core {
                 self.now(),
                 TaskDisposition::DeadLetter { reason },
             );
-            if let Err(e) = self.inner.backend.commit(vec![commit]).await {
-                tracing::warn!(invocation = %task.invocation, error = %e, "could not dead-letter");
+            match self.inner.backend.commit(vec![commit]).await {
+                Ok(()) => self.inner.metrics.invocation_dead_lettered(&task.function),
+                Err(e) => {
+                    tracing::warn!(invocation = %task.invocation, error = %e, "could not dead-letter")
+                }
             }
             self.release(task.invocation, task.epoch);
             return;
@@ -764,7 +779,19 @@ impl Core {
         Ok((driver, parent))
     }
 
-    async fn drive(self: Arc<Self>, mut r: Running, check_remote: bool) {
+    async fn drive(self: Arc<Self>, r: Running, check_remote: bool) {
+        let span = tracing::info_span!(
+            "stent.invocation",
+            execution = %r.execution,
+            invocation = %r.invocation,
+            function = r.function(),
+            worker = %self.id,
+        );
+        self.drive_in_span(r, check_remote).instrument(span).await
+    }
+
+    async fn drive_in_span(self: Arc<Self>, mut r: Running, check_remote: bool) {
+        self.inner.metrics.invocation_started(r.function());
         let mut check = check_remote;
         let mut delay = self.poll.min;
         match self.idempotency_gate(&mut r).await {
@@ -1312,6 +1339,11 @@ impl Core {
             // A slot of a limited function is free: a waiting task may be claimable.
             self.inner.hub.work.notify_waiters();
         }
+        let took = r.started.elapsed();
+        match &out {
+            Ok(_) => self.inner.metrics.invocation_completed(r.function(), took),
+            Err(_) => self.inner.metrics.invocation_failed(r.function(), took),
+        }
         if is_root {
             self.inner.hub.execution_finished(r.execution);
         }
@@ -1366,6 +1398,11 @@ impl Core {
         self.commit_with_handoffs(r, commit).await?;
         self.start_children(local);
         self.inner.hub.work.notify_waiters();
+        if retry {
+            self.inner.metrics.invocation_retried(r.function());
+        } else {
+            self.inner.metrics.invocation_dead_lettered(r.function());
+        }
         Ok(true)
     }
 
