@@ -47,6 +47,7 @@ mod executor;
 mod hub;
 mod lifecycle;
 mod metrics;
+mod orchestration;
 mod registry;
 mod worker;
 mod workflow;
@@ -62,6 +63,7 @@ pub use lifecycle::{LifecycleState, WorkerLifecycle};
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsFacade;
 pub use metrics::{MetricsRecorder, NoMetrics};
+pub use orchestration::ApplyArgs;
 pub use registry::{
     BoxFuture, DurableFn, DurableOptions, FunctionEntry, FunctionRegistry, RetryPolicy,
     RetryPredicate,

@@ -16,6 +16,8 @@ pub struct CountingBackend<B> {
     pub events_read: Arc<AtomicU64>,
     /// Commits so far.
     pub commits: Arc<AtomicU64>,
+    /// Most invocations created by one commit.
+    pub max_spawns_per_commit: Arc<AtomicU64>,
 }
 
 impl<B> CountingBackend<B> {
@@ -25,6 +27,7 @@ impl<B> CountingBackend<B> {
             inner,
             events_read: Arc::default(),
             commits: Arc::default(),
+            max_spawns_per_commit: Arc::default(),
         }
     }
 
@@ -156,6 +159,9 @@ impl<B: Backend> TaskStore for CountingBackend<B> {
     }
     async fn commit(&self, turns: Vec<TurnCommit>) -> StoreResult<()> {
         self.commits.fetch_add(1, Ordering::SeqCst);
+        let spawns: usize = turns.iter().map(|t| t.spawn.len()).sum();
+        self.max_spawns_per_commit
+            .fetch_max(spawns as u64, Ordering::SeqCst);
         self.inner.commit(turns).await
     }
 }
