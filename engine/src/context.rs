@@ -536,41 +536,90 @@ pub(crate) struct Derived {
     pub progress: Vec<ExecutionProgress>,
 }
 
-/// Folds the events of an execution's invocations. Each invocation's events
-/// are taken in seq order; across invocations, by `recorded_at` (ties by
-/// invocation id), so a default and a write in different invocations apply
-/// in the order they were journaled.
+/// Folds the events of an execution's invocations in an order consistent
+/// with what happened: each invocation's events in seq order; a callee's
+/// events after the `CallScheduled` that created it and before the
+/// `CallCompleted`/`CallFailed` that reports its end; otherwise (calls
+/// running side by side) by `recorded_at`, ties by invocation id. So a
+/// default and a write in different invocations apply in the order they
+/// were made, even when a parent and its child commit in one transaction.
 pub(crate) fn fold(rows: Vec<FoldRow>) -> Derived {
-    let mut journals: BTreeMap<InvocationId, Vec<FoldRow>> = BTreeMap::new();
+    let mut folder = Folder::default();
+    let mut children = std::collections::HashSet::new();
     for row in rows {
-        journals.entry(row.invocation).or_default().push(row);
-    }
-    let mut journals: Vec<std::vec::IntoIter<FoldRow>> = journals
-        .into_values()
-        .map(|mut j| {
-            j.sort_by_key(|r| r.seq);
-            j.into_iter()
-        })
-        .collect();
-    let mut heads: Vec<Option<FoldRow>> = journals.iter_mut().map(Iterator::next).collect();
-    let mut heap: BinaryHeap<Reverse<(Timestamp, usize)>> = heads
-        .iter()
-        .enumerate()
-        .filter_map(|(i, h)| h.as_ref().map(|r| Reverse((r.recorded_at, i))))
-        .collect();
-
-    let mut out = Derived::default();
-    // (caller invocation, seq) → index in out.progress
-    let mut calls: BTreeMap<(InvocationId, Seq), usize> = BTreeMap::new();
-    while let Some(Reverse((_, i))) = heap.pop() {
-        let Some(row) = heads[i].take() else { continue };
-        heads[i] = journals[i].next();
-        if let Some(next) = &heads[i] {
-            heap.push(Reverse((next.recorded_at, i)));
+        if let Event::CallScheduled { child, .. } = &row.event {
+            children.insert(*child);
         }
-        apply(&mut out, &mut calls, row);
+        folder.queues.entry(row.invocation).or_default().push(row);
     }
-    out
+    for queue in folder.queues.values_mut() {
+        queue.sort_by_key(|r| Reverse(r.seq)); // popped from the back
+    }
+    // Invocations no journaled call created start at once (the root).
+    let roots: Vec<InvocationId> = folder
+        .queues
+        .keys()
+        .filter(|i| !children.contains(i))
+        .copied()
+        .collect();
+    for root in roots {
+        folder.activate(root);
+    }
+    while let Some(Reverse((_, invocation, seq))) = folder.ready.pop() {
+        let head = folder.queues.get(&invocation).and_then(|q| q.last());
+        if head.is_some_and(|r| r.seq == seq) {
+            folder.emit(invocation);
+        }
+    }
+    folder.out
+}
+
+#[derive(Default)]
+struct Folder {
+    /// Unfolded rows of each invocation, highest seq first.
+    queues: BTreeMap<InvocationId, Vec<FoldRow>>,
+    /// Heads of started invocations, by (recorded_at, invocation, seq).
+    /// Entries whose row was folded meanwhile are skipped.
+    ready: BinaryHeap<Reverse<(Timestamp, InvocationId, Seq)>>,
+    /// (caller, seq of its CallScheduled) → the callee.
+    callees: BTreeMap<(InvocationId, Seq), InvocationId>,
+    /// (caller, seq) → index in `out.progress`.
+    calls: BTreeMap<(InvocationId, Seq), usize>,
+    out: Derived,
+}
+
+impl Folder {
+    /// Makes the next row of `invocation` eligible.
+    fn activate(&mut self, invocation: InvocationId) {
+        if let Some(head) = self.queues.get(&invocation).and_then(|q| q.last()) {
+            self.ready
+                .push(Reverse((head.recorded_at, invocation, head.seq)));
+        }
+    }
+
+    /// Folds the next row of `invocation`; a call's end first folds all that
+    /// is left of the callee.
+    fn emit(&mut self, invocation: InvocationId) {
+        let Some(row) = self.queues.get_mut(&invocation).and_then(Vec::pop) else {
+            return;
+        };
+        match &row.event {
+            Event::CallScheduled { child, .. } => {
+                self.callees.insert((invocation, row.seq), *child);
+                self.activate(*child);
+            }
+            Event::CallCompleted { scheduled, .. } | Event::CallFailed { scheduled, .. } => {
+                if let Some(child) = self.callees.get(&(invocation, *scheduled)).copied() {
+                    while self.queues.get(&child).is_some_and(|q| !q.is_empty()) {
+                        self.emit(child);
+                    }
+                }
+            }
+            _ => {}
+        }
+        apply(&mut self.out, &mut self.calls, row);
+        self.activate(invocation);
+    }
 }
 
 fn apply(out: &mut Derived, calls: &mut BTreeMap<(InvocationId, Seq), usize>, row: FoldRow) {
@@ -723,6 +772,66 @@ mod tests {
         assert_eq!(d.counters["x"], 8.0);
         assert_eq!(d.counters["y"], 1.0);
         assert_eq!(d.custom_state["k"].decode::<String>().unwrap(), "s");
+    }
+
+    #[test]
+    fn a_callee_folds_inside_its_call_even_when_timestamps_tie() {
+        let root: InvocationId = "6f9619ff-8b86-d011-b42d-00c04fc964ff".parse().unwrap();
+        let args = Payload::encode(&()).unwrap();
+        // Try both id orders of caller and callee.
+        for callee in [
+            InvocationId::child_of(root, Seq(1)),
+            "00000000-0000-4000-8000-000000000000".parse().unwrap(),
+            "ffffffff-ffff-4fff-bfff-ffffffffffff".parse().unwrap(),
+        ] {
+            let rows = vec![
+                row(
+                    root,
+                    4,
+                    10,
+                    cw(ContextWrite::CounterDefault {
+                        name: "x".into(),
+                        value: 100.0,
+                    }),
+                ),
+                row(
+                    root,
+                    1,
+                    10,
+                    Event::CallScheduled {
+                        function: "app::child".into(),
+                        version: None,
+                        call_key: CallKey::new("app::child", None, &args),
+                        args: args.clone(),
+                        child: callee,
+                    },
+                ),
+                row(
+                    root,
+                    3,
+                    10,
+                    Event::CallCompleted {
+                        scheduled: Seq(1),
+                        value: args.clone(),
+                    },
+                ),
+                // Recorded "later" than the parent's default, but it ran first.
+                row(
+                    callee,
+                    2,
+                    11,
+                    cw(ContextWrite::CounterAdd {
+                        name: "x".into(),
+                        by: 3.0,
+                    }),
+                ),
+            ];
+            let d = fold(rows);
+            assert_eq!(d.counters["x"], 3.0, "callee {callee}");
+            assert_eq!(d.progress.len(), 1);
+            assert_eq!(d.progress[0].state, ProgressState::Completed);
+            assert_eq!(progress_summary(&d.progress), "1/1 call done");
+        }
     }
 
     #[test]
