@@ -72,7 +72,7 @@ pub use stent_journal::store::{DeadLetterRecord, ExecutionStatus};
 pub use stent_journal::{DurationSpec, ExecutionId, Failure, IntoDuration, InvocationId, Payload};
 pub use stent_macros::durable;
 pub use worker::WorkerBuilder;
-pub use workflow::{SignalWait, Sleep};
+pub use workflow::{SignalTimeout, SignalWait, Sleep};
 
 /// The journal layer: events, codec, ids, storage traits.
 pub use stent_journal as journal;

@@ -904,17 +904,20 @@ impl Core {
                     queue.push_back((Some(h.resolution.clone()), Source::Handoff(Box::new(h))));
                 }
                 if let Some((event, source)) = queue.pop_front() {
+                    // The code may have stopped waiting for it meanwhile (a
+                    // lost race): then it is not journaled.
+                    let waited = event
+                        .as_ref()
+                        .and_then(Event::resolves)
+                        .and_then(|seq| r.driver.outstanding_at(seq));
                     match source {
+                        // Consumed either way: a stale delivery is dropped.
                         Source::Inbox(id) => r.consumed_inbox.push(id),
-                        Source::Signal(id) => r.consumed_signals.push(id),
-                        Source::Timer => {}
+                        // Left for a later wait if this one is gone.
+                        Source::Signal(id) if waited.is_some() => r.consumed_signals.push(id),
+                        Source::Signal(_) | Source::Timer => {}
                         Source::Handoff(h) => {
-                            let answers_a_call = h.resolution.resolves().is_some_and(|seq| {
-                                r.driver.outstanding().iter().any(|(s, o)| {
-                                    *s == seq && matches!(o, Outstanding::Call { .. })
-                                })
-                            });
-                            if !answers_a_call {
+                            if !matches!(waited, Some(Outstanding::Call { .. })) {
                                 // Not ours to journal: the child delivers on its own.
                                 let _ = h.done.send(Err("no outstanding call".into()));
                                 continue;
@@ -923,6 +926,7 @@ impl Core {
                         }
                     }
                     if let Some(event) = event
+                        && waited.is_some()
                         && let Err(e) = r.driver.resolve(event)
                     {
                         self.pause(r, e.to_string()).await?;

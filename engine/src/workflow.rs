@@ -57,6 +57,50 @@ impl<T: DeserializeOwned> Future for SignalWait<T> {
     }
 }
 
+/// The future of [`Stent::wait_for_signal_timeout`].
+pub struct SignalTimeout<T> {
+    #[allow(clippy::type_complexity)]
+    inner: std::result::Result<(Option<Effect>, Option<Effect>), Option<Error>>,
+    _t: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Future for SignalTimeout<T> {
+    type Output = Result<Option<T>>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskCx<'_>) -> Poll<Result<Option<T>>> {
+        let (signal, timer) = match &mut self.inner {
+            Ok(pair) => pair,
+            Err(e) => {
+                return Poll::Ready(Err(e.take().unwrap_or_else(|| {
+                    Error::InvalidConfig("SignalTimeout polled after it finished".into())
+                })));
+            }
+        };
+        if let Some(s) = signal.as_mut()
+            && let Poll::Ready(r) = Pin::new(s).poll(cx)
+        {
+            // Stop waiting for the timer at once (dropping it), in code order.
+            *timer = None;
+            *signal = None;
+            return Poll::Ready(match r {
+                Resolution::Value(p) => p.decode().map(Some).map_err(Error::from),
+                other => Err(Error::InvalidConfig(format!(
+                    "signal wait answered by {other:?}"
+                ))),
+            });
+        }
+        if let Some(t) = timer.as_mut()
+            && Pin::new(t).poll(cx).is_ready()
+        {
+            // The signal wait is dropped: a late signal stays for a later wait.
+            *signal = None;
+            *timer = None;
+            return Poll::Ready(Ok(None));
+        }
+        Poll::Pending
+    }
+}
+
 impl Stent {
     /// Sleeps durably: the worker slot is freed, and the sleep survives
     /// restarts (it ends at the time recorded when it began).
@@ -87,6 +131,44 @@ impl Stent {
             })
             .map_err(|e| Some(e.into()));
         SignalWait {
+            inner,
+            _t: PhantomData,
+        }
+    }
+
+    /// Waits for the signal `name` for at most `timeout` (a durable timer):
+    /// `Ok(Some(payload))` if it came in time, `Ok(None)` if the time ran
+    /// out. A signal arriving after the timeout is kept for a later wait.
+    ///
+    /// ```no_run
+    /// # use stent::Stent;
+    /// #[stent::durable]
+    /// async fn approval() -> Result<&'static str, String> {
+    ///     let answer: Option<bool> = Stent::wait_for_signal_timeout("approve", "48h")
+    ///         .await
+    ///         .map_err(|e| e.to_string())?;
+    ///     Ok(match answer {
+    ///         Some(true) => "approved",
+    ///         Some(false) => "rejected",
+    ///         None => "expired",
+    ///     })
+    /// }
+    /// ```
+    pub fn wait_for_signal_timeout<T: DeserializeOwned>(
+        name: &str,
+        timeout: impl IntoDuration,
+    ) -> SignalTimeout<T> {
+        let inner = (|| {
+            let timeout = timeout.into_duration()?;
+            let ctx = Context::try_current()?;
+            let signal = ctx.schedule(Command::Signal {
+                name: name.to_string(),
+            });
+            let timer = ctx.schedule(Command::Timer { duration: timeout });
+            Ok((Some(signal), Some(timer)))
+        })()
+        .map_err(Some);
+        SignalTimeout {
             inner,
             _t: PhantomData,
         }

@@ -388,6 +388,20 @@ impl Future for Effect {
     }
 }
 
+impl Drop for Effect {
+    /// The code no longer waits for this effect (a lost race, a cancelled
+    /// branch): stop counting it as outstanding, so nothing is delivered to
+    /// it — a later signal goes to a later wait, a timer does not keep the
+    /// invocation awake. Drops happen at the same point of the code on every
+    /// run, so this is as deterministic as the code.
+    fn drop(&mut self) {
+        let mut st = self.ctx.lock();
+        st.outstanding.remove(&self.seq);
+        st.wakers.remove(&self.seq);
+        st.resolved.remove(&self.seq);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::task::{Context as TaskCx, Waker};

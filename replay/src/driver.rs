@@ -295,6 +295,11 @@ impl Driver {
         true
     }
 
+    /// The outstanding effect at `seq`, if the code still waits for one there.
+    pub fn outstanding_at(&self, seq: Seq) -> Option<Outstanding> {
+        self.ctx.lock().outstanding.get(&seq).cloned()
+    }
+
     /// Events appended since the last call, with their seqs, for the engine to store.
     pub fn take_new_events(&mut self) -> Vec<(Seq, Event)> {
         let mut st = self.ctx.lock();

@@ -1,0 +1,97 @@
+//! Signals: delivered exactly once whenever they are sent relative to the
+//! wait, in order, and waits can time out.
+
+use std::time::Duration;
+
+use stent::Stent;
+use stent::backends::MemoryBackend;
+use stent_tests::TestWorker;
+
+#[stent::durable]
+async fn step(x: u32) -> Result<u32, String> {
+    Ok(x)
+}
+
+#[stent::durable]
+async fn waits_once(k: u32) -> Result<(u32, u32), String> {
+    // A step first, so the wait is created at a varying moment.
+    let k = step(k).await?;
+    let got: u32 = Stent::wait_for_signal("value")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((k, got))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_sent_at_any_moment_is_delivered_exactly_once() {
+    let executor = Stent::new(MemoryBackend::new());
+    let worker = TestWorker::start(&executor).await;
+    let mut ids = Vec::new();
+    for k in 0..30u32 {
+        let id = executor.dispatch(waits_once(k)).await.unwrap();
+        // Before the wait exists, while it is being created, after it waits.
+        let executor = executor.clone();
+        let offset = Duration::from_micros(u64::from(k) * 150);
+        tokio::spawn(async move {
+            tokio::time::sleep(offset).await;
+            executor.send_signal(id, "value", &(k * 10)).await.unwrap();
+        });
+        ids.push((k, id));
+    }
+    for (k, id) in ids {
+        let out = executor
+            .wait_for::<(u32, u32), String>(id, Some(Duration::from_secs(10)))
+            .await
+            .unwrap();
+        assert_eq!(out, Ok((k, k * 10)));
+    }
+    worker.stop().await;
+}
+
+#[stent::durable]
+async fn timed_wait() -> Result<(Option<String>, String), String> {
+    let first: Option<String> = Stent::wait_for_signal_timeout("answer", "10s")
+        .await
+        .map_err(|e| e.to_string())?;
+    // A signal that arrived after the timeout is kept for this wait.
+    let second: String = Stent::wait_for_signal("answer")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok((first, second))
+}
+
+#[stent::durable]
+async fn prompt_answer() -> Result<Option<String>, String> {
+    Stent::wait_for_signal_timeout("answer", "1h")
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_wait_with_a_timeout_returns_none_and_keeps_late_signals() {
+    let executor = Stent::new(MemoryBackend::new());
+    let worker = TestWorker::start(&executor).await;
+    let id = executor.dispatch(timed_wait()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    executor.send_signal(id, "answer", &"late").await.unwrap();
+    let out = executor
+        .wait_for::<(Option<String>, String), String>(id, None)
+        .await
+        .unwrap();
+    assert_eq!(out, Ok((None, "late".to_string())));
+
+    let id = executor.dispatch(prompt_answer()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    executor.send_signal(id, "answer", &"yes").await.unwrap();
+    let started = tokio::time::Instant::now();
+    let out = executor
+        .wait_for::<Option<String>, String>(id, None)
+        .await
+        .unwrap();
+    assert_eq!(out, Ok(Some("yes".to_string())));
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "did not wait for the hour"
+    );
+    worker.stop().await;
+}
