@@ -1,0 +1,125 @@
+//! The read side: result_of, list_executions, queue_depth, delays.
+
+use std::time::Duration;
+
+use stent::backends::MemoryBackend;
+use stent::{DurationSpec, Error, ExecutionStatus, Stent};
+use stent_tests::TestWorker;
+
+#[stent::durable]
+async fn echo(x: u32) -> Result<u32, String> {
+    Ok(x)
+}
+
+#[tokio::test]
+async fn result_of_tells_not_found_from_still_running() {
+    let executor = Stent::new(MemoryBackend::new());
+    let ghost = stent::ExecutionId::new_random();
+    assert!(matches!(
+        executor.result_of::<u32, String>(ghost).await,
+        Err(Error::NotFound(x)) if x == ghost
+    ));
+    assert!(matches!(
+        executor.state_of(ghost).await,
+        Err(Error::NotFound(_))
+    ));
+    let id = executor.dispatch(echo(1)).await.unwrap();
+    assert!(matches!(
+        executor.result_of::<u32, String>(id).await,
+        Err(Error::StillRunning {
+            state: ExecutionStatus::Pending,
+            ..
+        })
+    ));
+}
+
+#[tokio::test(start_paused = true)]
+async fn wait_for_with_an_expiry_gives_an_expiry_error() {
+    let executor = Stent::new(MemoryBackend::new());
+    let id = executor.dispatch(echo(1)).await.unwrap();
+    let err = executor
+        .wait_for::<u32, String>(id, Some(Duration::from_secs(3)))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Expiry { .. }), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn list_executions_pages_and_filters_by_state() {
+    let executor = Stent::new(MemoryBackend::new());
+    let mut done = Vec::new();
+    let worker = TestWorker::start(&executor).await;
+    for i in 0..5 {
+        let id = executor.dispatch(echo(i)).await.unwrap();
+        executor
+            .wait_for::<u32, String>(id, None)
+            .await
+            .unwrap()
+            .unwrap();
+        done.push(id);
+    }
+    worker.stop().await;
+    let pending = executor.dispatch(echo(99)).await.unwrap();
+
+    let all = executor.list_executions(10, 0, None).await.unwrap();
+    assert_eq!(all.len(), 6);
+    let page = executor.list_executions(2, 1, None).await.unwrap();
+    assert_eq!(page.len(), 2);
+    assert_eq!(page[0].id, all[1].id);
+    let completed = executor
+        .list_executions(10, 0, Some(ExecutionStatus::Completed))
+        .await
+        .unwrap();
+    assert_eq!(completed.len(), 5);
+    assert!(completed.iter().all(|e| done.contains(&e.id)));
+    let waiting = executor
+        .list_executions(10, 0, Some(ExecutionStatus::Pending))
+        .await
+        .unwrap();
+    assert_eq!(waiting.len(), 1);
+    assert_eq!(waiting[0].id, pending);
+    assert_eq!(executor.queue_depth(None).await.unwrap(), 1);
+    assert_eq!(executor.queue_depth(Some("default")).await.unwrap(), 1);
+    assert_eq!(executor.queue_depth(Some("other")).await.unwrap(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn delays_accept_strings_durations_timedeltas_and_specs() {
+    let executor = Stent::new(MemoryBackend::new());
+    let worker = TestWorker::start(&executor).await;
+    let start = tokio::time::Instant::now();
+    let a = executor.dispatch(echo(1)).delay("90s").await.unwrap();
+    let b = executor
+        .dispatch(echo(2))
+        .delay(Duration::from_secs(60))
+        .await
+        .unwrap();
+    let c = executor
+        .dispatch(echo(3))
+        .delay(chrono::TimeDelta::minutes(2))
+        .await
+        .unwrap();
+    let d = executor
+        .dispatch(echo(4))
+        .delay(DurationSpec {
+            minutes: 3,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for (id, at_least) in [(b, 60), (a, 90), (c, 120), (d, 180)] {
+        executor
+            .wait_for::<u32, String>(id, None)
+            .await
+            .unwrap()
+            .unwrap();
+        let state = executor.state_of(id).await.unwrap();
+        let waited = state.started_at.unwrap() - state.created_at;
+        assert!(
+            waited.num_seconds() >= at_least,
+            "{id}: started after {waited}"
+        );
+    }
+    assert!(start.elapsed() >= Duration::from_secs(180));
+    worker.stop().await;
+}
