@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::task::Poll;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
@@ -359,12 +359,12 @@ async fn two_backends_on_one_file_share_the_work() {
 /// passed, then drops it.
 async fn poll_for<F: Future>(fut: F, budget: Duration) -> Option<F::Output> {
     let mut fut = std::pin::pin!(fut);
-    let deadline = Instant::now() + budget;
+    let deadline = tokio::time::Instant::now() + budget;
     std::future::poll_fn(|cx| {
         if let Poll::Ready(v) = fut.as_mut().poll(cx) {
             return Poll::Ready(Some(v));
         }
-        if Instant::now() >= deadline {
+        if tokio::time::Instant::now() >= deadline {
             return Poll::Ready(None);
         }
         cx.waker().wake_by_ref();

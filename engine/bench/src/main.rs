@@ -10,7 +10,9 @@
 //! (re-run a finished journal of about N events, no storage).
 
 use std::task::{Context as TaskCx, Waker};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use clap::{Parser, ValueEnum};
 use stent::{ExecutionId, Stent};
