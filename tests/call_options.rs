@@ -67,7 +67,10 @@ fn charge_key(customer: String, _note: String) -> String {
 async fn charge(customer: String, note: String) -> Result<String, String> {
     CHARGES.fetch_add(1, Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(50)).await;
-    Ok(format!("receipt for {customer} ({note})"))
+    let key = Stent::idempotency_key()
+        .map_err(|e| e.to_string())?
+        .ok_or("an idempotent body sees its key")?;
+    Ok(format!("receipt for {customer} ({note}) key {key}"))
 }
 
 #[stent::durable]
@@ -93,6 +96,7 @@ async fn an_idempotent_body_runs_once_per_key_and_duplicates_wait() {
     let ra = executor.wait_for::<String, String>(a, t).await.unwrap();
     let rb = executor.wait_for::<String, String>(b, t).await.unwrap();
     assert_eq!(ra, rb, "the duplicate gets the first run's result");
+    assert!(ra.unwrap().ends_with("key charge:ada"));
     let c = executor
         .dispatch(checkout("bob".into(), "x".into()))
         .await

@@ -1465,6 +1465,7 @@ impl Core {
             .await?
         {
             IdempotencyBegin::Owner => {
+                r.driver.set_idempotency_key(key.clone());
                 r.idempotency_key = Some(key);
                 Ok(Gate::Run)
             }

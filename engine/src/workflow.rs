@@ -136,6 +136,23 @@ impl Stent {
         }
     }
 
+    /// The idempotency key of the running `idempotent` function, to hand to
+    /// an external system (a payment provider's idempotency header, say).
+    /// `None` in a function that is not `idempotent`; `Error::NoContext`
+    /// outside an execution.
+    ///
+    /// ```no_run
+    /// # use stent::Stent;
+    /// #[stent::durable(idempotent)]
+    /// async fn charge(customer: String, cents: u64) -> Result<String, String> {
+    ///     let key = Stent::idempotency_key().map_err(|e| e.to_string())?;
+    ///     Ok(format!("charged {customer} {cents} with key {key:?}"))
+    /// }
+    /// ```
+    pub fn idempotency_key() -> Result<Option<String>> {
+        Ok(Context::try_current()?.idempotency_key())
+    }
+
     /// Waits for the signal `name` for at most `timeout` (a durable timer):
     /// `Ok(Some(payload))` if it came in time, `Ok(None)` if the time ran
     /// out. A signal arriving after the timeout is kept for a later wait.

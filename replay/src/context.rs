@@ -171,6 +171,8 @@ pub(crate) struct State {
     pub(crate) outstanding: BTreeMap<Seq, Outstanding>,
     pub(crate) wakers: HashMap<Seq, Waker>,
     pub(crate) fatal: Option<DriverError>,
+    /// The idempotency key the engine took for this invocation, if any.
+    pub(crate) idempotency_key: Option<String>,
 }
 
 impl State {
@@ -306,6 +308,12 @@ impl Context {
         // A panic in user code never happens while this lock is held, so a
         // poisoned lock still holds consistent state.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The idempotency key of the running invocation, for an `idempotent`
+    /// function (set by the engine before the body runs).
+    pub fn idempotency_key(&self) -> Option<String> {
+        self.lock().idempotency_key.clone()
     }
 
     /// The running invocation's id.

@@ -189,6 +189,7 @@ impl Driver {
             outstanding: Default::default(),
             wakers: Default::default(),
             fatal: None,
+            idempotency_key: None,
         };
         Ok(Driver {
             ctx: Context {
@@ -239,6 +240,11 @@ impl Driver {
             .iter()
             .map(|(s, o)| (*s, o.clone()))
             .collect()
+    }
+
+    /// Makes `key` visible to the code as its idempotency key.
+    pub fn set_idempotency_key(&mut self, key: String) {
+        self.ctx.lock().idempotency_key = Some(key);
     }
 
     /// The `Started` event at seq 0.
