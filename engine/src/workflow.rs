@@ -160,7 +160,7 @@ impl Stent {
     /// ```no_run
     /// # use stent::Stent;
     /// #[stent::durable]
-    /// async fn approval() -> Result<&'static str, String> {
+    /// async fn approval() -> Result<String, String> {
     ///     let answer: Option<bool> = Stent::wait_for_signal_timeout("approve", "48h")
     ///         .await
     ///         .map_err(|e| e.to_string())?;
@@ -168,7 +168,8 @@ impl Stent {
     ///         Some(true) => "approved",
     ///         Some(false) => "rejected",
     ///         None => "expired",
-    ///     })
+    ///     }
+    ///     .to_string())
     /// }
     /// ```
     pub fn wait_for_signal_timeout<T: DeserializeOwned>(
