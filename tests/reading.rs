@@ -123,3 +123,45 @@ async fn delays_accept_strings_durations_timedeltas_and_specs() {
     assert!(start.elapsed() >= Duration::from_secs(180));
     worker.stop().await;
 }
+
+#[stent::durable]
+async fn takes_blob(data: Vec<u32>) -> Result<usize, String> {
+    Ok(data.len())
+}
+
+#[tokio::test]
+async fn oversized_or_too_deep_input_is_refused_at_dispatch_and_signal() {
+    let limits = stent::journal::PayloadLimits {
+        max_bytes: 1024,
+        max_depth: 4,
+    };
+    let executor = Stent::builder(MemoryBackend::new())
+        .payload_limits(limits)
+        .build();
+    let err = executor
+        .dispatch(takes_blob(vec![7; 10_000]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Codec(stent::journal::CodecError::TooLarge { .. })
+        ),
+        "{err}"
+    );
+    let id = executor.dispatch(takes_blob(vec![1, 2, 3])).await.unwrap();
+    let deep = vec![vec![vec![vec![vec![1u8]]]]];
+    let err = executor.send_signal(id, "x", &deep).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Codec(stent::journal::CodecError::TooDeep { .. })
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        executor.list_executions(10, 0, None).await.unwrap().len(),
+        1,
+        "nothing stored"
+    );
+}

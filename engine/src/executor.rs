@@ -14,7 +14,7 @@ use stent_journal::store::{
     Backend, ExecutionFilter, ExecutionRecord, ExecutionStatus, NewExecution, NewInvocation,
     StoreError,
 };
-use stent_journal::{ExecutionId, Failure, IntoDuration, Payload, Timestamp};
+use stent_journal::{ExecutionId, Failure, IntoDuration, Payload, PayloadLimits, Timestamp};
 
 use crate::call::Call;
 use crate::clock::{Clock, TokioClock};
@@ -45,6 +45,7 @@ pub(crate) struct Inner {
     pub poll: PollSettings,
     pub hub: Hub,
     pub metrics: Arc<dyn MetricsRecorder>,
+    pub limits: PayloadLimits,
 }
 
 /// The stent executor: dispatches durable functions, runs workers, and
@@ -85,6 +86,7 @@ pub struct StentBuilder {
     clock: Option<Arc<dyn Clock>>,
     poll: PollSettings,
     metrics: Option<Arc<dyn MetricsRecorder>>,
+    limits: PayloadLimits,
 }
 
 impl StentBuilder {
@@ -97,6 +99,13 @@ impl StentBuilder {
     /// Use this clock (tests drive time with their own).
     pub fn clock(mut self, clock: impl Clock) -> Self {
         self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Largest and deepest arguments and signal payloads accepted by
+    /// `dispatch` and `send_signal` (default 16 MiB, 128 levels).
+    pub fn payload_limits(mut self, limits: PayloadLimits) -> Self {
+        self.limits = limits;
         self
     }
 
@@ -134,6 +143,7 @@ impl StentBuilder {
                 poll: self.poll,
                 hub: Hub::default(),
                 metrics: self.metrics.unwrap_or_else(|| Arc::new(NoMetrics)),
+                limits: self.limits,
             }),
         }
     }
@@ -299,6 +309,7 @@ impl Stent {
             registry: None,
             clock: None,
             metrics: None,
+            limits: PayloadLimits::default(),
             poll: PollSettings {
                 min: Duration::from_millis(100),
                 max: Duration::from_secs(5),
@@ -434,6 +445,7 @@ impl Stent {
         payload: &impl Serialize,
     ) -> Result<()> {
         let payload = Payload::encode(payload)?;
+        payload.check(self.inner.limits)?;
         let now = self.inner.clock.now();
         match self
             .inner
@@ -612,6 +624,7 @@ impl<D: DurableFn> Dispatch<'_, D> {
             routing.queue = q;
         }
         let args = Payload::encode(&self.call.args)?;
+        args.check(inner.limits)?;
         let id = ExecutionId::new_random();
         let now = inner.clock.now();
         // A worker in this process with a free slot takes the execution at

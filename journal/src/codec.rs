@@ -58,6 +58,13 @@ impl Payload {
         decode_bytes(&self.0, limits, "payload")
     }
 
+    /// Checks the payload against `limits` (size, nesting depth, well-formed
+    /// CBOR) without building the value.
+    pub fn check(&self, limits: PayloadLimits) -> Result<(), CodecError> {
+        self.decode_with::<serde::de::IgnoredAny>(limits)
+            .map(|_| ())
+    }
+
     /// Decodes into a generic CBOR value (for display and diffing).
     pub fn to_value(&self) -> Result<Value, CodecError> {
         self.decode()
@@ -328,6 +335,19 @@ mod tests {
         bytes.push(0x00);
         let err = Payload::from_bytes(bytes).to_value().unwrap_err();
         assert!(matches!(err, CodecError::TooDeep { .. }), "{err}");
+    }
+
+    #[test]
+    fn check_enforces_limits_without_decoding_a_value() {
+        let deep = Payload::encode(&vec![vec![vec![vec![1u8]]]]).unwrap();
+        let tight = PayloadLimits {
+            max_bytes: 1024,
+            max_depth: 3,
+        };
+        assert!(matches!(deep.check(tight), Err(CodecError::TooDeep { .. })));
+        assert!(deep.check(PayloadLimits::default()).is_ok());
+        let big = Payload::encode(&vec![0u8; 2000]).unwrap();
+        assert!(matches!(big.check(tight), Err(CodecError::TooLarge { .. })));
     }
 
     #[test]
