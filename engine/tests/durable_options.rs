@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use stent::{DurableFn, RetryPolicy};
 
+const LIMIT: u32 = 5;
+
 fn order_key(order_id: String, _timestamp: String) -> String {
     format!("process_order:{order_id}")
 }
@@ -17,7 +19,7 @@ fn order_key(order_id: String, _timestamp: String) -> String {
     idempotent,
     idempotency_key_func = order_key,
     version = "v2",
-    max_concurrent = 5
+    max_concurrent = LIMIT
 )]
 async fn process_order(order_id: String, timestamp: String) -> Result<String, String> {
     Ok(format!("{order_id}@{timestamp}"))

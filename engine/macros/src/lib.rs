@@ -17,8 +17,8 @@ use quote::{format_ident, quote};
 use syn::parse::{Parse, ParseStream};
 use syn::punctuated::Punctuated;
 use syn::{
-    Expr, FnArg, GenericArgument, ItemFn, LitBool, LitInt, LitStr, Pat, PathArguments, ReturnType,
-    Token, Type,
+    Expr, FnArg, GenericArgument, ItemFn, LitBool, LitStr, Pat, PathArguments, ReturnType, Token,
+    Type,
 };
 
 const KNOWN: &str = "cached, retry_policy, tags, priority, queue, idempotent, idempotency_key_func, version, max_concurrent";
@@ -33,7 +33,7 @@ struct Options {
     idempotent: bool,
     idempotency_key_func: Option<Expr>,
     version: Option<LitStr>,
-    max_concurrent: Option<LitInt>,
+    max_concurrent: Option<Expr>,
 }
 
 fn flag(input: ParseStream) -> syn::Result<bool> {
