@@ -212,12 +212,65 @@ fn canonicalize(value: Value) -> Result<Value, CodecError> {
                 })
                 .collect::<Result<Vec<_>, CodecError>>()?;
             keyed.sort_by(|a, b| a.0.cmp(&b.0));
-            Value::Map(keyed.into_iter().map(|(_, k, v)| (k, v)).collect())
+            if keyed.windows(2).any(|w| w[0].0 == w[1].0) {
+                // Duplicate keys are not valid CBOR, but a `Serialize` impl or
+                // a decoded payload can hold them: order equal keys by their
+                // encoded values so the bytes never depend on entry order.
+                let mut with_values = keyed
+                    .into_iter()
+                    .map(|(kb, k, v)| {
+                        let mut vb = Vec::new();
+                        ciborium::ser::into_writer(&v, &mut vb)
+                            .map_err(|e| CodecError::Encode(e.to_string()))?;
+                        Ok((kb, vb, k, v))
+                    })
+                    .collect::<Result<Vec<_>, CodecError>>()?;
+                with_values.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
+                Value::Map(with_values.into_iter().map(|(_, _, k, v)| (k, v)).collect())
+            } else {
+                Value::Map(keyed.into_iter().map(|(_, k, v)| (k, v)).collect())
+            }
         }
+        Value::Tag(tag @ (BIGNUM_POS | BIGNUM_NEG), inner) => match *inner {
+            Value::Bytes(bytes) if bytes.len() <= 16 => canonical_bignum(tag, bytes),
+            inner => Value::Tag(tag, Box::new(canonicalize(inner)?)),
+        },
         Value::Tag(tag, inner) => Value::Tag(tag, Box::new(canonicalize(*inner)?)),
         // Floats: ciborium already writes the shortest form that round-trips.
         other => other,
     })
+}
+
+/// CBOR tag 2: unsigned bignum (RFC 8949 §3.4.3).
+const BIGNUM_POS: u64 = 2;
+/// CBOR tag 3: negative bignum, `-1 - n`.
+const BIGNUM_NEG: u64 = 3;
+
+/// The form a bignum of at most 16 bytes takes once written and read back.
+///
+/// ciborium reads a definite-length bignum of up to 16 bytes as a number:
+/// an integer when it fits CBOR's major types 0/1, otherwise a bignum with
+/// leading zeros stripped. A `Value::Tag(2, Bytes)` that did not come from
+/// such a read (built by hand, or read from an *indefinite*-length byte
+/// string) must be written in that same form, or encoding the decoded bytes
+/// again would change them. A negative bignum below `-2^127` cannot be read
+/// back as a number at all, so it keeps its tag, padded past 16 bytes so
+/// that it reads back as the same tag.
+fn canonical_bignum(tag: u64, bytes: Vec<u8>) -> Value {
+    let mut be = [0u8; 16];
+    be[16 - bytes.len()..].copy_from_slice(&bytes);
+    let raw = u128::from_be_bytes(be);
+    if tag == BIGNUM_POS {
+        return Value::from(raw);
+    }
+    match i128::try_from(raw) {
+        Ok(n) => Value::from(-1 - n),
+        Err(_) => {
+            let mut padded = vec![0u8];
+            padded.extend_from_slice(&be);
+            Value::Tag(tag, Box::new(Value::Bytes(padded)))
+        }
+    }
 }
 
 /// Identifies "the same call": `blake3(function ‖ version ‖ canonical args)`.
@@ -390,6 +443,71 @@ mod tests {
             proptest::prop_assert_eq!(pa.as_bytes(), pb.as_bytes());
             let back: (BTreeMap<String, i64>, Vec<BTreeMap<String, i64>>) = pa.decode().unwrap();
             proptest::prop_assert_eq!(Payload::encode(&back).unwrap(), pa);
+        }
+    }
+
+    /// Found by the `call_key_stability` fuzzer: a map with a duplicate key
+    /// encoded differently depending on entry order.
+    #[test]
+    fn duplicate_map_keys_encode_the_same_in_any_order() {
+        let a = Value::Map(vec![
+            (Value::Integer(0.into()), Value::Integer(0.into())),
+            (Value::Text("k".into()), Value::Null),
+            (Value::Integer(0.into()), Value::Integer(21.into())),
+        ]);
+        let Value::Map(mut entries) = a.clone() else {
+            unreachable!()
+        };
+        entries.reverse();
+        let b = Value::Map(entries);
+        let pa = Payload::encode(&a).unwrap();
+        assert_eq!(pa, Payload::encode(&b).unwrap());
+        assert_eq!(
+            CallKey::new("f", None, &pa),
+            CallKey::new("f", None, &Payload::encode(&b).unwrap())
+        );
+        assert_eq!(
+            pa.as_bytes(),
+            &[0xa3, 0x00, 0x00, 0x00, 0x15, 0x61, b'k', 0xf6]
+        );
+    }
+
+    /// Found by the `cbor_roundtrip` seed corpus: a bignum read from an
+    /// indefinite-length byte string re-encoded as a tag, which then read
+    /// back as an integer, so canonical encoding was not idempotent.
+    #[test]
+    fn small_bignums_canonicalise_to_what_they_read_back_as() {
+        let cases: [(&[u8], &[u8]); 4] = [
+            // 2(_ h'01' h'00') = 256
+            (
+                &[0xc2, 0x5f, 0x41, 0x01, 0x41, 0x00, 0xff],
+                &[0x19, 0x01, 0x00],
+            ),
+            // 3(_ h'05') = -6
+            (&[0xc3, 0x5f, 0x41, 0x05, 0xff], &[0x25]),
+            // 2(_ h'0001…01' 10 bytes) = 2^64 + 1: stays a bignum, zeros stripped
+            (
+                &[0xc2, 0x5f, 0x4a, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xff],
+                &[0xc2, 0x49, 1, 0, 0, 0, 0, 0, 0, 0, 1],
+            ),
+            // 3(_ h'ff'×16) < -2^127: kept as a tag, padded to 17 bytes
+            (
+                &[
+                    0xc3, 0x5f, 0x50, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                ],
+                &[
+                    0xc3, 0x51, 0x00, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                ],
+            ),
+        ];
+        for (input, expected) in cases {
+            let value = Payload::from_bytes(input.to_vec()).to_value().unwrap();
+            let once = Payload::encode(&value).unwrap();
+            assert_eq!(once.as_bytes(), expected, "{value:?}");
+            let twice = Payload::encode(&once.to_value().unwrap()).unwrap();
+            assert_eq!(twice, once, "{value:?}");
         }
     }
 
