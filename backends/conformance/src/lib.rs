@@ -19,6 +19,12 @@
 //! stent_conformance::conformance_tests!(async { stent_memory::MemoryBackend::new() });
 //! # fn main() {}
 //! ```
+//!
+//! A backend that needs a server the machine may not have writes
+//! `conformance_tests!(optional: factory)` instead: the factory's future then
+//! yields an `Option` of a fixture, and each test returns at once (passing)
+//! when it is `None`. The factory decides (and says, on stderr) when skipping
+//! is allowed; it should panic instead when the server is required.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -49,11 +55,18 @@ impl<B: Backend + Clone> Fixture for B {
 /// Expands to one `#[tokio::test]` per behaviour of the suite, each given a
 /// fresh fixture from `$factory` (an expression evaluating to a future whose
 /// output implements [`Fixture`]; it is evaluated once per test).
+///
+/// With `optional: $factory`, the future yields `Option<impl Fixture>` and a
+/// test whose factory gives `None` returns without checking anything (for
+/// backends whose server may be absent; the factory reports the skip).
 #[macro_export]
 macro_rules! conformance_tests {
-    ($factory:expr) => {
+    (optional: $factory:expr) => {
+        $crate::conformance_tests!(@mode optional, $factory);
+    };
+    (@mode $mode:ident, $factory:expr) => {
         $crate::__conformance_tests!(
-            $factory;
+            $mode, $factory;
             create_execution_is_atomic,
             create_execution_rejects_duplicates,
             create_execution_with_lease,
@@ -77,6 +90,7 @@ macro_rules! conformance_tests {
             spawn_with_and_without_lease,
             spawn_of_existing_invocation_conflicts,
             delivery_wakes_waiting_parent,
+            turns_of_a_commit_see_the_earlier_ones,
             consumed_inbox_is_removed_once,
             signal_to_unknown_execution_is_not_found,
             signals_are_ordered_and_consumed_once,
@@ -97,21 +111,37 @@ macro_rules! conformance_tests {
             cleanup_removes_only_old_ended_executions,
         );
     };
+    ($factory:expr) => {
+        $crate::conformance_tests!(@mode required, $factory);
+    };
 }
 
 #[doc(hidden)]
 #[macro_export]
 macro_rules! __conformance_tests {
-    ($factory:expr; $($name:ident),* $(,)?) => {
+    ($mode:ident, $factory:expr; $($name:ident),* $(,)?) => {
         $(
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn $name() {
-                let fixture = ($factory).await;
+                let Some(fixture) = $crate::__fixture!($mode, $factory) else {
+                    return;
+                };
                 let backend = $crate::Fixture::backend(&fixture);
                 $crate::$name(backend).await;
                 drop(fixture);
             }
         )*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __fixture {
+    (required, $factory:expr) => {
+        Some(($factory).await)
+    };
+    (optional, $factory:expr) => {
+        ($factory).await
     };
 }
 
@@ -1265,6 +1295,106 @@ pub async fn delivery_wakes_waiting_parent(backend: Arc<dyn Backend>) {
     let again = claim_one(&backend, request("w", at(6), &["app::parent"])).await;
     assert_eq!(again.epoch, LeaseEpoch(3));
     assert_eq!(backend.inbox(parent).await.unwrap().len(), 2);
+}
+
+/// The turns of one commit apply in order, each seeing the writes of those
+/// before it: a turn of a child spawned (leased) earlier in the commit holds
+/// its lease; a delivery to a parent that then parks makes it ready at the
+/// time of its own turn; of two outcomes of one execution, the later wins.
+pub async fn turns_of_a_commit_see_the_earlier_ones(backend: Arc<dyn Backend>) {
+    let (exec, c) = running(&backend, "app::parent").await;
+    let parent = exec.root.invocation;
+    let kids: Vec<InvocationId> = (1..=3)
+        .map(|i| InvocationId::child_of(parent, Seq(i)))
+        .collect();
+    let leased = |id: InvocationId| {
+        let mut inv = invocation(id, exec.id, "app::child", Routing::default(), at(1));
+        inv.lease = Some(LeaseGrant {
+            worker: worker("w1"),
+            until: at(50_000),
+        });
+        inv
+    };
+    // The parent spawns three leased children; the first of them finishes
+    // (delivering) in the same commit.
+    let mut spawn = turn(parent, c.epoch, at(1), hold(at(50_000)));
+    spawn.events = vec![event(1, b"s1"), event(2, b"s2"), event(3, b"s3")];
+    spawn.spawn = kids.iter().map(|&k| leased(k)).collect();
+    let mut first = turn(
+        kids[0],
+        LeaseEpoch(1),
+        at(2),
+        TaskDisposition::Finish {
+            deliver: Some(Delivery {
+                parent,
+                event: b"r1".to_vec(),
+            }),
+            execution: None,
+        },
+    );
+    first.events = vec![event(1, b"done")];
+    commit(&backend, vec![spawn, first]).await;
+    assert_eq!(seqs(&backend, parent).await, vec![0, 1, 2, 3]);
+    assert_eq!(seqs(&backend, kids[0]).await, vec![0, 1]);
+    assert_eq!(backend.inbox(parent).await.unwrap().len(), 1);
+
+    // A delivery at 10, then the parent parks at 20: woken during its turn,
+    // it is ready at 20 (its own time), not at 10.
+    let second = turn(
+        kids[1],
+        LeaseEpoch(1),
+        at(10),
+        TaskDisposition::Finish {
+            deliver: Some(Delivery {
+                parent,
+                event: b"r2".to_vec(),
+            }),
+            execution: None,
+        },
+    );
+    commit(
+        &backend,
+        vec![second, turn(parent, c.epoch, at(20), park(None))],
+    )
+    .await;
+    assert!(
+        claim(&backend, request("w", at(15), &["app::parent"]))
+            .await
+            .is_empty()
+    );
+    let cp = claim_one(&backend, request("w", at(20), &["app::parent"])).await;
+    assert_eq!(cp.epoch, LeaseEpoch(c.epoch.0 + 1));
+
+    // Two outcomes of the execution in one commit: the later one stands.
+    let outcome = |status: ExecutionStatus, bytes: &[u8]| TaskDisposition::Finish {
+        deliver: None,
+        execution: Some(ExecutionOutcome {
+            status,
+            terminal_event: bytes.to_vec(),
+        }),
+    };
+    commit(
+        &backend,
+        vec![
+            turn(
+                kids[2],
+                LeaseEpoch(1),
+                at(30),
+                outcome(ExecutionStatus::Failed, b"child failed"),
+            ),
+            turn(
+                parent,
+                cp.epoch,
+                at(31),
+                outcome(ExecutionStatus::Completed, b"done"),
+            ),
+        ],
+    )
+    .await;
+    let rec = backend.execution(exec.id).await.unwrap().unwrap();
+    assert_eq!(rec.status, ExecutionStatus::Completed);
+    assert_eq!(rec.terminal_event.as_deref(), Some(&b"done"[..]));
+    assert_eq!(rec.completed_at, Some(at(31)));
 }
 
 /// Inbox items consumed by a turn disappear; consuming one that is gone, or

@@ -1,0 +1,353 @@
+//! The PostgreSQL storage backend of stent: many worker processes on many
+//! hosts sharing one database.
+//!
+//! [`PostgresBackend`] implements every storage trait of
+//! [`stent_journal::store`] on PostgreSQL through sqlx (runtime queries with
+//! binds; no compile-time macros, no build-time database). Claims take tasks
+//! with `FOR UPDATE SKIP LOCKED`, so any number of workers can claim from the
+//! same tables without waiting on each other or taking a task twice; every
+//! write is fenced by the lease epoch.
+//!
+//! ```no_run
+//! use stent_postgres::PostgresBackend;
+//!
+//! # async fn demo() -> Result<(), stent_journal::store::StoreError> {
+//! // Tables in the connection's default schema (usually `public`).
+//! let backend = PostgresBackend::connect("postgres://stent@db.internal/app").await?;
+//! backend.init_db().await?; // creates or upgrades the schema; harmless to repeat
+//!
+//! // Or tuned, with the tables in their own schema.
+//! let tuned = PostgresBackend::builder("postgres://stent@db.internal/app")
+//!     .max_connections(20)
+//!     .schema("stent")
+//!     .acquire_timeout(std::time::Duration::from_secs(5))
+//!     .build()
+//!     .await?;
+//! tuned.init_db().await?; // creates the schema `stent` if missing
+//! # Ok(()) }
+//! ```
+//!
+//! # Connections and transactions
+//!
+//! The backend holds a sqlx connection pool (default 10 connections). Most
+//! operations are a single statement (data-modifying CTEs put the several
+//! writes of, say, creating an execution or sending a signal into one
+//! statement, which PostgreSQL applies atomically); claims with concurrency
+//! limits, commits, ending an execution and dead-letter replay or discard run
+//! in one explicit transaction each. A whole [`TaskStore::commit`] call — every
+//! turn in it — is one transaction: a turn refused for a lost lease
+//! ([`StoreError::LeaseLost`] naming that turn's invocation and epoch) or a
+//! conflict ([`StoreError::Conflict`]) rolls back the other turns too. (The
+//! commonest commit, one turn that appends events and holds, parks, retries or
+//! finishes its task with nothing else to write, is a single statement: the
+//! fenced update of the task with the events appended only if it matched.)
+//!
+//! Isolation is PostgreSQL's default, `READ COMMITTED`; correctness comes from
+//! row locks. A commit's first statement updates its task only if it is still
+//! leased at the writer's epoch; a concurrent takeover holds the row lock, so
+//! the commit waits for it and then finds the epoch changed. If PostgreSQL
+//! aborts a statement to break a deadlock (a signal waking an execution's
+//! tasks while a worker commits two of them, say) or for a serialization
+//! failure, the whole transaction is retried a few times before the error is
+//! reported; nothing of an aborted attempt is kept.
+//!
+//! A lost connection is a [`StoreError::Database`] for the call that was
+//! using it (for a commit, the outcome is then unknown; the fencing makes a
+//! retry safe). The pool tests connections before handing them out (see
+//! [`PostgresBuilder::check_connections`]) and opens new ones, so later calls
+//! work again once the server is back.
+//!
+//! Commits and the other transactions run on a tokio task of their own: a
+//! caller that stops waiting (a timeout, a dropped future) gets no answer,
+//! but the transaction still ends with `COMMIT` or `ROLLBACK` as if it had
+//! waited. (Dropping a sqlx transaction half-way is not safe: a `BEGIN`
+//! cancelled before its reply leaves the pooled connection inside a
+//! transaction sqlx does not know about, and later statements on it would
+//! never commit.) Code sharing the [`PostgresBackend::pool`] should be as
+//! careful.
+//!
+//! [`TaskStore::commit`]: stent_journal::store::TaskStore::commit
+//!
+//! # Concurrency limits
+//!
+//! A claim whose request limits some of its functions takes a
+//! transaction-level advisory lock per limited function
+//! (`pg_advisory_xact_lock`, keyed by a hash of the schema and the function
+//! name), then counts the function's unexpired leases, takes its first
+//! free-slots candidates (and the first `limit` of the unlimited functions),
+//! merges them in claim order and leases the first `limit`. Claimers of a
+//! limited function thus take turns, and each sees the leases the previous
+//! one committed, so a limit holds across any number of workers. A claim
+//! without limits takes no advisory lock and is one statement.
+//!
+//! # Schema
+//!
+//! Created by [`PostgresBackend::init_db`] from the embedded migrations in
+//! `migrations/` (tracked in sqlx's `_sqlx_migrations` table in the same
+//! schema). With [`PostgresBuilder::schema`] every pooled connection gets that
+//! schema as its `search_path` and `init_db` creates it if missing, so one
+//! database can hold several independent stent installations (or test runs).
+//! Ids are `UUID`, times are Unix milliseconds (`BIGINT`), tags are `TEXT[]`
+//! and payloads are opaque `BYTEA` (CBOR) the backend never decodes.
+//!
+//! | table | columns | meaning |
+//! |---|---|---|
+//! | `executions` | `id`, `function`, `status`, `queue`, `priority`, `tags`, `created_at`, `started_at`, `completed_at`, `deadline`, `terminal_event`, `pause_report` | one row per dispatched execution; `status` is `pending`, `running`, `completed`, `failed`, `timed_out`, `cancelled` or `paused`; `queue`, `priority` and `tags` are the root task's |
+//! | `tasks` | `invocation_id`, `execution_id`, `function`, `queue`, `priority`, `tags`, `state`, `run_at`, `lease_owner`, `lease_until`, `epoch`, `attempts`, `retries`, `wake`, `created` | one row per invocation: the work queue. `state` is `ready` (claimable once `run_at` passes), `leased` (held by `lease_owner` until `lease_until`), `waiting` (parked until woken), `done`, `paused`, `dead` (dead-lettered) or `cancelled` (its execution was ended). `epoch` is bumped by every claim and fences every write; `attempts` counts the claims since the lease holder last committed; `retries` the retries of the task; `wake` records a delivery or signal that arrived while the task was leased; `created` (an identity column) is the creation order (ties of priority and `run_at` are claimed oldest first) |
+//! | `journal` | `invocation_id`, `seq`, `kind`, `call_key`, `payload`, `recorded_at` | the append-only journal, primary key `(invocation_id, seq)` |
+//! | `inbox` | `id`, `invocation_id`, `event` | results of finished children not yet appended to their parent's journal |
+//! | `signals` | `id`, `execution_id`, `name`, `payload`, `consumed_by`, `created_at` | signals sent to executions; `consumed_by` is the invocation that received it |
+//! | `dead_letters` | `task_id`, `execution_id`, `function`, `queue`, `reason`, `retries`, `failed_at` | tasks (state `dead`) that ran out of attempts, until replayed or discarded |
+//! | `cache` | `call_key`, `value`, `created_at` | results shared across executions by call key; the first writer wins |
+//! | `idempotency` | `key`, `owner`, `state`, `value` | idempotency keys: `state` is `running` (held by invocation `owner`) or `done` (with its `value`) |
+//!
+//! Indexes (the partial ones leave out finished tasks, which are most of the
+//! table over time): `tasks(priority DESC, run_at, created)` and
+//! `tasks(run_at)`, both `WHERE state = 'ready'`, for claims (the planner
+//! walks the first in claim order when many tasks are due, or takes the due
+//! ones from the second and sorts them); `tasks(function, priority DESC,
+//! run_at, created) WHERE state = 'ready'` for the first few tasks of a
+//! function with a concurrency limit; `tasks(function, lease_until) WHERE
+//! state = 'leased'` for expired and live leases; `tasks(execution_id,
+//! created)` for signal wake-ups, ending an execution and reading its whole
+//! journal; `inbox(invocation_id, id)`; `signals(execution_id, name, id)
+//! WHERE consumed_by IS NULL`; `executions` by `created_at` and by `(status,
+//! created_at)` for listing, and by `completed_at` for cleanup;
+//! `dead_letters` by `(failed_at DESC, task_id)` and by `execution_id`.
+
+use std::time::Duration;
+
+use sqlx::SqlSafeStr;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use stent_journal::store::StoreError;
+
+mod sql;
+mod store;
+
+/// The embedded schema migrations, in version order.
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+
+/// How many times a transaction aborted by a deadlock or a serialization
+/// failure is run before the error is reported.
+const MAX_ATTEMPTS: u32 = 5;
+
+/// Configures and connects a [`PostgresBackend`]; see [`PostgresBackend::builder`].
+#[derive(Debug, Clone)]
+#[must_use = "call .build().await to connect"]
+pub struct PostgresBuilder {
+    url: String,
+    max_connections: u32,
+    schema: Option<String>,
+    acquire_timeout: Duration,
+    application_name: Option<String>,
+    check_connections: bool,
+}
+
+impl PostgresBuilder {
+    /// Most connections the pool opens. Default 10.
+    pub fn max_connections(mut self, n: u32) -> Self {
+        self.max_connections = n.max(1);
+        self
+    }
+
+    /// Keep the tables in this schema: it becomes the `search_path` of every
+    /// pooled connection (set when the connection opens), and
+    /// [`PostgresBackend::init_db`] creates it if missing. The name is used as
+    /// a quoted identifier (case-sensitive) and must be a plain one: ASCII
+    /// letters, digits and `_`, not starting with a digit, at most 63 bytes.
+    /// Default: none (the server's `search_path`, usually `public`).
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// How long a call waits for a pooled connection (including connecting,
+    /// which is retried while the server refuses connections) before failing
+    /// with [`StoreError::Database`]. Default 30 seconds.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    /// Whether the pool checks (pings) a connection each time before handing
+    /// it out. Default `true`: after a server restart or failover the stale
+    /// connections are replaced without failing a call. `false` saves that
+    /// round trip on every call (it matters most for the single-statement
+    /// ones: claims, most commits, creating executions), but then each stale
+    /// connection fails one call with [`StoreError::Database`] before the
+    /// pool replaces it.
+    pub fn check_connections(mut self, check: bool) -> Self {
+        self.check_connections = check;
+        self
+    }
+
+    /// The `application_name` the connections report (shown in
+    /// `pg_stat_activity`). Default: the URL's, or `stent`.
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = Some(name.into());
+        self
+    }
+
+    /// Connects (opening one connection, to check the URL and credentials).
+    /// Does not create tables: call [`PostgresBackend::init_db`].
+    pub async fn build(self) -> Result<PostgresBackend, StoreError> {
+        let (pool, schema) = self.pool_parts()?;
+        let conn = pool
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Database(format!("connecting to PostgreSQL: {e}")))?;
+        drop(conn);
+        Ok(PostgresBackend { pool, schema })
+    }
+
+    /// Like [`build`](Self::build), but opens no connection now: the first
+    /// call that needs one connects (and fails with [`StoreError::Database`]
+    /// if the server cannot be reached). The URL is still checked.
+    pub fn build_lazy(self) -> Result<PostgresBackend, StoreError> {
+        let (pool, schema) = self.pool_parts()?;
+        Ok(PostgresBackend { pool, schema })
+    }
+
+    fn pool_parts(self) -> Result<(PgPool, Option<String>), StoreError> {
+        let mut options: PgConnectOptions = self
+            .url
+            .parse()
+            .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+        if let Some(schema) = &self.schema {
+            check_schema_name(schema)?;
+            options = options.options([("search_path", quote_ident(schema))]);
+        }
+        match &self.application_name {
+            Some(name) => options = options.application_name(name),
+            None if options.get_application_name().is_none() => {
+                options = options.application_name("stent");
+            }
+            None => {}
+        }
+        let pool = PgPoolOptions::new()
+            .max_connections(self.max_connections)
+            .min_connections(0)
+            .acquire_timeout(self.acquire_timeout)
+            .test_before_acquire(self.check_connections)
+            .connect_lazy_with(options);
+        Ok((pool, self.schema))
+    }
+}
+
+/// Storage on a PostgreSQL database. Cloning gives another handle to the same
+/// connection pool.
+#[derive(Clone)]
+pub struct PostgresBackend {
+    pool: PgPool,
+    schema: Option<String>,
+}
+
+impl std::fmt::Debug for PostgresBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresBackend")
+            .field("schema", &self.schema)
+            .field("pool_size", &self.pool.size())
+            .finish()
+    }
+}
+
+impl PostgresBackend {
+    /// A builder for the database at `url` (`postgres://user:password@host:port/database`,
+    /// with any libpq-style parameters sqlx understands), with the defaults:
+    /// 10 connections, the server's `search_path`, 30 s acquire timeout.
+    pub fn builder(url: impl Into<String>) -> PostgresBuilder {
+        PostgresBuilder {
+            url: url.into(),
+            max_connections: 10,
+            schema: None,
+            acquire_timeout: Duration::from_secs(30),
+            application_name: None,
+            check_connections: true,
+        }
+    }
+
+    /// Connects to the database at `url` with the defaults.
+    pub async fn connect(url: &str) -> Result<PostgresBackend, StoreError> {
+        Self::builder(url).build().await
+    }
+
+    /// A backend on an existing pool, used as is: its connections'
+    /// `search_path` decides where the tables are.
+    pub fn from_pool(pool: PgPool) -> PostgresBackend {
+        PostgresBackend { pool, schema: None }
+    }
+
+    /// The connection pool.
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// The schema set with [`PostgresBuilder::schema`], if any.
+    pub fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// Closes the pool: waits for the connections in use to be returned and
+    /// closes them all. Later calls fail with [`StoreError::Database`].
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Creates the schema (and the builder's PostgreSQL schema, if missing),
+    /// or upgrades it to this build's version, by running the embedded
+    /// migrations that have not run yet. Running it again, or from several
+    /// processes at once, is harmless (sqlx serializes migrations with an
+    /// advisory lock). Fails if the database holds migrations this build does
+    /// not know (it was written by a newer version) or an applied migration
+    /// was changed.
+    pub async fn init_db(&self) -> Result<(), StoreError> {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|&(version, description, sql)| {
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect();
+        let mut migrator = Migrator::with_migrations(migrations);
+        if let Some(schema) = &self.schema {
+            let quoted = quote_ident(schema);
+            migrator.create_schema(quoted.clone());
+            migrator.dangerous_set_table_name(format!("{quoted}._sqlx_migrations"));
+        }
+        // On a task of its own, so that a caller giving up cannot cut a
+        // migration transaction short (see the crate docs).
+        let pool = self.pool.clone();
+        tokio::spawn(async move { migrator.run(&pool).await })
+            .await
+            .map_err(|e| StoreError::Database(format!("init_db: the migration task failed: {e}")))?
+            .map_err(|e| StoreError::Database(format!("init_db (migrations): {e}")))
+    }
+}
+
+/// Refuses schema names that are not plain identifiers.
+fn check_schema_name(name: &str) -> Result<(), StoreError> {
+    let mut chars = name.chars();
+    let plain = matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 63;
+    if plain {
+        Ok(())
+    } else {
+        Err(StoreError::Database(format!(
+            "schema name {name:?} is not a plain identifier (ASCII letters, digits and '_', \
+             not starting with a digit, at most 63 bytes)"
+        )))
+    }
+}
+
+/// A checked schema name as a quoted identifier.
+fn quote_ident(name: &str) -> String {
+    format!("\"{name}\"")
+}

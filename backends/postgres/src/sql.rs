@@ -1,0 +1,458 @@
+//! Every SQL statement the backend runs. They are constants so that sqlx's
+//! per-connection statement cache prepares each once. Variable-length lists
+//! (functions, queues, tags, ids, events, spawned tasks) are bound as
+//! PostgreSQL arrays and expanded with `= ANY(...)` or `UNNEST(...)`, so a
+//! batch of any size is one statement.
+
+// ------------------------------------------------------------------ locks
+
+/// The first key of the transaction-level advisory locks that serialize
+/// claims of a function with a concurrency limit ("STEN"); the second is a
+/// hash of the schema and the function name.
+pub(crate) const LIMIT_LOCK_CLASS: i32 = 0x5354_454E;
+
+/// ?1 class, ?2 function: held until the claim's transaction ends, so two
+/// claimers never both count the same free slot.
+pub(crate) const LOCK_FUNCTION: &str = "SELECT pg_advisory_xact_lock($1::int4, \
+    hashtext(COALESCE(current_schema(), '') || '/' || $2::text))";
+
+// ------------------------------------------------------------------ executions
+
+/// The execution row, its root task and the root's `Started` event, in one
+/// statement. $1 execution id, $2 function, $3 status, $4 queue, $5 priority,
+/// $6 tags, $7 created_at, $8 started_at, $9 deadline, $10 root invocation,
+/// $11 root function, $12 task state, $13 run_at, $14 lease owner, $15 lease
+/// until, $16 epoch, $17 attempts, $18 started event.
+pub(crate) const CREATE_EXECUTION: &str = "WITH e AS ( \
+      INSERT INTO executions \
+        (id, function, status, queue, priority, tags, created_at, started_at, deadline) \
+      VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::int4, $6::text[], $7::int8, \
+              $8::int8, $9::int8)), \
+    t AS ( \
+      INSERT INTO tasks \
+        (invocation_id, execution_id, function, queue, priority, tags, state, run_at, \
+         lease_owner, lease_until, epoch, attempts) \
+      VALUES ($10::uuid, $1, $11::text, $4, $5, $6, $12::text, $13::int8, $14::text, \
+              $15::int8, $16::int8, $17::int4)) \
+    INSERT INTO journal (invocation_id, seq, kind, call_key, payload, recorded_at) \
+    VALUES ($10, 0, 'started', NULL, $18::bytea, $7)";
+
+/// Child tasks and their `Started` events, in one statement, in creation
+/// order. $1 now, $2 invocation ids, $3 execution ids, $4 functions, $5
+/// queues, $6 priorities, $7 every task's tags one after the other, $8 and $9
+/// each task's first and last index into $7 (1-based, inclusive; last <
+/// first for none), $10 states, $11 run_at, $12 lease owners, $13 lease
+/// untils, $14 epochs, $15 attempts, $16 started events.
+pub(crate) const SPAWN: &str = "WITH t AS ( \
+      INSERT INTO tasks \
+        (invocation_id, execution_id, function, queue, priority, tags, state, run_at, \
+         lease_owner, lease_until, epoch, attempts) \
+      SELECT n.invocation_id, n.execution_id, n.function, n.queue, n.priority, \
+             COALESCE(($7::text[])[n.tag_first:n.tag_last], '{}'), n.state, n.run_at, \
+             n.lease_owner, n.lease_until, n.epoch, n.attempts \
+      FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int4[], $8::int4[], \
+                  $9::int4[], $10::text[], $11::int8[], $12::text[], $13::int8[], \
+                  $14::int8[], $15::int4[]) WITH ORDINALITY \
+        AS n(invocation_id, execution_id, function, queue, priority, tag_first, tag_last, \
+             state, run_at, lease_owner, lease_until, epoch, attempts, ord) \
+      ORDER BY n.ord) \
+    INSERT INTO journal (invocation_id, seq, kind, call_key, payload, recorded_at) \
+    SELECT s.invocation_id, 0, 'started', NULL, s.payload, $1::int8 \
+    FROM UNNEST($2, $16::bytea[]) AS s(invocation_id, payload)";
+
+// ------------------------------------------------------------------ claims
+
+/// The claimable tasks in claim order, at most `$5`, locked (`FOR UPDATE
+/// SKIP LOCKED`: rows another claimer is taking are passed over, not waited
+/// for): ready ones due at `$1`, and leased ones whose lease expired before
+/// `$1`. $2 functions, $3 queues (NULL: any), $4 tags (NULL: any).
+macro_rules! candidates {
+    () => {
+        concat!(
+            "WITH ready AS ( ",
+            "  SELECT invocation_id, priority, run_at, created FROM tasks ",
+            "  WHERE state = 'ready' AND run_at <= $1::int8 AND ",
+            claim_filters!(),
+            "  ORDER BY priority DESC, run_at, created LIMIT $5::int8 ",
+            "  FOR UPDATE SKIP LOCKED), ",
+            "expired AS ( ",
+            "  SELECT invocation_id, priority, run_at, created FROM tasks ",
+            "  WHERE state = 'leased' AND lease_until < $1 AND ",
+            claim_filters!(),
+            "  ORDER BY priority DESC, run_at, created LIMIT $5 ",
+            "  FOR UPDATE SKIP LOCKED), ",
+            "candidates AS ( ",
+            "  SELECT invocation_id, priority, run_at, created FROM ready ",
+            "  UNION ALL ",
+            "  SELECT invocation_id, priority, run_at, created FROM expired ",
+            "  ORDER BY priority DESC, run_at, created LIMIT $5) "
+        )
+    };
+}
+
+/// The filters of a claim: functions ($2), queues ($3 or NULL) and tags ($4
+/// or NULL; a task matches if it carries at least one).
+macro_rules! claim_filters {
+    () => {
+        concat!(
+            " function = ANY($2::text[]) ",
+            " AND ($3::text[] IS NULL OR queue = ANY($3::text[])) ",
+            " AND ($4::text[] IS NULL OR tags && $4::text[]) "
+        )
+    };
+}
+
+/// Leases the tasks of the CTE `chosen` and marks their executions running
+/// ($1 now, `$worker`, `$until`); returns them in claim order with their
+/// execution's deadline.
+macro_rules! lease_chosen {
+    ($chosen:literal, $worker:literal, $until:literal) => {
+        concat!(
+            "claimed AS ( ",
+            "  UPDATE tasks AS t ",
+            "  SET state = 'leased', lease_owner = ",
+            $worker,
+            "::text, lease_until = ",
+            $until,
+            "::int8, ",
+            "      epoch = t.epoch + 1, attempts = t.attempts + 1, wake = FALSE ",
+            "  WHERE t.invocation_id IN (",
+            $chosen,
+            ") ",
+            "  RETURNING t.invocation_id, t.execution_id, t.function, t.epoch, t.attempts, ",
+            "            t.retries, t.priority, t.run_at, t.created), ",
+            "started AS ( ",
+            "  UPDATE executions SET status = 'running', started_at = $1 ",
+            "  WHERE id IN (SELECT execution_id FROM claimed) AND status = 'pending') ",
+            "SELECT c.invocation_id, c.execution_id, c.function, c.epoch, c.attempts, c.retries, ",
+            "       e.deadline ",
+            "FROM claimed AS c LEFT JOIN executions AS e ON e.id = c.execution_id ",
+            "ORDER BY c.priority DESC, c.run_at, c.created"
+        )
+    };
+}
+
+/// The claim without concurrency limits, one statement: leases the first
+/// `$5` claimable tasks. $1 now, $2 functions, $3 queues, $4 tags, $5 limit,
+/// $6 worker, $7 lease_until.
+pub(crate) const CLAIM: &str = concat!(
+    candidates!(),
+    ", ",
+    lease_chosen!("SELECT invocation_id FROM candidates", "$6", "$7")
+);
+
+/// The first `$5` claimable tasks, locked, in claim order (a claim with
+/// concurrency limits picks from these). Parameters as [`CLAIM`]'s first five.
+pub(crate) const CANDIDATES: &str = concat!(
+    candidates!(),
+    "SELECT invocation_id, priority, run_at, created FROM candidates ",
+    "ORDER BY priority DESC, run_at, created"
+);
+
+/// Leases the tasks $2 (already locked by this transaction). $1 now, $3
+/// worker, $4 lease_until.
+pub(crate) const CLAIM_IDS: &str = concat!(
+    "WITH ",
+    lease_chosen!("SELECT UNNEST($2::uuid[])", "$3", "$4")
+);
+
+/// $1 now, $2 limited functions: unexpired leases per function.
+pub(crate) const ACTIVE_LEASES: &str = "SELECT function, COUNT(*) AS n FROM tasks \
+    WHERE state = 'leased' AND lease_until >= $1::int8 AND function = ANY($2::text[]) \
+    GROUP BY function";
+
+/// $1 invocations, $2 their epochs, $3 worker, $4 new lease_until: extends
+/// the leases still held and returns them.
+pub(crate) const RENEW: &str = "UPDATE tasks AS t SET lease_until = $4::int8 \
+    FROM UNNEST($1::uuid[], $2::int8[]) AS l(invocation_id, epoch) \
+    WHERE t.invocation_id = l.invocation_id AND t.epoch = l.epoch \
+      AND t.state = 'leased' AND t.lease_owner = $3::text \
+    RETURNING t.invocation_id";
+
+// ------------------------------------------------------------------ commit
+
+/// A turn's disposition and events, in one statement. The disposition update
+/// is also the fence: it matches only a task leased at the writer's epoch,
+/// and the events are appended only if it matched. Returns the task's
+/// execution (and what a dead letter records); no row: the lease is lost.
+///
+/// $1 invocation, $2 epoch, $3 now, $4 seqs, $5 kinds, $6 call keys (NULL
+/// elements for none), $7 payloads; `$update` sets the disposition and may
+/// use $8. Each resets `attempts`: the lease holder got a turn through.
+macro_rules! fenced {
+    ($update:literal) => {
+        concat!(
+            "WITH fenced AS ( ",
+            $update,
+            "  WHERE invocation_id = $1::uuid AND state = 'leased' AND epoch = $2::int8 ",
+            "  RETURNING execution_id, function, queue, retries), ",
+            "appended AS ( ",
+            "  INSERT INTO journal (invocation_id, seq, kind, call_key, payload, recorded_at) ",
+            "  SELECT $1, e.seq, e.kind, e.call_key, e.payload, $3::int8 ",
+            "  FROM UNNEST($4::int8[], $5::text[], $6::bytea[], $7::bytea[]) ",
+            "    AS e(seq, kind, call_key, payload) ",
+            "  WHERE EXISTS (SELECT 1 FROM fenced)) ",
+            "SELECT execution_id, function, queue, retries FROM fenced"
+        )
+    };
+}
+
+/// $8 new lease_until.
+pub(crate) const HOLD: &str = fenced!("UPDATE tasks SET lease_until = $8::int8, attempts = 0 ");
+
+/// $8 run_at or NULL. A wake during the turn makes it ready now.
+pub(crate) const PARK: &str = fenced!(
+    "UPDATE tasks \
+     SET state = CASE WHEN wake OR $8::int8 IS NOT NULL THEN 'ready' ELSE 'waiting' END, \
+         run_at = CASE WHEN wake THEN $3 WHEN $8 IS NOT NULL THEN $8 ELSE run_at END, \
+         lease_owner = NULL, lease_until = NULL, wake = FALSE, attempts = 0 "
+);
+
+/// $8 the final state ('done', 'paused' or 'dead').
+pub(crate) const RELEASE: &str = fenced!(
+    "UPDATE tasks \
+     SET state = $8::text, lease_owner = NULL, lease_until = NULL, wake = FALSE, attempts = 0 "
+);
+
+/// $8 run_at. A retry waits for its time even if woken during the turn.
+pub(crate) const RETRY: &str = fenced!(
+    "UPDATE tasks \
+     SET state = 'ready', run_at = $8::int8, retries = retries + 1, \
+         lease_owner = NULL, lease_until = NULL, wake = FALSE, attempts = 0 "
+);
+
+/// $1 invocation, $2 inbox ids.
+pub(crate) const CONSUME_INBOX: &str =
+    "DELETE FROM inbox WHERE invocation_id = $1::uuid AND id = ANY($2::int8[])";
+
+/// $1 invocation, $2 execution, $3 signal ids.
+pub(crate) const CONSUME_SIGNALS: &str = "UPDATE signals SET consumed_by = $1::uuid \
+    WHERE execution_id = $2::uuid AND consumed_by IS NULL AND id = ANY($3::int8[])";
+
+/// $1 call keys, $2 values, $3 now. An existing entry is kept (the first
+/// writer wins, in the batch too).
+pub(crate) const CACHE_PUT: &str = "INSERT INTO cache (call_key, value, created_at) \
+    SELECT c.call_key, c.value, $3::int8 \
+    FROM UNNEST($1::bytea[], $2::bytea[]) WITH ORDINALITY AS c(call_key, value, ord) \
+    ORDER BY c.ord \
+    ON CONFLICT (call_key) DO NOTHING";
+
+/// $1 key, $2 owner, $3 value. No row changed: the key is not the owner's.
+pub(crate) const IDEMPOTENCY_DONE: &str = "UPDATE idempotency \
+    SET state = 'done', value = $3::bytea WHERE key = $1::text AND owner = $2::uuid";
+
+/// $1 key, $2 owner.
+pub(crate) const IDEMPOTENCY_RELEASE: &str =
+    "DELETE FROM idempotency WHERE key = $1::text AND owner = $2::uuid";
+
+/// $1 task, $2 execution, $3 function, $4 queue, $5 reason, $6 retries, $7 failed_at.
+pub(crate) const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters \
+    (task_id, execution_id, function, queue, reason, retries, failed_at) \
+    VALUES ($1::uuid, $2::uuid, $3::text, $4::text, $5::text, $6::int4, $7::int8)";
+
+/// The wake-up of a task that got a delivery or a signal: a waiting task
+/// becomes ready now, a ready one runs no later than now, a leased one is
+/// flagged so that parking it makes it ready. `$now` is the time parameter.
+macro_rules! wake {
+    ($now:literal) => {
+        concat!(
+            "UPDATE tasks SET wake = TRUE, ",
+            "  run_at = CASE state WHEN 'waiting' THEN ",
+            $now,
+            "::int8 WHEN 'ready' THEN LEAST(run_at, ",
+            $now,
+            "::int8) ELSE run_at END, ",
+            "  state = CASE state WHEN 'waiting' THEN 'ready' ELSE state END "
+        )
+    };
+}
+
+/// A finished child's result into its parent's inbox, waking the parent.
+/// $1 parent, $2 event, $3 now.
+pub(crate) const DELIVER: &str = concat!(
+    "WITH i AS (INSERT INTO inbox (invocation_id, event) VALUES ($1::uuid, $2::bytea)) ",
+    wake!("$3"),
+    "WHERE invocation_id = $1 AND state IN ('ready', 'leased', 'waiting')"
+);
+
+/// $1 execution, $2 status, $3 terminal event, $4 now.
+pub(crate) const FINISH_EXECUTION: &str = "UPDATE executions \
+    SET status = $2::text, terminal_event = $3::bytea, completed_at = $4::int8 \
+    WHERE id = $1::uuid";
+
+/// $1 execution, $2 report.
+pub(crate) const PAUSE_EXECUTION: &str = "UPDATE executions \
+    SET status = 'paused', pause_report = $2::text WHERE id = $1::uuid";
+
+// ------------------------------------------------------------------ signals
+
+/// Stores the signal if the execution exists (no row returned: it does not)
+/// and wakes the execution's tasks. $1 execution, $2 name, $3 payload, $4 now.
+pub(crate) const SEND_SIGNAL: &str = concat!(
+    "WITH s AS ( ",
+    "  INSERT INTO signals (execution_id, name, payload, consumed_by, created_at) ",
+    "  SELECT $1::uuid, $2::text, $3::bytea, NULL, $4::int8 ",
+    "  WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1) ",
+    "  RETURNING id), ",
+    "w AS ( ",
+    wake!("$4"),
+    "  WHERE execution_id = $1 AND state IN ('ready', 'leased', 'waiting') ",
+    "    AND EXISTS (SELECT 1 FROM s)) ",
+    "SELECT id FROM s"
+);
+
+// ------------------------------------------------------------------ idempotency
+
+/// $1 key, $2 owner: takes the key if it is free; a row returned means taken.
+pub(crate) const IDEMPOTENCY_TAKE: &str = "INSERT INTO idempotency (key, owner, state, value) \
+    VALUES ($1::text, $2::uuid, 'running', NULL) ON CONFLICT (key) DO NOTHING RETURNING owner";
+
+pub(crate) const IDEMPOTENCY_GET: &str =
+    "SELECT owner, state, value FROM idempotency WHERE key = $1::text";
+
+// ------------------------------------------------------------------ ending executions
+
+/// $1 execution: its status, the row locked until the transaction ends.
+pub(crate) const LOCK_EXECUTION: &str =
+    "SELECT status FROM executions WHERE id = $1::uuid FOR UPDATE";
+
+/// $1 execution, $2 status, $3 terminal event, $4 now: ends the execution;
+/// its tasks that are not done can never run again (their leases are gone:
+/// renewals report them lost, commits are refused); its dead letters go
+/// (their tasks were cancelled with it); the idempotency keys its
+/// invocations were running are freed (they will never finish them), so
+/// later callers run the body.
+pub(crate) const END_EXECUTION: &str = "WITH e AS ( \
+      UPDATE executions SET status = $2::text, terminal_event = $3::bytea, \
+                            completed_at = $4::int8 \
+      WHERE id = $1::uuid), \
+    t AS ( \
+      UPDATE tasks SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, wake = FALSE \
+      WHERE execution_id = $1 AND state <> 'done'), \
+    d AS (DELETE FROM dead_letters WHERE execution_id = $1) \
+    DELETE FROM idempotency \
+    WHERE state = 'running' \
+      AND owner IN (SELECT invocation_id FROM tasks WHERE execution_id = $1)";
+
+// ------------------------------------------------------------------ cleanup
+
+/// The executions a cleanup removes (ended before $1) and their invocations.
+macro_rules! old {
+    () => {
+        concat!(
+            "WITH old AS ( ",
+            "  SELECT id FROM executions ",
+            "  WHERE completed_at < $1::int8 ",
+            "    AND status IN ('completed', 'failed', 'timed_out', 'cancelled')), ",
+            "inv AS (SELECT invocation_id FROM tasks WHERE execution_id IN (SELECT id FROM old)) "
+        )
+    };
+}
+
+/// $1 before: what a cleanup would remove.
+pub(crate) const COUNT_OLD: &str = concat!(
+    old!(),
+    "SELECT (SELECT COUNT(*) FROM old) AS executions, ",
+    "       (SELECT COUNT(*) FROM inv) AS tasks, ",
+    "       (SELECT COUNT(*) FROM journal ",
+    "        WHERE invocation_id IN (SELECT invocation_id FROM inv)) AS events"
+);
+
+/// $1 before: removes the executions ended before it with everything of
+/// theirs, in one statement, and returns the counts.
+pub(crate) const DELETE_OLD: &str = concat!(
+    old!(),
+    ", j AS (DELETE FROM journal WHERE invocation_id IN (SELECT invocation_id FROM inv) ",
+    "        RETURNING 1), ",
+    "i AS (DELETE FROM inbox WHERE invocation_id IN (SELECT invocation_id FROM inv)), ",
+    "s AS (DELETE FROM signals WHERE execution_id IN (SELECT id FROM old)), ",
+    "d AS (DELETE FROM dead_letters WHERE execution_id IN (SELECT id FROM old)), ",
+    "t AS (DELETE FROM tasks WHERE execution_id IN (SELECT id FROM old) RETURNING 1), ",
+    "e AS (DELETE FROM executions WHERE id IN (SELECT id FROM old) RETURNING 1) ",
+    "SELECT (SELECT COUNT(*) FROM e) AS executions, (SELECT COUNT(*) FROM t) AS tasks, ",
+    "       (SELECT COUNT(*) FROM j) AS events"
+);
+
+// ------------------------------------------------------------------ dead letters
+
+macro_rules! select_dead_letters {
+    ($rest:literal) => {
+        concat!(
+            "SELECT task_id, execution_id, function, queue, reason, retries, failed_at ",
+            "FROM dead_letters ",
+            $rest
+        )
+    };
+}
+
+pub(crate) const LIST_DEAD_LETTERS: &str =
+    select_dead_letters!("ORDER BY failed_at DESC, task_id ASC LIMIT $1::int8");
+pub(crate) const DEAD_LETTER: &str = select_dead_letters!("WHERE task_id = $1::uuid");
+
+/// $1 task. No row returned: there was no such dead letter.
+pub(crate) const DELETE_DEAD_LETTER: &str =
+    "DELETE FROM dead_letters WHERE task_id = $1::uuid RETURNING execution_id";
+
+/// $1 task, $2 now, $3 reset retries, $4 new queue or NULL.
+pub(crate) const REPLAY_TASK: &str = "UPDATE tasks \
+    SET state = 'ready', run_at = $2::int8, attempts = 0, \
+        retries = CASE WHEN $3::bool THEN 0 ELSE retries END, \
+        queue = COALESCE($4::text, queue), \
+        lease_owner = NULL, lease_until = NULL, wake = FALSE \
+    WHERE invocation_id = $1::uuid AND state = 'dead'";
+
+/// $1 execution, $2 queue: the root task's routing is the execution's.
+pub(crate) const SET_EXECUTION_QUEUE: &str =
+    "UPDATE executions SET queue = $2::text WHERE id = $1::uuid";
+
+/// $1 task.
+pub(crate) const DISCARD_TASK: &str = "UPDATE tasks \
+    SET state = 'done', lease_owner = NULL, lease_until = NULL, wake = FALSE, attempts = 0 \
+    WHERE invocation_id = $1::uuid AND state = 'dead'";
+
+// ------------------------------------------------------------------ reads
+
+pub(crate) const READ_JOURNAL: &str = "SELECT seq, kind, payload, recorded_at FROM journal \
+    WHERE invocation_id = $1::uuid AND seq >= $2::int8 ORDER BY seq";
+
+macro_rules! select_executions {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, function, status, queue, priority, tags, created_at, ",
+            "started_at, completed_at, deadline, terminal_event, pause_report, ",
+            "(SELECT COALESCE(SUM(retries), 0) FROM tasks ",
+            " WHERE tasks.execution_id = executions.id)::int8 AS retries ",
+            "FROM executions ",
+            $rest
+        )
+    };
+}
+
+pub(crate) const EXECUTION: &str = select_executions!("WHERE id = $1::uuid");
+pub(crate) const LIST_EXECUTIONS: &str =
+    select_executions!("ORDER BY created_at DESC, id ASC LIMIT $1::int8 OFFSET $2::int8");
+pub(crate) const LIST_EXECUTIONS_BY_STATUS: &str = select_executions!(
+    "WHERE status = $3::text ORDER BY created_at DESC, id ASC LIMIT $1::int8 OFFSET $2::int8"
+);
+
+/// $1 execution, $2 kinds (NULL: all): the journals of its invocations, in
+/// task creation order, each in seq order.
+pub(crate) const READ_EXECUTION_JOURNAL: &str = "SELECT t.invocation_id, j.seq, j.kind, \
+    j.payload, j.recorded_at \
+    FROM tasks AS t JOIN journal AS j ON j.invocation_id = t.invocation_id \
+    WHERE t.execution_id = $1::uuid \
+      AND ($2::text[] IS NULL OR j.kind = ANY($2::text[])) \
+    ORDER BY t.created, j.seq";
+
+pub(crate) const CACHE_GET: &str = "SELECT value FROM cache WHERE call_key = $1::bytea";
+
+pub(crate) const QUEUE_DEPTH_ALL: &str = "SELECT COUNT(*) FROM tasks WHERE state = 'ready'";
+pub(crate) const QUEUE_DEPTH: &str =
+    "SELECT COUNT(*) FROM tasks WHERE state = 'ready' AND queue = $1::text";
+
+pub(crate) const INBOX: &str =
+    "SELECT id, event FROM inbox WHERE invocation_id = $1::uuid ORDER BY id";
+
+pub(crate) const PENDING_SIGNALS: &str = "SELECT id, name, payload FROM signals \
+    WHERE execution_id = $1::uuid AND consumed_by IS NULL AND name = ANY($2::text[]) \
+    ORDER BY id";

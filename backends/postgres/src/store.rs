@@ -1,0 +1,1318 @@
+//! The storage traits on PostgreSQL.
+
+use std::cmp::Reverse;
+use std::collections::HashMap;
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnection, PgDatabaseError, PgRow};
+use sqlx::{PgPool, Postgres, Row};
+use stent_journal::store::{
+    CacheStore, ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterRecord, DeadLetterStore,
+    Delivery, ExecutionFilter, ExecutionOutcome, ExecutionRecord, ExecutionStatus, ExecutionStore,
+    IdempotencyBegin, IdempotencyStore, InboxId, InboxItem, JournalRow, JournalStore, NewExecution,
+    NewInvocation, Routing, SignalId, SignalRecord, SignalStore, StoreError, StoreResult,
+    TaskDisposition, TaskStore, TurnCommit,
+};
+use stent_journal::{
+    CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
+};
+use uuid::Uuid;
+
+use crate::{MAX_ATTEMPTS, PostgresBackend, sql};
+
+// Operation names, for error messages.
+const CREATE_EXECUTION: &str = "create_execution";
+const CLAIM: &str = "claim";
+const RENEW_LEASES: &str = "renew_leases";
+const COMMIT: &str = "commit";
+const SEND_SIGNAL: &str = "send_signal";
+const BEGIN_IDEMPOTENT: &str = "begin_idempotent";
+const END_EXECUTION: &str = "end_execution";
+const CLEANUP: &str = "cleanup";
+const REPLAY_DEAD_LETTER: &str = "replay_dead_letter";
+const DISCARD_DEAD_LETTER: &str = "discard_dead_letter";
+
+// ------------------------------------------------------------------ errors
+
+/// Why a write attempt failed.
+enum Fail {
+    /// PostgreSQL aborted the transaction to break a deadlock or for a
+    /// serialization failure; nothing of it was kept and it may run again.
+    Retry(String),
+    /// Anything else, reported as is.
+    Store(StoreError),
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+type Attempt<T> = Result<T, Fail>;
+
+/// SQLSTATEs after which the whole transaction may simply run again:
+/// `serialization_failure` and `deadlock_detected`.
+fn is_retryable(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "40001" || code == "40P01")
+}
+
+/// Maps a sqlx error: retryable aborts to [`Fail::Retry`], everything else
+/// to [`StoreError::Database`] naming the operation.
+fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> Fail {
+    move |e| {
+        if is_retryable(&e) {
+            Fail::Retry(format!("{op}: {e}"))
+        } else {
+            Fail::Store(StoreError::Database(format!("{op}: {e}")))
+        }
+    }
+}
+
+/// As [`db`], but a uniqueness violation is a [`StoreError::Conflict`]
+/// described by `what` (given PostgreSQL's detail, which names the key).
+fn unique(op: &'static str, what: impl FnOnce(&str) -> String) -> impl FnOnce(sqlx::Error) -> Fail {
+    move |e| match e.as_database_error() {
+        Some(d) if d.is_unique_violation() => {
+            let detail = d
+                .try_downcast_ref::<PgDatabaseError>()
+                .and_then(PgDatabaseError::detail)
+                .unwrap_or_else(|| d.message());
+            Fail::Store(StoreError::Conflict(what(detail)))
+        }
+        _ => db(op)(e),
+    }
+}
+
+// ------------------------------------------------------------------ decoding
+
+fn col<'r, T>(row: &'r PgRow, table: &str, column: &str) -> StoreResult<T>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get(column)
+        .map_err(|e| StoreError::Corrupt(format!("{table}.{column}: {e}")))
+}
+
+fn invocation_col(row: &PgRow, table: &str, column: &str) -> StoreResult<InvocationId> {
+    col::<Uuid>(row, table, column).map(InvocationId::from_uuid)
+}
+
+fn execution_col(row: &PgRow, table: &str, column: &str) -> StoreResult<ExecutionId> {
+    col::<Uuid>(row, table, column).map(ExecutionId::from_uuid)
+}
+
+/// A non-negative count stored as `INTEGER` (`S = i32`) or `BIGINT` (`S = i64`).
+fn u32_col<'r, S>(row: &'r PgRow, table: &str, column: &str) -> StoreResult<u32>
+where
+    S: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres> + Into<i64>,
+{
+    let v: i64 = col::<S>(row, table, column)?.into();
+    u32::try_from(v).map_err(|_| {
+        StoreError::Corrupt(format!("{table}.{column} holds {v}, which is out of range"))
+    })
+}
+
+fn time_col(row: &PgRow, table: &str, column: &str) -> StoreResult<Option<Timestamp>> {
+    Ok(col::<Option<i64>>(row, table, column)?.map(Timestamp))
+}
+
+fn count(row: &PgRow, column: &str) -> StoreResult<u64> {
+    let n: i64 = col(row, "count", column)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+fn execution_record(row: &PgRow) -> StoreResult<ExecutionRecord> {
+    const T: &str = "executions";
+    let status: String = col(row, T, "status")?;
+    let status = ExecutionStatus::parse(&status).ok_or_else(|| {
+        StoreError::Corrupt(format!("executions.status holds unknown status {status:?}"))
+    })?;
+    Ok(ExecutionRecord {
+        id: execution_col(row, T, "id")?,
+        function: col(row, T, "function")?,
+        status,
+        routing: Routing {
+            queue: col(row, T, "queue")?,
+            priority: col(row, T, "priority")?,
+            tags: col(row, T, "tags")?,
+        },
+        created_at: Timestamp(col(row, T, "created_at")?),
+        started_at: time_col(row, T, "started_at")?,
+        completed_at: time_col(row, T, "completed_at")?,
+        deadline: time_col(row, T, "deadline")?,
+        terminal_event: col(row, T, "terminal_event")?,
+        pause_report: col(row, T, "pause_report")?,
+        retries: u32_col::<i64>(row, T, "retries")?,
+    })
+}
+
+fn dead_letter_record(row: &PgRow) -> StoreResult<DeadLetterRecord> {
+    const T: &str = "dead_letters";
+    Ok(DeadLetterRecord {
+        task: invocation_col(row, T, "task_id")?,
+        execution: execution_col(row, T, "execution_id")?,
+        function: col(row, T, "function")?,
+        queue: col(row, T, "queue")?,
+        reason: col(row, T, "reason")?,
+        retries: u32_col::<i32>(row, T, "retries")?,
+        failed_at: Timestamp(col(row, T, "failed_at")?),
+    })
+}
+
+fn journal_row(row: &PgRow) -> StoreResult<JournalRow> {
+    const T: &str = "journal";
+    Ok(JournalRow {
+        seq: Seq(u32_col::<i64>(row, T, "seq")?),
+        kind: col(row, T, "kind")?,
+        bytes: col(row, T, "payload")?,
+        recorded_at: Timestamp(col(row, T, "recorded_at")?),
+    })
+}
+
+fn claimed_task(row: &PgRow) -> StoreResult<ClaimedTask> {
+    const T: &str = "tasks";
+    Ok(ClaimedTask {
+        invocation: invocation_col(row, T, "invocation_id")?,
+        execution: execution_col(row, T, "execution_id")?,
+        function: col(row, T, "function")?,
+        epoch: LeaseEpoch(col(row, T, "epoch")?),
+        attempts: u32_col::<i32>(row, T, "attempts")?,
+        retries: u32_col::<i32>(row, T, "retries")?,
+        deadline: time_col(row, "executions", "deadline")?,
+    })
+}
+
+fn limit_i64(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+// ------------------------------------------------------------------ running writes
+
+/// Runs `body` in a transaction on a pooled connection: commits if it
+/// succeeds, rolls back if it fails. Evaluates to an [`Attempt`].
+macro_rules! transaction {
+    ($pool:expr, $op:expr, |$conn:ident| $body:expr) => {{
+        let mut tx = $pool.begin().await.map_err(db($op))?;
+        let outcome: Attempt<_> = {
+            let $conn: &mut PgConnection = &mut tx;
+            $body.await
+        };
+        match outcome {
+            Ok(value) => {
+                tx.commit().await.map_err(db($op))?;
+                Ok(value)
+            }
+            Err(e) => {
+                // If the rollback fails the connection is broken; the pool
+                // discards it.
+                let _ = tx.rollback().await;
+                Err(e)
+            }
+        }
+    }};
+}
+
+/// Runs a write attempt (a statement or a transaction, made by `attempt`),
+/// again if PostgreSQL aborted it for a deadlock or a serialization failure,
+/// up to [`MAX_ATTEMPTS`] times.
+async fn retrying<T, F, Fut>(mut attempt: F) -> StoreResult<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Attempt<T>>,
+{
+    let mut tries = 1;
+    loop {
+        match attempt().await {
+            Ok(value) => return Ok(value),
+            Err(Fail::Store(e)) => return Err(e),
+            Err(Fail::Retry(message)) if tries >= MAX_ATTEMPTS => {
+                return Err(StoreError::Database(format!(
+                    "{message} (gave up after {tries} attempts)"
+                )));
+            }
+            Err(Fail::Retry(_)) => {
+                // A short, growing pause lets the other transaction finish.
+                tokio::time::sleep(Duration::from_millis(2 << tries)).await;
+                tries += 1;
+            }
+        }
+    }
+}
+
+/// Runs a transactional write on a task of its own, so that it always ends
+/// with a `COMMIT` or a `ROLLBACK`, even if the caller stops waiting for it
+/// (a timeout, a cancelled task). Dropping a sqlx transaction half-way is not
+/// safe: a `BEGIN` cancelled before its reply leaves the server inside a
+/// transaction that sqlx does not know about, and the pooled connection then
+/// runs later statements in it, uncommitted, holding their locks. So a
+/// caller that gives up gets nothing back, but the write commits or not as a
+/// whole, as if the caller had waited.
+async fn detached<T, Fut>(op: &'static str, write: Fut) -> StoreResult<T>
+where
+    T: Send + 'static,
+    Fut: Future<Output = StoreResult<T>> + Send + 'static,
+{
+    tokio::spawn(write)
+        .await
+        .map_err(|e| StoreError::Database(format!("{op}: the write task failed: {e}")))?
+}
+
+// ------------------------------------------------------------------ shared steps
+
+/// What a new task row holds about its lease: state, owner, until, epoch,
+/// attempts.
+fn lease_columns(inv: &NewInvocation) -> (&'static str, Option<&str>, Option<i64>, i64, i32) {
+    match &inv.lease {
+        Some(grant) => (
+            "leased",
+            Some(grant.worker.as_str()),
+            Some(grant.until.0),
+            1,
+            1,
+        ),
+        None => ("ready", None, None, 0, 0),
+    }
+}
+
+/// Inserts child tasks and their `Started` events, in creation order.
+async fn spawn(conn: &mut PgConnection, children: &[NewInvocation], now: Timestamp) -> Attempt<()> {
+    let n = children.len();
+    let mut ids = Vec::with_capacity(n);
+    let mut executions = Vec::with_capacity(n);
+    let mut functions = Vec::with_capacity(n);
+    let mut queues = Vec::with_capacity(n);
+    let mut priorities = Vec::with_capacity(n);
+    let mut tags: Vec<&str> = Vec::new();
+    let mut tag_first = Vec::with_capacity(n);
+    let mut tag_last = Vec::with_capacity(n);
+    let mut states = Vec::with_capacity(n);
+    let mut run_at = Vec::with_capacity(n);
+    let mut owners = Vec::with_capacity(n);
+    let mut untils = Vec::with_capacity(n);
+    let mut epochs = Vec::with_capacity(n);
+    let mut attempts = Vec::with_capacity(n);
+    let mut started = Vec::with_capacity(n);
+    for child in children {
+        let (state, owner, until, epoch, attempt) = lease_columns(child);
+        ids.push(*child.invocation.as_uuid());
+        executions.push(*child.execution.as_uuid());
+        functions.push(child.function.as_str());
+        queues.push(child.routing.queue.as_str());
+        priorities.push(child.routing.priority);
+        // 1-based, inclusive; an empty range for no tags.
+        let first = tags.len() + 1;
+        tags.extend(child.routing.tags.iter().map(String::as_str));
+        tag_first.push(index_i32(first)?);
+        tag_last.push(index_i32(tags.len())?);
+        states.push(state);
+        run_at.push(child.run_at.0);
+        owners.push(owner);
+        untils.push(until);
+        epochs.push(epoch);
+        attempts.push(attempt);
+        started.push(child.started_event.as_slice());
+    }
+    sqlx::query(sql::SPAWN)
+        .bind(now.0)
+        .bind(&ids)
+        .bind(&executions)
+        .bind(&functions)
+        .bind(&queues)
+        .bind(&priorities)
+        .bind(&tags)
+        .bind(&tag_first)
+        .bind(&tag_last)
+        .bind(&states)
+        .bind(&run_at)
+        .bind(&owners)
+        .bind(&untils)
+        .bind(&epochs)
+        .bind(&attempts)
+        .bind(&started)
+        .execute(&mut *conn)
+        .await
+        .map_err(unique(COMMIT, |detail| {
+            format!("a spawned invocation already exists ({detail})")
+        }))?;
+    Ok(())
+}
+
+fn index_i32(i: usize) -> Attempt<i32> {
+    i32::try_from(i).map_err(|_| {
+        Fail::Store(StoreError::Database(format!(
+            "{COMMIT}: too many tags in one commit ({i})"
+        )))
+    })
+}
+
+async fn apply_turn(conn: &mut PgConnection, turn: &TurnCommit) -> Attempt<()> {
+    const OP: &str = COMMIT;
+    let inv = *turn.invocation.as_uuid();
+    let now = turn.now.0;
+
+    // 1 + 2: the disposition update is also the fence, and the events are
+    // appended in the same statement only if it matched. Nothing else in the
+    // turn can change the task's lease or wake flag, so applying the
+    // disposition first is equivalent to applying it last.
+    let seqs: Vec<i64> = turn.events.iter().map(|e| i64::from(e.seq.0)).collect();
+    let kinds: Vec<&str> = turn.events.iter().map(|e| e.kind.as_str()).collect();
+    let keys: Vec<Option<&[u8]>> = turn
+        .events
+        .iter()
+        .map(|e| e.call_key.as_ref().map(|k| k.0.as_slice()))
+        .collect();
+    let payloads: Vec<&[u8]> = turn.events.iter().map(|e| e.bytes.as_slice()).collect();
+    let fenced = |statement: &'static str| {
+        sqlx::query(statement)
+            .bind(inv)
+            .bind(turn.epoch.0)
+            .bind(now)
+            .bind(&seqs)
+            .bind(&kinds)
+            .bind(&keys)
+            .bind(&payloads)
+    };
+    let query = match &turn.disposition {
+        TaskDisposition::Hold { lease_until } => fenced(sql::HOLD).bind(lease_until.0),
+        TaskDisposition::Park { run_at } => fenced(sql::PARK).bind(run_at.map(|t| t.0)),
+        TaskDisposition::Finish { .. } => fenced(sql::RELEASE).bind("done"),
+        TaskDisposition::Pause { .. } => fenced(sql::RELEASE).bind("paused"),
+        TaskDisposition::Retry { run_at } => fenced(sql::RETRY).bind(run_at.0),
+        TaskDisposition::DeadLetter { .. } => fenced(sql::RELEASE).bind("dead"),
+    };
+    let row = query
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(unique(OP, |detail| {
+            format!(
+                "journal of invocation {} already has an event at one of seqs {:?} ({detail})",
+                turn.invocation, seqs
+            )
+        }))?;
+    let Some(row) = row else {
+        return Err(Fail::Store(StoreError::LeaseLost {
+            invocation: turn.invocation,
+            epoch: turn.epoch,
+        }));
+    };
+    let execution = execution_col(&row, "tasks", "execution_id")?;
+    let execution_uuid = *execution.as_uuid();
+
+    // 3: spawns.
+    if !turn.spawn.is_empty() {
+        spawn(conn, &turn.spawn, turn.now).await?;
+    }
+
+    // 4: consumed inbox items.
+    if !turn.consumed_inbox.is_empty() {
+        let ids: Vec<i64> = turn.consumed_inbox.iter().map(|i| i.0).collect();
+        let done = sqlx::query(sql::CONSUME_INBOX)
+            .bind(inv)
+            .bind(&ids)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        if done.rows_affected() != ids.len() as u64 {
+            return Err(Fail::Store(StoreError::Conflict(format!(
+                "inbox items {ids:?} of invocation {}: some do not exist (already consumed?)",
+                turn.invocation
+            ))));
+        }
+    }
+
+    // 5: consumed signals.
+    if !turn.consumed_signals.is_empty() {
+        let ids: Vec<i64> = turn.consumed_signals.iter().map(|s| s.0).collect();
+        let done = sqlx::query(sql::CONSUME_SIGNALS)
+            .bind(inv)
+            .bind(execution_uuid)
+            .bind(&ids)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        if done.rows_affected() != ids.len() as u64 {
+            return Err(Fail::Store(StoreError::Conflict(format!(
+                "signals {ids:?} of execution {execution}: some are missing or already consumed"
+            ))));
+        }
+    }
+
+    // 6: cache entries; an existing one is kept.
+    if !turn.cache_put.is_empty() {
+        let keys: Vec<&[u8]> = turn.cache_put.iter().map(|(k, _)| k.0.as_slice()).collect();
+        let values: Vec<&[u8]> = turn.cache_put.iter().map(|(_, v)| v.as_slice()).collect();
+        sqlx::query(sql::CACHE_PUT)
+            .bind(&keys)
+            .bind(&values)
+            .bind(now)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+    }
+
+    // 7: idempotency keys of this invocation.
+    for (key, value) in &turn.idempotency_done {
+        let done = sqlx::query(sql::IDEMPOTENCY_DONE)
+            .bind(key.as_str())
+            .bind(inv)
+            .bind(value.as_slice())
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        if done.rows_affected() != 1 {
+            return Err(Fail::Store(StoreError::Conflict(format!(
+                "idempotency key {key:?} is not held by invocation {}",
+                turn.invocation
+            ))));
+        }
+    }
+    for key in &turn.idempotency_released {
+        sqlx::query(sql::IDEMPOTENCY_RELEASE)
+            .bind(key.as_str())
+            .bind(inv)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+    }
+
+    // 8: the rest of the disposition.
+    match &turn.disposition {
+        TaskDisposition::Finish {
+            deliver,
+            execution: outcome,
+        } => {
+            finish_effects(
+                conn,
+                execution,
+                deliver.as_ref(),
+                outcome.as_ref(),
+                turn.now,
+                OP,
+            )
+            .await?
+        }
+        TaskDisposition::Pause { report } => {
+            sqlx::query(sql::PAUSE_EXECUTION)
+                .bind(execution_uuid)
+                .bind(report.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(db(OP))?;
+        }
+        TaskDisposition::DeadLetter { reason } => {
+            const T: &str = "tasks";
+            let function: String = col(&row, T, "function")?;
+            let queue: String = col(&row, T, "queue")?;
+            let retries: i32 = col(&row, T, "retries")?;
+            sqlx::query(sql::INSERT_DEAD_LETTER)
+                .bind(inv)
+                .bind(execution_uuid)
+                .bind(function)
+                .bind(queue)
+                .bind(reason.as_str())
+                .bind(retries)
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(unique(OP, |_| {
+                    format!("invocation {} already has a dead letter", turn.invocation)
+                }))?;
+        }
+        TaskDisposition::Hold { .. }
+        | TaskDisposition::Park { .. }
+        | TaskDisposition::Retry { .. } => {}
+    }
+    Ok(())
+}
+
+/// What finishing a task does besides ending it: deliver its result to the
+/// parent (waking it), or record the execution's outcome.
+async fn finish_effects(
+    conn: &mut PgConnection,
+    execution: ExecutionId,
+    deliver: Option<&Delivery>,
+    outcome: Option<&ExecutionOutcome>,
+    now: Timestamp,
+    op: &'static str,
+) -> Attempt<()> {
+    if let Some(d) = deliver {
+        sqlx::query(sql::DELIVER)
+            .bind(*d.parent.as_uuid())
+            .bind(d.event.as_slice())
+            .bind(now.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(op))?;
+    }
+    if let Some(o) = outcome {
+        sqlx::query(sql::FINISH_EXECUTION)
+            .bind(*execution.as_uuid())
+            .bind(o.status.as_str())
+            .bind(o.terminal_event.as_slice())
+            .bind(now.0)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(op))?;
+    }
+    Ok(())
+}
+
+/// Whether all a turn writes is its fenced disposition update and events
+/// (the common turn: a step recorded, the lease held or the task parked).
+fn is_one_statement(turn: &TurnCommit) -> bool {
+    turn.spawn.is_empty()
+        && turn.consumed_inbox.is_empty()
+        && turn.consumed_signals.is_empty()
+        && turn.cache_put.is_empty()
+        && turn.idempotency_done.is_empty()
+        && turn.idempotency_released.is_empty()
+        && match &turn.disposition {
+            TaskDisposition::Hold { .. }
+            | TaskDisposition::Park { .. }
+            | TaskDisposition::Retry { .. } => true,
+            TaskDisposition::Finish { deliver, execution } => {
+                deliver.is_none() && execution.is_none()
+            }
+            TaskDisposition::Pause { .. } | TaskDisposition::DeadLetter { .. } => false,
+        }
+}
+
+/// The turns of one `commit` call, each fenced by its epoch; the first
+/// failure fails (and, with the transaction, undoes) them all.
+async fn commit_in(conn: &mut PgConnection, turns: &[TurnCommit]) -> Attempt<()> {
+    for turn in turns {
+        apply_turn(conn, turn).await?;
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ claims
+
+/// Claim order of a task: priority (highest first), `run_at`, creation.
+type ClaimOrder = (Reverse<i32>, i64, i64);
+
+/// A claim with concurrency limits, inside its transaction.
+///
+/// A function limited to `n` has `n - live leases` free slots; only its first
+/// that many candidates can be claimed (later ones would find the slots taken
+/// by earlier ones of the same batch). So the claim takes the first
+/// `req.limit` of: the candidates of the unlimited functions, and the first
+/// free-slots candidates of each limited function. The advisory lock per
+/// limited function, held until the transaction ends, makes the count and
+/// the claim one step for other claimers of that function.
+async fn claim_limited(conn: &mut PgConnection, req: &ClaimRequest) -> Attempt<Vec<ClaimedTask>> {
+    const OP: &str = CLAIM;
+    let limit_of = |f: &String| {
+        req.concurrency_limits
+            .iter()
+            .filter(|(g, _)| g == f)
+            .map(|(_, n)| *n)
+            .min()
+    };
+    let mut limited: Vec<&String> = req
+        .functions
+        .iter()
+        .filter(|f| limit_of(f).is_some())
+        .collect();
+    limited.sort();
+    limited.dedup();
+    let unlimited: Vec<&str> = req
+        .functions
+        .iter()
+        .filter(|f| limit_of(f).is_none())
+        .map(String::as_str)
+        .collect();
+
+    // In name order, so that two claimers never wait for each other's locks.
+    for function in &limited {
+        sqlx::query(sql::LOCK_FUNCTION)
+            .bind(sql::LIMIT_LOCK_CLASS)
+            .bind(function.as_str())
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+    }
+    // A new statement, so a new snapshot: it sees every lease committed by
+    // the claimers that held the locks before.
+    let names: Vec<&str> = limited.iter().map(|f| f.as_str()).collect();
+    let active = sqlx::query(sql::ACTIVE_LEASES)
+        .bind(req.now.0)
+        .bind(&names)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    let mut live = HashMap::new();
+    for row in &active {
+        let function: String = col(row, "tasks", "function")?;
+        let n: i64 = col(row, "tasks", "n")?;
+        live.insert(function, n);
+    }
+
+    let mut picks: Vec<(ClaimOrder, Uuid)> = Vec::new();
+    for function in limited {
+        let cap = i64::from(limit_of(function).unwrap_or(0));
+        let free = cap - live.get(function.as_str()).copied().unwrap_or(0);
+        if free > 0 {
+            let free = free.min(limit_i64(req.limit));
+            candidates(conn, req, &[function.as_str()], free, &mut picks).await?;
+        }
+    }
+    if !unlimited.is_empty() {
+        candidates(conn, req, &unlimited, limit_i64(req.limit), &mut picks).await?;
+    }
+    picks.sort();
+    picks.truncate(req.limit);
+    if picks.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<Uuid> = picks.into_iter().map(|(_, id)| id).collect();
+    let rows = sqlx::query(sql::CLAIM_IDS)
+        .bind(req.now.0)
+        .bind(&ids)
+        .bind(req.worker.as_str())
+        .bind(req.lease_until.0)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    Ok(rows.iter().map(claimed_task).collect::<StoreResult<_>>()?)
+}
+
+/// Adds the first `limit` claimable tasks of `functions` to `picks`, locking them.
+async fn candidates(
+    conn: &mut PgConnection,
+    req: &ClaimRequest,
+    functions: &[&str],
+    limit: i64,
+    picks: &mut Vec<(ClaimOrder, Uuid)>,
+) -> Attempt<()> {
+    const T: &str = "tasks";
+    let rows = sqlx::query(sql::CANDIDATES)
+        .bind(req.now.0)
+        .bind(functions)
+        .bind(req.queues.as_deref())
+        .bind(req.tags.as_deref())
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db(CLAIM))?;
+    for row in &rows {
+        let order = (
+            Reverse(col(row, T, "priority")?),
+            col(row, T, "run_at")?,
+            col(row, T, "created")?,
+        );
+        picks.push((order, col(row, T, "invocation_id")?));
+    }
+    Ok(())
+}
+
+// ------------------------------------------------------------------ other writes
+
+/// Takes an idempotency key for `owner` if it is free, or reports its state.
+async fn begin_idempotent_once(
+    pool: &PgPool,
+    key: &str,
+    owner: InvocationId,
+) -> Attempt<Option<IdempotencyBegin>> {
+    const OP: &str = BEGIN_IDEMPOTENT;
+    const T: &str = "idempotency";
+    let owner_uuid = *owner.as_uuid();
+    let taken = sqlx::query(sql::IDEMPOTENCY_TAKE)
+        .bind(key)
+        .bind(owner_uuid)
+        .fetch_optional(pool)
+        .await
+        .map_err(db(OP))?;
+    if taken.is_some() {
+        return Ok(Some(IdempotencyBegin::Owner));
+    }
+    // A new statement, so it sees the row the conflicting insert found.
+    let Some(row) = sqlx::query(sql::IDEMPOTENCY_GET)
+        .bind(key)
+        .fetch_optional(pool)
+        .await
+        .map_err(db(OP))?
+    else {
+        // Released in between: try to take it again.
+        return Ok(None);
+    };
+    let state: String = col(&row, T, "state")?;
+    match state.as_str() {
+        "done" => {
+            let value: Option<Vec<u8>> = col(&row, T, "value")?;
+            Ok(Some(IdempotencyBegin::Done(value.unwrap_or_default())))
+        }
+        "running" => {
+            let holder = invocation_col(&row, T, "owner")?;
+            if holder == owner {
+                Ok(Some(IdempotencyBegin::Owner))
+            } else {
+                Ok(Some(IdempotencyBegin::Running { owner: holder }))
+            }
+        }
+        other => Err(Fail::Store(StoreError::Corrupt(format!(
+            "idempotency.state holds unknown state {other:?}"
+        )))),
+    }
+}
+
+/// Ends a non-terminal execution and cancels its unfinished tasks.
+async fn end_execution_in(
+    conn: &mut PgConnection,
+    id: ExecutionId,
+    status: ExecutionStatus,
+    terminal_event: &[u8],
+    now: Timestamp,
+) -> Attempt<bool> {
+    const OP: &str = END_EXECUTION;
+    let uuid = *id.as_uuid();
+    let row = sqlx::query(sql::LOCK_EXECUTION)
+        .bind(uuid)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db(OP))?
+        .ok_or_else(|| StoreError::NotFound(format!("execution {id}")))?;
+    let current: String = col(&row, "executions", "status")?;
+    let current = ExecutionStatus::parse(&current).ok_or_else(|| {
+        StoreError::Corrupt(format!(
+            "executions.status holds unknown status {current:?}"
+        ))
+    })?;
+    if current.is_terminal() {
+        return Ok(false);
+    }
+    sqlx::query(sql::END_EXECUTION)
+        .bind(uuid)
+        .bind(status.as_str())
+        .bind(terminal_event)
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    Ok(true)
+}
+
+/// Removes a dead letter: its execution, or `None` if there was none.
+async fn take_dead_letter(
+    conn: &mut PgConnection,
+    task: InvocationId,
+    op: &'static str,
+) -> Attempt<Option<ExecutionId>> {
+    let row = sqlx::query(sql::DELETE_DEAD_LETTER)
+        .bind(*task.as_uuid())
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db(op))?;
+    Ok(row
+        .map(|r| execution_col(&r, "dead_letters", "execution_id"))
+        .transpose()?)
+}
+
+/// Makes a dead-lettered task runnable again.
+async fn replay_dead_letter_in(
+    conn: &mut PgConnection,
+    task: InvocationId,
+    queue: Option<&str>,
+    reset_retries: bool,
+    now: Timestamp,
+) -> Attempt<bool> {
+    const OP: &str = REPLAY_DEAD_LETTER;
+    let Some(execution) = take_dead_letter(conn, task, OP).await? else {
+        return Ok(false);
+    };
+    let replayed = sqlx::query(sql::REPLAY_TASK)
+        .bind(*task.as_uuid())
+        .bind(now.0)
+        .bind(reset_retries)
+        .bind(queue)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    if let Some(queue) = queue
+        && replayed.rows_affected() == 1
+        && task == execution.root_invocation()
+    {
+        sqlx::query(sql::SET_EXECUTION_QUEUE)
+            .bind(*execution.as_uuid())
+            .bind(queue)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+    }
+    Ok(true)
+}
+
+/// Ends a dead-lettered task as a finishing one would.
+async fn discard_dead_letter_in(
+    conn: &mut PgConnection,
+    task: InvocationId,
+    deliver: Option<&Delivery>,
+    outcome: Option<&ExecutionOutcome>,
+    now: Timestamp,
+) -> Attempt<bool> {
+    const OP: &str = DISCARD_DEAD_LETTER;
+    let Some(execution) = take_dead_letter(conn, task, OP).await? else {
+        return Ok(false);
+    };
+    sqlx::query(sql::DISCARD_TASK)
+        .bind(*task.as_uuid())
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    finish_effects(conn, execution, deliver, outcome, now, OP).await?;
+    Ok(true)
+}
+
+fn cleanup_counts(row: &PgRow) -> StoreResult<CleanupCounts> {
+    Ok(CleanupCounts {
+        executions: count(row, "executions")?,
+        tasks: count(row, "tasks")?,
+        events: count(row, "events")?,
+    })
+}
+
+// ------------------------------------------------------------------ traits
+
+#[async_trait]
+impl JournalStore for PostgresBackend {
+    async fn read_journal(
+        &self,
+        invocation: InvocationId,
+        from: Seq,
+    ) -> StoreResult<Vec<JournalRow>> {
+        const OP: &str = "read_journal";
+        let rows = sqlx::query(sql::READ_JOURNAL)
+            .bind(*invocation.as_uuid())
+            .bind(i64::from(from.0))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err(OP))?;
+        rows.iter().map(journal_row).collect()
+    }
+
+    /// Every journal row of every invocation of `execution` (only those of
+    /// `kinds`, if given), grouped by invocation in task creation order, each
+    /// in seq order. Invocations without a matching row are left out.
+    async fn read_execution_journal(
+        &self,
+        execution: ExecutionId,
+        kinds: Option<&[EventKind]>,
+    ) -> StoreResult<Vec<(InvocationId, Vec<JournalRow>)>> {
+        const OP: &str = "read_execution_journal";
+        let kinds: Option<Vec<&str>> = kinds.map(|ks| ks.iter().map(|k| k.as_str()).collect());
+        let rows = sqlx::query(sql::READ_EXECUTION_JOURNAL)
+            .bind(*execution.as_uuid())
+            .bind(kinds)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err(OP))?;
+        let mut out: Vec<(InvocationId, Vec<JournalRow>)> = Vec::new();
+        for row in &rows {
+            let invocation = invocation_col(row, "tasks", "invocation_id")?;
+            let entry = journal_row(row)?;
+            match out.last_mut() {
+                Some((last, group)) if *last == invocation => group.push(entry),
+                _ => out.push((invocation, vec![entry])),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Maps a read's sqlx error to [`StoreError::Database`] naming the operation.
+fn read_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| StoreError::Database(format!("{op}: {e}"))
+}
+
+#[async_trait]
+impl ExecutionStore for PostgresBackend {
+    async fn create_execution(&self, execution: NewExecution) -> StoreResult<()> {
+        let root = &execution.root;
+        let leased = root.lease.is_some();
+        let status = if leased {
+            ExecutionStatus::Running
+        } else {
+            ExecutionStatus::Pending
+        };
+        let (state, owner, until, epoch, attempts) = lease_columns(root);
+        let pool = &self.pool;
+        let execution = &execution;
+        retrying(|| async move {
+            sqlx::query(sql::CREATE_EXECUTION)
+                .bind(*execution.id.as_uuid())
+                .bind(&execution.function)
+                .bind(status.as_str())
+                .bind(&root.routing.queue)
+                .bind(root.routing.priority)
+                .bind(&root.routing.tags)
+                .bind(execution.created_at.0)
+                .bind(leased.then_some(execution.created_at.0))
+                .bind(execution.deadline.map(|t| t.0))
+                .bind(*root.invocation.as_uuid())
+                .bind(&root.function)
+                .bind(state)
+                .bind(root.run_at.0)
+                .bind(owner)
+                .bind(until)
+                .bind(epoch)
+                .bind(attempts)
+                .bind(root.started_event.as_slice())
+                .execute(pool)
+                .await
+                .map_err(unique(CREATE_EXECUTION, |_| {
+                    format!("execution {} already exists", execution.id)
+                }))?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
+        const OP: &str = "execution";
+        let row = sqlx::query(sql::EXECUTION)
+            .bind(*id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(read_err(OP))?;
+        row.as_ref().map(execution_record).transpose()
+    }
+
+    async fn list_executions(&self, filter: ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
+        const OP: &str = "list_executions";
+        let query = match filter.status {
+            Some(status) => sqlx::query(sql::LIST_EXECUTIONS_BY_STATUS)
+                .bind(limit_i64(filter.limit))
+                .bind(limit_i64(filter.offset))
+                .bind(status.as_str()),
+            None => sqlx::query(sql::LIST_EXECUTIONS)
+                .bind(limit_i64(filter.limit))
+                .bind(limit_i64(filter.offset)),
+        };
+        let rows = query.fetch_all(&self.pool).await.map_err(read_err(OP))?;
+        rows.iter().map(execution_record).collect()
+    }
+
+    async fn queue_depth(&self, queue: Option<&str>, _now: Timestamp) -> StoreResult<u64> {
+        const OP: &str = "queue_depth";
+        let query = match queue {
+            Some(q) => sqlx::query_scalar(sql::QUEUE_DEPTH).bind(q),
+            None => sqlx::query_scalar(sql::QUEUE_DEPTH_ALL),
+        };
+        let n: i64 = query.fetch_one(&self.pool).await.map_err(read_err(OP))?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn end_execution(
+        &self,
+        id: ExecutionId,
+        status: ExecutionStatus,
+        terminal_event: Vec<u8>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let pool = self.pool.clone();
+        detached(END_EXECUTION, async move {
+            let (pool, event) = (&pool, terminal_event.as_slice());
+            retrying(|| async move {
+                transaction!(pool, END_EXECUTION, |conn| end_execution_in(
+                    conn, id, status, event, now
+                ))
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn cleanup(&self, before: Timestamp, dry_run: bool) -> StoreResult<CleanupCounts> {
+        if dry_run {
+            let row = sqlx::query(sql::COUNT_OLD)
+                .bind(before.0)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(read_err(CLEANUP))?;
+            return cleanup_counts(&row);
+        }
+        let pool = &self.pool;
+        retrying(|| async move {
+            let row = sqlx::query(sql::DELETE_OLD)
+                .bind(before.0)
+                .fetch_one(pool)
+                .await
+                .map_err(db(CLEANUP))?;
+            Ok(cleanup_counts(&row)?)
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl DeadLetterStore for PostgresBackend {
+    async fn list_dead_letters(&self, limit: usize) -> StoreResult<Vec<DeadLetterRecord>> {
+        const OP: &str = "list_dead_letters";
+        let rows = sqlx::query(sql::LIST_DEAD_LETTERS)
+            .bind(limit_i64(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err(OP))?;
+        rows.iter().map(dead_letter_record).collect()
+    }
+
+    async fn get_dead_letter(&self, task: InvocationId) -> StoreResult<Option<DeadLetterRecord>> {
+        const OP: &str = "get_dead_letter";
+        let row = sqlx::query(sql::DEAD_LETTER)
+            .bind(*task.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(read_err(OP))?;
+        row.as_ref().map(dead_letter_record).transpose()
+    }
+
+    async fn replay_dead_letter(
+        &self,
+        task: InvocationId,
+        queue: Option<&str>,
+        reset_retries: bool,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let pool = self.pool.clone();
+        let queue = queue.map(str::to_owned);
+        detached(REPLAY_DEAD_LETTER, async move {
+            let (pool, queue) = (&pool, queue.as_deref());
+            retrying(|| async move {
+                transaction!(pool, REPLAY_DEAD_LETTER, |conn| replay_dead_letter_in(
+                    conn,
+                    task,
+                    queue,
+                    reset_retries,
+                    now
+                ))
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn discard_dead_letter(
+        &self,
+        task: InvocationId,
+        deliver: Option<Delivery>,
+        execution: Option<ExecutionOutcome>,
+        now: Timestamp,
+    ) -> StoreResult<bool> {
+        let pool = self.pool.clone();
+        detached(DISCARD_DEAD_LETTER, async move {
+            let (pool, deliver, outcome) = (&pool, deliver.as_ref(), execution.as_ref());
+            retrying(|| async move {
+                transaction!(pool, DISCARD_DEAD_LETTER, |conn| discard_dead_letter_in(
+                    conn, task, deliver, outcome, now
+                ))
+            })
+            .await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CacheStore for PostgresBackend {
+    async fn cache_get(&self, key: CallKey) -> StoreResult<Option<Vec<u8>>> {
+        const OP: &str = "cache_get";
+        sqlx::query_scalar(sql::CACHE_GET)
+            .bind(key.0.as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(read_err(OP))
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for PostgresBackend {
+    async fn begin_idempotent(
+        &self,
+        key: &str,
+        owner: InvocationId,
+    ) -> StoreResult<IdempotencyBegin> {
+        let pool = &self.pool;
+        // The key can be released between taking it failed and reading it;
+        // then it is free again and the next round takes it.
+        for _ in 0..16 {
+            let found = retrying(|| begin_idempotent_once(pool, key, owner)).await?;
+            if let Some(found) = found {
+                return Ok(found);
+            }
+        }
+        Err(StoreError::Database(format!(
+            "{BEGIN_IDEMPOTENT}: idempotency key {key:?} kept changing hands; try again"
+        )))
+    }
+}
+
+#[async_trait]
+impl TaskStore for PostgresBackend {
+    async fn claim(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
+        if request.limit == 0 || request.functions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let limited = request
+            .concurrency_limits
+            .iter()
+            .any(|(f, _)| request.functions.contains(f));
+        if limited {
+            let pool = self.pool.clone();
+            return detached(CLAIM, async move {
+                let (pool, req) = (&pool, &request);
+                retrying(
+                    || async move { transaction!(pool, CLAIM, |conn| claim_limited(conn, req)) },
+                )
+                .await
+            })
+            .await;
+        }
+        let (pool, req) = (&self.pool, &request);
+        retrying(|| async move {
+            let rows = sqlx::query(sql::CLAIM)
+                .bind(req.now.0)
+                .bind(&req.functions)
+                .bind(req.queues.as_deref())
+                .bind(req.tags.as_deref())
+                .bind(limit_i64(req.limit))
+                .bind(req.worker.as_str())
+                .bind(req.lease_until.0)
+                .fetch_all(pool)
+                .await
+                .map_err(db(CLAIM))?;
+            Ok(rows.iter().map(claimed_task).collect::<StoreResult<_>>()?)
+        })
+        .await
+    }
+
+    async fn renew_leases(
+        &self,
+        worker: &WorkerId,
+        leases: &[(InvocationId, LeaseEpoch)],
+        until: Timestamp,
+    ) -> StoreResult<Vec<InvocationId>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = leases.iter().map(|(i, _)| *i.as_uuid()).collect();
+        let epochs: Vec<i64> = leases.iter().map(|(_, e)| e.0).collect();
+        let pool = &self.pool;
+        let (ids, epochs) = (&ids, &epochs);
+        let held: Vec<Uuid> = retrying(|| async move {
+            sqlx::query_scalar(sql::RENEW)
+                .bind(ids)
+                .bind(epochs)
+                .bind(worker.as_str())
+                .bind(until.0)
+                .fetch_all(pool)
+                .await
+                .map_err(db(RENEW_LEASES))
+        })
+        .await?;
+        Ok(leases
+            .iter()
+            .map(|(inv, _)| *inv)
+            .filter(|inv| !held.contains(inv.as_uuid()))
+            .collect())
+    }
+
+    async fn inbox(&self, invocation: InvocationId) -> StoreResult<Vec<InboxItem>> {
+        const OP: &str = "inbox";
+        let rows = sqlx::query(sql::INBOX)
+            .bind(*invocation.as_uuid())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err(OP))?;
+        rows.iter()
+            .map(|row| {
+                Ok(InboxItem {
+                    id: InboxId(col(row, "inbox", "id")?),
+                    event: col(row, "inbox", "event")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn commit(&self, turns: Vec<TurnCommit>) -> StoreResult<()> {
+        if turns.is_empty() {
+            return Ok(());
+        }
+        let pool = self.pool.clone();
+        detached(COMMIT, async move {
+            let (pool, turns) = (&pool, turns.as_slice());
+            if let [turn] = turns
+                && is_one_statement(turn)
+            {
+                // The fenced update with its events is the whole turn: one
+                // statement, atomic on its own, no transaction needed.
+                return retrying(|| async move {
+                    let mut conn = pool.acquire().await.map_err(db(COMMIT))?;
+                    apply_turn(&mut conn, turn).await
+                })
+                .await;
+            }
+            retrying(|| async move { transaction!(pool, COMMIT, |conn| commit_in(conn, turns)) })
+                .await
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl SignalStore for PostgresBackend {
+    async fn send_signal(
+        &self,
+        execution: ExecutionId,
+        name: &str,
+        payload: Vec<u8>,
+        now: Timestamp,
+    ) -> StoreResult<SignalId> {
+        let pool = &self.pool;
+        let payload = payload.as_slice();
+        let id: Option<i64> = retrying(|| async move {
+            sqlx::query_scalar(sql::SEND_SIGNAL)
+                .bind(*execution.as_uuid())
+                .bind(name)
+                .bind(payload)
+                .bind(now.0)
+                .fetch_optional(pool)
+                .await
+                .map_err(db(SEND_SIGNAL))
+        })
+        .await?;
+        id.map(SignalId)
+            .ok_or_else(|| StoreError::NotFound(format!("execution {execution}")))
+    }
+
+    async fn pending_signals(
+        &self,
+        execution: ExecutionId,
+        names: &[String],
+    ) -> StoreResult<Vec<SignalRecord>> {
+        const OP: &str = "pending_signals";
+        const T: &str = "signals";
+        if names.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sql::PENDING_SIGNALS)
+            .bind(*execution.as_uuid())
+            .bind(names)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err(OP))?;
+        rows.iter()
+            .map(|row| {
+                Ok(SignalRecord {
+                    id: SignalId(col(row, T, "id")?),
+                    name: col(row, T, "name")?,
+                    payload: col(row, T, "payload")?,
+                })
+            })
+            .collect()
+    }
+}
