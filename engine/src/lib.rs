@@ -80,8 +80,10 @@ pub use stent_journal as journal;
 /// Storage backends.
 pub mod backends {
     pub use stent_memory::MemoryBackend;
+    #[cfg(feature = "postgres")]
+    pub use stent_postgres::PostgresBackend;
     #[cfg(feature = "sqlite")]
-    pub use stent_sqlite::SqliteBackend;
+    pub use stent_sqlite::{SqliteBackend, Synchronous};
 }
 
 #[doc(hidden)]

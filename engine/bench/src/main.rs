@@ -59,6 +59,7 @@ enum Scenario {
 enum BackendKind {
     Sqlite,
     Memory,
+    Postgres,
 }
 
 #[derive(Parser, Debug)]
@@ -73,6 +74,9 @@ struct Args {
     /// Problem size.
     #[arg(long, default_value_t = 1000)]
     n: u64,
+    /// PostgreSQL URL for `--backend postgres` (each run uses a fresh schema).
+    #[arg(long, env = "STENT_BENCH_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    pg_url: String,
     /// Worker concurrency.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
@@ -86,8 +90,23 @@ fn temp_db() -> std::path::PathBuf {
     ))
 }
 
-async fn executor(kind: BackendKind) -> Result<(Stent, Option<std::path::PathBuf>), stent::Error> {
+async fn executor(
+    kind: BackendKind,
+    pg_url: &str,
+) -> Result<(Stent, Option<std::path::PathBuf>), stent::Error> {
     Ok(match kind {
+        BackendKind::Postgres => {
+            let schema = format!(
+                "stent_bench_{}",
+                ExecutionId::new_random().as_uuid().simple()
+            );
+            let backend = stent::backends::PostgresBackend::builder(pg_url)
+                .schema(&schema)
+                .build()
+                .await?;
+            backend.init_db().await?;
+            (Stent::new(backend), None)
+        }
         BackendKind::Memory => (Stent::new(stent::backends::MemoryBackend::new()), None),
         BackendKind::Sqlite => {
             let path = temp_db();
@@ -109,7 +128,7 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let (executor, db) = executor(args.backend).await?;
+    let (executor, db) = executor(args.backend, &args.pg_url).await?;
     let lifecycle = executor.create_worker_lifecycle(Some("bench"));
     let worker = tokio::spawn(
         executor

@@ -1,0 +1,82 @@
+//! The engine end to end on PostgreSQL: nested calls, a durable sleep, a
+//! signal and a retry, in a schema of its own. Skipped without a server
+//! unless `STENT_REQUIRE_SERVICES=1`, which makes a missing server a failure.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use stent::backends::PostgresBackend;
+use stent::{RetryPolicy, Stent};
+use stent_tests::TestWorker;
+
+async fn backend() -> Option<PostgresBackend> {
+    let url = std::env::var("STENT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let schema = format!(
+        "stent_engine_test_{}",
+        stent::ExecutionId::new_random().as_uuid().simple()
+    );
+    match PostgresBackend::builder(&url).schema(&schema).build().await {
+        Ok(b) => {
+            b.init_db().await.expect("init_db");
+            Some(b)
+        }
+        Err(e) if std::env::var("STENT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("PostgreSQL at {url} is required (STENT_REQUIRE_SERVICES=1): {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: PostgreSQL at {url} is not reachable: {e}");
+            None
+        }
+    }
+}
+
+static FLAKES: AtomicU32 = AtomicU32::new(0);
+
+fn quick_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 3,
+        initial_delay: Duration::from_millis(50),
+        ..RetryPolicy::default()
+    }
+}
+
+#[stent::durable(retry_policy = quick_retry())]
+async fn flaky_add(a: u64, b: u64) -> Result<u64, String> {
+    if FLAKES.fetch_add(1, Ordering::SeqCst) == 0 {
+        return Err("transient".into());
+    }
+    Ok(a + b)
+}
+
+#[stent::durable]
+async fn pg_flow(n: u64) -> Result<u64, String> {
+    let mut acc = 0;
+    for i in 0..n {
+        acc = flaky_add(acc, i).await?;
+    }
+    Stent::sleep(Duration::from_millis(200))
+        .await
+        .map_err(|e| e.to_string())?;
+    let bonus: u64 = Stent::wait_for_signal("bonus")
+        .await
+        .map_err(|e| e.to_string())?;
+    let doubled = Stent::map(|x: u64| flaky_add(x, x), vec![1, 2, 3]).await?;
+    Ok(acc + bonus + doubled.iter().sum::<u64>())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_runs_to_completion_on_postgres() {
+    let Some(backend) = backend().await else { return };
+    let executor = Stent::new(backend);
+    let worker = TestWorker::start(&executor).await;
+    let id = executor.dispatch(pg_flow(10)).await.unwrap();
+    executor.send_signal(id, "bonus", &100u64).await.unwrap();
+    let out = executor
+        .wait_for::<u64, String>(id, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(out, Ok(45 + 100 + 12));
+    assert_eq!(executor.state_of(id).await.unwrap().retries, 1);
+    worker.stop().await;
+}
