@@ -67,7 +67,9 @@ async fn pg_flow(n: u64) -> Result<u64, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_runs_to_completion_on_postgres() {
-    let Some(backend) = backend().await else { return };
+    let Some(backend) = backend().await else {
+        return;
+    };
     let executor = Stent::new(backend);
     let worker = TestWorker::start(&executor).await;
     let id = executor.dispatch(pg_flow(10)).await.unwrap();

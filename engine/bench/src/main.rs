@@ -75,7 +75,11 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     n: u64,
     /// PostgreSQL URL for `--backend postgres` (each run uses a fresh schema).
-    #[arg(long, env = "STENT_BENCH_PG_URL", default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    #[arg(
+        long,
+        env = "STENT_BENCH_PG_URL",
+        default_value = "postgres://postgres@127.0.0.1:5432/test"
+    )]
     pg_url: String,
     /// Worker concurrency.
     #[arg(long, default_value_t = 64)]
