@@ -36,10 +36,15 @@
 //! `BEGIN IMMEDIATE` transaction and commits once. So under concurrency one
 //! fsync makes many writes durable, while each write keeps its own
 //! all-or-nothing result: a write that fails (a lost lease, a conflict) is
-//! undone and answered with its error, and the others commit. (A group in
-//! which a write fails is rolled back and applied again with a savepoint
-//! around each write, the failed one rolled back to its savepoint.) Writes in
-//! a group see the ones before them. A write's call returns after its
+//! undone and answered with its error, and the others commit. Writes in a
+//! group see the ones before them. The group's commits and creates are
+//! batched: the fences and dispositions of many turns are one `UPDATE`, and
+//! their journal rows, new tasks, new executions and execution outcomes are
+//! written a few hundred rows per statement (so a typical commit is a handful
+//! of statements, however many turns it holds). (A group in which a write
+//! fails is rolled back and applied again write by write, statement by
+//! statement, with a savepoint around each write, the failed one rolled back
+//! to its savepoint.) A write's call returns after its
 //! transaction committed; if the transaction fails, every write in it gets
 //! the error. Taking the write lock up front (`IMMEDIATE`) means the busy
 //! timeout applies (a deferred `BEGIN` that later upgrades fails at once with
@@ -120,6 +125,7 @@ use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 
 use crate::writer::{Counters, Pending, Request, WriterConn};
 
+mod batch;
 mod sql;
 mod store;
 mod writer;

@@ -1,7 +1,10 @@
 //! Every SQL statement the backend runs. They are constants so that sqlx's
 //! per-connection statement cache prepares each once; variable-length lists
 //! (functions, queues, tags, ids, names) are bound as one JSON array and
-//! expanded with `json_each`.
+//! expanded with `json_each`. The batched statements of a commit (many rows
+//! at once) are built once, in a few sizes.
+
+use std::sync::OnceLock;
 
 // ------------------------------------------------------------------ transactions
 
@@ -216,35 +219,164 @@ pub(crate) const RENEW: &str = "UPDATE tasks SET lease_until = ?4 \
 
 // ------------------------------------------------------------------ commit
 
-// Each disposition statement is also the fence: it matches only a leased task
-// at the writer's epoch (?1 invocation, ?2 epoch) and returns its execution.
-// Each resets `attempts`: the lease holder got a turn through.
+// The disposition statement is also the fence: it matches only a leased task
+// at the writer's epoch and returns its execution (and what a dead letter
+// records). It resets `attempts`: the lease holder got a turn through.
 
-pub(crate) const HOLD: &str = "UPDATE tasks SET lease_until = ?3, attempts = 0 \
-    WHERE invocation_id = ?1 AND state = 'leased' AND epoch = ?2 \
-    RETURNING execution_id";
+/// Most rows one batched statement takes ([`fence`], [`insert_executions`],
+/// [`insert_tasks`], [`insert_events`], [`finish_executions`]); more take
+/// several statements.
+pub(crate) const MAX_ROWS: usize = 256;
 
-/// ?3 now, ?4 run_at or NULL. A wake during the turn makes it ready now.
-pub(crate) const PARK: &str = "UPDATE tasks \
-    SET state = CASE WHEN wake = 1 OR ?4 IS NOT NULL THEN 'ready' ELSE 'waiting' END, \
-        run_at = CASE WHEN wake = 1 THEN ?3 WHEN ?4 IS NOT NULL THEN ?4 ELSE run_at END, \
-        lease_owner = NULL, lease_until = NULL, wake = 0, attempts = 0 \
-    WHERE invocation_id = ?1 AND state = 'leased' AND epoch = ?2 \
-    RETURNING execution_id";
+/// The batched statements for `rows` rows (at most [`MAX_ROWS`]) have room
+/// for the next power of two; the rows beyond `rows` are bound to NULL, which
+/// no task or journal row matches and the inserts leave out. So each batched
+/// statement has a handful of forms (1, 2, 4, ... [`MAX_ROWS`] rows), each
+/// prepared once.
+pub(crate) fn batch_size(rows: usize) -> usize {
+    rows.clamp(1, MAX_ROWS).next_power_of_two()
+}
 
-/// ?3 the final state ('done', 'paused' or 'dead'). Also returns what a dead
-/// letter records.
-pub(crate) const RELEASE: &str = "UPDATE tasks \
-    SET state = ?3, lease_owner = NULL, lease_until = NULL, wake = 0, attempts = 0 \
-    WHERE invocation_id = ?1 AND state = 'leased' AND epoch = ?2 \
-    RETURNING execution_id, function, queue, retries";
+/// The statement among `forms` (one per power of two, see [`batch_size`]) for
+/// `rows` rows, built once by `make(size)`.
+fn batched(
+    forms: &'static OnceLock<Vec<String>>,
+    rows: usize,
+    make: fn(usize) -> String,
+) -> &'static str {
+    let forms = forms.get_or_init(|| {
+        std::iter::successors(Some(1usize), |n| Some(n * 2))
+            .take_while(|&n| n <= MAX_ROWS)
+            .map(make)
+            .collect()
+    });
+    &forms[batch_size(rows).trailing_zeros() as usize]
+}
 
-/// ?3 run_at. A retry waits for its time even if woken during the turn.
-pub(crate) const RETRY: &str = "UPDATE tasks \
-    SET state = 'ready', run_at = ?3, retries = retries + 1, \
-        lease_owner = NULL, lease_until = NULL, wake = 0, attempts = 0 \
-    WHERE invocation_id = ?1 AND state = 'leased' AND epoch = ?2 \
-    RETURNING execution_id";
+/// Values bound per row of [`fence`], [`insert_events`], [`insert_tasks`],
+/// [`insert_executions`], [`finish_executions`].
+pub(crate) const FENCE_COLUMNS: usize = 5;
+pub(crate) const EVENT_COLUMNS: usize = 6;
+pub(crate) const TASK_COLUMNS: usize = 13;
+pub(crate) const EXECUTION_COLUMNS: usize = 9;
+pub(crate) const FINISH_COLUMNS: usize = 4;
+
+/// `size` rows of `columns` `?` placeholders: `(?, ?), (?, ?)`.
+fn placeholders(size: usize, columns: usize) -> String {
+    let row = format!("({})", vec!["?"; columns].join(", "));
+    vec![row; size].join(", ")
+}
+
+/// Ends the turns of up to `size` tasks in one statement: the fence and the
+/// disposition of each. Binds per row: invocation, epoch, disposition
+/// (`hold`, `park`, `retry`, or the final state `done`, `paused`, `dead`),
+/// now, and a time: `hold` the new lease expiry, `park` the timer (or NULL),
+/// `retry` when to retry. Returns the rows it changed (in no particular
+/// order): invocation, execution, and what a dead letter records. The
+/// invocations must be distinct.
+///
+/// Per disposition (the values of the row, `f`):
+/// - `hold` keeps the lease until `f.at`.
+/// - `park` releases the lease; the task is ready at `f.at` if set, or
+///   waits to be woken, and is ready at once if woken during the turn.
+/// - `retry` releases the lease and counts a retry; the task is ready at
+///   `f.at` even if woken during the turn.
+/// - `done`, `paused` and `dead` release the lease and end in that state.
+pub(crate) fn fence(rows: usize) -> &'static str {
+    static FORMS: OnceLock<Vec<String>> = OnceLock::new();
+    batched(&FORMS, rows, |size| {
+        format!(
+            "WITH f (inv, epoch, kind, now, at) AS (VALUES {}) \
+             UPDATE tasks SET \
+                 state = CASE f.kind \
+                     WHEN 'hold' THEN tasks.state \
+                     WHEN 'park' THEN CASE WHEN tasks.wake = 1 OR f.at IS NOT NULL \
+                                           THEN 'ready' ELSE 'waiting' END \
+                     WHEN 'retry' THEN 'ready' \
+                     ELSE f.kind END, \
+                 run_at = CASE f.kind \
+                     WHEN 'park' THEN CASE WHEN tasks.wake = 1 THEN f.now \
+                                           WHEN f.at IS NOT NULL THEN f.at \
+                                           ELSE tasks.run_at END \
+                     WHEN 'retry' THEN f.at \
+                     ELSE tasks.run_at END, \
+                 retries = CASE f.kind WHEN 'retry' THEN tasks.retries + 1 \
+                                       ELSE tasks.retries END, \
+                 lease_owner = CASE f.kind WHEN 'hold' THEN tasks.lease_owner END, \
+                 lease_until = CASE f.kind WHEN 'hold' THEN f.at END, \
+                 wake = CASE f.kind WHEN 'hold' THEN tasks.wake ELSE 0 END, \
+                 attempts = 0 \
+             FROM f \
+             WHERE tasks.invocation_id = f.inv AND tasks.state = 'leased' \
+               AND tasks.epoch = f.epoch \
+             RETURNING invocation_id, execution_id, function, queue, retries",
+            placeholders(size, FENCE_COLUMNS)
+        )
+    })
+}
+
+/// Inserts up to `size` executions; binds per row as [`INSERT_EXECUTION`].
+pub(crate) fn insert_executions(rows: usize) -> &'static str {
+    static FORMS: OnceLock<Vec<String>> = OnceLock::new();
+    batched(&FORMS, rows, |size| {
+        format!(
+            "INSERT INTO executions \
+             (id, function, status, queue, priority, tags, created_at, started_at, deadline) \
+             SELECT column1, column2, column3, column4, column5, column6, column7, column8, \
+                    column9 \
+             FROM (VALUES {}) WHERE column1 IS NOT NULL",
+            placeholders(size, EXECUTION_COLUMNS)
+        )
+    })
+}
+
+/// Records the outcome of up to `size` executions (distinct); binds per row
+/// as [`FINISH_EXECUTION`].
+pub(crate) fn finish_executions(rows: usize) -> &'static str {
+    static FORMS: OnceLock<Vec<String>> = OnceLock::new();
+    batched(&FORMS, rows, |size| {
+        format!(
+            "WITH e (id, status, terminal_event, completed_at) AS (VALUES {}) \
+             UPDATE executions \
+             SET status = e.status, terminal_event = e.terminal_event, \
+                 completed_at = e.completed_at \
+             FROM e WHERE executions.id = e.id",
+            placeholders(size, FINISH_COLUMNS)
+        )
+    })
+}
+
+/// Inserts up to `size` journal rows; binds per row as [`INSERT_EVENT`].
+pub(crate) fn insert_events(rows: usize) -> &'static str {
+    static FORMS: OnceLock<Vec<String>> = OnceLock::new();
+    batched(&FORMS, rows, |size| {
+        format!(
+            "INSERT INTO journal (invocation_id, seq, kind, call_key, payload, recorded_at) \
+             SELECT column1, column2, column3, column4, column5, column6 \
+             FROM (VALUES {}) WHERE column1 IS NOT NULL",
+            placeholders(size, EVENT_COLUMNS)
+        )
+    })
+}
+
+/// Inserts up to `size` tasks; binds per row as [`INSERT_TASK`], then the
+/// row's position among those it inserts (1, 2, ...), which orders their
+/// creation.
+pub(crate) fn insert_tasks(rows: usize) -> &'static str {
+    static FORMS: OnceLock<Vec<String>> = OnceLock::new();
+    batched(&FORMS, rows, |size| {
+        format!(
+            "INSERT INTO tasks \
+             (invocation_id, execution_id, function, queue, priority, tags, state, run_at, \
+              lease_owner, lease_until, epoch, attempts, wake, created) \
+             SELECT column1, column2, column3, column4, column5, column6, column7, column8, \
+                    column9, column10, column11, column12, 0, \
+                    (SELECT IFNULL(MAX(created), 0) FROM tasks) + column13 \
+             FROM (VALUES {}) WHERE column1 IS NOT NULL",
+            placeholders(size, TASK_COLUMNS)
+        )
+    })
+}
 
 /// ?1 task, ?2 execution, ?3 function, ?4 queue, ?5 reason, ?6 retries, ?7 failed_at.
 pub(crate) const INSERT_DEAD_LETTER: &str = "INSERT INTO dead_letters \

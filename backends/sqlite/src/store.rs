@@ -1,6 +1,7 @@
 //! The storage traits on SQLite.
 
 use std::cmp::Reverse;
+use std::collections::HashMap;
 use std::fmt::Display;
 use std::str::FromStr;
 
@@ -18,6 +19,7 @@ use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
 };
 
+use crate::batch::{self, Batch};
 use crate::writer::Request;
 use crate::{SqliteBackend, db, sql};
 
@@ -141,7 +143,7 @@ fn status_col(row: &SqliteRow) -> StoreResult<ExecutionStatus> {
 // ------------------------------------------------------------------ encoding
 
 /// A JSON array of strings, for `json_each` binds and the `tags` columns.
-fn json_list<S: AsRef<str>>(items: &[S]) -> String {
+pub(crate) fn json_list<S: AsRef<str>>(items: &[S]) -> String {
     let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
     // Serializing strings cannot fail.
     serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_string())
@@ -164,6 +166,23 @@ fn insert_err(
 
 // ------------------------------------------------------------------ shared steps
 
+/// How a new invocation's task starts: state, lease owner, lease expiry,
+/// epoch, attempts.
+pub(crate) fn task_start(
+    inv: &NewInvocation,
+) -> (&'static str, Option<&str>, Option<i64>, i64, i64) {
+    match &inv.lease {
+        Some(grant) => (
+            "leased",
+            Some(grant.worker.as_str()),
+            Some(grant.until.0),
+            1,
+            1,
+        ),
+        None => ("ready", None, None, 0, 0),
+    }
+}
+
 /// Inserts an invocation's task and its `Started` event at seq 0.
 async fn insert_invocation(
     conn: &mut SqliteConnection,
@@ -173,16 +192,7 @@ async fn insert_invocation(
     op: &'static str,
 ) -> StoreResult<()> {
     let invocation = inv.invocation.to_string();
-    let (state, owner, until, epoch, attempts) = match &inv.lease {
-        Some(grant) => (
-            "leased",
-            Some(grant.worker.as_str()),
-            Some(grant.until.0),
-            1i64,
-            1i64,
-        ),
-        None => ("ready", None, None, 0, 0),
-    };
+    let (state, owner, until, epoch, attempts) = task_start(inv);
     let exists = || format!("invocation {} already exists", inv.invocation);
     sqlx::query(sql::INSERT_TASK)
         .bind(&invocation)
@@ -213,75 +223,122 @@ async fn insert_invocation(
     Ok(())
 }
 
+/// What the fence statement binds for a turn's disposition: its kind and
+/// its time (see [`sql::fence`]).
+fn disposition_binds(disposition: &TaskDisposition) -> (&'static str, Option<i64>) {
+    match disposition {
+        TaskDisposition::Hold { lease_until } => ("hold", Some(lease_until.0)),
+        TaskDisposition::Park { run_at } => ("park", run_at.map(|t| t.0)),
+        TaskDisposition::Retry { run_at } => ("retry", Some(run_at.0)),
+        TaskDisposition::Finish { .. } => ("done", None),
+        TaskDisposition::Pause { .. } => ("paused", None),
+        TaskDisposition::DeadLetter { .. } => ("dead", None),
+    }
+}
+
+/// Fences and disposes the tasks of `turns` (distinct invocations), a few
+/// hundred per statement: for each turn, its task's row (execution, and what
+/// a dead letter records), or `None` if the turn's lease is lost (then its
+/// task is unchanged).
+///
+/// The disposition update is also the fence. It matches only a task leased
+/// at the writer's epoch; nothing else in a turn can change that task's
+/// lease or wake flag, so applying it before the rest of the turn is
+/// equivalent.
+pub(crate) async fn fence(
+    conn: &mut SqliteConnection,
+    turns: &[&TurnCommit],
+) -> StoreResult<Vec<Option<SqliteRow>>> {
+    let mut fenced = Vec::with_capacity(turns.len());
+    for chunk in turns.chunks(sql::MAX_ROWS) {
+        let statement = sql::fence(chunk.len());
+        let mut query = sqlx::query(statement);
+        let ids: Vec<String> = chunk.iter().map(|t| t.invocation.to_string()).collect();
+        for (turn, id) in chunk.iter().zip(&ids) {
+            let (kind, at) = disposition_binds(&turn.disposition);
+            query = query
+                .bind(id.as_str())
+                .bind(turn.epoch.0)
+                .bind(kind)
+                .bind(turn.now.0)
+                .bind(at);
+        }
+        query = batch::pad(query, chunk.len(), sql::FENCE_COLUMNS);
+        let rows = query.fetch_all(&mut *conn).await.map_err(db(COMMIT))?;
+        let index: HashMap<&str, usize> = ids.iter().map(String::as_str).zip(0..).collect();
+        let mut found: Vec<Option<SqliteRow>> = chunk.iter().map(|_| None).collect();
+        for row in rows {
+            let id: String = col(&row, "tasks", "invocation_id")?;
+            match index.get(id.as_str()) {
+                Some(&at) if found[at].is_none() => found[at] = Some(row),
+                _ => {
+                    return Err(StoreError::Corrupt(format!(
+                        "commit: the fence changed task {id}, which is not one of its turns \
+                         (or twice)"
+                    )));
+                }
+            }
+        }
+        fenced.extend(found);
+    }
+    Ok(fenced)
+}
+
+/// The error of a turn whose lease is lost.
+pub(crate) fn lease_lost(turn: &TurnCommit) -> StoreError {
+    StoreError::LeaseLost {
+        invocation: turn.invocation,
+        epoch: turn.epoch,
+    }
+}
+
+/// Applies one turn, statement by statement: the fence, then the rest.
 async fn apply_turn(conn: &mut SqliteConnection, turn: &TurnCommit) -> StoreResult<()> {
+    let row = fence(conn, &[turn]).await?.pop().flatten();
+    let row = row.ok_or_else(|| lease_lost(turn))?;
+    turn_effects(conn, turn, &row, None).await
+}
+
+/// Everything a turn writes besides its fence and disposition, which are
+/// applied (its task's row `row`). Its journal rows and new tasks go into
+/// `batch` if given (written when it is flushed), else in at once, one
+/// statement each.
+pub(crate) async fn turn_effects<'a>(
+    conn: &mut SqliteConnection,
+    turn: &'a TurnCommit,
+    row: &SqliteRow,
+    mut batch: Option<&mut Batch<'a>>,
+) -> StoreResult<()> {
     const OP: &str = COMMIT;
     let inv = turn.invocation.to_string();
     let now = turn.now.0;
-
-    // 1 + 6: the disposition update is also the fence. It matches only a task
-    // leased at the writer's epoch; nothing else in the turn can change that
-    // task's lease or wake flag, so applying it first is equivalent.
-    let fenced = match &turn.disposition {
-        TaskDisposition::Hold { lease_until } => sqlx::query(sql::HOLD)
-            .bind(&inv)
-            .bind(turn.epoch.0)
-            .bind(lease_until.0),
-        TaskDisposition::Park { run_at } => sqlx::query(sql::PARK)
-            .bind(&inv)
-            .bind(turn.epoch.0)
-            .bind(now)
-            .bind(run_at.map(|t| t.0)),
-        TaskDisposition::Finish { .. } => sqlx::query(sql::RELEASE)
-            .bind(&inv)
-            .bind(turn.epoch.0)
-            .bind("done"),
-        TaskDisposition::Pause { .. } => sqlx::query(sql::RELEASE)
-            .bind(&inv)
-            .bind(turn.epoch.0)
-            .bind("paused"),
-        TaskDisposition::Retry { run_at } => sqlx::query(sql::RETRY)
-            .bind(&inv)
-            .bind(turn.epoch.0)
-            .bind(run_at.0),
-        TaskDisposition::DeadLetter { .. } => sqlx::query(sql::RELEASE)
-            .bind(&inv)
-            .bind(turn.epoch.0)
-            .bind("dead"),
-    }
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db(OP))?;
-    let Some(row) = fenced else {
-        return Err(StoreError::LeaseLost {
-            invocation: turn.invocation,
-            epoch: turn.epoch,
-        });
-    };
-    let execution: ExecutionId = id_col(&row, "tasks", "execution_id")?;
+    let execution: ExecutionId = id_col(row, "tasks", "execution_id")?;
     let execution_text = execution.to_string();
 
-    // 2: events.
-    for event in &turn.events {
-        sqlx::query(sql::INSERT_EVENT)
-            .bind(&inv)
-            .bind(i64::from(event.seq.0))
-            .bind(event.kind.as_str())
-            .bind(event.call_key.as_ref().map(|k| k.0.as_slice()))
-            .bind(event.bytes.as_slice())
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map_err(insert_err(OP, || {
-                format!(
-                    "journal of invocation {} already has an event at seq {}",
-                    turn.invocation, event.seq
-                )
-            }))?;
-    }
-
-    // 3: spawns.
-    for child in &turn.spawn {
-        insert_invocation(conn, child, child.execution, turn.now, OP).await?;
+    // 2 + 3: events, and spawns.
+    if let Some(batch) = batch.as_deref_mut() {
+        batch.add_turn(turn);
+    } else {
+        for event in &turn.events {
+            sqlx::query(sql::INSERT_EVENT)
+                .bind(&inv)
+                .bind(i64::from(event.seq.0))
+                .bind(event.kind.as_str())
+                .bind(event.call_key.as_ref().map(|k| k.0.as_slice()))
+                .bind(event.bytes.as_slice())
+                .bind(now)
+                .execute(&mut *conn)
+                .await
+                .map_err(insert_err(OP, || {
+                    format!(
+                        "journal of invocation {} already has an event at seq {}",
+                        turn.invocation, event.seq
+                    )
+                }))?;
+        }
+        for child in &turn.spawn {
+            insert_invocation(conn, child, child.execution, turn.now, OP).await?;
+        }
     }
 
     // 4: consumed inbox items.
@@ -358,18 +415,34 @@ async fn apply_turn(conn: &mut SqliteConnection, turn: &TurnCommit) -> StoreResu
         TaskDisposition::Finish {
             deliver,
             execution: outcome,
-        } => {
-            finish_effects(
-                conn,
-                execution,
-                deliver.as_ref(),
-                outcome.as_ref(),
-                turn.now,
-                OP,
-            )
-            .await?
-        }
+        } => match batch {
+            Some(batch) => {
+                if let Some(d) = deliver {
+                    // The parent's task must be in before it is woken.
+                    batch.flush_if_new(conn, d.parent).await?;
+                    deliver_result(conn, d, turn.now, OP).await?;
+                }
+                if let Some(o) = outcome {
+                    batch.add_outcome(execution, o, turn.now);
+                }
+            }
+            None => {
+                finish_effects(
+                    conn,
+                    execution,
+                    deliver.as_ref(),
+                    outcome.as_ref(),
+                    turn.now,
+                    OP,
+                )
+                .await?
+            }
+        },
         TaskDisposition::Pause { report } => {
+            if let Some(batch) = batch {
+                // Writes kept for the execution row go in first.
+                batch.flush_if_execution(conn, execution).await?;
+            }
             sqlx::query(sql::PAUSE_EXECUTION)
                 .bind(&execution_text)
                 .bind(report.as_str())
@@ -379,9 +452,9 @@ async fn apply_turn(conn: &mut SqliteConnection, turn: &TurnCommit) -> StoreResu
         }
         TaskDisposition::DeadLetter { reason } => {
             const T: &str = "tasks";
-            let function: String = col(&row, T, "function")?;
-            let queue: String = col(&row, T, "queue")?;
-            let retries: i64 = col(&row, T, "retries")?;
+            let function: String = col(row, T, "function")?;
+            let queue: String = col(row, T, "queue")?;
+            let retries: i64 = col(row, T, "retries")?;
             sqlx::query(sql::INSERT_DEAD_LETTER)
                 .bind(&inv)
                 .bind(&execution_text)
@@ -414,19 +487,7 @@ async fn finish_effects(
     op: &'static str,
 ) -> StoreResult<()> {
     if let Some(d) = deliver {
-        let parent = d.parent.to_string();
-        sqlx::query(sql::INSERT_INBOX)
-            .bind(&parent)
-            .bind(d.event.as_slice())
-            .execute(&mut *conn)
-            .await
-            .map_err(db(op))?;
-        sqlx::query(sql::WAKE_TASK)
-            .bind(&parent)
-            .bind(now.0)
-            .execute(&mut *conn)
-            .await
-            .map_err(db(op))?;
+        deliver_result(conn, d, now, op).await?;
     }
     if let Some(o) = outcome {
         sqlx::query(sql::FINISH_EXECUTION)
@@ -441,24 +502,58 @@ async fn finish_effects(
     Ok(())
 }
 
+/// Puts a finished child's result in its parent's inbox and wakes the parent.
+async fn deliver_result(
+    conn: &mut SqliteConnection,
+    d: &Delivery,
+    now: Timestamp,
+    op: &'static str,
+) -> StoreResult<()> {
+    let parent = d.parent.to_string();
+    sqlx::query(sql::INSERT_INBOX)
+        .bind(&parent)
+        .bind(d.event.as_slice())
+        .execute(&mut *conn)
+        .await
+        .map_err(db(op))?;
+    sqlx::query(sql::WAKE_TASK)
+        .bind(&parent)
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(op))?;
+    Ok(())
+}
+
 // ------------------------------------------------------------------ writes
 //
 // Each runs on the writer connection inside the writer task's transaction
 // (and savepoint); an error undoes everything it wrote.
 
-/// The execution row, its root task and the root's `Started` event.
-pub(crate) async fn create_in(
+/// How a new execution starts: its status, and when it started (if its root
+/// is leased at once).
+pub(crate) fn execution_start(execution: &NewExecution) -> (ExecutionStatus, Option<i64>) {
+    if execution.root.lease.is_some() {
+        (ExecutionStatus::Running, Some(execution.created_at.0))
+    } else {
+        (ExecutionStatus::Pending, None)
+    }
+}
+
+/// The execution row, its root task and the root's `Started` event; into
+/// `batch` if given (written when it is flushed).
+pub(crate) async fn create_in<'a>(
     conn: &mut SqliteConnection,
-    execution: &NewExecution,
+    execution: &'a NewExecution,
+    batch: Option<&mut Batch<'a>>,
 ) -> StoreResult<()> {
     const OP: &str = CREATE_EXECUTION;
+    if let Some(batch) = batch {
+        batch.add_execution(conn, execution).await?;
+        return Ok(());
+    }
     let root = &execution.root;
-    let leased = root.lease.is_some();
-    let status = if leased {
-        ExecutionStatus::Running
-    } else {
-        ExecutionStatus::Pending
-    };
+    let (status, started_at) = execution_start(execution);
     sqlx::query(sql::INSERT_EXECUTION)
         .bind(execution.id.to_string())
         .bind(&execution.function)
@@ -467,7 +562,7 @@ pub(crate) async fn create_in(
         .bind(root.routing.priority)
         .bind(json_list(&root.routing.tags))
         .bind(execution.created_at.0)
-        .bind(leased.then_some(execution.created_at.0))
+        .bind(started_at)
         .bind(execution.deadline.map(|t| t.0))
         .execute(&mut *conn)
         .await
@@ -674,7 +769,7 @@ async fn limited_candidates(
         .fetch_all(&mut *conn)
         .await
         .map_err(db(OP))?;
-    let mut live = std::collections::HashMap::new();
+    let mut live = HashMap::new();
     for row in &active {
         let function: String = col(row, "tasks", "function")?;
         let n: i64 = col(row, "tasks", "n")?;

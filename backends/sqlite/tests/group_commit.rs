@@ -16,10 +16,10 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 use stent_journal::store::{
-    ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterStore, ExecutionStatus, ExecutionStore,
-    IdempotencyBegin, IdempotencyStore, JournalStore, NewEvent, NewExecution, NewInvocation,
-    Routing, SignalId, SignalStore, StoreError, StoreResult, TaskDisposition, TaskStore,
-    TurnCommit,
+    ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterStore, ExecutionOutcome, ExecutionStatus,
+    ExecutionStore, IdempotencyBegin, IdempotencyStore, JournalStore, LeaseGrant, NewEvent,
+    NewExecution, NewInvocation, Routing, SignalId, SignalStore, StoreError, StoreResult,
+    TaskDisposition, TaskStore, TurnCommit,
 };
 use stent_journal::{EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId};
 use stent_sqlite::SqliteBackend;
@@ -585,4 +585,368 @@ async fn the_writer_task_ends_with_the_last_handle() {
         tokio::task::yield_now().await;
     }
     panic!("the writer task is still alive");
+}
+
+// ---------------------------------------------------------------- batching
+//
+// A group is first applied batched: many turns fenced in one statement, the
+// rows of many turns inserted in one. These tests check that batching
+// changes nothing a caller can see.
+
+/// A child of `parent` at `seq`, ready at once (or leased to `w1` at epoch 1).
+fn child(parent: &NewExecution, seq: u32, leased: bool) -> NewInvocation {
+    let invocation = InvocationId::child_of(parent.root.invocation, Seq(seq));
+    NewInvocation {
+        invocation,
+        execution: parent.id,
+        function: "app::child".into(),
+        routing: Routing::default(),
+        run_at: Timestamp(0),
+        started_event: invocation.to_string().into_bytes(),
+        lease: leased.then(|| LeaseGrant {
+            worker: WorkerId::new("w1"),
+            until: Timestamp(1_000_000_000),
+        }),
+    }
+}
+
+/// One commit of 300 turns (more than one batched statement takes) of every
+/// disposition, each appending two events and spawning a child: every write
+/// lands, the children are claimed in spawn order, and each disposition
+/// does what it does alone.
+#[tokio::test]
+async fn a_commit_of_hundreds_of_turns_lands_whole() {
+    const N: usize = 300;
+    let backend = SqliteBackend::in_memory().await.unwrap();
+    backend.init_db().await.unwrap();
+    let execs: Vec<_> = (0..N).map(|i| new_execution("app::f", i as i64)).collect();
+    let b = &backend;
+    let creates: Vec<BoxFuture<'_, StoreResult<()>>> = execs
+        .iter()
+        .map(|e| {
+            let e = e.clone();
+            Box::pin(async move { b.create_execution(e).await }) as BoxFuture<'_, _>
+        })
+        .collect();
+    for result in join_all(creates).await {
+        result.unwrap();
+    }
+    let claimed = backend
+        .claim(claim_request("w1", 1_000, 1_000_000_000, N))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), N);
+
+    let kind = |i: usize| i % 7;
+    let turns: Vec<TurnCommit> = execs
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let mut t = turn(
+                e.root.invocation,
+                LeaseEpoch(1),
+                vec![event(1, i as u8), event(2, i as u8)],
+            );
+            t.now = Timestamp(2_000 + i as i64);
+            t.spawn = vec![child(e, 1, false)];
+            t.disposition = match kind(i) {
+                0 => TaskDisposition::Hold {
+                    lease_until: Timestamp(1_000_000_000),
+                },
+                1 => TaskDisposition::Park { run_at: None },
+                2 => TaskDisposition::Park {
+                    run_at: Some(Timestamp(5_000)),
+                },
+                3 => TaskDisposition::Retry {
+                    run_at: Timestamp(5_000),
+                },
+                4 => TaskDisposition::Finish {
+                    deliver: None,
+                    execution: Some(ExecutionOutcome {
+                        status: ExecutionStatus::Completed,
+                        terminal_event: vec![i as u8],
+                    }),
+                },
+                5 => TaskDisposition::DeadLetter {
+                    reason: format!("boom {i}"),
+                },
+                _ => TaskDisposition::Pause {
+                    report: format!("diverged {i}"),
+                },
+            };
+            t
+        })
+        .collect();
+    let before = backend.transactions_committed();
+    backend.commit(turns).await.unwrap();
+    assert_eq!(backend.transactions_committed() - before, 1);
+
+    for (i, e) in execs.iter().enumerate() {
+        let rows = backend
+            .read_journal(e.root.invocation, Seq(0))
+            .await
+            .unwrap();
+        let got: Vec<_> = rows.iter().map(|r| (r.seq.0, r.bytes.clone())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, vec![0xa1, 0x00]),
+                (1, vec![i as u8; 32]),
+                (2, vec![i as u8; 32]),
+            ],
+            "root {i}"
+        );
+        assert_eq!(rows[1].recorded_at, Timestamp(2_000 + i as i64));
+        let kid = child(e, 1, false);
+        let rows = backend.read_journal(kid.invocation, Seq(0)).await.unwrap();
+        assert_eq!(rows.len(), 1, "child {i}");
+        assert_eq!(rows[0].kind, "started");
+        assert_eq!(rows[0].bytes, kid.started_event);
+        assert_eq!(rows[0].recorded_at, Timestamp(2_000 + i as i64));
+    }
+
+    // The children (same priority and run_at) come in creation order.
+    let mut kids = claim_request("w2", 3_000, 1_000_000_000, N);
+    kids.functions = vec!["app::child".into()];
+    let kids: Vec<_> = backend
+        .claim(kids)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.invocation)
+        .collect();
+    let spawned: Vec<_> = execs
+        .iter()
+        .map(|e| child(e, 1, false).invocation)
+        .collect();
+    assert_eq!(kids, spawned);
+
+    // Nothing of the roots is claimable before 5000; then the timed parks
+    // and the retries are, the retries counted.
+    assert!(
+        backend
+            .claim(claim_request("w2", 4_999, 1_000_000_000, N))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let due = backend
+        .claim(claim_request("w2", 5_000, 1_000_000_000, N))
+        .await
+        .unwrap();
+    let mut got: Vec<_> = due.iter().map(|c| (c.invocation, c.retries)).collect();
+    got.sort();
+    let mut expected: Vec<_> = (0..N)
+        .filter(|&i| matches!(kind(i), 2 | 3))
+        .map(|i| (execs[i].root.invocation, u32::from(kind(i) == 3)))
+        .collect();
+    expected.sort();
+    assert_eq!(got, expected);
+
+    // The held leases are still held at epoch 1.
+    let held: Vec<_> = (0..N)
+        .filter(|&i| kind(i) == 0)
+        .map(|i| (execs[i].root.invocation, LeaseEpoch(1)))
+        .collect();
+    let lost = backend
+        .renew_leases(&WorkerId::new("w1"), &held, Timestamp(1_000_000_001))
+        .await
+        .unwrap();
+    assert!(lost.is_empty());
+
+    // Finished, dead-lettered and paused ones.
+    for (i, e) in execs.iter().enumerate() {
+        let rec = backend.execution(e.id).await.unwrap().unwrap();
+        match kind(i) {
+            4 => {
+                assert_eq!(rec.status, ExecutionStatus::Completed, "execution {i}");
+                assert_eq!(rec.terminal_event, Some(vec![i as u8]));
+                assert_eq!(rec.completed_at, Some(Timestamp(2_000 + i as i64)));
+            }
+            6 => {
+                assert_eq!(rec.status, ExecutionStatus::Paused, "execution {i}");
+                assert_eq!(rec.pause_report, Some(format!("diverged {i}")));
+            }
+            _ => assert_eq!(rec.status, ExecutionStatus::Running, "execution {i}"),
+        }
+    }
+    let dead = backend.list_dead_letters(N).await.unwrap();
+    let mut got: Vec<_> = dead.iter().map(|d| (d.task, d.reason.clone())).collect();
+    got.sort();
+    let mut expected: Vec<_> = (0..N)
+        .filter(|&i| kind(i) == 5)
+        .map(|i| (execs[i].root.invocation, format!("boom {i}")))
+        .collect();
+    expected.sort();
+    assert_eq!(got, expected);
+}
+
+/// Duplicates among the rows of one batched insert (a seq already in the
+/// journal, the same seq appended by two requests, the same child spawned
+/// by two requests) fail exactly the requests that wrote them second, each
+/// with its own conflict; the rest of the group commits.
+#[tokio::test]
+async fn a_duplicate_in_a_batched_insert_fails_only_its_own_request() {
+    let backend = SqliteBackend::in_memory().await.unwrap();
+    backend.init_db().await.unwrap();
+    let execs: Vec<_> = (0..5).map(|i| new_execution("app::f", i)).collect();
+    for e in &execs {
+        backend.create_execution(e.clone()).await.unwrap();
+    }
+    let claimed = backend
+        .claim(claim_request("w1", 100, 1_000_000_000, 5))
+        .await
+        .unwrap();
+    assert_eq!(claimed.len(), 5);
+    let r: Vec<InvocationId> = execs.iter().map(|e| e.root.invocation).collect();
+    let epoch = LeaseEpoch(1);
+    let twin = child(&execs[2], 9, false);
+
+    let mut spawning = turn(r[2], epoch, vec![event(1, 2)]);
+    spawning.spawn = vec![twin.clone()];
+    let mut respawning = turn(r[3], epoch, vec![event(1, 3)]);
+    let mut other = twin.clone();
+    other.started_event = b"second".to_vec();
+    respawning.spawn = vec![other];
+    let fresh = new_execution("app::f", 200);
+    let plans: Vec<TurnCommit> = vec![
+        // 0: fine.
+        turn(r[0], epoch, vec![event(1, 0), event(2, 0)]),
+        // 1: seq 0 holds the started event.
+        turn(r[1], epoch, vec![event(1, 1), event(0, 1)]),
+        // 2: fine, spawns `twin`.
+        spawning,
+        // 3: spawns `twin` again.
+        respawning,
+        // 4: seq 2 of r0 was appended by 0, earlier in the group.
+        turn(r[0], epoch, vec![event(2, 4)]),
+        // 5: fine.
+        turn(r[4], epoch, vec![event(1, 5), event(2, 5), event(3, 5)]),
+    ];
+    let before = backend.transactions_committed();
+    let b = &backend;
+    let mut writes: Vec<BoxFuture<'_, StoreResult<()>>> = plans
+        .into_iter()
+        .map(|t| Box::pin(async move { b.commit(vec![t]).await }) as BoxFuture<'_, _>)
+        .collect();
+    let created = fresh.clone();
+    writes.push(Box::pin(async move { b.create_execution(created).await }));
+    let results = join_all(writes).await;
+    assert_eq!(backend.transactions_committed() - before, 1);
+
+    let conflict = |i: usize, needles: &[String]| match &results[i] {
+        Err(StoreError::Conflict(msg)) => {
+            for needle in needles {
+                assert!(msg.contains(needle.as_str()), "request {i}: {msg}");
+            }
+        }
+        other => panic!("request {i}: expected a conflict, got {other:?}"),
+    };
+    for i in [0, 2, 5, 6] {
+        assert!(results[i].is_ok(), "request {i}: {:?}", results[i]);
+    }
+    conflict(1, &[r[1].to_string(), "seq 0".into()]);
+    conflict(3, &[twin.invocation.to_string(), "already exists".into()]);
+    conflict(4, &[r[0].to_string(), "seq 2".into()]);
+
+    assert_eq!(seqs(&backend, r[0]).await, [0, 1, 2]);
+    assert_eq!(
+        backend.read_journal(r[0], Seq(2)).await.unwrap()[0].bytes,
+        vec![0; 32]
+    );
+    assert_eq!(seqs(&backend, r[1]).await, [0]);
+    assert_eq!(seqs(&backend, r[2]).await, [0, 1]);
+    assert_eq!(seqs(&backend, r[3]).await, [0]);
+    assert_eq!(seqs(&backend, r[4]).await, [0, 1, 2, 3]);
+    let rows = backend.read_journal(twin.invocation, Seq(0)).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].bytes, twin.started_event);
+    assert!(backend.execution(fresh.id).await.unwrap().is_some());
+}
+
+/// Writes of a group see the writes of the requests before them, whatever
+/// batching keeps for later: a turn of a root created (leased) earlier in
+/// the group holds its lease, and one sent before the create does not; a
+/// pause after an outcome recorded earlier in the group stands.
+#[tokio::test]
+async fn batched_writes_are_seen_by_later_requests_of_the_group() {
+    let backend = SqliteBackend::in_memory().await.unwrap();
+    backend.init_db().await.unwrap();
+    let leased = |at: i64| {
+        let mut e = new_execution("app::f", at);
+        e.root.lease = Some(LeaseGrant {
+            worker: WorkerId::new("w1"),
+            until: Timestamp(1_000_000_000),
+        });
+        e
+    };
+    // An execution whose root finishes while a child pauses.
+    let parent = new_execution("app::f", 0);
+    backend.create_execution(parent.clone()).await.unwrap();
+    let c = backend
+        .claim(claim_request("w1", 0, 1_000_000_000, 1))
+        .await
+        .unwrap()
+        .remove(0);
+    let kid = child(&parent, 1, true);
+    let mut spawn = turn(c.invocation, c.epoch, vec![event(1, 1)]);
+    spawn.spawn = vec![kid.clone()];
+    backend.commit(vec![spawn]).await.unwrap();
+
+    let early = leased(10);
+    let mut finish = turn(c.invocation, c.epoch, vec![event(2, 2)]);
+    finish.disposition = TaskDisposition::Finish {
+        deliver: None,
+        execution: Some(ExecutionOutcome {
+            status: ExecutionStatus::Completed,
+            terminal_event: b"done".to_vec(),
+        }),
+    };
+    let mut pause = turn(kid.invocation, LeaseEpoch(1), Vec::new());
+    pause.disposition = TaskDisposition::Pause {
+        report: "diverged".into(),
+    };
+    let before = backend.transactions_committed();
+    let b = &backend;
+    let created = early.clone();
+    let root = early.root.invocation;
+    let writes: Vec<BoxFuture<'_, StoreResult<()>>> = vec![
+        Box::pin(async move { b.create_execution(created).await }),
+        Box::pin(async move {
+            b.commit(vec![turn(root, LeaseEpoch(1), vec![event(1, 9)])])
+                .await
+        }),
+        Box::pin(async move { b.commit(vec![finish]).await }),
+        Box::pin(async move { b.commit(vec![pause]).await }),
+    ];
+    for result in join_all(writes).await {
+        result.unwrap();
+    }
+    assert_eq!(backend.transactions_committed() - before, 1);
+    assert_eq!(seqs(&backend, root).await, [0, 1]);
+    let rec = backend.execution(parent.id).await.unwrap().unwrap();
+    assert_eq!(rec.status, ExecutionStatus::Paused);
+    assert_eq!(rec.pause_report.as_deref(), Some("diverged"));
+    assert_eq!(rec.terminal_event.as_deref(), Some(&b"done"[..]));
+
+    // A turn sent before the create of its root finds no lease.
+    let late = leased(20);
+    let root = late.root.invocation;
+    let created = late.clone();
+    let writes: Vec<BoxFuture<'_, StoreResult<()>>> = vec![
+        Box::pin(async move {
+            b.commit(vec![turn(root, LeaseEpoch(1), vec![event(1, 9)])])
+                .await
+        }),
+        Box::pin(async move { b.create_execution(created).await }),
+    ];
+    let mut results = join_all(writes).await.into_iter();
+    match results.next() {
+        Some(Err(StoreError::LeaseLost { invocation, epoch })) => {
+            assert_eq!((invocation, epoch), (root, LeaseEpoch(1)));
+        }
+        other => panic!("expected the lease to be lost, got {other:?}"),
+    }
+    results.next().unwrap().unwrap();
+    assert_eq!(seqs(&backend, root).await, [0]);
 }

@@ -1,0 +1,370 @@
+//! Batched commits: the writes of many turns in a few statements.
+//!
+//! The writer task first applies each group this way (see
+//! `writer::run_group`). The turns of consecutive `commit` requests are
+//! fenced and disposed a run at a time, one statement per run
+//! ([`store::fence`]). The new executions, the new tasks and the journal
+//! rows of every turn and create, and the outcomes of finished executions,
+//! are kept here and written a few hundred per statement when the batch is
+//! flushed: before any other kind of request, before a statement that reads
+//! or changes a row kept here, and at the end of the group. Everything else
+//! a turn writes is applied as it comes, in order.
+//!
+//! That leaves the database as applying the requests one by one would:
+//! nothing in a commit or a create reads the journal, the other rows kept
+//! are written before anything else reads or changes them (tasks in
+//! creation order, outcomes in order), and a run's fences come before the
+//! rest of its turns only when that rest cannot change them: a run's
+//! invocations are distinct, and none of them is woken (delivered to) or
+//! created by an earlier turn of the run.
+//!
+//! A failure here does not say which request failed (a batched insert may
+//! hold the rows of many), nor is it always the failure the requests would
+//! meet one by one: the writer then rolls back and applies the group again
+//! request by request.
+
+use std::collections::HashSet;
+
+use sqlx::sqlite::SqliteConnection;
+use stent_journal::store::{
+    ExecutionOutcome, NewExecution, NewInvocation, StoreResult, TaskDisposition, TurnCommit,
+};
+use stent_journal::{EventKind, ExecutionId, InvocationId, Timestamp};
+
+use crate::{db, sql, store};
+
+/// A task to insert.
+struct NewTask<'a> {
+    invocation: &'a NewInvocation,
+    execution: ExecutionId,
+}
+
+/// A journal row to insert.
+struct NewRow<'a> {
+    invocation: InvocationId,
+    seq: u32,
+    kind: &'static str,
+    call_key: Option<&'a [u8]>,
+    payload: &'a [u8],
+    recorded_at: Timestamp,
+}
+
+/// An execution's outcome to record.
+struct Outcome<'a> {
+    execution: ExecutionId,
+    outcome: &'a ExecutionOutcome,
+    now: Timestamp,
+}
+
+/// The writes of a group kept for later, borrowed from its requests.
+#[derive(Default)]
+pub(crate) struct Batch<'a> {
+    /// Turns not applied yet, in order.
+    turns: Vec<&'a TurnCommit>,
+    /// Executions to insert.
+    executions: Vec<&'a NewExecution>,
+    /// Tasks to insert, in creation order.
+    tasks: Vec<NewTask<'a>>,
+    /// Their invocations.
+    new: HashSet<InvocationId>,
+    /// Journal rows to insert.
+    rows: Vec<NewRow<'a>>,
+    /// Execution outcomes to record, in order.
+    outcomes: Vec<Outcome<'a>>,
+    /// The executions whose row is inserted, or whose outcome is recorded,
+    /// by what is kept.
+    kept_executions: HashSet<ExecutionId>,
+}
+
+impl<'a> Batch<'a> {
+    /// Queues the turns of a `commit`, to be applied with the next
+    /// [`create`](Self::create) or [`settle`](Self::settle).
+    pub(crate) fn queue(&mut self, turns: &'a [TurnCommit]) {
+        self.turns.extend(turns);
+    }
+
+    /// Applies the queued turns, then creates `execution` (kept for later).
+    pub(crate) async fn create(
+        &mut self,
+        conn: &mut SqliteConnection,
+        execution: &'a NewExecution,
+    ) -> StoreResult<()> {
+        self.apply_turns(conn).await?;
+        store::create_in(conn, execution, Some(self)).await
+    }
+
+    /// Keeps a new execution: its row, its root task and the root's
+    /// `Started` event.
+    pub(crate) async fn add_execution(
+        &mut self,
+        conn: &mut SqliteConnection,
+        execution: &'a NewExecution,
+    ) -> StoreResult<()> {
+        // An outcome kept for an execution of that id is recorded first.
+        self.flush_if_execution(conn, execution.id).await?;
+        self.executions.push(execution);
+        self.kept_executions.insert(execution.id);
+        self.add_invocation(&execution.root, execution.id, execution.created_at);
+        Ok(())
+    }
+
+    /// Keeps the outcome of `execution`, to be recorded after the rows kept
+    /// before it.
+    pub(crate) fn add_outcome(
+        &mut self,
+        execution: ExecutionId,
+        outcome: &'a ExecutionOutcome,
+        now: Timestamp,
+    ) {
+        self.outcomes.push(Outcome {
+            execution,
+            outcome,
+            now,
+        });
+        self.kept_executions.insert(execution);
+    }
+
+    /// Applies the queued turns and writes everything kept: afterwards the
+    /// database holds every write so far.
+    pub(crate) async fn settle(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        self.apply_turns(conn).await?;
+        self.flush(conn).await
+    }
+
+    /// Keeps the journal rows and new invocations of `turn`.
+    pub(crate) fn add_turn(&mut self, turn: &'a TurnCommit) {
+        for event in &turn.events {
+            self.rows.push(NewRow {
+                invocation: turn.invocation,
+                seq: event.seq.0,
+                kind: event.kind.as_str(),
+                call_key: event.call_key.as_ref().map(|k| k.0.as_slice()),
+                payload: &event.bytes,
+                recorded_at: turn.now,
+            });
+        }
+        for child in &turn.spawn {
+            self.add_invocation(child, child.execution, turn.now);
+        }
+    }
+
+    /// Keeps a new invocation: its task and its `Started` event at seq 0.
+    pub(crate) fn add_invocation(
+        &mut self,
+        invocation: &'a NewInvocation,
+        execution: ExecutionId,
+        now: Timestamp,
+    ) {
+        self.tasks.push(NewTask {
+            invocation,
+            execution,
+        });
+        self.new.insert(invocation.invocation);
+        self.rows.push(NewRow {
+            invocation: invocation.invocation,
+            seq: 0,
+            kind: EventKind::Started.as_str(),
+            call_key: None,
+            payload: &invocation.started_event,
+            recorded_at: now,
+        });
+    }
+
+    /// Writes everything kept if the task of `invocation` is among it.
+    pub(crate) async fn flush_if_new(
+        &mut self,
+        conn: &mut SqliteConnection,
+        invocation: InvocationId,
+    ) -> StoreResult<()> {
+        if self.new.contains(&invocation) {
+            self.flush(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes everything kept if it inserts or ends `execution`.
+    pub(crate) async fn flush_if_execution(
+        &mut self,
+        conn: &mut SqliteConnection,
+        execution: ExecutionId,
+    ) -> StoreResult<()> {
+        if self.kept_executions.contains(&execution) {
+            self.flush(conn).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies the queued turns, a run at a time: the run's fences in one
+    /// statement, then the rest of each of its turns in order.
+    async fn apply_turns(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        let turns = std::mem::take(&mut self.turns);
+        let mut rest = &turns[..];
+        while let Some(first) = rest.first() {
+            // Its task must be in before it is fenced.
+            self.flush_if_new(conn, first.invocation).await?;
+            let (run, after) = rest.split_at(self.run_len(rest));
+            let fenced = store::fence(conn, run).await?;
+            for (&turn, row) in run.iter().zip(fenced) {
+                let row = row.ok_or_else(|| store::lease_lost(turn))?;
+                store::turn_effects(conn, turn, &row, Some(self)).await?;
+            }
+            rest = after;
+        }
+        Ok(())
+    }
+
+    /// How many of `turns` (at least one) can be fenced together, before the
+    /// rest of any of them is applied: distinct invocations, none created or
+    /// woken by an earlier one of them, none of a task still kept here
+    /// (except the first, whose task is written before), at most
+    /// [`sql::MAX_ROWS`].
+    fn run_len(&self, turns: &[&'a TurnCommit]) -> usize {
+        let mut fenced = HashSet::new();
+        let mut created_or_woken = HashSet::new();
+        for (n, turn) in turns.iter().enumerate() {
+            let inv = turn.invocation;
+            if n > 0
+                && (n == sql::MAX_ROWS
+                    || fenced.contains(&inv)
+                    || created_or_woken.contains(&inv)
+                    || self.new.contains(&inv))
+            {
+                return n;
+            }
+            fenced.insert(inv);
+            created_or_woken.extend(turn.spawn.iter().map(|c| c.invocation));
+            if let TaskDisposition::Finish {
+                deliver: Some(d), ..
+            } = &turn.disposition
+            {
+                created_or_woken.insert(d.parent);
+            }
+        }
+        turns.len()
+    }
+
+    /// Writes everything kept: the executions, tasks and journal rows, then
+    /// the outcomes.
+    async fn flush(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        self.insert_executions(conn).await?;
+        self.insert_tasks(conn).await?;
+        self.insert_rows(conn).await?;
+        self.record_outcomes(conn).await?;
+        self.new.clear();
+        self.kept_executions.clear();
+        Ok(())
+    }
+
+    async fn insert_executions(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        for chunk in self.executions.chunks(sql::MAX_ROWS) {
+            let mut query = sqlx::query(sql::insert_executions(chunk.len()));
+            for execution in chunk {
+                let root = &execution.root;
+                let (status, started_at) = store::execution_start(execution);
+                query = query
+                    .bind(execution.id.to_string())
+                    .bind(execution.function.as_str())
+                    .bind(status.as_str())
+                    .bind(root.routing.queue.as_str())
+                    .bind(root.routing.priority)
+                    .bind(store::json_list(&root.routing.tags))
+                    .bind(execution.created_at.0)
+                    .bind(started_at)
+                    .bind(execution.deadline.map(|t| t.0));
+            }
+            query = pad(query, chunk.len(), sql::EXECUTION_COLUMNS);
+            query.execute(&mut *conn).await.map_err(db(OP))?;
+        }
+        self.executions.clear();
+        Ok(())
+    }
+
+    async fn insert_tasks(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        for chunk in self.tasks.chunks(sql::MAX_ROWS) {
+            let mut query = sqlx::query(sql::insert_tasks(chunk.len()));
+            for (position, task) in (1i64..).zip(chunk) {
+                let inv = task.invocation;
+                let (state, owner, until, epoch, attempts) = store::task_start(inv);
+                query = query
+                    .bind(inv.invocation.to_string())
+                    .bind(task.execution.to_string())
+                    .bind(inv.function.as_str())
+                    .bind(inv.routing.queue.as_str())
+                    .bind(inv.routing.priority)
+                    .bind(store::json_list(&inv.routing.tags))
+                    .bind(state)
+                    .bind(inv.run_at.0)
+                    .bind(owner)
+                    .bind(until)
+                    .bind(epoch)
+                    .bind(attempts)
+                    .bind(position);
+            }
+            query = pad(query, chunk.len(), sql::TASK_COLUMNS);
+            query.execute(&mut *conn).await.map_err(db(OP))?;
+        }
+        self.tasks.clear();
+        Ok(())
+    }
+
+    async fn insert_rows(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        for chunk in self.rows.chunks(sql::MAX_ROWS) {
+            let mut query = sqlx::query(sql::insert_events(chunk.len()));
+            for row in chunk {
+                query = query
+                    .bind(row.invocation.to_string())
+                    .bind(i64::from(row.seq))
+                    .bind(row.kind)
+                    .bind(row.call_key)
+                    .bind(row.payload)
+                    .bind(row.recorded_at.0);
+            }
+            query = pad(query, chunk.len(), sql::EVENT_COLUMNS);
+            query.execute(&mut *conn).await.map_err(db(OP))?;
+        }
+        self.rows.clear();
+        Ok(())
+    }
+
+    /// Records the outcomes in order: a statement per run of distinct
+    /// executions.
+    async fn record_outcomes(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        let mut rest = &self.outcomes[..];
+        while !rest.is_empty() {
+            let mut seen = HashSet::new();
+            let n = rest
+                .iter()
+                .take(sql::MAX_ROWS)
+                .take_while(|o| seen.insert(o.execution))
+                .count();
+            let (run, after) = rest.split_at(n);
+            let mut query = sqlx::query(sql::finish_executions(run.len()));
+            for o in run {
+                query = query
+                    .bind(o.execution.to_string())
+                    .bind(o.outcome.status.as_str())
+                    .bind(o.outcome.terminal_event.as_slice())
+                    .bind(o.now.0);
+            }
+            query = pad(query, run.len(), sql::FINISH_COLUMNS);
+            query.execute(&mut *conn).await.map_err(db(OP))?;
+            rest = after;
+        }
+        self.outcomes.clear();
+        Ok(())
+    }
+}
+
+/// The operation named in errors.
+const OP: &str = store::COMMIT;
+
+type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
+
+/// Binds NULL to the unused rows of a batched statement for `rows` rows of
+/// `columns` values (see [`sql::batch_size`]).
+pub(crate) fn pad(mut query: Query<'_>, rows: usize, columns: usize) -> Query<'_> {
+    for _ in rows * columns..sql::batch_size(rows) * columns {
+        query = query.bind(None::<i64>);
+    }
+    query
+}
