@@ -95,3 +95,29 @@ async fn a_wait_with_a_timeout_returns_none_and_keeps_late_signals() {
     );
     worker.stop().await;
 }
+
+#[stent::durable]
+async fn two_votes() -> Result<Vec<String>, String> {
+    let a: String = Stent::wait_for_signal("vote")
+        .await
+        .map_err(|e| e.to_string())?;
+    let b: String = Stent::wait_for_signal("vote")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(vec![a, b])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_sent_before_both_waits_are_delivered_in_order() {
+    let executor = Stent::new(MemoryBackend::new());
+    let id = executor.dispatch(two_votes()).await.unwrap();
+    executor.send_signal(id, "vote", &"first").await.unwrap();
+    executor.send_signal(id, "vote", &"second").await.unwrap();
+    let worker = TestWorker::start(&executor).await;
+    let out = executor
+        .wait_for::<Vec<String>, String>(id, Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(out, Ok(vec!["first".to_string(), "second".to_string()]));
+    worker.stop().await;
+}

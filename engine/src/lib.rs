@@ -91,3 +91,33 @@ pub mod __private {
     pub use crate::registry::Registration;
     pub use inventory;
 }
+
+/// The user guide under `docs/`: every Rust block of these pages is compiled
+/// (and, unless marked `no_run`, run) as a doctest.
+#[cfg(doctest)]
+mod user_guide {
+    #[doc = include_str!("../../docs/getting-started.md")]
+    pub struct GettingStarted;
+    #[doc = include_str!("../../docs/concepts.md")]
+    pub struct Concepts;
+    #[doc = include_str!("../../docs/guides/durable-functions.md")]
+    pub struct DurableFunctions;
+    #[doc = include_str!("../../docs/guides/orchestration.md")]
+    pub struct Orchestration;
+    #[doc = include_str!("../../docs/guides/errors-and-retries.md")]
+    pub struct ErrorsAndRetries;
+    #[doc = include_str!("../../docs/guides/signals.md")]
+    pub struct Signals;
+    #[doc = include_str!("../../docs/guides/timers.md")]
+    pub struct Timers;
+    #[doc = include_str!("../../docs/guides/workers-and-deployment.md")]
+    pub struct WorkersAndDeployment;
+    #[doc = include_str!("../../docs/guides/monitoring.md")]
+    pub struct Monitoring;
+    #[doc = include_str!("../../docs/patterns.md")]
+    pub struct Patterns;
+    #[doc = include_str!("../../docs/reference/journal-format.md")]
+    pub struct JournalFormat;
+    #[doc = include_str!("../../docs/porting-from-python.md")]
+    pub struct PortingFromPython;
+}

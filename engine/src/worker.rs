@@ -333,6 +333,9 @@ struct Running {
     needs_checkpoint: bool,
     /// When it started on this worker (for metrics).
     started: tokio::time::Instant,
+    /// Signal waits from this seq on have not been matched against stored
+    /// signals yet.
+    signals_fetched_before: Seq,
 }
 
 impl Running {
@@ -363,6 +366,7 @@ impl Running {
             cache_checked: HashSet::new(),
             needs_checkpoint: false,
             started: tokio::time::Instant::now(),
+            signals_fetched_before: Seq(0),
         }
     }
 
@@ -419,6 +423,8 @@ struct Waiting<'a> {
     invocation: InvocationId,
     execution: ExecutionId,
     outstanding: Vec<(Seq, Outstanding)>,
+    /// Signal waits at or after this seq were created since the last fetch.
+    signals_fetched_before: Seq,
     consumed_inbox: &'a [InboxId],
     consumed_signals: &'a [SignalId],
 }
@@ -938,11 +944,13 @@ impl Core {
                     invocation: r.invocation,
                     execution: r.execution,
                     outstanding: r.driver.outstanding(),
+                    signals_fetched_before: r.signals_fetched_before,
                     consumed_inbox: &r.consumed_inbox,
                     consumed_signals: &r.consumed_signals,
                 };
                 let found = self.collect(waiting, check_remote).await?;
                 check_remote = false;
+                r.signals_fetched_before = r.driver.next_seq();
                 if !found.is_empty() {
                     queue.extend(found);
                     continue;
@@ -1065,13 +1073,18 @@ impl Core {
     ) -> Result<Vec<(Option<Event>, Source)>, TurnError> {
         let outstanding = r.outstanding;
         let mut found = Vec::new();
-        if check_remote {
+        // A wait created since signals were last fetched may already have a
+        // signal waiting for it (sent before the wait existed).
+        let new_signal_wait = outstanding.iter().any(|(s, o)| {
+            matches!(o, Outstanding::Signal { .. }) && *s >= r.signals_fetched_before
+        });
+        if check_remote || new_signal_wait {
             let calls: HashSet<Seq> = outstanding
                 .iter()
                 .filter(|(_, o)| matches!(o, Outstanding::Call { .. }))
                 .map(|(s, _)| *s)
                 .collect();
-            if !calls.is_empty() {
+            if check_remote && !calls.is_empty() {
                 for item in self.inner.backend.inbox(r.invocation).await? {
                     if r.consumed_inbox.contains(&item.id) {
                         continue;
