@@ -276,3 +276,40 @@ async fn a_task_that_keeps_killing_its_worker_is_dead_lettered_not_retried_forev
     assert!(letter.reason.contains("3 times"), "{}", letter.reason);
     worker.stop().await;
 }
+
+static QUICK_RUNS: AtomicU32 = AtomicU32::new(0);
+
+fn short_backoff() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 2,
+        initial_delay: Duration::from_millis(200),
+        ..RetryPolicy::default()
+    }
+}
+
+#[stent::durable(retry_policy = short_backoff())]
+async fn quick_retry() -> Result<u32, String> {
+    if QUICK_RUNS.fetch_add(1, Ordering::SeqCst) == 0 {
+        Err("once".into())
+    } else {
+        Ok(7)
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_retry_runs_when_its_delay_is_over_not_at_the_next_idle_poll() {
+    let executor = Stent::new(MemoryBackend::new());
+    // Idle polls every 30 s: the retry must not wait for one.
+    let worker =
+        TestWorker::start_with(&executor, |w| w.poll_interval(Duration::from_secs(30))).await;
+    let started = tokio::time::Instant::now();
+    let id = executor.dispatch(quick_retry()).await.unwrap();
+    assert_eq!(
+        executor.wait_for::<u32, String>(id, None).await.unwrap(),
+        Ok(7)
+    );
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(200), "{took:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    worker.stop().await;
+}

@@ -225,6 +225,7 @@ impl WorkerBuilder {
             sticky: Mutex::new(HashMap::new()),
             running: AtomicUsize::new(0),
             idle: Notify::new(),
+            next_due: Mutex::new(None),
             drain: drain_rx,
         });
         let heartbeat_task = tokio::spawn(core.clone().heartbeat_loop(heartbeat));
@@ -274,6 +275,8 @@ struct Core {
     sticky: Mutex<HashMap<InvocationId, Cached>>,
     running: AtomicUsize,
     idle: Notify,
+    /// Earliest time a task this worker parked or deferred becomes runnable.
+    next_due: Mutex<Option<Timestamp>>,
     drain: watch::Receiver<bool>,
 }
 
@@ -520,10 +523,15 @@ impl Core {
                     }
                 }
             }
+            // Do not sleep past a task this worker parked for a known time.
+            let nap = match self.take_due_before(backoff) {
+                Some(due) => due.min(backoff),
+                None => backoff,
+            };
             tokio::select! {
                 _ = &mut work => backoff = self.poll.min,
                 _ = &mut freed, if free == 0 => {}
-                _ = tokio::time::sleep(backoff) => {
+                _ = tokio::time::sleep(nap) => {
                     if claimed == 0 {
                         backoff = self.poll.next(backoff);
                     }
@@ -589,6 +597,26 @@ impl Core {
                 Err(e) => tracing::warn!(worker = %self.id, error = %e, "lease renewal failed"),
             }
         }
+    }
+
+    /// Remembers that a task this worker released becomes runnable at `at`.
+    fn note_due(&self, at: Timestamp) {
+        let mut due = self.next_due.lock().unwrap_or_else(|p| p.into_inner());
+        *due = Some(due.map_or(at, |d| d.min(at)));
+    }
+
+    /// How long until the earliest remembered due time, if it comes within
+    /// `horizon`; forgets it once it has come (the claim then finds the task).
+    fn take_due_before(&self, horizon: Duration) -> Option<Duration> {
+        let mut due = self.next_due.lock().unwrap_or_else(|p| p.into_inner());
+        let at = (*due)?;
+        let wait = at.millis().saturating_sub(self.now().millis());
+        if wait <= 0 {
+            *due = None;
+            return Some(Duration::ZERO);
+        }
+        let wait = Duration::from_millis(wait as u64);
+        (wait <= horizon).then_some(wait)
     }
 
     async fn cleanup_loop(self: Arc<Self>, every: Duration, retention: Duration) {
@@ -1005,6 +1033,9 @@ impl Core {
                         (Some(t), Some(d)) => Some(t.min(d)),
                         (t, d) => t.or(d),
                     };
+                    if let Some(t) = run_at {
+                        self.note_due(t);
+                    }
                     TaskDisposition::Park { run_at }
                 };
                 let commit = TurnCommit {
@@ -1386,9 +1417,9 @@ impl Core {
             let policy = policy
                 .as_ref()
                 .map(|p| p.delay(attempt, r.invocation.as_uuid().as_bytes()));
-            TaskDisposition::Retry {
-                run_at: now.saturating_add(policy.unwrap_or_default()),
-            }
+            let run_at = now.saturating_add(policy.unwrap_or_default());
+            self.note_due(run_at);
+            TaskDisposition::Retry { run_at }
         } else if let Failure::Panic { message } = failure {
             TaskDisposition::DeadLetter {
                 reason: format!("panicked on attempt {attempt}: {message}"),
