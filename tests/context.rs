@@ -6,31 +6,12 @@ use std::time::Duration;
 
 use stent::backends::MemoryBackend;
 use stent::{ContextDefaults, ExecutionStatus, ProgressState, Stent};
+use stent_tests::TestWorker;
 
 const LIMIT: Option<Duration> = Some(Duration::from_secs(20));
 
 fn s(e: stent::Error) -> String {
     e.to_string()
-}
-
-async fn start(
-    executor: &Stent,
-) -> (
-    stent::WorkerLifecycle,
-    tokio::task::JoinHandle<stent::Result<()>>,
-) {
-    let lifecycle = executor.create_worker_lifecycle(Some("test"));
-    let handle = tokio::spawn(executor.worker().lifecycle(lifecycle.clone()).serve());
-    lifecycle.wait_until_ready().await;
-    (lifecycle, handle)
-}
-
-async fn stop(
-    lifecycle: stent::WorkerLifecycle,
-    handle: tokio::task::JoinHandle<stent::Result<()>>,
-) {
-    lifecycle.request_drain();
-    handle.await.unwrap().unwrap();
 }
 
 /// Polls `state_of` until `check` holds (or panics after 20 s).
@@ -100,7 +81,7 @@ async fn counts_and_states() -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn counters_and_state_are_visible_in_state_of() {
     let executor = Stent::new(MemoryBackend::new());
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     let id = executor.dispatch(counts_and_states()).await.unwrap();
     let out = executor.wait_for::<(), String>(id, LIMIT).await.unwrap();
     assert_eq!(out, Ok(()));
@@ -149,7 +130,7 @@ async fn counters_and_state_are_visible_in_state_of() {
     assert_eq!(mine.counters, state.counters);
     assert_eq!(mine.custom_state, state.custom_state);
     assert_eq!(mine.progress_str, state.progress_str);
-    stop(lc, h).await;
+    worker.stop().await;
 }
 
 static REPLAYED_BODY_RUNS: AtomicU32 = AtomicU32::new(0);
@@ -169,7 +150,7 @@ async fn counts_across_a_replay() -> Result<u64, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replay_after_a_worker_restart_does_not_count_twice() {
     let executor = Stent::new(MemoryBackend::new());
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     let id = executor.dispatch(counts_across_a_replay()).await.unwrap();
     let state = until(&executor, id, "the first write", |st| {
         st.custom_state.contains_key("phase")
@@ -178,8 +159,8 @@ async fn a_replay_after_a_worker_restart_does_not_count_twice() {
     assert_eq!(state.counters.get("done"), Some(&1.0));
     // The worker goes away while the workflow waits for its signal; a
     // fresh one replays it from the journal.
-    stop(lc, h).await;
-    let (lc, h) = start(&executor).await;
+    worker.stop().await;
+    let worker = TestWorker::start(&executor).await;
     executor.send_signal(id, "go", &5u64).await.unwrap();
     let out = executor.wait_for::<u64, String>(id, LIMIT).await.unwrap();
     assert_eq!(out, Ok(5));
@@ -192,7 +173,7 @@ async fn a_replay_after_a_worker_restart_does_not_count_twice() {
     );
     // Four writes, each journaled once.
     assert_eq!(root_kinds(&executor, id, "context_write").await, 4);
-    stop(lc, h).await;
+    worker.stop().await;
 }
 
 #[stent::durable]
@@ -236,7 +217,7 @@ async fn uses_defaults() -> Result<(), String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn defaults_initialise_only_what_is_not_there_yet() {
     let executor = Stent::new(MemoryBackend::new());
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     let id = executor.dispatch(uses_defaults()).await.unwrap();
     let out = executor.wait_for::<(), String>(id, LIMIT).await.unwrap();
     assert_eq!(out, Ok(()));
@@ -258,7 +239,7 @@ async fn defaults_initialise_only_what_is_not_there_yet() {
         state.custom_state_as::<u8>("retries_left").unwrap(),
         Some(3)
     );
-    stop(lc, h).await;
+    worker.stop().await;
 }
 
 /// `Stent::now()` as milliseconds, `Stent::uuid()` as text, `Stent::random()`.
@@ -287,7 +268,7 @@ async fn reads_then_waits() -> Result<Reads, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn now_uuid_and_random_replay_the_recorded_values() {
     let executor = Stent::new(MemoryBackend::new());
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     let before = executor.clock_now().millis();
     let id = executor.dispatch(reads_then_waits()).await.unwrap();
     let state = until(&executor, id, "the first run's reads", |st| {
@@ -295,10 +276,10 @@ async fn now_uuid_and_random_replay_the_recorded_values() {
     })
     .await;
     let first: Reads = state.custom_state_as("first_run").unwrap().unwrap();
-    stop(lc, h).await;
+    worker.stop().await;
     // Time passes before the replay.
     tokio::time::sleep(Duration::from_millis(20)).await;
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     executor.send_signal(id, "go", &()).await.unwrap();
     let replayed = executor
         .wait_for::<Reads, String>(id, LIMIT)
@@ -316,7 +297,7 @@ async fn now_uuid_and_random_replay_the_recorded_values() {
     assert_eq!(&uuid[14..15], "4", "not a v4 uuid: {uuid}");
     assert!((0.0..1.0).contains(&random), "{random}");
     assert_eq!(root_kinds(&executor, id, "side_effect").await, 3);
-    stop(lc, h).await;
+    worker.stop().await;
 }
 
 #[stent::durable]
@@ -343,14 +324,14 @@ async fn outside_an_execution_everything_is_no_context() {
     no_context(Stent::random().map(drop));
     // Inside a workflow, a `tokio::spawn`ed task is outside the execution.
     let executor = Stent::new(MemoryBackend::new());
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     let id = executor
         .dispatch(spawned_task_has_no_context())
         .await
         .unwrap();
     let out = executor.wait_for::<bool, String>(id, LIMIT).await.unwrap();
     assert_eq!(out, Ok(true));
-    stop(lc, h).await;
+    worker.stop().await;
 }
 
 #[stent::durable]
@@ -375,7 +356,7 @@ async fn several_calls() -> Result<u64, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn progress_lists_every_call_with_its_state_and_times() {
     let executor = Stent::new(MemoryBackend::new());
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     let id = executor.dispatch(several_calls()).await.unwrap();
     let state = until(&executor, id, "five calls", |st| st.progress.len() == 5).await;
     assert_eq!(state.progress_str, "4/5 calls done, 1 failed");
@@ -418,7 +399,7 @@ async fn progress_lists_every_call_with_its_state_and_times() {
     assert_eq!(state.progress_str, "5/5 calls done, 1 failed");
     assert_eq!(state.progress[4].state, ProgressState::Completed);
     assert_eq!(state.retries, 0);
-    stop(lc, h).await;
+    worker.stop().await;
 }
 
 #[tokio::test]

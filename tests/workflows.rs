@@ -6,6 +6,7 @@ use std::time::Duration;
 use stent::backends::MemoryBackend;
 use stent::{ExecutionStatus, Stent};
 use stent_tests::CountingBackend;
+use stent_tests::TestWorker;
 
 #[stent::durable]
 async fn double(x: u64) -> Result<u64, String> {
@@ -64,30 +65,10 @@ async fn approval() -> Result<Vec<String>, String> {
     Ok(vec![a, b])
 }
 
-async fn start(
-    executor: &Stent,
-) -> (
-    stent::WorkerLifecycle,
-    tokio::task::JoinHandle<stent::Result<()>>,
-) {
-    let lifecycle = executor.create_worker_lifecycle(Some("test"));
-    let handle = tokio::spawn(executor.worker().lifecycle(lifecycle.clone()).serve());
-    lifecycle.wait_until_ready().await;
-    (lifecycle, handle)
-}
-
-async fn stop(
-    lifecycle: stent::WorkerLifecycle,
-    handle: tokio::task::JoinHandle<stent::Result<()>>,
-) {
-    lifecycle.request_drain();
-    handle.await.unwrap().unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sequential_calls_return_the_right_result() {
     let executor = Stent::new(MemoryBackend::new());
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     let id = executor.dispatch(pipeline(10)).await.unwrap();
     let out = executor
         .wait_for::<u64, String>(id, Some(Duration::from_secs(10)))
@@ -98,13 +79,13 @@ async fn sequential_calls_return_the_right_result() {
         executor.state_of(id).await.unwrap().state,
         ExecutionStatus::Completed
     );
-    stop(lc, h).await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nested_calls_and_typed_errors() {
     let executor = Stent::new(MemoryBackend::new());
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     let a = executor.dispatch(nested(4)).await.unwrap();
     let b = executor.dispatch(catches(3)).await.unwrap();
     let c = executor.dispatch(refuse(5)).await.unwrap();
@@ -125,30 +106,30 @@ async fn nested_calls_and_typed_errors() {
         executor.state_of(c).await.unwrap().state,
         ExecutionStatus::Failed
     );
-    stop(lc, h).await;
+    worker.stop().await;
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_durable_sleep_parks_and_resumes_in_virtual_time() {
     let executor = Stent::new(MemoryBackend::new());
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     let id = executor.dispatch(sleeper()).await.unwrap();
     let out = executor.wait_for::<String, String>(id, None).await.unwrap();
     assert_eq!(out, Ok("woke".to_string()));
-    stop(lc, h).await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gather_runs_children_in_parallel_and_keeps_order() {
     let executor = Stent::new(MemoryBackend::new());
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     let id = executor.dispatch(fan_out(50)).await.unwrap();
     let out = executor
         .wait_for::<u64, String>(id, Some(Duration::from_secs(10)))
         .await
         .unwrap();
     assert_eq!(out, Ok((0..50).map(|x| x * 2).sum()));
-    stop(lc, h).await;
+    worker.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,7 +138,7 @@ async fn signals_sent_before_and_after_the_wait_arrive_once_in_order() {
     let id = executor.dispatch(approval()).await.unwrap();
     // Sent before any worker runs: kept.
     executor.send_signal(id, "vote", &"first").await.unwrap();
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     tokio::time::sleep(Duration::from_millis(50)).await;
     executor.send_signal(id, "vote", &"second").await.unwrap();
     executor.send_signal(id, "vote", &"third").await.unwrap();
@@ -166,7 +147,7 @@ async fn signals_sent_before_and_after_the_wait_arrive_once_in_order() {
         .await
         .unwrap();
     assert_eq!(out, Ok(vec!["first".to_string(), "second".to_string()]));
-    stop(lc, h).await;
+    worker.stop().await;
 }
 
 #[tokio::test]
@@ -228,14 +209,14 @@ async fn durable_functions_run_their_body_outside_an_execution() {
 async fn a_thousand_steps_read_a_linear_number_of_events() {
     let backend = CountingBackend::new(MemoryBackend::new());
     let executor = Stent::new(backend.clone());
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     let id = executor.dispatch(pipeline(1000)).await.unwrap();
     let out = executor
         .wait_for::<u64, String>(id, Some(Duration::from_secs(60)))
         .await
         .unwrap();
     assert_eq!(out, Ok(999 * 1000));
-    stop(lc, h).await;
+    worker.stop().await;
     // A full replay on every step would read ~n²/2 = 500,000 events (the
     // journal holds 2n+2). Sticky execution reads each at most a few times.
     let read = backend.events_read();
@@ -266,7 +247,7 @@ async fn calls_slow_steps() -> Result<u64, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn steps_awaiting_real_io_stay_resident_until_done() {
     let executor = Stent::new(MemoryBackend::new());
-    let (lc, h) = start(&executor).await;
+    let worker = TestWorker::start(&executor).await;
     let root = executor.dispatch(calls_slow_steps()).await.unwrap();
     let leaf = executor.dispatch(slow_io(40)).await.unwrap();
     let t = Some(Duration::from_secs(10));
@@ -278,7 +259,7 @@ async fn steps_awaiting_real_io_stay_resident_until_done() {
         executor.wait_for::<u64, String>(leaf, t).await.unwrap(),
         Ok(40)
     );
-    stop(lc, h).await;
+    worker.stop().await;
 }
 
 static SLOW_STEP_RUNS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
@@ -336,6 +317,7 @@ async fn a_worker_whose_lease_expired_mid_step_cannot_record_its_result() {
         rows.iter().map(|r| &r.kind).collect::<Vec<_>>()
     );
     for (lc, h) in [stalled, healthy] {
-        stop(lc, h).await;
+        lc.request_drain();
+        h.await.unwrap().unwrap();
     }
 }

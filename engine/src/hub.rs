@@ -99,8 +99,17 @@ impl Hub {
         }
     }
 
-    pub fn remove_resident(&self, invocation: InvocationId) {
-        self.lock().remove(&invocation);
+    /// Forgets a resident registration — only the one made with `notify`,
+    /// so a later registration of the same invocation (a takeover by
+    /// another worker of this process) stays.
+    pub fn remove_resident(&self, invocation: InvocationId, notify: &Arc<Notify>) {
+        let mut residents = self.lock();
+        if residents
+            .get(&invocation)
+            .is_some_and(|r| Arc::ptr_eq(&r.notify, notify))
+        {
+            residents.remove(&invocation);
+        }
     }
 
     /// Wakes a resident invocation (a delivery for it arrived). False if it

@@ -251,6 +251,8 @@ impl WorkerBuilder {
 struct LeaseState {
     epoch: LeaseEpoch,
     lost: Arc<AtomicBool>,
+    /// The hub registration made with this lease.
+    notify: Arc<Notify>,
 }
 
 struct Cached {
@@ -653,17 +655,18 @@ impl Core {
         epoch: LeaseEpoch,
     ) -> Residence {
         let lost = Arc::new(AtomicBool::new(false));
+        let (notify, handoffs) = self
+            .inner
+            .hub
+            .add_resident(invocation, execution, lost.clone());
         self.lock_leases().insert(
             invocation,
             LeaseState {
                 epoch,
                 lost: lost.clone(),
+                notify: notify.clone(),
             },
         );
-        let (notify, handoffs) = self
-            .inner
-            .hub
-            .add_resident(invocation, execution, lost.clone());
         Residence {
             notify,
             lost,
@@ -676,9 +679,10 @@ impl Core {
     /// (then the newer holder's registration stays).
     fn release(&self, invocation: InvocationId, epoch: LeaseEpoch) {
         let mut leases = self.lock_leases();
-        if leases.get(&invocation).is_some_and(|l| l.epoch == epoch) {
-            leases.remove(&invocation);
-            self.inner.hub.remove_resident(invocation);
+        if leases.get(&invocation).is_some_and(|l| l.epoch == epoch)
+            && let Some(lease) = leases.remove(&invocation)
+        {
+            self.inner.hub.remove_resident(invocation, &lease.notify);
         }
     }
 
@@ -1605,7 +1609,18 @@ impl Core {
         for answer in answers {
             let _ = answer.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         }
-        Ok(result?)
+        match result {
+            Ok(()) => Ok(()),
+            // A handed-off child lost its lease (it was taken over): our own
+            // lease is fine, but the results we applied in memory are not
+            // stored. Reload from the journal; the child's new owner delivers.
+            Err(StoreError::LeaseLost { invocation, .. }) if invocation != r.invocation => {
+                Err(TurnError::Retry(format!(
+                    "handed-off child {invocation} lost its lease; reloading"
+                )))
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 
     async fn pause(self: &Arc<Self>, r: &mut Running, report: String) -> Result<(), TurnError> {
