@@ -8,7 +8,6 @@
 //! involved.
 
 use std::future::Future;
-use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::Poll;
 use std::time::Duration;
@@ -24,27 +23,9 @@ use stent_journal::store::{
 use stent_journal::{EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId};
 use stent_sqlite::SqliteBackend;
 
-/// A temporary database path; the file and its WAL files are removed on drop.
-struct TempPath(PathBuf);
+mod common;
 
-impl TempPath {
-    fn new(label: &str) -> TempPath {
-        TempPath(std::env::temp_dir().join(format!(
-            "stent-sqlite-{label}-{}.db",
-            ExecutionId::new_random()
-        )))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = self.0.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
+use common::TempPath;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 

@@ -3,7 +3,7 @@
 //! the conformance suite (`tests/conformance.rs`).
 
 use std::collections::HashSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::task::Poll;
 use std::time::Duration;
 
@@ -16,27 +16,9 @@ use stent_journal::store::{
 use stent_journal::{EventKind, ExecutionId, LeaseEpoch, Seq, Timestamp, WorkerId};
 use stent_sqlite::{SqliteBackend, Synchronous};
 
-/// A temporary database path; the file and its WAL files are removed on drop.
-struct TempPath(PathBuf);
+mod common;
 
-impl TempPath {
-    fn new(label: &str) -> TempPath {
-        TempPath(std::env::temp_dir().join(format!(
-            "stent-sqlite-{label}-{}.db",
-            ExecutionId::new_random()
-        )))
-    }
-}
-
-impl Drop for TempPath {
-    fn drop(&mut self) {
-        for suffix in ["", "-wal", "-shm"] {
-            let mut p = self.0.clone().into_os_string();
-            p.push(suffix);
-            let _ = std::fs::remove_file(p);
-        }
-    }
-}
+use common::TempPath;
 
 fn new_execution(function: &str, at: i64) -> NewExecution {
     let id = ExecutionId::new_random();
