@@ -11,7 +11,7 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use stent_journal::event::ContextWrite;
-use stent_journal::{CallKey, Event, Failure, InvocationId, Payload, Seq, Timestamp};
+use stent_journal::{CallKey, Event, Failure, InvocationId, Payload, Seq, Serializer, Timestamp};
 
 use crate::driver::{Divergence, DriverError};
 
@@ -173,11 +173,69 @@ pub(crate) struct State {
     pub(crate) fatal: Option<DriverError>,
     /// The idempotency key the engine took for this invocation, if any.
     pub(crate) idempotency_key: Option<String>,
+    /// How the engine encodes the values this invocation produces.
+    pub(crate) serializer: Serializer,
+    /// Sees every effect before it is matched (debuggers); `None` in the engine.
+    pub(crate) observer: Option<Box<dyn Observer>>,
+}
+
+/// What an [`Observer`] sees before the driver matches an effect.
+#[derive(Debug, Clone, Copy)]
+pub struct EffectView<'a> {
+    /// The invocation.
+    pub invocation: InvocationId,
+    /// The seq the effect takes.
+    pub seq: Seq,
+    /// The event the code asks for (for the final result: the terminal
+    /// event its return value makes).
+    pub asked: &'a Event,
+    /// What the journal holds at `seq` (`None`: the journal ends before it).
+    pub recorded: Option<&'a Event>,
+}
+
+/// What an [`Observer`] decides about an effect.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    /// Match the effect against the journal as usual.
+    Proceed,
+    /// Take this event as the recorded one at the seq before matching (a
+    /// debugger that goes on past a divergence, treating the recorded answer
+    /// as given). Ignored where the journal holds nothing at the seq.
+    Replace(Event),
+    /// Stop the invocation here ([`crate::DriverError::Aborted`] with this message).
+    Stop(String),
+}
+
+/// Called with every durable effect the code creates, and with its final
+/// result, before the driver matches them against the journal. Installed
+/// with [`crate::Driver::set_observer`]; the engine never installs one.
+///
+/// It runs while the driver's state is locked: it must not use the
+/// invocation's [`Context`].
+pub trait Observer: Send {
+    /// Decides what to do with the effect.
+    fn observe(&mut self, view: EffectView<'_>) -> Verdict;
+}
+
+impl<F> Observer for F
+where
+    F: FnMut(EffectView<'_>) -> Verdict + Send,
+{
+    fn observe(&mut self, view: EffectView<'_>) -> Verdict {
+        self(view)
+    }
 }
 
 impl State {
     fn schedule(&mut self, command: Command) -> Seq {
         let seq = Seq(self.next_seq);
+        if self.fatal.is_none() && self.observer.is_some() {
+            let asked = command.to_event(self.invocation, seq, self.now);
+            self.consult_observer(seq, &asked);
+            if self.fatal.is_some() {
+                return seq;
+            }
+        }
         if let Some(recorded) = self.history.get(seq.0 as usize) {
             if !command.matches(recorded) {
                 if self.fatal.is_none() {
@@ -201,6 +259,35 @@ impl State {
             self.history.push(event);
         }
         seq
+    }
+
+    /// Shows `asked` (at `seq`) to the observer, if any, and applies its
+    /// verdict: a replaced recorded event, or a stop.
+    pub(crate) fn consult_observer(&mut self, seq: Seq, asked: &Event) {
+        let Some(mut observer) = self.observer.take() else {
+            return;
+        };
+        let verdict = observer.observe(EffectView {
+            invocation: self.invocation,
+            seq,
+            asked,
+            recorded: self.history.get(seq.0 as usize),
+        });
+        self.observer = Some(observer);
+        match verdict {
+            Verdict::Proceed => {}
+            Verdict::Replace(event) => {
+                if let Some(slot) = self.history.get_mut(seq.0 as usize) {
+                    *slot = event;
+                }
+            }
+            Verdict::Stop(message) => {
+                self.fatal = Some(DriverError::Aborted {
+                    invocation: self.invocation,
+                    message,
+                });
+            }
+        }
     }
 
     /// Notes what a command event means for the code: outstanding, or answered at once.
@@ -316,6 +403,12 @@ impl Context {
         self.lock().idempotency_key.clone()
     }
 
+    /// The serializer the engine encodes this invocation's values with
+    /// (arguments of calls, results, context writes).
+    pub fn serializer(&self) -> Serializer {
+        self.lock().serializer
+    }
+
     /// The running invocation's id.
     pub fn invocation(&self) -> InvocationId {
         self.lock().invocation
@@ -416,6 +509,7 @@ mod tests {
 
     use super::*;
     use crate::{Driver, DriverError, Status};
+    use stent_journal::EventKind;
 
     #[test]
     fn an_abort_wins_over_a_result_returned_in_the_same_poll() {
@@ -444,5 +538,86 @@ mod tests {
             matches!(status, Status::Stopped(DriverError::Aborted { .. })),
             "{status:?}"
         );
+    }
+
+    #[test]
+    fn an_observer_sees_each_effect_and_can_replace_the_recorded_event() {
+        let id: InvocationId = "6f9619ff-8b86-d011-b42d-00c04fc964ff".parse().unwrap();
+        let started = Event::Started {
+            function: "demo::wf".into(),
+            version: None,
+            args: Payload::encode(&()).unwrap(),
+            parent: None,
+        };
+        let recorded_call = Command::call("demo::step", None, Payload::encode(&(1,)).unwrap())
+            .to_event(id, Seq(1), Timestamp(0));
+        let journal = vec![
+            started,
+            recorded_call,
+            Event::CallCompleted {
+                scheduled: Seq(1),
+                value: Payload::encode(&5).unwrap(),
+            },
+            Event::Completed {
+                value: Payload::encode(&5).unwrap(),
+            },
+        ];
+        let code = async {
+            let ctx = Context::current().expect("inside a driver");
+            // The code now passes 2 where the journal recorded 1.
+            let answer = ctx
+                .schedule(Command::call(
+                    "demo::step",
+                    None,
+                    Payload::encode(&(2,)).unwrap(),
+                ))
+                .await;
+            Ok(answer.into_value().unwrap())
+        };
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        let mut driver = Driver::new(id, journal, Box::pin(code)).unwrap();
+        driver.set_observer(move |view: EffectView<'_>| {
+            log.lock().unwrap().push((view.seq, view.asked.kind()));
+            match view.recorded {
+                Some(r) if r != view.asked && view.asked.kind() == EventKind::CallScheduled => {
+                    Verdict::Replace(view.asked.clone())
+                }
+                _ => Verdict::Proceed,
+            }
+        });
+        let status = driver.advance(&mut TaskCx::from_waker(Waker::noop()));
+        assert!(matches!(status, Status::Finished(Ok(_))), "{status:?}");
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![
+                (Seq(1), EventKind::CallScheduled),
+                (Seq(3), EventKind::Completed)
+            ]
+        );
+    }
+
+    #[test]
+    fn an_observer_can_stop_the_invocation() {
+        let started = Event::Started {
+            function: "demo::wf".into(),
+            version: None,
+            args: Payload::encode(&()).unwrap(),
+            parent: None,
+        };
+        let code = async {
+            let ctx = Context::current().expect("inside a driver");
+            drop(ctx.schedule(Command::Signal { name: "go".into() }));
+            Ok(Payload::encode(&()).unwrap())
+        };
+        let id = "6f9619ff-8b86-d011-b42d-00c04fc964ff".parse().unwrap();
+        let mut driver = Driver::new(id, vec![started], Box::pin(code)).unwrap();
+        driver.set_observer(|_: EffectView<'_>| Verdict::Stop("quit".into()));
+        let status = driver.advance(&mut TaskCx::from_waker(Waker::noop()));
+        assert!(
+            matches!(&status, Status::Stopped(DriverError::Aborted { message, .. }) if message == "quit"),
+            "{status:?}"
+        );
+        assert!(driver.take_new_events().is_empty());
     }
 }

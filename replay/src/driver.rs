@@ -9,9 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Wake, Waker};
 
-use stent_journal::{Event, Failure, InvocationId, Payload, Seq, Timestamp};
+use stent_journal::{Event, Failure, InvocationId, Payload, Seq, Serializer, Timestamp};
 
-use crate::context::{Context, Outstanding, State};
+use crate::context::{Context, Observer, Outstanding, State};
 
 /// The code of one invocation: resolves to its encoded `Ok` value or a failure.
 pub type InvocationFuture = Pin<Box<dyn Future<Output = Result<Payload, Failure>> + Send>>;
@@ -190,6 +190,8 @@ impl Driver {
             wakers: Default::default(),
             fatal: None,
             idempotency_key: None,
+            serializer: Serializer::default(),
+            observer: None,
         };
         Ok(Driver {
             ctx: Context {
@@ -242,9 +244,22 @@ impl Driver {
             .collect()
     }
 
+    /// Shows every durable effect the code creates, and its final result, to
+    /// `observer` before matching it against the journal (debuggers: stepping,
+    /// going on past a divergence). See [`crate::Observer`].
+    pub fn set_observer(&mut self, observer: impl Observer + 'static) {
+        self.ctx.lock().observer = Some(Box::new(observer));
+    }
+
     /// Makes `key` visible to the code as its idempotency key.
     pub fn set_idempotency_key(&mut self, key: String) {
         self.ctx.lock().idempotency_key = Some(key);
+    }
+
+    /// Sets the serializer the invocation's code encodes values with
+    /// ([`Context::serializer`]); [`Serializer::Cbor`] unless set.
+    pub fn set_serializer(&mut self, serializer: Serializer) {
+        self.ctx.lock().serializer = serializer;
     }
 
     /// The `Started` event at seq 0.
@@ -450,6 +465,10 @@ impl Driver {
         };
         let mut st = self.ctx.lock();
         let seq = Seq(st.next_seq);
+        st.consult_observer(seq, &terminal);
+        if let Some(err) = st.fatal.clone() {
+            return Status::Stopped(err);
+        }
         match st.history.get(seq.0 as usize) {
             None => {
                 st.history.push(terminal);

@@ -43,5 +43,7 @@
 mod context;
 mod driver;
 
-pub use context::{Command, Context, Effect, NoContext, Outstanding, Resolution};
+pub use context::{
+    Command, Context, Effect, EffectView, NoContext, Observer, Outstanding, Resolution, Verdict,
+};
 pub use driver::{Divergence, Driver, DriverError, InvocationFuture, Status, WakeFlag};
