@@ -20,6 +20,7 @@ pub mod codec;
 pub mod duration;
 mod error;
 pub mod event;
+pub mod export;
 mod ids;
 pub mod store;
 mod time;
