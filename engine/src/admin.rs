@@ -2,7 +2,8 @@
 
 use stent_journal::event::{Event, ParentLink};
 use stent_journal::store::{
-    DeadLetterRecord, Delivery, ExecutionOutcome, ExecutionStatus, StoreError,
+    CleanupCounts, DeadLetterRecord, Delivery, ExecutionOutcome, ExecutionStatus, StoreError,
+    StoreStats, TaskFilter, TaskRecord,
 };
 use stent_journal::{ExecutionId, Failure, InvocationId, Seq};
 
@@ -125,5 +126,57 @@ impl Stent {
             }
         }
         Ok(discarded)
+    }
+
+    /// A page of tasks (rows of the work queue) in creation order: state,
+    /// lease holder and expiry, attempts and retries. Filter by execution,
+    /// state or queue.
+    ///
+    /// ```no_run
+    /// # async fn demo(executor: stent::Stent, id: stent::ExecutionId) -> Result<(), stent::Error> {
+    /// use stent::journal::store::TaskFilter;
+    /// let filter = TaskFilter { execution: Some(id), limit: 50, ..TaskFilter::default() };
+    /// for task in executor.list_tasks(filter).await? {
+    ///     println!("{} {} {}", task.invocation, task.function, task.state);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRecord>> {
+        Ok(self.inner.backend.list_tasks(filter).await?)
+    }
+
+    /// One task, by its invocation id.
+    pub async fn task(&self, invocation: InvocationId) -> Result<Option<TaskRecord>> {
+        Ok(self.inner.backend.task(invocation).await?)
+    }
+
+    /// Counts over the whole store: executions per state, tasks per state,
+    /// work per queue (ready, due now, leased, waiting) and dead letters.
+    ///
+    /// ```no_run
+    /// # async fn demo(executor: stent::Stent) -> Result<(), stent::Error> {
+    /// let stats = executor.stats().await?;
+    /// for q in &stats.queues {
+    ///     println!("{}: {} ready, {} running", q.queue, q.ready, q.leased);
+    /// }
+    /// println!("dead letters: {}", stats.dead_letters);
+    /// # Ok(()) }
+    /// ```
+    pub async fn stats(&self) -> Result<StoreStats> {
+        Ok(self.inner.backend.stats(self.inner.clock.now()).await?)
+    }
+
+    /// Deletes executions that ended more than `older_than` ago, with their
+    /// tasks, journals, signals and dead letters; with `dry_run` only counts
+    /// what would go. What a worker's cleanup loop does, on demand.
+    pub async fn cleanup(
+        &self,
+        older_than: std::time::Duration,
+        dry_run: bool,
+    ) -> Result<CleanupCounts> {
+        let now = self.inner.clock.now();
+        let ms = i64::try_from(older_than.as_millis()).unwrap_or(i64::MAX);
+        let before = stent_journal::Timestamp(now.0.saturating_sub(ms));
+        Ok(self.inner.backend.cleanup(before, dry_run).await?)
     }
 }

@@ -68,7 +68,10 @@ pub use registry::{
     BoxFuture, DurableFn, DurableOptions, FunctionEntry, FunctionRegistry, RetryPolicy,
     RetryPredicate,
 };
-pub use stent_journal::store::{DeadLetterRecord, ExecutionStatus};
+pub use stent_journal::store::{
+    CleanupCounts, DeadLetterRecord, ExecutionStatus, QueueStats, StoreStats, TaskFilter,
+    TaskRecord, TaskState,
+};
 pub use stent_journal::{DurationSpec, ExecutionId, Failure, IntoDuration, InvocationId, Payload};
 pub use stent_macros::durable;
 pub use worker::WorkerBuilder;

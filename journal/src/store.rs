@@ -455,6 +455,134 @@ pub struct CleanupCounts {
     pub events: u64,
 }
 
+/// State of a task (a row of the work queue), as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum TaskState {
+    /// Runnable once its `run_at` has come.
+    Ready,
+    /// Claimed by a worker under a lease.
+    Leased,
+    /// Parked until woken (a delivery or a signal); it has no pending timer.
+    Waiting,
+    /// Finished.
+    Done,
+    /// Stopped by a non-determinism report.
+    Paused,
+    /// Dead-lettered: waits for a person to replay or discard it.
+    Dead,
+    /// Its execution was ended (cancelled or timed out).
+    Cancelled,
+}
+
+impl TaskState {
+    /// Every state.
+    pub const ALL: [TaskState; 7] = [
+        TaskState::Ready,
+        TaskState::Leased,
+        TaskState::Waiting,
+        TaskState::Done,
+        TaskState::Paused,
+        TaskState::Dead,
+        TaskState::Cancelled,
+    ];
+
+    /// The stored name.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Ready => "ready",
+            TaskState::Leased => "leased",
+            TaskState::Waiting => "waiting",
+            TaskState::Done => "done",
+            TaskState::Paused => "paused",
+            TaskState::Dead => "dead",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<TaskState> {
+        TaskState::ALL.into_iter().find(|x| x.as_str() == s)
+    }
+}
+
+impl fmt::Display for TaskState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A stored task, for inspection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TaskRecord {
+    /// The invocation it runs (also the task's id).
+    pub invocation: InvocationId,
+    /// Its execution.
+    pub execution: ExecutionId,
+    /// Its function.
+    pub function: String,
+    /// Queue, priority and tags.
+    pub routing: Routing,
+    /// State.
+    pub state: TaskState,
+    /// Earliest time it may be claimed.
+    pub run_at: Timestamp,
+    /// The worker holding the lease, while leased.
+    pub lease_owner: Option<WorkerId>,
+    /// When the lease runs out, while leased.
+    pub lease_until: Option<Timestamp>,
+    /// Lease epoch (bumped on every claim).
+    pub epoch: LeaseEpoch,
+    /// Claims since the lease holder last committed.
+    pub attempts: u32,
+    /// Retries so far.
+    pub retries: u32,
+}
+
+/// Filter and page for listing tasks. Tasks are listed in creation order.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    /// Only tasks of this execution.
+    pub execution: Option<ExecutionId>,
+    /// Only tasks in this state.
+    pub state: Option<TaskState>,
+    /// Only tasks in this queue.
+    pub queue: Option<String>,
+    /// Page size.
+    pub limit: usize,
+    /// Rows to skip.
+    pub offset: usize,
+}
+
+/// Work in one queue, counted over tasks that are not finished.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Queue name.
+    pub queue: String,
+    /// Tasks in state ready, whatever their `run_at` (what
+    /// [`ExecutionStore::queue_depth`] counts).
+    pub ready: u64,
+    /// Ready tasks whose `run_at` has come.
+    pub due: u64,
+    /// Leased tasks (running on a worker, or whose lease has run out).
+    pub leased: u64,
+    /// Parked tasks waiting to be woken.
+    pub waiting: u64,
+}
+
+/// Counts over the whole store, for dashboards and the CLI.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Executions per status, every status listed (in [`ExecutionStatus::ALL`] order).
+    pub executions: Vec<(ExecutionStatus, u64)>,
+    /// Tasks per state, every state listed (in [`TaskState::ALL`] order).
+    pub tasks: Vec<(TaskState, u64)>,
+    /// Queues that hold a ready, leased or waiting task, by name.
+    pub queues: Vec<QueueStats>,
+    /// Dead letters waiting for a person.
+    pub dead_letters: u64,
+}
+
 /// Reading journals.
 #[async_trait]
 pub trait JournalStore: Send + Sync {
@@ -590,6 +718,18 @@ pub trait SignalStore: Send + Sync {
     ) -> StoreResult<Vec<SignalRecord>>;
 }
 
+/// Read-only views for operators: tasks and whole-store counts.
+#[async_trait]
+pub trait InspectStore: Send + Sync {
+    /// A page of tasks in creation order, filtered.
+    async fn list_tasks(&self, filter: TaskFilter) -> StoreResult<Vec<TaskRecord>>;
+    /// One task (by its invocation id).
+    async fn task(&self, invocation: InvocationId) -> StoreResult<Option<TaskRecord>>;
+    /// Executions per status, tasks per state, per-queue work (`due` counts
+    /// ready tasks whose `run_at` is at or before `now`) and dead letters.
+    async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats>;
+}
+
 /// Everything a backend offers.
 pub trait Backend:
     JournalStore
@@ -599,6 +739,7 @@ pub trait Backend:
     + DeadLetterStore
     + CacheStore
     + IdempotencyStore
+    + InspectStore
     + 'static
 {
 }
@@ -611,6 +752,7 @@ impl<T> Backend for T where
         + DeadLetterStore
         + CacheStore
         + IdempotencyStore
+        + InspectStore
         + 'static
 {
 }

@@ -190,3 +190,16 @@ pub mod crash;
 pub mod harness;
 
 pub use harness::TestWorker;
+
+#[async_trait]
+impl<B: Backend> InspectStore for CountingBackend<B> {
+    async fn list_tasks(&self, filter: TaskFilter) -> StoreResult<Vec<TaskRecord>> {
+        self.inner.list_tasks(filter).await
+    }
+    async fn task(&self, invocation: InvocationId) -> StoreResult<Option<TaskRecord>> {
+        self.inner.task(invocation).await
+    }
+    async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats> {
+        self.inner.stats(now).await
+    }
+}

@@ -109,6 +109,7 @@ macro_rules! conformance_tests {
             idempotency_begin_done_and_release,
             end_execution_cancels_unfinished_tasks,
             cleanup_removes_only_old_ended_executions,
+            inspect_tasks_and_stats,
         );
     };
     ($factory:expr) => {
@@ -2992,4 +2993,177 @@ where
             .unwrap()
             .is_empty()
     );
+}
+
+// ---------------------------------------------------------------- inspection
+
+/// `list_tasks` lists tasks in creation order, filtered by execution, state
+/// and queue and paged; `task` reads one; `stats` counts executions per
+/// status, tasks per state, per-queue work and dead letters.
+pub async fn inspect_tasks_and_stats(backend: Arc<dyn Backend>) {
+    use stent_journal::store::{QueueStats, TaskFilter, TaskState};
+
+    // e1: leased in "a"; e2: ready in "b", due at 9s; e3: waiting in "a";
+    // e4: dead in "c"; e5: done in "a".
+    let e1 = execution_with("app::one", routing("a", 3, &["x"]), at(0));
+    let mut e2 = execution_with("app::two", routing("b", 0, &[]), at(0));
+    e2.root.run_at = at(9_000);
+    let e3 = execution_with("app::three", routing("a", 0, &[]), at(0));
+    let e4 = execution_with("app::four", routing("c", 0, &[]), at(0));
+    let e5 = execution_with("app::five", routing("a", 0, &[]), at(0));
+    let all = [&e1, &e2, &e3, &e4, &e5];
+    for e in all {
+        create(&backend, e).await;
+    }
+    let c1 = claim_one(&backend, request("w1", at(1), &["app::one"])).await;
+    let c3 = claim_one(&backend, request("w1", at(1), &["app::three"])).await;
+    commit(
+        &backend,
+        vec![turn(e3.root.invocation, c3.epoch, at(2), park(None))],
+    )
+    .await;
+    let c4 = claim_one(&backend, request("w2", at(1), &["app::four"])).await;
+    commit(
+        &backend,
+        vec![turn(
+            e4.root.invocation,
+            c4.epoch,
+            at(3),
+            dead_letter("boom"),
+        )],
+    )
+    .await;
+    let c5 = claim_one(&backend, request("w2", at(1), &["app::five"])).await;
+    commit(
+        &backend,
+        vec![turn(
+            e5.root.invocation,
+            c5.epoch,
+            at(4),
+            TaskDisposition::Finish {
+                deliver: None,
+                execution: Some(ExecutionOutcome {
+                    status: ExecutionStatus::Completed,
+                    terminal_event: b"completed".to_vec(),
+                }),
+            },
+        )],
+    )
+    .await;
+
+    let t1 = backend
+        .task(e1.root.invocation)
+        .await
+        .unwrap()
+        .expect("task of e1");
+    assert_eq!(t1.invocation, e1.root.invocation);
+    assert_eq!(t1.execution, e1.id);
+    assert_eq!(t1.function, "app::one");
+    assert_eq!(t1.routing, routing("a", 3, &["x"]));
+    assert_eq!(t1.state, TaskState::Leased);
+    assert_eq!(t1.lease_owner, Some(worker("w1")));
+    assert_eq!(t1.lease_until, Some(at(30_001)));
+    assert_eq!(t1.epoch, c1.epoch);
+    assert_eq!(t1.attempts, 1);
+    assert_eq!(t1.retries, 0);
+    let t2 = backend.task(e2.root.invocation).await.unwrap().unwrap();
+    assert_eq!(t2.state, TaskState::Ready);
+    assert_eq!(t2.run_at, at(9_000));
+    assert_eq!(t2.lease_owner, None);
+    assert_eq!(t2.lease_until, None);
+    let ghost = InvocationId::child_of(e1.root.invocation, Seq(7));
+    assert_eq!(backend.task(ghost).await.unwrap(), None);
+
+    let list = |filter: TaskFilter| {
+        let backend = backend.clone();
+        async move {
+            backend
+                .list_tasks(filter)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| (t.execution, t.state))
+                .collect::<Vec<_>>()
+        }
+    };
+    let page = |limit, offset| TaskFilter {
+        limit,
+        offset,
+        ..TaskFilter::default()
+    };
+    use TaskState::*;
+    let expected = vec![
+        (e1.id, Leased),
+        (e2.id, Ready),
+        (e3.id, Waiting),
+        (e4.id, Dead),
+        (e5.id, Done),
+    ];
+    assert_eq!(list(page(100, 0)).await, expected);
+    assert_eq!(list(page(2, 1)).await, expected[1..3].to_vec());
+    assert_eq!(list(page(10, 5)).await, vec![]);
+    assert_eq!(list(page(0, 0)).await, vec![]);
+    assert_eq!(
+        list(TaskFilter {
+            queue: Some("a".into()),
+            ..page(100, 0)
+        })
+        .await,
+        vec![(e1.id, Leased), (e3.id, Waiting), (e5.id, Done)]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            state: Some(Dead),
+            ..page(100, 0)
+        })
+        .await,
+        vec![(e4.id, Dead)]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            execution: Some(e3.id),
+            ..page(100, 0)
+        })
+        .await,
+        vec![(e3.id, Waiting)]
+    );
+    assert_eq!(
+        list(TaskFilter {
+            queue: Some("a".into()),
+            state: Some(Ready),
+            ..page(100, 0)
+        })
+        .await,
+        vec![]
+    );
+
+    let stats = backend.stats(at(10)).await.unwrap();
+    let executions: std::collections::HashMap<_, _> = stats.executions.iter().copied().collect();
+    assert_eq!(stats.executions.len(), ExecutionStatus::ALL.len());
+    assert_eq!(executions.values().sum::<u64>(), 5);
+    assert_eq!(executions[&ExecutionStatus::Pending], 1);
+    assert_eq!(executions[&ExecutionStatus::Completed], 1);
+    assert_eq!(
+        stats.tasks,
+        vec![
+            (Ready, 1),
+            (Leased, 1),
+            (Waiting, 1),
+            (Done, 1),
+            (Paused, 0),
+            (Dead, 1),
+            (Cancelled, 0),
+        ]
+    );
+    let q = |queue: &str, ready, due, leased, waiting| QueueStats {
+        queue: queue.to_string(),
+        ready,
+        due,
+        leased,
+        waiting,
+    };
+    assert_eq!(stats.queues, vec![q("a", 0, 0, 1, 1), q("b", 1, 0, 0, 0)]);
+    assert_eq!(stats.dead_letters, 1);
+    let later = backend.stats(at(9_000)).await.unwrap();
+    assert_eq!(later.queues[1], q("b", 1, 1, 0, 0));
 }

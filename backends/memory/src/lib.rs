@@ -51,9 +51,10 @@ use async_trait::async_trait;
 use stent_journal::store::{
     CacheStore, ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterRecord, DeadLetterStore,
     Delivery, ExecutionFilter, ExecutionOutcome, ExecutionRecord, ExecutionStatus, ExecutionStore,
-    IdempotencyBegin, IdempotencyStore, InboxId, InboxItem, JournalRow, JournalStore, NewExecution,
-    NewInvocation, Routing, SignalId, SignalRecord, SignalStore, StoreError, StoreResult,
-    TaskDisposition, TaskStore, TurnCommit,
+    IdempotencyBegin, IdempotencyStore, InboxId, InboxItem, InspectStore, JournalRow, JournalStore,
+    NewExecution, NewInvocation, QueueStats, Routing, SignalId, SignalRecord, SignalStore,
+    StoreError, StoreResult, StoreStats, TaskDisposition, TaskFilter, TaskRecord,
+    TaskState as StoredTaskState, TaskStore, TurnCommit,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
@@ -1088,5 +1089,115 @@ impl SignalStore for MemoryBackend {
                 payload: s.payload.clone(),
             })
             .collect())
+    }
+}
+
+fn stored_state(state: TaskState) -> StoredTaskState {
+    match state {
+        TaskState::Ready => StoredTaskState::Ready,
+        TaskState::Leased => StoredTaskState::Leased,
+        TaskState::Waiting => StoredTaskState::Waiting,
+        TaskState::Done => StoredTaskState::Done,
+        TaskState::Paused => StoredTaskState::Paused,
+        TaskState::Dead => StoredTaskState::Dead,
+        TaskState::Cancelled => StoredTaskState::Cancelled,
+    }
+}
+
+fn task_record(invocation: InvocationId, t: &TaskRow) -> TaskRecord {
+    TaskRecord {
+        invocation,
+        execution: t.execution,
+        function: t.function.clone(),
+        routing: t.routing.clone(),
+        state: stored_state(t.state),
+        run_at: t.run_at,
+        lease_owner: t.lease_owner.clone(),
+        lease_until: t.lease_until,
+        epoch: LeaseEpoch(t.epoch),
+        attempts: t.attempts,
+        retries: t.retries,
+    }
+}
+
+#[async_trait]
+impl InspectStore for MemoryBackend {
+    async fn list_tasks(&self, filter: TaskFilter) -> StoreResult<Vec<TaskRecord>> {
+        let state = self.lock();
+        let mut rows: Vec<(&InvocationId, &TaskRow)> = state
+            .tasks
+            .iter()
+            .filter(|(_, t)| filter.execution.is_none_or(|e| t.execution == e))
+            .filter(|(_, t)| filter.state.is_none_or(|s| stored_state(t.state) == s))
+            .filter(|(_, t)| filter.queue.as_deref().is_none_or(|q| t.routing.queue == q))
+            .collect();
+        rows.sort_by_key(|(_, t)| t.created);
+        Ok(rows
+            .into_iter()
+            .skip(filter.offset)
+            .take(filter.limit)
+            .map(|(id, t)| task_record(*id, t))
+            .collect())
+    }
+
+    async fn task(&self, invocation: InvocationId) -> StoreResult<Option<TaskRecord>> {
+        let state = self.lock();
+        Ok(state
+            .tasks
+            .get(&invocation)
+            .map(|t| task_record(invocation, t)))
+    }
+
+    async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats> {
+        let state = self.lock();
+        let executions = ExecutionStatus::ALL
+            .into_iter()
+            .map(|s| {
+                let n = state.executions.values().filter(|r| r.status == s).count();
+                (s, n as u64)
+            })
+            .collect();
+        let tasks = StoredTaskState::ALL
+            .into_iter()
+            .map(|s| {
+                let n = state
+                    .tasks
+                    .values()
+                    .filter(|t| stored_state(t.state) == s)
+                    .count();
+                (s, n as u64)
+            })
+            .collect();
+        let mut queues: BTreeMap<String, QueueStats> = BTreeMap::new();
+        for t in state.tasks.values() {
+            if !matches!(
+                t.state,
+                TaskState::Ready | TaskState::Leased | TaskState::Waiting
+            ) {
+                continue;
+            }
+            let q = queues
+                .entry(t.routing.queue.clone())
+                .or_insert_with(|| QueueStats {
+                    queue: t.routing.queue.clone(),
+                    ..QueueStats::default()
+                });
+            match t.state {
+                TaskState::Ready => {
+                    q.ready += 1;
+                    if t.run_at <= now {
+                        q.due += 1;
+                    }
+                }
+                TaskState::Leased => q.leased += 1,
+                _ => q.waiting += 1,
+            }
+        }
+        Ok(StoreStats {
+            executions,
+            tasks,
+            queues: queues.into_values().collect(),
+            dead_letters: state.dead_letters.len() as u64,
+        })
     }
 }

@@ -11,9 +11,10 @@ use sqlx::{PgPool, Postgres, Row};
 use stent_journal::store::{
     CacheStore, ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterRecord, DeadLetterStore,
     Delivery, ExecutionFilter, ExecutionOutcome, ExecutionRecord, ExecutionStatus, ExecutionStore,
-    IdempotencyBegin, IdempotencyStore, InboxId, InboxItem, JournalRow, JournalStore, NewExecution,
-    NewInvocation, Routing, SignalId, SignalRecord, SignalStore, StoreError, StoreResult,
-    TaskDisposition, TaskStore, TurnCommit,
+    IdempotencyBegin, IdempotencyStore, InboxId, InboxItem, InspectStore, JournalRow, JournalStore,
+    NewExecution, NewInvocation, QueueStats, Routing, SignalId, SignalRecord, SignalStore,
+    StoreError, StoreResult, StoreStats, TaskDisposition, TaskFilter, TaskRecord,
+    TaskState as StoredTaskState, TaskStore, TurnCommit,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
@@ -1314,5 +1315,132 @@ impl SignalStore for PostgresBackend {
                 })
             })
             .collect()
+    }
+}
+
+// ------------------------------------------------------------------ inspection
+
+macro_rules! select_tasks {
+    ($rest:literal) => {
+        concat!(
+            "SELECT invocation_id, execution_id, function, queue, priority, tags, state, \
+             run_at, lease_owner, lease_until, epoch, attempts, retries FROM tasks ",
+            $rest
+        )
+    };
+}
+
+fn task_record(row: &PgRow) -> StoreResult<TaskRecord> {
+    const T: &str = "tasks";
+    let state: String = col(row, T, "state")?;
+    let state = StoredTaskState::parse(&state)
+        .ok_or_else(|| StoreError::Corrupt(format!("tasks.state holds unknown state {state:?}")))?;
+    Ok(TaskRecord {
+        invocation: invocation_col(row, T, "invocation_id")?,
+        execution: execution_col(row, T, "execution_id")?,
+        function: col(row, T, "function")?,
+        routing: Routing {
+            queue: col(row, T, "queue")?,
+            priority: col(row, T, "priority")?,
+            tags: col(row, T, "tags")?,
+        },
+        state,
+        run_at: Timestamp(col(row, T, "run_at")?),
+        lease_owner: col::<Option<String>>(row, T, "lease_owner")?.map(WorkerId::new),
+        lease_until: time_col(row, T, "lease_until")?,
+        epoch: LeaseEpoch(col(row, T, "epoch")?),
+        attempts: u32_col::<i32>(row, T, "attempts")?,
+        retries: u32_col::<i32>(row, T, "retries")?,
+    })
+}
+
+#[async_trait]
+impl InspectStore for PostgresBackend {
+    async fn list_tasks(&self, filter: TaskFilter) -> StoreResult<Vec<TaskRecord>> {
+        const OP: &str = "list_tasks";
+        let rows = sqlx::query(select_tasks!(
+            "WHERE ($1::uuid IS NULL OR execution_id = $1) AND ($2::text IS NULL OR state = $2) \
+               AND ($3::text IS NULL OR queue = $3) \
+             ORDER BY created LIMIT $4 OFFSET $5"
+        ))
+        .bind(filter.execution.map(|e| *e.as_uuid()))
+        .bind(filter.state.map(StoredTaskState::as_str))
+        .bind(filter.queue)
+        .bind(limit_i64(filter.limit))
+        .bind(limit_i64(filter.offset))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(read_err(OP))?;
+        rows.iter().map(task_record).collect()
+    }
+
+    async fn task(&self, invocation: InvocationId) -> StoreResult<Option<TaskRecord>> {
+        const OP: &str = "task";
+        let row = sqlx::query(select_tasks!("WHERE invocation_id = $1"))
+            .bind(*invocation.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(read_err(OP))?;
+        row.as_ref().map(task_record).transpose()
+    }
+
+    async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats> {
+        const OP: &str = "stats";
+        let mut by_status: HashMap<String, u64> = HashMap::new();
+        for row in sqlx::query("SELECT status, COUNT(*) AS n FROM executions GROUP BY status")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err(OP))?
+        {
+            by_status.insert(col(&row, "executions", "status")?, count(&row, "n")?);
+        }
+        let mut by_state: HashMap<String, u64> = HashMap::new();
+        for row in sqlx::query("SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err(OP))?
+        {
+            by_state.insert(col(&row, "tasks", "state")?, count(&row, "n")?);
+        }
+        let queues = sqlx::query(
+            "SELECT queue, \
+                COUNT(*) FILTER (WHERE state = 'ready') AS ready, \
+                COUNT(*) FILTER (WHERE state = 'ready' AND run_at <= $1) AS due, \
+                COUNT(*) FILTER (WHERE state = 'leased') AS leased, \
+                COUNT(*) FILTER (WHERE state = 'waiting') AS waiting \
+             FROM tasks WHERE state IN ('ready', 'leased', 'waiting') \
+             GROUP BY queue ORDER BY queue",
+        )
+        .bind(now.0)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(read_err(OP))?
+        .iter()
+        .map(|row| {
+            Ok(QueueStats {
+                queue: col(row, "tasks", "queue")?,
+                ready: count(row, "ready")?,
+                due: count(row, "due")?,
+                leased: count(row, "leased")?,
+                waiting: count(row, "waiting")?,
+            })
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        let dead = sqlx::query("SELECT COUNT(*) AS n FROM dead_letters")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(read_err(OP))?;
+        Ok(StoreStats {
+            executions: ExecutionStatus::ALL
+                .into_iter()
+                .map(|s| (s, by_status.get(s.as_str()).copied().unwrap_or(0)))
+                .collect(),
+            tasks: StoredTaskState::ALL
+                .into_iter()
+                .map(|s| (s, by_state.get(s.as_str()).copied().unwrap_or(0)))
+                .collect(),
+            queues,
+            dead_letters: count(&dead, "n")?,
+        })
     }
 }
