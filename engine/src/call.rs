@@ -10,7 +10,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context as TaskCx, Poll};
 
-use stent_journal::{Failure, Payload};
+use stent_journal::Failure;
 use stent_replay::{Command, Context, Effect, Resolution};
 
 use crate::registry::{BoxFuture, DurableFn};
@@ -69,7 +69,7 @@ impl<D: DurableFn> IntoFuture for Call<D> {
                 state: CallState::Direct(D::run(self.args)),
             };
         };
-        let state = match Payload::encode(&self.args) {
+        let state = match ctx.serializer().encode(&self.args) {
             Ok(args) => {
                 let version = D::options().version;
                 let effect = ctx.schedule(Command::call(D::NAME, version, args));

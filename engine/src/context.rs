@@ -19,7 +19,9 @@ use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use stent_journal::event::ContextWrite;
-use stent_journal::{CallKey, CodecError, Event, InvocationId, Payload, Seq, Timestamp};
+use stent_journal::{
+    CallKey, CodecError, Event, InvocationId, Payload, Seq, Serializer, Timestamp,
+};
 use stent_replay::{Command, Context, Resolution};
 
 use crate::error::{Error, Result};
@@ -157,7 +159,7 @@ impl StateEntry {
     /// ```
     pub fn set<V: Serialize + ?Sized>(&self, value: &V) -> Result<()> {
         let ctx = Context::try_current()?;
-        let value = Payload::encode(value)?;
+        let value = ctx.serializer().encode(value)?;
         write_in(
             &ctx,
             ContextWrite::StateSet {
@@ -305,7 +307,14 @@ impl Stent {
         for (name, value) in defaults.counters {
             write_in(&ctx, ContextWrite::CounterDefault { name, value })?;
         }
+        let serializer = ctx.serializer();
         for (key, value) in defaults.state {
+            // Defaults were encoded before the serializer was known; bring
+            // them into its data model (a no-op for the default, CBOR).
+            let value = match serializer {
+                Serializer::Cbor => value,
+                other => other.encode(&value.to_value()?)?,
+            };
             write_in(&ctx, ContextWrite::StateDefault { key, value })?;
         }
         Ok(ExecutionContext { _private: () })

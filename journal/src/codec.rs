@@ -54,8 +54,22 @@ impl Payload {
     }
 
     /// Decodes the payload as `T` under explicit limits.
+    ///
+    /// Both data models a [`Serializer`] writes are read: when `T` does not
+    /// decode from the payload directly, it is decoded through the JSON data
+    /// model (where [`Serializer::Json`] wrote integer map keys as strings),
+    /// and the first error is returned if that fails too.
     pub fn decode_with<T: DeserializeOwned>(&self, limits: PayloadLimits) -> Result<T, CodecError> {
-        decode_bytes(&self.0, limits, "payload")
+        match decode_bytes(&self.0, limits, "payload") {
+            Ok(v) => Ok(v),
+            Err(first @ CodecError::Decode { .. }) => {
+                let Ok(json) = decode_bytes::<serde_json::Value>(&self.0, limits, "payload") else {
+                    return Err(first);
+                };
+                serde_json::from_value(json).map_err(|_| first)
+            }
+            Err(other) => Err(other),
+        }
     }
 
     /// Checks the payload against `limits` (size, nesting depth, well-formed
@@ -88,6 +102,93 @@ impl Payload {
     /// True if no bytes at all (not even an encoded null).
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+/// How user values (arguments, results, errors, signal payloads, custom
+/// state) become [`Payload`]s: the seed's `serializer=` option.
+///
+/// The journal itself is always canonical CBOR; the serializer decides which
+/// *data model* a value is written in:
+///
+/// - [`Serializer::Cbor`] (the default) writes the value's serde form as is:
+///   byte strings, integer map keys, `u128` and non-finite floats all survive.
+/// - [`Serializer::Json`] first converts the value to JSON
+///   (`serde_json::Value`), so only JSON-representable values are accepted
+///   (map keys must be strings or integers — integers are written as
+///   strings —, integers must fit in 64 bits, a non-finite float becomes
+///   `null`) and every stored payload can be shown as JSON
+///   without loss — by `stent journal --json` or by a tool in another
+///   language. A value JSON cannot hold is refused when it is encoded (at
+///   dispatch, or when the body returns), with an error naming the reason.
+///
+/// Decoding needs no setting: [`Payload::decode`] reads both data models, so
+/// an executor can switch serializers without making existing journals
+/// unreadable (the call keys of new calls change, since the encoded arguments
+/// can differ).
+///
+/// ```
+/// use stent_journal::codec::Serializer;
+/// use std::collections::BTreeMap;
+///
+/// // JSON writes integer map keys as strings; both read back the same.
+/// let by_id: BTreeMap<u32, String> = [(7, "seven".to_string())].into();
+/// for serializer in [Serializer::Cbor, Serializer::Json] {
+///     let p = serializer.encode(&by_id).unwrap();
+///     assert_eq!(p.decode::<BTreeMap<u32, String>>().unwrap(), by_id);
+/// }
+/// // A map keyed by a sequence has no JSON form.
+/// let by_pair: BTreeMap<(u8, u8), u8> = [((1, 2), 3)].into();
+/// assert!(Serializer::Cbor.encode(&by_pair).is_ok());
+/// let err = Serializer::Json.encode(&by_pair).unwrap_err();
+/// assert!(err.to_string().contains("JSON"));
+///
+/// let p = Serializer::Json.encode(&vec![1u8, 2, 3]).unwrap();
+/// assert_eq!(p.decode::<Vec<u8>>().unwrap(), vec![1, 2, 3]);
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Serializer {
+    /// serde's data model, written as canonical CBOR (the default).
+    #[default]
+    Cbor,
+    /// The JSON data model, written as canonical CBOR.
+    Json,
+}
+
+impl Serializer {
+    /// Encodes `value` in this serializer's data model.
+    pub fn encode<T: Serialize + ?Sized>(self, value: &T) -> Result<Payload, CodecError> {
+        match self {
+            Serializer::Cbor => Payload::encode(value),
+            Serializer::Json => {
+                let json = serde_json::to_value(value)
+                    .map_err(|e| CodecError::NotJson(e.to_string()))?;
+                Payload::encode(&json)
+            }
+        }
+    }
+
+    /// The serializer's name, as the seed spells it (`"cbor"`, `"json"`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Serializer::Cbor => "cbor",
+            Serializer::Json => "json",
+        }
+    }
+}
+
+impl std::str::FromStr for Serializer {
+    type Err = CodecError;
+
+    /// Parses `"json"` or `"cbor"` (case-insensitive). The seed's `"pickle"`
+    /// is refused: stent has no format that runs code on decode.
+    fn from_str(s: &str) -> Result<Serializer, CodecError> {
+        match s.to_ascii_lowercase().as_str() {
+            "cbor" => Ok(Serializer::Cbor),
+            "json" => Ok(Serializer::Json),
+            _ => Err(CodecError::UnknownSerializer(s.to_string())),
+        }
     }
 }
 

@@ -10,6 +10,15 @@ pub enum CodecError {
     /// The value could not be encoded as CBOR.
     #[error("could not encode value as CBOR: {0}")]
     Encode(String),
+    /// The executor's serializer is [`crate::Serializer::Json`] and the value
+    /// has no JSON form (a non-string map key, an integer beyond 64 bits…).
+    #[error(
+        "value is not representable in JSON (the executor's serializer is Json; change the type or use Serializer::Cbor): {0}"
+    )]
+    NotJson(String),
+    /// A serializer name other than `"json"` or `"cbor"`.
+    #[error("unknown serializer {0:?}: expected \"json\" or \"cbor\" (\"pickle\" is not supported: it can run code on decode)")]
+    UnknownSerializer(String),
     /// The bytes are not valid CBOR for the expected type.
     #[error("could not decode {what}: {reason}")]
     Decode {
