@@ -22,6 +22,7 @@ use crate::context::{ExecutionProgress, FoldRow, fold, progress_summary};
 use crate::error::{Error, Result};
 use crate::hub::Hub;
 use crate::metrics::{MetricsRecorder, NoMetrics};
+use crate::notify::NotificationBackend;
 use crate::registry::{DurableFn, FunctionRegistry};
 
 /// How waiters (`wait_for`) poll the backend between wake-ups.
@@ -43,7 +44,7 @@ pub(crate) struct Inner {
     pub registry: Arc<FunctionRegistry>,
     pub clock: Arc<dyn Clock>,
     pub poll: PollSettings,
-    pub hub: Hub,
+    pub hub: Arc<Hub>,
     pub metrics: Arc<dyn MetricsRecorder>,
     pub limits: PayloadLimits,
 }
@@ -87,6 +88,7 @@ pub struct StentBuilder {
     poll: PollSettings,
     metrics: Option<Arc<dyn MetricsRecorder>>,
     limits: PayloadLimits,
+    notifier: Option<Arc<dyn NotificationBackend>>,
 }
 
 impl StentBuilder {
@@ -115,6 +117,30 @@ impl StentBuilder {
         self
     }
 
+    /// How idle workers and `wait_for` callers are woken (seed:
+    /// `notification_backend=`). Default:
+    /// [`InProcessNotifier`](crate::notifications::InProcessNotifier),
+    /// which wakes those of this process only; with several worker
+    /// processes give every executor a `RedisNotifier` or a
+    /// `PostgresNotifier` on the same server (see [`crate::notifications`]).
+    /// [`NoNotifications`](crate::notifications::NoNotifications) leaves
+    /// polling alone. (With none given, the environment variable
+    /// `STENT_NOTIFICATIONS=none` selects `NoNotifications`.)
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), stent::Error> {
+    /// let backend = stent::backends::SqliteBackend::open("stent.db").await?;
+    /// let executor = stent::Stent::builder(backend)
+    ///     .notification_backend(stent::notifications::NoNotifications)
+    ///     .build();
+    /// # let _ = executor;
+    /// # Ok(()) }
+    /// ```
+    pub fn notification_backend(mut self, notifier: impl NotificationBackend) -> Self {
+        self.notifier = Some(Arc::new(notifier));
+        self
+    }
+
     /// Shortest interval between polls of a waiter (default 100 ms).
     pub fn poll_min_interval(mut self, d: Duration) -> Self {
         self.poll.min = d;
@@ -135,13 +161,15 @@ impl StentBuilder {
 
     /// Builds the executor.
     pub fn build(self) -> Stent {
+        let clock: Arc<dyn Clock> = self.clock.unwrap_or_else(|| Arc::new(TokioClock::new()));
+        let notifier = self.notifier.unwrap_or_else(crate::notify::default_backend);
         Stent {
             inner: Arc::new(Inner {
                 backend: self.backend,
                 registry: self.registry.unwrap_or_else(FunctionRegistry::global),
-                clock: self.clock.unwrap_or_else(|| Arc::new(TokioClock::new())),
+                hub: Hub::new(notifier, clock.clone()),
+                clock,
                 poll: self.poll,
-                hub: Hub::default(),
                 metrics: self.metrics.unwrap_or_else(|| Arc::new(NoMetrics)),
                 limits: self.limits,
             }),
@@ -310,6 +338,7 @@ impl Stent {
             clock: None,
             metrics: None,
             limits: PayloadLimits::default(),
+            notifier: None,
             poll: PollSettings {
                 min: Duration::from_millis(100),
                 max: Duration::from_secs(5),
@@ -457,8 +486,7 @@ impl Stent {
             Err(stent_journal::store::StoreError::NotFound(_)) => return Err(Error::NotFound(id)),
             Err(e) => return Err(e.into()),
         }
-        self.inner.hub.wake_execution(id);
-        self.inner.hub.work.notify_waiters();
+        self.inner.hub.signal_sent(id);
         Ok(())
     }
 

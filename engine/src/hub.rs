@@ -1,18 +1,32 @@
-//! In-process wake-ups and hand-offs. Wake-ups only make things faster:
-//! every waiter also polls the backend with backoff, so a lost wake-up costs
-//! latency, never correctness. A hand-off lets a child that finished in this
-//! process give its result straight to its resident parent, which commits
-//! both in one transaction; if the parent cannot, the child commits alone and
+//! In-process wake-ups and hand-offs, and the bridge to the executor's
+//! [`NotificationBackend`]. Wake-ups only make things faster: every waiter
+//! also polls the backend with backoff, so a lost wake-up costs latency,
+//! never correctness. A hand-off lets a child that finished in this process
+//! give its result straight to its resident parent, which commits both in
+//! one transaction; if the parent cannot, the child commits alone and
 //! delivers through the backend as usual.
+//!
+//! Work, signal and end-of-execution wake-ups go through [`Hub::publish`]:
+//! delivered here directly (unless the notification backend is
+//! `NoNotifications`) and handed to the backend for the other processes,
+//! whose messages come back through [`Hub::receive`].
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
 
 use stent_journal::event::Event;
 use stent_journal::store::{LeaseGrant, Routing, TurnCommit};
 use stent_journal::{ExecutionId, InvocationId, Timestamp};
 use tokio::sync::{Notify, mpsc, oneshot};
+
+use crate::clock::Clock;
+use crate::notify::{self, Notification, NotificationBackend, NotificationSink};
+
+/// Due times of remote retries this process keeps a timer for, at most
+/// (later ones are found by polling).
+const MAX_DUE_TIMERS: usize = 256;
 
 /// A finished child's turn and result, offered to its resident parent.
 pub(crate) struct Handoff {
@@ -51,14 +65,45 @@ pub(crate) struct Reservation {
     pub start: Box<dyn FnOnce(ExecutionId, Event, Option<Timestamp>) + Send>,
 }
 
+/// Wakes idle workers when claimable work may exist.
+pub(crate) struct WorkBell {
+    local: Notify,
+    hub: Weak<Hub>,
+}
+
+impl WorkBell {
+    /// Completes at the next wake-up of this process's idle workers
+    /// (enable it before looking for work, so none is missed).
+    pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
+        self.local.notified()
+    }
+
+    /// New claimable work may exist: wakes the idle workers of this
+    /// process, and of the others through the notification backend.
+    pub fn notify_waiters(&self) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.publish(Notification::Work { due: None });
+        }
+    }
+}
+
 /// Wake-ups shared by an executor and the workers it runs.
-#[derive(Default)]
 pub(crate) struct Hub {
+    /// Identifies this executor's messages, which it ignores when they
+    /// come back from the notification backend.
+    origin: u64,
+    notifier: Arc<dyn NotificationBackend>,
+    /// Whether the notifier was started (it needs a runtime).
+    started: AtomicBool,
+    me: Weak<Hub>,
+    clock: Arc<dyn Clock>,
+    /// Due times of remote retries with a timer running.
+    due_timers: Mutex<BTreeSet<Timestamp>>,
     /// Workers serving in this process, by registration number.
     local_workers: Mutex<Vec<(u64, Arc<dyn LocalClaimer>)>>,
     next_registration: std::sync::atomic::AtomicU64,
     /// New runnable work may exist (dispatch, spawned children, a parked task woken).
-    pub work: Notify,
+    pub work: WorkBell,
     /// `wait_for` callers, by the execution they wait for.
     watchers: Mutex<HashMap<ExecutionId, Arc<Notify>>>,
     /// Invocations resident in a worker of this process, by id.
@@ -66,6 +111,109 @@ pub(crate) struct Hub {
 }
 
 impl Hub {
+    pub fn new(notifier: Arc<dyn NotificationBackend>, clock: Arc<dyn Clock>) -> Arc<Hub> {
+        Arc::new_cyclic(|me: &Weak<Hub>| Hub {
+            origin: ExecutionId::new_random().as_uuid().as_u64_pair().0,
+            notifier,
+            started: AtomicBool::new(false),
+            me: me.clone(),
+            clock,
+            due_timers: Mutex::default(),
+            local_workers: Mutex::default(),
+            next_registration: Default::default(),
+            work: WorkBell {
+                local: Notify::new(),
+                hub: me.clone(),
+            },
+            watchers: Mutex::default(),
+            residents: Mutex::default(),
+        })
+    }
+
+    /// Starts the notification backend once, from inside a runtime.
+    fn ensure_started(&self) {
+        if self.started.load(Ordering::Acquire) || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        if !self.started.swap(true, Ordering::AcqRel) {
+            self.notifier.start(NotificationSink {
+                hub: self.me.clone(),
+            });
+        }
+    }
+
+    /// Wakes whoever `n` concerns, here and in the other processes.
+    pub(crate) fn publish(&self, n: Notification) {
+        self.ensure_started();
+        if self.notifier.in_process() {
+            self.deliver(n, false);
+        }
+        self.notifier.publish(&notify::encode(self.origin, &n));
+    }
+
+    /// A message from the notification backend.
+    pub(crate) fn receive(&self, message: &str) {
+        match notify::decode(message) {
+            Some((origin, _)) if origin == self.origin => {}
+            Some((_, n)) => self.deliver(n, true),
+            None => tracing::debug!(message, "ignoring an unknown notification"),
+        }
+    }
+
+    fn deliver(&self, n: Notification, remote: bool) {
+        match n {
+            Notification::Work { due: None } => self.work.local.notify_waiters(),
+            // A worker of this process remembers the due times of the tasks
+            // it released itself.
+            Notification::Work { due: Some(_) } if !remote => {}
+            Notification::Work { due: Some(at) } => self.wake_at(at),
+            Notification::Signal { execution } => {
+                self.wake_execution(execution);
+                self.work.local.notify_waiters();
+            }
+            Notification::Finished { execution } => self.wake_watchers(execution),
+        }
+    }
+
+    /// Wakes the idle workers here at `at` (a task another process
+    /// scheduled to retry then).
+    fn wake_at(&self, at: Timestamp) {
+        let wait = at.millis().saturating_sub(self.clock.now().millis());
+        if wait <= 0 {
+            self.work.local.notify_waiters();
+            return;
+        }
+        {
+            let mut timers = self.due_timers.lock().unwrap_or_else(|p| p.into_inner());
+            if timers.len() >= MAX_DUE_TIMERS || !timers.insert(at) {
+                return;
+            }
+        }
+        let me = self.me.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+            if let Some(hub) = me.upgrade() {
+                hub.due_timers
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&at);
+                hub.work.local.notify_waiters();
+            }
+        });
+    }
+
+    /// A task was scheduled to retry at `at`: workers of other processes
+    /// wake then too.
+    pub fn work_due(&self, at: Timestamp) {
+        self.publish(Notification::Work { due: Some(at) });
+    }
+
+    /// A signal was sent to `execution`: wakes its resident invocations and
+    /// idle workers (the signal may have made a parked task ready).
+    pub fn signal_sent(&self, execution: ExecutionId) {
+        self.publish(Notification::Signal { execution });
+    }
+
     /// Registers a resident invocation: its wake-up handle and the receiving
     /// end of its hand-offs.
     pub fn add_resident(
@@ -135,7 +283,7 @@ impl Hub {
     }
 
     /// Wakes every resident invocation of an execution (a signal arrived).
-    pub fn wake_execution(&self, execution: ExecutionId) {
+    fn wake_execution(&self, execution: ExecutionId) {
         for r in self.lock().values() {
             if r.execution == execution {
                 r.notify.notify_one();
@@ -145,6 +293,7 @@ impl Hub {
 
     /// A handle woken when `execution` ends (or pauses) in this process.
     pub fn watch(&self, execution: ExecutionId) -> Arc<Notify> {
+        self.ensure_started();
         self.watchers
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -164,8 +313,13 @@ impl Hub {
         }
     }
 
-    /// Wakes the waiters of `execution`: it ended or paused.
+    /// `execution` ended or paused: wakes its waiters, here and in the
+    /// other processes.
     pub fn execution_finished(&self, execution: ExecutionId) {
+        self.publish(Notification::Finished { execution });
+    }
+
+    fn wake_watchers(&self, execution: ExecutionId) {
         let notify = self
             .watchers
             .lock()
@@ -179,6 +333,7 @@ impl Hub {
 
     /// Registers a worker of this process for dispatch-time claims.
     pub fn add_local_worker(&self, worker: Arc<dyn LocalClaimer>) -> u64 {
+        self.ensure_started();
         let id = self
             .next_registration
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -47,6 +47,7 @@ mod executor;
 mod hub;
 mod lifecycle;
 mod metrics;
+mod notify;
 mod orchestration;
 mod registry;
 mod worker;
@@ -79,6 +80,19 @@ pub use workflow::{SignalTimeout, SignalWait, Sleep};
 
 /// The journal layer: events, codec, ids, storage traits.
 pub use stent_journal as journal;
+
+/// Notification backends: how idle workers and `wait_for` callers are
+/// woken, in this process or across processes (see
+/// [`StentBuilder::notification_backend`]).
+pub mod notifications {
+    #[cfg(feature = "postgres")]
+    pub use crate::notify::PostgresNotifier;
+    #[cfg(feature = "redis")]
+    pub use crate::notify::RedisNotifier;
+    pub use crate::notify::{
+        InProcessNotifier, NoNotifications, NotificationBackend, NotificationSink,
+    };
+}
 
 /// Storage backends.
 pub mod backends {

@@ -1423,6 +1423,7 @@ impl Core {
                 .map(|p| p.delay(attempt, r.invocation.as_uuid().as_bytes()));
             let run_at = now.saturating_add(policy.unwrap_or_default());
             self.note_due(run_at);
+            self.inner.hub.work_due(run_at);
             TaskDisposition::Retry { run_at }
         } else if let Failure::Panic { message } = failure {
             TaskDisposition::DeadLetter {

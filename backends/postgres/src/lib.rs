@@ -122,8 +122,11 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use stent_journal::store::StoreError;
 
+mod notify;
 mod sql;
 mod store;
+
+pub use notify::NotificationListener;
 
 /// The embedded schema migrations, in version order.
 const MIGRATIONS: &[(i64, &str, &str)] =
