@@ -629,6 +629,19 @@ pub trait ExecutionStore: Send + Sync {
     /// journals, inbox items, signals and dead letters); with `dry_run`
     /// only counts them.
     async fn cleanup(&self, before: Timestamp, dry_run: bool) -> StoreResult<CleanupCounts>;
+    /// Resumes an execution paused by non-determinism: it becomes `running`
+    /// again (its pause report cleared) and every `paused` task of it
+    /// becomes runnable at `now`. False if it was not paused.
+    /// [`StoreError::NotFound`] if it does not exist.
+    ///
+    /// The default refuses: a backend (or a wrapper around one) that does
+    /// not implement it cannot resume executions.
+    async fn resume_execution(&self, id: ExecutionId, now: Timestamp) -> StoreResult<bool> {
+        let _ = now;
+        Err(StoreError::Database(format!(
+            "this storage backend cannot resume execution {id}: it does not implement ExecutionStore::resume_execution"
+        )))
+    }
 }
 
 /// Dead letters: tasks suspended after running out of attempts.

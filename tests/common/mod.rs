@@ -89,6 +89,9 @@ impl<B: Backend> ExecutionStore for CountingBackend<B> {
     async fn cleanup(&self, before: Timestamp, dry_run: bool) -> StoreResult<CleanupCounts> {
         self.inner.cleanup(before, dry_run).await
     }
+    async fn resume_execution(&self, id: ExecutionId, now: Timestamp) -> StoreResult<bool> {
+        self.inner.resume_execution(id, now).await
+    }
 }
 
 #[async_trait]
@@ -187,6 +190,7 @@ impl<B: Backend> SignalStore for CountingBackend<B> {
 }
 
 pub mod crash;
+pub mod fleet;
 pub mod harness;
 
 pub use harness::TestWorker;

@@ -97,6 +97,7 @@ macro_rules! conformance_tests {
             signal_wakes_tasks_of_its_execution,
             finish_with_outcome_updates_execution,
             pause_stores_report,
+            resume_makes_paused_tasks_runnable,
             list_executions_pages_and_filters,
             queue_depth_counts_ready_tasks,
             payload_bytes_round_trip,
@@ -1705,6 +1706,43 @@ pub async fn pause_stores_report(backend: Arc<dyn Backend>) {
         .unwrap();
     assert_eq!(paused.len(), 1);
     assert_eq!(paused[0].id, exec.id);
+}
+
+/// `resume_execution` turns a paused execution `running` again (report
+/// cleared) and its paused task claimable; it refuses what is not paused.
+pub async fn resume_makes_paused_tasks_runnable(backend: Arc<dyn Backend>) {
+    let unknown = ExecutionId::new_random();
+    assert!(matches!(
+        backend.resume_execution(unknown, at(1)).await,
+        Err(StoreError::NotFound(_))
+    ));
+    let (exec, c) = running(&backend, "app::f").await;
+    assert!(!backend.resume_execution(exec.id, at(5)).await.unwrap());
+    commit(
+        &backend,
+        vec![turn(
+            exec.root.invocation,
+            c.epoch,
+            at(9),
+            TaskDisposition::Pause {
+                report: "diverged".into(),
+            },
+        )],
+    )
+    .await;
+    assert!(
+        claim(&backend, request("w", at(20), &["app::f"]))
+            .await
+            .is_empty()
+    );
+    assert!(backend.resume_execution(exec.id, at(20)).await.unwrap());
+    let rec = backend.execution(exec.id).await.unwrap().unwrap();
+    assert_eq!(rec.status, ExecutionStatus::Running);
+    assert_eq!(rec.pause_report, None);
+    let again = claim_one(&backend, request("w2", at(20), &["app::f"])).await;
+    assert_eq!(again.invocation, exec.root.invocation);
+    assert!(again.epoch > c.epoch);
+    assert!(!backend.resume_execution(exec.id, at(21)).await.unwrap());
 }
 
 // ---------------------------------------------------------------- listing

@@ -774,6 +774,28 @@ impl ExecutionStore for MemoryBackend {
         Ok(true)
     }
 
+    async fn resume_execution(&self, id: ExecutionId, now: Timestamp) -> StoreResult<bool> {
+        let mut state = self.lock();
+        let Some(rec) = state.executions.get_mut(&id) else {
+            return Err(StoreError::NotFound(format!("execution {id}")));
+        };
+        if rec.status != ExecutionStatus::Paused {
+            return Ok(false);
+        }
+        rec.status = ExecutionStatus::Running;
+        rec.pause_report = None;
+        for task in state.tasks.values_mut() {
+            if task.execution == id && task.state == TaskState::Paused {
+                release(task);
+                task.state = TaskState::Ready;
+                task.run_at = now;
+                task.attempts = 0;
+                task.wake = false;
+            }
+        }
+        Ok(true)
+    }
+
     async fn cleanup(&self, before: Timestamp, dry_run: bool) -> StoreResult<CleanupCounts> {
         let mut state = self.lock();
         let (executions, invocations, events) = state.old_executions(before);

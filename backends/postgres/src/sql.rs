@@ -316,6 +316,16 @@ pub(crate) const IDEMPOTENCY_GET: &str =
 pub(crate) const LOCK_EXECUTION: &str =
     "SELECT status FROM executions WHERE id = $1::uuid FOR UPDATE";
 
+/// $1 execution: running again, if it was paused.
+pub(crate) const RESUME_EXECUTION: &str = "UPDATE executions \
+    SET status = 'running', pause_report = NULL WHERE id = $1::uuid AND status = 'paused'";
+
+/// $1 execution, $2 now: its paused tasks become runnable.
+pub(crate) const RESUME_TASKS: &str = "UPDATE tasks \
+    SET state = 'ready', run_at = $2::int8, attempts = 0, \
+        lease_owner = NULL, lease_until = NULL, wake = FALSE \
+    WHERE execution_id = $1::uuid AND state = 'paused'";
+
 /// $1 execution, $2 status, $3 terminal event, $4 now: ends the execution;
 /// its tasks that are not done can never run again (their leases are gone:
 /// renewals report them lost, commits are refused); its dead letters go

@@ -33,6 +33,7 @@ const BEGIN_IDEMPOTENT: &str = "begin_idempotent";
 const END_EXECUTION: &str = "end_execution";
 const CLEANUP: &str = "cleanup";
 const REPLAY_DEAD_LETTER: &str = "replay_dead_letter";
+const RESUME_EXECUTION: &str = "resume_execution";
 const DISCARD_DEAD_LETTER: &str = "discard_dead_letter";
 
 // ------------------------------------------------------------------ errors
@@ -798,6 +799,37 @@ async fn end_execution_in(
     Ok(true)
 }
 
+/// Resumes a paused execution and makes its paused tasks runnable.
+async fn resume_execution_in(
+    conn: &mut PgConnection,
+    id: ExecutionId,
+    now: Timestamp,
+) -> Attempt<bool> {
+    const OP: &str = RESUME_EXECUTION;
+    let uuid = *id.as_uuid();
+    sqlx::query(sql::LOCK_EXECUTION)
+        .bind(uuid)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db(OP))?
+        .ok_or_else(|| StoreError::NotFound(format!("execution {id}")))?;
+    let resumed = sqlx::query(sql::RESUME_EXECUTION)
+        .bind(uuid)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    if resumed.rows_affected() == 0 {
+        return Ok(false);
+    }
+    sqlx::query(sql::RESUME_TASKS)
+        .bind(uuid)
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    Ok(true)
+}
+
 /// Removes a dead letter: its execution, or `None` if there was none.
 async fn take_dead_letter(
     conn: &mut PgConnection,
@@ -1021,6 +1053,20 @@ impl ExecutionStore for PostgresBackend {
             retrying(|| async move {
                 transaction!(pool, END_EXECUTION, |conn| end_execution_in(
                     conn, id, status, event, now
+                ))
+            })
+            .await
+        })
+        .await
+    }
+
+    async fn resume_execution(&self, id: ExecutionId, now: Timestamp) -> StoreResult<bool> {
+        let pool = self.pool.clone();
+        detached(RESUME_EXECUTION, async move {
+            let pool = &pool;
+            retrying(|| async move {
+                transaction!(pool, RESUME_EXECUTION, |conn| resume_execution_in(
+                    conn, id, now
                 ))
             })
             .await

@@ -434,6 +434,16 @@ pub(crate) const PAUSE_EXECUTION: &str =
 /// ?1 execution.
 pub(crate) const EXECUTION_STATUS: &str = "SELECT status FROM executions WHERE id = ?1";
 
+/// ?1 execution: running again, if it was paused.
+pub(crate) const RESUME_EXECUTION: &str = "UPDATE executions \
+    SET status = 'running', pause_report = NULL WHERE id = ?1 AND status = 'paused'";
+
+/// ?1 execution, ?2 now: its paused tasks become runnable.
+pub(crate) const RESUME_TASKS: &str = "UPDATE tasks \
+    SET state = 'ready', run_at = ?2, attempts = 0, \
+        lease_owner = NULL, lease_until = NULL, wake = 0 \
+    WHERE execution_id = ?1 AND state = 'paused'";
+
 /// ?1 execution: its tasks that are not done can never run again; their
 /// leases are gone (renewals report them lost, commits are refused).
 pub(crate) const CANCEL_TASKS: &str = "UPDATE tasks \

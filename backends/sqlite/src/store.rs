@@ -35,6 +35,7 @@ pub(crate) const END_EXECUTION: &str = "end_execution";
 pub(crate) const CLEANUP: &str = "cleanup";
 pub(crate) const REPLAY_DEAD_LETTER: &str = "replay_dead_letter";
 pub(crate) const DISCARD_DEAD_LETTER: &str = "discard_dead_letter";
+pub(crate) const RESUME_EXECUTION: &str = "resume_execution";
 
 // ------------------------------------------------------------------ decoding
 
@@ -911,6 +912,37 @@ pub(crate) async fn end_execution_in(
     Ok(true)
 }
 
+/// Resumes a paused execution and makes its paused tasks runnable.
+pub(crate) async fn resume_execution_in(
+    conn: &mut SqliteConnection,
+    id: ExecutionId,
+    now: Timestamp,
+) -> StoreResult<bool> {
+    const OP: &str = RESUME_EXECUTION;
+    let text = id.to_string();
+    let resumed = sqlx::query(sql::RESUME_EXECUTION)
+        .bind(&text)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    if resumed.rows_affected() == 0 {
+        sqlx::query(sql::EXECUTION_STATUS)
+            .bind(&text)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db(OP))?
+            .ok_or_else(|| StoreError::NotFound(format!("execution {id}")))?;
+        return Ok(false);
+    }
+    sqlx::query(sql::RESUME_TASKS)
+        .bind(&text)
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    Ok(true)
+}
+
 /// Counts what a cleanup of executions ended before `before` removes.
 async fn cleanup_counts(
     conn: &mut SqliteConnection,
@@ -1145,6 +1177,15 @@ impl ExecutionStore for SqliteBackend {
             id,
             status,
             terminal_event,
+            now,
+            pending,
+        })
+        .await
+    }
+
+    async fn resume_execution(&self, id: ExecutionId, now: Timestamp) -> StoreResult<bool> {
+        self.write(RESUME_EXECUTION, |pending| Request::ResumeExecution {
+            id,
             now,
             pending,
         })

@@ -134,6 +134,11 @@ pub(crate) enum Request {
         now: Timestamp,
         pending: Pending<bool>,
     },
+    ResumeExecution {
+        id: ExecutionId,
+        now: Timestamp,
+        pending: Pending<bool>,
+    },
 }
 
 /// Evaluates `$body` with `$p` bound to the request's [`Pending`] (whatever
@@ -179,6 +184,10 @@ macro_rules! with_pending {
             }
             Request::DiscardDeadLetter { pending: $p, .. } => {
                 let $op = store::DISCARD_DEAD_LETTER;
+                $body
+            }
+            Request::ResumeExecution { pending: $p, .. } => {
+                let $op = store::RESUME_EXECUTION;
                 $body
             }
         }
@@ -261,6 +270,9 @@ impl Request {
                 )
                 .await,
             ),
+            Request::ResumeExecution { id, now, pending } => {
+                pending.set(store::resume_execution_in(conn, *id, *now).await)
+            }
         }
     }
 
