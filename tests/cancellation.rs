@@ -135,3 +135,140 @@ async fn an_execution_past_its_expiry_times_out() {
     );
     worker.stop().await;
 }
+
+// --- Compensation on cancellation (`Stent::on_cancel`) ---------------------
+
+static UNDONE: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+#[stent::durable]
+async fn reserve(what: String) -> Result<String, String> {
+    Ok(format!("{what}-reserved"))
+}
+
+#[stent::durable(retry_policy = stent::RetryPolicy { max_attempts: 2, initial_delay: Duration::from_millis(10), ..stent::RetryPolicy::default() })]
+async fn release(what: String) -> Result<(), String> {
+    if what == "broken" {
+        return Err("the provider refuses".into());
+    }
+    UNDONE.lock().unwrap().push(what);
+    Ok(())
+}
+
+/// Books three things, registering each undo before its step, then waits.
+#[stent::durable]
+async fn booking(items: Vec<String>) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for item in items {
+        Stent::on_cancel(release(item.clone())).map_err(|e| e.to_string())?;
+        out.push(reserve(item).await?);
+    }
+    let _: () = Stent::wait_for_signal("confirm")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+#[tokio::test(start_paused = true)]
+async fn cancelling_runs_the_registered_compensations_newest_first_once() {
+    let executor = Stent::new(MemoryBackend::new());
+    let worker = TestWorker::start(&executor).await;
+    let items = vec!["flight-c1".to_string(), "hotel-c1".into(), "car-c1".into()];
+    let id = executor.dispatch(booking(items)).await.unwrap();
+    // Wait until the three reservations are journaled.
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
+    while executor.state_of(id).await.unwrap().progress.len() < 3 {
+        assert!(tokio::time::Instant::now() < give_up, "never booked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    let outcome = executor.cancel_execution(id).await.unwrap();
+    assert!(outcome.cancelled);
+    let undo = outcome.compensation.expect("compensations were registered");
+    let report = executor
+        .wait_for::<stent::CompensationReport, stent::CompensationReport>(
+            undo,
+            Some(Duration::from_secs(20)),
+        )
+        .await
+        .unwrap()
+        .expect("every compensation succeeds");
+    assert_eq!(report.cancelled, id);
+    assert_eq!(report.completed.len(), 3);
+    let undone: Vec<String> = UNDONE
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|w| w.ends_with("-c1"))
+        .cloned()
+        .collect();
+    assert_eq!(undone, ["car-c1", "hotel-c1", "flight-c1"], "newest first");
+    assert_eq!(
+        executor.state_of(id).await.unwrap().state,
+        ExecutionStatus::Cancelled,
+        "the cancelled execution stays cancelled"
+    );
+
+    // Cancelling again is a no-op and starts nothing.
+    let again = executor.cancel_execution(id).await.unwrap();
+    assert!(!again.cancelled && again.compensation.is_none());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let undone_twice = UNDONE
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|w| w.ends_with("-c1"))
+        .count();
+    assert_eq!(undone_twice, 3, "each compensation ran once");
+    worker.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_compensation_is_reported_and_the_others_still_run() {
+    let executor = Stent::new(MemoryBackend::new());
+    let worker = TestWorker::start(&executor).await;
+    let items = vec!["flight-c2".to_string(), "broken".into()];
+    let id = executor.dispatch(booking(items)).await.unwrap();
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
+    while executor.state_of(id).await.unwrap().progress.len() < 2 {
+        assert!(tokio::time::Instant::now() < give_up, "never booked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let undo = executor
+        .cancel_execution(id)
+        .await
+        .unwrap()
+        .compensation
+        .unwrap();
+    let report = executor
+        .wait_for::<stent::CompensationReport, stent::CompensationReport>(
+            undo,
+            Some(Duration::from_secs(20)),
+        )
+        .await
+        .unwrap()
+        .expect_err("one compensation fails");
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert!(report.failed[0].0.ends_with("release"));
+    assert!(
+        report.failed[0].1.contains("the provider refuses"),
+        "{report:?}"
+    );
+    assert_eq!(report.completed.len(), 1);
+    assert!(UNDONE.lock().unwrap().contains(&"flight-c2".to_string()));
+    worker.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_execution_without_registrations_starts_no_compensation() {
+    let executor = Stent::new(MemoryBackend::new());
+    let worker = TestWorker::start(&executor).await;
+    let id = executor.dispatch(waits_for_go()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let outcome = executor.cancel_execution(id).await.unwrap();
+    assert!(outcome.cancelled && outcome.compensation.is_none());
+    assert!(matches!(
+        Stent::on_cancel(release("x".into())),
+        Err(Error::NoContext(_))
+    ));
+    worker.stop().await;
+}

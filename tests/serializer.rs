@@ -22,7 +22,11 @@ struct Order {
 
 #[stent::durable]
 async fn price(order: Order) -> Result<u64, String> {
-    Ok(order.lines.iter().map(|(_, qty)| u64::from(*qty) * 250).sum())
+    Ok(order
+        .lines
+        .iter()
+        .map(|(_, qty)| u64::from(*qty) * 250)
+        .sum())
 }
 
 #[stent::durable]
@@ -88,11 +92,9 @@ async fn journal_payloads(executor: &Stent, id: ExecutionId) -> Vec<stent::Paylo
                     payloads.push(value)
                 }
                 Event::SignalReceived { payload, .. } => payloads.push(payload),
-                Event::ContextWrite { write } => {
-                    if let stent::journal::event::ContextWrite::StateSet { value, .. } = write {
-                        payloads.push(value)
-                    }
-                }
+                Event::ContextWrite {
+                    write: stent::journal::event::ContextWrite::StateSet { value, .. },
+                } => payloads.push(value),
                 _ => {}
             }
         }
@@ -103,8 +105,14 @@ async fn journal_payloads(executor: &Stent, id: ExecutionId) -> Vec<stent::Paylo
 async fn run_checkout(executor: &Stent) -> ExecutionId {
     let worker = TestWorker::start(executor).await;
     let id = executor.dispatch(checkout(order())).await.unwrap();
-    executor.send_signal(id, "note", &"gift wrap").await.unwrap();
-    let out = executor.wait_for::<String, String>(id, LIMIT).await.unwrap();
+    executor
+        .send_signal(id, "note", &"gift wrap")
+        .await
+        .unwrap();
+    let out = executor
+        .wait_for::<String, String>(id, LIMIT)
+        .await
+        .unwrap();
     assert_eq!(out.unwrap(), "order 7 costs 750 (gift wrap)");
     worker.stop().await;
     id
@@ -160,7 +168,11 @@ async fn json_executor_refuses_arguments_json_cannot_hold_at_dispatch() {
     let message = err.to_string();
     assert!(message.contains("not representable in JSON"), "{message}");
     assert!(
-        executor.list_executions(10, 0, None).await.unwrap().is_empty(),
+        executor
+            .list_executions(10, 0, None)
+            .await
+            .unwrap()
+            .is_empty(),
         "nothing is stored for a refused dispatch"
     );
     let err = executor
@@ -228,9 +240,7 @@ async fn a_journal_written_under_cbor_finishes_under_json() {
     let id = cbor.dispatch(checkout(order())).await.unwrap();
     cbor.send_signal(id, "note", &"fragile").await.unwrap();
 
-    let json = Stent::builder(backend)
-        .serializer(Serializer::Json)
-        .build();
+    let json = Stent::builder(backend).serializer(Serializer::Json).build();
     let worker = TestWorker::start(&json).await;
     let out = json.wait_for::<String, String>(id, LIMIT).await.unwrap();
     assert_eq!(out.unwrap(), "order 7 costs 750 (fragile)");

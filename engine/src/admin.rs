@@ -16,6 +16,9 @@ impl Stent {
     /// process at once, others when their lease renewal is refused) and
     /// none of its tasks is claimed again. False if it had already ended.
     ///
+    /// Calls registered with [`Stent::on_cancel`] then run, newest first, in
+    /// a new execution; [`Stent::cancel_execution`] tells which.
+    ///
     /// ```no_run
     /// # async fn demo(executor: stent::Stent, id: stent::ExecutionId) -> Result<(), stent::Error> {
     /// if executor.cancel(id).await? {
@@ -24,6 +27,12 @@ impl Stent {
     /// # Ok(()) }
     /// ```
     pub async fn cancel(&self, id: ExecutionId) -> Result<bool> {
+        Ok(self.cancel_execution(id).await?.cancelled)
+    }
+
+    /// Ends `id` as cancelled and stops its resident invocations; false if it
+    /// had already ended.
+    pub(crate) async fn end_cancelled(&self, id: ExecutionId) -> Result<bool> {
         let inner = &self.inner;
         let terminal = Event::Cancelled.encode()?;
         let ended = match inner

@@ -415,7 +415,7 @@ fn stopping(what: &str, seq: Seq) -> Error {
     })
 }
 
-fn write_in(ctx: &Context, w: ContextWrite) -> Result<()> {
+pub(crate) fn write_in(ctx: &Context, w: ContextWrite) -> Result<()> {
     let effect = ctx.schedule(Command::ContextWrite(w));
     let seq = effect.seq();
     // Answered at once (first run and replay alike) unless it diverged.
@@ -647,6 +647,8 @@ fn apply(out: &mut Derived, calls: &mut BTreeMap<(InvocationId, Seq), usize>, ro
             ContextWrite::StateDefault { key, value } => {
                 out.custom_state.entry(key).or_insert(value);
             }
+            // Read only when the execution is cancelled (crate::compensation).
+            ContextWrite::OnCancel { .. } => {}
         },
         Event::CallScheduled {
             function,

@@ -14,7 +14,9 @@ use stent_journal::store::{
     Backend, ExecutionFilter, ExecutionRecord, ExecutionStatus, NewExecution, NewInvocation,
     StoreError,
 };
-use stent_journal::{ExecutionId, Failure, IntoDuration, Payload, PayloadLimits, Timestamp};
+use stent_journal::{
+    ExecutionId, Failure, IntoDuration, Payload, PayloadLimits, Serializer, Timestamp,
+};
 
 use crate::call::Call;
 use crate::clock::{Clock, TokioClock};
@@ -47,6 +49,7 @@ pub(crate) struct Inner {
     pub hub: Arc<Hub>,
     pub metrics: Arc<dyn MetricsRecorder>,
     pub limits: PayloadLimits,
+    pub serializer: Serializer,
 }
 
 /// The stent executor: dispatches durable functions, runs workers, and
@@ -88,6 +91,7 @@ pub struct StentBuilder {
     poll: PollSettings,
     metrics: Option<Arc<dyn MetricsRecorder>>,
     limits: PayloadLimits,
+    serializer: Serializer,
     notifier: Option<Arc<dyn NotificationBackend>>,
 }
 
@@ -108,6 +112,25 @@ impl StentBuilder {
     /// `dispatch` and `send_signal` (default 16 MiB, 128 levels).
     pub fn payload_limits(mut self, limits: PayloadLimits) -> Self {
         self.limits = limits;
+        self
+    }
+
+    /// How arguments, results, errors, signal payloads and custom state are
+    /// encoded (the seed's `serializer=`): [`Serializer::Cbor`] (the default)
+    /// or [`Serializer::Json`], which accepts only JSON-representable values
+    /// so every stored payload reads back as JSON. See [`Serializer`].
+    ///
+    /// ```
+    /// use stent::{Serializer, Stent};
+    ///
+    /// let executor = Stent::builder(stent::backends::MemoryBackend::new())
+    ///     .serializer("json".parse::<Serializer>()?)
+    ///     .build();
+    /// # let _ = executor;
+    /// # Ok::<(), stent::journal::CodecError>(())
+    /// ```
+    pub fn serializer(mut self, serializer: Serializer) -> Self {
+        self.serializer = serializer;
         self
     }
 
@@ -172,6 +195,7 @@ impl StentBuilder {
                 poll: self.poll,
                 metrics: self.metrics.unwrap_or_else(|| Arc::new(NoMetrics)),
                 limits: self.limits,
+                serializer: self.serializer,
             }),
         }
     }
@@ -338,6 +362,7 @@ impl Stent {
             clock: None,
             metrics: None,
             limits: PayloadLimits::default(),
+            serializer: Serializer::default(),
             notifier: None,
             poll: PollSettings {
                 min: Duration::from_millis(100),
@@ -473,7 +498,7 @@ impl Stent {
         name: &str,
         payload: &impl Serialize,
     ) -> Result<()> {
-        let payload = Payload::encode(payload)?;
+        let payload = self.inner.serializer.encode(payload)?;
         payload.check(self.inner.limits)?;
         let now = self.inner.clock.now();
         match self
@@ -651,7 +676,7 @@ impl<D: DurableFn> Dispatch<'_, D> {
         if let Some(q) = self.queue {
             routing.queue = q;
         }
-        let args = Payload::encode(&self.call.args)?;
+        let args = inner.serializer.encode(&self.call.args)?;
         args.check(inner.limits)?;
         let id = ExecutionId::new_random();
         let now = inner.clock.now();

@@ -40,6 +40,7 @@
 
 mod admin;
 mod call;
+mod compensation;
 mod clock;
 mod context;
 mod error;
@@ -54,6 +55,7 @@ mod worker;
 mod workflow;
 
 pub use call::{Call, CallFuture, IntoDefinition};
+pub use compensation::{Cancellation, CompensationCall, CompensationReport, RunCompensations};
 pub use clock::{Clock, TokioClock};
 pub use context::{
     ContextDefaults, Counter, ExecutionContext, ExecutionProgress, ProgressState, StateEntry,
@@ -73,7 +75,9 @@ pub use stent_journal::store::{
     CleanupCounts, DeadLetterRecord, ExecutionStatus, QueueStats, StoreStats, TaskFilter,
     TaskRecord, TaskState,
 };
-pub use stent_journal::{DurationSpec, ExecutionId, Failure, IntoDuration, InvocationId, Payload};
+pub use stent_journal::{
+    DurationSpec, ExecutionId, Failure, IntoDuration, InvocationId, Payload, Serializer,
+};
 pub use stent_macros::durable;
 pub use worker::WorkerBuilder;
 pub use workflow::{SignalTimeout, SignalWait, Sleep};

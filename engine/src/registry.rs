@@ -251,11 +251,17 @@ fn invoke<D: DurableFn>(args: Payload) -> InvocationFuture {
         let args: D::Args = args.decode().map_err(|e| Failure::Aborted {
             message: format!("arguments of {} do not decode: {e}", D::NAME),
         })?;
-        match D::run(args).await {
-            Ok(v) => Payload::encode(&v).map_err(|e| Failure::Aborted {
+        let outcome = D::run(args).await;
+        // The engine polls the body inside its invocation's context, which
+        // knows the executor's serializer; a direct poll (tests) uses CBOR.
+        let serializer = stent_replay::Context::current()
+            .map(|ctx| ctx.serializer())
+            .unwrap_or_default();
+        match outcome {
+            Ok(v) => serializer.encode(&v).map_err(|e| Failure::Aborted {
                 message: format!("result of {} does not encode: {e}", D::NAME),
             }),
-            Err(e) => Err(match Payload::encode(&e) {
+            Err(e) => Err(match serializer.encode(&e) {
                 Ok(error) => Failure::Error { error },
                 Err(enc) => Failure::Aborted {
                     message: format!("error of {} does not encode: {enc}", D::NAME),
@@ -285,10 +291,22 @@ inventory::collect!(Registration);
 /// Maps function names to runnable entries.
 ///
 /// [`FunctionRegistry::global`] holds every `#[durable]` function of the
-/// program; build your own to let a worker serve only some of them.
-#[derive(Debug, Default, Clone)]
+/// program; build your own to let a worker serve only some of them. Every
+/// registry also holds the engine's built-in
+/// [`RunCompensations`](crate::RunCompensations).
+#[derive(Debug, Clone)]
 pub struct FunctionRegistry {
     entries: BTreeMap<&'static str, Arc<FunctionEntry>>,
+}
+
+impl Default for FunctionRegistry {
+    fn default() -> Self {
+        let mut registry = FunctionRegistry {
+            entries: BTreeMap::new(),
+        };
+        registry.insert(FunctionEntry::of::<crate::compensation::RunCompensations>());
+        registry
+    }
 }
 
 impl FunctionRegistry {

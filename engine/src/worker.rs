@@ -812,8 +812,9 @@ impl Core {
             .registry
             .get(&function)
             .map_err(|e| LoadError::Corrupt(e.to_string()))?;
-        let driver = Driver::new(invocation, events, entry.invoke(args))
+        let mut driver = Driver::new(invocation, events, entry.invoke(args))
             .map_err(|e| LoadError::Corrupt(e.to_string()))?;
+        driver.set_serializer(self.inner.serializer);
         Ok((driver, parent))
     }
 
@@ -1258,7 +1259,7 @@ impl Core {
     fn start_children(self: &Arc<Self>, children: Vec<LocalStart>) {
         for c in children {
             let future = c.entry.invoke(c.args);
-            let driver = match Driver::new(c.invocation, vec![c.started], future) {
+            let mut driver = match Driver::new(c.invocation, vec![c.started], future) {
                 Ok(d) => d,
                 Err(e) => {
                     // Cannot happen for a journal we just built; the lease
@@ -1267,6 +1268,7 @@ impl Core {
                     continue;
                 }
             };
+            driver.set_serializer(self.inner.serializer);
             let residence = self.hold(c.invocation, c.execution, LeaseEpoch(1));
             let mut running = Running::new(
                 c.invocation,

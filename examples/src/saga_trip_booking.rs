@@ -11,12 +11,13 @@
 //! workflow's code runs again, every completed booking is answered from the
 //! journal, and the list is rebuilt exactly as it was.
 //!
-//! Cancelling an execution (`executor.cancel(id)`) does **not** run
-//! compensations: cancellation is final and stops the workflow's code at
-//! its next durable point, so there is no place to compensate from.
-//! Cancellation-triggered compensation is not supported by the engine yet;
-//! to undo a trip on request, send a signal the workflow waits for and let it
-//! compensate itself.
+//! Cancelling a trip mid-way compensates too. Cancellation is final and stops
+//! the workflow's code at its next durable point, so the workflow registers
+//! each undo with `Stent::on_cancel` *before* the step it undoes (the
+//! confirmation codes derive from the trip id, and cancelling a code that
+//! was never booked is harmless); `executor.cancel_execution(id)` then
+//! starts one compensation execution that runs the registered undos newest
+//! first.
 //!
 //! ```sh
 //! cargo run -p stent-examples --example saga_trip_booking
@@ -45,6 +46,10 @@ pub struct TripRequest {
     /// The car class to rent; the fake provider has none of class
     /// `"space shuttle"`.
     pub car_class: String,
+    /// Wait for a `"confirm"` signal from the traveller before renting the
+    /// car.
+    #[serde(default)]
+    pub confirm_before_car: bool,
 }
 
 /// A booked trip.
@@ -222,6 +227,24 @@ pub async fn cancel_hotel(code: String) -> Result<String, BookingError> {
     Ok(code)
 }
 
+/// Compensation: returns a rented car.
+#[stent::durable(retry_policy = compensation_policy())]
+pub async fn cancel_car(code: String) -> Result<String, BookingError> {
+    release(&code);
+    println!("  compensation: returned car {code}");
+    Ok(code)
+}
+
+/// Registers `undo` to run if the trip is cancelled (see the module docs).
+fn undo_on_cancel<D: stent::DurableFn>(undo: stent::Call<D>) -> Result<(), (String, BookingError)> {
+    Stent::on_cancel(undo).map_err(|e| {
+        (
+            "setup".to_string(),
+            BookingError::Unreachable(e.to_string()),
+        )
+    })
+}
+
 // ---------------------------------------------------------------------------
 // The saga.
 
@@ -232,15 +255,25 @@ pub async fn book_trip(trip: TripRequest) -> Result<Itinerary, TripFailed> {
     let mut undo: Vec<Compensation> = Vec::new();
     let failed = |step: &str, error: BookingError| (step.to_string(), error);
 
+    let id = &trip.trip_id;
     let outcome = async {
+        undo_on_cancel(cancel_flight(format!("FL-{id}")))?;
         let flight = book_flight(trip.clone())
             .await
             .map_err(|e| failed("flight", e))?;
         undo.push(Compensation::CancelFlight(flight.clone()));
+        undo_on_cancel(cancel_hotel(format!("HO-{id}")))?;
         let hotel = book_hotel(trip.clone())
             .await
             .map_err(|e| failed("hotel", e))?;
         undo.push(Compensation::CancelHotel(hotel.clone()));
+        if trip.confirm_before_car {
+            println!("  [{id}] waiting for the traveller to confirm the car");
+            let _: () = Stent::wait_for_signal("confirm")
+                .await
+                .map_err(|e| failed("confirm", BookingError::Unreachable(e.to_string())))?;
+        }
+        undo_on_cancel(cancel_car(format!("CA-{id}")))?;
         let car = book_car(trip.clone()).await.map_err(|e| failed("car", e))?;
         Ok(Itinerary { flight, hotel, car })
     }
@@ -277,6 +310,9 @@ pub struct SagaReport {
     /// The journaled calls of the failed trip, in order: short function name
     /// and state.
     pub failed_calls: Vec<(String, String)>,
+    /// The trip cancelled while it waited for confirmation: what its
+    /// compensation execution undid.
+    pub cancelled: stent::CompensationReport,
 }
 
 /// Runs the example: one trip that books fine and one whose car rental
@@ -291,6 +327,7 @@ pub async fn run(executor: &Stent, suffix: &str) -> crate::Result<SagaReport> {
         destination: "Lisbon".into(),
         nights: 3,
         car_class: "compact".into(),
+        confirm_before_car: false,
     };
     let bad = TripRequest {
         trip_id: format!("T2{suffix}"),
@@ -298,6 +335,15 @@ pub async fn run(executor: &Stent, suffix: &str) -> crate::Result<SagaReport> {
         destination: "Reykjavik".into(),
         nights: 2,
         car_class: "space shuttle".into(),
+        confirm_before_car: false,
+    };
+    let hesitant = TripRequest {
+        trip_id: format!("T3{suffix}"),
+        traveller: "Edsger".into(),
+        destination: "Eindhoven".into(),
+        nights: 1,
+        car_class: "van".into(),
+        confirm_before_car: true,
     };
 
     println!(
@@ -357,10 +403,53 @@ pub async fn run(executor: &Stent, suffix: &str) -> crate::Result<SagaReport> {
         })
         .collect();
 
+    println!();
+    println!(
+        "trip 3: {} to {}, confirms the car later",
+        hesitant.traveller, hesitant.destination
+    );
+    let id = executor.dispatch(book_trip(hesitant.clone())).await?;
+    // Wait until flight and hotel are booked and the trip waits.
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(60);
+    while executor.state_of(id).await?.progress.len() < 2 {
+        if tokio::time::Instant::now() > give_up {
+            return Err("trip 3 never booked its flight and hotel".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("  the traveller gives up: cancelling trip 3");
+    let cancellation = executor.cancel_execution(id).await?;
+    let undo = cancellation
+        .compensation
+        .ok_or("trip 3 registered compensations")?;
+    let cancelled = match executor
+        .wait_for::<stent::CompensationReport, stent::CompensationReport>(
+            undo,
+            Some(Duration::from_secs(60)),
+        )
+        .await?
+    {
+        Ok(report) | Err(report) => report,
+    };
+    println!(
+        "trip 3 cancelled; compensations ran newest first: {}",
+        cancelled
+            .completed
+            .iter()
+            .map(|f| crate::support::short_name(f))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    println!(
+        "  still booked at the provider: {:?}",
+        active_reservations(&hesitant.trip_id)
+    );
+
     worker.stop().await?;
     Ok(SagaReport {
         booked,
         failed,
         failed_calls,
+        cancelled,
     })
 }

@@ -192,6 +192,16 @@ pub enum ContextWrite {
         /// Starting value.
         value: Payload,
     },
+    /// Register a call to run if the execution is cancelled before it ends
+    /// (`Stent::on_cancel`). Registrations run newest first.
+    OnCancel {
+        /// The function to call.
+        function: String,
+        /// Its version, part of the call key.
+        version: Option<String>,
+        /// Its encoded arguments.
+        args: Payload,
+    },
 }
 
 /// The kind of an [`Event`], as stored in a backend's `kind` column.

@@ -14,6 +14,18 @@ fn check(report: &SagaReport, suffix: &str) {
         "compensations run in reverse order"
     );
     assert!(active_reservations(&format!("T2{suffix}")).is_empty());
+
+    // Trip 3 was cancelled while waiting: every registered undo ran, newest
+    // first (the car's own undo was registered only after the wait).
+    assert!(report.cancelled.failed.is_empty(), "{:?}", report.cancelled);
+    let undone: Vec<&str> = report
+        .cancelled
+        .completed
+        .iter()
+        .map(|f| f.rsplit("::").next().unwrap_or(f))
+        .collect();
+    assert_eq!(undone, ["cancel_hotel", "cancel_flight"]);
+    assert!(active_reservations(&format!("T3{suffix}")).is_empty());
     let calls: Vec<(&str, &str)> = report
         .failed_calls
         .iter()

@@ -1,0 +1,267 @@
+//! Compensation on cancellation: `Stent::on_cancel(call)` registers a call
+//! (journaled as a `ContextWrite::OnCancel`), and cancelling the execution
+//! starts one new execution of the built-in [`RunCompensations`] that runs
+//! the registered calls newest first, each as an ordinary journaled child
+//! with its own retry policy.
+//!
+//! Cancellation itself stays final and immediate (the body stops at its next
+//! durable point); the compensation is a separate execution, so a crash
+//! while compensating resumes it like any other workflow and never runs a
+//! completed compensation twice.
+
+use serde::{Deserialize, Serialize};
+use stent_journal::event::{ContextWrite, Event};
+use stent_journal::{EventKind, ExecutionId, Failure, InvocationId, Payload, Seq};
+use stent_replay::{Command, Context, Resolution};
+
+use crate::call::Call;
+use crate::error::Result;
+use crate::executor::Stent;
+use crate::registry::{BoxFuture, DurableFn, DurableOptions};
+
+/// One registered compensation: a call by name, with encoded arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompensationCall {
+    /// The function to call.
+    pub function: String,
+    /// Its version.
+    pub version: Option<String>,
+    /// Its encoded arguments.
+    pub args: Payload,
+}
+
+/// What a compensation execution did: returned as its result (every
+/// compensation succeeded) or its error (some failed after their retries;
+/// the others still ran).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompensationReport {
+    /// The cancelled execution.
+    pub cancelled: ExecutionId,
+    /// The functions that ran to success, in the order they ran.
+    pub completed: Vec<String>,
+    /// The functions that failed, with the reason, in the order they ran.
+    pub failed: Vec<(String, String)>,
+}
+
+/// What [`Stent::cancel_execution`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Cancellation {
+    /// False if the execution had already ended (nothing was done).
+    pub cancelled: bool,
+    /// The execution running the compensations registered with
+    /// [`Stent::on_cancel`], if there were any.
+    pub compensation: Option<ExecutionId>,
+}
+
+/// The built-in durable function that runs registered compensations in
+/// order. Every registry serves it; you never call it yourself.
+#[derive(Debug)]
+pub struct RunCompensations;
+
+impl DurableFn for RunCompensations {
+    type Args = (ExecutionId, Vec<CompensationCall>);
+    type Output = CompensationReport;
+    type Error = CompensationReport;
+    const NAME: &'static str = "stent::compensation::run_compensations";
+
+    fn options() -> DurableOptions<Self::Args> {
+        DurableOptions {
+            cached: false,
+            retry_policy: None,
+            tags: &[],
+            priority: 0,
+            queue: None,
+            idempotent: false,
+            idempotency_key_func: None,
+            version: None,
+            max_concurrent: None,
+        }
+    }
+
+    fn run(
+        (cancelled, calls): Self::Args,
+    ) -> BoxFuture<std::result::Result<Self::Output, Self::Error>> {
+        Box::pin(async move {
+            let mut report = CompensationReport {
+                cancelled,
+                completed: Vec::new(),
+                failed: Vec::new(),
+            };
+            let Some(ctx) = Context::current() else {
+                report.failed.extend(calls.into_iter().map(|c| {
+                    (
+                        c.function,
+                        "compensations run only inside an execution".to_string(),
+                    )
+                }));
+                return Err(report);
+            };
+            for call in calls {
+                let effect = ctx.schedule(Command::call(
+                    &call.function,
+                    call.version.as_deref(),
+                    call.args,
+                ));
+                match effect.await {
+                    Resolution::Value(_) => report.completed.push(call.function),
+                    Resolution::Failed(Failure::Error { error }) => {
+                        let reason = error
+                            .to_value()
+                            .map(|v| format!("{v:?}"))
+                            .unwrap_or_else(|e| e.to_string());
+                        report.failed.push((call.function, reason));
+                    }
+                    Resolution::Failed(other) => {
+                        report.failed.push((call.function, other.to_string()))
+                    }
+                    Resolution::Done => report
+                        .failed
+                        .push((call.function, "answered by a non-value event".into())),
+                }
+            }
+            if report.failed.is_empty() {
+                Ok(report)
+            } else {
+                Err(report)
+            }
+        })
+    }
+}
+
+impl Stent {
+    /// Registers `call` to run if this execution is cancelled before it
+    /// ends: the saga's undo step. Registrations are journaled; cancelling
+    /// the execution ([`Stent::cancel`]) starts one new execution that runs
+    /// every registered call, newest first, each as a durable call with its
+    /// own retry policy. An execution that ends any other way runs none of
+    /// them (a workflow compensates its own failures in its code).
+    ///
+    /// Register *before* the step it undoes, with a compensation that
+    /// tolerates finding nothing to undo: a cancellation can arrive while the
+    /// step runs, and then only a registration made before it is seen.
+    ///
+    /// [`Error::NoContext`] outside a running execution; an encoding error if
+    /// the arguments do not encode.
+    ///
+    /// ```no_run
+    /// #[stent::durable]
+    /// async fn book_flight(trip: String) -> Result<String, String> {
+    ///     Ok(format!("FL-{trip}"))
+    /// }
+    ///
+    /// #[stent::durable]
+    /// async fn cancel_flight(trip: String) -> Result<(), String> {
+    ///     Ok(()) // a no-op when nothing was booked for `trip`
+    /// }
+    ///
+    /// #[stent::durable]
+    /// async fn trip(trip: String) -> Result<String, String> {
+    ///     stent::Stent::on_cancel(cancel_flight(trip.clone())).map_err(|e| e.to_string())?;
+    ///     book_flight(trip).await
+    /// }
+    /// ```
+    pub fn on_cancel<D: DurableFn>(call: Call<D>) -> Result<()> {
+        let ctx = Context::try_current()?;
+        let args = ctx.serializer().encode(call.args())?;
+        crate::context::write_in(
+            &ctx,
+            ContextWrite::OnCancel {
+                function: D::NAME.to_string(),
+                version: D::options().version.map(str::to_string),
+                args,
+            },
+        )
+    }
+
+    /// Cancels an execution like [`Stent::cancel`] and reports whether it
+    /// was running and which execution runs its compensations.
+    ///
+    /// ```no_run
+    /// # async fn demo(executor: stent::Stent, id: stent::ExecutionId) -> Result<(), stent::Error> {
+    /// let outcome = executor.cancel_execution(id).await?;
+    /// if let Some(undo) = outcome.compensation {
+    ///     let report = executor
+    ///         .wait_for::<stent::CompensationReport, stent::CompensationReport>(undo, None)
+    ///         .await?;
+    ///     println!("{report:?}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel_execution(&self, id: ExecutionId) -> Result<Cancellation> {
+        let cancelled = self.end_cancelled(id).await?;
+        if !cancelled {
+            return Ok(Cancellation {
+                cancelled,
+                compensation: None,
+            });
+        }
+        let calls = self.registered_compensations(id).await?;
+        if calls.is_empty() {
+            return Ok(Cancellation {
+                cancelled,
+                compensation: None,
+            });
+        }
+        let queue = self
+            .inner
+            .backend
+            .execution(id)
+            .await?
+            .map(|record| record.routing.queue);
+        let mut dispatch = self
+            .dispatch(Call::<RunCompensations>::new((id, calls)))
+            .tags(["stent:compensation".to_string()]);
+        if let Some(queue) = queue {
+            dispatch = dispatch.queue(queue);
+        }
+        let compensation = dispatch.await?;
+        Ok(Cancellation {
+            cancelled,
+            compensation: Some(compensation),
+        })
+    }
+
+    /// The `on_cancel` registrations of every invocation of `id`, newest
+    /// first (by the time they were recorded, then by invocation and seq).
+    async fn registered_compensations(&self, id: ExecutionId) -> Result<Vec<CompensationCall>> {
+        let journals = self
+            .inner
+            .backend
+            .read_execution_journal(id, Some(&[EventKind::ContextWrite]))
+            .await?;
+        let mut found: Vec<(
+            stent_journal::Timestamp,
+            InvocationId,
+            Seq,
+            CompensationCall,
+        )> = Vec::new();
+        for (invocation, rows) in journals {
+            for row in rows {
+                let event = Event::decode(&row.bytes)?;
+                if let Event::ContextWrite {
+                    write:
+                        ContextWrite::OnCancel {
+                            function,
+                            version,
+                            args,
+                        },
+                } = event
+                {
+                    found.push((
+                        row.recorded_at,
+                        invocation,
+                        row.seq,
+                        CompensationCall {
+                            function,
+                            version,
+                            args,
+                        },
+                    ));
+                }
+            }
+        }
+        found.sort_by_key(|(at, invocation, seq, _)| std::cmp::Reverse((*at, *invocation, *seq)));
+        Ok(found.into_iter().map(|(.., call)| call).collect())
+    }
+}
