@@ -51,6 +51,8 @@ mod metrics;
 mod notify;
 mod orchestration;
 mod registry;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod worker;
 mod workflow;
 

@@ -188,8 +188,11 @@ pub struct FunctionEntry {
     pub cached: bool,
     /// For `idempotent` functions: the idempotency key of encoded arguments.
     pub idempotency_key: Option<IdempotencyKeyFn>,
-    invoke: fn(Payload) -> InvocationFuture,
+    invoke: Invoke,
 }
+
+/// Starts a function's body on encoded arguments.
+pub(crate) type Invoke = Arc<dyn Fn(Payload) -> InvocationFuture + Send + Sync>;
 
 impl std::fmt::Debug for FunctionEntry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -220,7 +223,29 @@ impl FunctionEntry {
             max_concurrent: o.max_concurrent,
             cached: o.cached,
             idempotency_key: o.idempotent.then_some(idempotency_key::<D> as _),
-            invoke: invoke::<D>,
+            invoke: Arc::new(invoke::<D>),
+        }
+    }
+
+    /// A copy of this entry whose body is `wrap(the original invoke, args)`,
+    /// with the retry policy `policy` (the simulation harness injects
+    /// faults and counts body runs through this).
+    #[cfg(feature = "testing")]
+    pub(crate) fn wrapped(
+        &self,
+        policy: Option<RetryPolicy>,
+        wrap: impl Fn(&Invoke, Payload) -> InvocationFuture + Send + Sync + 'static,
+    ) -> FunctionEntry {
+        let original = self.invoke.clone();
+        FunctionEntry {
+            name: self.name,
+            version: self.version,
+            routing: self.routing.clone(),
+            retry_policy: policy,
+            max_concurrent: self.max_concurrent,
+            cached: self.cached,
+            idempotency_key: self.idempotency_key,
+            invoke: Arc::new(move |args| wrap(&original, args)),
         }
     }
 
@@ -329,7 +354,7 @@ impl FunctionRegistry {
             .clone()
     }
 
-    fn insert(&mut self, entry: FunctionEntry) {
+    pub(crate) fn insert(&mut self, entry: FunctionEntry) {
         self.entries.insert(entry.name, Arc::new(entry));
     }
 
