@@ -43,6 +43,7 @@ mod call;
 mod compensation;
 mod clock;
 mod context;
+pub mod debugger;
 mod error;
 mod executor;
 mod hub;

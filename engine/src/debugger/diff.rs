@@ -1,0 +1,436 @@
+//! Field-level differences between two decoded CBOR values, and the short
+//! JSON-like rendering of values and events used in reports.
+
+use std::fmt;
+
+use ciborium::Value;
+use stent_journal::event::ContextWrite;
+use stent_journal::{Event, Failure, Payload};
+
+/// Diffs stop after this many fields, so a wholly different value stays readable.
+const MAX_DIFFS: usize = 50;
+
+/// One field that differs between what the journal recorded and what the
+/// code asked: `args[0].items[2].qty: 3 -> 4`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldDiff {
+    /// Where, from the event's root: `args[0].items[2].qty`.
+    pub path: String,
+    /// The recorded value there (`None`: the field was not recorded).
+    pub recorded: Option<String>,
+    /// The asked value there (`None`: the code no longer has the field).
+    pub asked: Option<String>,
+}
+
+impl fmt::Display for FieldDiff {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let side = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
+        write!(
+            f,
+            "{}: {} -> {}",
+            self.path,
+            side(&self.recorded),
+            side(&self.asked)
+        )
+    }
+}
+
+/// The fields that differ between two CBOR values, with paths below `root`.
+///
+/// Arrays are compared by index, maps by key, tags by their content; any
+/// other difference is reported at the path where it is found.
+///
+/// ```
+/// use stent::debugger::{CborValue as Value, diff_values};
+///
+/// #[derive(serde::Serialize)]
+/// struct Item { sku: &'static str, qty: u32 }
+///
+/// let recorded = Value::serialized(&(vec![Item { sku: "a", qty: 3 }],)).unwrap();
+/// let asked = Value::serialized(&(vec![Item { sku: "a", qty: 4 }],)).unwrap();
+/// let diffs = diff_values("args", &recorded, &asked);
+/// assert_eq!(diffs[0].to_string(), "args[0][0].qty: 3 -> 4");
+/// ```
+pub fn diff_values(root: &str, recorded: &Value, asked: &Value) -> Vec<FieldDiff> {
+    let mut out = Vec::new();
+    diff_into(root.to_string(), recorded, asked, &mut out);
+    out
+}
+
+fn diff_into(path: String, a: &Value, b: &Value, out: &mut Vec<FieldDiff>) {
+    if out.len() >= MAX_DIFFS || a == b {
+        return;
+    }
+    match (a, b) {
+        (Value::Array(x), Value::Array(y)) => {
+            for i in 0..x.len().max(y.len()) {
+                let p = format!("{path}[{i}]");
+                match (x.get(i), y.get(i)) {
+                    (Some(l), Some(r)) => diff_into(p, l, r, out),
+                    (l, r) => push(out, p, l, r),
+                }
+            }
+        }
+        (Value::Map(x), Value::Map(y)) => {
+            for (k, l) in x {
+                let p = key_path(&path, k);
+                match y.iter().find(|(k2, _)| k2 == k) {
+                    Some((_, r)) => diff_into(p, l, r, out),
+                    None => push(out, p, Some(l), None),
+                }
+            }
+            for (k, r) in y {
+                if !x.iter().any(|(k2, _)| k2 == k) {
+                    push(out, key_path(&path, k), None, Some(r));
+                }
+            }
+        }
+        (Value::Tag(t1, l), Value::Tag(t2, r)) if t1 == t2 => diff_into(path, l, r, out),
+        _ => push(out, path, Some(a), Some(b)),
+    }
+}
+
+fn push(out: &mut Vec<FieldDiff>, path: String, a: Option<&Value>, b: Option<&Value>) {
+    if out.len() < MAX_DIFFS {
+        out.push(FieldDiff {
+            path,
+            recorded: a.map(|v| render_value(v, 120)),
+            asked: b.map(|v| render_value(v, 120)),
+        });
+    }
+}
+
+fn key_path(path: &str, key: &Value) -> String {
+    match key {
+        Value::Text(t)
+            if !t.is_empty()
+                && t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                && !t.starts_with(|c: char| c.is_ascii_digit()) =>
+        {
+            format!("{path}.{t}")
+        }
+        other => format!("{path}[{}]", render_value(other, 60)),
+    }
+}
+
+/// A value as JSON-like text: text quoted, byte strings as `h'…'`, cut to
+/// about `max` characters with `…`.
+///
+/// ```
+/// use stent::debugger::CborValue as Value;
+/// let v = Value::serialized(&("ok", vec![1, 2])).unwrap();
+/// assert_eq!(stent::debugger::render_value(&v, 80), r#"["ok", [1, 2]]"#);
+/// ```
+pub fn render_value(value: &Value, max: usize) -> String {
+    let mut s = String::new();
+    write_value(&mut s, value, max.saturating_add(1));
+    if s.chars().count() > max {
+        let cut: String = s.chars().take(max.saturating_sub(1)).collect();
+        format!("{cut}…")
+    } else {
+        s
+    }
+}
+
+fn write_value(s: &mut String, v: &Value, budget: usize) {
+    if s.len() > budget {
+        return;
+    }
+    match v {
+        Value::Integer(i) => s.push_str(&i128::from(*i).to_string()),
+        Value::Float(f) => s.push_str(&f.to_string()),
+        Value::Bool(b) => s.push_str(if *b { "true" } else { "false" }),
+        Value::Null => s.push_str("null"),
+        Value::Text(t) => s.push_str(&format!("{t:?}")),
+        Value::Bytes(b) => {
+            s.push_str("h'");
+            for byte in b.iter().take(budget) {
+                s.push_str(&format!("{byte:02x}"));
+            }
+            s.push('\'');
+        }
+        Value::Array(items) => {
+            s.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                write_value(s, item, budget);
+                if s.len() > budget {
+                    break;
+                }
+            }
+            s.push(']');
+        }
+        Value::Map(entries) => {
+            s.push('{');
+            for (i, (k, val)) in entries.iter().enumerate() {
+                if i > 0 {
+                    s.push_str(", ");
+                }
+                match k {
+                    Value::Text(t) => s.push_str(t),
+                    other => write_value(s, other, budget),
+                }
+                s.push_str(": ");
+                write_value(s, val, budget);
+                if s.len() > budget {
+                    break;
+                }
+            }
+            s.push('}');
+        }
+        Value::Tag(t, inner) => {
+            s.push_str(&format!("tag({t}, "));
+            write_value(s, inner, budget);
+            s.push(')');
+        }
+        _ => s.push('?'),
+    }
+}
+
+/// A payload decoded to a value (an undecodable one as its raw bytes).
+pub(crate) fn payload_value(p: &Payload) -> Value {
+    p.to_value()
+        .unwrap_or_else(|_| Value::Bytes(p.as_bytes().to_vec()))
+}
+
+/// A payload as short text.
+pub(crate) fn render_payload(p: &Payload, max: usize) -> String {
+    render_value(&payload_value(p), max)
+}
+
+fn failure_value(f: &Failure) -> Value {
+    match f {
+        Failure::Error { error } => {
+            Value::Map(vec![(Value::Text("error".into()), payload_value(error))])
+        }
+        Failure::Panic { message } => Value::Map(vec![(
+            Value::Text("panic".into()),
+            Value::Text(message.clone()),
+        )]),
+        Failure::Aborted { message } => Value::Map(vec![(
+            Value::Text("aborted".into()),
+            Value::Text(message.clone()),
+        )]),
+    }
+}
+
+fn write_value_of(w: &ContextWrite) -> Value {
+    let text = |s: &str| Value::Text(s.to_string());
+    let float = |x: f64| Value::Float(x);
+    match w {
+        ContextWrite::CounterAdd { name, by } => Value::Map(vec![
+            (text("counter_add"), text(name)),
+            (text("by"), float(*by)),
+        ]),
+        ContextWrite::CounterDefault { name, value } => Value::Map(vec![
+            (text("counter_default"), text(name)),
+            (text("value"), float(*value)),
+        ]),
+        ContextWrite::StateSet { key, value } => Value::Map(vec![
+            (text("state_set"), text(key)),
+            (text("value"), payload_value(value)),
+        ]),
+        ContextWrite::StateDefault { key, value } => Value::Map(vec![
+            (text("state_default"), text(key)),
+            (text("value"), payload_value(value)),
+        ]),
+        _ => text("context write"),
+    }
+}
+
+/// The fields that differ between a recorded event and the one the code asked for.
+pub(crate) fn diff_events(recorded: &Event, asked: &Event) -> Vec<FieldDiff> {
+    let field = |path: &str, a: String, b: String| FieldDiff {
+        path: path.to_string(),
+        recorded: Some(a),
+        asked: Some(b),
+    };
+    match (recorded, asked) {
+        (
+            Event::CallScheduled {
+                function: f1,
+                version: v1,
+                args: a1,
+                ..
+            },
+            Event::CallScheduled {
+                function: f2,
+                version: v2,
+                args: a2,
+                ..
+            },
+        ) => {
+            let mut out = Vec::new();
+            if f1 != f2 {
+                out.push(field("function", f1.clone(), f2.clone()));
+            }
+            if v1 != v2 {
+                out.push(field("version", format!("{v1:?}"), format!("{v2:?}")));
+            }
+            out.extend(diff_values("args", &payload_value(a1), &payload_value(a2)));
+            out
+        }
+        (Event::CacheHit { call_key: k1, .. }, Event::CallScheduled { call_key: k2, .. }) => {
+            vec![field("call_key", k1.short(), k2.short())]
+        }
+        (Event::SignalAwaited { name: n1 }, Event::SignalAwaited { name: n2 }) => {
+            vec![field("name", format!("{n1:?}"), format!("{n2:?}"))]
+        }
+        (Event::ContextWrite { write: w1 }, Event::ContextWrite { write: w2 }) => {
+            diff_values("write", &write_value_of(w1), &write_value_of(w2))
+        }
+        (Event::Completed { value: a }, Event::Completed { value: b }) => {
+            diff_values("result", &payload_value(a), &payload_value(b))
+        }
+        (Event::Failed { failure: a }, Event::Failed { failure: b }) => {
+            diff_values("failure", &failure_value(a), &failure_value(b))
+        }
+        (Event::Completed { value }, Event::Failed { failure }) => vec![field(
+            "result",
+            format!("Ok({})", render_payload(value, 120)),
+            format!("Err({})", render_value(&failure_value(failure), 120)),
+        )],
+        (Event::Failed { failure }, Event::Completed { value }) => vec![field(
+            "result",
+            format!("Err({})", render_value(&failure_value(failure), 120)),
+            format!("Ok({})", render_payload(value, 120)),
+        )],
+        (a, b) if a.kind() != b.kind() => {
+            vec![field("kind", a.kind().to_string(), b.kind().to_string())]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// One line describing an event: kind, function, decoded arguments or value.
+///
+/// ```
+/// use stent::journal::{Event, Payload};
+/// let e = Event::Completed { value: Payload::encode(&"ok").unwrap() };
+/// assert_eq!(stent::debugger::describe_event(&e, 80), r#"completed "ok""#);
+/// ```
+pub fn describe_event(event: &Event, max: usize) -> String {
+    match event {
+        Event::Started { function, args, .. } => {
+            format!("started {function}{}", render_args(args, max))
+        }
+        Event::CallScheduled {
+            function,
+            call_key,
+            args,
+            ..
+        } => format!(
+            "call_scheduled {function}{} [key {}]",
+            render_args(args, max),
+            call_key.short()
+        ),
+        Event::CallCompleted { scheduled, value } => format!(
+            "call_completed (seq {scheduled}) {}",
+            render_payload(value, max)
+        ),
+        Event::CallFailed { scheduled, failure } => format!(
+            "call_failed (seq {scheduled}) {}",
+            render_value(&failure_value(failure), max)
+        ),
+        Event::CacheHit { call_key, value } => format!(
+            "cache_hit [key {}] {}",
+            call_key.short(),
+            render_payload(value, max)
+        ),
+        Event::TimerStarted { duration_ms, .. } => {
+            format!(
+                "timer_started {}",
+                stent_journal::format_duration(std::time::Duration::from_millis(*duration_ms))
+            )
+        }
+        Event::TimerFired { started } => format!("timer_fired (seq {started})"),
+        Event::SignalAwaited { name } => format!("signal_awaited {name:?}"),
+        Event::SignalReceived { awaited, payload } => format!(
+            "signal_received (seq {awaited}) {}",
+            render_payload(payload, max)
+        ),
+        Event::ContextWrite { write } => {
+            format!(
+                "context_write {}",
+                render_value(&write_value_of(write), max)
+            )
+        }
+        Event::SideEffect { value } => format!("side_effect {}", render_payload(value, max)),
+        Event::Completed { value } => format!("completed {}", render_payload(value, max)),
+        Event::Failed { failure } => {
+            format!("failed {}", render_value(&failure_value(failure), max))
+        }
+        other => other.kind().to_string(),
+    }
+}
+
+/// Arguments as `(a, b)`: a tuple's items, or the value itself.
+fn render_args(args: &Payload, max: usize) -> String {
+    match payload_value(args) {
+        Value::Array(items) => {
+            let inner = render_value(&Value::Array(items), max);
+            format!(
+                "({})",
+                inner
+                    .strip_prefix('[')
+                    .and_then(|s| s.strip_suffix(']'))
+                    .unwrap_or(&inner)
+            )
+        }
+        other => format!("({})", render_value(&other, max)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nested_paths_name_the_field() {
+        #[derive(serde::Serialize)]
+        struct Item {
+            qty: u32,
+        }
+        #[derive(serde::Serialize)]
+        struct Order {
+            items: Vec<Item>,
+        }
+        let a = Value::serialized(&(Order {
+            items: vec![Item { qty: 1 }, Item { qty: 2 }, Item { qty: 3 }],
+        },))
+        .unwrap();
+        let b = Value::serialized(&(Order {
+            items: vec![Item { qty: 1 }, Item { qty: 2 }, Item { qty: 4 }],
+        },))
+        .unwrap();
+        let d = diff_values("args", &a, &b);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].to_string(), "args[0].items[2].qty: 3 -> 4");
+    }
+
+    #[test]
+    fn added_and_removed_fields_are_shown() {
+        let a = Value::serialized(&vec![1, 2]).unwrap();
+        let b = Value::serialized(&vec![1]).unwrap();
+        assert_eq!(
+            diff_values("x", &a, &b)[0].to_string(),
+            "x[1]: 2 -> (absent)"
+        );
+        let m1 = Value::Map(vec![(Value::Text("a b".into()), Value::Null)]);
+        let m2 = Value::Map(vec![]);
+        assert_eq!(
+            diff_values("m", &m1, &m2)[0].to_string(),
+            r#"m["a b"]: null -> (absent)"#
+        );
+    }
+
+    #[test]
+    fn long_values_are_cut() {
+        let v = Value::Text("x".repeat(500));
+        let s = render_value(&v, 20);
+        assert_eq!(s.chars().count(), 20);
+        assert!(s.ends_with('…'));
+    }
+}
