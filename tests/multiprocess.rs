@@ -1,0 +1,333 @@
+//! Many worker processes on one PostgreSQL schema: four `stent-pg-worker`
+//! processes serve 1,000 executions of a five-step workflow; one of them is
+//! SIGKILLed at a random point of the run and a replacement is started.
+//! Every execution must complete with the right result, no step whose
+//! result was journaled may run again (each step body records its runs, and
+//! the worker process, in a side table), and every journal must hold each
+//! result exactly once.
+//!
+//! Skipped without a server unless `STENT_REQUIRE_SERVICES=1`, which makes
+//! a missing server a failure. The random choices (which worker, when)
+//! come from a seed printed at the start; `STENT_TEST_SEED=<n>` replays one.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use sqlx::Row;
+use stent::backends::PostgresBackend;
+use stent::notifications::PostgresNotifier;
+use stent::{ExecutionId, Stent};
+use stent_journal::Seq;
+use stent_journal::event::Event;
+use stent_tests::fleet::{CREATE_STEP_RUNS, expected, fleet_flow};
+use tokio::process::{Child, Command};
+use tokio::time::Instant;
+
+const WORKERS: usize = 4;
+const EXECUTIONS: u64 = 1000;
+const STEPS: u32 = 5;
+/// The run must end within this (it takes a fraction of it).
+const LIMIT: Duration = Duration::from_secs(120);
+
+fn pg_url() -> String {
+    std::env::var("STENT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+async fn backend(schema: &str) -> Option<PostgresBackend> {
+    let url = pg_url();
+    match PostgresBackend::builder(&url)
+        .schema(schema)
+        .max_connections(8)
+        .build()
+        .await
+    {
+        Ok(b) => {
+            b.init_db().await.expect("init_db");
+            Some(b)
+        }
+        Err(e) if std::env::var("STENT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("PostgreSQL at {url} is required (STENT_REQUIRE_SERVICES=1): {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: PostgreSQL at {url} is not reachable: {e}");
+            None
+        }
+    }
+}
+
+struct Worker {
+    child: Child,
+    pid: u32,
+    name: String,
+}
+
+fn spawn_worker(schema: &str, dir: &Path, name: &str) -> Worker {
+    let log = std::fs::File::create(dir.join(format!("{name}.log"))).expect("worker log");
+    let child = Command::new(env!("CARGO_BIN_EXE_stent-pg-worker"))
+        .arg(pg_url())
+        .arg(schema)
+        .arg(name)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn stent-pg-worker");
+    let pid = child.id().expect("worker pid");
+    Worker {
+        child,
+        pid,
+        name: name.to_string(),
+    }
+}
+
+/// A small deterministic generator (splitmix64) for the test's choices.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+async fn finished(backend: &PostgresBackend) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM executions WHERE status IN ('completed', 'failed', 'paused', 'cancelled', 'timed_out')",
+    )
+    .fetch_one(backend.pool())
+    .await
+    .expect("count finished executions")
+}
+
+fn worker_logs(dir: &Path) -> String {
+    let mut out = String::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(20).collect();
+            out += &format!("--- {}\n", e.path().display());
+            for line in tail.into_iter().rev() {
+                out += line;
+                out += "\n";
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_worker_processes_survive_a_sigkill() {
+    let seed = std::env::var("STENT_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| ExecutionId::new_random().as_uuid().as_u64_pair().0);
+    eprintln!("multiprocess seed: {seed} (STENT_TEST_SEED={seed} replays the choices)");
+    let mut rng = Rng(seed);
+    let schema = format!(
+        "stent_multiprocess_{}",
+        ExecutionId::new_random().as_uuid().simple()
+    );
+    let Some(backend) = backend(&schema).await else {
+        return;
+    };
+    sqlx::query(CREATE_STEP_RUNS)
+        .execute(backend.pool())
+        .await
+        .expect("create step_runs");
+    let dir: PathBuf = std::env::temp_dir().join(&schema);
+    std::fs::create_dir_all(&dir).expect("log dir");
+
+    let mut workers: Vec<Worker> = (0..WORKERS)
+        .map(|i| spawn_worker(&schema, &dir, &format!("worker-{i}")))
+        .collect();
+
+    // A client process of its own: dispatches, never runs workflows.
+    let client = Stent::builder(backend.clone())
+        .notification_backend(PostgresNotifier::new(&backend))
+        .build();
+    let start = Instant::now();
+    let mut ids = Vec::with_capacity(EXECUTIONS as usize);
+    for i in 0..EXECUTIONS {
+        ids.push(client.dispatch(fleet_flow(i, STEPS)).await.unwrap());
+    }
+
+    // Kill one worker once a random share of the executions has finished.
+    let kill_after = 50 + rng.below(EXECUTIONS * 6 / 10) as i64;
+    let victim = rng.below(WORKERS as u64) as usize;
+    while finished(&backend).await < kill_after {
+        assert!(
+            start.elapsed() < LIMIT,
+            "stuck before the kill\n{}",
+            worker_logs(&dir)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut killed = workers.remove(victim);
+    killed.child.start_kill().expect("SIGKILL");
+    killed.child.wait().await.expect("reap the killed worker");
+    let at = finished(&backend).await;
+    eprintln!(
+        "SIGKILLed {} (pid {}) with {at} of {EXECUTIONS} executions finished",
+        killed.name, killed.pid
+    );
+    workers.push(spawn_worker(&schema, &dir, "worker-replacement"));
+
+    while finished(&backend).await < EXECUTIONS as i64 {
+        assert!(
+            start.elapsed() < LIMIT,
+            "not every execution finished within {LIMIT:?}\n{}",
+            worker_logs(&dir)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = start.elapsed();
+    eprintln!(
+        "{EXECUTIONS} executions of {STEPS} steps in {took:?} with {WORKERS} worker processes"
+    );
+    for mut w in workers {
+        let _ = w.child.start_kill();
+        let _ = w.child.wait().await;
+    }
+
+    // Every execution completed with the right result.
+    for (i, id) in ids.iter().enumerate() {
+        let out = client
+            .result_of::<u64, String>(*id)
+            .await
+            .unwrap_or_else(|e| panic!("execution {i} ({id}): {e}\n{}", worker_logs(&dir)));
+        assert_eq!(out, Ok(expected(i as u64, STEPS)), "execution {i} ({id})");
+    }
+
+    // Step bodies: each ran at least once, and never after its result was
+    // journaled. A body may run twice only when its first run's result was
+    // never stored: the killed process, or a lease that ran out under load
+    // (then the run's commit is fenced out). Each run records when it
+    // started; the step's `completed` event records when it was journaled
+    // (both on this host's clock).
+    let rows = sqlx::query("SELECT workflow, step, pid, started_ms FROM step_runs ORDER BY id")
+        .fetch_all(backend.pool())
+        .await
+        .expect("read step_runs");
+    let mut runs: HashMap<(u64, u32), Vec<(i64, i64)>> = HashMap::new();
+    for r in &rows {
+        let (w, s): (i64, i32) = (r.get("workflow"), r.get("step"));
+        runs.entry((w as u64, s as u32))
+            .or_default()
+            .push((r.get("pid"), r.get("started_ms")));
+    }
+    let completed: HashMap<String, i64> = sqlx::query(
+        "SELECT invocation_id::text AS invocation_id, recorded_at FROM journal \
+         WHERE kind = 'completed'",
+    )
+    .fetch_all(backend.pool())
+    .await
+    .expect("read completions")
+    .iter()
+    .map(|r| (r.get("invocation_id"), r.get("recorded_at")))
+    .collect();
+    let killed_pid = i64::from(killed.pid);
+    let (mut reruns, mut reruns_after_kill) = (0, 0);
+    for (w, id) in ids.iter().enumerate() {
+        let journal = client
+            .backend()
+            .read_journal(id.root_invocation(), Seq(0))
+            .await
+            .expect("read journal");
+        let children: Vec<stent::InvocationId> = journal
+            .iter()
+            .filter_map(|row| match Event::decode(&row.bytes) {
+                Ok(Event::CallScheduled { child, .. }) => Some(child),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            children.len(),
+            STEPS as usize,
+            "workflow {w}: steps scheduled"
+        );
+        for (s, child) in children.iter().enumerate() {
+            let pids = runs.get(&(w as u64, s as u32)).cloned().unwrap_or_default();
+            assert!(!pids.is_empty(), "step {s} of workflow {w} never ran");
+            let done = *completed
+                .get(&child.as_uuid().to_string())
+                .unwrap_or_else(|| panic!("step {s} of workflow {w}: no completed event"));
+            for (pid, started) in &pids {
+                // 1 ms of slack: the two clocks round differently.
+                assert!(
+                    *started <= done + 1,
+                    "step {s} of workflow {w} ran again (pid {pid}, at {started} ms) after \
+                     its result was journaled at {done} ms: {pids:?}"
+                );
+            }
+            if pids.len() > 1 {
+                reruns += 1;
+                if pids.iter().any(|(p, _)| *p == killed_pid) {
+                    reruns_after_kill += 1;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{} step runs; {reruns} steps ran more than once before their result was journaled \
+         ({reruns_after_kill} of them after the kill)",
+        rows.len()
+    );
+
+    // Journals: each root holds every step's result once and one terminal
+    // event; no invocation has two terminal events or two results for one
+    // call.
+    for (i, id) in ids.iter().enumerate() {
+        let kinds: Vec<String> = client
+            .backend()
+            .read_journal(id.root_invocation(), Seq(0))
+            .await
+            .expect("read journal")
+            .into_iter()
+            .map(|r| r.kind)
+            .collect();
+        let results = kinds.iter().filter(|k| *k == "call_completed").count();
+        assert_eq!(results, STEPS as usize, "execution {i}: {kinds:?}");
+        assert_eq!(
+            kinds.last().map(String::as_str),
+            Some("completed"),
+            "execution {i}: {kinds:?}"
+        );
+    }
+    let doubled: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM (SELECT invocation_id FROM journal \
+         WHERE kind IN ('completed', 'failed') GROUP BY invocation_id HAVING COUNT(*) > 1) d",
+    )
+    .fetch_one(backend.pool())
+    .await
+    .expect("count doubled terminals");
+    assert_eq!(doubled, 0, "invocations with two terminal events");
+    let terminals: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM journal WHERE kind = 'completed'")
+            .fetch_one(backend.pool())
+            .await
+            .expect("count terminals");
+    assert_eq!(terminals, EXECUTIONS as i64 * (1 + i64::from(STEPS)));
+    let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tasks WHERE state <> 'done'")
+        .fetch_one(backend.pool())
+        .await
+        .expect("count open tasks");
+    assert_eq!(open, 0, "tasks left unfinished");
+
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(backend.pool())
+    .await
+    .expect("drop schema");
+    let _ = std::fs::remove_dir_all(&dir);
+}
