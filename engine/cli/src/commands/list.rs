@@ -1,0 +1,68 @@
+//! `stent list`: executions, newest first.
+
+use clap::Args;
+use serde_json::Value as Json;
+use stent::ExecutionStatus;
+
+use super::show::execution_json;
+use crate::render::{Table, cut, datetime_text};
+use crate::{CliError, Context};
+
+/// Arguments of `stent list`.
+#[derive(Debug, Clone, Args)]
+pub struct ListArgs {
+    /// Only executions in this state (pending, running, completed, failed,
+    /// timed_out, cancelled, paused).
+    #[arg(long, value_name = "STATE")]
+    pub state: Option<String>,
+    /// Most executions to list.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Executions to skip (for paging).
+    #[arg(long, default_value_t = 0)]
+    pub offset: usize,
+}
+
+/// Parses an execution state name.
+pub fn parse_state(name: &str) -> Result<ExecutionStatus, CliError> {
+    ExecutionStatus::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = ExecutionStatus::ALL.iter().map(|s| s.as_str()).collect();
+        CliError::Invalid(format!(
+            "unknown execution state {name:?}; one of: {}",
+            names.join(", ")
+        ))
+    })
+}
+
+/// Runs `stent list`.
+pub async fn run(ctx: &mut Context<'_>, args: ListArgs) -> Result<(), CliError> {
+    let state = args.state.as_deref().map(parse_state).transpose()?;
+    let executions = ctx
+        .stent
+        .list_executions(args.limit, args.offset, state)
+        .await?;
+    if ctx.json {
+        let items: Vec<Json> = executions
+            .iter()
+            .map(|e| execution_json(e, false))
+            .collect();
+        return ctx.print_json(&Json::Array(items));
+    }
+    if executions.is_empty() {
+        return ctx.line("no executions");
+    }
+    let style = ctx.style();
+    let mut table = Table::new(&["ID", "STATE", "FUNCTION", "QUEUE", "CREATED", "PROGRESS"]);
+    for e in &executions {
+        table.row(vec![
+            e.id.to_string(),
+            style.state(e.state.as_str()),
+            cut(&e.function, 48),
+            e.queue.clone(),
+            datetime_text(e.created_at),
+            e.progress_str.clone(),
+        ]);
+    }
+    let text = table.render(style);
+    ctx.print(&text)
+}

@@ -1,0 +1,163 @@
+//! `stent show ID`: one execution in full.
+
+use clap::Args;
+use serde_json::{Value as Json, json};
+use stent::{ExecutionState, ProgressState};
+
+use crate::render::{
+    Table, datetime_text, elapsed_text, failure_json, failure_text, number, payload_json,
+    payload_text,
+};
+use crate::{CliError, Context};
+
+/// Arguments of `stent show`.
+#[derive(Debug, Clone, Args)]
+pub struct ShowArgs {
+    /// The execution id.
+    pub id: String,
+}
+
+/// An execution as JSON; `full` adds every durable call's progress.
+pub fn execution_json(e: &ExecutionState, full: bool) -> Json {
+    let result = match &e.result {
+        Some(Ok(value)) => json!({"ok": payload_json(value)}),
+        Some(Err(failure)) => json!({"error": failure_json(failure)}),
+        None => Json::Null,
+    };
+    let custom_state: serde_json::Map<String, Json> = e
+        .custom_state
+        .iter()
+        .map(|(k, v)| (k.clone(), payload_json(v)))
+        .collect();
+    let mut value = json!({
+        "id": e.id.to_string(),
+        "function": e.function,
+        "state": e.state.as_str(),
+        "queue": e.queue,
+        "priority": e.priority,
+        "tags": e.tags,
+        "created_at": e.created_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        "started_at": e.started_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        "completed_at": e.completed_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        "retries": e.retries,
+        "progress": e.progress_str,
+        "counters": e.counters,
+        "custom_state": custom_state,
+        "result": result,
+        "pause_report": e.pause_report,
+    });
+    if full {
+        let calls: Vec<Json> = e
+            .progress
+            .iter()
+            .map(|p| {
+                json!({
+                    "function": p.function,
+                    "call_key": p.call_key.to_string(),
+                    "invocation": p.invocation.to_string(),
+                    "seq": p.seq.0,
+                    "child": p.child.map(|c| c.to_string()),
+                    "state": p.state.as_str(),
+                    "cached": p.cached,
+                    "started_at": p.started_at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                    "completed_at": p.completed_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+                })
+            })
+            .collect();
+        value["calls"] = Json::Array(calls);
+    }
+    value
+}
+
+/// Runs `stent show`.
+pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> {
+    let id = super::execution_id(&args.id)?;
+    let e = ctx.stent.state_of(id).await?;
+    if ctx.json {
+        return ctx.print_json(&execution_json(&e, true));
+    }
+    let style = ctx.style();
+    let mut lines: Vec<(String, String)> = vec![
+        ("execution".into(), e.id.to_string()),
+        ("function".into(), e.function.clone()),
+        ("state".into(), style.state(e.state.as_str())),
+        (
+            "queue".into(),
+            format!("{} (priority {})", e.queue, e.priority),
+        ),
+    ];
+    if !e.tags.is_empty() {
+        lines.push(("tags".into(), e.tags.join(", ")));
+    }
+    lines.push(("created".into(), datetime_text(e.created_at)));
+    if let Some(t) = e.started_at {
+        lines.push(("started".into(), datetime_text(t)));
+    }
+    if let Some(t) = e.completed_at {
+        let took = (t - e.created_at).num_milliseconds();
+        lines.push((
+            "ended".into(),
+            format!(
+                "{} ({} after dispatch)",
+                datetime_text(t),
+                elapsed_text(took)
+            ),
+        ));
+    }
+    lines.push(("retries".into(), e.retries.to_string()));
+    lines.push(("progress".into(), e.progress_str.clone()));
+    for (name, value) in &e.counters {
+        lines.push(("counter".into(), format!("{name} = {}", number(*value))));
+    }
+    for (key, value) in &e.custom_state {
+        lines.push((
+            "state".into(),
+            format!("{key} = {}", payload_text(value, 200)),
+        ));
+    }
+    match &e.result {
+        Some(Ok(value)) => lines.push(("result".into(), style.good(&payload_text(value, 2000)))),
+        Some(Err(failure)) => lines.push(("error".into(), style.bad(&failure_text(failure, 2000)))),
+        None => {}
+    }
+    if let Some(report) = &e.pause_report {
+        lines.push(("paused".into(), style.bad(report)));
+    }
+    let mut text = String::new();
+    for (label, value) in &lines {
+        text.push_str(&format!(
+            "{} {value}\n",
+            style.bold(&format!("{label:<10}"))
+        ));
+    }
+    if !e.progress.is_empty() {
+        text.push_str(&format!("{}\n", style.bold("calls")));
+        let mut table = Table::new(&["SEQ", "FUNCTION", "STATE", "STARTED", "TOOK"]);
+        for p in &e.progress {
+            let state = match (p.state, p.cached) {
+                (ProgressState::Completed, true) => style.good("cached"),
+                (s, _) => style.state(s.as_str()),
+            };
+            let took = p
+                .completed_at
+                .map(|t| elapsed_text((t - p.started_at).num_milliseconds()))
+                .unwrap_or_default();
+            let indent = if p.invocation == e.id.root_invocation() {
+                ""
+            } else {
+                "  "
+            };
+            table.row(vec![
+                format!("{indent}{}", p.seq.0),
+                format!("{indent}{}", p.function.as_deref().unwrap_or("?")),
+                state,
+                datetime_text(p.started_at),
+                took,
+            ]);
+        }
+        for line in table.render(style).lines() {
+            text.push_str(&format!("  {line}\n"));
+        }
+    }
+    ctx.print(&text)
+}

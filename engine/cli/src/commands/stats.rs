@@ -1,0 +1,164 @@
+//! `stent stats`: counts per state, queue depths, dead letters, running work.
+
+use clap::Args;
+use serde_json::{Value as Json, json};
+use stent::{StoreStats, TaskFilter, TaskRecord, TaskState};
+
+use super::tasks::task_json;
+use crate::render::{Table, cut, elapsed_text, time_text};
+use crate::{CliError, Context};
+
+/// Arguments of `stent stats`.
+#[derive(Debug, Clone, Args)]
+pub struct StatsArgs {
+    /// Most running tasks to list.
+    #[arg(long, default_value_t = 20)]
+    pub running: usize,
+}
+
+/// Counts and running work, read together.
+pub(crate) struct Snapshot {
+    pub stats: StoreStats,
+    pub running: Vec<TaskRecord>,
+    pub now: stent::journal::Timestamp,
+}
+
+pub(crate) async fn snapshot(ctx: &Context<'_>, running: usize) -> Result<Snapshot, CliError> {
+    let stats = ctx.stent.stats().await?;
+    let running = ctx
+        .stent
+        .list_tasks(TaskFilter {
+            state: Some(TaskState::Leased),
+            limit: running,
+            ..TaskFilter::default()
+        })
+        .await?;
+    Ok(Snapshot {
+        stats,
+        running,
+        now: ctx.stent.clock_now(),
+    })
+}
+
+pub(crate) fn snapshot_json(s: &Snapshot) -> Json {
+    let executions: serde_json::Map<String, Json> = s
+        .stats
+        .executions
+        .iter()
+        .map(|(k, n)| (k.as_str().to_string(), json!(n)))
+        .collect();
+    let tasks: serde_json::Map<String, Json> = s
+        .stats
+        .tasks
+        .iter()
+        .map(|(k, n)| (k.as_str().to_string(), json!(n)))
+        .collect();
+    let queues: Vec<Json> = s
+        .stats
+        .queues
+        .iter()
+        .map(|q| {
+            json!({"queue": q.queue, "ready": q.ready, "due": q.due, "leased": q.leased,
+                   "waiting": q.waiting})
+        })
+        .collect();
+    json!({
+        "executions": executions,
+        "tasks": tasks,
+        "queues": queues,
+        "dead_letters": s.stats.dead_letters,
+        "running": s.running.iter().map(task_json).collect::<Vec<_>>(),
+    })
+}
+
+pub(crate) fn snapshot_text(s: &Snapshot, style: crate::render::Style) -> String {
+    let mut text = String::new();
+    let counts = |pairs: Vec<(&str, u64)>| {
+        pairs
+            .into_iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect::<Vec<_>>()
+            .join("  ")
+    };
+    text.push_str(&format!(
+        "{} {}\n",
+        style.bold("executions  "),
+        counts(
+            s.stats
+                .executions
+                .iter()
+                .map(|(k, n)| (k.as_str(), *n))
+                .collect()
+        )
+    ));
+    text.push_str(&format!(
+        "{} {}\n",
+        style.bold("tasks       "),
+        counts(
+            s.stats
+                .tasks
+                .iter()
+                .map(|(k, n)| (k.as_str(), *n))
+                .collect()
+        )
+    ));
+    let dead = s.stats.dead_letters.to_string();
+    let dead = if s.stats.dead_letters > 0 {
+        style.bad(&dead)
+    } else {
+        dead
+    };
+    text.push_str(&format!("{} {dead}\n", style.bold("dead letters")));
+    text.push('\n');
+    if s.stats.queues.is_empty() {
+        text.push_str("queues: no work waiting or running\n");
+    } else {
+        let mut table = Table::new(&["QUEUE", "READY", "DUE", "RUNNING", "WAITING"]);
+        for q in &s.stats.queues {
+            table.row(vec![
+                q.queue.clone(),
+                q.ready.to_string(),
+                q.due.to_string(),
+                q.leased.to_string(),
+                q.waiting.to_string(),
+            ]);
+        }
+        text.push_str(&table.render(style));
+    }
+    text.push('\n');
+    if s.running.is_empty() {
+        text.push_str("running: nothing\n");
+    } else {
+        let mut table = Table::new(&["RUNNING TASK", "FUNCTION", "WORKER", "LEASE"]);
+        for t in &s.running {
+            let lease = match t.lease_until {
+                Some(until) if until.0 >= s.now.0 => {
+                    format!("{} left", elapsed_text(until.0 - s.now.0))
+                }
+                Some(until) => style.bad(&format!("expired at {}", time_text(until))),
+                None => "-".into(),
+            };
+            table.row(vec![
+                t.invocation.to_string(),
+                cut(&t.function, 40),
+                t.lease_owner
+                    .as_ref()
+                    .map(|w| w.as_str().to_string())
+                    .unwrap_or_default(),
+                lease,
+            ]);
+        }
+        text.push_str(&table.render(style));
+    }
+    text
+}
+
+/// Runs `stent stats`.
+pub async fn run(ctx: &mut Context<'_>, args: StatsArgs) -> Result<(), CliError> {
+    let s = snapshot(ctx, args.running).await?;
+    if ctx.json {
+        return ctx.print_json(&snapshot_json(&s));
+    }
+    let text = snapshot_text(&s, ctx.style());
+    ctx.print(&text)
+}

@@ -1,0 +1,396 @@
+//! Turning stored values into text and JSON: CBOR payloads shown generically
+//! (no user types needed), events, times, tables and colors.
+
+use ciborium::Value as Cbor;
+use serde_json::{Map, Value as Json, json};
+use stent::journal::event::{ContextWrite, Event, ParentLink};
+use stent::journal::{Failure, Payload, Timestamp};
+
+/// A CBOR value as JSON: integers and floats as numbers (integers beyond
+/// 64 bits and non-finite floats as strings), byte strings as
+/// `"h'<hex>'"`, tags as their content, map keys that are not text as their
+/// JSON text.
+pub fn cbor_to_json(value: &Cbor) -> Json {
+    match value {
+        Cbor::Null => Json::Null,
+        Cbor::Bool(b) => Json::Bool(*b),
+        Cbor::Integer(i) => {
+            let n = i128::from(*i);
+            if let Ok(v) = i64::try_from(n) {
+                Json::from(v)
+            } else if let Ok(v) = u64::try_from(n) {
+                Json::from(v)
+            } else {
+                Json::String(n.to_string())
+            }
+        }
+        Cbor::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .unwrap_or_else(|| Json::String(f.to_string())),
+        Cbor::Text(s) => Json::String(s.clone()),
+        Cbor::Bytes(b) => Json::String(format!("h'{}'", hex(b))),
+        Cbor::Tag(_, inner) => cbor_to_json(inner),
+        Cbor::Array(items) => Json::Array(items.iter().map(cbor_to_json).collect()),
+        Cbor::Map(entries) => {
+            let mut map = Map::new();
+            for (k, v) in entries {
+                let key = match k {
+                    Cbor::Text(s) => s.clone(),
+                    other => cbor_to_json(other).to_string(),
+                };
+                map.insert(key, cbor_to_json(v));
+            }
+            Json::Object(map)
+        }
+        _ => Json::String(format!("{value:?}")),
+    }
+}
+
+/// A payload decoded generically; an undecodable one becomes a string that
+/// says so (the bytes are never trusted to be well-formed).
+pub fn payload_json(payload: &Payload) -> Json {
+    match payload.to_value() {
+        Ok(v) => cbor_to_json(&v),
+        Err(e) => Json::String(format!("<{} undecodable bytes: {e}>", payload.len())),
+    }
+}
+
+/// A payload as one line of JSON-like text, cut to `max` characters.
+pub fn payload_text(payload: &Payload, max: usize) -> String {
+    cut(&payload_json(payload).to_string(), max)
+}
+
+/// `text` cut to `max` characters, with `…` when something was left out.
+pub fn cut(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+    s.push('…');
+    s
+}
+
+/// Lowercase hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A failure as JSON: `{"kind": "error", "error": <value>}`, or
+/// `{"kind": "panic" | "aborted", "message": ...}`.
+pub fn failure_json(failure: &Failure) -> Json {
+    match failure {
+        Failure::Error { error } => json!({"kind": "error", "error": payload_json(error)}),
+        Failure::Panic { message } => json!({"kind": "panic", "message": message}),
+        Failure::Aborted { message } => json!({"kind": "aborted", "message": message}),
+    }
+}
+
+/// A failure as one line of text, cut to `max` characters.
+pub fn failure_text(failure: &Failure, max: usize) -> String {
+    match failure {
+        Failure::Error { error } => format!("error {}", payload_text(error, max)),
+        Failure::Panic { message } => format!("panic: {}", cut(message, max)),
+        Failure::Aborted { message } => format!("aborted: {}", cut(message, max)),
+    }
+}
+
+fn parent_json(parent: &Option<ParentLink>) -> Json {
+    match parent {
+        Some(p) => json!({"invocation": p.invocation.to_string(), "seq": p.seq.0}),
+        None => Json::Null,
+    }
+}
+
+/// Every field of an event, decoded.
+pub fn event_json(event: &Event) -> Json {
+    match event {
+        Event::Started {
+            function,
+            version,
+            args,
+            parent,
+        } => json!({
+            "function": function, "version": version, "args": payload_json(args),
+            "parent": parent_json(parent),
+        }),
+        Event::CallScheduled {
+            function,
+            version,
+            call_key,
+            args,
+            child,
+        } => json!({
+            "function": function, "version": version, "call_key": call_key.to_string(),
+            "args": payload_json(args), "child": child.to_string(),
+        }),
+        Event::CallCompleted { scheduled, value } => {
+            json!({"scheduled": scheduled.0, "value": payload_json(value)})
+        }
+        Event::CallFailed { scheduled, failure } => {
+            json!({"scheduled": scheduled.0, "failure": failure_json(failure)})
+        }
+        Event::CacheHit { call_key, value } => {
+            json!({"call_key": call_key.to_string(), "value": payload_json(value)})
+        }
+        Event::TimerStarted {
+            fire_at,
+            duration_ms,
+        } => json!({"fire_at": time_json(*fire_at), "duration_ms": duration_ms}),
+        Event::TimerFired { started } => json!({"started": started.0}),
+        Event::SignalAwaited { name } => json!({"name": name}),
+        Event::SignalReceived { awaited, payload } => {
+            json!({"awaited": awaited.0, "payload": payload_json(payload)})
+        }
+        Event::ContextWrite { write } => json!({"write": context_write_json(write)}),
+        Event::SideEffect { value } => json!({"value": payload_json(value)}),
+        Event::Completed { value } => json!({"value": payload_json(value)}),
+        Event::Failed { failure } => json!({"failure": failure_json(failure)}),
+        _ => json!({}),
+    }
+}
+
+fn context_write_json(write: &ContextWrite) -> Json {
+    match write {
+        ContextWrite::CounterAdd { name, by } => json!({"counter_add": {"name": name, "by": by}}),
+        ContextWrite::StateSet { key, value } => {
+            json!({"state_set": {"key": key, "value": payload_json(value)}})
+        }
+        ContextWrite::CounterDefault { name, value } => {
+            json!({"counter_default": {"name": name, "value": value}})
+        }
+        ContextWrite::StateDefault { key, value } => {
+            json!({"state_default": {"key": key, "value": payload_json(value)}})
+        }
+        ContextWrite::OnCancel {
+            function,
+            version,
+            args,
+        } => {
+            json!({"on_cancel": {"function": function, "version": version, "args": payload_json(args)}})
+        }
+    }
+}
+
+/// A context write as short text.
+pub fn context_write_text(write: &ContextWrite, max: usize) -> String {
+    match write {
+        ContextWrite::CounterAdd { name, by } => format!("counter {name} += {}", number(*by)),
+        ContextWrite::StateSet { key, value } => {
+            format!("state {key} = {}", payload_text(value, max))
+        }
+        ContextWrite::CounterDefault { name, value } => {
+            format!("counter {name} defaults to {}", number(*value))
+        }
+        ContextWrite::StateDefault { key, value } => {
+            format!("state {key} defaults to {}", payload_text(value, max))
+        }
+        ContextWrite::OnCancel { function, args, .. } => {
+            format!("on cancel: {function}{}", payload_text(args, max))
+        }
+    }
+}
+
+/// A counter value: integral ones without a fraction.
+pub fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 9.0e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+/// A time as RFC 3339 with milliseconds, UTC.
+pub fn time_json(t: Timestamp) -> Json {
+    Json::String(t.to_string())
+}
+
+/// A time for people: `2026-11-26 08:52:43.120`.
+pub fn time_text(t: Timestamp) -> String {
+    t.to_datetime().format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
+/// A chrono time for people.
+pub fn datetime_text(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
+}
+
+/// A length of time for people: `850ms`, `12.3s`, `4m 05s`, `3h 02m`, `2d 04h`.
+pub fn elapsed_text(ms: i64) -> String {
+    let ms = ms.max(0);
+    if ms < 1_000 {
+        format!("{ms}ms")
+    } else if ms < 60_000 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{}m {:02}s", ms / 60_000, (ms / 1000) % 60)
+    } else if ms < 86_400_000 {
+        format!("{}h {:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+    } else {
+        format!("{}d {:02}h", ms / 86_400_000, (ms / 3_600_000) % 24)
+    }
+}
+
+/// ANSI styles, applied only when colors are on.
+#[derive(Debug, Clone, Copy)]
+pub struct Style {
+    /// Colors on.
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.color {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// Bold.
+    pub fn bold(self, text: &str) -> String {
+        self.paint("1", text)
+    }
+
+    /// Dimmed.
+    pub fn dim(self, text: &str) -> String {
+        self.paint("2", text)
+    }
+
+    /// Green.
+    pub fn good(self, text: &str) -> String {
+        self.paint("32", text)
+    }
+
+    /// Red.
+    pub fn bad(self, text: &str) -> String {
+        self.paint("31", text)
+    }
+
+    /// Yellow.
+    pub fn busy(self, text: &str) -> String {
+        self.paint("33", text)
+    }
+
+    /// Colored by what a state name means.
+    pub fn state(self, state: &str) -> String {
+        match state {
+            "completed" | "done" => self.good(state),
+            "failed" | "timed_out" | "dead" | "paused" => self.bad(state),
+            "running" | "leased" => self.busy(state),
+            "cancelled" => self.dim(state),
+            _ => state.to_string(),
+        }
+    }
+}
+
+/// A table with left-aligned columns, two spaces apart. Cells may carry
+/// colors: widths are measured without escape sequences.
+#[derive(Debug, Default)]
+pub struct Table {
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with this header row.
+    pub fn new(header: &[&str]) -> Self {
+        Table {
+            rows: vec![header.iter().map(|h| h.to_string()).collect()],
+        }
+    }
+
+    /// Adds a row.
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// The lines of the table, the header in bold.
+    pub fn render(&self, style: Style) -> String {
+        let columns = self.rows.iter().map(Vec::len).max().unwrap_or(0);
+        let mut widths = vec![0; columns];
+        for row in &self.rows {
+            for (i, cell) in row.iter().enumerate() {
+                widths[i] = widths[i].max(visible_len(cell));
+            }
+        }
+        let mut out = String::new();
+        for (r, row) in self.rows.iter().enumerate() {
+            let mut line = String::new();
+            for (i, cell) in row.iter().enumerate() {
+                let last = i + 1 == row.len();
+                let cell = if r == 0 {
+                    style.bold(cell)
+                } else {
+                    cell.clone()
+                };
+                line.push_str(&cell);
+                if !last {
+                    let pad = widths[i] - visible_len(row[i].as_str()) + 2;
+                    line.push_str(&" ".repeat(pad));
+                }
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
+
+/// Characters a terminal shows (ANSI escape sequences left out).
+pub fn visible_len(s: &str) -> usize {
+    let mut n = 0;
+    let mut in_escape = false;
+    for c in s.chars() {
+        if in_escape {
+            if c == 'm' {
+                in_escape = false;
+            }
+        } else if c == '\x1b' {
+            in_escape = true;
+        } else {
+            n += 1;
+        }
+    }
+    n
+}
+
+/// A progress bar `[#####.....]` of `width` cells.
+pub fn bar(done: usize, total: usize, width: usize) -> String {
+    let filled = (done.min(total) * width).checked_div(total).unwrap_or(0);
+    format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cbor_values_become_json() {
+        let v =
+            Payload::encode(&serde_json::json!({"b": [1, -2, 3.5], "a": "x", "n": null})).unwrap();
+        assert_eq!(
+            payload_json(&v),
+            json!({"a": "x", "b": [1, -2, 3.5], "n": null})
+        );
+        let bytes = Payload::encode(&serde_bytes_like(&[0xde, 0xad])).unwrap();
+        assert_eq!(payload_json(&bytes), json!("h'dead'"));
+        let bad = Payload::from_bytes(vec![0xff, 0x00]);
+        assert!(payload_json(&bad).as_str().unwrap().contains("undecodable"));
+    }
+
+    fn serde_bytes_like(b: &[u8]) -> Cbor {
+        Cbor::Bytes(b.to_vec())
+    }
+
+    #[test]
+    fn cut_and_tables() {
+        assert_eq!(cut("abcdef", 4), "abc…");
+        assert_eq!(cut("abc", 4), "abc");
+        let mut t = Table::new(&["A", "BB"]);
+        t.row(vec!["xxx".into(), "y".into()]);
+        assert_eq!(t.render(Style { color: false }), "A    BB\nxxx  y\n");
+        assert_eq!(visible_len("\x1b[1mab\x1b[0m"), 2);
+        assert_eq!(bar(1, 4, 8), "[##......]");
+        assert_eq!(elapsed_text(1500), "1.5s");
+        assert_eq!(number(3.0), "3");
+    }
+}

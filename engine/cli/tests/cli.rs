@@ -1,0 +1,538 @@
+//! The real `stent` binary against databases these tests create and fill
+//! with the stent library: human and `--json` output, exit codes. Every
+//! scenario runs on SQLite and on PostgreSQL (in a schema of its own;
+//! skipped without a server unless `STENT_REQUIRE_SERVICES=1`).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Db, Filled, Worker, awaits_approval, fill, run_stent};
+use serde_json::json;
+use stent::ExecutionId;
+use stent::journal::export::JournalExport;
+
+macro_rules! on_both {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(super::Db::sqlite().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = super::Db::postgres().await {
+                    super::$scenario(db).await;
+                }
+            }
+        }
+    };
+}
+
+on_both!(list_and_show);
+on_both!(journal_timeline_json_and_export);
+on_both!(tasks_and_stats);
+on_both!(dead_letters);
+on_both!(signal_cancel_and_cleanup);
+on_both!(watch_frames);
+
+fn ids(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .expect("a JSON array")
+        .iter()
+        .map(|e| e["id"].as_str().expect("id").to_string())
+        .collect()
+}
+
+async fn list_and_show(db: Db) {
+    let executor = db.executor().await;
+    let Filled {
+        done,
+        failed,
+        waiting,
+        dead,
+    } = fill(&executor).await;
+
+    let out = db.stent(&["list"]);
+    out.ok();
+    for id in [done, failed, waiting, dead[0].0, dead[1].0] {
+        assert!(out.stdout.contains(&id.to_string()), "{}", out.stdout);
+    }
+    assert!(out.stdout.starts_with("ID"), "{}", out.stdout);
+    assert!(out.stdout.contains("completed") && out.stdout.contains("failed"));
+    assert!(
+        !out.stdout.contains('\x1b'),
+        "no colors when not a terminal"
+    );
+
+    let all = db.json(&["list"]);
+    assert_eq!(all.as_array().unwrap().len(), 5);
+    assert_eq!(
+        ids(&db.json(&["list", "--state", "completed"])),
+        vec![done.to_string()]
+    );
+    assert_eq!(
+        ids(&db.json(&["list", "--state", "failed"])),
+        vec![failed.to_string()]
+    );
+    let paged: Vec<String> = [0, 2, 4]
+        .iter()
+        .flat_map(|o| ids(&db.json(&["list", "--limit", "2", "--offset", &o.to_string()])))
+        .collect();
+    assert_eq!(paged, ids(&all));
+    let bad = db.stent(&["list", "--state", "sleeping"]);
+    bad.code(1);
+    assert!(
+        bad.stderr.contains("unknown execution state"),
+        "{}",
+        bad.stderr
+    );
+    db.stent(&["list", "--limit", "many"]).code(2);
+
+    // A completed execution: routing, counters, custom state, calls, result.
+    let shown = db.stent(&["show", &done.to_string()]);
+    shown.ok();
+    for needle in [
+        "completed",
+        "cli::common::checkout",
+        "shop, eu",
+        "priority 5",
+        "items = 3",
+        "phase = \"charged\"",
+        "receipt-7-4200",
+        "cli::common::charge",
+        "1/1 call done",
+    ] {
+        assert!(
+            shown.stdout.contains(needle),
+            "{needle:?} in\n{}",
+            shown.stdout
+        );
+    }
+    let v = db.json(&["show", &done.to_string()]);
+    assert_eq!(v["state"], "completed");
+    assert_eq!(v["priority"], 5);
+    assert_eq!(v["tags"], json!(["shop", "eu"]));
+    assert_eq!(v["counters"]["items"], 3.0);
+    assert_eq!(v["custom_state"]["phase"], "charged");
+    assert_eq!(
+        v["result"]["ok"],
+        json!({"order": 7, "receipt": "receipt-7-4200", "total": 42.5})
+    );
+    assert_eq!(v["calls"][0]["function"], "cli::common::charge");
+    assert_eq!(v["calls"][0]["state"], "completed");
+
+    // A typed error, decoded without the user's types.
+    let v = db.json(&["show", &failed.to_string()]);
+    assert_eq!(v["state"], "failed");
+    assert_eq!(
+        v["result"]["error"],
+        json!({"kind": "error", "error": {"OutOfStock": {"sku": "A-8"}}})
+    );
+    let shown = db.stent(&["show", &failed.to_string()]);
+    assert!(
+        shown.stdout.contains(r#"{"OutOfStock":{"sku":"A-8"}}"#),
+        "{}",
+        shown.stdout
+    );
+
+    // Not found and invalid ids: exit code 1 with a message.
+    let ghost = ExecutionId::new_random().to_string();
+    let out = db.stent(&["show", &ghost]);
+    out.code(1);
+    assert!(out.stderr.contains("not found"), "{}", out.stderr);
+    let out = db.stent(&["show", "order-7"]);
+    out.code(1);
+    assert!(out.stderr.contains("not an execution id"), "{}", out.stderr);
+}
+
+async fn journal_timeline_json_and_export(db: Db) {
+    let executor = db.executor().await;
+    let filled = fill(&executor).await;
+    let id = filled.done.to_string();
+
+    let out = db.stent(&["journal", &id]);
+    out.ok();
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    let find = |pred: &dyn Fn(&str) -> bool| {
+        lines
+            .iter()
+            .position(|l| pred(l))
+            .unwrap_or_else(|| panic!("no such line in\n{}", out.stdout))
+    };
+    let started = find(&|l| {
+        l.starts_with("  0  ") && l.contains("started") && l.contains("cli::common::checkout")
+    });
+    let scheduled = find(&|l| {
+        l.contains("call_scheduled") && l.contains("cli::common::charge") && l.contains("[7,4200]")
+    });
+    // The child's journal is indented under the call that made it.
+    let child_started = find(&|l| {
+        l.starts_with("      0  ") && l.contains("started") && l.contains("cli::common::charge")
+    });
+    let child_done = find(&|l| {
+        l.starts_with("    ") && l.contains("completed") && l.contains("\"receipt-7-4200\"")
+    });
+    let resolved =
+        find(&|l| l.contains("call_completed") && l.contains("cli::common::charge (seq"));
+    let finished = find(&|l| {
+        l.starts_with("  ")
+            && !l.starts_with("    ")
+            && l.contains(" completed ")
+            && l.contains("\"total\":42.5")
+    });
+    assert!(started < scheduled && scheduled < child_started && child_started < child_done);
+    assert!(
+        child_done < resolved && resolved < finished,
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("counter items += 3"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("state phase = \"charged\""),
+        "{}",
+        out.stdout
+    );
+
+    // Long values are cut.
+    let narrow = db.stent(&["journal", &id, "--width", "10"]);
+    assert!(narrow.stdout.contains('…'), "{}", narrow.stdout);
+
+    let v = db.json(&["journal", &id]);
+    assert_eq!(v["state"], "completed");
+    let invocations = v["invocations"].as_array().unwrap();
+    assert_eq!(invocations.len(), 2);
+    assert_eq!(invocations[0]["depth"], 0);
+    assert_eq!(invocations[1]["depth"], 1);
+    assert_eq!(
+        invocations[1]["parent"]["invocation"],
+        invocations[0]["invocation"]
+    );
+    let root_events = invocations[0]["events"].as_array().unwrap();
+    assert_eq!(root_events[0]["kind"], "started");
+    assert_eq!(root_events[0]["event"]["args"], json!([7]));
+    assert_eq!(root_events.last().unwrap()["kind"], "completed");
+    let call = root_events
+        .iter()
+        .find(|e| e["kind"] == "call_scheduled")
+        .unwrap();
+    assert_eq!(call["event"]["child"], invocations[1]["invocation"]);
+    assert_eq!(call["event"]["call_key"].as_str().unwrap().len(), 64);
+
+    // Export: a file the journal crate reads back.
+    let file = std::env::temp_dir().join(format!("stent-export-{id}.cbor"));
+    let out = db.stent(&["journal", &id, "--export", file.to_str().unwrap()]);
+    out.ok();
+    assert!(out.stdout.contains("exported"), "{}", out.stdout);
+    let export = JournalExport::from_bytes(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(export.execution, filled.done);
+    assert_eq!(export.function, "cli::common::checkout");
+    assert_eq!(export.invocations.len(), 2);
+    assert_eq!(
+        export.root().unwrap().events().unwrap().len(),
+        root_events.len()
+    );
+    let _ = std::fs::remove_file(&file);
+
+    db.stent(&["journal", &ExecutionId::new_random().to_string()])
+        .code(1);
+}
+
+async fn tasks_and_stats(db: Db) {
+    let executor = db.executor().await;
+    let filled = fill(&executor).await;
+
+    let tasks = db.json(&["tasks", "list", "--execution", &filled.done.to_string()]);
+    let tasks = tasks.as_array().unwrap();
+    assert_eq!(tasks.len(), 2);
+    assert_eq!(tasks[0]["id"], filled.done.root_invocation().to_string());
+    assert!(tasks.iter().all(|t| t["state"] == "done"));
+    assert_eq!(tasks[1]["function"], "cli::common::charge");
+
+    let dead = db.json(&["tasks", "list", "--state", "dead"]);
+    let mut dead_ids = ids(&dead);
+    dead_ids.sort();
+    let mut expected: Vec<String> = filled.dead.iter().map(|(_, t)| t.to_string()).collect();
+    expected.sort();
+    assert_eq!(dead_ids, expected);
+    assert_eq!(
+        db.json(&["tasks", "list", "--limit", "3"])
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+
+    let out = db.stent(&["tasks", "show", &filled.dead[0].1.to_string()]);
+    out.ok();
+    assert!(
+        out.stdout.contains("dead") && out.stdout.contains("cli::common::hopeless"),
+        "{}",
+        out.stdout
+    );
+    let one = db.json(&[
+        "tasks",
+        "show",
+        &filled.waiting.root_invocation().to_string(),
+    ]);
+    assert_eq!(one["execution"], filled.waiting.to_string());
+    assert_eq!(one["state"], "waiting");
+    db.stent(&["tasks", "show", &ExecutionId::new_random().to_string()])
+        .code(1);
+    db.stent(&["tasks", "list", "--state", "asleep"]).code(1);
+
+    let s = db.json(&["stats"]);
+    assert_eq!(s["executions"]["completed"], 1);
+    assert_eq!(s["executions"]["failed"], 1);
+    assert_eq!(s["executions"]["running"], 3);
+    assert_eq!(s["tasks"]["dead"], 2);
+    assert_eq!(s["tasks"]["waiting"], 3);
+    assert_eq!(s["dead_letters"], 2);
+    assert_eq!(
+        s["queues"],
+        json!([{"queue": "default", "ready": 0, "due": 0, "leased": 0, "waiting": 3}])
+    );
+    assert_eq!(s["running"], json!([]));
+    let out = db.stent(&["stats"]);
+    out.ok();
+    for needle in [
+        "executions",
+        "completed 1",
+        "dead letters 2",
+        "QUEUE",
+        "default",
+        "running: nothing",
+    ] {
+        assert!(out.stdout.contains(needle), "{needle:?} in\n{}", out.stdout);
+    }
+}
+
+async fn dead_letters(db: Db) {
+    let executor = db.executor().await;
+    let filled = fill(&executor).await;
+    let [(exec_a, task_a), (exec_b, task_b)] = filled.dead;
+
+    let letters = db.json(&["dlq", "list"]);
+    let letters = letters.as_array().unwrap();
+    assert_eq!(letters.len(), 2);
+    for l in letters {
+        assert_eq!(l["function"], "cli::common::hopeless");
+        assert!(l["reason"].as_str().unwrap().contains("hopeless"), "{l}");
+    }
+    let out = db.stent(&["dlq", "list"]);
+    assert!(out.stdout.contains(&task_a.to_string()), "{}", out.stdout);
+    let out = db.stent(&["dlq", "show", &task_a.to_string()]);
+    out.ok();
+    assert!(out.stdout.contains("hopeless 1"), "{}", out.stdout);
+    assert_eq!(
+        db.json(&["dlq", "show", &task_b.to_string()])["execution"],
+        exec_b.to_string()
+    );
+
+    // Discarding asks for --force when nobody can confirm.
+    let out = db.stent(&["dlq", "discard", &task_b.to_string()]);
+    out.code(1);
+    assert!(out.stderr.contains("--force"), "{}", out.stderr);
+    let out = db.stent(&["dlq", "discard", &task_b.to_string(), "--force"]);
+    out.ok();
+    assert!(out.stdout.contains("discarded"), "{}", out.stdout);
+    // The caller fails with the discarded call's failure.
+    let worker = Worker::start(&executor).await;
+    let err = executor
+        .wait_for::<u64, String>(exec_b, Some(Duration::from_secs(60)))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("dead letter discarded"), "{err}");
+    worker.stop().await;
+    let shown = db.json(&["show", &exec_b.to_string()]);
+    assert_eq!(shown["state"], "failed", "{shown}");
+    assert_eq!(shown["result"]["error"]["kind"], "aborted", "{shown}");
+
+    // Replaying makes the task runnable again, in another queue if asked.
+    let v = db.json(&["dlq", "replay", &task_a.to_string(), "--queue", "repair"]);
+    assert_eq!(v["replayed"], json!([task_a.to_string()]));
+    let task = db.json(&["tasks", "show", &task_a.to_string()]);
+    assert_eq!(task["state"], "ready");
+    assert_eq!(task["queue"], "repair");
+    assert_eq!(db.json(&["dlq", "list"]), json!([]));
+    db.stent(&["dlq", "replay", &task_a.to_string()]).code(1);
+    db.stent(&["dlq", "show", &task_a.to_string()]).code(1);
+    let out = db.stent(&["dlq", "replay-all"]);
+    out.ok();
+    assert!(out.stdout.contains("replayed 0"), "{}", out.stdout);
+    let _ = exec_a;
+}
+
+async fn signal_cancel_and_cleanup(db: Db) {
+    let executor = db.executor().await;
+    let filled = fill(&executor).await;
+    let waiting = filled.waiting.to_string();
+
+    // Signals: a bad JSON payload and an unknown execution are refused.
+    let out = db.stent(&["signal", &waiting, "approval", "{oops", "--json-payload"]);
+    out.code(1);
+    assert!(out.stderr.contains("not JSON"), "{}", out.stderr);
+    let out = db.stent(&[
+        "signal",
+        &ExecutionId::new_random().to_string(),
+        "approval",
+        "x",
+    ]);
+    out.code(1);
+    assert!(out.stderr.contains("not found"), "{}", out.stderr);
+    // Sent from this separate process, consumed by a worker here.
+    let out = db.stent(&["signal", &waiting, "approval", "alice"]);
+    out.ok();
+    assert!(
+        out.stdout.contains("sent signal \"approval\""),
+        "{}",
+        out.stdout
+    );
+    let worker = Worker::start(&executor).await;
+    let got = executor
+        .wait_for::<String, String>(filled.waiting, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(got, Ok("doc-1 approved by alice".to_string()));
+    worker.stop().await;
+
+    // Cancel: once, then it had already ended.
+    let second = executor
+        .dispatch(awaits_approval("doc-2".into()))
+        .await
+        .unwrap();
+    let v = db.json(&["cancel", &second.to_string()]);
+    assert_eq!(v["cancelled"], true);
+    assert_eq!(v["state"], "cancelled");
+    let out = db.stent(&["cancel", &second.to_string()]);
+    out.ok();
+    assert!(out.stdout.contains("already ended"), "{}", out.stdout);
+    db.stent(&["cancel", &ExecutionId::new_random().to_string()])
+        .code(1);
+
+    // Cleanup: a dry run counts, the real one deletes the ended executions
+    // (completed, failed, approved, cancelled), not the running ones.
+    let before = db
+        .json(&["list", "--limit", "100"])
+        .as_array()
+        .unwrap()
+        .len();
+    assert_eq!(before, 6);
+    let dry = db.json(&["cleanup", "--days", "0", "--dry-run"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["executions"], 4, "{dry}");
+    assert!(dry["events"].as_u64().unwrap() > 4, "{dry}");
+    assert_eq!(
+        db.json(&["list", "--limit", "100"])
+            .as_array()
+            .unwrap()
+            .len(),
+        6
+    );
+    let out = db.stent(&["cleanup", "--days", "0"]);
+    out.ok();
+    assert!(
+        out.stdout.contains("deleted 4 execution(s)"),
+        "{}",
+        out.stdout
+    );
+    let mut left = ids(&db.json(&["list"]));
+    left.sort();
+    let mut running: Vec<String> = filled.dead.iter().map(|(e, _)| e.to_string()).collect();
+    running.sort();
+    assert_eq!(left, running);
+    let out = db.stent(&["cleanup", "--dry-run"]);
+    assert!(
+        out.stdout.contains("would delete 0 execution(s)"),
+        "{}",
+        out.stdout
+    );
+}
+
+async fn watch_frames(db: Db) {
+    let executor = db.executor().await;
+    let filled = fill(&executor).await;
+    let out = db.stent(&["watch", "--iterations", "2", "--interval", "10ms"]);
+    out.ok();
+    assert_eq!(
+        out.stdout.matches("stent watch").count(),
+        2,
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("frame 2"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains(&filled.waiting.to_string()),
+        "{}",
+        out.stdout
+    );
+    assert!(out.stdout.contains("dead letters 2"), "{}", out.stdout);
+    assert!(out.stdout.contains("executions/s"), "{}", out.stdout);
+
+    let out = db.stent(&["--json", "watch", "--iterations", "3", "--interval", "10ms"]);
+    out.ok();
+    let frames: Vec<serde_json::Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("one JSON object per frame"))
+        .collect();
+    assert_eq!(frames.len(), 3);
+    assert_eq!(frames[2]["frame"], 3);
+    assert_eq!(frames[0]["throughput_per_sec"], serde_json::Value::Null);
+    assert!(frames[1]["throughput_per_sec"].is_number());
+    assert_eq!(frames[0]["active"].as_array().unwrap().len(), 3);
+    assert_eq!(frames[0]["dead_letters"], 2);
+
+    db.stent(&["watch", "--interval", "0s", "--iterations", "1"])
+        .code(2);
+}
+
+#[test]
+fn a_missing_database_file_is_an_error_and_is_not_created() {
+    let path = std::env::temp_dir().join(format!(
+        "stent-cli-missing-{}/nothing.db",
+        std::process::id()
+    ));
+    let out = run_stent(&["--db".into(), path.display().to_string(), "list".into()]);
+    out.code(1);
+    assert!(out.stderr.contains("does not exist"), "{}", out.stderr);
+    assert!(!path.exists());
+    assert!(!path.parent().unwrap().exists());
+}
+
+#[test]
+fn the_plain_binary_explains_how_to_get_replay() {
+    for command in ["replay", "resume", "fork"] {
+        let out = run_stent(&[
+            command.into(),
+            "0192f0c4-5b7a-7cc1-9a0e-3f1d2c4b5a69".into(),
+            "--all".into(),
+        ]);
+        out.code(2);
+        assert!(
+            out.stderr.contains("stent_cli::run(Some(registry))"),
+            "{}",
+            out.stderr
+        );
+        assert!(out.stderr.contains(command), "{}", out.stderr);
+    }
+}
+
+#[test]
+fn usage_errors_exit_with_2_and_help_with_0() {
+    run_stent(&["frobnicate".into()]).code(2);
+    run_stent(&["show".into()]).code(2);
+    let help = run_stent(&["--help".into()]);
+    help.code(0);
+    for command in [
+        "list", "show", "journal", "tasks", "stats", "dlq", "signal", "cancel", "cleanup", "watch",
+        "replay",
+    ] {
+        assert!(
+            help.stdout.contains(command),
+            "{command} in\n{}",
+            help.stdout
+        );
+    }
+}
