@@ -276,34 +276,21 @@ async fn fenced_flow(x: u64) -> Result<u64, String> {
     outlives_its_lease(x).await
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_worker_whose_lease_expired_mid_step_cannot_record_its_result() {
-    let executor = Stent::new(MemoryBackend::new());
-    let worker = |name: &str, heartbeat: Duration| {
-        let lc = executor.create_worker_lifecycle(Some(name));
-        let h = tokio::spawn(
-            executor
-                .worker()
-                .worker_id(name)
-                .lease_duration(Duration::from_millis(100))
-                .heartbeat_interval(heartbeat)
-                .poll_interval(Duration::from_millis(10))
-                .lifecycle(lc.clone())
-                .serve(),
-        );
-        (lc, h)
-    };
-    // Worker "stalled" never renews its leases: its lease runs out mid-step.
-    let stalled = worker("stalled", Duration::from_secs(3600));
-    let id = executor.dispatch(fenced_flow(41)).await.unwrap();
-    while SLOW_STEP_RUNS.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    // Worker "healthy" renews every 30 ms; it takes the expired leases over.
-    let healthy = worker("healthy", Duration::from_millis(30));
-    let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
-    assert_eq!(out, Ok(42));
-    assert!(SLOW_STEP_RUNS.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+/// Starts a worker with a 100 ms lease renewed every 30 ms, polling every
+/// 10–20 ms.
+async fn fenced_worker(executor: &Stent, name: &'static str) -> TestWorker {
+    TestWorker::start_with(executor, move |w| {
+        w.worker_id(name)
+            .lease_duration(Duration::from_millis(100))
+            .heartbeat_interval(Duration::from_millis(30))
+            .poll_interval(Duration::from_millis(10))
+            .poll_interval_max(Duration::from_millis(20))
+    })
+    .await
+}
+
+/// Checks the step of `id` completed once in the root journal.
+async fn completed_once(executor: &Stent, id: stent::ExecutionId) {
     let rows = executor
         .backend()
         .read_journal(id.root_invocation(), stent_journal::Seq(0))
@@ -316,8 +303,87 @@ async fn a_worker_whose_lease_expired_mid_step_cannot_record_its_result() {
         "{:?}",
         rows.iter().map(|r| &r.kind).collect::<Vec<_>>()
     );
-    for (lc, h) in [stalled, healthy] {
-        lc.request_drain();
-        h.await.unwrap().unwrap();
+}
+
+/// Failure mode 3: worker "cut" loses the store mid-step (its renewals and
+/// claims fail, as in a network partition), so its leases run out; worker
+/// "healthy" takes the execution over and runs the step again. When "cut"
+/// finishes its run, the fence refuses its commit: the step's result is
+/// recorded once. Here "cut" claims the execution from the store.
+#[tokio::test(start_paused = true)]
+async fn a_worker_whose_lease_expired_mid_step_cannot_record_its_result() {
+    let backend = CountingBackend::new(MemoryBackend::new());
+    let executor = Stent::new(backend.clone());
+    let id = executor.dispatch(fenced_flow(41)).await.unwrap();
+    let cut = fenced_worker(&executor, "cut").await;
+    while SLOW_STEP_RUNS.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
+    backend.partition("cut");
+    let healthy = fenced_worker(&executor, "healthy").await;
+    let out = executor
+        .wait_for::<u64, String>(id, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(out, Ok(42));
+    assert_eq!(SLOW_STEP_RUNS.load(std::sync::atomic::Ordering::SeqCst), 2);
+    completed_once(&executor, id).await;
+    cut.stop().await;
+    healthy.stop().await;
+}
+
+static SLOW_STEP_RUNS_LOCAL: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+#[stent::durable]
+async fn outlives_its_lease_when_dispatched_locally(x: u64) -> Result<u64, String> {
+    SLOW_STEP_RUNS_LOCAL.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    Ok(x + 1)
+}
+
+#[stent::durable]
+async fn fenced_local_flow(x: u64) -> Result<u64, String> {
+    outlives_its_lease_when_dispatched_locally(x).await
+}
+
+/// The same, but "cut" is ready before the dispatch, so it takes the
+/// execution at dispatch time (leased at creation) and starts the child in
+/// memory; "healthy", in the same process, takes both over.
+#[tokio::test(start_paused = true)]
+async fn a_lease_expiring_mid_step_after_a_local_dispatch_is_taken_over_once() {
+    let backend = CountingBackend::new(MemoryBackend::new());
+    let executor = Stent::new(backend.clone());
+    let cut = fenced_worker(&executor, "cut").await;
+    let id = executor.dispatch(fenced_local_flow(41)).await.unwrap();
+    while SLOW_STEP_RUNS_LOCAL.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    backend.partition("cut");
+    let healthy = fenced_worker(&executor, "healthy").await;
+    let out = executor
+        .wait_for::<u64, String>(id, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(out, Ok(42));
+    assert_eq!(
+        SLOW_STEP_RUNS_LOCAL.load(std::sync::atomic::Ordering::SeqCst),
+        2
+    );
+    completed_once(&executor, id).await;
+    cut.stop().await;
+    healthy.stop().await;
+}
+
+#[tokio::test]
+async fn a_heartbeat_no_shorter_than_the_lease_is_refused() {
+    let executor = Stent::new(MemoryBackend::new());
+    let err = executor
+        .worker()
+        .lease_duration(Duration::from_millis(100))
+        .heartbeat_interval(Duration::from_millis(100))
+        .serve()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, stent::Error::InvalidConfig(_)), "{err}");
+    assert!(err.to_string().contains("heartbeat_interval"), "{err}");
 }

@@ -317,22 +317,29 @@ inventory::collect!(Registration);
 ///
 /// [`FunctionRegistry::global`] holds every `#[durable]` function of the
 /// program; build your own to let a worker serve only some of them. Every
-/// registry also holds the engine's built-in
-/// [`RunCompensations`](crate::RunCompensations).
-#[derive(Debug, Clone)]
+/// worker also serves the engine's built-in
+/// [`RunCompensations`](crate::RunCompensations), whatever its registry.
+#[derive(Debug, Default, Clone)]
 pub struct FunctionRegistry {
     entries: BTreeMap<&'static str, Arc<FunctionEntry>>,
 }
 
-impl Default for FunctionRegistry {
-    fn default() -> Self {
-        let mut registry = FunctionRegistry {
-            entries: BTreeMap::new(),
-        };
-        registry.insert(FunctionEntry::of::<crate::compensation::RunCompensations>());
-        registry
-    }
+/// The engine's own durable functions, served by every worker whatever its
+/// registry (they are not listed by [`FunctionRegistry::names`]).
+fn builtin(name: &str) -> Option<Arc<FunctionEntry>> {
+    static BUILTINS: OnceLock<Vec<Arc<FunctionEntry>>> = OnceLock::new();
+    BUILTINS
+        .get_or_init(|| {
+            vec![Arc::new(FunctionEntry::of::<
+                crate::compensation::RunCompensations,
+            >())]
+        })
+        .iter()
+        .find(|e| e.name == name)
+        .cloned()
 }
+
+const BUILTIN_NAMES: &[&str] = &[<crate::compensation::RunCompensations as DurableFn>::NAME];
 
 impl FunctionRegistry {
     /// An empty registry.
@@ -379,6 +386,7 @@ impl FunctionRegistry {
         self.entries
             .get(name)
             .cloned()
+            .or_else(|| builtin(name))
             .ok_or_else(|| Error::UnregisteredFunction {
                 function_name: name.to_string(),
                 registered: self.names(),
@@ -401,5 +409,13 @@ impl FunctionRegistry {
     /// Every registered name, sorted.
     pub fn names(&self) -> Vec<String> {
         self.entries.keys().map(|k| k.to_string()).collect()
+    }
+
+    /// The names a worker with this registry claims: the registered ones and
+    /// the engine's built-ins.
+    pub(crate) fn served_names(&self) -> Vec<String> {
+        let mut names = self.names();
+        names.extend(BUILTIN_NAMES.iter().map(|n| n.to_string()));
+        names
     }
 }

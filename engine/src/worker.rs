@@ -204,6 +204,15 @@ impl WorkerBuilder {
             .heartbeat_interval
             .unwrap_or(self.lease_duration / 2)
             .max(Duration::from_millis(1));
+        if heartbeat >= self.lease_duration {
+            // Leases would run out between renewals: every invocation would
+            // be taken over (and its step re-run) while it is still running.
+            return Err(Error::InvalidConfig(format!(
+                "heartbeat_interval ({heartbeat:?}) must be shorter than lease_duration ({:?}); \
+                 a third of the lease is a good choice",
+                self.lease_duration
+            )));
+        }
         let worker_id = self
             .worker_id
             .unwrap_or_else(|| format!("worker-{}", &ExecutionId::new_random().to_string()[..8]));
@@ -211,7 +220,7 @@ impl WorkerBuilder {
         let concurrency_limits = inner.registry.concurrency_limits();
         let core = Arc::new(Core {
             concurrency_limits,
-            functions: inner.registry.names(),
+            functions: inner.registry.served_names(),
             inner,
             id: WorkerId::new(worker_id),
             queues: self.queues,

@@ -18,6 +18,10 @@ pub struct CountingBackend<B> {
     pub commits: Arc<AtomicU64>,
     /// Most invocations created by one commit.
     pub max_spawns_per_commit: Arc<AtomicU64>,
+    /// A worker cut off from the store: its claims and lease renewals fail
+    /// (as in a network partition); its commits still reach the store, so
+    /// the fence is what refuses them.
+    pub partitioned: Arc<std::sync::Mutex<Option<WorkerId>>>,
 }
 
 impl<B> CountingBackend<B> {
@@ -28,6 +32,21 @@ impl<B> CountingBackend<B> {
             events_read: Arc::default(),
             commits: Arc::default(),
             max_spawns_per_commit: Arc::default(),
+            partitioned: Arc::default(),
+        }
+    }
+
+    /// Cuts `worker` off from the store (see [`CountingBackend::partitioned`]).
+    pub fn partition(&self, worker: &str) {
+        *self.partitioned.lock().unwrap() = Some(WorkerId::new(worker));
+    }
+
+    fn cut_off(&self, worker: &WorkerId) -> StoreResult<()> {
+        match &*self.partitioned.lock().unwrap() {
+            Some(w) if w == worker => Err(StoreError::Database(format!(
+                "worker {worker} is partitioned from the store"
+            ))),
+            _ => Ok(()),
         }
     }
 
@@ -147,6 +166,7 @@ impl<B: Backend> IdempotencyStore for CountingBackend<B> {
 #[async_trait]
 impl<B: Backend> TaskStore for CountingBackend<B> {
     async fn claim(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
+        self.cut_off(&request.worker)?;
         self.inner.claim(request).await
     }
     async fn renew_leases(
@@ -155,6 +175,7 @@ impl<B: Backend> TaskStore for CountingBackend<B> {
         leases: &[(InvocationId, LeaseEpoch)],
         until: Timestamp,
     ) -> StoreResult<Vec<InvocationId>> {
+        self.cut_off(worker)?;
         self.inner.renew_leases(worker, leases, until).await
     }
     async fn inbox(&self, invocation: InvocationId) -> StoreResult<Vec<InboxItem>> {
