@@ -103,6 +103,11 @@ async fn divide(total: u64, by: u64) -> Result<u64, String> {
         .ok_or_else(|| "division by zero".to_string())
 }
 
+#[stent::durable(cached)]
+async fn price(sku: String) -> Result<u64, String> {
+    Ok(sku.len() as u64 * 100)
+}
+
 /// A hand-written durable function registered as `$name`, so that two
 /// variants of one workflow can live in one test binary.
 macro_rules! workflow {
@@ -190,6 +195,41 @@ workflow!(ReportFixed, "etl::report", |source: String| -> u64 {
     divide(total, 2).await
 });
 
+// Every kind of durable effect, for the golden journals: context defaults
+// and writes, clock / uuid / random reads, a cached call, gathered calls, a
+// timer and a signal.
+workflow!(Tour, "tour::everything", |n: u32| -> String {
+    let err = |e: Error| e.to_string();
+    let ctx = Stent::context_with(
+        stent::ContextDefaults::new()
+            .counter("steps", 0)
+            .state("phase", "start"),
+    )
+    .map_err(err)?;
+    let now = Stent::now().map_err(err)?;
+    let id = Stent::uuid().map_err(err)?;
+    let dice = Stent::random().map_err(err)?;
+    let unit = price("plum".to_string()).await?;
+    let receipts = Stent::gather(vec![
+        charge(u64::from(n), unit),
+        charge(u64::from(n), 2 * unit),
+    ])
+    .await
+    .into_iter()
+    .collect::<Result<Vec<String>, String>>()?;
+    ctx.counters("steps").add(2).map_err(err)?;
+    Stent::sleep(Duration::from_millis(10)).await.map_err(err)?;
+    let go: String = Stent::wait_for_signal("go").await.map_err(err)?;
+    ctx.state("phase").set("done").map_err(err)?;
+    Ok(format!(
+        "{} {go} v{} {} {}",
+        receipts.join(","),
+        id.get_version_num(),
+        (0.0..1.0).contains(&dice),
+        now.timestamp() > 0
+    ))
+});
+
 fn leaves() -> FunctionRegistry {
     let mut r = FunctionRegistry::new();
     r.register(reserve)
@@ -198,7 +238,8 @@ fn leaves() -> FunctionRegistry {
         .register(notify)
         .register(notify_by_sms)
         .register(load)
-        .register(divide);
+        .register(divide)
+        .register(price);
     r
 }
 
@@ -359,10 +400,9 @@ async fn stepping_is_driven_by_scripted_input() {
     let export = checkout_export().await;
 
     // n at seq 1, print at seq 3 then quit.
-    let session = Arc::new(Mutex::new(StepSession::new(
-        Cursor::new("n\np\nq\n"),
-        Vec::new(),
-    )));
+    let session = Arc::new(Mutex::new(
+        StepSession::new(Cursor::new("n\np\nq\n"), Vec::new()).echo(true),
+    ));
     let report = Replayer::new(with::<CheckoutV1>())
         .stepper(session.clone())
         .replay(&export)
@@ -390,7 +430,12 @@ async fn stepping_is_driven_by_scripted_input() {
         "{out}"
     );
     assert!(out.contains("seq 3 ── matches"), "{out}");
-    assert!(out.contains("code asks (full)"), "{out}");
+    assert!(
+        out.contains("(q)uit > n\n"),
+        "scripted commands are echoed: {out}"
+    );
+    assert!(out.contains("      call_key: "), "{out}");
+    assert!(out.contains("      child: "), "{out}");
     assert!(!out.contains("seq 5"), "quit at seq 3: {out}");
 
     // Against the new code, with a breakpoint: divergences stop the session
@@ -576,7 +621,8 @@ async fn golden_journals_keep_replaying() {
     registry
         .register_def::<CheckoutV1>()
         .register_def::<ApprovalV1>()
-        .register_def::<ReportFixed>();
+        .register_def::<ReportFixed>()
+        .register_def::<Tour>();
     stent::debugger::assert_journals_replay(registry, golden_dir()).await;
 }
 
@@ -586,7 +632,8 @@ async fn golden_journals_catch_a_changed_workflow() {
     registry
         .register_def::<CheckoutV2>()
         .register_def::<ApprovalV1>()
-        .register_def::<ReportFixed>();
+        .register_def::<ReportFixed>()
+        .register_def::<Tour>();
     let reports = stent::debugger::check_journals(registry, golden_dir())
         .await
         .unwrap();
@@ -684,6 +731,25 @@ async fn write_golden_journals() {
         .unwrap()
         .write_to(dir.join("approval.stent"))
         .unwrap();
+
+    // Twice: the second run answers the cached call from the cache.
+    let tour = executor::<Tour>(&backend);
+    let worker = TestWorker::start(&tour).await;
+    for file in ["tour.stent", "tour-cached.stent"] {
+        let id = tour.dispatch(Call::<Tour>::new((3,))).await.unwrap();
+        wait_until_journaled(&tour, id, "signal_awaited").await;
+        tour.send_signal(id, "go", &"go").await.unwrap();
+        tour.wait_for::<String, String>(id, Some(Duration::from_secs(20)))
+            .await
+            .unwrap()
+            .unwrap();
+        JournalExport::from_store(&backend, id)
+            .await
+            .unwrap()
+            .write_to(dir.join(file))
+            .unwrap();
+    }
+    worker.stop().await;
 }
 
 // ------------------------------------------------------------ helpers

@@ -366,6 +366,77 @@ pub fn describe_event(event: &Event, max: usize) -> String {
     }
 }
 
+/// Every field of an event, in full: `(name, value)` pairs for the
+/// stepping session's `p`(rint).
+pub(crate) fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
+    const FULL: usize = 1 << 20;
+    let mut out = vec![("kind", event.kind().to_string())];
+    match event {
+        Event::Started {
+            function,
+            version,
+            args,
+            parent,
+        } => {
+            out.push(("function", function.clone()));
+            out.push(("version", format!("{version:?}")));
+            out.push(("args", render_payload(args, FULL)));
+            if let Some(p) = parent {
+                out.push(("parent", format!("{} seq {}", p.invocation, p.seq)));
+            }
+        }
+        Event::CallScheduled {
+            function,
+            version,
+            call_key,
+            args,
+            child,
+        } => {
+            out.push(("function", function.clone()));
+            out.push(("version", format!("{version:?}")));
+            out.push(("args", render_payload(args, FULL)));
+            out.push(("call_key", call_key.to_hex()));
+            out.push(("child", child.to_string()));
+        }
+        Event::CallCompleted { scheduled, value } => {
+            out.push(("scheduled", scheduled.to_string()));
+            out.push(("value", render_payload(value, FULL)));
+        }
+        Event::CallFailed { scheduled, failure } => {
+            out.push(("scheduled", scheduled.to_string()));
+            out.push(("failure", render_value(&failure_value(failure), FULL)));
+        }
+        Event::CacheHit { call_key, value } => {
+            out.push(("call_key", call_key.to_hex()));
+            out.push(("value", render_payload(value, FULL)));
+        }
+        Event::TimerStarted {
+            fire_at,
+            duration_ms,
+        } => {
+            out.push(("fire_at", fire_at.to_datetime().to_rfc3339()));
+            out.push(("duration_ms", duration_ms.to_string()));
+        }
+        Event::TimerFired { started } => out.push(("started", started.to_string())),
+        Event::SignalAwaited { name } => out.push(("name", format!("{name:?}"))),
+        Event::SignalReceived { awaited, payload } => {
+            out.push(("awaited", awaited.to_string()));
+            out.push(("payload", render_payload(payload, FULL)));
+        }
+        Event::ContextWrite { write } => {
+            out.push(("write", render_value(&write_value_of(write), FULL)))
+        }
+        Event::SideEffect { value } | Event::Completed { value } => {
+            out.push(("value", render_payload(value, FULL)))
+        }
+        Event::Failed { failure } => {
+            out.push(("failure", render_value(&failure_value(failure), FULL)))
+        }
+        _ => {}
+    }
+    out
+}
+
 /// Arguments as `(a, b)`: a tuple's items, or the value itself.
 fn render_args(args: &Payload, max: usize) -> String {
     match payload_value(args) {

@@ -192,11 +192,15 @@ impl fmt::Display for ReplayReport {
             )
         });
         let skipped = count(|o| matches!(o, InvocationOutcome::Skipped));
+        let not_reached = count(|o| matches!(o, InvocationOutcome::NotReached));
         write!(
             f,
             "execution {} ({}): {replayed} invocation(s) replayed, {skipped} without durable effects not re-run",
             self.execution, self.function
         )?;
+        if not_reached > 0 {
+            write!(f, ", {not_reached} not reached")?;
+        }
         if self.quit {
             write!(f, "; the stepping session quit before the end")?;
         }

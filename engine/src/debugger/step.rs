@@ -6,7 +6,7 @@ use std::io::{BufRead, Write};
 
 use stent_journal::{Event, InvocationId, Seq};
 
-use crate::debugger::diff::{FieldDiff, describe_event};
+use crate::debugger::diff::{FieldDiff, describe_event, event_fields};
 
 /// One durable effect, as a stepper sees it before the replay matches it.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +85,7 @@ pub struct StepSession<R, W> {
     input: R,
     output: W,
     input_ended: bool,
+    echo: bool,
     steps: usize,
 }
 
@@ -95,8 +96,17 @@ impl<R: BufRead + Send, W: Write + Send> StepSession<R, W> {
             input,
             output,
             input_ended: false,
+            echo: false,
             steps: 0,
         }
+    }
+
+    /// Writes each command read back to the output, so that a transcript
+    /// of a scripted session (input not from a terminal) reads like a
+    /// terminal session.
+    pub fn echo(mut self, yes: bool) -> Self {
+        self.echo = yes;
+        self
     }
 
     /// The output written so far.
@@ -146,18 +156,21 @@ impl<R: BufRead + Send, W: Write + Send> StepSession<R, W> {
 
     fn print_full(&mut self, step: &Step<'_>) -> std::io::Result<()> {
         let out = &mut self.output;
-        writeln!(
-            out,
-            "   code asks (full): {}",
-            describe_event(step.asked, 100_000)
-        )?;
-        writeln!(out, "                     {:?}", step.asked)?;
+        let mut block = |title: &str, event: &Event| -> std::io::Result<()> {
+            writeln!(out, "   {title}:")?;
+            for (name, value) in event_fields(event) {
+                writeln!(out, "      {name}: {value}")?;
+            }
+            Ok(())
+        };
+        block("code asks", step.asked)?;
         if let Some(r) = step.recorded {
-            writeln!(out, "   recorded (full):  {}", describe_event(r, 100_000))?;
-            writeln!(out, "                     {r:?}")?;
+            block("recorded", r)?;
         }
-        if let Some(a) = step.answer {
-            writeln!(out, "   answer (full):    {}", describe_event(a, 100_000))?;
+        if let Some(a) = step.answer
+            && Some(a) != step.recorded
+        {
+            block("answer", a)?;
         }
         Ok(())
     }
@@ -176,6 +189,9 @@ impl<R: BufRead + Send, W: Write + Send> StepSession<R, W> {
                 writeln!(self.output, "(end of input: continuing)")?;
                 self.input_ended = true;
                 return Ok(StepAction::Continue);
+            }
+            if self.echo {
+                writeln!(self.output, "{}", line.trim_end())?;
             }
             match line.trim() {
                 "" | "n" | "next" => return Ok(StepAction::Step),
