@@ -111,7 +111,7 @@ pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> 
     }
     for (key, value) in &e.custom_state {
         lines.push((
-            "state".into(),
+            "custom".into(),
             format!("{key} = {}", payload_text(value, 200)),
         ));
     }

@@ -110,7 +110,7 @@ async fn list(ctx: &mut Context<'_>, args: TasksListArgs) -> Result<(), CliError
         "QUEUE",
         "RUN AT",
         "WORKER",
-        "TRIES",
+        "RETRIES",
     ]);
     for t in &tasks {
         table.row(vec![
@@ -124,7 +124,7 @@ async fn list(ctx: &mut Context<'_>, args: TasksListArgs) -> Result<(), CliError
                 .as_ref()
                 .map(|w| w.as_str().to_string())
                 .unwrap_or_else(|| "-".into()),
-            format!("{}/{}", t.attempts, t.retries),
+            t.retries.to_string(),
         ]);
     }
     let text = table.render(style);
