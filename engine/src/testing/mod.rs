@@ -223,7 +223,7 @@ fn env_u64(name: &str) -> Option<u64> {
 impl Simulation {
     /// Defaults: 256 cases (`STENT_SIM_CASES` overrides), seed from
     /// `STENT_SIM_SEED` or derived from the workflow's name, every fault
-    /// kind, one execution, 30 s leases, one virtual day before a run
+    /// kind, one execution, 2 min leases, one virtual day before a run
     /// counts as stuck, signals at most 60 s late, up to 3 faults a plan.
     pub fn new() -> Simulation {
         Simulation {
@@ -233,7 +233,7 @@ impl Simulation {
             signals: Vec::new(),
             signal_error: None,
             executions: 1,
-            lease: Duration::from_secs(30),
+            lease: Duration::from_secs(120),
             time_limit: Duration::from_secs(24 * 3600),
             max_signal_delay: Duration::from_secs(60),
             max_faults: 3,
@@ -281,7 +281,9 @@ impl Simulation {
         self
     }
 
-    /// The workers' lease duration (default 30 s of virtual time).
+    /// The workers' lease duration (default 2 min of virtual time; the
+    /// heartbeat renews at half of it). Zombie stalls last longer than
+    /// one lease, clock jumps up to three.
     pub fn lease_duration(mut self, d: Duration) -> Self {
         self.lease = d.max(Duration::from_millis(10));
         self

@@ -284,7 +284,10 @@ where
             .worker_id(format!("sim-worker-{n}"))
             .lease_duration(config.lease)
             .poll_interval(Duration::from_secs(1))
-            .poll_interval_max(Duration::from_secs(30))
+            // Work made runnable by another worker or a signal is found by
+            // polling (workers do not share a process here); a parked
+            // task's own wake-up time is never overslept.
+            .poll_interval_max(Duration::from_secs(300))
             .cleanup_interval(None)
             .serve();
         tokio::spawn(serve);
@@ -346,7 +349,7 @@ where
             }
             _ = tokio::time::sleep(poll) => {}
         }
-        poll = (poll * 2).min(Duration::from_secs(10));
+        poll = (poll * 2).min(Duration::from_secs(60));
         let mut open = 0;
         for id in &ids {
             match shared.memory.execution(*id).await {
