@@ -19,6 +19,8 @@ pub enum CliError {
     Stent(stent::Error),
     /// Writing the output failed.
     Io(std::io::Error),
+    /// `replay`: the journal does not replay against this code.
+    Diverged(String),
 }
 
 impl CliError {
@@ -26,6 +28,7 @@ impl CliError {
     pub fn exit_code(&self) -> u8 {
         match self {
             CliError::Unavailable(_) => exit::USAGE,
+            CliError::Diverged(_) => exit::DIVERGED,
             _ => exit::FAILURE,
         }
     }
@@ -34,9 +37,10 @@ impl CliError {
 impl fmt::Display for CliError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            CliError::NotFound(m) | CliError::Invalid(m) | CliError::Unavailable(m) => {
-                f.write_str(m)
-            }
+            CliError::NotFound(m)
+            | CliError::Invalid(m)
+            | CliError::Unavailable(m)
+            | CliError::Diverged(m) => f.write_str(m),
             CliError::Stent(e) => write!(f, "{e}"),
             CliError::Io(e) => write!(f, "writing output: {e}"),
         }

@@ -31,6 +31,7 @@
 //! | 0 | success |
 //! | 1 | not found, invalid input, or the database failed ([`exit::FAILURE`]) |
 //! | 2 | usage: bad flags or arguments, or a command this binary does not have ([`exit::USAGE`]) |
+//! | 3 | `replay`: the journal does not replay against this code ([`exit::DIVERGED`]) |
 
 #![forbid(unsafe_code)]
 
@@ -57,6 +58,8 @@ pub mod exit {
     /// Usage: bad flags or arguments (clap's), or a command this binary
     /// cannot run (the replay debugger in the plain `stent` binary).
     pub const USAGE: u8 = 2;
+    /// `replay`: the recorded journal does not replay against this code.
+    pub const DIVERGED: u8 = 3;
 }
 
 /// The command line: global flags and one command.
@@ -129,13 +132,13 @@ pub enum Command {
     Watch(commands::watch::WatchArgs),
     /// Re-run a recorded journal against your code (needs a binary built
     /// with `stent_cli::run(registry)`).
-    Replay(commands::debugger::DebuggerArgs),
+    Replay(commands::replay::ReplayArgs),
     /// Re-queue an execution paused by non-determinism (needs a binary built
     /// with `stent_cli::run(registry)`).
-    Resume(commands::debugger::DebuggerArgs),
+    Resume(commands::repair::ResumeArgs),
     /// Start a new execution from a recorded prefix of another (needs a
     /// binary built with `stent_cli::run(registry)`).
-    Fork(commands::debugger::DebuggerArgs),
+    Fork(commands::repair::ForkArgs),
 }
 
 /// What a command runs with: the executor over the chosen database, the
@@ -214,13 +217,27 @@ async fn dispatch(
 ) -> Result<(), CliError> {
     // Commands that need the user's code answer before touching the database.
     match &cli.command {
-        Command::Replay(_) => return commands::debugger::unavailable("replay", &registry),
-        Command::Resume(_) => return commands::debugger::unavailable("resume", &registry),
-        Command::Fork(_) => return commands::debugger::unavailable("fork", &registry),
+        Command::Replay(_) if registry.is_none() => {
+            return commands::debugger::unavailable("replay", &registry);
+        }
+        Command::Resume(_) if registry.is_none() => {
+            return commands::debugger::unavailable("resume", &registry);
+        }
+        Command::Fork(_) if registry.is_none() => {
+            return commands::debugger::unavailable("fork", &registry);
+        }
         _ => {}
     }
     let terminal = std::io::stdout().is_terminal();
-    let stent = db::open(&cli.global, registry.clone()).await?;
+    let stent = match (&cli.command, &registry) {
+        // `replay --file` reads an export: no database.
+        (Command::Replay(args), Some(registry)) if args.offline() => {
+            Stent::builder(stent::backends::MemoryBackend::new())
+                .function_registry(registry.clone())
+                .build()
+        }
+        _ => db::open(&cli.global, registry.clone()).await?,
+    };
     let mut ctx = Context {
         stent,
         registry,
@@ -241,6 +258,8 @@ async fn dispatch(
         Command::Cancel(args) => cancel::run(&mut ctx, args).await,
         Command::Cleanup(args) => cleanup::run(&mut ctx, args).await,
         Command::Watch(args) => watch::run(&mut ctx, args).await,
-        Command::Replay(_) | Command::Resume(_) | Command::Fork(_) => Ok(()),
+        Command::Replay(args) => replay::run(&mut ctx, args).await,
+        Command::Resume(args) => repair::resume(&mut ctx, args).await,
+        Command::Fork(args) => repair::fork(&mut ctx, args).await,
     }
 }

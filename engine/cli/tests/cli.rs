@@ -503,12 +503,14 @@ fn a_missing_database_file_is_an_error_and_is_not_created() {
 
 #[test]
 fn the_plain_binary_explains_how_to_get_replay() {
-    for command in ["replay", "resume", "fork"] {
-        let out = run_stent(&[
-            command.into(),
-            "0192f0c4-5b7a-7cc1-9a0e-3f1d2c4b5a69".into(),
-            "--all".into(),
-        ]);
+    let id = "0192f0c4-5b7a-7cc1-9a0e-3f1d2c4b5a69";
+    for args in [
+        vec!["replay", id, "--all"],
+        vec!["resume", id],
+        vec!["fork", id, "--at", "3"],
+    ] {
+        let command = args[0];
+        let out = run_stent(&args.iter().map(|a| a.to_string()).collect::<Vec<_>>());
         out.code(2);
         assert!(
             out.stderr.contains("stent_cli::run(Some(registry))"),

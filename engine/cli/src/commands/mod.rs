@@ -15,6 +15,8 @@ pub mod debugger;
 pub mod dlq;
 pub mod journal;
 pub mod list;
+pub mod repair;
+pub mod replay;
 pub mod show;
 pub mod signal;
 pub mod stats;
