@@ -4,15 +4,26 @@
 //! signals are sent from the same program with `executor.send_signal`. See
 //! `stent_examples::approval`.
 //!
+//! With `--wait`, one report waits (up to 10 minutes) for *you* to answer
+//! from a second process with the `stent` command line; the commands to run
+//! are printed.
+//!
 //! ```sh
 //! cargo run -p stent-examples --example approval
+//! cargo run -p stent-examples --example approval -- --wait
 //! ```
 
 use stent_examples::support::{db_path, fresh_sqlite};
 
 #[tokio::main]
 async fn main() -> stent_examples::Result<()> {
-    let executor = fresh_sqlite(db_path("approval")).await?;
-    stent_examples::approval::run(&executor, "", "3s").await?;
+    let path = db_path("approval");
+    let executor = fresh_sqlite(&path).await?;
+    if std::env::args().any(|a| a == "--wait") {
+        let db = path.display().to_string();
+        stent_examples::approval::run_waiting_for_cli(&executor, &db, "10m").await?;
+    } else {
+        stent_examples::approval::run(&executor, "", "3s").await?;
+    }
     Ok(())
 }

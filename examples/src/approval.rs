@@ -6,8 +6,9 @@
 //! The waiting workflow holds no worker slot, and the wait is durable: the
 //! deadline was recorded when the wait began, so a restart neither extends
 //! nor forgets it. Signals are sent here with `executor.send_signal` from the
-//! same program; any process with access to the database can send them (the
-//! `stent` command-line tool will offer `stent signal ID NAME PAYLOAD`).
+//! same program; any process with access to the database can send them:
+//! [`run_waiting_for_cli`] waits for a person to answer with the `stent`
+//! command line (`stent signal ID approval '{...}' --json-payload`).
 //! A signal sent before the workflow starts waiting is kept for it.
 //!
 //! ```sh
@@ -212,4 +213,49 @@ pub async fn run(executor: &Stent, suffix: &str, timeout: &str) -> crate::Result
     }
     worker.stop().await?;
     Ok(ApprovalReport { decisions })
+}
+
+/// The command that answers execution `id` from another process with the
+/// `stent` command line: `approved` or not, by `by`.
+pub fn cli_command(db: &str, id: ExecutionId, approved: bool, by: &str) -> String {
+    let comment = if approved { "ok" } else { "not this time" };
+    format!(
+        "stent --db {db} signal {id} {SIGNAL} \
+         '{{\"approved\":{approved},\"by\":\"{by}\",\"comment\":\"{comment}\"}}' --json-payload"
+    )
+}
+
+/// The example in its waiting form: one expense report waits at most
+/// `timeout` for a person to answer from another process with the `stent`
+/// command line (the commands are printed); returns how it ended. `db` is
+/// the database path as that other process should name it.
+pub async fn run_waiting_for_cli(
+    executor: &Stent,
+    db: &str,
+    timeout: &str,
+) -> crate::Result<(ExecutionId, Decision)> {
+    let limit: Duration = timeout.into_duration()?;
+    let worker = LocalWorker::start(executor, |w| w).await;
+    let expense = Expense {
+        id: "EXP-42".into(),
+        employee: "Ada".into(),
+        cents: 129_900,
+        reason: "standing desk".into(),
+    };
+    let id = executor
+        .dispatch(approve_expense(expense, timeout.into()))
+        .await?;
+    wait_until_waiting(executor, id).await?;
+    println!("execution {id} waits for a signal named {SIGNAL:?} (timeout {timeout}).");
+    println!("Answer it from another terminal with the stent command line");
+    println!("(`cargo run -p stent-cli --bin stent --` if it is not installed):");
+    println!("  approve: {}", cli_command(db, id, true, "Margaret"));
+    println!("  reject:  {}", cli_command(db, id, false, "Margaret"));
+    println!("  look:    stent --db {db} show {id}");
+    let decision = executor
+        .wait_for::<Decision, String>(id, Some(limit + Duration::from_secs(60)))
+        .await??;
+    println!("EXP-42: {decision:?}");
+    worker.stop().await?;
+    Ok((id, decision))
 }
