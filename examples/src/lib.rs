@@ -14,6 +14,7 @@
 //! cargo run -p stent-examples --example approval
 //! cargo run -p stent-examples --example research_agent
 //! cargo run -p stent-examples --example crash_and_recover
+//! cargo run -p stent-examples --example replay_debugging
 //! ```
 //!
 //! Every example prints what it does from its durable steps and from the
@@ -26,6 +27,7 @@ pub mod batch_processing;
 pub mod crash_and_recover;
 pub mod media_pipeline;
 pub mod parallel_scraper;
+pub mod replay_debugging;
 pub mod research_agent;
 pub mod saga_trip_booking;
 pub mod support;

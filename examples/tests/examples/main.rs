@@ -9,6 +9,7 @@ mod batch_processing;
 mod crash_and_recover;
 mod media_pipeline;
 mod parallel_scraper;
+mod replay_debugging;
 mod research_agent;
 mod saga_trip_booking;
 

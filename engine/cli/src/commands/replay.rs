@@ -35,6 +35,7 @@ pub struct ReplayArgs {
     pub all: bool,
     /// Step through the durable effects: n(ext), c(ontinue), p(rint), q(uit),
     /// read from standard input (scriptable when it is not a terminal).
+    /// Goes on past divergences, as --all does.
     #[arg(long)]
     pub step: bool,
     /// Stop the stepper at this seq (of any invocation); repeatable.
@@ -77,7 +78,8 @@ pub async fn run(ctx: &mut Context<'_>, args: ReplayArgs) -> Result<(), CliError
         }
     };
     let mut replayer = Replayer::for_stent(&ctx.stent)
-        .mode(if args.all {
+        // Stepping goes on past a divergence: the person decides when to stop.
+        .mode(if args.all || args.step {
             ReplayMode::All
         } else {
             ReplayMode::StopAtFirst
