@@ -3,7 +3,8 @@
 use std::path::Path;
 
 use stent::backends::{PostgresBackend, SqliteBackend};
-use stent::{FunctionRegistry, Stent};
+use stent::journal::store::StoreError;
+use stent::{ExecutionId, FunctionRegistry, Stent};
 
 use crate::{CliError, GlobalArgs};
 
@@ -22,6 +23,11 @@ pub(crate) async fn open(
         Stent::builder(pg.build().await?)
     } else {
         let path = Path::new(db);
+        if path.is_dir() {
+            return Err(CliError::Invalid(format!(
+                "{db:?} is a directory, not a SQLite database file; pass --db PATH"
+            )));
+        }
         if !path.is_file() {
             return Err(CliError::NotFound(format!(
                 "database file {db:?} does not exist (stent never creates one here); \
@@ -30,8 +36,34 @@ pub(crate) async fn open(
         }
         Stent::builder(SqliteBackend::open_existing(path).await?)
     };
-    Ok(match registry {
+    let stent = match registry {
         Some(registry) => builder.function_registry(registry).build(),
         None => builder.build(),
-    })
+    };
+    check_tables(&stent, global).await?;
+    Ok(stent)
+}
+
+/// One indexed lookup, so that a database without stent's tables gets a
+/// clear error instead of the driver's "no such table".
+async fn check_tables(stent: &Stent, global: &GlobalArgs) -> Result<(), CliError> {
+    let probe = ExecutionId::from_uuid(Default::default());
+    match stent.backend().execution(probe).await {
+        Ok(_) => Ok(()),
+        Err(StoreError::Database(message))
+            if message.contains("no such table")
+                || (message.contains("relation") && message.contains("does not exist")) =>
+        {
+            let schema = match &global.schema {
+                Some(s) => format!(" (schema {s:?})"),
+                None => String::new(),
+            };
+            Err(CliError::NotFound(format!(
+                "{}{schema} holds no stent tables; point --db at the database your \
+                 workers use (its tables are created by the backend's init_db())",
+                global.db
+            )))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

@@ -538,3 +538,45 @@ fn usage_errors_exit_with_2_and_help_with_0() {
         );
     }
 }
+
+#[test]
+fn a_database_without_stent_tables_or_a_directory_is_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!("stent-cli-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let empty = dir.join("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let out = run_stent(&["--db".into(), empty.display().to_string(), "list".into()]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("holds no stent tables"),
+        "{}",
+        out.stderr
+    );
+    let out = run_stent(&["--db".into(), dir.display().to_string(), "stats".into()]);
+    out.code(1);
+    assert!(out.stderr.contains("is a directory"), "{}", out.stderr);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_schema_without_stent_tables_is_a_clear_error() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    let Db::Postgres { url, .. } = &db else {
+        unreachable!("Db::postgres gives a PostgreSQL database")
+    };
+    let out = run_stent(&[
+        "--db".into(),
+        url.clone(),
+        "--schema".into(),
+        "stent_cli_no_such_schema".into(),
+        "list".into(),
+    ]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("holds no stent tables"),
+        "{}",
+        out.stderr
+    );
+}
