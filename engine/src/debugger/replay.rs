@@ -598,15 +598,32 @@ impl Watch {
 
     fn observe(&mut self, view: EffectView<'_>) -> Verdict {
         let matches = view.recorded.map(|r| effect_matches(view.asked, r));
-        let diffs = match (view.recorded, matches) {
-            (Some(r), Some(false)) => diff_events(r, view.asked),
-            _ => Vec::new(),
-        };
+        let diverges = matches == Some(false);
+        if let (Some(recorded), true) = (view.recorded, diverges) {
+            // Recorded before the stepper sees it, so a quit keeps it.
+            self.divergences.push(Divergence {
+                invocation: self.invocation,
+                function: self.function.clone(),
+                seq: view.seq,
+                recorded: Some(recorded.clone()),
+                asked: Some(view.asked.clone()),
+                reason: if view.asked.kind().is_terminal() {
+                    DivergenceReason::Result
+                } else {
+                    DivergenceReason::Mismatch
+                },
+                diffs: diff_events(recorded, view.asked),
+            });
+        }
         if let Some(stepper) = self.stepper.clone() {
-            let show = lock(&self.session).stepping
-                || self.breakpoints.contains(&view.seq)
-                || matches == Some(false);
+            let show =
+                lock(&self.session).stepping || self.breakpoints.contains(&view.seq) || diverges;
             if show {
+                let no_diffs = Vec::new();
+                let diffs = match (diverges, self.divergences.last()) {
+                    (true, Some(d)) => &d.diffs,
+                    _ => &no_diffs,
+                };
                 let step = Step {
                     invocation: self.invocation,
                     function: &self.function,
@@ -614,7 +631,7 @@ impl Watch {
                     asked: view.asked,
                     recorded: view.recorded,
                     answer: self.answer(view.seq),
-                    diffs: &diffs,
+                    diffs,
                     matches: matches == Some(true),
                 };
                 let action = lock(&*stepper).before_effect(&step);
@@ -635,23 +652,9 @@ impl Watch {
             self.stopped = Some(Stop::CaughtUp(view.seq));
             return Verdict::Stop("the recorded journal ends here".into());
         };
-        if matches == Some(true) {
+        if !diverges {
             return Verdict::Proceed;
         }
-        let reason = if view.asked.kind().is_terminal() {
-            DivergenceReason::Result
-        } else {
-            DivergenceReason::Mismatch
-        };
-        self.divergences.push(Divergence {
-            invocation: self.invocation,
-            function: self.function.clone(),
-            seq: view.seq,
-            recorded: Some(recorded.clone()),
-            asked: Some(view.asked.clone()),
-            reason,
-            diffs,
-        });
         if self.mode == ReplayMode::All
             && let Some(event) = take_as_given(recorded, view.asked)
         {

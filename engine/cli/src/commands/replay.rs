@@ -105,9 +105,10 @@ pub async fn run(ctx: &mut Context<'_>, args: ReplayArgs) -> Result<(), CliError
     if report.is_clean() {
         Ok(())
     } else if report.quit {
-        Err(CliError::Diverged(
-            "the stepping session quit before the end of the replay".into(),
-        ))
+        Err(CliError::Diverged(format!(
+            "the stepping session quit before the end of the replay ({} divergence(s) found before)",
+            report.divergences.len()
+        )))
     } else {
         let n = report.divergences.len();
         let first = report
