@@ -138,8 +138,6 @@ mod user_guide {
     pub struct WorkersAndDeployment;
     #[doc = include_str!("../../docs/guides/monitoring.md")]
     pub struct Monitoring;
-    #[doc = include_str!("../../docs/replay-debugging.md")]
-    pub struct ReplayDebugging;
     #[doc = include_str!("../../docs/patterns.md")]
     pub struct Patterns;
     #[doc = include_str!("../../docs/reference/journal-format.md")]

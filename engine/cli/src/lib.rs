@@ -263,3 +263,11 @@ async fn dispatch(
         Command::Fork(args) => repair::fork(&mut ctx, args).await,
     }
 }
+
+/// docs/replay-debugging.md, whose Rust blocks use both `stent` and this
+/// crate: compiled here as a doctest.
+#[cfg(doctest)]
+mod user_guide {
+    #[doc = include_str!("../../../docs/replay-debugging.md")]
+    pub struct ReplayDebugging;
+}
