@@ -5,6 +5,7 @@
 //! ```text
 //! cargo run -p stent-cli --example demo -- demo.db
 //! cargo run -p stent-cli --bin stent -- --db demo.db list
+//! cargo run -p stent-cli --example demo -- big.db 5000   # and 5000 more orders
 //! ```
 
 use std::time::Duration;
@@ -92,6 +93,11 @@ async fn import(url: String) -> Result<u64, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).unwrap_or_else(|| "demo.db".into());
+    // Optional: that many more completed orders, to try the CLI on a bigger database.
+    let more: u64 = match std::env::args().nth(2) {
+        Some(n) => n.parse()?,
+        None => 0,
+    };
     let backend = SqliteBackend::open(&path).await?;
     backend.init_db().await?;
     let executor = Stent::builder(backend)
@@ -116,6 +122,17 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .dispatch(import("https://example.invalid/feed".into()))
         .await?;
     let _ = executor.wait_for::<Receipt, String>(order, None).await?;
+    let mut extra = Vec::new();
+    for n in 0..more {
+        extra.push(
+            executor
+                .dispatch(checkout(1000 + n, vec![format!("C-{n}")]))
+                .await?,
+        );
+    }
+    for id in extra {
+        let _ = executor.wait_for::<Receipt, String>(id, None).await?;
+    }
     let _ = executor.wait_for::<u64, OrderError>(refund, None).await?;
     while executor.list_dead_letters(1).await?.is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
