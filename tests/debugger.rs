@@ -108,6 +108,11 @@ async fn price(sku: String) -> Result<u64, String> {
     Ok(sku.len() as u64 * 100)
 }
 
+#[stent::durable]
+async fn tally(counts: std::collections::BTreeMap<u32, u32>) -> Result<u32, String> {
+    Ok(counts.values().sum())
+}
+
 /// A hand-written durable function registered as `$name`, so that two
 /// variants of one workflow can live in one test binary.
 macro_rules! workflow {
@@ -230,6 +235,33 @@ workflow!(Tour, "tour::everything", |n: u32| -> String {
     ))
 });
 
+workflow!(Inventory, "shop::inventory", |bins: u32| -> u32 {
+    let counts = (0..bins).map(|b| (b, b * 10)).collect();
+    tally(counts).await
+});
+
+workflow!(FulfilV1, "shop::fulfil", |order_id: u64| -> String {
+    let parcel = ship(order_id).await?;
+    let fee = charge(order_id, 100).await?;
+    Ok(format!("{parcel} {fee}"))
+});
+
+workflow!(FulfilV2, "shop::fulfil", |order_id: u64| -> String {
+    let parcel = ship(order_id).await?;
+    let fee = charge(order_id, 150).await?;
+    Ok(format!("{parcel} {fee}"))
+});
+
+workflow!(ParentV1, "shop::parent", |order_id: u64| -> String {
+    let done = Call::<FulfilV1>::new((order_id,)).await?;
+    Ok(format!("done: {done}"))
+});
+
+workflow!(ParentV2, "shop::parent", |order_id: u64| -> String {
+    let done = Call::<FulfilV2>::new((order_id,)).await?;
+    Ok(format!("done: {done}"))
+});
+
 fn leaves() -> FunctionRegistry {
     let mut r = FunctionRegistry::new();
     r.register(reserve)
@@ -239,7 +271,8 @@ fn leaves() -> FunctionRegistry {
         .register(notify_by_sms)
         .register(load)
         .register(divide)
-        .register(price);
+        .register(price)
+        .register(tally);
     r
 }
 
@@ -391,6 +424,87 @@ async fn all_mode_goes_on_with_the_recorded_answers_and_lists_every_divergence()
     assert_eq!(report.divergences[2].reason, DivergenceReason::Result);
     assert_eq!(report.invocations[0].outcome, InvocationOutcome::Diverged);
     assert!(report.to_string().contains("3 divergence(s)"), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_json_serialized_execution_replays_with_its_serializer() {
+    let backend = MemoryBackend::new();
+    let executor = Stent::builder(backend.clone())
+        .function_registry(with::<Inventory>())
+        .serializer(stent::journal::Serializer::Json)
+        .build();
+    let worker = TestWorker::start(&executor).await;
+    let id = executor
+        .dispatch(Call::<Inventory>::new((3,)))
+        .await
+        .unwrap();
+    let total = executor
+        .wait_for::<u32, String>(id, Some(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    worker.stop().await;
+    assert_eq!(total, Ok(30));
+    // The executor's serializer is used: clean.
+    let report = Replayer::for_stent(&executor)
+        .replay_stored(&executor, id)
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{report}");
+    // With CBOR, the integer map keys encode differently: another call key.
+    let export = JournalExport::from_store(&backend, id).await.unwrap();
+    let report = Replayer::new(with::<Inventory>())
+        .replay(&export)
+        .await
+        .unwrap();
+    assert_eq!(report.first_divergence().map(|d| d.seq), Some(Seq(1)));
+    let report = Replayer::new(with::<Inventory>())
+        .serializer(stent::journal::Serializer::Json)
+        .replay(&export)
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_nested_workflow_is_replayed_against_its_own_journal() {
+    let backend = MemoryBackend::new();
+    let executor = Stent::builder(backend.clone())
+        .function_registry({
+            let mut r = with::<ParentV1>();
+            r.register_def::<FulfilV1>();
+            r
+        })
+        .build();
+    let worker = TestWorker::start(&executor).await;
+    let id = executor
+        .dispatch(Call::<ParentV1>::new((9,)))
+        .await
+        .unwrap();
+    executor
+        .wait_for::<String, String>(id, Some(Duration::from_secs(20)))
+        .await
+        .unwrap()
+        .unwrap();
+    worker.stop().await;
+    let export = JournalExport::from_store(&backend, id).await.unwrap();
+
+    let mut v2 = with::<ParentV2>();
+    v2.register_def::<FulfilV2>();
+    let report = Replayer::new(v2).replay(&export).await.unwrap();
+    let outcomes: Vec<(&str, &InvocationOutcome)> = report
+        .invocations
+        .iter()
+        .map(|i| (i.function.as_str(), &i.outcome))
+        .collect();
+    // The root still matches (it gets the child's recorded result); the
+    // child diverges in its own journal; its leaves are not re-run.
+    assert_eq!(outcomes[0], ("shop::parent", &InvocationOutcome::Clean));
+    assert_eq!(outcomes[1], ("shop::fulfil", &InvocationOutcome::Diverged));
+    let d = report.first_divergence().unwrap();
+    assert_eq!(d.function, "shop::fulfil");
+    assert_eq!(d.seq, Seq(3));
+    assert_eq!(d.diffs[0].to_string(), "args[1]: 100 -> 150");
+    assert_eq!(report.invocations[1].invocation, d.invocation);
 }
 
 // ------------------------------------------------------------ stepping

@@ -6,7 +6,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use stent_journal::export::{InvocationJournal, JournalExport};
-use stent_journal::{Event, EventKind, ExecutionId, InvocationId, Seq};
+use stent_journal::{Event, EventKind, ExecutionId, InvocationId, Seq, Serializer};
 use stent_replay::{Driver, DriverError, EffectView, Observer, Status, Verdict};
 
 use crate::debugger::DebugError;
@@ -266,6 +266,7 @@ pub struct Replayer {
     stepper: Option<Arc<Mutex<dyn Stepper>>>,
     breakpoints: Vec<Seq>,
     io_timeout: Duration,
+    serializer: Serializer,
 }
 
 impl fmt::Debug for Replayer {
@@ -275,6 +276,7 @@ impl fmt::Debug for Replayer {
             .field("rerun_leaves", &self.rerun_leaves)
             .field("stepping", &self.stepper.is_some())
             .field("breakpoints", &self.breakpoints)
+            .field("serializer", &self.serializer)
             .finish_non_exhaustive()
     }
 }
@@ -289,12 +291,23 @@ impl Replayer {
             stepper: None,
             breakpoints: Vec::new(),
             io_timeout: Duration::from_secs(30),
+            serializer: Serializer::default(),
         }
     }
 
-    /// A replayer running the functions registered with `stent`.
+    /// A replayer running the functions registered with `stent`, encoding
+    /// values with its serializer.
     pub fn for_stent(stent: &Stent) -> Replayer {
-        Replayer::new(stent.registry().clone())
+        Replayer::new(stent.registry().clone()).serializer(stent.inner.serializer)
+    }
+
+    /// The serializer the recorded execution's values were encoded with
+    /// (the executor's, see `StentBuilder::serializer`; CBOR by default).
+    /// Call keys hash the encoded arguments, so replaying a JSON-encoded
+    /// journal with CBOR reports every call as changed.
+    pub fn serializer(mut self, serializer: Serializer) -> Self {
+        self.serializer = serializer;
+        self
     }
 
     /// Stop at the first divergence, or list them all.
@@ -428,6 +441,7 @@ impl Replayer {
         if let Some(first) = inv.rows.first() {
             driver.set_now(first.recorded_at);
         }
+        driver.set_serializer(self.serializer);
         let watch = Arc::new(Mutex::new(Watch {
             invocation: inv.invocation,
             function: function.clone(),

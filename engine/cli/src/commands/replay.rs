@@ -13,7 +13,7 @@ use stent::debugger::{
     DebugError, Divergence, DivergenceReason, ExportExt, InvocationOutcome, JournalExport,
     ReplayMode, ReplayReport, Replayer, StepSession,
 };
-use stent::journal::Seq;
+use stent::journal::{Seq, Serializer};
 
 use crate::commands::execution_id;
 use crate::render::event_json;
@@ -45,6 +45,10 @@ pub struct ReplayArgs {
     /// bodies run for real: only for code without outside side effects).
     #[arg(long)]
     pub rerun_leaves: bool,
+    /// The serializer the execution was recorded with (the executor's
+    /// `serializer`): `cbor` (the default) or `json`.
+    #[arg(long, value_name = "cbor|json", default_value = "cbor")]
+    pub serializer: String,
 }
 
 impl ReplayArgs {
@@ -77,7 +81,12 @@ pub async fn run(ctx: &mut Context<'_>, args: ReplayArgs) -> Result<(), CliError
             ));
         }
     };
+    let serializer: Serializer = args
+        .serializer
+        .parse()
+        .map_err(|e| CliError::Invalid(format!("--serializer {:?}: {e}", args.serializer)))?;
     let mut replayer = Replayer::for_stent(&ctx.stent)
+        .serializer(serializer)
         // Stepping goes on past a divergence: the person decides when to stop.
         .mode(if args.all || args.step {
             ReplayMode::All
