@@ -14,7 +14,7 @@ use stent::testing::{Faults, Simulation};
 use stent::{RetryPolicy, Stent};
 
 /// Cases per scenario (each: one clean and one faulty run).
-const CASES: u32 = 400;
+const CASES: u32 = 500;
 
 fn policy() -> RetryPolicy {
     RetryPolicy {

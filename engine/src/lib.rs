@@ -144,4 +144,9 @@ mod user_guide {
     pub struct JournalFormat;
     #[doc = include_str!("../../docs/porting-from-python.md")]
     pub struct PortingFromPython;
+    /// (Needs the `testing` feature, which `cargo test --workspace` turns
+    /// on through the test crates.)
+    #[cfg(feature = "testing")]
+    #[doc = include_str!("../../docs/testing.md")]
+    pub struct Testing;
 }
