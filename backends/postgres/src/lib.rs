@@ -129,8 +129,14 @@ mod store;
 pub use notify::NotificationListener;
 
 /// The embedded schema migrations, in version order.
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../migrations/0001_init.sql")),
+    (
+        2,
+        "commit_function",
+        include_str!("../migrations/0002_commit_function.sql"),
+    ),
+];
 
 /// How many times a transaction aborted by a deadlock or a serialization
 /// failure is run before the error is reported.

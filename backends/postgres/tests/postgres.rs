@@ -114,7 +114,7 @@ async fn init_db_is_idempotent_and_data_survives() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1]);
+    assert_eq!(versions, vec![1, 2]);
     other.close().await;
 }
 

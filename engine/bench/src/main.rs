@@ -8,6 +8,16 @@
 //! workflow gathering N children), `throughput` (N one-step workflows),
 //! `latency` (dispatch → result of a one-step workflow, N times), `replay`
 //! (re-run a finished journal of about N events, no storage).
+//!
+//! `--notifier` picks how idle workers and waiters are woken (`in-process`,
+//! `none`, `postgres`, `redis`). `--worker-processes N` (PostgreSQL) runs
+//! the workers in N child processes of this binary (`stent-bench serve`)
+//! instead of in this one, which then only dispatches and waits:
+//!
+//! ```sh
+//! cargo run --release -p stent-bench -- throughput --backend postgres \
+//!     --worker-processes 4 --notifier postgres --n 4000
+//! ```
 
 use std::task::{Context as TaskCx, Waker};
 use std::time::Duration;
@@ -53,6 +63,17 @@ enum Scenario {
     Throughput,
     Latency,
     Replay,
+    /// Not a measurement: serve the PostgreSQL `--schema` until killed (the
+    /// child processes of `--worker-processes`).
+    Serve,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+enum NotifierKind {
+    InProcess,
+    None,
+    Postgres,
+    Redis,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
@@ -84,6 +105,26 @@ struct Args {
     /// Worker concurrency.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
+    /// How idle workers and waiters are woken.
+    #[arg(long, value_enum, default_value = "in-process")]
+    notifier: NotifierKind,
+    /// Redis URL for `--notifier redis`.
+    #[arg(
+        long,
+        env = "STENT_BENCH_REDIS_URL",
+        default_value = "redis://127.0.0.1:6379"
+    )]
+    redis_url: String,
+    /// Run the workers in this many child processes (PostgreSQL only); 0:
+    /// one worker in this process.
+    #[arg(long, default_value_t = 0)]
+    worker_processes: usize,
+    /// The PostgreSQL schema to use (default: a fresh one per run).
+    #[arg(long)]
+    schema: Option<String>,
+    /// Connections of the PostgreSQL pool (per process).
+    #[arg(long, default_value_t = 10)]
+    pg_connections: u32,
 }
 
 fn temp_db() -> std::path::PathBuf {
@@ -94,31 +135,69 @@ fn temp_db() -> std::path::PathBuf {
     ))
 }
 
+/// The executor, the SQLite file to delete afterwards, and the PostgreSQL
+/// schema in use.
 async fn executor(
-    kind: BackendKind,
-    pg_url: &str,
-) -> Result<(Stent, Option<std::path::PathBuf>), stent::Error> {
-    Ok(match kind {
+    args: &Args,
+) -> Result<(Stent, Option<std::path::PathBuf>, Option<String>), stent::Error> {
+    use stent::notifications::{InProcessNotifier, NoNotifications, RedisNotifier};
+    let notify = |builder: stent::StentBuilder,
+                  pg: Option<&stent::backends::PostgresBackend>|
+     -> Result<Stent, stent::Error> {
+        Ok(match args.notifier {
+            NotifierKind::InProcess => builder.notification_backend(InProcessNotifier),
+            NotifierKind::None => builder.notification_backend(NoNotifications),
+            NotifierKind::Redis => {
+                builder.notification_backend(RedisNotifier::new(&args.redis_url)?)
+            }
+            NotifierKind::Postgres => match pg {
+                Some(b) => {
+                    builder.notification_backend(stent::notifications::PostgresNotifier::new(b))
+                }
+                None => {
+                    return Err(stent::Error::InvalidConfig(
+                        "--notifier postgres needs --backend postgres".into(),
+                    ));
+                }
+            },
+        }
+        .build())
+    };
+    Ok(match args.backend {
         BackendKind::Postgres => {
-            let schema = format!(
-                "stent_bench_{}",
-                ExecutionId::new_random().as_uuid().simple()
-            );
-            let backend = stent::backends::PostgresBackend::builder(pg_url)
+            let schema = args.schema.clone().unwrap_or_else(|| {
+                format!(
+                    "stent_bench_{}",
+                    ExecutionId::new_random().as_uuid().simple()
+                )
+            });
+            let backend = stent::backends::PostgresBackend::builder(&args.pg_url)
                 .schema(&schema)
+                .max_connections(args.pg_connections)
                 .build()
                 .await?;
             backend.init_db().await?;
-            (Stent::new(backend), None)
+            let executor = notify(Stent::builder(backend.clone()), Some(&backend))?;
+            (executor, None, Some(schema))
         }
-        BackendKind::Memory => (Stent::new(stent::backends::MemoryBackend::new()), None),
+        BackendKind::Memory => (
+            notify(Stent::builder(stent::backends::MemoryBackend::new()), None)?,
+            None,
+            None,
+        ),
         BackendKind::Sqlite => {
             let path = temp_db();
             let backend = stent::backends::SqliteBackend::open(&path).await?;
             backend.init_db().await?;
-            (Stent::new(backend), Some(path))
+            (notify(Stent::builder(backend), None)?, Some(path), None)
         }
     })
+}
+
+fn cli_name(v: impl ValueEnum) -> String {
+    v.to_possible_value()
+        .map(|p| p.get_name().to_string())
+        .unwrap_or_default()
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -132,16 +211,51 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let (executor, db) = executor(args.backend, &args.pg_url).await?;
-    let lifecycle = executor.create_worker_lifecycle(Some("bench"));
-    let worker = tokio::spawn(
+    let (executor, db, schema) = executor(&args).await?;
+    if args.scenario == Scenario::Serve {
         executor
             .worker()
             .max_concurrency(args.concurrency)
-            .lifecycle(lifecycle.clone())
-            .serve(),
-    );
-    lifecycle.wait_until_ready().await;
+            .serve()
+            .await?;
+        return Ok(());
+    }
+    let mut children = Vec::new();
+    if args.worker_processes > 0 {
+        let Some(schema) = &schema else {
+            return Err("--worker-processes needs --backend postgres".into());
+        };
+        let exe = std::env::current_exe()?;
+        for _ in 0..args.worker_processes {
+            children.push(
+                tokio::process::Command::new(&exe)
+                    .arg("serve")
+                    .args(["--backend", "postgres", "--schema", schema])
+                    .args(["--pg-url", &args.pg_url, "--redis-url", &args.redis_url])
+                    .arg("--notifier")
+                    .arg(cli_name(args.notifier))
+                    .args(["--concurrency", &args.concurrency.to_string()])
+                    .args(["--pg-connections", &args.pg_connections.to_string()])
+                    .kill_on_drop(true)
+                    .spawn()?,
+            );
+        }
+        // Let them connect and start polling before the clock starts.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let lifecycle = executor.create_worker_lifecycle(Some("bench"));
+    let worker = (args.worker_processes == 0).then(|| {
+        tokio::spawn(
+            executor
+                .worker()
+                .max_concurrency(args.concurrency)
+                .lifecycle(lifecycle.clone())
+                .serve(),
+        )
+    });
+    if worker.is_some() {
+        lifecycle.wait_until_ready().await;
+    }
     let n = args.n;
     let mut extra = String::new();
     let (seconds, per_sec) = match args.scenario {
@@ -198,6 +312,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             );
             (s, n as f64 / s)
         }
+        Scenario::Serve => return Err("serve runs no measurement".into()),
         Scenario::Replay => {
             // A finished journal of about n events: n/2 sequential steps.
             let steps = (n / 2).max(1);
@@ -236,12 +351,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
     lifecycle.request_drain();
-    tokio::time::timeout(Duration::from_secs(30), worker).await???;
+    if let Some(worker) = worker {
+        tokio::time::timeout(Duration::from_secs(30), worker).await???;
+    }
+    for mut child in children {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
     println!(
-        "{{\"scenario\":\"{}\",\"backend\":\"{}\",\"n\":{n},\"seconds\":{seconds:.4},\"per_sec\":{per_sec:.1}{extra}}}",
+        "{{\"scenario\":\"{}\",\"backend\":\"{}\",\"notifier\":\"{}\",\"worker_processes\":{},\"n\":{n},\"seconds\":{seconds:.4},\"per_sec\":{per_sec:.1}{extra}}}",
         format!("{:?}", args.scenario).to_lowercase(),
         format!("{:?}", args.backend).to_lowercase(),
+        cli_name(args.notifier),
+        args.worker_processes,
     );
+
     if let Some(path) = db {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
