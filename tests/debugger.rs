@@ -113,6 +113,11 @@ async fn tally(counts: std::collections::BTreeMap<u32, u32>) -> Result<u32, Stri
     Ok(counts.values().sum())
 }
 
+#[stent::durable]
+async fn measure(source: String) -> Result<u64, String> {
+    Ok(source.len() as u64)
+}
+
 /// A hand-written durable function registered as `$name`, so that two
 /// variants of one workflow can live in one test binary.
 macro_rules! workflow {
@@ -262,6 +267,35 @@ workflow!(ParentV2, "shop::parent", |order_id: u64| -> String {
     Ok(format!("done: {done}"))
 });
 
+workflow!(WaitChild, "desk::wait_child", |n: u32| -> String {
+    let go: String = Stent::wait_for_signal("go")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!("{n} {go}"))
+});
+
+workflow!(WaitParent, "desk::wait_parent", |n: u32| -> String {
+    let got = Call::<WaitChild>::new((n,)).await?;
+    Ok(format!("parent {got}"))
+});
+
+workflow!(TwoLoads, "etl::two_loads", |source: String| -> u64 {
+    let a = measure(source.clone()).await?;
+    // Real (not durable) waiting between two effects: replay waits for it.
+    tokio::task::yield_now().await;
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    let b = measure(source).await?;
+    Ok(a + b)
+});
+
+workflow!(TwoLoadsHanging, "etl::two_loads", |source: String| -> u64 {
+    let a = measure(source.clone()).await?;
+    // Waits for something that never comes, where the journal has more.
+    std::future::pending::<()>().await;
+    let b = measure(source).await?;
+    Ok(a + b)
+});
+
 fn leaves() -> FunctionRegistry {
     let mut r = FunctionRegistry::new();
     r.register(reserve)
@@ -272,7 +306,8 @@ fn leaves() -> FunctionRegistry {
         .register(load)
         .register(divide)
         .register(price)
-        .register(tally);
+        .register(tally)
+        .register(measure);
     r
 }
 
@@ -723,6 +758,91 @@ async fn fork_resumes_a_failed_execution_on_fixed_code() {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_reruns_the_calls_its_prefix_left_unanswered() {
+    let backend = MemoryBackend::new();
+    let executor = Stent::builder(backend.clone())
+        .function_registry({
+            let mut r = with::<WaitParent>();
+            r.register_def::<WaitChild>();
+            r
+        })
+        .poll_min_interval(Duration::from_millis(5))
+        .build();
+    let worker = TestWorker::start(&executor).await;
+    let id = executor
+        .dispatch(Call::<WaitParent>::new((4,)))
+        .await
+        .unwrap();
+    // The child waits for its signal; the parent's journal holds the call
+    // (seq 1) and no result.
+    let child = stent::journal::InvocationId::child_of(id.root_invocation(), Seq(1));
+    for _ in 0..4000 {
+        let rows = executor
+            .backend()
+            .read_journal(child, Seq(0))
+            .await
+            .unwrap();
+        if rows.iter().any(|r| r.kind == "signal_awaited") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let forked = executor.fork(id, Seq(2)).await.unwrap();
+    // The fork's child is its own, waiting for a signal to the fork.
+    executor.send_signal(forked, "go", &"now").await.unwrap();
+    let result = executor
+        .wait_for::<String, String>(forked, Some(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(result, Ok("parent 4 now".to_string()));
+    // The original still waits for its own signal.
+    assert_eq!(
+        executor.state_of(id).await.unwrap().state,
+        ExecutionStatus::Running
+    );
+    executor.send_signal(id, "go", &"later").await.unwrap();
+    let original = executor
+        .wait_for::<String, String>(id, Some(Duration::from_secs(20)))
+        .await
+        .unwrap();
+    assert_eq!(original, Ok("parent 4 later".to_string()));
+    worker.stop().await;
+    let report = Replayer::for_stent(&executor)
+        .replay_stored(&executor, forked)
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{report}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_waiting_on_real_io_is_waited_for_and_code_that_never_resumes_is_stuck() {
+    let backend = MemoryBackend::new();
+    let id = run_to_end::<TwoLoads>(&backend, ("abc".to_string(),)).await;
+    let export = JournalExport::from_store(&backend, id).await.unwrap();
+    assert_eq!(export.record.status, ExecutionStatus::Completed);
+    let report = Replayer::new(with::<TwoLoads>())
+        .replay(&export)
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{report}");
+
+    let report = Replayer::new(with::<TwoLoadsHanging>())
+        .io_timeout(Duration::from_millis(50))
+        .replay(&export)
+        .await
+        .unwrap();
+    let d = report.first_divergence().expect("stuck");
+    assert_eq!(d.reason, DivergenceReason::Stuck);
+    assert_eq!(d.seq, Seq(3));
+    assert!(
+        report
+            .to_string()
+            .contains("the code waits for something else"),
+        "{report}"
+    );
 }
 
 // ------------------------------------------------------------ golden
