@@ -236,6 +236,19 @@ fn write_value_of(w: &ContextWrite) -> Value {
             (text("state_default"), text(key)),
             (text("value"), payload_value(value)),
         ]),
+        ContextWrite::OnCancel {
+            function,
+            version,
+            args,
+        } => Value::Map(vec![
+            (text("on_cancel"), text(function)),
+            (
+                text("version"),
+                version.as_deref().map(text).unwrap_or(Value::Null),
+            ),
+            (text("args"), payload_value(args)),
+        ]),
+        #[allow(unreachable_patterns)] // the enum may grow
         _ => text("context write"),
     }
 }
