@@ -68,7 +68,8 @@ impl Shared {
         self.writes.load(Ordering::SeqCst)
     }
 
-    fn is_frozen(&self, worker: u32) -> bool {
+    /// True once `worker` has crashed.
+    pub fn is_frozen(&self, worker: u32) -> bool {
         self.frozen
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -287,3 +287,151 @@ fn same_step(a: Option<&Step>, b: Option<&Step>) -> bool {
         (a, b) => a == b,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use stent_journal::{ExecutionId, Timestamp};
+
+    use super::*;
+
+    fn rows(events: &[Event]) -> Vec<JournalRow> {
+        events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| JournalRow {
+                seq: Seq(i as u32),
+                kind: e.kind().to_string(),
+                bytes: e.encode().expect("encodes"),
+                recorded_at: Timestamp(i as i64),
+            })
+            .collect()
+    }
+
+    fn value(v: u64) -> Payload {
+        Payload::encode(&v).expect("encodes")
+    }
+
+    fn started(function: &str, parent: Option<(InvocationId, u32)>) -> Event {
+        Event::Started {
+            function: function.into(),
+            version: None,
+            args: value(0),
+            parent: parent.map(|(invocation, seq)| stent_journal::event::ParentLink {
+                invocation,
+                seq: Seq(seq),
+            }),
+        }
+    }
+
+    fn call(parent: InvocationId, seq: u32, arg: u64) -> Event {
+        Event::CallScheduled {
+            function: "f".into(),
+            version: None,
+            call_key: CallKey::new("f", None, &value(arg)),
+            args: value(arg),
+            child: InvocationId::child_of(parent, Seq(seq)),
+        }
+    }
+
+    fn done(scheduled: u32, v: u64) -> Event {
+        Event::CallCompleted {
+            scheduled: Seq(scheduled),
+            value: value(v),
+        }
+    }
+
+    /// Two calls gathered; their answers in `order`; children journaled.
+    fn gathered(order: [u32; 2]) -> (InvocationId, Vec<(InvocationId, Vec<JournalRow>)>) {
+        let root = ExecutionId::new_random().root_invocation();
+        let mut events = vec![started("wf", None), call(root, 1, 1), call(root, 2, 2)];
+        for s in order {
+            events.push(done(s, u64::from(s) * 10));
+        }
+        events.push(Event::Completed { value: value(30) });
+        let mut groups = vec![(root, rows(&events))];
+        for s in [1, 2] {
+            let child = InvocationId::child_of(root, Seq(s));
+            groups.push((
+                child,
+                rows(&[
+                    started("f", Some((root, s))),
+                    Event::Completed {
+                        value: value(u64::from(s) * 10),
+                    },
+                ]),
+            ));
+        }
+        (root, groups)
+    }
+
+    #[test]
+    fn answers_arriving_in_another_order_are_the_same_journal() {
+        let mut problems = Vec::new();
+        let (r1, g1) = gathered([1, 2]);
+        let (r2, g2) = gathered([2, 1]);
+        let a = normalize(r1, g1, &mut problems);
+        let b = normalize(r2, g2, &mut problems);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(a.invocations.len(), 3);
+        assert_eq!(first_difference(&a, &b), None);
+    }
+
+    #[test]
+    fn a_different_answer_is_a_difference() {
+        let mut problems = Vec::new();
+        let (r1, g1) = gathered([1, 2]);
+        let (r2, mut g2) = gathered([1, 2]);
+        let root = g2[0].0;
+        g2[0].1 = rows(&[
+            started("wf", None),
+            call(root, 1, 1),
+            call(root, 2, 2),
+            done(1, 10),
+            done(2, 21),
+            Event::Completed { value: value(30) },
+        ]);
+        let a = normalize(r1, g1, &mut problems);
+        let b = normalize(r2, g2, &mut problems);
+        let d = first_difference(&a, &b).expect("a difference");
+        assert!(d.contains("command 2"), "{d}");
+    }
+
+    #[test]
+    fn an_answer_recorded_twice_or_orphan_journals_are_reported() {
+        let mut problems = Vec::new();
+        let (root, mut groups) = gathered([1, 2]);
+        groups[0].1 = rows(&[
+            started("wf", None),
+            call(root, 1, 1),
+            call(root, 2, 2),
+            done(1, 10),
+            done(1, 10),
+            done(2, 20),
+        ]);
+        groups.push((
+            InvocationId::child_of(root, Seq(9)),
+            rows(&[started("f", Some((root, 9)))]),
+        ));
+        normalize(root, groups, &mut problems);
+        assert!(
+            problems.iter().any(|p| p.contains("a second time")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("no call schedules it")),
+            "{problems:?}"
+        );
+    }
+
+    #[test]
+    fn a_scheduled_call_without_a_child_journal_is_reported() {
+        let mut problems = Vec::new();
+        let (root, mut groups) = gathered([1, 2]);
+        groups.truncate(2);
+        normalize(root, groups, &mut problems);
+        assert!(
+            problems.iter().any(|p| p.contains("has no journal")),
+            "{problems:?}"
+        );
+    }
+}

@@ -193,8 +193,8 @@ impl fmt::Display for SimulationFailure {
         }
         write!(
             f,
-            "  replay this case with Simulation::replay(.., {}) (same settings)",
-            self.seed
+            "  replay this case with Simulation::replay(.., {}) (same settings), or rerun the test with STENT_SIM_REPLAY={}",
+            self.seed, self.seed
         )
     }
 }
@@ -344,12 +344,23 @@ impl Simulation {
     }
 
     /// Runs the simulation; the first failing case, shrunk, is the error.
+    ///
+    /// With `STENT_SIM_REPLAY=<case seed>` in the environment it runs only
+    /// that case (as [`Simulation::replay`] does).
     pub fn run<F, M, S>(&self, _workflow: F, args: S) -> Result<Summary, Box<SimulationFailure>>
     where
         F: IntoDefinition<M>,
         S: Strategy<Value = <F::Def as DurableFn>::Args>,
         <F::Def as DurableFn>::Args: Clone + fmt::Debug + Sync,
     {
+        if let Some(seed) = env_u64("STENT_SIM_REPLAY") {
+            let faults_injected = self.case::<F::Def, S>(&args, seed)?;
+            return Ok(Summary {
+                cases: 1,
+                faults_injected,
+                seed,
+            });
+        }
         let seed = self.master_seed(<F::Def as DurableFn>::NAME);
         let mut faults_injected = 0;
         for index in 0..self.cases {

@@ -125,7 +125,15 @@ impl Bodies {
 /// gets `k` more attempts, and every function with a retry policy one more
 /// per planned crash, stall or clock jump (a claim lost to a dead worker counts as an
 /// attempt), so the plan never exhausts a retry policy by itself.
-fn wrap_registry(base: &FunctionRegistry, bodies: &Arc<Bodies>) -> FunctionRegistry {
+///
+/// Each worker gets its own copy: once `worker` has crashed, the bodies it
+/// was running are never polled again (its in-flight work dies with it).
+fn wrap_registry(
+    base: &FunctionRegistry,
+    bodies: &Arc<Bodies>,
+    shared: &Arc<Shared>,
+    worker: u32,
+) -> FunctionRegistry {
     let mut out = FunctionRegistry::new();
     for name in base.names() {
         let Ok(entry) = base.get(&name) else { continue };
@@ -136,13 +144,21 @@ fn wrap_registry(base: &FunctionRegistry, bodies: &Arc<Bodies>) -> FunctionRegis
             p
         });
         let bodies = bodies.clone();
+        let shared = shared.clone();
         let (function, version, key_of) = (entry.name, entry.version, entry.idempotency_key);
         out.insert(entry.wrapped(policy, move |invoke, args| {
             let key = key_of.and_then(|k| k(function, version, &args).ok());
-            let body = invoke(args);
+            let mut body = invoke(args);
             let bodies = bodies.clone();
+            let shared = shared.clone();
             Box::pin(async move {
-                let out = body.await;
+                let out = std::future::poll_fn(|cx| {
+                    if shared.is_frozen(worker) {
+                        return std::task::Poll::Pending;
+                    }
+                    body.as_mut().poll(cx)
+                })
+                .await;
                 bodies.completed(function, key, out)
             })
         }));
@@ -266,10 +282,9 @@ where
         }),
         ..Bodies::default()
     });
-    let registry = wrap_registry(&config.registry, &bodies);
     let executor = |worker: u32| {
         Stent::builder(SimBackend::new(shared.clone(), worker))
-            .function_registry(registry.clone())
+            .function_registry(wrap_registry(&config.registry, &bodies, &shared, worker))
             .clock(clock.clone())
             .build()
     };
