@@ -291,3 +291,60 @@ fn catches_a_non_deterministic_workflow_and_replays_it_from_the_seed() {
     assert_eq!(again.seed, failure.seed);
     assert_eq!(again.plan, failure.plan, "{again}");
 }
+
+// ---------------------------------------------------------------------------
+// What the harness reports besides a divergence.
+
+#[stent::durable]
+async fn waits_forever() -> Result<u32, String> {
+    Stent::wait_for_signal::<u32>("never-sent")
+        .await
+        .map_err(|e| e.to_string())
+}
+
+#[test]
+fn reports_a_stuck_execution() {
+    let failure = Simulation::new()
+        .cases(3)
+        .time_limit(Duration::from_secs(3600))
+        .run(waits_forever, Just(()))
+        .expect_err("an execution that never ends is stuck");
+    assert!(
+        failure
+            .problems
+            .iter()
+            .any(|p| p.contains("clean run") || p.contains("stuck")),
+        "{failure}"
+    );
+    assert!(failure.to_string().contains("stuck"), "{failure}");
+}
+
+fn once() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 2,
+        initial_delay: Duration::from_millis(10),
+        ..RetryPolicy::default()
+    }
+}
+
+#[stent::durable(retry_policy = once())]
+async fn always_panics(x: u64) -> Result<u64, String> {
+    if x < u64::MAX {
+        panic!("a bug in always_panics({x})");
+    }
+    Ok(x)
+}
+
+#[stent::durable]
+async fn calls_a_panicking_step(x: u64) -> Result<u64, String> {
+    always_panics(x).await
+}
+
+#[test]
+fn reports_a_dead_letter() {
+    let failure = Simulation::new()
+        .cases(2)
+        .run(calls_a_panicking_step, (0u64..10,))
+        .expect_err("a dead-lettered task fails the case");
+    assert!(failure.to_string().contains("dead-lettered"), "{failure}");
+}
