@@ -120,6 +120,8 @@ pub mod __private {
 /// (and, unless marked `no_run`, run) as a doctest.
 #[cfg(doctest)]
 mod user_guide {
+    #[doc = include_str!("../../README.md")]
+    pub struct Readme;
     #[doc = include_str!("../../docs/getting-started.md")]
     pub struct GettingStarted;
     #[doc = include_str!("../../docs/concepts.md")]
