@@ -921,8 +921,9 @@ async fn unreadable_exports_are_typed_errors() {
     );
 }
 
-/// Regenerates the golden journals: `STENT_UPDATE_GOLDEN=1 cargo test -p
-/// stent-tests --test debugger -- --ignored write_golden_journals`.
+/// Writes the golden journals that do not exist yet (old ones are kept:
+/// they are the point): `STENT_UPDATE_GOLDEN=1 cargo test -p stent-tests
+/// --test debugger -- --ignored write_golden_journals`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "writes tests/golden; run on purpose when the set of golden journals changes"]
 async fn write_golden_journals() {
@@ -937,14 +938,14 @@ async fn write_golden_journals() {
     JournalExport::from_store(&backend, id)
         .await
         .unwrap()
-        .write_to(dir.join("checkout.stent"))
+        .write_to(new_golden(&dir, "checkout.stent"))
         .unwrap();
 
     let id = run_to_end::<ReportFixed>(&backend, ("golden".to_string(),)).await;
     JournalExport::from_store(&backend, id)
         .await
         .unwrap()
-        .write_to(dir.join("report.stent"))
+        .write_to(new_golden(&dir, "report.stent"))
         .unwrap();
 
     let v1 = executor::<ApprovalV1>(&backend);
@@ -963,7 +964,7 @@ async fn write_golden_journals() {
     JournalExport::from_store(&backend, id)
         .await
         .unwrap()
-        .write_to(dir.join("approval.stent"))
+        .write_to(new_golden(&dir, "approval.stent"))
         .unwrap();
 
     // Twice: the second run answers the cached call from the cache.
@@ -980,13 +981,24 @@ async fn write_golden_journals() {
         JournalExport::from_store(&backend, id)
             .await
             .unwrap()
-            .write_to(dir.join(file))
+            .write_to(new_golden(&dir, file))
             .unwrap();
     }
     worker.stop().await;
 }
 
 // ------------------------------------------------------------ helpers
+
+/// Where to write golden journal `name`: the golden folder if it has no
+/// such file yet, else a scratch file (the recorded one is kept).
+fn new_golden(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    if path.exists() {
+        tempdir("golden-kept").join(name)
+    } else {
+        path
+    }
+}
 
 fn golden_dir() -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("golden")
