@@ -348,3 +348,20 @@ fn reports_a_dead_letter() {
         .expect_err("a dead-lettered task fails the case");
     assert!(failure.to_string().contains("dead-lettered"), "{failure}");
 }
+
+#[tokio::test]
+async fn check_works_from_inside_a_tokio_runtime() {
+    // `check` builds its own runtime; inside one it runs on a helper thread.
+    let summary = sim().cases(20).check(sequence, (0u64..4,));
+    assert_eq!(summary.cases, 20);
+}
+
+#[test]
+fn a_custom_registry() {
+    let mut registry = stent::FunctionRegistry::new();
+    registry.register(sequence).register(step);
+    sim()
+        .cases(50)
+        .function_registry(registry)
+        .check(sequence, (0u64..4,));
+}
