@@ -390,6 +390,7 @@ async fn a_recorded_execution_replays_cleanly_from_the_database_and_from_a_file(
             .all(|i| i.outcome == InvocationOutcome::Clean),
         "{all:?}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -885,7 +886,19 @@ async fn golden_journals_catch_a_changed_workflow() {
             dir.join("checkout.stent"),
         )
         .unwrap();
+        let result = stent::debugger::check_journals(registry.clone(), &dir).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        assert_eq!(result.unwrap().len(), 1);
+        // The same folder again, through the asserting helper.
+        let dir = tempdir("golden-changed");
+        std::fs::copy(
+            golden_dir().join("checkout.stent"),
+            dir.join("checkout.stent"),
+        )
+        .unwrap();
+        let cleanup = RemoveOnDrop(dir.clone());
         stent::debugger::assert_journals_replay(registry, dir).await;
+        drop(cleanup);
     });
     let panic = task.await.unwrap_err().into_panic();
     let message = panic.downcast_ref::<String>().cloned().unwrap_or_default();
@@ -919,6 +932,7 @@ async fn unreadable_exports_are_typed_errors() {
         matches!(err, stent::debugger::DebugError::Io { .. }),
         "{err}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Writes the golden journals that do not exist yet (old ones are kept:
@@ -997,6 +1011,15 @@ fn new_golden(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
         tempdir("golden-kept").join(name)
     } else {
         path
+    }
+}
+
+/// Removes a scratch folder when dropped (also while a test panics).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
 
