@@ -69,7 +69,9 @@ impl Stent {
     /// execution `id` before seq `at` (seqs `0..at`); from `at` on, the root
     /// runs on today's code. Calls made in the prefix keep their recorded
     /// results; calls made in the prefix that had no result yet run again as
-    /// children of the new execution. The original execution is left as it is.
+    /// children of the new execution. The original execution is left as it
+    /// is. The new execution takes the original's routing (queue, priority,
+    /// tags) and has no deadline; signals for it go to its new id.
     ///
     /// The repair path after a fix: fork a failed (or paused) execution at
     /// the seq of the first step the fix changes, and everything before it
