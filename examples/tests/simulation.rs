@@ -14,7 +14,7 @@ use stent::testing::Simulation;
 use stent::testing::proptest::prelude::*;
 use stent_examples::{
     approval, batch_processing, crash_and_recover, media_pipeline, parallel_scraper,
-    research_agent, saga_trip_booking,
+    replay_debugging, research_agent, saga_trip_booking,
 };
 
 /// Cases per example (each: one clean and one faulty run).
@@ -144,4 +144,34 @@ fn crash_and_recover_steps_survive_crashes() {
         .cases(CASES / 2)
         .check(crash_and_recover::multi_step, (Just(log), 1u32..6));
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn replay_debugging_both_versions_of_the_code() {
+    use replay_debugging::{Checkout, CheckoutChanged, Code, Item, Order, Report, ReportFixed};
+    let order = (
+        0u64..1_000_000,
+        prop::collection::vec((0u32..50, 1u32..5), 3..6),
+    )
+        .prop_map(|(id, lines)| Order {
+            id,
+            items: lines
+                .into_iter()
+                .map(|(sku, qty)| Item {
+                    sku: format!("sku-{sku}"),
+                    qty,
+                })
+                .collect(),
+        });
+    let source = "[a-z]{0,12}";
+    let recorded = sim()
+        .cases(CASES / 4)
+        .function_registry(replay_debugging::registry(Code::Recorded));
+    recorded.check_def::<Checkout, _>((order.clone(),));
+    recorded.check_def::<Report, _>((source,));
+    let changed = sim()
+        .cases(CASES / 4)
+        .function_registry(replay_debugging::registry(Code::Changed));
+    changed.check_def::<CheckoutChanged, _>((order,));
+    changed.check_def::<ReportFixed, _>((source,));
 }

@@ -353,24 +353,7 @@ impl Simulation {
         S: Strategy<Value = <F::Def as DurableFn>::Args>,
         <F::Def as DurableFn>::Args: Clone + fmt::Debug + Sync,
     {
-        if let Some(seed) = env_u64("STENT_SIM_REPLAY") {
-            let faults_injected = self.case::<F::Def, S>(&args, seed)?;
-            return Ok(Summary {
-                cases: 1,
-                faults_injected,
-                seed,
-            });
-        }
-        let seed = self.master_seed(<F::Def as DurableFn>::NAME);
-        let mut faults_injected = 0;
-        for index in 0..self.cases {
-            faults_injected += self.case::<F::Def, S>(&args, case_seed(seed, index))?;
-        }
-        Ok(Summary {
-            cases: self.cases,
-            faults_injected,
-            seed,
-        })
+        self.run_def::<F::Def, S>(args)
     }
 
     /// Runs the one case of seed `seed` (as a failure report prints it)
@@ -397,6 +380,72 @@ impl Simulation {
         <F::Def as DurableFn>::Args: Clone + fmt::Debug + Sync,
     {
         self.case::<F::Def, S>(&args, seed)
+    }
+
+    /// [`Simulation::check`] for a durable function named by its type (one
+    /// that implements [`DurableFn`] by hand, for instance, and is
+    /// registered in a [`Simulation::function_registry`]).
+    ///
+    /// ```
+    /// #[stent::durable]
+    /// async fn double(x: u32) -> Result<u32, String> {
+    ///     Ok(x * 2)
+    /// }
+    ///
+    /// fn check_by_type<D: stent::DurableFn<Args = (u32,)>>() {
+    ///     stent::testing::Simulation::new()
+    ///         .cases(10)
+    ///         .check_def::<D, _>((0u32..10,));
+    /// }
+    /// # let _ = double(1);
+    /// ```
+    pub fn check_def<D, S>(&self, args: S) -> Summary
+    where
+        D: DurableFn,
+        S: Strategy<Value = D::Args>,
+        D::Args: Clone + fmt::Debug + Sync,
+    {
+        match self.run_def::<D, S>(args) {
+            Ok(summary) => summary,
+            Err(failure) => panic!("{failure}"),
+        }
+    }
+
+    /// [`Simulation::run`] for a durable function named by its type.
+    pub fn run_def<D, S>(&self, args: S) -> Result<Summary, Box<SimulationFailure>>
+    where
+        D: DurableFn,
+        S: Strategy<Value = D::Args>,
+        D::Args: Clone + fmt::Debug + Sync,
+    {
+        if let Some(seed) = env_u64("STENT_SIM_REPLAY") {
+            let faults_injected = self.case::<D, S>(&args, seed)?;
+            return Ok(Summary {
+                cases: 1,
+                faults_injected,
+                seed,
+            });
+        }
+        let seed = self.master_seed(D::NAME);
+        let mut faults_injected = 0;
+        for index in 0..self.cases {
+            faults_injected += self.case::<D, S>(&args, case_seed(seed, index))?;
+        }
+        Ok(Summary {
+            cases: self.cases,
+            faults_injected,
+            seed,
+        })
+    }
+
+    /// [`Simulation::replay`] for a durable function named by its type.
+    pub fn replay_def<D, S>(&self, args: S, seed: u64) -> Result<u64, Box<SimulationFailure>>
+    where
+        D: DurableFn,
+        S: Strategy<Value = D::Args>,
+        D::Args: Clone + fmt::Debug + Sync,
+    {
+        self.case::<D, S>(&args, seed)
     }
 
     /// Runs one case; returns the faults that happened.
