@@ -125,6 +125,17 @@ async fn replay_step_and_fork_from_the_command_line() {
         transcript.contains("changed:    args[1]: 4200 -> 4300"),
         "{transcript}"
     );
+    // With --json the session talks on standard error; standard output
+    // stays one JSON document.
+    let out = cli(
+        true,
+        &["--json", "replay", "--file", &file, "--step"],
+        "c\n",
+    );
+    assert_eq!(out.code, 3, "{}", out.stderr);
+    assert!(out.stderr.contains("seq 1 ── DIVERGES"), "{}", out.stderr);
+    assert!(out.stdout.trim_start().starts_with('{'), "{}", out.stdout);
+    assert!(out.stdout.contains("\"clean\": false"), "{}", out.stdout);
     let quit = cli(true, &["replay", "--file", &file, "--step"], "q\n");
     assert_eq!(quit.code, 3, "{}", quit.stderr);
     assert!(quit.stderr.contains("quit"), "{}", quit.stderr);

@@ -3,7 +3,7 @@
 //! [`stent::debugger`]). Exit code 0 when it replays cleanly, 3 when it
 //! diverges.
 
-use std::io::{BufReader, IsTerminal};
+use std::io::{BufReader, IsTerminal, Write};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -35,7 +35,8 @@ pub struct ReplayArgs {
     pub all: bool,
     /// Step through the durable effects: n(ext), c(ontinue), p(rint), q(uit),
     /// read from standard input (scriptable when it is not a terminal).
-    /// Goes on past divergences, as --all does.
+    /// Goes on past divergences, as --all does. With --json the session
+    /// talks on standard error.
     #[arg(long)]
     pub step: bool,
     /// Stop the stepper at this seq (of any invocation); repeatable.
@@ -101,8 +102,14 @@ pub async fn run(ctx: &mut Context<'_>, args: ReplayArgs) -> Result<(), CliError
         let stdin = std::io::stdin();
         let scripted = !stdin.is_terminal();
         // The session talks to the terminal directly: prompts must show
-        // before each read, whatever `out` buffers.
-        let session = StepSession::new(BufReader::new(stdin), std::io::stdout()).echo(scripted);
+        // before each read, whatever `out` buffers. With --json it uses
+        // standard error, so standard output stays one JSON document.
+        let talk: Box<dyn Write + Send> = if ctx.json {
+            Box::new(std::io::stderr())
+        } else {
+            Box::new(std::io::stdout())
+        };
+        let session = StepSession::new(BufReader::new(stdin), talk).echo(scripted);
         replayer = replayer.stepper(Arc::new(Mutex::new(session)));
     }
     let report = replayer.replay(&export).await.map_err(debug_error)?;
