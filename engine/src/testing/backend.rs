@@ -235,6 +235,9 @@ impl ExecutionStore for SimBackend {
     async fn cleanup(&self, before: Timestamp, dry_run: bool) -> StoreResult<CleanupCounts> {
         self.read(self.inner().cleanup(before, dry_run)).await
     }
+    async fn resume_execution(&self, id: ExecutionId, now: Timestamp) -> StoreResult<bool> {
+        self.write(self.inner().resume_execution(id, now)).await
+    }
 }
 
 #[async_trait]
