@@ -354,6 +354,7 @@ where
     let mut poll = Duration::from_millis(100);
     loop {
         tokio::select! {
+            biased;
             note = notes.recv() => {
                 if let Some(Note::Crashed | Note::Stalled) = note
                     && (workers.len() as u32) < MAX_WORKERS
