@@ -138,6 +138,11 @@ mod user_guide {
     pub struct Timers;
     #[doc = include_str!("../../docs/guides/workers-and-deployment.md")]
     pub struct WorkersAndDeployment;
+    // Needs the `postgres` feature, which `cargo test --workspace` turns on
+    // through the test crates.
+    #[cfg(feature = "postgres")]
+    #[doc = include_str!("../../docs/guides/postgresql.md")]
+    pub struct PostgreSql;
     #[doc = include_str!("../../docs/guides/monitoring.md")]
     pub struct Monitoring;
     #[doc = include_str!("../../docs/patterns.md")]
