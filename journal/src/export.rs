@@ -507,4 +507,23 @@ mod tests {
             .unwrap_err();
         assert!(matches!(err, ExportError::Corrupt(_)), "{err}");
     }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..512)) {
+            let _ = JournalExport::from_bytes(&bytes);
+        }
+
+        #[test]
+        fn flipped_bytes_never_panic(at in 0usize..4096, to in proptest::num::u8::ANY) {
+            let mut bytes = sample().to_bytes().unwrap();
+            let i = at % bytes.len();
+            bytes[i] = to;
+            if let Ok(export) = JournalExport::from_bytes(&bytes) {
+                for inv in &export.invocations {
+                    let _ = inv.events();
+                }
+            }
+        }
+    }
 }
