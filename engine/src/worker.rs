@@ -437,6 +437,9 @@ struct Waiting<'a> {
     invocation: InvocationId,
     execution: ExecutionId,
     outstanding: Vec<(Seq, Outstanding)>,
+    /// Calls scheduled in this turn, not yet committed: nothing can have
+    /// delivered their results yet.
+    fresh_calls: HashSet<Seq>,
     /// Signal waits at or after this seq were created since the last fetch.
     signals_fetched_before: Seq,
     consumed_inbox: &'a [InboxId],
@@ -986,6 +989,12 @@ impl Core {
                     invocation: r.invocation,
                     execution: r.execution,
                     outstanding: r.driver.outstanding(),
+                    fresh_calls: r
+                        .driver
+                        .pending_new_calls()
+                        .into_iter()
+                        .map(|(seq, _, _)| seq)
+                        .collect(),
                     signals_fetched_before: r.signals_fetched_before,
                     consumed_inbox: &r.consumed_inbox,
                     consumed_signals: &r.consumed_signals,
@@ -1087,15 +1096,19 @@ impl Core {
             let until_deadline = r.deadline.map(|d| {
                 Duration::from_millis(d.millis().saturating_sub(now.millis()).max(0) as u64)
             });
+            // Woken by a hand-off, the answer is in hand: storage is read
+            // again at the next other wake-up or poll, not after every
+            // in-process step (that read was a round trip per step).
+            let mut read_storage = true;
             tokio::select! {
                 _ = tokio::time::sleep(until_deadline.unwrap_or_default()), if until_deadline.is_some() => {}
                 _ = r.residence.notify.notified() => backoff = self.poll.min,
                 h = r.residence.handoffs.recv(), if r.residence.handoffs_open => {
                     match h {
-                        Some(h) => queue.push_back((
-                            Some(h.resolution.clone()),
-                            Source::Handoff(Box::new(h)),
-                        )),
+                        Some(h) => {
+                            queue.push_back((Some(h.resolution.clone()), Source::Handoff(Box::new(h))));
+                            read_storage = false;
+                        }
                         // Another claim of this invocation replaced our
                         // registration; children now deliver through storage.
                         None => r.residence.handoffs_open = false,
@@ -1106,7 +1119,7 @@ impl Core {
                 _ = drain.wait_for(|d| *d), if !io_wait => {}
                 _ = poll_fn(|_| if woken.is_set() { Poll::Ready(()) } else { Poll::Pending }) => {}
             }
-            check_remote = true;
+            check_remote = read_storage;
         }
     }
 
@@ -1129,7 +1142,10 @@ impl Core {
                 .filter(|(_, o)| matches!(o, Outstanding::Call { .. }))
                 .map(|(s, _)| *s)
                 .collect();
-            if check_remote && !calls.is_empty() {
+            // Only calls committed earlier can have results in the inbox
+            // (a first turn's calls never do: no read for them).
+            let delivered_possible = calls.iter().any(|s| !r.fresh_calls.contains(s));
+            if check_remote && delivered_possible {
                 for item in self.inner.backend.inbox(r.invocation).await? {
                     if r.consumed_inbox.contains(&item.id) {
                         continue;
@@ -1391,10 +1407,13 @@ impl Core {
             }
             self.commit_with_handoffs(r, commit).await?;
             self.start_children(local);
+            // A delivery to a parent resident here wakes it; one to a parent
+            // elsewhere may have made its task ready. A root's end makes no
+            // task runnable (its waiters are woken below).
             let parent_is_here = deliver
                 .as_ref()
                 .is_some_and(|d| self.inner.hub.wake_invocation(d.parent));
-            if !parent_is_here {
+            if deliver.is_some() && !parent_is_here {
                 self.inner.hub.work.notify_waiters();
             }
         }

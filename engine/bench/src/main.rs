@@ -125,6 +125,11 @@ struct Args {
     /// Connections of the PostgreSQL pool (per process).
     #[arg(long, default_value_t = 10)]
     pg_connections: u32,
+    /// Shortest interval between `wait_for` polls, in ms (the executor's
+    /// `poll_min_interval`). With a notifier the polls are only a fallback:
+    /// a longer interval saves the database a read per waiter per interval.
+    #[arg(long, default_value_t = 100)]
+    wait_poll_ms: u64,
 }
 
 fn temp_db() -> std::path::PathBuf {
@@ -144,6 +149,7 @@ async fn executor(
     let notify = |builder: stent::StentBuilder,
                   pg: Option<&stent::backends::PostgresBackend>|
      -> Result<Stent, stent::Error> {
+        let builder = builder.poll_min_interval(Duration::from_millis(args.wait_poll_ms));
         Ok(match args.notifier {
             NotifierKind::InProcess => builder.notification_backend(InProcessNotifier),
             NotifierKind::None => builder.notification_backend(NoNotifications),
