@@ -21,6 +21,15 @@ pub async fn check_journals(
     registry: impl Into<Arc<FunctionRegistry>>,
     dir: impl AsRef<Path>,
 ) -> Result<Vec<(PathBuf, ReplayReport)>, DebugError> {
+    check_journals_with(&Replayer::new(registry).mode(ReplayMode::All), dir).await
+}
+
+/// Like [`check_journals`], with a replayer of your own (a serializer, a
+/// mode, leaves re-run).
+pub async fn check_journals_with(
+    replayer: &Replayer,
+    dir: impl AsRef<Path>,
+) -> Result<Vec<(PathBuf, ReplayReport)>, DebugError> {
     let dir = dir.as_ref();
     let io = |source| DebugError::Io {
         action: "list",
@@ -35,7 +44,6 @@ pub async fn check_journals(
         }
     }
     files.sort();
-    let replayer = Replayer::new(registry).mode(ReplayMode::All);
     let mut out = Vec::with_capacity(files.len());
     for path in files {
         let export = JournalExport::read_from(&path)?;
@@ -67,8 +75,25 @@ pub async fn assert_journals_replay(
     registry: impl Into<Arc<FunctionRegistry>>,
     dir: impl AsRef<Path>,
 ) {
+    assert_journals_replay_with(&Replayer::new(registry).mode(ReplayMode::All), dir).await
+}
+
+/// Like [`assert_journals_replay`], with a replayer of your own (for
+/// journals recorded with the JSON serializer, say).
+///
+/// ```no_run
+/// use stent::debugger::{ReplayMode, Replayer, assert_journals_replay_with};
+///
+/// # async fn demo() {
+/// let replayer = Replayer::new(stent::FunctionRegistry::global())
+///     .mode(ReplayMode::All)
+///     .serializer(stent::journal::Serializer::Json);
+/// assert_journals_replay_with(&replayer, "tests/journals").await;
+/// # }
+/// ```
+pub async fn assert_journals_replay_with(replayer: &Replayer, dir: impl AsRef<Path>) {
     let dir = dir.as_ref();
-    let reports = match check_journals(registry, dir).await {
+    let reports = match check_journals_with(replayer, dir).await {
         Ok(r) => r,
         Err(e) => panic!("could not replay the journals in {}: {e}", dir.display()),
     };

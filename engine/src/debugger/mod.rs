@@ -46,7 +46,10 @@ pub use ciborium::Value as CborValue;
 pub use diff::{FieldDiff, describe_event, diff_values, render_value};
 pub use error::DebugError;
 pub use export::ExportExt;
-pub use golden::{EXPORT_EXTENSION, assert_journals_replay, check_journals};
+pub use golden::{
+    EXPORT_EXTENSION, assert_journals_replay, assert_journals_replay_with, check_journals,
+    check_journals_with,
+};
 pub use replay::{
     Divergence, DivergenceReason, InvocationOutcome, InvocationReport, ReplayMode, ReplayReport,
     Replayer, replay,
