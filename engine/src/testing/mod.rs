@@ -48,9 +48,10 @@
 //! [`crate::Stent::random`] or [`crate::Stent::now`] values (they differ
 //! between runs; their journal entries are compared by kind only), and
 //! process-wide state your bodies keep (statics) carries over from one run
-//! to the next. Tokio's `select!` and the engine's hash maps are not seeded,
-//! so the interleaving inside one virtual instant may differ between two
-//! runs of the same seed; the arguments and the fault plan never do.
+//! to the next. The arguments and the fault plan of a seed never change, and
+//! in practice neither does the run (virtual time, one thread); tokio's
+//! `select!` and the engine's hash maps are not seeded, though, so the order
+//! of things within one virtual instant is not guaranteed.
 
 mod backend;
 mod compare;
