@@ -25,7 +25,7 @@ mod ids;
 pub mod store;
 mod time;
 
-pub use codec::{CallKey, Payload, PayloadLimits};
+pub use codec::{CallKey, Payload, PayloadLimits, Serializer};
 pub use duration::{DurationSpec, IntoDuration, format_duration, parse_duration};
 pub use error::{CodecError, DurationError};
 pub use event::{Event, EventKind, FORMAT_VERSION, Failure};
