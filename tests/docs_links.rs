@@ -2,7 +2,8 @@
 //! `README.md` and `docs/**/*.md` points to a file that exists (and, with a
 //! `#fragment`, to a heading of that file), and every one of these pages
 //! with Rust blocks is compiled as a doctest by some crate (an
-//! `include_str!` of the page in a crate's `lib.rs`).
+//! `include_str!` of the page in a crate's `lib.rs`), and every page can be
+//! reached by following links from `README.md`.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -135,6 +136,14 @@ fn anchors(text: &str) -> BTreeSet<String> {
     out
 }
 
+/// Whether a link target is a path in this repository (not a URL).
+fn is_relative(target: &str) -> bool {
+    !(target.is_empty()
+        || target.contains("://")
+        || target.starts_with("mailto:")
+        || target.starts_with('<'))
+}
+
 /// Joins `target` to `dir` and folds `.` and `..`.
 fn resolve(dir: &Path, target: &str) -> PathBuf {
     let mut out = PathBuf::new();
@@ -188,11 +197,7 @@ fn every_relative_link_resolves() {
         let dir = page.parent().unwrap_or(Path::new(""));
         for (line_no, line) in prose_lines(&text) {
             for target in link_targets(&blank_inline_code(line)) {
-                if target.is_empty()
-                    || target.contains("://")
-                    || target.starts_with("mailto:")
-                    || target.starts_with('<')
-                {
+                if !is_relative(&target) {
                     continue;
                 }
                 checked += 1;
@@ -279,5 +284,40 @@ fn every_page_with_rust_blocks_is_compiled() {
         missing.is_empty(),
         "pages with ```rust blocks that no crate compiles as doctests (add an \
          include_str! of each to the user_guide module of engine/src/lib.rs): {missing:?}"
+    );
+}
+
+#[test]
+fn every_page_is_reachable_from_the_readme() {
+    let root = root();
+    let start = PathBuf::from("README.md");
+    let mut seen = BTreeSet::from([start.clone()]);
+    let mut queue = vec![start];
+    while let Some(page) = queue.pop() {
+        let Ok(text) = fs::read_to_string(root.join(&page)) else {
+            continue; // a broken link: every_relative_link_resolves reports it
+        };
+        let dir = page.parent().unwrap_or(Path::new("")).to_path_buf();
+        for (_, line) in prose_lines(&text) {
+            for target in link_targets(&blank_inline_code(line)) {
+                let file = target.split('#').next().unwrap_or("");
+                if !is_relative(&target) || !file.ends_with(".md") {
+                    continue;
+                }
+                let linked = resolve(&dir, file);
+                if seen.insert(linked.clone()) {
+                    queue.push(linked);
+                }
+            }
+        }
+    }
+    let orphans: Vec<String> = pages()
+        .into_iter()
+        .filter(|page| !seen.contains(page))
+        .map(|page| page.display().to_string())
+        .collect();
+    assert!(
+        orphans.is_empty(),
+        "pages no link from README.md leads to (link them from docs/README.md): {orphans:?}"
     );
 }
