@@ -37,6 +37,16 @@
 //!     Ok(())
 //! }
 //! ```
+//!
+//! # The guide
+//!
+//! The repository's `docs/` directory is the user guide, in reading order
+//! in `docs/README.md`: getting started (`docs/getting-started.md`), the
+//! same project on PostgreSQL step by step (`docs/guides/postgresql.md`),
+//! concepts and the determinism rules, one guide per feature, the `stent`
+//! command line, replay debugging, testing, patterns, the journal format and
+//! the database schema. Every Rust block there is compiled as a doctest (of
+//! this crate; those of replay debugging, of `stent-cli`).
 
 mod admin;
 mod call;
