@@ -50,8 +50,8 @@
 
 mod admin;
 mod call;
-mod compensation;
 mod clock;
+mod compensation;
 mod context;
 pub mod debugger;
 mod error;
@@ -68,8 +68,8 @@ mod worker;
 mod workflow;
 
 pub use call::{Call, CallFuture, IntoDefinition};
-pub use compensation::{Cancellation, CompensationCall, CompensationReport, RunCompensations};
 pub use clock::{Clock, TokioClock};
+pub use compensation::{Cancellation, CompensationCall, CompensationReport, RunCompensations};
 pub use context::{
     ContextDefaults, Counter, ExecutionContext, ExecutionProgress, ProgressState, StateEntry,
 };
