@@ -162,8 +162,8 @@ impl Serializer {
         match self {
             Serializer::Cbor => Payload::encode(value),
             Serializer::Json => {
-                let json = serde_json::to_value(value)
-                    .map_err(|e| CodecError::NotJson(e.to_string()))?;
+                let json =
+                    serde_json::to_value(value).map_err(|e| CodecError::NotJson(e.to_string()))?;
                 Payload::encode(&json)
             }
         }

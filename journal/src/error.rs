@@ -17,7 +17,9 @@ pub enum CodecError {
     )]
     NotJson(String),
     /// A serializer name other than `"json"` or `"cbor"`.
-    #[error("unknown serializer {0:?}: expected \"json\" or \"cbor\" (\"pickle\" is not supported: it can run code on decode)")]
+    #[error(
+        "unknown serializer {0:?}: expected \"json\" or \"cbor\" (\"pickle\" is not supported: it can run code on decode)"
+    )]
     UnknownSerializer(String),
     /// The bytes are not valid CBOR for the expected type.
     #[error("could not decode {what}: {reason}")]
