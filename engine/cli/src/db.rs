@@ -58,9 +58,15 @@ async fn check_tables(stent: &Stent, global: &GlobalArgs) -> Result<(), CliError
                 Some(s) => format!(" (schema {s:?})"),
                 None => String::new(),
             };
+            // On PostgreSQL the tables often live in a schema of their own.
+            let hint = if global.db.starts_with("postgres") && global.schema.is_none() {
+                "; if your workers use a schema, pass --schema NAME (or set STENT_PG_SCHEMA)"
+            } else {
+                ""
+            };
             Err(CliError::NotFound(format!(
                 "{}{schema} holds no stent tables; point --db at the database your \
-                 workers use (its tables are created by the backend's init_db())",
+                 workers use (its tables are created by the backend's init_db()){hint}",
                 global.db
             )))
         }
