@@ -239,6 +239,10 @@ fn each_fault_kind_alone() {
             .faults(faults)
             .check(nested, (1u64..4,));
         assert!(summary.faults_injected > 0, "{faults:?} injected nothing");
+        if faults.zombies {
+            // The stalled worker's late writes were refused, not applied.
+            assert!(summary.writes_refused > 0, "{summary:?}");
+        }
     }
 }
 

@@ -44,6 +44,8 @@ pub(crate) struct Shared {
     notes: mpsc::UnboundedSender<Note>,
     /// Faults that actually happened.
     pub fired: AtomicU32,
+    /// Writes refused because the writer's lease was gone (fencing).
+    pub refused: AtomicU32,
 }
 
 impl Shared {
@@ -60,6 +62,7 @@ impl Shared {
             stalled: Mutex::default(),
             notes,
             fired: AtomicU32::new(0),
+            refused: AtomicU32::new(0),
         })
     }
 
@@ -170,6 +173,9 @@ impl SimBackend {
     ) -> StoreResult<T> {
         let die_after = self.before_write().await;
         let out = op.await;
+        if matches!(out, Err(StoreError::LeaseLost { .. })) {
+            self.shared.refused.fetch_add(1, Ordering::SeqCst);
+        }
         if die_after {
             self.die().await;
         }

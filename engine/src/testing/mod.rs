@@ -156,7 +156,11 @@ pub struct Summary {
     pub cases: u32,
     /// Faults that happened over all faulty runs.
     pub faults_injected: u64,
-    /// The master seed the case seeds were derived from.
+    /// Writes of workers whose lease had been taken over, refused by
+    /// fencing, over all faulty runs (zombies and clock jumps cause them).
+    pub writes_refused: u64,
+    /// The master seed the case seeds were derived from (the case seed,
+    /// for a replay).
     pub seed: u64,
 }
 
@@ -374,13 +378,13 @@ impl Simulation {
         _workflow: F,
         args: S,
         seed: u64,
-    ) -> Result<u64, Box<SimulationFailure>>
+    ) -> Result<Summary, Box<SimulationFailure>>
     where
         F: IntoDefinition<M>,
         S: Strategy<Value = <F::Def as DurableFn>::Args>,
         <F::Def as DurableFn>::Args: Clone + fmt::Debug + Sync,
     {
-        self.case::<F::Def, S>(&args, seed)
+        self.replay_def::<F::Def, S>(args, seed)
     }
 
     /// [`Simulation::check`] for a durable function named by its type (one
@@ -420,37 +424,46 @@ impl Simulation {
         D::Args: Clone + fmt::Debug + Sync,
     {
         if let Some(seed) = env_u64("STENT_SIM_REPLAY") {
-            let faults_injected = self.case::<D, S>(&args, seed)?;
-            return Ok(Summary {
-                cases: 1,
-                faults_injected,
-                seed,
-            });
+            return self.replay_def::<D, S>(args, seed);
         }
         let seed = self.master_seed(D::NAME);
-        let mut faults_injected = 0;
+        let (mut faults_injected, mut writes_refused) = (0, 0);
         for index in 0..self.cases {
-            faults_injected += self.case::<D, S>(&args, case_seed(seed, index))?;
+            let (f, r) = self.case::<D, S>(&args, case_seed(seed, index))?;
+            faults_injected += f;
+            writes_refused += r;
         }
         Ok(Summary {
             cases: self.cases,
             faults_injected,
+            writes_refused,
             seed,
         })
     }
 
     /// [`Simulation::replay`] for a durable function named by its type.
-    pub fn replay_def<D, S>(&self, args: S, seed: u64) -> Result<u64, Box<SimulationFailure>>
+    pub fn replay_def<D, S>(&self, args: S, seed: u64) -> Result<Summary, Box<SimulationFailure>>
     where
         D: DurableFn,
         S: Strategy<Value = D::Args>,
         D::Args: Clone + fmt::Debug + Sync,
     {
-        self.case::<D, S>(&args, seed)
+        let (faults_injected, writes_refused) = self.case::<D, S>(&args, seed)?;
+        Ok(Summary {
+            cases: 1,
+            faults_injected,
+            writes_refused,
+            seed,
+        })
     }
 
-    /// Runs one case; returns the faults that happened.
-    fn case<D: DurableFn, S>(&self, args: &S, seed: u64) -> Result<u64, Box<SimulationFailure>>
+    /// Runs one case; returns the faults that happened and the writes
+    /// fencing refused.
+    fn case<D: DurableFn, S>(
+        &self,
+        args: &S,
+        seed: u64,
+    ) -> Result<(u64, u64), Box<SimulationFailure>>
     where
         S: Strategy<Value = D::Args>,
         D::Args: Clone + fmt::Debug + Sync,
@@ -533,7 +546,7 @@ impl Simulation {
         // only the plan.
         let clean_cache: RefCell<Option<(String, Arc<RunOutput>)>> = RefCell::new(None);
         let last_writes = RefCell::new(0u32);
-        let fired = RefCell::new(0u64);
+        let fired = RefCell::new((0u64, 0u64));
         let result = runner.run_one(tree, |(args, plan): (D::Args, FaultPlan)| {
             let key = format!("{args:?}");
             let cached = clean_cache
@@ -564,7 +577,7 @@ impl Simulation {
                     clean_writes: clean.writes,
                 }),
             );
-            *fired.borrow_mut() = u64::from(faulty.fired);
+            *fired.borrow_mut() = (u64::from(faulty.fired), u64::from(faulty.refused));
             let problems = verdict(&clean, &faulty);
             if problems.is_empty() {
                 Ok(())

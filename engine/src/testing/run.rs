@@ -69,6 +69,8 @@ pub(crate) struct RunOutput {
     /// Faults that happened (some planned ones may land on writes the run
     /// never made).
     pub fired: u32,
+    /// Worker writes refused by fencing.
+    pub refused: u32,
     /// Completed body runs of `idempotent` functions, per idempotency key.
     pub idempotent_runs: BTreeMap<String, u32>,
     /// Invariants the run broke.
@@ -403,6 +405,7 @@ where
 
     out.writes = shared.writes();
     out.fired = shared.fired.load(Ordering::SeqCst) + bodies.injected.load(Ordering::SeqCst);
+    out.refused = shared.refused.load(Ordering::SeqCst);
     out.idempotent_runs = bodies
         .idempotent_runs
         .lock()
