@@ -140,6 +140,8 @@ async fn two_executors(kind: Kind, poll: Duration) {
         .build();
     let worker =
         TestWorker::start_with(&server, |w| w.poll_interval(poll).poll_interval_max(poll)).await;
+    // Both executors listen before the first message that matters.
+    wait_until_listening(kind, &backend, &channel, 2).await;
     // The worker went idle (its first claim found nothing) before the dispatch.
     for round in 0..3u64 {
         let id = client.dispatch(notify_flow(4)).await.unwrap();
@@ -236,6 +238,49 @@ async fn an_unreachable_notifier_never_fails_the_worker() {
     let out = executor.wait_for::<u64, String>(id, Some(BOUND)).await;
     assert_eq!(out.unwrap(), Ok(7));
     worker.stop().await;
+}
+
+/// Waits until `n` executors listen on the transport of `kind` (nothing to
+/// wait for with the in-process kinds).
+async fn wait_until_listening(kind: Kind, backend: &PostgresBackend, channel: &str, n: i64) {
+    match kind {
+        Kind::InProcess | Kind::None => {}
+        Kind::Redis => {
+            let Some(admin) = redis().await else { return };
+            eventually("Redis subscriptions", || {
+                let mut admin = admin.clone();
+                let channel = channel.to_string();
+                async move {
+                    let counts: Vec<(String, i64)> = redis::cmd("PUBSUB")
+                        .arg("NUMSUB")
+                        .arg(&channel)
+                        .query_async(&mut admin)
+                        .await
+                        .unwrap_or_default();
+                    counts.first().map(|(_, k)| *k) == Some(n)
+                }
+            })
+            .await
+        }
+        Kind::Postgres => {
+            let listen = format!("LISTEN \"{}\"", backend.notification_channel());
+            eventually("PostgreSQL listeners", || {
+                let pool = backend.pool().clone();
+                let listen = listen.clone();
+                async move {
+                    sqlx::query_scalar::<_, i64>(
+                        "SELECT COUNT(*) FROM pg_stat_activity WHERE query = $1",
+                    )
+                    .bind(listen)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap_or(0)
+                        == n
+                }
+            })
+            .await
+        }
+    }
 }
 
 /// Waits until `check` holds, polling (test scaffolding, not an assertion

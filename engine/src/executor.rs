@@ -190,7 +190,14 @@ impl StentBuilder {
             inner: Arc::new(Inner {
                 backend: self.backend,
                 registry: self.registry.unwrap_or_else(FunctionRegistry::global),
-                hub: Hub::new(notifier, clock.clone()),
+                hub: {
+                    let hub = Hub::new(notifier, clock.clone());
+                    // Listen for other processes' notifications from the
+                    // start (when built inside a runtime; otherwise at the
+                    // first wake-up).
+                    hub.ensure_started();
+                    hub
+                },
                 clock,
                 poll: self.poll,
                 metrics: self.metrics.unwrap_or_else(|| Arc::new(NoMetrics)),

@@ -131,7 +131,7 @@ impl Hub {
     }
 
     /// Starts the notification backend once, from inside a runtime.
-    fn ensure_started(&self) {
+    pub(crate) fn ensure_started(&self) {
         if self.started.load(Ordering::Acquire) || tokio::runtime::Handle::try_current().is_err() {
             return;
         }

@@ -153,6 +153,9 @@ mod user_guide {
     #[cfg(feature = "postgres")]
     #[doc = include_str!("../../docs/guides/postgresql.md")]
     pub struct PostgreSql;
+    #[cfg(feature = "postgres")]
+    #[doc = include_str!("../../docs/deployment.md")]
+    pub struct Deployment;
     #[doc = include_str!("../../docs/guides/monitoring.md")]
     pub struct Monitoring;
     #[doc = include_str!("../../docs/patterns.md")]
