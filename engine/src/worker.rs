@@ -455,6 +455,8 @@ struct LocalStart {
     started: Event,
     parent: Option<ParentLink>,
     deadline: Option<Timestamp>,
+    /// When the lease it was created with runs out.
+    lease_until: Timestamp,
     slot: Slot,
 }
 
@@ -1274,6 +1276,7 @@ impl Core {
                     started,
                     parent: Some(parent),
                     deadline: r.deadline,
+                    lease_until: now.saturating_add(self.lease),
                     slot,
                 });
             }
@@ -1283,6 +1286,14 @@ impl Core {
 
     fn start_children(self: &Arc<Self>, children: Vec<LocalStart>) {
         for c in children {
+            if self.now() >= c.lease_until {
+                // The commit that created it took longer than a lease (an
+                // overloaded host or database): another worker may already
+                // have claimed it, so its body must not start here. It is
+                // claimed like any expired lease.
+                tracing::warn!(invocation = %c.invocation, "lease ran out before the child could start; leaving it to a claim");
+                continue;
+            }
             let future = c.entry.invoke(c.args);
             let mut driver = match Driver::new(c.invocation, vec![c.started], future) {
                 Ok(d) => d,
@@ -1746,6 +1757,7 @@ impl LocalClaimer for Core {
             worker: self.id.clone(),
             until: now.saturating_add(self.lease),
         };
+        let lease_until = grant.until;
         let core = self.clone();
         Some(Reservation {
             grant,
@@ -1762,6 +1774,7 @@ impl LocalClaimer for Core {
                     started,
                     parent: None,
                     deadline,
+                    lease_until,
                     slot,
                 }]);
             }),
