@@ -156,30 +156,38 @@ async fn four_worker_processes_survive_a_sigkill() {
         .notification_backend(PostgresNotifier::new(&backend))
         .build();
     let start = Instant::now();
+    // Kill one worker once a random share of the executions has finished,
+    // while the dispatches are still going on.
+    let kill_after = 50 + rng.below(EXECUTIONS * 6 / 10) as i64;
+    let victim = workers.remove(rng.below(WORKERS as u64) as usize);
+    let killer = {
+        let backend = backend.clone();
+        let dir = dir.clone();
+        tokio::spawn(async move {
+            let mut victim = victim;
+            while finished(&backend).await < kill_after {
+                assert!(
+                    start.elapsed() < LIMIT,
+                    "stuck before the kill\n{}",
+                    worker_logs(&dir)
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            victim.child.start_kill().expect("SIGKILL");
+            victim.child.wait().await.expect("reap the killed worker");
+            let at = finished(&backend).await;
+            eprintln!(
+                "SIGKILLed {} (pid {}) with {at} of {EXECUTIONS} executions finished",
+                victim.name, victim.pid
+            );
+            victim
+        })
+    };
     let mut ids = Vec::with_capacity(EXECUTIONS as usize);
     for i in 0..EXECUTIONS {
         ids.push(client.dispatch(fleet_flow(i, STEPS)).await.unwrap());
     }
-
-    // Kill one worker once a random share of the executions has finished.
-    let kill_after = 50 + rng.below(EXECUTIONS * 6 / 10) as i64;
-    let victim = rng.below(WORKERS as u64) as usize;
-    while finished(&backend).await < kill_after {
-        assert!(
-            start.elapsed() < LIMIT,
-            "stuck before the kill\n{}",
-            worker_logs(&dir)
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    let mut killed = workers.remove(victim);
-    killed.child.start_kill().expect("SIGKILL");
-    killed.child.wait().await.expect("reap the killed worker");
-    let at = finished(&backend).await;
-    eprintln!(
-        "SIGKILLed {} (pid {}) with {at} of {EXECUTIONS} executions finished",
-        killed.name, killed.pid
-    );
+    let killed = killer.await.expect("the killer task");
     workers.push(spawn_worker(&schema, &dir, "worker-replacement"));
 
     while finished(&backend).await < EXECUTIONS as i64 {
