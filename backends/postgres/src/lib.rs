@@ -53,8 +53,9 @@
 //!
 //! A lost connection is a [`StoreError::Database`] for the call that was
 //! using it (for a commit, the outcome is then unknown; the fencing makes a
-//! retry safe). The pool tests connections before handing them out (see
-//! [`PostgresBuilder::check_connections`]) and opens new ones, so later calls
+//! retry safe). The pool tests connections that sat idle before handing them
+//! out (see [`PostgresBuilder::check_connections`] and
+//! [`PostgresBuilder::check_idle_for`]) and opens new ones, so later calls
 //! work again once the server is back.
 //!
 //! Commits and the other transactions run on a tokio task of their own: a
