@@ -40,7 +40,14 @@
 //! conflict ([`StoreError::Conflict`]) rolls back the other turns too. (The
 //! commonest commit, one turn that appends events and holds, parks, retries or
 //! finishes its task with nothing else to write, is a single statement: the
-//! fenced update of the task with the events appended only if it matched.)
+//! fenced update of the task with the events appended only if it matched.
+//! Batches whose turns also spawn children, consume inbox items, deliver a
+//! result or end the execution — a sequential step's child and parent, say —
+//! are one call of the `stent_commit` PL/pgSQL function from migration 2,
+//! which runs the same statements and raises SQLSTATE `SL001` for a lost
+//! lease, undoing the batch; only turns that consume signals, write the
+//! cache or idempotency keys, pause or dead-letter use an explicit
+//! transaction.)
 //!
 //! Isolation is PostgreSQL's default, `READ COMMITTED`; correctness comes from
 //! row locks. A commit's first statement updates its task only if it is still
