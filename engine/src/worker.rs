@@ -19,8 +19,9 @@ use stent_journal::CallKey;
 use stent_journal::event::{Event, ParentLink};
 use stent_journal::store::IdempotencyBegin;
 use stent_journal::store::{
-    ClaimRequest, ClaimedTask, Delivery, ExecutionOutcome, ExecutionStatus, InboxId, LeaseGrant,
-    NewEvent, NewInvocation, Routing, SignalId, StoreError, TaskDisposition, TurnCommit,
+    ClaimRequest, ClaimedTask, Delivery, ExecutionOutcome, ExecutionStatus, InboxId, JournalRow,
+    LeaseGrant, NewEvent, NewInvocation, Routing, SignalId, StoreError, TaskDisposition,
+    TurnCommit,
 };
 use stent_journal::{
     ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq, Timestamp, WorkerId,
@@ -519,13 +520,13 @@ impl Core {
                     functions: self.functions.clone(),
                     concurrency_limits: self.concurrency_limits.clone(),
                 };
-                match self.inner.backend.claim(request).await {
+                match self.inner.backend.claim_with_journal(request).await {
                     Ok(tasks) => {
                         claimed = tasks.len();
-                        for task in tasks {
+                        for (task, journal) in tasks {
                             self.inner.metrics.task_claimed(&task.function);
                             let slot = self.try_slot();
-                            self.spawn_tracked(self.clone().start_claimed(task, slot));
+                            self.spawn_tracked(self.clone().start_claimed(task, journal, slot));
                         }
                     }
                     Err(e) => {
@@ -700,7 +701,14 @@ impl Core {
         }
     }
 
-    async fn start_claimed(self: Arc<Self>, task: ClaimedTask, slot: Option<Slot>) {
+    /// Runs a claimed task; `journal` is its whole journal when the claim
+    /// returned it (else it is read here).
+    async fn start_claimed(
+        self: Arc<Self>,
+        task: ClaimedTask,
+        journal: Option<Vec<JournalRow>>,
+        slot: Option<Slot>,
+    ) {
         let residence = self.hold(task.invocation, task.execution, task.epoch);
         let entry = self.inner.registry.get(&task.function).ok();
         let limit = entry
@@ -729,7 +737,7 @@ impl Core {
             self.release(task.invocation, task.epoch);
             return;
         }
-        match self.load(task.invocation).await {
+        match self.load(task.invocation, journal).await {
             Ok((driver, parent)) => {
                 let mut running = Running::new(
                     task.invocation,
@@ -772,28 +780,38 @@ impl Core {
 
     /// A driver for `invocation`: the sticky one if the journal has not moved
     /// since it was parked, else a fresh replay of the stored journal.
+    /// `journal`: the whole stored journal if the caller has it already
+    /// (read after the lease was taken), else it is read here.
     async fn load(
         &self,
         invocation: InvocationId,
+        journal: Option<Vec<JournalRow>>,
     ) -> Result<(Driver, Option<ParentLink>), LoadError> {
         let cached = self.lock_sticky().remove(&invocation);
         if let Some(cached) = cached {
-            let tail = self
-                .inner
-                .backend
-                .read_journal(invocation, Seq(cached.driver.journal_len() as u32))
-                .await
-                .map_err(LoadError::Store)?;
-            if tail.is_empty() {
+            let moved = match &journal {
+                Some(rows) => rows.len() != cached.driver.journal_len(),
+                None => !self
+                    .inner
+                    .backend
+                    .read_journal(invocation, Seq(cached.driver.journal_len() as u32))
+                    .await
+                    .map_err(LoadError::Store)?
+                    .is_empty(),
+            };
+            if !moved {
                 return Ok((cached.driver, cached.parent));
             }
         }
-        let rows = self
-            .inner
-            .backend
-            .read_journal(invocation, Seq(0))
-            .await
-            .map_err(LoadError::Store)?;
+        let rows = match journal {
+            Some(rows) => rows,
+            None => self
+                .inner
+                .backend
+                .read_journal(invocation, Seq(0))
+                .await
+                .map_err(LoadError::Store)?,
+        };
         let mut events = Vec::with_capacity(rows.len());
         for (i, row) in rows.iter().enumerate() {
             if row.seq.0 as usize != i {
@@ -892,7 +910,7 @@ impl Core {
                     if r.lost() {
                         break;
                     }
-                    match self.load(r.invocation).await {
+                    match self.load(r.invocation, None).await {
                         Ok((driver, _)) => {
                             r.driver = driver;
                             r.consumed_inbox.clear();

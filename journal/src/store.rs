@@ -698,6 +698,24 @@ pub trait TaskStore: Send + Sync {
     /// Leases up to `limit` runnable tasks (highest priority, then earliest
     /// `run_at`), including tasks whose lease has expired. Each claim bumps the epoch.
     async fn claim(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedTask>>;
+    /// [`claim`](TaskStore::claim), and with each claimed task its whole
+    /// journal (seq order) when the backend can read it with the claim, so a
+    /// worker needs no read per claimed task; `None` for a task means "read it
+    /// yourself". Journals returned here are read after the lease was taken,
+    /// so they hold every event the task's previous lease holders committed.
+    ///
+    /// The default claims and returns no journals, which is always correct.
+    async fn claim_with_journal(
+        &self,
+        request: ClaimRequest,
+    ) -> StoreResult<Vec<(ClaimedTask, Option<Vec<JournalRow>>)>> {
+        Ok(self
+            .claim(request)
+            .await?
+            .into_iter()
+            .map(|task| (task, None))
+            .collect())
+    }
     /// Extends the leases still held; returns those that were lost.
     async fn renew_leases(
         &self,

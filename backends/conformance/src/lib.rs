@@ -83,6 +83,7 @@ macro_rules! conformance_tests {
             claim_filters_by_tags,
             claim_filters_by_function,
             claim_marks_execution_running,
+            claim_with_journal_returns_whole_journals,
             lease_renewal_and_expiry,
             hold_extends_the_lease,
             park_waits_or_schedules,
@@ -921,6 +922,55 @@ pub async fn claim_marks_execution_running(backend: Arc<dyn Backend>) {
 }
 
 // ---------------------------------------------------------------- leases
+
+/// `claim_with_journal` claims exactly as `claim` does, and any journal it
+/// returns is the task's whole stored journal as read after the claim —
+/// including the events a previous lease holder committed before its lease
+/// ran out. With concurrency limits too, and nothing when nothing is due.
+pub async fn claim_with_journal_returns_whole_journals(backend: Arc<dyn Backend>) {
+    let (first, c) = running(&backend, "app::root").await;
+    let mut t = turn(c.invocation, c.epoch, at(10), hold(at(1_000)));
+    t.events = vec![event(1, b"one"), event(2, b"two")];
+    commit(&backend, vec![t]).await;
+    let second = execution("app::root", at(5));
+    create(&backend, &second).await;
+    let limited = execution("app::limited", at(6));
+    create(&backend, &limited).await;
+
+    let got = backend
+        .claim_with_journal(request("w2", at(1_001), &["app::root"]))
+        .await
+        .expect("claim_with_journal");
+    let ids: Vec<InvocationId> = got.iter().map(|(t, _)| t.invocation).collect();
+    assert_eq!(ids, vec![first.root.invocation, second.root.invocation]);
+    assert_eq!(got[0].0.epoch, LeaseEpoch(2));
+    assert_eq!(got[1].0.epoch, LeaseEpoch(1));
+    for (task, journal) in &got {
+        assert_eq!(task.function, "app::root");
+        if let Some(rows) = journal {
+            let stored = backend.read_journal(task.invocation, Seq(0)).await.unwrap();
+            assert_eq!(rows, &stored, "journal returned with the claim of {task:?}");
+        }
+    }
+    if let Some(rows) = &got[0].1 {
+        let bytes: Vec<&[u8]> = rows.iter().map(|r| r.bytes.as_slice()).collect();
+        assert_eq!(bytes[1..], [b"one".as_slice(), b"two".as_slice()]);
+    }
+
+    let mut req = request("w3", at(1_002), &["app::limited", "app::root"]);
+    req.concurrency_limits = vec![("app::limited".to_string(), 1)];
+    let got = backend
+        .claim_with_journal(req.clone())
+        .await
+        .expect("claim_with_journal with limits");
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].0.invocation, limited.root.invocation);
+    if let Some(rows) = &got[0].1 {
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].bytes, started_bytes(limited.root.invocation));
+    }
+    assert!(backend.claim_with_journal(req).await.unwrap().is_empty());
+}
 
 /// Renewal keeps a lease; a lease left to expire is reclaimed with epoch + 1
 /// and attempts + 1; renewing a lost lease reports it.

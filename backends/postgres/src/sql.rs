@@ -434,6 +434,11 @@ pub(crate) const DISCARD_TASK: &str = "UPDATE tasks \
 pub(crate) const READ_JOURNAL: &str = "SELECT seq, kind, payload, recorded_at FROM journal \
     WHERE invocation_id = $1::uuid AND seq >= $2::int8 ORDER BY seq";
 
+/// The whole journals of the invocations $1 (read after a claim), grouped
+/// by invocation, each in seq order.
+pub(crate) const READ_JOURNALS: &str = "SELECT invocation_id, seq, kind, payload, recorded_at \
+    FROM journal WHERE invocation_id = ANY($1::uuid[]) ORDER BY invocation_id, seq";
+
 macro_rules! select_executions {
     ($rest:literal) => {
         concat!(

@@ -1124,6 +1124,25 @@ impl JournalStore for PostgresBackend {
     }
 }
 
+/// The whole journals of `ids`, by invocation (invocations without rows are
+/// left out).
+async fn read_journals(
+    pool: &PgPool,
+    ids: &[Uuid],
+) -> StoreResult<HashMap<InvocationId, Vec<JournalRow>>> {
+    let rows = sqlx::query(sql::READ_JOURNALS)
+        .bind(ids)
+        .fetch_all(pool)
+        .await
+        .map_err(read_err("read_journal"))?;
+    let mut out: HashMap<InvocationId, Vec<JournalRow>> = HashMap::new();
+    for row in &rows {
+        let invocation = invocation_col(row, "journal", "invocation_id")?;
+        out.entry(invocation).or_default().push(journal_row(row)?);
+    }
+    Ok(out)
+}
+
 /// Maps a read's sqlx error to [`StoreError::Database`] naming the operation.
 fn read_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| StoreError::Database(format!("{op}: {e}"))
@@ -1402,6 +1421,35 @@ impl TaskStore for PostgresBackend {
             Ok(rows.iter().map(claimed_task).collect::<StoreResult<_>>()?)
         })
         .await
+    }
+
+    /// The claim, then one read of every claimed task's journal (instead of
+    /// one read per task by the worker). The read runs after the claim has
+    /// committed, so it sees every event the previous lease holders
+    /// committed; later writes of theirs are fenced. If that read fails the
+    /// tasks are returned without journals (the worker reads them itself):
+    /// they are leased already, and an error would strand them until their
+    /// leases run out.
+    async fn claim_with_journal(
+        &self,
+        request: ClaimRequest,
+    ) -> StoreResult<Vec<(ClaimedTask, Option<Vec<JournalRow>>)>> {
+        let tasks = self.claim(request).await?;
+        if tasks.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<Uuid> = tasks.iter().map(|t| *t.invocation.as_uuid()).collect();
+        let mut journals = match read_journals(&self.pool, &ids).await {
+            Ok(journals) => journals,
+            Err(_) => return Ok(tasks.into_iter().map(|t| (t, None)).collect()),
+        };
+        Ok(tasks
+            .into_iter()
+            .map(|t| {
+                let rows = journals.remove(&t.invocation).unwrap_or_default();
+                (t, Some(rows))
+            })
+            .collect())
     }
 
     async fn renew_leases(

@@ -375,6 +375,46 @@ async fn claim_order_holds_with_a_large_backlog() {
     assert!(got == expected, "claims came out of order");
 }
 
+/// `claim_with_journal` reads every claimed task's whole journal in one go
+/// (so a worker needs no read per task): the journals always come back, each
+/// the task's own, including what an earlier lease holder committed.
+#[tokio::test]
+async fn claim_with_journal_returns_every_journal() {
+    let Some(fx) = common::fixture().await else {
+        return;
+    };
+    let backend = &fx.backend;
+    let mut roots = Vec::new();
+    for i in 0..30i64 {
+        let e = new_execution("app::f", i);
+        backend.create_execution(e.clone()).await.unwrap();
+        roots.push(e.root.invocation);
+    }
+    // The first ten hold a lease that runs out, with one more event each.
+    let first = backend.claim(claim_request("w1", 100, 10)).await.unwrap();
+    assert_eq!(first.len(), 10);
+    for c in &first {
+        let mut t = step(c.invocation, c.epoch, 1);
+        t.disposition = TaskDisposition::Hold {
+            lease_until: Timestamp(200),
+        };
+        backend.commit(vec![t]).await.unwrap();
+    }
+    let got = backend
+        .claim_with_journal(claim_request("w2", 300, 100))
+        .await
+        .unwrap();
+    let ids: Vec<InvocationId> = got.iter().map(|(t, _)| t.invocation).collect();
+    assert_eq!(ids, roots);
+    for (task, journal) in got {
+        let journal = journal.expect("PostgreSQL returns the journals with the claim");
+        let stored = backend.read_journal(task.invocation, Seq(0)).await.unwrap();
+        assert_eq!(journal, stored);
+        let held_before = first.iter().any(|c| c.invocation == task.invocation);
+        assert_eq!(journal.len(), if held_before { 2 } else { 1 });
+    }
+}
+
 /// A limited function's first free-slots tasks and the unlimited ones are
 /// merged in claim order, and later batches never pass the limit.
 #[tokio::test]
