@@ -43,11 +43,12 @@
 //! fenced update of the task with the events appended only if it matched.
 //! Batches whose turns also spawn children, consume inbox items, deliver a
 //! result or end the execution — a sequential step's child and parent, say —
-//! are one call of the `stent_commit` PL/pgSQL function from migration 2,
-//! which runs the same statements and raises SQLSTATE `SL001` for a lost
-//! lease, undoing the batch; only turns that consume signals, write the
-//! cache or idempotency keys, pause or dead-letter use an explicit
-//! transaction.)
+//! are one call of the `stent_commit` PL/pgSQL function from migration 2
+//! (replaced by migration 3 with one that skips the statements a turn has
+//! nothing for), which runs the same statements and raises SQLSTATE `SL001`
+//! for a lost lease, undoing the batch; only turns that consume signals,
+//! write the cache or idempotency keys, pause or dead-letter use an
+//! explicit transaction.)
 //!
 //! Isolation is PostgreSQL's default, `READ COMMITTED`; correctness comes from
 //! row locks. A commit's first statement updates its task only if it is still
@@ -143,6 +144,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "commit_function",
         include_str!("../migrations/0002_commit_function.sql"),
+    ),
+    (
+        3,
+        "commit_skips_empty",
+        include_str!("../migrations/0003_commit_skips_empty.sql"),
     ),
 ];
 
