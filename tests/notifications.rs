@@ -442,3 +442,81 @@ trait ThenEq: std::future::Future<Output = i64> + Sized {
 }
 
 impl<F: std::future::Future<Output = i64>> ThenEq for F {}
+
+/// A transport that loses every message, as one does while it is not
+/// subscribed; the test says when it "subscribes again".
+#[derive(Default, Clone)]
+struct LosingNotifier {
+    sinks: std::sync::Arc<std::sync::Mutex<Vec<stent::notifications::NotificationSink>>>,
+}
+
+impl NotificationBackend for LosingNotifier {
+    fn start(&self, sink: stent::notifications::NotificationSink) {
+        self.sinks.lock().unwrap().push(sink);
+    }
+    fn publish(&self, _message: &str) {}
+}
+
+impl LosingNotifier {
+    fn resubscribe(&self) {
+        for sink in self.sinks.lock().unwrap().iter() {
+            sink.resubscribed();
+        }
+    }
+}
+
+/// Messages lost while a transport was not subscribed cost nothing once it
+/// subscribes again: `NotificationSink::resubscribed` makes every idle
+/// worker, waiter and waiting invocation check storage once.
+#[tokio::test(start_paused = true)]
+async fn a_resubscribed_notifier_makes_waiters_and_workers_check_again() {
+    let storage = stent::backends::MemoryBackend::new();
+    let server_notes = LosingNotifier::default();
+    let client_notes = LosingNotifier::default();
+    let server = Stent::builder(storage.clone())
+        .notification_backend(server_notes.clone())
+        .build();
+    let client = Stent::builder(storage)
+        .notification_backend(client_notes.clone())
+        .poll_min_interval(NEVER)
+        .poll_max_interval(NEVER)
+        .build();
+    let worker =
+        TestWorker::start_with(&server, |w| w.poll_interval(NEVER).poll_interval_max(NEVER)).await;
+
+    let id = client.dispatch(notify_flow(2)).await.unwrap();
+    client.send_signal(id, "bonus", &5u64).await.unwrap();
+    let waiting = tokio::spawn({
+        let client = client.clone();
+        async move { client.wait_for::<u64, String>(id, None).await }
+    });
+    // The worker's first poll happened before the dispatch and the "work"
+    // message was lost: nothing runs.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert_eq!(
+        client.state_of(id).await.unwrap().state,
+        stent::ExecutionStatus::Pending
+    );
+
+    server_notes.resubscribe();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !client.state_of(id).await.unwrap().state.is_terminal() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the worker never ran it"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // The "finished" message was lost too: the waiter still waits...
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    assert!(!waiting.is_finished());
+    // ...until its notifier subscribes again.
+    client_notes.resubscribe();
+    let out = tokio::time::timeout(Duration::from_secs(60), waiting)
+        .await
+        .expect("the waiter checked again")
+        .unwrap()
+        .unwrap();
+    assert_eq!(out, Ok(2 + 5));
+    worker.stop().await;
+}

@@ -175,6 +175,27 @@ impl Hub {
         }
     }
 
+    /// Wakes everything that waits on a notification — idle workers,
+    /// `wait_for` callers, resident invocations waiting for a signal — so
+    /// each checks storage once: notifications sent while the transport was
+    /// not listening are lost, and this is all they would have caused.
+    pub(crate) fn resync(&self) {
+        self.work.local.notify_waiters();
+        let watchers: Vec<Arc<Notify>> = self
+            .watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect();
+        for n in watchers {
+            n.notify_waiters();
+        }
+        for r in self.lock().values() {
+            r.notify.notify_one();
+        }
+    }
+
     /// Wakes the idle workers here at `at` (a task another process
     /// scheduled to retry then).
     fn wake_at(&self, at: Timestamp) {

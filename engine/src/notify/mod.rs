@@ -144,6 +144,16 @@ impl NotificationSink {
         }
     }
 
+    /// The transport (re)subscribed: messages sent while it was not
+    /// listening are lost, so every idle worker, waiter and waiting
+    /// invocation of the executor checks storage once more. Call it each
+    /// time a subscription is established, the first one included.
+    pub fn resubscribed(&self) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.resync();
+        }
+    }
+
     /// True once the executor this sink feeds is gone: a transport may drop
     /// the sink (and stop listening when it has none left).
     pub fn is_closed(&self) -> bool {

@@ -218,6 +218,15 @@ async fn listen_loop<T: Transport>(
         };
         tracing::debug!("{name} notifications: listening");
         backoff = BACKOFF_MIN;
+        // What was published while no subscription was open is lost: have
+        // everything that waits check storage once.
+        {
+            let mut sinks = lock(&sinks);
+            sinks.retain(|s| !s.is_closed());
+            for s in sinks.iter() {
+                s.resubscribed();
+            }
+        }
         loop {
             let message = tokio::select! {
                 m = transport.next(&mut listener) => m,
