@@ -23,26 +23,8 @@ fn required() -> bool {
     std::env::var("STENT_REQUIRE_SERVICES").as_deref() == Ok("1")
 }
 
-async fn pg() -> Option<PostgresBackend> {
-    let url = std::env::var("STENT_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!(
-        "stent_notify_test_{}",
-        ExecutionId::new_random().as_uuid().simple()
-    );
-    match PostgresBackend::builder(&url).schema(&schema).build().await {
-        Ok(b) => {
-            b.init_db().await.expect("init_db");
-            Some(b)
-        }
-        Err(e) if required() => {
-            panic!("PostgreSQL at {url} is required (STENT_REQUIRE_SERVICES=1): {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: PostgreSQL at {url} is not reachable: {e}");
-            None
-        }
-    }
+async fn pg() -> Option<stent_tests::PgTestSchema> {
+    stent_tests::pg_test_schema("stent_notify_test").await
 }
 
 fn redis_url() -> String {
@@ -126,7 +108,8 @@ fn notifier(
 /// the other dispatches, signals and waits. Only cross-process
 /// notifications can wake them when they poll rarely (`poll`).
 async fn two_executors(kind: Kind, poll: Duration) {
-    let Some(backend) = pg().await else { return };
+    let Some(db) = pg().await else { return };
+    let backend = db.backend.clone();
     if matches!(kind, Kind::Redis) && redis().await.is_none() {
         return;
     }
@@ -179,7 +162,8 @@ async fn in_process_notifications_leave_other_executors_to_polling() {
 /// child hand-offs, signal wake-ups, wait_for) works the same with each.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_executor_runs_the_same_with_every_notifier() {
-    let Some(backend) = pg().await else { return };
+    let Some(db) = pg().await else { return };
+    let backend = db.backend.clone();
     let has_redis = redis().await.is_some();
     for kind in [Kind::InProcess, Kind::None, Kind::Redis, Kind::Postgres] {
         if matches!(kind, Kind::Redis) && !has_redis {
@@ -220,7 +204,8 @@ async fn futures_join(executor: &Stent, n: usize) -> Vec<ExecutionId> {
 /// keeps serving by polling and nothing fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_notifier_never_fails_the_worker() {
-    let Some(backend) = pg().await else { return };
+    let Some(db) = pg().await else { return };
+    let backend = db.backend.clone();
     // Nothing listens on port 1.
     let dead = RedisNotifier::new("redis://127.0.0.1:1").unwrap();
     let executor = Stent::builder(backend)
@@ -303,7 +288,8 @@ where
 /// and wake-ups work again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_notifier_resubscribes_after_losing_its_connection() {
-    let Some(backend) = pg().await else { return };
+    let Some(db) = pg().await else { return };
+    let backend = db.backend.clone();
     let Some(mut admin) = redis().await else {
         return;
     };
@@ -377,7 +363,8 @@ async fn redis_notifier_resubscribes_after_losing_its_connection() {
 /// listens again and wake-ups work again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_notifier_listens_again_after_losing_its_connection() {
-    let Some(backend) = pg().await else { return };
+    let Some(db) = pg().await else { return };
+    let backend = db.backend.clone();
     let notifier = PostgresNotifier::new(&backend);
     let listen = format!("LISTEN \"{}\"", notifier.channel());
     let server = Stent::builder(backend.clone())

@@ -5,30 +5,11 @@
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use stent::backends::PostgresBackend;
 use stent::{RetryPolicy, Stent};
 use stent_tests::TestWorker;
 
-async fn backend() -> Option<PostgresBackend> {
-    let url = std::env::var("STENT_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-    let schema = format!(
-        "stent_engine_test_{}",
-        stent::ExecutionId::new_random().as_uuid().simple()
-    );
-    match PostgresBackend::builder(&url).schema(&schema).build().await {
-        Ok(b) => {
-            b.init_db().await.expect("init_db");
-            Some(b)
-        }
-        Err(e) if std::env::var("STENT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("PostgreSQL at {url} is required (STENT_REQUIRE_SERVICES=1): {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: PostgreSQL at {url} is not reachable: {e}");
-            None
-        }
-    }
+async fn backend() -> Option<stent_tests::PgTestSchema> {
+    stent_tests::pg_test_schema("stent_engine_test").await
 }
 
 static FLAKES: AtomicU32 = AtomicU32::new(0);
@@ -67,10 +48,10 @@ async fn pg_flow(n: u64) -> Result<u64, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_workflow_runs_to_completion_on_postgres() {
-    let Some(backend) = backend().await else {
+    let Some(db) = backend().await else {
         return;
     };
-    let executor = Stent::new(backend);
+    let executor = Stent::new(db.backend.clone());
     let worker = TestWorker::start(&executor).await;
     let id = executor.dispatch(pg_flow(10)).await.unwrap();
     executor.send_signal(id, "bonus", &100u64).await.unwrap();

@@ -228,3 +228,69 @@ impl<B: Backend> InspectStore for CountingBackend<B> {
         self.inner.stats(now).await
     }
 }
+
+/// A PostgreSQL schema of one test's own, with stent's tables in it; the
+/// schema and everything in it is dropped when this value is.
+pub struct PgTestSchema {
+    /// The backend on the schema.
+    pub backend: stent::backends::PostgresBackend,
+    url: String,
+    name: String,
+}
+
+/// A fresh schema named `prefix_<random>` on `STENT_TEST_PG_URL` (default
+/// `postgres://postgres@127.0.0.1:5432/test`), or `None` when the server is
+/// unreachable — a failure instead when `STENT_REQUIRE_SERVICES=1`.
+pub async fn pg_test_schema(prefix: &str) -> Option<PgTestSchema> {
+    let url = std::env::var("STENT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let name = format!(
+        "{prefix}_{}",
+        stent::ExecutionId::new_random().as_uuid().simple()
+    );
+    match stent::backends::PostgresBackend::builder(&url)
+        .schema(&name)
+        .build()
+        .await
+    {
+        Ok(backend) => {
+            backend.init_db().await.expect("init_db");
+            Some(PgTestSchema { backend, url, name })
+        }
+        Err(e) if std::env::var("STENT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
+            panic!("PostgreSQL at {url} is required (STENT_REQUIRE_SERVICES=1): {e}")
+        }
+        Err(e) => {
+            eprintln!("skipped: PostgreSQL at {url} is not reachable: {e}");
+            None
+        }
+    }
+}
+
+impl Drop for PgTestSchema {
+    fn drop(&mut self) {
+        // Drop runs inside the test's runtime (maybe a current-thread one,
+        // maybe unwinding): use a connection and a runtime of its own.
+        let (url, name) = (self.url.clone(), self.name.clone());
+        let dropper = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::postgres::PgConnection::connect(&url).await {
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                        "SET lock_timeout = '10s'; DROP SCHEMA IF EXISTS \"{name}\" CASCADE"
+                    )))
+                    .execute(&mut conn)
+                    .await;
+                    let _ = conn.close().await;
+                }
+            });
+        });
+        let _ = dropper.join();
+    }
+}
