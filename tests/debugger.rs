@@ -131,17 +131,7 @@ macro_rules! workflow {
             const NAME: &'static str = $name;
 
             fn options() -> DurableOptions<Self::Args> {
-                DurableOptions {
-                    cached: false,
-                    retry_policy: None,
-                    tags: &[],
-                    priority: 0,
-                    queue: None,
-                    idempotent: false,
-                    idempotency_key_func: None,
-                    version: None,
-                    max_concurrent: None,
-                }
+                DurableOptions::new()
             }
 
             fn run(args: Self::Args) -> BoxFuture<Result<$ok, String>> {

@@ -66,17 +66,7 @@ impl DurableFn for RunCompensations {
     const NAME: &'static str = "stent::compensation::run_compensations";
 
     fn options() -> DurableOptions<Self::Args> {
-        DurableOptions {
-            cached: false,
-            retry_policy: None,
-            tags: &[],
-            priority: 0,
-            queue: None,
-            idempotent: false,
-            idempotency_key_func: None,
-            version: None,
-            max_concurrent: None,
-        }
+        DurableOptions::new()
     }
 
     fn run(

@@ -156,6 +156,30 @@ pub struct DurableOptions<A: 'static> {
     pub max_concurrent: Option<u32>,
 }
 
+impl<A: 'static> DurableOptions<A> {
+    /// No option set: what `#[durable]` without arguments declares. For a
+    /// hand-written [`DurableFn`]: `DurableOptions { priority: 5, ..DurableOptions::new() }`.
+    pub const fn new() -> Self {
+        DurableOptions {
+            cached: false,
+            retry_policy: None,
+            tags: &[],
+            priority: 0,
+            queue: None,
+            idempotent: false,
+            idempotency_key_func: None,
+            version: None,
+            max_concurrent: None,
+        }
+    }
+}
+
+impl<A: 'static> Default for DurableOptions<A> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 /// A durable function. Implemented by `#[stent::durable]`; you rarely write it by hand.
 pub trait DurableFn: Send + Sync + 'static {
     /// The arguments, as a tuple.
