@@ -64,3 +64,24 @@ async fn mut_arguments_and_direct_calls_work() {
         Ok("o-1@t".to_string())
     );
 }
+
+#[stent::durable(name = "shop.checkout")]
+async fn checkout_v2(order: u32) -> Result<u32, String> {
+    Ok(order)
+}
+
+#[test]
+fn name_pins_the_registered_name() {
+    assert_eq!(checkout_v2(1).function_name(), "shop.checkout");
+    let registry = stent::FunctionRegistry::global();
+    assert!(registry.get("shop.checkout").is_ok());
+    assert!(
+        registry
+            .names()
+            .iter()
+            .all(|n| !n.ends_with("::checkout_v2")),
+        "the module path is not registered as well"
+    );
+    // Without `name`, the module path.
+    assert!(plain(1).function_name().ends_with("durable_options::plain"));
+}

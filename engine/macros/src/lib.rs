@@ -8,7 +8,10 @@
 //!
 //! Options (all from the seed API): `cached`, `retry_policy = EXPR`,
 //! `tags = ["a", "b"]`, `priority = N`, `queue = "q"`, `idempotent`,
-//! `idempotency_key_func = PATH`, `version = "v1"`, `max_concurrent = N`.
+//! `idempotency_key_func = PATH`, `version = "v1"`, `max_concurrent = N`;
+//! and `name = "shop.checkout"`, which registers the function under that
+//! name instead of its module path, so moving or renaming the Rust function
+//! does not orphan the executions recorded under the old name.
 //! An unknown option is a compile error that lists the known ones.
 
 use proc_macro::TokenStream;
@@ -21,7 +24,7 @@ use syn::{
     Type,
 };
 
-const KNOWN: &str = "cached, retry_policy, tags, priority, queue, idempotent, idempotency_key_func, version, max_concurrent";
+const KNOWN: &str = "cached, retry_policy, tags, priority, queue, idempotent, idempotency_key_func, version, max_concurrent, name";
 
 #[derive(Default)]
 struct Options {
@@ -34,6 +37,7 @@ struct Options {
     idempotency_key_func: Option<Expr>,
     version: Option<LitStr>,
     max_concurrent: Option<Expr>,
+    name: Option<LitStr>,
 }
 
 fn flag(input: ParseStream) -> syn::Result<bool> {
@@ -92,6 +96,17 @@ impl Parse for Options {
                 "max_concurrent" => {
                     input.parse::<Token![=]>()?;
                     o.max_concurrent = Some(input.parse()?);
+                }
+                "name" => {
+                    input.parse::<Token![=]>()?;
+                    let lit: LitStr = input.parse()?;
+                    if lit.value().trim().is_empty() {
+                        return Err(syn::Error::new(
+                            lit.span(),
+                            "the registered name of a durable function cannot be empty",
+                        ));
+                    }
+                    o.name = Some(lit);
                 }
                 other => {
                     return Err(syn::Error::new(
@@ -209,6 +224,10 @@ fn expand(o: Options, func: ItemFn) -> syn::Result<TokenStream2> {
     let body = &func.block;
     let def = format_ident!("__StentDurable_{}", name);
     let name_str = name.to_string();
+    let registered_name = match &o.name {
+        Some(n) => quote!(#n),
+        None => quote!(::core::concat!(::core::module_path!(), "::", #name_str)),
+    };
 
     let cached = o.cached;
     let idempotent = o.idempotent;
@@ -260,7 +279,7 @@ fn expand(o: Options, func: ItemFn) -> syn::Result<TokenStream2> {
             type Args = (#(#arg_types,)*);
             type Output = #ok_ty;
             type Error = #err_ty;
-            const NAME: &'static str = ::core::concat!(::core::module_path!(), "::", #name_str);
+            const NAME: &'static str = #registered_name;
 
             fn options() -> ::stent::DurableOptions<Self::Args> {
                 ::stent::DurableOptions {
