@@ -229,11 +229,10 @@ impl PostgresBuilder {
     /// Does not create tables: call [`PostgresBackend::init_db`].
     pub async fn build(self) -> Result<PostgresBackend, StoreError> {
         let (pool, schema) = self.pool_parts()?;
-        let conn = pool
-            .acquire()
-            .await
-            .map_err(|e| StoreError::Database(format!("connecting to PostgreSQL: {e}")))?;
-        drop(conn);
+        match pool.acquire().await {
+            Ok(conn) => drop(conn),
+            Err(e) => return Err(connect_error(&pool, e).await),
+        }
         Ok(PostgresBackend { pool, schema })
     }
 
@@ -280,6 +279,37 @@ impl PostgresBuilder {
         let pool = pool.connect_lazy_with(options);
         Ok((pool, self.schema))
     }
+}
+
+/// A first connection failed: say where to, and why. The pool reports only
+/// that it timed out, so ask the server once more without it for the cause
+/// (refused, unknown host, authentication, no such database…).
+async fn connect_error(pool: &PgPool, e: sqlx::Error) -> StoreError {
+    let options = pool.connect_options();
+    let target = format!(
+        "{}:{}/{}",
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("(default database)")
+    );
+    let cause = match e {
+        sqlx::Error::PoolTimedOut => {
+            use sqlx::Connection;
+            let direct = sqlx::postgres::PgConnection::connect_with(&options);
+            match tokio::time::timeout(Duration::from_secs(5), direct).await {
+                Ok(Err(direct)) => direct.to_string(),
+                Ok(Ok(conn)) => {
+                    let _ = conn.close().await;
+                    "no pooled connection within the acquire timeout (the server answers now: \
+                     it may be overloaded or out of connections)"
+                        .to_string()
+                }
+                Err(_) => "no answer (is the server running, and reachable from here?)".into(),
+            }
+        }
+        other => other.to_string(),
+    };
+    StoreError::Database(format!("connecting to PostgreSQL at {target}: {cause}"))
 }
 
 /// Storage on a PostgreSQL database. Cloning gives another handle to the same
