@@ -188,4 +188,20 @@ impl Stent {
         let before = stent_journal::Timestamp(now.0.saturating_sub(ms));
         Ok(self.inner.backend.cleanup(before, dry_run).await?)
     }
+
+    /// Waits (a few seconds at most) until the notifications this executor
+    /// published — a dispatch, a signal, a cancellation — have been handed
+    /// to its [`NotificationBackend`](crate::notifications::NotificationBackend).
+    /// A short-lived process calls it before exiting, so workers in other
+    /// processes are woken now rather than at their next poll.
+    ///
+    /// ```no_run
+    /// # async fn demo(executor: stent::Stent, id: stent::ExecutionId) -> Result<(), stent::Error> {
+    /// executor.send_signal(id, "approval", &true).await?;
+    /// executor.flush_notifications().await; // then exit
+    /// # Ok(()) }
+    /// ```
+    pub async fn flush_notifications(&self) {
+        self.inner.hub.flush().await;
+    }
 }

@@ -143,6 +143,11 @@ impl Hub {
     }
 
     /// Wakes whoever `n` concerns, here and in the other processes.
+    /// Waits until the notifier handed over what was published so far.
+    pub(crate) async fn flush(&self) {
+        self.notifier.flush().await;
+    }
+
     pub(crate) fn publish(&self, n: Notification) {
         self.ensure_started();
         if self.notifier.in_process() {

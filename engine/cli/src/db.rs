@@ -4,6 +4,7 @@ use std::path::Path;
 
 use stent::backends::{PostgresBackend, SqliteBackend};
 use stent::journal::store::StoreError;
+use stent::notifications::PostgresNotifier;
 use stent::{ExecutionId, FunctionRegistry, Stent};
 
 use crate::{CliError, GlobalArgs};
@@ -20,7 +21,11 @@ pub(crate) async fn open(
         if let Some(schema) = &global.schema {
             pg = pg.schema(schema.clone());
         }
-        Stent::builder(pg.build().await?)
+        let backend = pg.build().await?;
+        // Signals, cancellations and re-queued work wake the workers of
+        // other processes through the database at once (workers that listen
+        // with a PostgresNotifier; others find it at their next poll).
+        Stent::builder(backend.clone()).notification_backend(PostgresNotifier::new(&backend))
     } else {
         let path = Path::new(db);
         if path.is_dir() {

@@ -247,7 +247,7 @@ async fn dispatch(
         out,
     };
     use commands::*;
-    match cli.command {
+    let outcome = match cli.command {
         Command::List(args) => list::run(&mut ctx, args).await,
         Command::Show(args) => show::run(&mut ctx, args).await,
         Command::Journal(args) => journal::run(&mut ctx, args).await,
@@ -261,7 +261,11 @@ async fn dispatch(
         Command::Replay(args) => replay::run(&mut ctx, args).await,
         Command::Resume(args) => repair::resume(&mut ctx, args).await,
         Command::Fork(args) => repair::fork(&mut ctx, args).await,
-    }
+    };
+    // What the command published (a signal, a cancellation) reaches the
+    // notifier before the process exits.
+    ctx.stent.flush_notifications().await;
+    outcome
 }
 
 /// docs/replay-debugging.md, whose Rust blocks use both `stent` and this

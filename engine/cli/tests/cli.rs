@@ -580,3 +580,74 @@ async fn a_postgres_schema_without_stent_tables_is_a_clear_error() {
         out.stderr
     );
 }
+
+/// On PostgreSQL, `stent signal` wakes a worker of another process at once:
+/// the binary publishes through `LISTEN`/`NOTIFY` and waits until the
+/// message is out before it exits. The worker here polls once an hour, so
+/// only that notification can get the execution going again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_from_the_binary_wakes_a_listening_worker_at_once() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    let common::Db::Postgres { backend, .. } = &db else {
+        unreachable!("Db::postgres gives a PostgreSQL database")
+    };
+    let hour = Duration::from_secs(3600);
+    let executor = stent::Stent::builder(backend.clone())
+        .notification_backend(stent::notifications::PostgresNotifier::new(backend))
+        .poll_min_interval(hour)
+        .poll_max_interval(hour)
+        .build();
+    let lifecycle = executor.create_worker_lifecycle(None);
+    let worker = tokio::spawn(
+        executor
+            .worker()
+            .lifecycle(lifecycle.clone())
+            .poll_interval(hour)
+            .poll_interval_max(hour)
+            .serve(),
+    );
+    lifecycle.wait_until_ready().await;
+    let id = executor
+        .dispatch(awaits_approval("memo".into()))
+        .await
+        .unwrap();
+    // Parked, waiting for its signal.
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    while executor.state_of(id).await.unwrap().state != stent::ExecutionStatus::Running
+        || executor
+            .list_tasks(stent::TaskFilter {
+                execution: Some(id),
+                state: Some(stent::TaskState::Waiting),
+                limit: 10,
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .is_empty()
+    {
+        assert!(tokio::time::Instant::now() < give_up, "never parked");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let id_text = id.to_string();
+    let out = tokio::task::spawn_blocking({
+        let args = db.args();
+        move || {
+            let mut all = args;
+            all.extend(["signal".into(), id_text, "approval".into(), "ada".into()]);
+            run_stent(&all)
+        }
+    })
+    .await
+    .unwrap();
+    out.ok();
+    let result = executor
+        .wait_for::<String, String>(id, Some(Duration::from_secs(20)))
+        .await
+        .expect("woken by the binary's notification, not by a poll");
+    assert_eq!(result, Ok("memo approved by ada".to_string()));
+    lifecycle.request_drain();
+    worker.await.unwrap().unwrap();
+}

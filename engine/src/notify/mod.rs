@@ -105,7 +105,18 @@ pub trait NotificationBackend: Send + Sync + 'static {
     fn publish(&self, message: &str) {
         let _ = message;
     }
+
+    /// Resolves once every message published so far has been handed to the
+    /// transport (or given up on). A short-lived process — a command-line
+    /// tool that sends a signal — waits for it before exiting, so its
+    /// messages are not lost with it. Default: at once.
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        Box::pin(std::future::ready(()))
+    }
 }
+
+/// The future of [`NotificationBackend::flush`].
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 impl<T: NotificationBackend + ?Sized> NotificationBackend for Arc<T> {
     fn in_process(&self) -> bool {
@@ -116,6 +127,9 @@ impl<T: NotificationBackend + ?Sized> NotificationBackend for Arc<T> {
     }
     fn publish(&self, message: &str) {
         (**self).publish(message)
+    }
+    fn flush(&self) -> BoxFuture<'_, ()> {
+        (**self).flush()
     }
 }
 

@@ -77,6 +77,10 @@ impl NotificationBackend for PostgresNotifier {
     fn publish(&self, message: &str) {
         self.relay.publish(message);
     }
+
+    fn flush(&self) -> super::BoxFuture<'_, ()> {
+        Box::pin(self.relay.flush())
+    }
 }
 
 impl Transport for PgTransport {

@@ -85,6 +85,10 @@ impl NotificationBackend for RedisNotifier {
     fn publish(&self, message: &str) {
         self.relay.publish(message);
     }
+
+    fn flush(&self) -> super::BoxFuture<'_, ()> {
+        Box::pin(self.relay.flush())
+    }
 }
 
 impl Transport for RedisTransport {

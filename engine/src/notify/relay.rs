@@ -5,11 +5,11 @@
 //! cannot be sent is dropped and logged, which costs only latency.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::NotificationSink;
 
@@ -62,6 +62,23 @@ pub(crate) struct Relay {
     started: AtomicBool,
     shutdown: watch::Sender<()>,
     dropped: Arc<AtomicBool>,
+    /// Messages queued and not yet handed to the transport (or dropped).
+    pending: Arc<Pending>,
+}
+
+/// Counts queued messages; wakes `flush` callers when none is left.
+#[derive(Default)]
+struct Pending {
+    count: AtomicUsize,
+    drained: Notify,
+}
+
+impl Pending {
+    fn done(&self, n: usize) {
+        if n > 0 && self.count.fetch_sub(n, Ordering::SeqCst) == n {
+            self.drained.notify_waiters();
+        }
+    }
 }
 
 impl Relay {
@@ -74,6 +91,7 @@ impl Relay {
             started: AtomicBool::new(false),
             shutdown: watch::Sender::new(()),
             dropped: Arc::default(),
+            pending: Arc::default(),
         }
     }
 
@@ -87,6 +105,7 @@ impl Relay {
             tokio::spawn(publish_loop(
                 transport.clone(),
                 rx,
+                self.pending.clone(),
                 self.shutdown.subscribe(),
             ));
         }
@@ -99,9 +118,12 @@ impl Relay {
 
     /// Queues a message; drops it if the outbox is full.
     pub fn publish(&self, message: &str) {
-        if self.outbox.try_send(message.to_string()).is_err()
-            && !self.dropped.swap(true, Ordering::Relaxed)
-        {
+        self.pending.count.fetch_add(1, Ordering::SeqCst);
+        if self.outbox.try_send(message.to_string()).is_ok() {
+            return;
+        }
+        self.pending.done(1);
+        if !self.dropped.swap(true, Ordering::Relaxed) {
             tracing::warn!(
                 "notification outbox full: dropping notifications (workers fall back to polling)"
             );
@@ -129,10 +151,30 @@ where
     }
 }
 
+impl Relay {
+    /// Resolves when every message queued so far was sent or given up on,
+    /// or after a few seconds at most (a transport that cannot connect).
+    pub async fn flush(&self) {
+        let wait = async {
+            loop {
+                let drained = self.pending.drained.notified();
+                tokio::pin!(drained);
+                drained.as_mut().enable();
+                if self.pending.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                drained.await;
+            }
+        };
+        let _ = tokio::time::timeout(CONNECT_TIMEOUT, wait).await;
+    }
+}
+
 /// Sends queued messages, batch by batch, until the notifier is dropped.
 async fn publish_loop<T: Transport>(
     transport: Arc<T>,
     mut rx: mpsc::Receiver<String>,
+    pending: Arc<Pending>,
     mut shutdown: watch::Receiver<()>,
 ) {
     let name = transport.name();
@@ -155,6 +197,7 @@ async fn publish_loop<T: Transport>(
                 Err(_) => break,
             }
         }
+        let taken = batch.len();
         batch.sort_unstable();
         batch.dedup();
         if publisher.is_none() {
@@ -165,6 +208,7 @@ async fn publish_loop<T: Transport>(
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "{name} notifications: cannot connect the publisher; dropping {} message(s)", batch.len());
+                    pending.done(taken);
                     if pause(backoff, &mut shutdown).await {
                         return;
                     }
@@ -174,9 +218,12 @@ async fn publish_loop<T: Transport>(
             }
         }
         let Some(p) = publisher.as_mut() else {
+            pending.done(taken);
             continue;
         };
-        match transport.publish(p, &batch).await {
+        let sent = transport.publish(p, &batch).await;
+        pending.done(taken);
+        match sent {
             Ok(()) => backoff = BACKOFF_MIN,
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "{name} notifications: publish failed; reconnecting");
