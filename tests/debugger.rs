@@ -925,31 +925,39 @@ async fn unreadable_exports_are_typed_errors() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Writes the golden journals that do not exist yet (old ones are kept:
-/// they are the point): `STENT_UPDATE_GOLDEN=1 cargo test -p stent-tests
-/// --test debugger -- --ignored write_golden_journals`.
+/// Records every golden journal afresh with today's code, and checks the
+/// new recordings replay cleanly like the committed ones. The recordings go
+/// to a scratch folder; with `STENT_UPDATE_GOLDEN=1` those missing from
+/// `tests/golden/` are added there (recorded ones are kept: they are the
+/// point): `STENT_UPDATE_GOLDEN=1 cargo test -p stent-tests --test debugger
+/// golden_journals_are_recorded`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "writes tests/golden; run on purpose when the set of golden journals changes"]
-async fn write_golden_journals() {
-    if std::env::var_os("STENT_UPDATE_GOLDEN").is_none() {
-        return;
-    }
+async fn golden_journals_are_recorded_and_replay_cleanly() {
     let dir = golden_dir();
-    std::fs::create_dir_all(&dir).unwrap();
+    let scratch = tempdir("golden-recorded");
+    let _cleanup = RemoveOnDrop(scratch.clone());
+    let new_golden = |name: &str| -> std::path::PathBuf {
+        let path = dir.join(name);
+        if std::env::var_os("STENT_UPDATE_GOLDEN").is_some() && !path.exists() {
+            path
+        } else {
+            scratch.join(name)
+        }
+    };
 
     let backend = MemoryBackend::new();
     let id = run_to_end::<CheckoutV1>(&backend, (order(),)).await;
     JournalExport::from_store(&backend, id)
         .await
         .unwrap()
-        .write_to(new_golden(&dir, "checkout.stent"))
+        .write_to(new_golden("checkout.stent"))
         .unwrap();
 
     let id = run_to_end::<ReportFixed>(&backend, ("golden".to_string(),)).await;
     JournalExport::from_store(&backend, id)
         .await
         .unwrap()
-        .write_to(new_golden(&dir, "report.stent"))
+        .write_to(new_golden("report.stent"))
         .unwrap();
 
     let v1 = executor::<ApprovalV1>(&backend);
@@ -968,7 +976,7 @@ async fn write_golden_journals() {
     JournalExport::from_store(&backend, id)
         .await
         .unwrap()
-        .write_to(new_golden(&dir, "approval.stent"))
+        .write_to(new_golden("approval.stent"))
         .unwrap();
 
     // Twice: the second run answers the cached call from the cache.
@@ -985,24 +993,21 @@ async fn write_golden_journals() {
         JournalExport::from_store(&backend, id)
             .await
             .unwrap()
-            .write_to(new_golden(&dir, file))
+            .write_to(new_golden(file))
             .unwrap();
     }
     worker.stop().await;
+
+    let mut registry = leaves();
+    registry
+        .register_def::<CheckoutV1>()
+        .register_def::<ApprovalV1>()
+        .register_def::<ReportFixed>()
+        .register_def::<Tour>();
+    stent::debugger::assert_journals_replay(registry, &scratch).await;
 }
 
 // ------------------------------------------------------------ helpers
-
-/// Where to write golden journal `name`: the golden folder if it has no
-/// such file yet, else a scratch file (the recorded one is kept).
-fn new_golden(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let path = dir.join(name);
-    if path.exists() {
-        tempdir("golden-kept").join(name)
-    } else {
-        path
-    }
-}
 
 /// Removes a scratch folder when dropped (also while a test panics).
 struct RemoveOnDrop(std::path::PathBuf);
