@@ -281,61 +281,83 @@ fn lease_columns(inv: &NewInvocation) -> (&'static str, Option<&str>, Option<i64
     }
 }
 
+/// The rows of spawned child invocations, one array per column, in the
+/// order both `sql::SPAWN` and `stent_commit` take them.
+#[derive(Default)]
+struct SpawnColumns<'a> {
+    ids: Vec<Uuid>,
+    executions: Vec<Uuid>,
+    functions: Vec<&'a str>,
+    queues: Vec<&'a str>,
+    priorities: Vec<i32>,
+    tags: Vec<&'a str>,
+    tag_first: Vec<i32>,
+    tag_last: Vec<i32>,
+    states: Vec<&'static str>,
+    run_at: Vec<i64>,
+    owners: Vec<Option<&'a str>>,
+    untils: Vec<Option<i64>>,
+    epochs: Vec<i64>,
+    attempts: Vec<i32>,
+    started: Vec<&'a [u8]>,
+}
+
+impl<'a> SpawnColumns<'a> {
+    fn push(&mut self, child: &'a NewInvocation) -> Attempt<()> {
+        let (state, owner, until, epoch, attempt) = lease_columns(child);
+        self.ids.push(*child.invocation.as_uuid());
+        self.executions.push(*child.execution.as_uuid());
+        self.functions.push(child.function.as_str());
+        self.queues.push(child.routing.queue.as_str());
+        self.priorities.push(child.routing.priority);
+        // 1-based, inclusive; an empty range for no tags.
+        let first = self.tags.len() + 1;
+        self.tags
+            .extend(child.routing.tags.iter().map(String::as_str));
+        self.tag_first.push(index_i32(first)?);
+        self.tag_last.push(index_i32(self.tags.len())?);
+        self.states.push(state);
+        self.run_at.push(child.run_at.0);
+        self.owners.push(owner);
+        self.untils.push(until);
+        self.epochs.push(epoch);
+        self.attempts.push(attempt);
+        self.started.push(child.started_event.as_slice());
+        Ok(())
+    }
+
+    /// Binds the columns, in order, as the query's next parameters.
+    fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(&self.ids)
+            .bind(&self.executions)
+            .bind(&self.functions)
+            .bind(&self.queues)
+            .bind(&self.priorities)
+            .bind(&self.tags)
+            .bind(&self.tag_first)
+            .bind(&self.tag_last)
+            .bind(&self.states)
+            .bind(&self.run_at)
+            .bind(&self.owners)
+            .bind(&self.untils)
+            .bind(&self.epochs)
+            .bind(&self.attempts)
+            .bind(&self.started)
+    }
+}
+
 /// Inserts child tasks and their `Started` events, in creation order.
 async fn spawn(conn: &mut PgConnection, children: &[NewInvocation], now: Timestamp) -> Attempt<()> {
-    let n = children.len();
-    let mut ids = Vec::with_capacity(n);
-    let mut executions = Vec::with_capacity(n);
-    let mut functions = Vec::with_capacity(n);
-    let mut queues = Vec::with_capacity(n);
-    let mut priorities = Vec::with_capacity(n);
-    let mut tags: Vec<&str> = Vec::new();
-    let mut tag_first = Vec::with_capacity(n);
-    let mut tag_last = Vec::with_capacity(n);
-    let mut states = Vec::with_capacity(n);
-    let mut run_at = Vec::with_capacity(n);
-    let mut owners = Vec::with_capacity(n);
-    let mut untils = Vec::with_capacity(n);
-    let mut epochs = Vec::with_capacity(n);
-    let mut attempts = Vec::with_capacity(n);
-    let mut started = Vec::with_capacity(n);
+    let mut columns = SpawnColumns::default();
     for child in children {
-        let (state, owner, until, epoch, attempt) = lease_columns(child);
-        ids.push(*child.invocation.as_uuid());
-        executions.push(*child.execution.as_uuid());
-        functions.push(child.function.as_str());
-        queues.push(child.routing.queue.as_str());
-        priorities.push(child.routing.priority);
-        // 1-based, inclusive; an empty range for no tags.
-        let first = tags.len() + 1;
-        tags.extend(child.routing.tags.iter().map(String::as_str));
-        tag_first.push(index_i32(first)?);
-        tag_last.push(index_i32(tags.len())?);
-        states.push(state);
-        run_at.push(child.run_at.0);
-        owners.push(owner);
-        untils.push(until);
-        epochs.push(epoch);
-        attempts.push(attempt);
-        started.push(child.started_event.as_slice());
+        columns.push(child)?;
     }
-    sqlx::query(sql::SPAWN)
-        .bind(now.0)
-        .bind(&ids)
-        .bind(&executions)
-        .bind(&functions)
-        .bind(&queues)
-        .bind(&priorities)
-        .bind(&tags)
-        .bind(&tag_first)
-        .bind(&tag_last)
-        .bind(&states)
-        .bind(&run_at)
-        .bind(&owners)
-        .bind(&untils)
-        .bind(&epochs)
-        .bind(&attempts)
-        .bind(&started)
+    columns
+        .bind(sqlx::query(sql::SPAWN).bind(now.0))
         .execute(&mut *conn)
         .await
         .map_err(unique(COMMIT, |detail| {
@@ -623,13 +645,7 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
         (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let (mut i_turn, mut i_id) = (Vec::new(), Vec::new());
     let mut s_turn = Vec::new();
-    let (mut s_id, mut s_exec, mut s_fn, mut s_queue, mut s_prio) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut s_tags, mut s_tag_first, mut s_tag_last): (Vec<&str>, Vec<i32>, Vec<i32>) =
-        (Vec::new(), Vec::new(), Vec::new());
-    let (mut s_state, mut s_run_at, mut s_owner, mut s_until) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let (mut s_epoch, mut s_attempts, mut s_started) = (Vec::new(), Vec::new(), Vec::new());
+    let mut spawned = SpawnColumns::default();
     for (index, turn) in turns.iter().enumerate() {
         let k = index_i32(index + 1)?;
         t_inv.push(*turn.invocation.as_uuid());
@@ -665,27 +681,11 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
             i_id.push(item.0);
         }
         for child in &turn.spawn {
-            let (state, owner, until, epoch, attempts) = lease_columns(child);
             s_turn.push(k);
-            s_id.push(*child.invocation.as_uuid());
-            s_exec.push(*child.execution.as_uuid());
-            s_fn.push(child.function.as_str());
-            s_queue.push(child.routing.queue.as_str());
-            s_prio.push(child.routing.priority);
-            let first = s_tags.len() + 1;
-            s_tags.extend(child.routing.tags.iter().map(String::as_str));
-            s_tag_first.push(index_i32(first)?);
-            s_tag_last.push(index_i32(s_tags.len())?);
-            s_state.push(state);
-            s_run_at.push(child.run_at.0);
-            s_owner.push(owner);
-            s_until.push(until);
-            s_epoch.push(epoch);
-            s_attempts.push(attempts);
-            s_started.push(child.started_event.as_slice());
+            spawned.push(child)?;
         }
     }
-    let result = sqlx::query(sql::COMMIT_FUNCTION)
+    let query = sqlx::query(sql::COMMIT_FUNCTION)
         .bind(&t_inv)
         .bind(&t_epoch)
         .bind(&t_now)
@@ -702,24 +702,8 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
         .bind(&e_payload)
         .bind(&i_turn)
         .bind(&i_id)
-        .bind(&s_turn)
-        .bind(&s_id)
-        .bind(&s_exec)
-        .bind(&s_fn)
-        .bind(&s_queue)
-        .bind(&s_prio)
-        .bind(&s_tags)
-        .bind(&s_tag_first)
-        .bind(&s_tag_last)
-        .bind(&s_state)
-        .bind(&s_run_at)
-        .bind(&s_owner)
-        .bind(&s_until)
-        .bind(&s_epoch)
-        .bind(&s_attempts)
-        .bind(&s_started)
-        .execute(pool)
-        .await;
+        .bind(&s_turn);
+    let result = spawned.bind(query).execute(pool).await;
     let Err(e) = result else {
         return Ok(());
     };
