@@ -323,15 +323,7 @@ async fn redis_notifier_resubscribes_after_losing_its_connection() {
         }
     };
     // The client subscribes at its first wait_for: run one round first.
-    let id = client.dispatch(notify_flow(2)).await.unwrap();
-    client.send_signal(id, "bonus", &0u64).await.unwrap();
-    assert_eq!(
-        client
-            .wait_for::<u64, String>(id, Some(BOUND))
-            .await
-            .unwrap(),
-        Ok(2)
-    );
+    assert_eq!(signalled_flow(&client, 0).await, 2);
     eventually("both executors subscribed", || {
         subscribers(&mut admin).then_some_eq(2)
     })
@@ -347,15 +339,7 @@ async fn redis_notifier_resubscribes_after_losing_its_connection() {
         subscribers(&mut admin).then_some_eq(2)
     })
     .await;
-    let id = client.dispatch(notify_flow(2)).await.unwrap();
-    client.send_signal(id, "bonus", &1u64).await.unwrap();
-    assert_eq!(
-        client
-            .wait_for::<u64, String>(id, Some(BOUND))
-            .await
-            .unwrap(),
-        Ok(3)
-    );
+    assert_eq!(signalled_flow(&client, 1).await, 3);
     worker.stop().await;
 }
 
@@ -390,15 +374,7 @@ async fn postgres_notifier_listens_again_after_losing_its_connection() {
             .unwrap_or(0)
         }
     };
-    let id = client.dispatch(notify_flow(2)).await.unwrap();
-    client.send_signal(id, "bonus", &0u64).await.unwrap();
-    assert_eq!(
-        client
-            .wait_for::<u64, String>(id, Some(BOUND))
-            .await
-            .unwrap(),
-        Ok(2)
-    );
+    assert_eq!(signalled_flow(&client, 0).await, 2);
     eventually("both executors listening", || listeners().then_some_eq(2)).await;
     sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query = $1")
         .bind(&listen)
@@ -409,16 +385,20 @@ async fn postgres_notifier_listens_again_after_losing_its_connection() {
         listeners().then_some_eq(2)
     })
     .await;
-    let id = client.dispatch(notify_flow(2)).await.unwrap();
-    client.send_signal(id, "bonus", &1u64).await.unwrap();
-    assert_eq!(
-        client
-            .wait_for::<u64, String>(id, Some(BOUND))
-            .await
-            .unwrap(),
-        Ok(3)
-    );
+    assert_eq!(signalled_flow(&client, 1).await, 3);
     worker.stop().await;
+}
+
+/// Dispatches `notify_flow(2)` from `client`, signals it `bonus` and
+/// waits (at most `BOUND`) for its result.
+async fn signalled_flow(client: &Stent, bonus: u64) -> u64 {
+    let id = client.dispatch(notify_flow(2)).await.unwrap();
+    client.send_signal(id, "bonus", &bonus).await.unwrap();
+    client
+        .wait_for::<u64, String>(id, Some(BOUND))
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 /// `fut.then_some_eq(n)`: resolves to whether `fut` resolved to `n`.
