@@ -31,8 +31,9 @@ const MAX_DUE_TIMERS: usize = 256;
 /// A finished child's turn and result, offered to its resident parent.
 pub(crate) struct Handoff {
     /// The child's final turn, without a delivery (the parent journals the
-    /// result itself).
-    pub commit: TurnCommit,
+    /// result itself), with the turns that must be stored with it (an inline
+    /// step's end and the turn that scheduled it, see `worker::inline`).
+    pub commits: Vec<TurnCommit>,
     /// The resolution event for the parent's journal.
     pub resolution: Event,
     /// Answered once the parent committed both (or could not).

@@ -36,6 +36,9 @@ use crate::hub::{Handoff, LocalClaimer, Reservation};
 use crate::lifecycle::{LifecycleState, WorkerLifecycle};
 use crate::registry::FunctionEntry;
 
+mod inline;
+use inline::{Deferred, Inline, Prepared};
+
 /// Parked drivers kept in memory for a quick resume, at most.
 const STICKY_CAPACITY: usize = 4096;
 
@@ -219,6 +222,7 @@ impl WorkerBuilder {
             .unwrap_or_else(|| format!("worker-{}", &ExecutionId::new_random().to_string()[..8]));
         let (drain_tx, drain_rx) = watch::channel(false);
         let concurrency_limits = inner.registry.concurrency_limits();
+        let started = inner.clock.now();
         let core = Arc::new(Core {
             concurrency_limits,
             functions: inner.registry.served_names(),
@@ -236,6 +240,8 @@ impl WorkerBuilder {
             running: AtomicUsize::new(0),
             idle: Notify::new(),
             next_due: Mutex::new(None),
+            // Leases taken from now on run out no earlier than this.
+            renewed_until: Mutex::new(Some(started.saturating_add(self.lease_duration))),
             drain: drain_rx,
         });
         let heartbeat_task = tokio::spawn(core.clone().heartbeat_loop(heartbeat));
@@ -289,6 +295,9 @@ struct Core {
     idle: Notify,
     /// Earliest time a task this worker parked or deferred becomes runnable.
     next_due: Mutex<Option<Timestamp>>,
+    /// No lease this worker holds runs out before this: the expiry set by
+    /// the last renewal that came back in time (or by the worker's start).
+    renewed_until: Mutex<Option<Timestamp>>,
     drain: watch::Receiver<bool>,
 }
 
@@ -351,6 +360,12 @@ struct Running {
     /// Signal waits from this seq on have not been matched against stored
     /// signals yet.
     signals_fetched_before: Seq,
+    /// Turns applied in memory that ride along with this invocation's next
+    /// commit (an inline step's end, see [`inline`]).
+    deferred: Option<Deferred>,
+    /// What the code's first poll returned, when it was polled before this
+    /// task started and cannot be polled again (it returned or stopped).
+    first_status: Option<Status>,
 }
 
 impl Running {
@@ -382,6 +397,8 @@ impl Running {
             needs_checkpoint: false,
             started: tokio::time::Instant::now(),
             signals_fetched_before: Seq(0),
+            deferred: None,
+            first_status: None,
         }
     }
 
@@ -459,6 +476,8 @@ struct LocalStart {
     /// When the lease it was created with runs out.
     lease_until: Timestamp,
     slot: Slot,
+    /// Its driver, if the code was already polled once (see [`inline`]).
+    prepared: Option<Prepared>,
 }
 
 /// Crash-loop limit of functions without a retry policy: a task claimed this
@@ -505,6 +524,12 @@ impl Core {
             let freed = self.slot_freed.notified();
             tokio::pin!(freed);
             freed.as_mut().enable();
+            // After a stall, this worker's own leases may look expired: renew
+            // them before claiming, or it would take its own running tasks
+            // over (running their steps twice).
+            if self.leases_may_have_lapsed() {
+                self.renew_held().await;
+            }
             let free = self.slots.available_permits();
             let mut claimed = 0;
             if free > 0 {
@@ -520,9 +545,11 @@ impl Core {
                     functions: self.functions.clone(),
                     concurrency_limits: self.concurrency_limits.clone(),
                 };
+                let lease_until = request.lease_until;
                 match self.inner.backend.claim_with_journal(request).await {
                     Ok(tasks) => {
                         claimed = tasks.len();
+                        let tasks = self.renew_if_late(tasks, lease_until).await;
                         for (task, journal) in tasks {
                             self.inner.metrics.task_claimed(&task.function);
                             let slot = self.try_slot();
@@ -584,36 +611,104 @@ impl Core {
         }
     }
 
-    async fn heartbeat_loop(self: Arc<Self>, every: Duration) {
-        loop {
-            tokio::time::sleep(every).await;
-            let held: Vec<(InvocationId, LeaseEpoch)> = self
-                .lock_leases()
-                .iter()
-                .map(|(i, l)| (*i, l.epoch))
-                .collect();
-            if held.is_empty() {
-                continue;
-            }
-            let until = self.now().saturating_add(self.lease);
-            match self
-                .inner
-                .backend
-                .renew_leases(&self.id, &held, until)
-                .await
-            {
-                Ok(lost) => {
-                    for inv in lost {
-                        if let Some(l) = self.lock_leases().get(&inv) {
-                            tracing::warn!(worker = %self.id, invocation = %inv, "lease lost");
-                            l.lost.store(true, Ordering::SeqCst);
-                        }
-                        self.inner.hub.wake_invocation(inv);
+    /// Claimed tasks whose leases ran out before the claim returned (a
+    /// stalled store or host): renewed at once, so the claim is not taken
+    /// over again right away (which would count towards the crash-loop
+    /// limit); those already taken over are dropped.
+    async fn renew_if_late(
+        &self,
+        tasks: Vec<(ClaimedTask, Option<Vec<JournalRow>>)>,
+        lease_until: Timestamp,
+    ) -> Vec<(ClaimedTask, Option<Vec<JournalRow>>)> {
+        let now = self.now();
+        if tasks.is_empty() || now < lease_until {
+            return tasks;
+        }
+        let held: Vec<(InvocationId, LeaseEpoch)> =
+            tasks.iter().map(|(t, _)| (t.invocation, t.epoch)).collect();
+        match self
+            .inner
+            .backend
+            .renew_leases(&self.id, &held, now.saturating_add(self.lease))
+            .await
+        {
+            Ok(lost) => tasks
+                .into_iter()
+                .filter(|(t, _)| {
+                    let taken = lost.contains(&t.invocation);
+                    if taken {
+                        tracing::warn!(invocation = %t.invocation, "claimed lease ran out and was taken over before the claim returned");
                     }
-                }
-                Err(e) => tracing::warn!(worker = %self.id, error = %e, "lease renewal failed"),
+                    !taken
+                })
+                .collect(),
+            // Run them on the claimed leases: their writes are fenced.
+            Err(e) => {
+                tracing::warn!(worker = %self.id, error = %e, "could not renew late claims");
+                tasks
             }
         }
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>, every: Duration) {
+        let mut late = false;
+        loop {
+            // A renewal that returned after its new expiry (a stalled store
+            // or host) is repeated at once.
+            if !late {
+                tokio::time::sleep(every).await;
+            }
+            late = self.renew_held().await;
+        }
+    }
+
+    /// Renews every lease this worker holds. True if the renewal came back
+    /// after the expiry it set (so the leases may have lapsed meanwhile).
+    async fn renew_held(&self) -> bool {
+        let held: Vec<(InvocationId, LeaseEpoch)> = self
+            .lock_leases()
+            .iter()
+            .map(|(i, l)| (*i, l.epoch))
+            .collect();
+        if held.is_empty() {
+            return false;
+        }
+        let until = self.now().saturating_add(self.lease);
+        match self
+            .inner
+            .backend
+            .renew_leases(&self.id, &held, until)
+            .await
+        {
+            Ok(lost) => {
+                for inv in lost {
+                    if let Some(l) = self.lock_leases().get(&inv) {
+                        tracing::warn!(worker = %self.id, invocation = %inv, "lease lost");
+                        l.lost.store(true, Ordering::SeqCst);
+                    }
+                    self.inner.hub.wake_invocation(inv);
+                }
+                let late = self.now() >= until;
+                if !late {
+                    *self.lock_renewed() = Some(until);
+                }
+                late
+            }
+            Err(e) => {
+                tracing::warn!(worker = %self.id, error = %e, "lease renewal failed");
+                false
+            }
+        }
+    }
+
+    /// True if the leases renewed last may have run out: the heartbeat fell
+    /// behind (a stalled store or host, a jump of the clock).
+    fn leases_may_have_lapsed(&self) -> bool {
+        self.lock_renewed().is_some_and(|until| self.now() >= until)
+    }
+
+    fn lock_renewed(&self) -> std::sync::MutexGuard<'_, Option<Timestamp>> {
+        self.renewed_until.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Remembers that a task this worker released becomes runnable at `at`.
@@ -918,6 +1013,8 @@ impl Core {
                             // Their children were told nothing was committed
                             // (the senders drop) and deliver on their own.
                             r.handed_off.clear();
+                            // Inline steps not stored are called again.
+                            r.deferred = None;
                             check = true;
                         }
                         Err(LoadError::Corrupt(report)) => {
@@ -948,11 +1045,15 @@ impl Core {
                 self.time_out(r.execution).await;
                 return Ok(Ended::Done);
             }
-            r.driver.set_now(self.now());
-            let waker = current_waker().await;
-            let status = r
-                .driver
-                .advance(&mut std::task::Context::from_waker(&waker));
+            let status = match r.first_status.take() {
+                Some(status) => status,
+                None => {
+                    r.driver.set_now(self.now());
+                    let waker = current_waker().await;
+                    r.driver
+                        .advance(&mut std::task::Context::from_waker(&waker))
+                }
+            };
             let behind = match status {
                 Status::Finished(out) => {
                     self.finish(r, out, false).await?;
@@ -1062,10 +1163,12 @@ impl Core {
                 || !r.consumed_signals.is_empty()
                 || !r.handed_off.is_empty()
                 || (r.needs_checkpoint && !io_wait)
+                || r.deferred.is_some()
                 || !stay;
             if must_commit {
-                let (spawn, local) = self.plan_children(r, &new_events, now)?;
+                let (spawn, mut local) = self.plan_children(r, &new_events, now)?;
                 let has_remote_children = spawn.iter().any(|s| s.lease.is_none());
+                let one_child = spawn.len() == 1;
                 let disposition = if stay {
                     TaskDisposition::Hold {
                         lease_until: now.saturating_add(self.lease),
@@ -1094,9 +1197,53 @@ impl Core {
                     idempotency_released: Vec::new(),
                     disposition,
                 };
+                // A lone step started here may return in its first poll;
+                // its end then rides along with a commit of this invocation
+                // instead of costing one of its own (see `inline`).
+                let lone_step = if stay && one_child && local.len() == 1 {
+                    local.pop()
+                } else {
+                    None
+                };
+                let lone_step = match lone_step {
+                    Some(step) if r.deferred.is_none() => match self.run_inline(step, now)? {
+                        Inline::Returned(step) => {
+                            r.deferred = Some(Deferred {
+                                own: Some(commit),
+                                steps: vec![step.commit],
+                            });
+                            if !self.resolve_inline(r, step.resolution).await? {
+                                return Ok(Ended::Done);
+                            }
+                            continue;
+                        }
+                        Inline::Pending(step) => {
+                            local.push(step);
+                            None
+                        }
+                    },
+                    other => other,
+                };
                 self.commit_with_handoffs(r, commit).await?;
                 r.needs_checkpoint = false;
                 self.start_children(local);
+                // One step result was already waiting in memory: the step
+                // runs now that the turn scheduling it is stored.
+                if let Some(step) = lone_step {
+                    match self.run_inline(step, self.now())? {
+                        Inline::Returned(step) => {
+                            r.deferred = Some(Deferred {
+                                own: None,
+                                steps: vec![step.commit],
+                            });
+                            if !self.resolve_inline(r, step.resolution).await? {
+                                return Ok(Ended::Done);
+                            }
+                            continue;
+                        }
+                        Inline::Pending(step) => self.start_children(vec![step]),
+                    }
+                }
                 if has_remote_children || !stay {
                     self.inner.hub.work.notify_waiters();
                 }
@@ -1296,6 +1443,7 @@ impl Core {
                     deadline: r.deadline,
                     lease_until: now.saturating_add(self.lease),
                     slot,
+                    prepared: None,
                 });
             }
         }
@@ -1312,17 +1460,18 @@ impl Core {
                 tracing::warn!(invocation = %c.invocation, "lease ran out before the child could start; leaving it to a claim");
                 continue;
             }
-            let future = c.entry.invoke(c.args);
-            let mut driver = match Driver::new(c.invocation, vec![c.started], future) {
-                Ok(d) => d,
-                Err(e) => {
-                    // Cannot happen for a journal we just built; the lease
-                    // runs out and another claim replays it from storage.
-                    tracing::error!(invocation = %c.invocation, error = %e, "could not start child");
-                    continue;
-                }
+            let (driver, first_status) = match c.prepared {
+                Some(prepared) => (prepared.driver, prepared.status),
+                None => match self.new_driver(c.invocation, c.started, c.entry.invoke(c.args)) {
+                    Ok(d) => (d, None),
+                    Err(e) => {
+                        // Cannot happen for a journal we just built; the lease
+                        // runs out and another claim replays it from storage.
+                        tracing::error!(invocation = %c.invocation, error = %e, "could not start child");
+                        continue;
+                    }
+                },
             };
-            driver.set_serializer(self.inner.serializer);
             let residence = self.hold(c.invocation, c.execution, LeaseEpoch(1));
             let mut running = Running::new(
                 c.invocation,
@@ -1335,6 +1484,7 @@ impl Core {
             );
             running.deadline = c.deadline;
             running.entry = Some(c.entry);
+            running.first_status = first_status;
             self.spawn_tracked(self.clone().drive(running, false));
         }
     }
@@ -1370,16 +1520,7 @@ impl Core {
         let deliver = match r.parent {
             Some(p) => Some(Delivery {
                 parent: p.invocation,
-                event: encode(&match &out {
-                    Ok(value) => Event::CallCompleted {
-                        scheduled: p.seq,
-                        value: value.clone(),
-                    },
-                    Err(failure) => Event::CallFailed {
-                        scheduled: p.seq,
-                        failure: failure.clone(),
-                    },
-                })?,
+                event: encode(&resolution(p.seq, &out))?,
             }),
             None => None,
         };
@@ -1404,12 +1545,7 @@ impl Core {
             spawn,
             consumed_inbox: std::mem::take(&mut r.consumed_inbox),
             consumed_signals: std::mem::take(&mut r.consumed_signals),
-            cache_put: match (&out, r.entry.as_ref().is_some_and(|e| e.cached)) {
-                (Ok(value), true) => call_key_of(&r.driver.started_event())
-                    .map(|k| vec![(k, value.as_bytes().to_vec())])
-                    .unwrap_or_default(),
-                _ => Vec::new(),
-            },
+            cache_put: cached_result(r.entry.as_deref(), &r.driver.started_event(), &out),
             idempotency_done: match (&out, &r.idempotency_key) {
                 (Ok(value), Some(key)) => vec![(key.clone(), value.as_bytes().to_vec())],
                 _ => Vec::new(),
@@ -1427,7 +1563,14 @@ impl Core {
         let handed_off = match (&deliver, r.handed_off.is_empty() && local.is_empty()) {
             // A plain finished child with a resident parent here: hand the
             // result over, so parent and child commit in one transaction.
-            (Some(d), true) => self.hand_off(d.parent, &commit, &out, r.parent).await,
+            (Some(d), true) => {
+                let turns = merged_turns(r.deferred.clone(), commit.clone());
+                let handed_off = self.hand_off(d.parent, turns, &out, r.parent).await;
+                if handed_off {
+                    r.deferred = None;
+                }
+                handed_off
+            }
             _ => false,
         };
         if !handed_off {
@@ -1623,25 +1766,15 @@ impl Core {
     async fn hand_off(
         &self,
         parent: InvocationId,
-        commit: &TurnCommit,
+        commits: Vec<TurnCommit>,
         out: &std::result::Result<Payload, Failure>,
         link: Option<ParentLink>,
     ) -> bool {
         let Some(link) = link else { return false };
-        let resolution = match out {
-            Ok(value) => Event::CallCompleted {
-                scheduled: link.seq,
-                value: value.clone(),
-            },
-            Err(failure) => Event::CallFailed {
-                scheduled: link.seq,
-                failure: failure.clone(),
-            },
-        };
         let (done, answer) = oneshot::channel();
         let handoff = Handoff {
-            commit: commit.clone(),
-            resolution,
+            commits,
+            resolution: resolution(link.seq, out),
             done,
         };
         if !self.inner.hub.hand_off(parent, handoff) {
@@ -1650,21 +1783,22 @@ impl Core {
         matches!(answer.await, Ok(Ok(())))
     }
 
-    /// Commits `own` together with the turns of children handed off to `r`,
-    /// in one transaction, and tells those children how it went.
+    /// Commits `own` together with the turns of children handed off to `r`
+    /// and its deferred turns, in one transaction, and tells those children
+    /// how it went.
     async fn commit_with_handoffs(
         &self,
         r: &mut Running,
         own: TurnCommit,
     ) -> Result<(), TurnError> {
         let handed_off = std::mem::take(&mut r.handed_off);
-        let mut turns = Vec::with_capacity(handed_off.len() + 1);
+        let mut turns = Vec::with_capacity(handed_off.len() + 2);
         let mut answers = Vec::with_capacity(handed_off.len());
         for h in handed_off {
-            turns.push(h.commit);
+            turns.extend(h.commits);
             answers.push(h.done);
         }
-        turns.push(own);
+        turns.extend(merged_turns(r.deferred.take(), own));
         let result = self.inner.backend.commit(turns).await;
         for answer in answers {
             let _ = answer.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
@@ -1695,7 +1829,9 @@ impl Core {
         );
         // Children handed off to a diverged driver deliver on their own (their
         // senders drop), so their results wait in the inbox for the resume.
+        // Deferred turns are dropped: a resume calls their steps again.
         r.handed_off.clear();
+        r.deferred = None;
         self.inner.backend.commit(vec![commit]).await?;
         self.inner.hub.execution_finished(r.execution);
         Ok(())
@@ -1713,6 +1849,57 @@ fn call_key_of(started: &Event) -> Option<CallKey> {
         } => Some(CallKey::new(function, version.as_deref(), args)),
         _ => None,
     }
+}
+
+/// The cache entry a finished invocation of a `cached` function leaves.
+fn cached_result(
+    entry: Option<&FunctionEntry>,
+    started: &Event,
+    out: &std::result::Result<Payload, Failure>,
+) -> Vec<(CallKey, Vec<u8>)> {
+    match (out, entry.is_some_and(|e| e.cached)) {
+        (Ok(value), true) => call_key_of(started)
+            .map(|k| vec![(k, value.as_bytes().to_vec())])
+            .unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// The event that answers the parent's call at `scheduled` with `out`.
+fn resolution(scheduled: Seq, out: &std::result::Result<Payload, Failure>) -> Event {
+    match out {
+        Ok(value) => Event::CallCompleted {
+            scheduled,
+            value: value.clone(),
+        },
+        Err(failure) => Event::CallFailed {
+            scheduled,
+            failure: failure.clone(),
+        },
+    }
+}
+
+/// `own` with the deferred turns that must be stored with it: the deferred
+/// turn of the same invocation folded in, then the inline steps' ends.
+fn merged_turns(deferred: Option<Deferred>, own: TurnCommit) -> Vec<TurnCommit> {
+    let Some(deferred) = deferred else {
+        return vec![own];
+    };
+    let mut turns = Vec::with_capacity(deferred.steps.len() + 2);
+    match deferred.own {
+        Some(mut earlier) => match earlier.absorb(own) {
+            Ok(()) => turns.push(earlier),
+            // Not a lease hold: stored as two turns (the store refuses the
+            // second if the first released the lease, and the turn reloads).
+            Err(own) => {
+                turns.push(earlier);
+                turns.push(*own);
+            }
+        },
+        None => turns.push(own),
+    }
+    turns.extend(deferred.steps);
+    turns
 }
 
 /// A turn that writes nothing but its disposition.
@@ -1794,6 +1981,7 @@ impl LocalClaimer for Core {
                     deadline,
                     lease_until,
                     slot,
+                    prepared: None,
                 }]);
             }),
         })

@@ -301,6 +301,54 @@ pub struct TurnCommit {
     pub disposition: TaskDisposition,
 }
 
+impl TurnCommit {
+    /// Folds `later`, a following turn of the same invocation under the same
+    /// lease, into this one, so both are stored as one turn: events, spawns
+    /// and consumptions are appended and `later`'s disposition replaces this
+    /// one's. Only a turn that just holds the lease can take a later one
+    /// (any other disposition releases it); otherwise `later` is given back.
+    ///
+    /// ```
+    /// # use stent_journal::store::{TaskDisposition, TurnCommit};
+    /// # use stent_journal::{ExecutionId, LeaseEpoch, Timestamp};
+    /// let invocation = ExecutionId::new_random().root_invocation();
+    /// let turn = |disposition| TurnCommit {
+    ///     invocation,
+    ///     epoch: LeaseEpoch(1),
+    ///     now: Timestamp(10),
+    ///     events: Vec::new(),
+    ///     spawn: Vec::new(),
+    ///     consumed_inbox: Vec::new(),
+    ///     consumed_signals: Vec::new(),
+    ///     cache_put: Vec::new(),
+    ///     idempotency_done: Vec::new(),
+    ///     idempotency_released: Vec::new(),
+    ///     disposition,
+    /// };
+    /// let mut first = turn(TaskDisposition::Hold { lease_until: Timestamp(99) });
+    /// first.absorb(turn(TaskDisposition::Park { run_at: None })).unwrap();
+    /// assert!(matches!(first.disposition, TaskDisposition::Park { .. }));
+    /// ```
+    pub fn absorb(&mut self, later: TurnCommit) -> Result<(), Box<TurnCommit>> {
+        if later.invocation != self.invocation
+            || later.epoch != self.epoch
+            || !matches!(self.disposition, TaskDisposition::Hold { .. })
+        {
+            return Err(Box::new(later));
+        }
+        self.now = later.now;
+        self.events.extend(later.events);
+        self.spawn.extend(later.spawn);
+        self.consumed_inbox.extend(later.consumed_inbox);
+        self.consumed_signals.extend(later.consumed_signals);
+        self.cache_put.extend(later.cache_put);
+        self.idempotency_done.extend(later.idempotency_done);
+        self.idempotency_released.extend(later.idempotency_released);
+        self.disposition = later.disposition;
+        Ok(())
+    }
+}
+
 /// Id of an inbox item.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InboxId(pub i64);

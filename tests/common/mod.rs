@@ -18,6 +18,9 @@ pub struct CountingBackend<B> {
     pub commits: Arc<AtomicU64>,
     /// Most invocations created by one commit.
     pub max_spawns_per_commit: Arc<AtomicU64>,
+    /// Commits still to refuse (with a database error, as a lost
+    /// connection would) before the next one goes through.
+    pub failing_commits: Arc<AtomicU64>,
     /// A worker cut off from the store: its claims and lease renewals fail
     /// (as in a network partition); its commits still reach the store, so
     /// the fence is what refuses them.
@@ -32,6 +35,7 @@ impl<B> CountingBackend<B> {
             events_read: Arc::default(),
             commits: Arc::default(),
             max_spawns_per_commit: Arc::default(),
+            failing_commits: Arc::default(),
             partitioned: Arc::default(),
         }
     }
@@ -182,6 +186,13 @@ impl<B: Backend> TaskStore for CountingBackend<B> {
         self.inner.inbox(invocation).await
     }
     async fn commit(&self, turns: Vec<TurnCommit>) -> StoreResult<()> {
+        let refuse = self
+            .failing_commits
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if refuse {
+            return Err(StoreError::Database("commit refused by the test".into()));
+        }
         self.commits.fetch_add(1, Ordering::SeqCst);
         let spawns: usize = turns.iter().map(|t| t.spawn.len()).sum();
         self.max_spawns_per_commit

@@ -1,0 +1,186 @@
+//! Inline steps: a lone child a turn starts on this worker is polled once
+//! right away, in the parent's task, before it gets a task of its own.
+//!
+//! Most steps need no durable effect and return in that poll. The step's
+//! final turn and the parent's turn that scheduled it are then kept in
+//! memory ([`Deferred`]) and stored with the parent's next commit, which
+//! also journals the step's result in the parent. A one-step workflow so
+//! costs one commit instead of two, and a step no task, channel or wake-up.
+//!
+//! Why the guarantees hold: nothing of the step is stored or visible
+//! outside this process before that commit, and the commit holds both the
+//! step's end and the parent's `CallCompleted`. A crash before it loses
+//! both, and the parent calls the step again, as it would for any step that
+//! was running (steps are at-least-once); a step journaled as completed
+//! never runs again. At most one such step result waits in memory per
+//! invocation: a turn that finds one already waiting is stored first.
+//!
+//! A step that does not return in its first poll (it awaits I/O or a
+//! durable effect), returns a failure its retry policy may retry, panics, or
+//! starts calls of its own, or is idempotent, is started as a task of its own with the polled
+//! driver, exactly as if it had not been polled here.
+
+use std::sync::Arc;
+use std::task::{Context, Waker};
+
+use stent_journal::store::{TaskDisposition, TurnCommit};
+use stent_journal::{Failure, InvocationId, LeaseEpoch, Payload, Timestamp};
+use stent_replay::{Driver, Status};
+
+use super::{
+    Core, LocalStart, Running, TurnError, bare_turn, cached_result, resolution, to_new_events,
+};
+use crate::registry::FunctionEntry;
+use stent_journal::event::Event;
+
+/// Turns applied in memory, stored with the invocation's next commit.
+#[derive(Clone)]
+pub(super) struct Deferred {
+    /// The invocation's own turn that scheduled the step, if not yet stored;
+    /// the next turn of the invocation is folded into it.
+    pub own: Option<TurnCommit>,
+    /// The final turns of steps that returned inline. Each is stored only
+    /// with the parent turn journaling its result (it has no delivery).
+    pub steps: Vec<TurnCommit>,
+}
+
+/// A child's driver after its first poll here.
+pub(super) struct Prepared {
+    pub driver: Driver,
+    /// The poll's status if the code cannot be polled again (it returned or
+    /// stopped); `None` if it waits and its task polls it again.
+    pub status: Option<Status>,
+}
+
+/// A step that returned in its first poll.
+pub(super) struct Returned {
+    /// Its final turn, without a delivery.
+    pub commit: TurnCommit,
+    /// The event answering the parent's call.
+    pub resolution: Event,
+}
+
+pub(super) enum Inline {
+    /// The step returned: the parent journals the result itself.
+    Returned(Returned),
+    /// It goes on in a task of its own (with its polled driver, if any).
+    Pending(LocalStart),
+}
+
+impl Core {
+    /// A driver for a new invocation whose journal is its `Started` event.
+    pub(super) fn new_driver(
+        &self,
+        invocation: InvocationId,
+        started: Event,
+        future: stent_replay::InvocationFuture,
+    ) -> Result<Driver, stent_replay::DriverError> {
+        let mut driver = Driver::new(invocation, vec![started], future)?;
+        driver.set_serializer(self.inner.serializer);
+        Ok(driver)
+    }
+
+    /// Polls `step` once, here. See the module docs.
+    pub(super) fn run_inline(
+        self: &Arc<Self>,
+        mut step: LocalStart,
+        now: Timestamp,
+    ) -> Result<Inline, TurnError> {
+        let Some(link) = step.parent else {
+            return Ok(Inline::Pending(step));
+        };
+        // Its task decides (it leaves it to a claim); an idempotent step
+        // takes its key before its body runs, in its task.
+        if now >= step.lease_until || step.entry.idempotency_key.is_some() {
+            return Ok(Inline::Pending(step));
+        }
+        let started_at = tokio::time::Instant::now();
+        let future = step.entry.invoke(step.args.clone());
+        let mut driver = match self.new_driver(step.invocation, step.started.clone(), future) {
+            Ok(driver) => driver,
+            // Its task reports it.
+            Err(_) => return Ok(Inline::Pending(step)),
+        };
+        driver.set_now(now);
+        let span = tracing::info_span!(
+            "stent.invocation",
+            execution = %step.execution,
+            invocation = %step.invocation,
+            function = step.entry.name,
+            worker = %self.id,
+        );
+        // A no-op waker: if the code waits, its own task polls it again at
+        // once (with that task's waker); nothing here needs waking.
+        let status = span.in_scope(|| driver.advance(&mut Context::from_waker(Waker::noop())));
+        let out = match status {
+            Status::Finished(out)
+                if returns_here(&step.entry, &out) && driver.pending_new_calls().is_empty() =>
+            {
+                out
+            }
+            Status::Blocked | Status::Behind => {
+                step.prepared = Some(Prepared {
+                    driver,
+                    status: None,
+                });
+                return Ok(Inline::Pending(step));
+            }
+            status => {
+                step.prepared = Some(Prepared {
+                    driver,
+                    status: Some(status),
+                });
+                return Ok(Inline::Pending(step));
+            }
+        };
+        let commit = TurnCommit {
+            events: to_new_events(driver.take_new_events())?,
+            cache_put: cached_result(Some(&step.entry), &step.started, &out),
+            ..bare_turn(
+                step.invocation,
+                LeaseEpoch(1),
+                now,
+                TaskDisposition::Finish {
+                    deliver: None,
+                    execution: None,
+                },
+            )
+        };
+        let metrics = &self.inner.metrics;
+        metrics.invocation_started(step.entry.name);
+        match &out {
+            Ok(_) => metrics.invocation_completed(step.entry.name, started_at.elapsed()),
+            Err(_) => metrics.invocation_failed(step.entry.name, started_at.elapsed()),
+        }
+        Ok(Inline::Returned(Returned {
+            commit,
+            resolution: resolution(link.seq, &out),
+        }))
+    }
+
+    /// Applies an inline step's result to its parent. False if the parent
+    /// diverged on it and was paused.
+    pub(super) async fn resolve_inline(
+        self: &Arc<Self>,
+        r: &mut Running,
+        resolution: Event,
+    ) -> Result<bool, TurnError> {
+        match r.driver.resolve(resolution) {
+            Ok(_) => Ok(true),
+            Err(e) => {
+                self.pause(r, e.to_string()).await?;
+                Ok(false)
+            }
+        }
+    }
+}
+
+/// True if `out` ends the step for good: a result, or a failure that is
+/// neither retried by its policy nor a panic (which is dead-lettered).
+fn returns_here(entry: &FunctionEntry, out: &Result<Payload, Failure>) -> bool {
+    match out {
+        Ok(_) => true,
+        Err(Failure::Panic { .. }) => false,
+        Err(_) => entry.retry_policy.is_none(),
+    }
+}

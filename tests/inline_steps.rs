@@ -1,0 +1,287 @@
+//! Inline steps: a lone step that returns in its first poll is stored with
+//! its parent's next commit instead of costing a commit of its own; a step
+//! that waits runs in a task of its own; a commit that fails calls the step
+//! again. And a worker whose clock jumped past its leases renews them
+//! before it claims, instead of taking its own running tasks over.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use stent::backends::MemoryBackend;
+use stent::{ExecutionId, Stent, TaskFilter, TaskState};
+use stent_journal::Seq;
+use stent_tests::{CountingBackend, TestWorker};
+use tokio::sync::Notify;
+
+#[stent::durable]
+async fn double(x: u64) -> Result<u64, String> {
+    Ok(x * 2)
+}
+
+#[stent::durable]
+async fn one_step(x: u64) -> Result<u64, String> {
+    double(x).await
+}
+
+#[stent::durable]
+async fn three_steps(x: u64) -> Result<u64, String> {
+    let a = double(x).await?;
+    let b = double(a).await?;
+    double(b).await
+}
+
+async fn kinds(executor: &Stent, invocation: stent::InvocationId) -> Vec<String> {
+    executor
+        .backend()
+        .read_journal(invocation, Seq(0))
+        .await
+        .expect("read journal")
+        .into_iter()
+        .map(|r| r.kind)
+        .collect()
+}
+
+async fn tasks(executor: &Stent, id: ExecutionId) -> Vec<stent::TaskRecord> {
+    executor
+        .list_tasks(TaskFilter {
+            execution: Some(id),
+            limit: 100,
+            ..TaskFilter::default()
+        })
+        .await
+        .expect("list tasks")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_one_step_workflow_is_stored_in_one_commit_with_every_record() {
+    let backend = CountingBackend::new(MemoryBackend::new());
+    let executor = Stent::new(backend.clone());
+    let worker = TestWorker::start(&executor).await;
+    let id = executor.dispatch(one_step(21)).await.unwrap();
+    let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
+    assert_eq!(out, Ok(42));
+    worker.stop().await;
+
+    // The root's first turn, the step's end and the root's end: one commit.
+    assert_eq!(backend.commits.load(Ordering::SeqCst), 1);
+    // Everything a step run in its own task leaves is there.
+    let tasks = tasks(&executor, id).await;
+    assert_eq!(tasks.len(), 2, "{tasks:?}");
+    assert!(
+        tasks.iter().all(|t| t.state == TaskState::Done),
+        "{tasks:?}"
+    );
+    let step = tasks
+        .iter()
+        .find(|t| t.invocation != id.root_invocation())
+        .expect("the step's task");
+    assert_eq!(
+        kinds(&executor, step.invocation).await,
+        ["started", "completed"]
+    );
+    assert_eq!(
+        kinds(&executor, id.root_invocation()).await,
+        ["started", "call_scheduled", "call_completed", "completed"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn sequential_steps_cost_one_commit_each() {
+    let backend = CountingBackend::new(MemoryBackend::new());
+    let executor = Stent::new(backend.clone());
+    let worker = TestWorker::start(&executor).await;
+    let id = executor.dispatch(three_steps(1)).await.unwrap();
+    let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
+    assert_eq!(out, Ok(8));
+    worker.stop().await;
+    // At most one step result waits in memory: each commit stores one
+    // step's end with the turn that journals it and schedules the next.
+    assert_eq!(backend.commits.load(Ordering::SeqCst), 3);
+    let tasks = tasks(&executor, id).await;
+    assert_eq!(tasks.len(), 4);
+    assert!(
+        tasks.iter().all(|t| t.state == TaskState::Done),
+        "{tasks:?}"
+    );
+    for t in tasks
+        .iter()
+        .filter(|t| t.invocation != id.root_invocation())
+    {
+        assert_eq!(
+            kinds(&executor, t.invocation).await,
+            ["started", "completed"]
+        );
+    }
+}
+
+static COUNTED_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[stent::durable]
+async fn counted(x: u64) -> Result<u64, String> {
+    COUNTED_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(x + 1)
+}
+
+#[stent::durable]
+async fn calls_counted(x: u64) -> Result<u64, String> {
+    counted(x).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_that_fails_calls_the_inline_step_again_and_stores_it_once() {
+    let backend = CountingBackend::new(MemoryBackend::new());
+    // The commit holding the step's end is refused (a lost connection):
+    // nothing of the step was stored, so it runs again (at least once).
+    backend.failing_commits.store(1, Ordering::SeqCst);
+    let executor = Stent::new(backend.clone());
+    let worker = TestWorker::start(&executor).await;
+    let id = executor.dispatch(calls_counted(1)).await.unwrap();
+    let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
+    assert_eq!(out, Ok(2));
+    worker.stop().await;
+    assert_eq!(COUNTED_RUNS.load(Ordering::SeqCst), 2);
+    assert_eq!(
+        kinds(&executor, id.root_invocation()).await,
+        ["started", "call_scheduled", "call_completed", "completed"]
+    );
+    let tasks = tasks(&executor, id).await;
+    assert_eq!(tasks.len(), 2);
+    let step = tasks
+        .iter()
+        .find(|t| t.invocation != id.root_invocation())
+        .expect("the step's task");
+    assert_eq!(
+        kinds(&executor, step.invocation).await,
+        ["started", "completed"]
+    );
+}
+
+static CACHED_RUNS: AtomicU32 = AtomicU32::new(0);
+
+#[stent::durable(cached)]
+async fn cached_square(x: u64) -> Result<u64, String> {
+    CACHED_RUNS.fetch_add(1, Ordering::SeqCst);
+    Ok(x * x)
+}
+
+#[stent::durable]
+async fn calls_cached_square(x: u64) -> Result<u64, String> {
+    cached_square(x).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_inline_step_of_a_cached_function_fills_the_cache() {
+    let executor = Stent::new(MemoryBackend::new());
+    let worker = TestWorker::start(&executor).await;
+    for _ in 0..2 {
+        let id = executor.dispatch(calls_cached_square(9)).await.unwrap();
+        let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
+        assert_eq!(out, Ok(81));
+    }
+    worker.stop().await;
+    assert_eq!(CACHED_RUNS.load(Ordering::SeqCst), 1);
+}
+
+/// A step that waits for the test (like a step awaiting an HTTP call).
+struct Gate {
+    started: AtomicU32,
+    open: Notify,
+}
+
+impl Gate {
+    const fn new() -> Self {
+        Gate {
+            started: AtomicU32::new(0),
+            open: Notify::const_new(),
+        }
+    }
+
+    async fn pass(&self) {
+        self.started.fetch_add(1, Ordering::SeqCst);
+        self.open.notified().await;
+    }
+
+    async fn until_started(&self) {
+        while self.started.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}
+
+static IO_GATE: Gate = Gate::new();
+
+#[stent::durable]
+async fn awaits_io(x: u64) -> Result<u64, String> {
+    IO_GATE.pass().await;
+    Ok(x + 100)
+}
+
+#[stent::durable]
+async fn calls_awaits_io(x: u64) -> Result<u64, String> {
+    awaits_io(x).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_that_waits_runs_as_a_stored_task_of_its_own() {
+    let executor = Stent::new(MemoryBackend::new());
+    let worker = TestWorker::start(&executor).await;
+    let id = executor.dispatch(calls_awaits_io(1)).await.unwrap();
+    IO_GATE.until_started().await;
+    // While it waits, the step is stored and leased, like any running step.
+    let tasks = tasks(&executor, id).await;
+    let step = tasks
+        .iter()
+        .find(|t| t.invocation != id.root_invocation())
+        .expect("the waiting step is stored");
+    assert_eq!(step.state, TaskState::Leased);
+    assert_eq!(
+        kinds(&executor, id.root_invocation()).await,
+        ["started", "call_scheduled"]
+    );
+    IO_GATE.open.notify_one();
+    let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
+    assert_eq!(out, Ok(101));
+    worker.stop().await;
+    assert_eq!(IO_GATE.started.load(Ordering::SeqCst), 1);
+}
+
+static STALL_GATE: Gate = Gate::new();
+
+#[stent::durable]
+async fn outlives_a_stall(x: u64) -> Result<u64, String> {
+    STALL_GATE.pass().await;
+    Ok(x + 1)
+}
+
+#[stent::durable]
+async fn calls_outlives_a_stall(x: u64) -> Result<u64, String> {
+    outlives_a_stall(x).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_worker_whose_leases_lapsed_in_a_stall_renews_them_instead_of_taking_its_tasks_over() {
+    let executor = Stent::new(MemoryBackend::new());
+    let worker = TestWorker::start_with(&executor, |w| {
+        w.lease_duration(Duration::from_secs(10))
+            .heartbeat_interval(Duration::from_secs(3))
+            .poll_interval(Duration::from_millis(100))
+    })
+    .await;
+    let id = executor.dispatch(calls_outlives_a_stall(1)).await.unwrap();
+    STALL_GATE.until_started().await;
+    // The host stalls past every lease (the clock jumps at once, the
+    // heartbeat had no chance to run). Both the heartbeat and the claim
+    // loop wake up; whichever runs first, the leases are renewed before
+    // anything is claimed.
+    tokio::time::advance(Duration::from_secs(11)).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    STALL_GATE.open.notify_one();
+    let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
+    assert_eq!(out, Ok(2));
+    worker.stop().await;
+    // The step ran once, and no task was claimed again.
+    assert_eq!(STALL_GATE.started.load(Ordering::SeqCst), 1);
+    for t in tasks(&executor, id).await {
+        assert_eq!(t.epoch.0, 1, "{t:?}");
+    }
+}
