@@ -11,7 +11,7 @@ use stent::backends::MemoryBackend;
 use stent::{ExecutionId, Stent, TaskFilter, TaskState};
 use stent_journal::Seq;
 use stent_tests::{CountingBackend, TestWorker};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, Semaphore};
 
 #[stent::durable]
 async fn double(x: u64) -> Result<u64, String> {
@@ -284,4 +284,41 @@ async fn a_worker_whose_leases_lapsed_in_a_stall_renews_them_instead_of_taking_i
     for t in tasks(&executor, id).await {
         assert_eq!(t.epoch.0, 1, "{t:?}");
     }
+}
+
+/// One connection, say: the step's query and the commit both need it.
+static ONE_CONNECTION: Semaphore = Semaphore::const_new(1);
+
+#[stent::durable]
+async fn holds_what_the_commit_needs(x: u64) -> Result<u64, String> {
+    let held = ONE_CONNECTION.acquire().await.map_err(|e| e.to_string())?;
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    drop(held);
+    Ok(x * 3)
+}
+
+#[stent::durable]
+async fn calls_holds_what_the_commit_needs(x: u64) -> Result<u64, String> {
+    holds_what_the_commit_needs(x).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_polled_before_its_parents_commit_keeps_being_polled_during_it() {
+    let backend = CountingBackend::new(MemoryBackend::new());
+    *backend.commit_gate.lock().unwrap() = Some(&ONE_CONNECTION);
+    let executor = Stent::new(backend.clone());
+    let worker = TestWorker::start(&executor).await;
+    let id = executor
+        .dispatch(calls_holds_what_the_commit_needs(5))
+        .await
+        .unwrap();
+    // The step takes the resource in its first poll, before the parent's
+    // commit, which then waits for it: left unpolled, the step would never
+    // give it back.
+    let out = executor
+        .wait_for::<u64, String>(id, Some(Duration::from_secs(60)))
+        .await
+        .expect("the execution finishes");
+    assert_eq!(out, Ok(15));
+    worker.stop().await;
 }

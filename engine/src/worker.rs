@@ -1205,32 +1205,40 @@ impl Core {
                 } else {
                     None
                 };
+                // Polled with this task's waker: if the step waits, its
+                // wake-ups reach this task while the commit is in flight.
+                let waker = current_waker().await;
+                let mut waiting_step = None;
                 let lone_step = match lone_step {
-                    Some(step) if r.deferred.is_none() => match self.run_inline(step, now)? {
-                        Inline::Returned(step) => {
-                            r.deferred = Some(Deferred {
-                                own: Some(commit),
-                                steps: vec![step.commit],
-                            });
-                            if !self.resolve_inline(r, step.resolution).await? {
-                                return Ok(Ended::Done);
+                    Some(step) if r.deferred.is_none() => {
+                        match self.run_inline(step, now, &waker)? {
+                            Inline::Returned(step) => {
+                                r.deferred = Some(Deferred {
+                                    own: Some(commit),
+                                    steps: vec![step.commit],
+                                });
+                                if !self.resolve_inline(r, step.resolution).await? {
+                                    return Ok(Ended::Done);
+                                }
+                                continue;
                             }
-                            continue;
+                            Inline::Pending(step) => {
+                                waiting_step = Some(step);
+                                None
+                            }
                         }
-                        Inline::Pending(step) => {
-                            local.push(step);
-                            None
-                        }
-                    },
+                    }
                     other => other,
                 };
-                self.commit_with_handoffs(r, commit).await?;
+                self.commit_polling(r, commit, waiting_step.as_mut())
+                    .await?;
                 r.needs_checkpoint = false;
+                local.extend(waiting_step);
                 self.start_children(local);
                 // One step result was already waiting in memory: the step
                 // runs now that the turn scheduling it is stored.
                 if let Some(step) = lone_step {
-                    match self.run_inline(step, self.now())? {
+                    match self.run_inline(step, self.now(), &waker)? {
                         Inline::Returned(step) => {
                             r.deferred = Some(Deferred {
                                 own: None,

@@ -21,6 +21,9 @@ pub struct CountingBackend<B> {
     /// Commits still to refuse (with a database error, as a lost
     /// connection would) before the next one goes through.
     pub failing_commits: Arc<AtomicU64>,
+    /// A resource every commit holds while it runs (as a pooled connection
+    /// is), which step bodies can hold too.
+    pub commit_gate: Arc<std::sync::Mutex<Option<&'static tokio::sync::Semaphore>>>,
     /// A worker cut off from the store: its claims and lease renewals fail
     /// (as in a network partition); its commits still reach the store, so
     /// the fence is what refuses them.
@@ -36,6 +39,7 @@ impl<B> CountingBackend<B> {
             commits: Arc::default(),
             max_spawns_per_commit: Arc::default(),
             failing_commits: Arc::default(),
+            commit_gate: Arc::default(),
             partitioned: Arc::default(),
         }
     }
@@ -193,6 +197,15 @@ impl<B: Backend> TaskStore for CountingBackend<B> {
         if refuse {
             return Err(StoreError::Database("commit refused by the test".into()));
         }
+        let gate = *self.commit_gate.lock().unwrap();
+        let _permit = match gate {
+            Some(gate) => Some(
+                gate.acquire()
+                    .await
+                    .map_err(|e| StoreError::Database(e.to_string()))?,
+            ),
+            None => None,
+        };
         self.commits.fetch_add(1, Ordering::SeqCst);
         let spawns: usize = turns.iter().map(|t| t.spawn.len()).sum();
         self.max_spawns_per_commit

@@ -16,9 +16,11 @@
 //! invocation: a turn that finds one already waiting is stored first.
 //!
 //! A step that does not return in its first poll (it awaits I/O or a
-//! durable effect), returns a failure its retry policy may retry, panics, or
-//! starts calls of its own, or is idempotent, is started as a task of its own with the polled
-//! driver, exactly as if it had not been polled here.
+//! durable effect), returns a failure its retry policy may retry, panics,
+//! starts calls of its own, or is idempotent, is started as a task of its
+//! own with the polled driver, exactly as if it had not been polled here.
+//! Until then the parent's task keeps polling it whenever it wakes, while
+//! the parent's commit is in flight (see [`Core::commit_polling`]).
 
 use std::sync::Arc;
 use std::task::{Context, Waker};
@@ -85,6 +87,7 @@ impl Core {
         self: &Arc<Self>,
         mut step: LocalStart,
         now: Timestamp,
+        waker: &Waker,
     ) -> Result<Inline, TurnError> {
         let Some(link) = step.parent else {
             return Ok(Inline::Pending(step));
@@ -109,9 +112,7 @@ impl Core {
             function = step.entry.name,
             worker = %self.id,
         );
-        // A no-op waker: if the code waits, its own task polls it again at
-        // once (with that task's waker); nothing here needs waking.
-        let status = span.in_scope(|| driver.advance(&mut Context::from_waker(Waker::noop())));
+        let status = span.in_scope(|| driver.advance(&mut Context::from_waker(waker)));
         let out = match status {
             Status::Finished(out)
                 if returns_here(&step.entry, &out) && driver.pending_new_calls().is_empty() =>
@@ -156,6 +157,39 @@ impl Core {
             commit,
             resolution: resolution(link.seq, &out),
         }))
+    }
+
+    /// Commits the parent's turn while polling `step`, a step polled before
+    /// that turn and still waiting, whenever it wakes. The step may hold
+    /// something the commit needs (say the last pooled connection, taken by
+    /// its own query): left unpolled until the commit returns, it would
+    /// never give it back. If it returns meanwhile, its task starts with
+    /// that outcome.
+    pub(super) async fn commit_polling(
+        &self,
+        r: &mut Running,
+        commit: TurnCommit,
+        step: Option<&mut LocalStart>,
+    ) -> Result<(), TurnError> {
+        let Some(prepared) = step
+            .and_then(|s| s.prepared.as_mut())
+            .filter(|p| p.status.is_none())
+        else {
+            return self.commit_with_handoffs(r, commit).await;
+        };
+        let commit = self.commit_with_handoffs(r, commit);
+        tokio::pin!(commit);
+        std::future::poll_fn(|cx| {
+            if prepared.status.is_none() && prepared.driver.woken() {
+                prepared.driver.set_now(self.now());
+                match prepared.driver.advance(cx) {
+                    Status::Blocked | Status::Behind => {}
+                    status => prepared.status = Some(status),
+                }
+            }
+            commit.as_mut().poll(cx)
+        })
+        .await
     }
 
     /// Applies an inline step's result to its parent. False if the parent
