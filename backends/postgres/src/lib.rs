@@ -77,6 +77,31 @@
 //!
 //! [`TaskStore::commit`]: stent_journal::store::TaskStore::commit
 //!
+//! # Group commit
+//!
+//! Under load, calls of the same kind are gathered into one statement:
+//! concurrent [`TaskStore::commit`] calls (whose turns fit `stent_commit`)
+//! become one call of it, concurrent [`ExecutionStore::create_execution`]
+//! calls one multi-row insert, concurrent [`ExecutionStore::execution`]
+//! reads one `WHERE id = ANY(..)`. Each kind has a few slots (a quarter of
+//! the pool each); a call that finds a slot free runs at once, alone, and
+//! the calls that arrive while every slot is busy go out together as soon
+//! as one frees, up to 64 at a time. Nothing waits for a batch to fill, so
+//! a lone call costs what it did without batching; when calls pile up, a
+//! round trip, a transaction and a WAL flush serve many of them.
+//!
+//! Each caller still gets its own answer. A batch is one transaction: if
+//! any of it fails (a lost lease, a conflict, an execution that already
+//! exists), nothing of it is kept and each call in it runs again on its
+//! own, so the failure reaches the caller it belongs to and the others go
+//! through. Batches run on the backend's own tasks, so a caller that stops
+//! waiting does not cut one short. [`PostgresBackend::group_commit_stats`]
+//! tells how many calls went out in how many batches;
+//! [`PostgresBuilder::group_commit`]`(false)` sends every call alone.
+//!
+//! [`ExecutionStore::create_execution`]: stent_journal::store::ExecutionStore::create_execution
+//! [`ExecutionStore::execution`]: stent_journal::store::ExecutionStore::execution
+//!
 //! # Concurrency limits
 //!
 //! A claim whose request limits some of its functions takes a
@@ -124,6 +149,7 @@
 //! created_at)` for listing, and by `completed_at` for cleanup;
 //! `dead_letters` by `(failed_at DESC, task_id)` and by `execution_id`.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::SqlSafeStr;
@@ -131,11 +157,25 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use stent_journal::store::StoreError;
 
+mod batch;
 mod notify;
 mod sql;
 mod store;
 
+pub use batch::BatchCounts;
 pub use notify::NotificationListener;
+
+/// What group commit did so far on one backend (and its clones): see
+/// [`PostgresBackend::group_commit_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GroupCommitStats {
+    /// [`TaskStore::commit`](stent_journal::store::TaskStore::commit) calls.
+    pub commits: BatchCounts,
+    /// [`ExecutionStore::create_execution`](stent_journal::store::ExecutionStore::create_execution) calls.
+    pub creates: BatchCounts,
+    /// [`ExecutionStore::execution`](stent_journal::store::ExecutionStore::execution) calls.
+    pub reads: BatchCounts,
+}
 
 /// The embedded schema migrations, in version order.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -167,6 +207,7 @@ pub struct PostgresBuilder {
     application_name: Option<String>,
     check_connections: bool,
     check_idle_for: Duration,
+    group_commit: bool,
 }
 
 impl PostgresBuilder {
@@ -225,23 +266,46 @@ impl PostgresBuilder {
         self
     }
 
+    /// Whether concurrent commits, execution creations and execution reads
+    /// are gathered into one statement each while earlier ones are still
+    /// running (see [Group commit](crate#group-commit)). Default `true`;
+    /// `false` sends every call as its own statement.
+    pub fn group_commit(mut self, enabled: bool) -> Self {
+        self.group_commit = enabled;
+        self
+    }
+
     /// Connects (opening one connection, to check the URL and credentials).
     /// Does not create tables: call [`PostgresBackend::init_db`].
     pub async fn build(self) -> Result<PostgresBackend, StoreError> {
+        let batches = self.batches();
         let (pool, schema) = self.pool_parts()?;
         match pool.acquire().await {
             Ok(conn) => drop(conn),
             Err(e) => return Err(connect_error(&pool, e).await),
         }
-        Ok(PostgresBackend { pool, schema })
+        Ok(PostgresBackend {
+            pool,
+            schema,
+            batches,
+        })
     }
 
     /// Like [`build`](Self::build), but opens no connection now: the first
     /// call that needs one connects (and fails with [`StoreError::Database`]
     /// if the server cannot be reached). The URL is still checked.
     pub fn build_lazy(self) -> Result<PostgresBackend, StoreError> {
+        let batches = self.batches();
         let (pool, schema) = self.pool_parts()?;
-        Ok(PostgresBackend { pool, schema })
+        Ok(PostgresBackend {
+            pool,
+            schema,
+            batches,
+        })
+    }
+
+    fn batches(&self) -> Arc<store::Batches> {
+        Arc::new(store::Batches::new(self.group_commit, self.max_connections))
     }
 
     fn pool_parts(self) -> Result<(PgPool, Option<String>), StoreError> {
@@ -318,6 +382,7 @@ async fn connect_error(pool: &PgPool, e: sqlx::Error) -> StoreError {
 pub struct PostgresBackend {
     pool: PgPool,
     schema: Option<String>,
+    batches: Arc<store::Batches>,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -342,6 +407,7 @@ impl PostgresBackend {
             application_name: None,
             check_connections: true,
             check_idle_for: Duration::from_secs(1),
+            group_commit: true,
         }
     }
 
@@ -353,7 +419,19 @@ impl PostgresBackend {
     /// A backend on an existing pool, used as is: its connections'
     /// `search_path` decides where the tables are.
     pub fn from_pool(pool: PgPool) -> PostgresBackend {
-        PostgresBackend { pool, schema: None }
+        let connections = pool.options().get_max_connections();
+        PostgresBackend {
+            pool,
+            schema: None,
+            batches: Arc::new(store::Batches::new(true, connections)),
+        }
+    }
+
+    /// How many calls group commit gathered into how many statements so
+    /// far (see [Group commit](crate#group-commit)); all zero with
+    /// [`PostgresBuilder::group_commit`]`(false)`.
+    pub fn group_commit_stats(&self) -> GroupCommitStats {
+        self.batches.stats()
     }
 
     /// The connection pool.

@@ -60,6 +60,38 @@ pub(crate) const SPAWN: &str = "WITH t AS ( \
     SELECT s.invocation_id, 0, 'started', NULL, s.payload, $1::int8 \
     FROM UNNEST($2, $16::bytea[]) AS s(invocation_id, payload)";
 
+/// Executions with their root tasks and `Started` events, several in one
+/// statement (group commit). $1..$15 the root tasks' columns as in
+/// [`SPAWN`]'s $2..$16; $16 execution ids, $17 functions, $18 statuses, $19
+/// created_at, $20 started_at, $21 deadlines. An execution's queue,
+/// priority and tags are its root task's.
+pub(crate) const CREATE_EXECUTIONS: &str = "WITH e AS ( \
+      INSERT INTO executions \
+        (id, function, status, queue, priority, tags, created_at, started_at, deadline) \
+      SELECT x.id, x.function, x.status, x.queue, x.priority, \
+             COALESCE(($6::text[])[x.tag_first:x.tag_last], '{}'), x.created_at, \
+             x.started_at, x.deadline \
+      FROM UNNEST($16::uuid[], $17::text[], $18::text[], $4::text[], $5::int4[], \
+                  $7::int4[], $8::int4[], $19::int8[], $20::int8[], $21::int8[]) \
+        AS x(id, function, status, queue, priority, tag_first, tag_last, created_at, \
+             started_at, deadline)), \
+    t AS ( \
+      INSERT INTO tasks \
+        (invocation_id, execution_id, function, queue, priority, tags, state, run_at, \
+         lease_owner, lease_until, epoch, attempts) \
+      SELECT n.invocation_id, n.execution_id, n.function, n.queue, n.priority, \
+             COALESCE(($6::text[])[n.tag_first:n.tag_last], '{}'), n.state, n.run_at, \
+             n.lease_owner, n.lease_until, n.epoch, n.attempts \
+      FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $7::int4[], \
+                  $8::int4[], $9::text[], $10::int8[], $11::text[], $12::int8[], \
+                  $13::int8[], $14::int4[]) WITH ORDINALITY \
+        AS n(invocation_id, execution_id, function, queue, priority, tag_first, tag_last, \
+             state, run_at, lease_owner, lease_until, epoch, attempts, ord) \
+      ORDER BY n.ord) \
+    INSERT INTO journal (invocation_id, seq, kind, call_key, payload, recorded_at) \
+    SELECT s.invocation_id, 0, 'started', NULL, s.payload, s.created_at \
+    FROM UNNEST($1, $15::bytea[], $19) AS s(invocation_id, payload, created_at)";
+
 // ------------------------------------------------------------------ claims
 
 /// The claimable tasks in claim order, at most `$5`, locked (`FOR UPDATE
@@ -453,6 +485,8 @@ macro_rules! select_executions {
 }
 
 pub(crate) const EXECUTION: &str = select_executions!("WHERE id = $1::uuid");
+/// The executions among $1 (group commit: several callers' reads at once).
+pub(crate) const EXECUTIONS_BY_ID: &str = select_executions!("WHERE id = ANY($1::uuid[])");
 pub(crate) const LIST_EXECUTIONS: &str =
     select_executions!("ORDER BY created_at DESC, id ASC LIMIT $1::int8 OFFSET $2::int8");
 pub(crate) const LIST_EXECUTIONS_BY_STATUS: &str = select_executions!(

@@ -3,6 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -21,6 +22,8 @@ use stent_journal::{
 };
 use uuid::Uuid;
 
+use crate::GroupCommitStats;
+use crate::batch::{BatchCounts, Batcher, Unbatched};
 use crate::{MAX_ATTEMPTS, PostgresBackend, sql};
 
 // Operation names, for error messages.
@@ -744,6 +747,28 @@ async fn commit_in(conn: &mut PgConnection, turns: &[TurnCommit]) -> Attempt<()>
     Ok(())
 }
 
+/// The turns of one `commit` call, as one statement when they allow it.
+async fn commit_one(pool: &PgPool, turns: &[TurnCommit]) -> StoreResult<()> {
+    if let [turn] = turns
+        && is_one_statement(turn)
+    {
+        // The fenced update with its events is the whole turn: one
+        // statement, atomic on its own, no transaction needed.
+        return retrying(|| async move {
+            let mut conn = pool.acquire().await.map_err(db(COMMIT))?;
+            apply_turn(&mut conn, turn).await
+        })
+        .await;
+    }
+    if turns.iter().all(fits_function) {
+        // Fences, events, spawns, inbox and deliveries of every turn in one
+        // statement: one round trip instead of one per write plus BEGIN and
+        // COMMIT.
+        return retrying(|| commit_by_function(pool, turns)).await;
+    }
+    retrying(|| async move { transaction!(pool, COMMIT, |conn| commit_in(conn, turns)) }).await
+}
+
 // ------------------------------------------------------------------ claims
 
 /// Claim order of a task: priority (highest first), `run_at`, creation.
@@ -1135,54 +1160,39 @@ fn read_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 #[async_trait]
 impl ExecutionStore for PostgresBackend {
     async fn create_execution(&self, execution: NewExecution) -> StoreResult<()> {
-        let root = &execution.root;
-        let leased = root.lease.is_some();
-        let status = if leased {
-            ExecutionStatus::Running
+        let execution = if self.batches.enabled {
+            let pool = self.pool.clone();
+            let batcher = self.batches.creates.get_or_init(|| {
+                Batcher::start(self.batches.slots, MAX_BATCH, move |batch| {
+                    create_batch(pool.clone(), batch)
+                })
+            });
+            match batcher.call(execution).await {
+                Ok(outcome) => return outcome,
+                Err(Unbatched::Lost) => return Err(batch_lost(CREATE_EXECUTION)),
+                Err(Unbatched::Gone(execution)) => execution,
+            }
         } else {
-            ExecutionStatus::Pending
+            execution
         };
-        let (state, owner, until, epoch, attempts) = lease_columns(root);
-        let pool = &self.pool;
-        let execution = &execution;
-        retrying(|| async move {
-            sqlx::query(sql::CREATE_EXECUTION)
-                .bind(*execution.id.as_uuid())
-                .bind(&execution.function)
-                .bind(status.as_str())
-                .bind(&root.routing.queue)
-                .bind(root.routing.priority)
-                .bind(&root.routing.tags)
-                .bind(execution.created_at.0)
-                .bind(leased.then_some(execution.created_at.0))
-                .bind(execution.deadline.map(|t| t.0))
-                .bind(*root.invocation.as_uuid())
-                .bind(&root.function)
-                .bind(state)
-                .bind(root.run_at.0)
-                .bind(owner)
-                .bind(until)
-                .bind(epoch)
-                .bind(attempts)
-                .bind(root.started_event.as_slice())
-                .execute(pool)
-                .await
-                .map_err(unique(CREATE_EXECUTION, |_| {
-                    format!("execution {} already exists", execution.id)
-                }))?;
-            Ok(())
-        })
-        .await
+        create_one(&self.pool, &execution).await
     }
 
     async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
-        const OP: &str = "execution";
-        let row = sqlx::query(sql::EXECUTION)
-            .bind(*id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(read_err(OP))?;
-        row.as_ref().map(execution_record).transpose()
+        if self.batches.enabled {
+            let pool = self.pool.clone();
+            let batcher = self.batches.reads.get_or_init(|| {
+                Batcher::start(self.batches.slots, MAX_BATCH, move |batch| {
+                    read_batch(pool.clone(), batch)
+                })
+            });
+            match batcher.call(id).await {
+                Ok(outcome) => return outcome,
+                Err(Unbatched::Lost) => return Err(batch_lost(READ_EXECUTION)),
+                Err(Unbatched::Gone(_)) => {}
+            }
+        }
+        read_one(&self.pool, id).await
     }
 
     async fn list_executions(&self, filter: ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
@@ -1488,30 +1498,23 @@ impl TaskStore for PostgresBackend {
         if turns.is_empty() {
             return Ok(());
         }
-        let pool = self.pool.clone();
-        detached(COMMIT, async move {
-            let (pool, turns) = (&pool, turns.as_slice());
-            if let [turn] = turns
-                && is_one_statement(turn)
-            {
-                // The fenced update with its events is the whole turn: one
-                // statement, atomic on its own, no transaction needed.
-                return retrying(|| async move {
-                    let mut conn = pool.acquire().await.map_err(db(COMMIT))?;
-                    apply_turn(&mut conn, turn).await
+        let turns = if self.batches.enabled && turns.iter().all(fits_function) {
+            let pool = self.pool.clone();
+            let batcher = self.batches.commits.get_or_init(|| {
+                Batcher::start(self.batches.slots, MAX_BATCH, move |batch| {
+                    commit_batch(pool.clone(), batch)
                 })
-                .await;
+            });
+            match batcher.call(turns).await {
+                Ok(outcome) => return outcome,
+                Err(Unbatched::Lost) => return Err(batch_lost(COMMIT)),
+                Err(Unbatched::Gone(turns)) => turns,
             }
-            if turns.iter().all(fits_function) {
-                // Fences, events, spawns, inbox and deliveries of every turn
-                // in one statement: one round trip instead of one per write
-                // plus BEGIN and COMMIT.
-                return retrying(|| commit_by_function(pool, turns)).await;
-            }
-            retrying(|| async move { transaction!(pool, COMMIT, |conn| commit_in(conn, turns)) })
-                .await
-        })
-        .await
+        } else {
+            turns
+        };
+        let pool = self.pool.clone();
+        detached(COMMIT, async move { commit_one(&pool, &turns).await }).await
     }
 }
 
@@ -1694,4 +1697,227 @@ impl InspectStore for PostgresBackend {
             dead_letters: count(&dead, "n")?,
         })
     }
+}
+
+// ------------------------------------------------------------------ group commit
+
+/// Most calls in one batch.
+const MAX_BATCH: usize = 64;
+
+const READ_EXECUTION: &str = "execution";
+
+/// The batchers of one backend (see [`crate::batch`]), started on first use
+/// on the runtime of that call.
+pub(crate) struct Batches {
+    enabled: bool,
+    /// Batches of one kind running at once.
+    slots: usize,
+    commits: OnceLock<Batcher<Vec<TurnCommit>, StoreResult<()>>>,
+    creates: OnceLock<Batcher<NewExecution, StoreResult<()>>>,
+    reads: OnceLock<Batcher<ExecutionId, StoreResult<Option<ExecutionRecord>>>>,
+}
+
+impl Batches {
+    /// What group commit did so far.
+    pub(crate) fn stats(&self) -> GroupCommitStats {
+        let counts = |b: Option<BatchCounts>| b.unwrap_or_default();
+        GroupCommitStats {
+            commits: counts(self.commits.get().map(Batcher::counts)),
+            creates: counts(self.creates.get().map(Batcher::counts)),
+            reads: counts(self.reads.get().map(Batcher::counts)),
+        }
+    }
+
+    /// `connections`: the pool's size. Each kind gets a quarter of it, so
+    /// claims, renewals and the other calls always find a connection.
+    pub(crate) fn new(enabled: bool, connections: u32) -> Self {
+        Batches {
+            enabled,
+            slots: (connections as usize / 4).max(1),
+            commits: OnceLock::new(),
+            creates: OnceLock::new(),
+            reads: OnceLock::new(),
+        }
+    }
+}
+
+fn batch_lost(op: &'static str) -> StoreError {
+    StoreError::Database(format!(
+        "{op}: the batch task stopped before answering (its runtime shut down); the outcome is unknown"
+    ))
+}
+
+/// Commits of several callers in one `stent_commit` call: one statement,
+/// one transaction. If it fails, nothing of it was kept, and each caller's
+/// commit runs again on its own, so the failure reaches the caller it
+/// belongs to (a lost lease, a conflict) and the others go through.
+async fn commit_batch(pool: PgPool, batch: Vec<Vec<TurnCommit>>) -> Vec<StoreResult<()>> {
+    if let [turns] = batch.as_slice() {
+        return vec![commit_one(&pool, turns).await];
+    }
+    let mut ranges = Vec::with_capacity(batch.len());
+    let mut all = Vec::new();
+    for turns in batch {
+        let start = all.len();
+        all.extend(turns);
+        ranges.push(start..all.len());
+    }
+    let together = retrying(|| commit_by_function(&pool, &all)).await;
+    let mut outcomes = Vec::with_capacity(ranges.len());
+    match together {
+        Ok(()) => outcomes.resize_with(ranges.len(), || Ok(())),
+        Err(_) => {
+            for range in ranges {
+                outcomes.push(commit_one(&pool, &all[range]).await);
+            }
+        }
+    }
+    outcomes
+}
+
+/// Executions created by several callers, in one statement. If it fails
+/// (an execution that already exists, say), each runs again on its own.
+async fn create_batch(pool: PgPool, batch: Vec<NewExecution>) -> Vec<StoreResult<()>> {
+    if let [execution] = batch.as_slice() {
+        return vec![create_one(&pool, execution).await];
+    }
+    let together = retrying(|| create_many(&pool, &batch)).await;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    match together {
+        Ok(()) => outcomes.resize_with(batch.len(), || Ok(())),
+        Err(_) => {
+            for execution in &batch {
+                outcomes.push(create_one(&pool, execution).await);
+            }
+        }
+    }
+    outcomes
+}
+
+async fn create_many(pool: &PgPool, batch: &[NewExecution]) -> Attempt<()> {
+    let mut roots = SpawnColumns::default();
+    let (mut ids, mut functions, mut statuses) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut created, mut started, mut deadlines) = (Vec::new(), Vec::new(), Vec::new());
+    for execution in batch {
+        let leased = execution.root.lease.is_some();
+        roots.push(&execution.root)?;
+        ids.push(*execution.id.as_uuid());
+        functions.push(execution.function.as_str());
+        statuses.push(if leased {
+            ExecutionStatus::Running.as_str()
+        } else {
+            ExecutionStatus::Pending.as_str()
+        });
+        created.push(execution.created_at.0);
+        started.push(leased.then_some(execution.created_at.0));
+        deadlines.push(execution.deadline.map(|t| t.0));
+    }
+    roots
+        .bind(sqlx::query(sql::CREATE_EXECUTIONS))
+        .bind(&ids)
+        .bind(&functions)
+        .bind(&statuses)
+        .bind(&created)
+        .bind(&started)
+        .bind(&deadlines)
+        .execute(pool)
+        .await
+        .map_err(unique(CREATE_EXECUTION, |_| {
+            "an execution of the batch already exists".to_string()
+        }))?;
+    Ok(())
+}
+
+/// Creates one execution: its row, its root task and the root's `Started`
+/// event, in one statement.
+async fn create_one(pool: &PgPool, execution: &NewExecution) -> StoreResult<()> {
+    let root = &execution.root;
+    let leased = root.lease.is_some();
+    let status = if leased {
+        ExecutionStatus::Running
+    } else {
+        ExecutionStatus::Pending
+    };
+    let (state, owner, until, epoch, attempts) = lease_columns(root);
+    retrying(|| async move {
+        sqlx::query(sql::CREATE_EXECUTION)
+            .bind(*execution.id.as_uuid())
+            .bind(&execution.function)
+            .bind(status.as_str())
+            .bind(&root.routing.queue)
+            .bind(root.routing.priority)
+            .bind(&root.routing.tags)
+            .bind(execution.created_at.0)
+            .bind(leased.then_some(execution.created_at.0))
+            .bind(execution.deadline.map(|t| t.0))
+            .bind(*root.invocation.as_uuid())
+            .bind(&root.function)
+            .bind(state)
+            .bind(root.run_at.0)
+            .bind(owner)
+            .bind(until)
+            .bind(epoch)
+            .bind(attempts)
+            .bind(root.started_event.as_slice())
+            .execute(pool)
+            .await
+            .map_err(unique(CREATE_EXECUTION, |_| {
+                format!("execution {} already exists", execution.id)
+            }))?;
+        Ok(())
+    })
+    .await
+}
+
+async fn read_one(pool: &PgPool, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
+    let row = sqlx::query(sql::EXECUTION)
+        .bind(*id.as_uuid())
+        .fetch_optional(pool)
+        .await
+        .map_err(read_err(READ_EXECUTION))?;
+    row.as_ref().map(execution_record).transpose()
+}
+
+/// Executions read for several callers in one statement.
+async fn read_batch(
+    pool: PgPool,
+    batch: Vec<ExecutionId>,
+) -> Vec<StoreResult<Option<ExecutionRecord>>> {
+    if let [id] = batch.as_slice() {
+        return vec![read_one(&pool, *id).await];
+    }
+    let ids: Vec<Uuid> = batch.iter().map(|id| *id.as_uuid()).collect();
+    let rows = match sqlx::query(sql::EXECUTIONS_BY_ID)
+        .bind(&ids)
+        .fetch_all(&pool)
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => {
+            let message = e.to_string();
+            return batch
+                .iter()
+                .map(|_| Err(StoreError::Database(format!("{READ_EXECUTION}: {message}"))))
+                .collect();
+        }
+    };
+    let mut found: HashMap<Uuid, StoreResult<ExecutionRecord>> = HashMap::with_capacity(rows.len());
+    for row in &rows {
+        let id = match col::<Uuid>(row, "executions", "id") {
+            Ok(id) => id,
+            // A row whose id cannot be read answers nobody; report it to all.
+            Err(e) => {
+                let message = e.to_string();
+                return batch
+                    .iter()
+                    .map(|_| Err(StoreError::Corrupt(message.clone())))
+                    .collect();
+            }
+        };
+        found.insert(id, execution_record(row));
+    }
+    batch
+        .iter()
+        .map(|id| found.remove(id.as_uuid()).transpose())
+        .collect()
 }

@@ -1010,3 +1010,166 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
     ));
     let _ = conn.close().await;
 }
+
+// ------------------------------------------------------------------ group commit
+
+/// Concurrent creations, reads and commits go out in fewer statements than
+/// calls, and each caller still gets its own answer: a duplicate creation
+/// fails alone, a missing execution reads as `None`, a lost lease is
+/// reported to its own commit only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_batches_concurrent_calls_and_keeps_their_answers_apart() {
+    let Some(fx) = common::fixture().await else {
+        return;
+    };
+    let backend = Arc::new(fx.backend.clone());
+    const N: usize = 40;
+    let executions: Vec<NewExecution> = (0..N).map(|i| new_execution("app::f", i as i64)).collect();
+    // Two of them exist already: their creations must fail, alone.
+    for e in &executions[..2] {
+        backend.create_execution(e.clone()).await.unwrap();
+    }
+    let creates: Vec<_> = executions
+        .iter()
+        .cloned()
+        .map(|e| {
+            let b = backend.clone();
+            tokio::spawn(async move { b.create_execution(e).await })
+        })
+        .collect();
+    for (i, c) in creates.into_iter().enumerate() {
+        let outcome = c.await.unwrap();
+        if i < 2 {
+            assert!(
+                matches!(&outcome, Err(StoreError::Conflict(m)) if m.contains("already exists")),
+                "creation {i}: {outcome:?}"
+            );
+        } else {
+            outcome.unwrap_or_else(|e| panic!("creation {i}: {e}"));
+        }
+    }
+
+    // Reads of every execution and of some that do not exist.
+    let missing: Vec<ExecutionId> = (0..5).map(|_| ExecutionId::new_random()).collect();
+    let ids: Vec<ExecutionId> = executions
+        .iter()
+        .map(|e| e.id)
+        .chain(missing.clone())
+        .collect();
+    let reads: Vec<_> = ids
+        .iter()
+        .map(|&id| {
+            let b = backend.clone();
+            tokio::spawn(async move { (id, b.execution(id).await) })
+        })
+        .collect();
+    for r in reads {
+        let (id, outcome) = r.await.unwrap();
+        let record = outcome.unwrap();
+        if missing.contains(&id) {
+            assert!(record.is_none(), "{id} does not exist");
+        } else {
+            assert_eq!(record.map(|r| r.id), Some(id));
+        }
+    }
+
+    // Every task claimed by w1; a third taken over by w2 once expired.
+    let mut claimed = Vec::new();
+    while claimed.len() < N {
+        let got = backend.claim(claim_request("w1", 100, N)).await.unwrap();
+        assert!(!got.is_empty());
+        claimed.extend(got);
+    }
+    let taken: HashSet<InvocationId> = claimed.iter().step_by(3).map(|t| t.invocation).collect();
+    let kept: Vec<_> = claimed
+        .iter()
+        .filter(|t| !taken.contains(&t.invocation))
+        .map(|t| (t.invocation, t.epoch))
+        .collect();
+    backend
+        .renew_leases(&WorkerId::new("w1"), &kept, Timestamp(10_000_000))
+        .await
+        .unwrap();
+    let over = backend
+        .claim(claim_request("w2", 100_000, N))
+        .await
+        .unwrap();
+    assert_eq!(over.len(), taken.len());
+
+    let commits: Vec<_> = claimed
+        .iter()
+        .map(|t| {
+            let b = backend.clone();
+            let (inv, epoch) = (t.invocation, t.epoch);
+            tokio::spawn(async move { (inv, b.commit(vec![step(inv, epoch, 1)]).await) })
+        })
+        .collect();
+    for c in commits {
+        let (inv, outcome) = c.await.unwrap();
+        if taken.contains(&inv) {
+            assert!(
+                matches!(outcome, Err(StoreError::LeaseLost { invocation, .. }) if invocation == inv),
+                "{inv}: {outcome:?}"
+            );
+            assert_eq!(backend.read_journal(inv, Seq(0)).await.unwrap().len(), 1);
+        } else {
+            outcome.unwrap_or_else(|e| panic!("{inv}: {e}"));
+            assert_eq!(backend.read_journal(inv, Seq(0)).await.unwrap().len(), 2);
+        }
+    }
+
+    let stats = backend.group_commit_stats();
+    for (kind, counts) in [
+        ("creates", stats.creates),
+        ("reads", stats.reads),
+        ("commits", stats.commits),
+    ] {
+        assert!(counts.calls >= N as u64, "{kind}: {counts:?}");
+        assert!(
+            counts.batches < counts.calls,
+            "{kind} were not batched: {counts:?}"
+        );
+    }
+}
+
+/// With group commit switched off every call is its own statement, and the
+/// backend works the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn group_commit_can_be_switched_off() {
+    let Some(fx) = common::fixture().await else {
+        return;
+    };
+    let backend = Arc::new(
+        PostgresBackend::builder(common::url())
+            .schema(fx.schema())
+            .group_commit(false)
+            .build()
+            .await
+            .unwrap(),
+    );
+    let creates: Vec<_> = (0..10)
+        .map(|i| {
+            let b = backend.clone();
+            let e = new_execution("app::f", i);
+            tokio::spawn(async move {
+                b.create_execution(e.clone()).await.unwrap();
+                b.execution(e.id).await.unwrap().map(|r| r.id) == Some(e.id)
+            })
+        })
+        .collect();
+    for c in creates {
+        assert!(c.await.unwrap());
+    }
+    let claimed = backend.claim(claim_request("w", 10, 10)).await.unwrap();
+    assert_eq!(claimed.len(), 10);
+    for t in &claimed {
+        backend
+            .commit(vec![finish(t.invocation, t.epoch)])
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        backend.group_commit_stats(),
+        stent_postgres::GroupCommitStats::default()
+    );
+}
