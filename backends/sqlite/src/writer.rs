@@ -523,8 +523,8 @@ mod tests {
     //! would pass through the fallback too, so the public tests cannot tell.
 
     use stent_journal::store::{
-        Delivery, ExecutionOutcome, ExecutionStatus, ExecutionStore, LeaseGrant, NewEvent,
-        NewExecution, NewInvocation, Routing, TaskDisposition, TaskStore,
+        Delivery, ExecutionOutcome, ExecutionStatus, ExecutionStore, InspectStore, JournalStore,
+        LeaseGrant, NewEvent, NewExecution, NewInvocation, Routing, TaskDisposition, TaskStore,
     };
     use stent_journal::{EventKind, Seq};
 
@@ -677,5 +677,49 @@ mod tests {
             commit_request(vec![turn(r, 6, &[2], hold())]),
         ];
         assert_eq!(batched(&backend, group).await, (false, vec![false, false]));
+    }
+
+    /// A child created leased and ended in the same commit (an inline
+    /// step) is written done at once, with its events, the same as
+    /// inserting it and then applying its end.
+    #[tokio::test]
+    async fn a_child_created_and_ended_in_one_commit_is_written_done() {
+        let backend = SqliteBackend::in_memory().await.unwrap();
+        backend.init_db().await.unwrap();
+        let parent = execution(true);
+        backend.create_execution(parent.clone()).await.unwrap();
+        let p = parent.root.invocation;
+        let step = InvocationId::child_of(p, Seq(1));
+        let mut schedule = turn(p, 1, &[1], hold());
+        schedule.spawn = vec![invocation(step, parent.id, true)];
+        let end = turn(
+            step,
+            2,
+            &[1],
+            TaskDisposition::Finish {
+                deliver: None,
+                execution: None,
+            },
+        );
+        let group = vec![commit_request(vec![
+            schedule,
+            end,
+            turn(p, 3, &[2], hold()),
+        ])];
+        assert_eq!(batched(&backend, group).await, (true, vec![true]));
+        let task = backend.task(step).await.unwrap().expect("the step's task");
+        assert_eq!(task.state, stent_journal::store::TaskState::Done);
+        assert_eq!((task.lease_owner, task.lease_until), (None, None));
+        assert_eq!((task.epoch, task.attempts), (LeaseEpoch(1), 0));
+        let seqs: Vec<u32> = backend
+            .read_journal(step, Seq(0))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.seq.0)
+            .collect();
+        assert_eq!(seqs, [0, 1]);
+        let parent_seqs = backend.read_journal(p, Seq(0)).await.unwrap().len();
+        assert_eq!(parent_seqs, 3);
     }
 }
