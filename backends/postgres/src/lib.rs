@@ -77,6 +77,16 @@
 //!
 //! [`TaskStore::commit`]: stent_journal::store::TaskStore::commit
 //!
+//! # TLS
+//!
+//! Connections use TLS as libpq's do, per the URL's `sslmode`: `prefer` (the
+//! default: TLS when the server offers it), `require`, `verify-ca`,
+//! `verify-full`, or `disable`; `sslrootcert=` names a CA file to trust
+//! besides the operating system's roots. TLS is rustls with the ring
+//! provider, so there is no OpenSSL to link. A certificate that fails the
+//! check is a [`StoreError::Database`] naming why (an unknown issuer, a
+//! host name the certificate does not cover).
+//!
 //! # Group commit
 //!
 //! Under load, calls of the same kind are gathered into one statement:

@@ -1173,3 +1173,67 @@ async fn group_commit_can_be_switched_off() {
         stent_postgres::GroupCommitStats::default()
     );
 }
+
+// ------------------------------------------------------------------ TLS
+
+fn with_param(url: &str, param: &str) -> String {
+    let joiner = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joiner}{param}")
+}
+
+/// `sslmode=require` encrypts the connections (the test server runs with
+/// `ssl = on`, as Debian's default cluster does); `verify-full` refuses a
+/// certificate no trusted root signed, saying so.
+#[tokio::test]
+async fn tls_connections_are_encrypted_and_certificates_checked() {
+    let Some(fx) = common::fixture().await else {
+        return;
+    };
+    let ssl_on: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(fx.backend.pool())
+        .await
+        .unwrap();
+    if ssl_on != "on" {
+        let why = format!(
+            "the test server at {} runs with ssl = {ssl_on}",
+            common::url()
+        );
+        assert!(
+            std::env::var("STENT_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "{why} (STENT_REQUIRE_SERVICES=1, so the TLS test must run)"
+        );
+        println!("skipped: {why}");
+        return;
+    }
+    let backend = PostgresBackend::builder(with_param(&common::url(), "sslmode=require"))
+        .schema(fx.schema())
+        .build()
+        .await
+        .expect("a TLS connection");
+    let encrypted: bool =
+        sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+            .fetch_one(backend.pool())
+            .await
+            .unwrap();
+    assert!(encrypted, "sslmode=require gave an unencrypted connection");
+    let e = new_execution("app::f", 1);
+    backend.create_execution(e.clone()).await.unwrap();
+    assert_eq!(
+        backend.execution(e.id).await.unwrap().map(|r| r.id),
+        Some(e.id)
+    );
+
+    match PostgresBackend::builder(with_param(&common::url(), "sslmode=verify-full"))
+        .schema(fx.schema())
+        .acquire_timeout(Duration::from_secs(5))
+        .build()
+        .await
+    {
+        Err(StoreError::Database(message)) => assert!(
+            message.to_lowercase().contains("certificate"),
+            "the error should name the certificate: {message}"
+        ),
+        Ok(_) => panic!("verify-full accepted the server's self-signed certificate"),
+        Err(other) => panic!("expected a database error, got {other:?}"),
+    }
+}
