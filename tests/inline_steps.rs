@@ -208,25 +208,28 @@ impl Gate {
     }
 }
 
-static IO_GATE: Gate = Gate::new();
+/// One gate per test that uses them (tests run in parallel).
+static GATES: [Gate; 2] = [Gate::new(), Gate::new()];
+const IO_GATE: usize = 0;
+const STALL_GATE: usize = 1;
 
 #[stent::durable]
-async fn awaits_io(x: u64) -> Result<u64, String> {
-    IO_GATE.pass().await;
-    Ok(x + 100)
+async fn gated(gate: usize, x: u64) -> Result<u64, String> {
+    GATES[gate].pass().await;
+    Ok(x + 1)
 }
 
 #[stent::durable]
-async fn calls_awaits_io(x: u64) -> Result<u64, String> {
-    awaits_io(x).await
+async fn calls_gated(gate: usize, x: u64) -> Result<u64, String> {
+    gated(gate, x).await
 }
 
 #[tokio::test(start_paused = true)]
 async fn a_step_that_waits_runs_as_a_stored_task_of_its_own() {
     let executor = Stent::new(MemoryBackend::new());
     let worker = TestWorker::start(&executor).await;
-    let id = executor.dispatch(calls_awaits_io(1)).await.unwrap();
-    IO_GATE.until_started().await;
+    let id = executor.dispatch(calls_gated(IO_GATE, 1)).await.unwrap();
+    GATES[IO_GATE].until_started().await;
     // While it waits, the step is stored and leased, like any running step.
     let tasks = tasks(&executor, id).await;
     let step = tasks
@@ -238,24 +241,11 @@ async fn a_step_that_waits_runs_as_a_stored_task_of_its_own() {
         kinds(&executor, id.root_invocation()).await,
         ["started", "call_scheduled"]
     );
-    IO_GATE.open.notify_one();
+    GATES[IO_GATE].open.notify_one();
     let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
-    assert_eq!(out, Ok(101));
+    assert_eq!(out, Ok(2));
     worker.stop().await;
-    assert_eq!(IO_GATE.started.load(Ordering::SeqCst), 1);
-}
-
-static STALL_GATE: Gate = Gate::new();
-
-#[stent::durable]
-async fn outlives_a_stall(x: u64) -> Result<u64, String> {
-    STALL_GATE.pass().await;
-    Ok(x + 1)
-}
-
-#[stent::durable]
-async fn calls_outlives_a_stall(x: u64) -> Result<u64, String> {
-    outlives_a_stall(x).await
+    assert_eq!(GATES[IO_GATE].started.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -267,20 +257,20 @@ async fn a_worker_whose_leases_lapsed_in_a_stall_renews_them_instead_of_taking_i
             .poll_interval(Duration::from_millis(100))
     })
     .await;
-    let id = executor.dispatch(calls_outlives_a_stall(1)).await.unwrap();
-    STALL_GATE.until_started().await;
+    let id = executor.dispatch(calls_gated(STALL_GATE, 1)).await.unwrap();
+    GATES[STALL_GATE].until_started().await;
     // The host stalls past every lease (the clock jumps at once, the
     // heartbeat had no chance to run). Both the heartbeat and the claim
     // loop wake up; whichever runs first, the leases are renewed before
     // anything is claimed.
     tokio::time::advance(Duration::from_secs(11)).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    STALL_GATE.open.notify_one();
+    GATES[STALL_GATE].open.notify_one();
     let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
     assert_eq!(out, Ok(2));
     worker.stop().await;
     // The step ran once, and no task was claimed again.
-    assert_eq!(STALL_GATE.started.load(Ordering::SeqCst), 1);
+    assert_eq!(GATES[STALL_GATE].started.load(Ordering::SeqCst), 1);
     for t in tasks(&executor, id).await {
         assert_eq!(t.epoch.0, 1, "{t:?}");
     }
