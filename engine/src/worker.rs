@@ -939,10 +939,23 @@ impl Core {
             .registry
             .get(&function)
             .map_err(|e| LoadError::Corrupt(e.to_string()))?;
-        let mut driver = Driver::new(invocation, events, entry.invoke(args))
+        let driver = self
+            .new_driver(invocation, events, entry.invoke(args))
             .map_err(|e| LoadError::Corrupt(e.to_string()))?;
-        driver.set_serializer(self.inner.serializer);
         Ok((driver, parent))
+    }
+
+    /// A driver running `future` against `journal`, with the executor's
+    /// serializer.
+    pub(super) fn new_driver(
+        &self,
+        invocation: InvocationId,
+        journal: Vec<Event>,
+        future: stent_replay::InvocationFuture,
+    ) -> Result<Driver, DriverError> {
+        let mut driver = Driver::new(invocation, journal, future)?;
+        driver.set_serializer(self.inner.serializer);
+        Ok(driver)
     }
 
     async fn drive(self: Arc<Self>, r: Running, check_remote: bool) {
@@ -1470,15 +1483,17 @@ impl Core {
             }
             let (driver, first_status) = match c.prepared {
                 Some(prepared) => (prepared.driver, prepared.status),
-                None => match self.new_driver(c.invocation, c.started, c.entry.invoke(c.args)) {
-                    Ok(d) => (d, None),
-                    Err(e) => {
-                        // Cannot happen for a journal we just built; the lease
-                        // runs out and another claim replays it from storage.
-                        tracing::error!(invocation = %c.invocation, error = %e, "could not start child");
-                        continue;
+                None => {
+                    match self.new_driver(c.invocation, vec![c.started], c.entry.invoke(c.args)) {
+                        Ok(d) => (d, None),
+                        Err(e) => {
+                            // Cannot happen for a journal we just built; the lease
+                            // runs out and another claim replays it from storage.
+                            tracing::error!(invocation = %c.invocation, error = %e, "could not start child");
+                            continue;
+                        }
                     }
-                },
+                }
             };
             let residence = self.hold(c.invocation, c.execution, LeaseEpoch(1));
             let mut running = Running::new(

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::task::{Context, Waker};
 
 use stent_journal::store::{TaskDisposition, TurnCommit};
-use stent_journal::{Failure, InvocationId, LeaseEpoch, Payload, Timestamp};
+use stent_journal::{Failure, LeaseEpoch, Payload, Timestamp};
 use stent_replay::{Driver, Status};
 
 use super::{
@@ -70,18 +70,6 @@ pub(super) enum Inline {
 }
 
 impl Core {
-    /// A driver for a new invocation whose journal is its `Started` event.
-    pub(super) fn new_driver(
-        &self,
-        invocation: InvocationId,
-        started: Event,
-        future: stent_replay::InvocationFuture,
-    ) -> Result<Driver, stent_replay::DriverError> {
-        let mut driver = Driver::new(invocation, vec![started], future)?;
-        driver.set_serializer(self.inner.serializer);
-        Ok(driver)
-    }
-
     /// Polls `step` once, here. See the module docs.
     pub(super) fn run_inline(
         self: &Arc<Self>,
@@ -99,7 +87,8 @@ impl Core {
         }
         let started_at = tokio::time::Instant::now();
         let future = step.entry.invoke(step.args.clone());
-        let mut driver = match self.new_driver(step.invocation, step.started.clone(), future) {
+        let mut driver = match self.new_driver(step.invocation, vec![step.started.clone()], future)
+        {
             Ok(driver) => driver,
             // Its task reports it.
             Err(_) => return Ok(Inline::Pending(step)),
