@@ -1226,11 +1226,7 @@ impl Core {
                     Some(step) if r.deferred.is_none() => {
                         match self.run_inline(step, now, &waker)? {
                             Inline::Returned(step) => {
-                                r.deferred = Some(Deferred {
-                                    own: Some(commit),
-                                    steps: vec![step.commit],
-                                });
-                                if !self.resolve_inline(r, step.resolution).await? {
+                                if !self.keep_returned(r, Some(commit), step).await? {
                                     return Ok(Ended::Done);
                                 }
                                 continue;
@@ -1253,11 +1249,7 @@ impl Core {
                 if let Some(step) = lone_step {
                     match self.run_inline(step, self.now(), &waker)? {
                         Inline::Returned(step) => {
-                            r.deferred = Some(Deferred {
-                                own: None,
-                                steps: vec![step.commit],
-                            });
-                            if !self.resolve_inline(r, step.resolution).await? {
+                            if !self.keep_returned(r, None, step).await? {
                                 return Ok(Ended::Done);
                             }
                             continue;

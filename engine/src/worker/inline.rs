@@ -181,14 +181,21 @@ impl Core {
         .await
     }
 
-    /// Applies an inline step's result to its parent. False if the parent
+    /// Keeps a step that returned inline for the parent's next commit,
+    /// with `own`, the parent's turn that scheduled it if that is not stored
+    /// yet, and applies the step's result to the parent. False if the parent
     /// diverged on it and was paused.
-    pub(super) async fn resolve_inline(
+    pub(super) async fn keep_returned(
         self: &Arc<Self>,
         r: &mut Running,
-        resolution: Event,
+        own: Option<TurnCommit>,
+        step: Returned,
     ) -> Result<bool, TurnError> {
-        match r.driver.resolve(resolution) {
+        r.deferred = Some(Deferred {
+            own,
+            steps: vec![step.commit],
+        });
+        match r.driver.resolve(step.resolution) {
             Ok(_) => Ok(true),
             Err(e) => {
                 self.pause(r, e.to_string()).await?;
