@@ -466,9 +466,11 @@ impl PostgresBackend {
     /// processes at once, is harmless (sqlx serializes migrations with an
     /// advisory lock). Fails if the database holds migrations this build does
     /// not know (it was written by a newer version) or an applied migration
-    /// was changed.
+    /// was changed. On a schema already at this version it only reads the
+    /// migrations table, so a role without the right to create schemas or
+    /// tables can run it.
     pub async fn init_db(&self) -> Result<(), StoreError> {
-        let migrations = MIGRATIONS
+        let migrations: Vec<Migration> = MIGRATIONS
             .iter()
             .map(|&(version, description, sql)| {
                 Migration::new(
@@ -480,11 +482,21 @@ impl PostgresBackend {
                 )
             })
             .collect();
+        let table = match &self.schema {
+            Some(schema) => format!("{}._sqlx_migrations", quote_ident(schema)),
+            None => "_sqlx_migrations".to_string(),
+        };
+        if applied_already(&self.pool, &table, &migrations).await {
+            // Nothing to do, and nothing written: a role with no right to
+            // create schemas or tables can run it (sqlx's migrator would
+            // issue `CREATE ... IF NOT EXISTS`, which needs those rights
+            // even when everything exists).
+            return Ok(());
+        }
         let mut migrator = Migrator::with_migrations(migrations);
         if let Some(schema) = &self.schema {
-            let quoted = quote_ident(schema);
-            migrator.create_schema(quoted.clone());
-            migrator.dangerous_set_table_name(format!("{quoted}._sqlx_migrations"));
+            migrator.create_schema(quote_ident(schema));
+            migrator.dangerous_set_table_name(table);
         }
         // On a task of its own, so that a caller giving up cannot cut a
         // migration transaction short (see the crate docs).
@@ -494,6 +506,26 @@ impl PostgresBackend {
             .map_err(|e| StoreError::Database(format!("init_db: the migration task failed: {e}")))?
             .map_err(|e| StoreError::Database(format!("init_db (migrations): {e}")))
     }
+}
+
+/// True if `table` records exactly `migrations` as applied, successfully
+/// and with the same checksums. Any doubt (no table, another set, a failed
+/// or changed migration) is `false`: the migrator then runs and reports it.
+async fn applied_already(pool: &PgPool, table: &str, migrations: &[Migration]) -> bool {
+    let query = format!("SELECT version, success, checksum FROM {table} ORDER BY version");
+    let Ok(rows) = sqlx::query_as::<_, (i64, bool, Vec<u8>)>(sqlx::AssertSqlSafe(query))
+        .fetch_all(pool)
+        .await
+    else {
+        return false;
+    };
+    rows.len() == migrations.len()
+        && rows
+            .iter()
+            .zip(migrations)
+            .all(|((version, success, checksum), m)| {
+                *version == m.version && *success && checksum.as_slice() == &*m.checksum
+            })
 }
 
 /// Refuses schema names that are not plain identifiers.

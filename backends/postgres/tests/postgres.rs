@@ -118,6 +118,54 @@ async fn init_db_is_idempotent_and_data_survives() {
     other.close().await;
 }
 
+/// An application role with the rights to use the tables but none to
+/// create schemas or tables can run `init_db` on an up-to-date schema (it
+/// writes nothing then) and use the backend.
+#[tokio::test]
+async fn init_db_on_an_up_to_date_schema_needs_no_create_right() {
+    let Some(fx) = common::fixture().await else {
+        return;
+    };
+    let role = format!("{}_app", fx.schema());
+    let mut admin = common::raw_connection().await.unwrap();
+    let s = fx.schema();
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE ROLE \"{role}\" LOGIN; \
+         GRANT USAGE ON SCHEMA \"{s}\" TO \"{role}\"; \
+         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA \"{s}\" TO \"{role}\"; \
+         GRANT USAGE ON ALL SEQUENCES IN SCHEMA \"{s}\" TO \"{role}\""
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let options: sqlx::postgres::PgConnectOptions = common::url().parse().unwrap();
+    let url = sqlx::ConnectOptions::to_url_lossy(&options.username(&role)).to_string();
+    let app = PostgresBackend::builder(url)
+        .schema(s)
+        .build()
+        .await
+        .unwrap();
+    let outcome = app.init_db().await;
+    let used = async {
+        let e = new_execution("app::f", 1);
+        app.create_execution(e.clone()).await?;
+        app.execution(e.id).await
+    }
+    .await;
+    app.close().await;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "DROP OWNED BY \"{role}\"; DROP ROLE \"{role}\""
+    )))
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    outcome.expect("init_db as the application role");
+    assert!(
+        used.expect("the application role uses the backend")
+            .is_some()
+    );
+}
+
 /// A database written by an older version (migrations 1 and 2 only, with the
 /// version-2 commit function) is upgraded by `init_db`, keeps its data, and
 /// the upgraded commit function works on it.
