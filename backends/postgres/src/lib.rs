@@ -101,10 +101,12 @@
 //! round trip, a transaction and a WAL flush serve many of them.
 //!
 //! Each caller still gets its own answer. A batch is one transaction: if
-//! any of it fails (a lost lease, a conflict, an execution that already
-//! exists), nothing of it is kept and each call in it runs again on its
-//! own, so the failure reaches the caller it belongs to and the others go
-//! through. Batches run on the backend's own tasks, so a caller that stops
+//! the server refuses any of it (a lost lease, a conflict, an execution
+//! that already exists), nothing of it is kept and each call in it runs
+//! again on its own, so the failure reaches the caller it belongs to and
+//! the others go through. A lost connection fails every call of the batch
+//! with the same [`StoreError::Database`], whose outcome is unknown, as it
+//! would an unbatched call. Batches run on the backend's own tasks, so a caller that stops
 //! waiting does not cut one short. [`PostgresBackend::group_commit_stats`]
 //! tells how many calls went out in how many batches;
 //! [`PostgresBuilder::group_commit`]`(false)` sends every call alone.

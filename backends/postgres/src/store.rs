@@ -1748,9 +1748,10 @@ fn batch_lost(op: &'static str) -> StoreError {
 }
 
 /// Commits of several callers in one `stent_commit` call: one statement,
-/// one transaction. If it fails, nothing of it was kept, and each caller's
-/// commit runs again on its own, so the failure reaches the caller it
-/// belongs to (a lost lease, a conflict) and the others go through.
+/// one transaction. If the server refused it (a lost lease, a conflict),
+/// nothing of it was kept, and each caller's commit runs again on its own,
+/// so the failure reaches the caller it belongs to and the others go
+/// through; see [`shared_outcomes`] for the other failures.
 async fn commit_batch(pool: PgPool, batch: Vec<Vec<TurnCommit>>) -> Vec<StoreResult<()>> {
     if let [turns] = batch.as_slice() {
         return vec![commit_one(&pool, turns).await];
@@ -1764,9 +1765,9 @@ async fn commit_batch(pool: PgPool, batch: Vec<Vec<TurnCommit>>) -> Vec<StoreRes
     }
     let together = retrying(|| commit_by_function(&pool, &all)).await;
     let mut outcomes = Vec::with_capacity(ranges.len());
-    match together {
-        Ok(()) => outcomes.resize_with(ranges.len(), || Ok(())),
-        Err(_) => {
+    match shared_outcomes(together, ranges.len()) {
+        Some(shared) => outcomes.extend(shared),
+        None => {
             for range in ranges {
                 outcomes.push(commit_one(&pool, &all[range]).await);
             }
@@ -1775,17 +1776,37 @@ async fn commit_batch(pool: PgPool, batch: Vec<Vec<TurnCommit>>) -> Vec<StoreRes
     outcomes
 }
 
-/// Executions created by several callers, in one statement. If it fails
-/// (an execution that already exists, say), each runs again on its own.
+/// Every caller's answer when a batch succeeded, or failed with a database
+/// error (a lost connection, say: the batch may have committed before the
+/// reply was lost, so running the calls again could report conflicts for
+/// writes that did land; each caller gets the error, as an unbatched call
+/// would). `None` when the server refused the batch for one call's sake (a
+/// lost lease, a conflict, a duplicate): nothing was kept, and the calls
+/// must run again alone to find whose it is.
+fn shared_outcomes(together: StoreResult<()>, calls: usize) -> Option<Vec<StoreResult<()>>> {
+    match together {
+        Ok(()) => Some((0..calls).map(|_| Ok(())).collect()),
+        Err(StoreError::Database(message)) => Some(
+            (0..calls)
+                .map(|_| Err(StoreError::Database(message.clone())))
+                .collect(),
+        ),
+        Err(_) => None,
+    }
+}
+
+/// Executions created by several callers, in one statement. If the server
+/// refused it (an execution that already exists, say), each runs again on
+/// its own (see [`shared_outcomes`]).
 async fn create_batch(pool: PgPool, batch: Vec<NewExecution>) -> Vec<StoreResult<()>> {
     if let [execution] = batch.as_slice() {
         return vec![create_one(&pool, execution).await];
     }
     let together = retrying(|| create_many(&pool, &batch)).await;
     let mut outcomes = Vec::with_capacity(batch.len());
-    match together {
-        Ok(()) => outcomes.resize_with(batch.len(), || Ok(())),
-        Err(_) => {
+    match shared_outcomes(together, batch.len()) {
+        Some(shared) => outcomes.extend(shared),
+        None => {
             for execution in &batch {
                 outcomes.push(create_one(&pool, execution).await);
             }
@@ -1920,4 +1941,32 @@ async fn read_batch(
         .iter()
         .map(|id| found.remove(id.as_uuid()).transpose())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_batch_refused_for_one_call_runs_again_call_by_call() {
+        let lost = StoreError::LeaseLost {
+            invocation: ExecutionId::new_random().root_invocation(),
+            epoch: LeaseEpoch(3),
+        };
+        assert!(shared_outcomes(Err(lost), 3).is_none());
+        assert!(shared_outcomes(Err(StoreError::Conflict("dup".into())), 3).is_none());
+    }
+
+    #[test]
+    fn a_batch_that_succeeded_or_lost_its_connection_answers_every_call_alike() {
+        let ok = shared_outcomes(Ok(()), 3).expect("shared");
+        assert!(ok.len() == 3 && ok.iter().all(Result::is_ok));
+        let lost = shared_outcomes(Err(StoreError::Database("connection reset".into())), 2)
+            .expect("shared");
+        assert_eq!(lost.len(), 2);
+        assert!(
+            lost.iter()
+                .all(|o| matches!(o, Err(StoreError::Database(m)) if m == "connection reset"))
+        );
+    }
 }
