@@ -9,6 +9,9 @@
 //! `latency` (dispatch → result of a one-step workflow, N times), `replay`
 //! (re-run a finished journal of about N events, no storage).
 //!
+//! On PostgreSQL the line ends with `group_commit`: `[calls, batches]` of
+//! this process's commits, execution creations and execution reads.
+//!
 //! `--notifier` picks how idle workers and waiters are woken (`in-process`,
 //! `none`, `postgres`, `redis`). `--worker-processes N` (PostgreSQL) runs
 //! the workers in N child processes of this binary (`stent-bench serve`)
@@ -140,11 +143,18 @@ fn temp_db() -> std::path::PathBuf {
     ))
 }
 
-/// The executor, the SQLite file to delete afterwards, and the PostgreSQL
-/// schema in use.
-async fn executor(
-    args: &Args,
-) -> Result<(Stent, Option<std::path::PathBuf>, Option<String>), stent::Error> {
+/// What a run works on.
+struct Setup {
+    executor: Stent,
+    /// The SQLite file to delete afterwards.
+    db: Option<std::path::PathBuf>,
+    /// The PostgreSQL schema in use.
+    schema: Option<String>,
+    /// The PostgreSQL backend (for its group-commit counts).
+    postgres: Option<stent::backends::PostgresBackend>,
+}
+
+async fn executor(args: &Args) -> Result<Setup, stent::Error> {
     use stent::notifications::{InProcessNotifier, NoNotifications, RedisNotifier};
     let notify = |builder: stent::StentBuilder,
                   pg: Option<&stent::backends::PostgresBackend>|
@@ -184,18 +194,29 @@ async fn executor(
                 .await?;
             backend.init_db().await?;
             let executor = notify(Stent::builder(backend.clone()), Some(&backend))?;
-            (executor, None, Some(schema))
+            Setup {
+                executor,
+                db: None,
+                schema: Some(schema),
+                postgres: Some(backend),
+            }
         }
-        BackendKind::Memory => (
-            notify(Stent::builder(stent::backends::MemoryBackend::new()), None)?,
-            None,
-            None,
-        ),
+        BackendKind::Memory => Setup {
+            executor: notify(Stent::builder(stent::backends::MemoryBackend::new()), None)?,
+            db: None,
+            schema: None,
+            postgres: None,
+        },
         BackendKind::Sqlite => {
             let path = temp_db();
             let backend = stent::backends::SqliteBackend::open(&path).await?;
             backend.init_db().await?;
-            (notify(Stent::builder(backend), None)?, Some(path), None)
+            Setup {
+                executor: notify(Stent::builder(backend), None)?,
+                db: Some(path),
+                schema: None,
+                postgres: None,
+            }
         }
     })
 }
@@ -217,7 +238,12 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let (executor, db, schema) = executor(&args).await?;
+    let Setup {
+        executor,
+        db,
+        schema,
+        postgres,
+    } = executor(&args).await?;
     if args.scenario == Scenario::Serve {
         executor
             .worker()
@@ -356,6 +382,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (s, (count * rounds) as f64 / s)
         }
     };
+    if let Some(pg) = &postgres {
+        // This process's calls only: with --worker-processes, its creations
+        // and reads (the workers' commits are counted in their processes).
+        let stats = pg.group_commit_stats();
+        extra += &format!(
+            ",\"group_commit\":{{\"commits\":[{},{}],\"creates\":[{},{}],\"reads\":[{},{}]}}",
+            stats.commits.calls,
+            stats.commits.batches,
+            stats.creates.calls,
+            stats.creates.batches,
+            stats.reads.calls,
+            stats.reads.batches
+        );
+    }
     lifecycle.request_drain();
     if let Some(worker) = worker {
         tokio::time::timeout(Duration::from_secs(30), worker).await???;
