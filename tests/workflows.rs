@@ -387,3 +387,51 @@ async fn a_heartbeat_no_shorter_than_the_lease_is_refused() {
     assert!(matches!(err, stent::Error::InvalidConfig(_)), "{err}");
     assert!(err.to_string().contains("heartbeat_interval"), "{err}");
 }
+
+static RELEASE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+static STARTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+#[stent::durable]
+async fn released_by_the_test(x: u64) -> Result<u64, String> {
+    STARTED.store(true, std::sync::atomic::Ordering::SeqCst);
+    RELEASE.notified().await;
+    Ok(x * 10)
+}
+
+#[stent::durable]
+async fn waits_for_the_test(x: u64) -> Result<u64, String> {
+    released_by_the_test(x).await
+}
+
+/// A `wait_for` caller in the process whose worker ends the execution gets
+/// the result from that worker: it reads the execution once, before it
+/// waits, not again after.
+#[tokio::test(start_paused = true)]
+async fn a_waiter_in_the_finishing_process_does_not_read_the_result_back() {
+    let backend = CountingBackend::new(MemoryBackend::new());
+    let executor = Stent::new(backend.clone());
+    let worker = TestWorker::start(&executor).await;
+    let id = executor.dispatch(waits_for_the_test(4)).await.unwrap();
+    while !STARTED.load(std::sync::atomic::Ordering::SeqCst) {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let reads = backend.execution_reads.clone();
+    let waiter = {
+        let executor = executor.clone();
+        tokio::spawn(async move { executor.wait_for::<u64, String>(id, None).await })
+    };
+    // The waiter read the running execution once and sleeps.
+    while reads.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    RELEASE.notify_one();
+    assert_eq!(waiter.await.unwrap().unwrap(), Ok(40));
+    assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 1);
+    // A later caller reads it as before.
+    assert_eq!(
+        executor.wait_for::<u64, String>(id, None).await.unwrap(),
+        Ok(40)
+    );
+    assert_eq!(reads.load(std::sync::atomic::Ordering::SeqCst), 2);
+    worker.stop().await;
+}

@@ -468,6 +468,11 @@ impl Stent {
                 let finished = watch.notified();
                 tokio::pin!(finished);
                 finished.as_mut().enable();
+                // Ended by a worker of this process while we waited: no
+                // need to read back what it just wrote.
+                if let Some(outcome) = self.inner.hub.outcome(id) {
+                    return typed_outcome(id, outcome.status, Some(outcome.terminal_event), None);
+                }
                 let record = self
                     .inner
                     .backend
@@ -570,20 +575,35 @@ impl Stent {
 fn typed_result<T: DeserializeOwned, E: DeserializeOwned>(
     record: ExecutionRecord,
 ) -> Result<std::result::Result<T, E>> {
-    let id = record.id;
-    match record.status {
+    typed_outcome(
+        record.id,
+        record.status,
+        record.terminal_event,
+        record.pause_report,
+    )
+}
+
+/// The typed result of an execution that is in `status`, from its terminal
+/// event (or why there is none).
+fn typed_outcome<T: DeserializeOwned, E: DeserializeOwned>(
+    id: ExecutionId,
+    status: ExecutionStatus,
+    terminal_event: Option<Vec<u8>>,
+    pause_report: Option<String>,
+) -> Result<std::result::Result<T, E>> {
+    match status {
         ExecutionStatus::Cancelled => return Err(Error::Cancelled(id)),
         ExecutionStatus::TimedOut => return Err(Error::TimedOut(id)),
         ExecutionStatus::Paused => {
             return Err(Error::NonDeterminism {
                 id,
-                report: record.pause_report.unwrap_or_default(),
+                report: pause_report.unwrap_or_default(),
             });
         }
         ExecutionStatus::Completed | ExecutionStatus::Failed => {}
         state => return Err(Error::StillRunning { id, state }),
     }
-    let bytes = record.terminal_event.ok_or_else(|| {
+    let bytes = terminal_event.ok_or_else(|| {
         Error::Backend(stent_journal::store::StoreError::Corrupt(format!(
             "execution {id} is finished but has no terminal event"
         )))

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use stent_journal::event::Event;
-use stent_journal::store::{LeaseGrant, Routing, TurnCommit};
+use stent_journal::store::{ExecutionOutcome, LeaseGrant, Routing, TurnCommit};
 use stent_journal::{ExecutionId, InvocationId, Timestamp};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -106,9 +106,18 @@ pub(crate) struct Hub {
     /// New runnable work may exist (dispatch, spawned children, a parked task woken).
     pub work: WorkBell,
     /// `wait_for` callers, by the execution they wait for.
-    watchers: Mutex<HashMap<ExecutionId, Arc<Notify>>>,
+    watchers: Mutex<HashMap<ExecutionId, Watch>>,
     /// Invocations resident in a worker of this process, by id.
     residents: Mutex<HashMap<InvocationId, Resident>>,
+}
+
+/// The `wait_for` callers of one execution.
+#[derive(Default)]
+struct Watch {
+    notify: Arc<Notify>,
+    /// How it ended, if a worker of this process ended it (and committed
+    /// that) while they waited: they need not read it back.
+    outcome: Option<ExecutionOutcome>,
 }
 
 impl Hub {
@@ -192,7 +201,7 @@ impl Hub {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .values()
-            .cloned()
+            .map(|w| w.notify.clone())
             .collect();
         for n in watchers {
             n.notify_waiters();
@@ -326,7 +335,33 @@ impl Hub {
             .unwrap_or_else(|p| p.into_inner())
             .entry(execution)
             .or_default()
+            .notify
             .clone()
+    }
+
+    /// How `execution` ended, if a worker of this process ended it while
+    /// someone watched it (see [`Hub::execution_ended_here`]).
+    pub fn outcome(&self, execution: ExecutionId) -> Option<ExecutionOutcome> {
+        self.watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&execution)
+            .and_then(|w| w.outcome.clone())
+    }
+
+    /// A worker of this process committed `execution`'s end: its waiters
+    /// here get `outcome` without reading it back; then they and those
+    /// elsewhere are woken as by [`Hub::execution_finished`].
+    pub fn execution_ended_here(&self, execution: ExecutionId, outcome: ExecutionOutcome) {
+        if let Some(w) = self
+            .watchers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&execution)
+        {
+            w.outcome = Some(outcome);
+        }
+        self.execution_finished(execution);
     }
 
     /// Drops the watch handle of `execution` once no waiter holds it.
@@ -334,7 +369,7 @@ impl Hub {
         let mut watchers = self.watchers.lock().unwrap_or_else(|p| p.into_inner());
         if watchers
             .get(&execution)
-            .is_some_and(|n| Arc::strong_count(n) == 1)
+            .is_some_and(|w| Arc::strong_count(&w.notify) == 1)
         {
             watchers.remove(&execution);
         }
@@ -352,7 +387,7 @@ impl Hub {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get(&execution)
-            .cloned();
+            .map(|w| w.notify.clone());
         if let Some(n) = notify {
             n.notify_waiters();
         }

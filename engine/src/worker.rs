@@ -1552,6 +1552,7 @@ impl Core {
         } else {
             None
         };
+        let ended = execution.clone();
         let mut commit = TurnCommit {
             invocation: r.invocation,
             epoch: r.epoch,
@@ -1613,8 +1614,10 @@ impl Core {
             Ok(_) => self.inner.metrics.invocation_completed(r.function(), took),
             Err(_) => self.inner.metrics.invocation_failed(r.function(), took),
         }
-        if is_root {
-            self.inner.hub.execution_finished(r.execution);
+        match ended {
+            Some(outcome) => self.inner.hub.execution_ended_here(r.execution, outcome),
+            None if is_root => self.inner.hub.execution_finished(r.execution),
+            None => {}
         }
         Ok(())
     }

@@ -16,6 +16,8 @@ pub struct CountingBackend<B> {
     pub events_read: Arc<AtomicU64>,
     /// Commits so far.
     pub commits: Arc<AtomicU64>,
+    /// Reads of one execution's record so far.
+    pub execution_reads: Arc<AtomicU64>,
     /// Most invocations created by one commit.
     pub max_spawns_per_commit: Arc<AtomicU64>,
     /// Commits still to refuse (with a database error, as a lost
@@ -37,6 +39,7 @@ impl<B> CountingBackend<B> {
             inner,
             events_read: Arc::default(),
             commits: Arc::default(),
+            execution_reads: Arc::default(),
             max_spawns_per_commit: Arc::default(),
             failing_commits: Arc::default(),
             commit_gate: Arc::default(),
@@ -94,6 +97,7 @@ impl<B: Backend> ExecutionStore for CountingBackend<B> {
         self.inner.create_execution(execution).await
     }
     async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
+        self.execution_reads.fetch_add(1, Ordering::SeqCst);
         self.inner.execution(id).await
     }
     async fn list_executions(&self, filter: ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
