@@ -131,7 +131,7 @@ impl Stent {
     /// tolerates finding nothing to undo: a cancellation can arrive while the
     /// step runs, and then only a registration made before it is seen.
     ///
-    /// [`Error::NoContext`] outside a running execution; an encoding error if
+    /// [`Error::NoContext`](crate::Error::NoContext) outside a running execution; an encoding error if
     /// the arguments do not encode.
     ///
     /// ```no_run

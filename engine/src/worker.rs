@@ -6,7 +6,9 @@
 //! in-process when a child it spawned here finishes; so an n-step workflow
 //! replays nothing and costs O(n). Long waits park the task and keep the
 //! driver in a bounded sticky cache; replay from the journal happens only
-//! after a crash, an eviction or a move to another worker.
+//! after a crash, an eviction or a move to another worker. A lone step that
+//! returns as soon as it is polled runs inline, in its parent's task, and
+//! is stored with its parent's next commit ([`inline`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::future::poll_fn;
