@@ -10,6 +10,7 @@ use std::time::Duration;
 use stent::backends::MemoryBackend;
 use stent::{ExecutionId, Stent, TaskFilter, TaskState};
 use stent_journal::Seq;
+use stent_journal::store::JournalStore;
 use stent_tests::{CountingBackend, TestWorker};
 use tokio::sync::{Notify, Semaphore};
 
@@ -209,9 +210,10 @@ impl Gate {
 }
 
 /// One gate per test that uses them (tests run in parallel).
-static GATES: [Gate; 2] = [Gate::new(), Gate::new()];
+static GATES: [Gate; 3] = [Gate::new(), Gate::new(), Gate::new()];
 const IO_GATE: usize = 0;
 const STALL_GATE: usize = 1;
+const ORDER_GATE: usize = 2;
 
 #[stent::durable]
 async fn gated(gate: usize, x: u64) -> Result<u64, String> {
@@ -311,4 +313,47 @@ async fn a_step_polled_before_its_parents_commit_keeps_being_polled_during_it() 
         .expect("the execution finishes");
     assert_eq!(out, Ok(15));
     worker.stop().await;
+}
+
+/// What the second step saw of the store when it began.
+static ORDER_STORE: std::sync::OnceLock<(MemoryBackend, stent::InvocationId)> =
+    std::sync::OnceLock::new();
+static FIRST_RESULT_STORED: std::sync::Mutex<Option<bool>> = std::sync::Mutex::new(None);
+
+#[stent::durable]
+async fn after_the_gated_one() -> Result<u64, String> {
+    let (store, root) = ORDER_STORE.get().ok_or("no store")?;
+    let rows = store
+        .read_journal(*root, Seq(0))
+        .await
+        .map_err(|e| e.to_string())?;
+    *FIRST_RESULT_STORED.lock().unwrap() = Some(rows.iter().any(|r| r.kind == "call_completed"));
+    Ok(2)
+}
+
+#[stent::durable]
+async fn gated_then_another() -> Result<u64, String> {
+    let first = gated(ORDER_GATE, 0).await?;
+    Ok(first + after_the_gated_one().await?)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_step_begins_only_once_the_results_before_it_are_stored() {
+    let memory = MemoryBackend::new();
+    let executor = Stent::new(memory.clone());
+    let worker = TestWorker::start(&executor).await;
+    let id = executor.dispatch(gated_then_another()).await.unwrap();
+    GATES[ORDER_GATE].until_started().await;
+    ORDER_STORE
+        .set((memory, id.root_invocation()))
+        .map_err(|_| "set twice")
+        .unwrap();
+    // The first step returns in its own task and hands its result to the
+    // workflow, which then schedules the second: that one may be polled
+    // only after the first one's result is stored.
+    GATES[ORDER_GATE].open.notify_one();
+    let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
+    assert_eq!(out, Ok(3));
+    worker.stop().await;
+    assert_eq!(*FIRST_RESULT_STORED.lock().unwrap(), Some(true));
 }

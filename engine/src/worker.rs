@@ -1224,8 +1224,14 @@ impl Core {
                 // wake-ups reach this task while the commit is in flight.
                 let waker = current_waker().await;
                 let mut waiting_step = None;
+                // Before this turn is stored only if it stores no earlier
+                // step's result (one kept in memory, or handed over by a
+                // child): a step never starts before every result before
+                // it is stored, so a crash never runs a step again once a
+                // later one has begun.
+                let results_in_memory = r.deferred.is_some() || !r.handed_off.is_empty();
                 let lone_step = match lone_step {
-                    Some(step) if r.deferred.is_none() => {
+                    Some(step) if !results_in_memory => {
                         match self.run_inline(step, now, &waker)? {
                             Inline::Returned(step) => {
                                 if !self.keep_returned(r, Some(commit), step).await? {
@@ -1246,8 +1252,8 @@ impl Core {
                 r.needs_checkpoint = false;
                 local.extend(waiting_step);
                 self.start_children(local);
-                // One step result was already waiting in memory: the step
-                // runs now that the turn scheduling it is stored.
+                // Results were waiting in memory: the step runs now that
+                // they and the turn scheduling it are stored.
                 if let Some(step) = lone_step {
                     match self.run_inline(step, self.now(), &waker)? {
                         Inline::Returned(step) => {

@@ -13,7 +13,12 @@
 //! both, and the parent calls the step again, as it would for any step that
 //! was running (steps are at-least-once); a step journaled as completed
 //! never runs again. At most one such step result waits in memory per
-//! invocation: a turn that finds one already waiting is stored first.
+//! invocation: a turn that finds one already waiting is stored first. And a
+//! step is polled before its parent's turn is stored only if that turn
+//! stores no earlier step's result (kept here, or handed over by a child):
+//! a step never begins before the results of the steps before it are
+//! stored, so once a step has begun, a crash never runs an earlier one
+//! again.
 //!
 //! A step that does not return in its first poll (it awaits I/O or a
 //! durable effect), returns a failure its retry policy may retry, panics,
