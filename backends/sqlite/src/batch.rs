@@ -134,8 +134,8 @@ impl<'a> Batch<'a> {
         self.flush(conn).await
     }
 
-    /// Keeps the journal rows and new invocations of `turn`.
-    pub(crate) fn add_turn(&mut self, turn: &'a TurnCommit) {
+    /// Keeps the journal rows of `turn`'s events.
+    fn add_events(&mut self, turn: &'a TurnCommit) {
         for event in &turn.events {
             self.rows.push(NewRow {
                 invocation: turn.invocation,
@@ -146,6 +146,11 @@ impl<'a> Batch<'a> {
                 recorded_at: turn.now,
             });
         }
+    }
+
+    /// Keeps the journal rows and new invocations of `turn`.
+    pub(crate) fn add_turn(&mut self, turn: &'a TurnCommit) {
+        self.add_events(turn);
         for child in &turn.spawn {
             self.add_invocation(child, child.execution, turn.now);
         }
@@ -251,16 +256,7 @@ impl<'a> Batch<'a> {
             return false;
         };
         task.ended = true;
-        for event in &turn.events {
-            self.rows.push(NewRow {
-                invocation: turn.invocation,
-                seq: event.seq.0,
-                kind: event.kind.as_str(),
-                call_key: event.call_key.as_ref().map(|k| k.0.as_slice()),
-                payload: &event.bytes,
-                recorded_at: turn.now,
-            });
-        }
+        self.add_events(turn);
         true
     }
 
