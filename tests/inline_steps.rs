@@ -53,53 +53,25 @@ async fn tasks(executor: &Stent, id: ExecutionId) -> Vec<stent::TaskRecord> {
         .expect("list tasks")
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_one_step_workflow_is_stored_in_one_commit_with_every_record() {
-    let backend = CountingBackend::new(MemoryBackend::new());
+/// Runs `call` to its end with one worker on `backend`: the executor, the
+/// execution and its result.
+async fn run_to_end<D: stent::DurableFn>(
+    backend: &CountingBackend<MemoryBackend>,
+    call: stent::Call<D>,
+) -> (Stent, ExecutionId, Result<u64, String>) {
     let executor = Stent::new(backend.clone());
     let worker = TestWorker::start(&executor).await;
-    let id = executor.dispatch(one_step(21)).await.unwrap();
+    let id = executor.dispatch(call).await.unwrap();
     let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
-    assert_eq!(out, Ok(42));
     worker.stop().await;
-
-    // The root's first turn, the step's end and the root's end: one commit.
-    assert_eq!(backend.commits.load(Ordering::SeqCst), 1);
-    // Everything a step run in its own task leaves is there.
-    let tasks = tasks(&executor, id).await;
-    assert_eq!(tasks.len(), 2, "{tasks:?}");
-    assert!(
-        tasks.iter().all(|t| t.state == TaskState::Done),
-        "{tasks:?}"
-    );
-    let step = tasks
-        .iter()
-        .find(|t| t.invocation != id.root_invocation())
-        .expect("the step's task");
-    assert_eq!(
-        kinds(&executor, step.invocation).await,
-        ["started", "completed"]
-    );
-    assert_eq!(
-        kinds(&executor, id.root_invocation()).await,
-        ["started", "call_scheduled", "call_completed", "completed"]
-    );
+    (executor, id, out)
 }
 
-#[tokio::test(start_paused = true)]
-async fn sequential_steps_cost_one_commit_each() {
-    let backend = CountingBackend::new(MemoryBackend::new());
-    let executor = Stent::new(backend.clone());
-    let worker = TestWorker::start(&executor).await;
-    let id = executor.dispatch(three_steps(1)).await.unwrap();
-    let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
-    assert_eq!(out, Ok(8));
-    worker.stop().await;
-    // At most one step result waits in memory: each commit stores one
-    // step's end with the turn that journals it and schedules the next.
-    assert_eq!(backend.commits.load(Ordering::SeqCst), 3);
-    let tasks = tasks(&executor, id).await;
-    assert_eq!(tasks.len(), 4);
+/// Every task of `id` is done, `steps` of them besides the root, each with
+/// a journal of `Started` and `Completed`.
+async fn assert_steps_done(executor: &Stent, id: ExecutionId, steps: usize) {
+    let tasks = tasks(executor, id).await;
+    assert_eq!(tasks.len(), steps + 1, "{tasks:?}");
     assert!(
         tasks.iter().all(|t| t.state == TaskState::Done),
         "{tasks:?}"
@@ -109,10 +81,37 @@ async fn sequential_steps_cost_one_commit_each() {
         .filter(|t| t.invocation != id.root_invocation())
     {
         assert_eq!(
-            kinds(&executor, t.invocation).await,
+            kinds(executor, t.invocation).await,
             ["started", "completed"]
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_one_step_workflow_is_stored_in_one_commit_with_every_record() {
+    let backend = CountingBackend::new(MemoryBackend::new());
+    let (executor, id, out) = run_to_end(&backend, one_step(21)).await;
+    assert_eq!(out, Ok(42));
+
+    // The root's first turn, the step's end and the root's end: one commit.
+    assert_eq!(backend.commits.load(Ordering::SeqCst), 1);
+    // Everything a step run in its own task leaves is there.
+    assert_steps_done(&executor, id, 1).await;
+    assert_eq!(
+        kinds(&executor, id.root_invocation()).await,
+        ["started", "call_scheduled", "call_completed", "completed"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn sequential_steps_cost_one_commit_each() {
+    let backend = CountingBackend::new(MemoryBackend::new());
+    let (executor, id, out) = run_to_end(&backend, three_steps(1)).await;
+    assert_eq!(out, Ok(8));
+    // At most one step result waits in memory: each commit stores one
+    // step's end with the turn that journals it and schedules the next.
+    assert_eq!(backend.commits.load(Ordering::SeqCst), 3);
+    assert_steps_done(&executor, id, 3).await;
 }
 
 static COUNTED_RUNS: AtomicU32 = AtomicU32::new(0);
@@ -134,27 +133,14 @@ async fn a_commit_that_fails_calls_the_inline_step_again_and_stores_it_once() {
     // The commit holding the step's end is refused (a lost connection):
     // nothing of the step was stored, so it runs again (at least once).
     backend.failing_commits.store(1, Ordering::SeqCst);
-    let executor = Stent::new(backend.clone());
-    let worker = TestWorker::start(&executor).await;
-    let id = executor.dispatch(calls_counted(1)).await.unwrap();
-    let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
+    let (executor, id, out) = run_to_end(&backend, calls_counted(1)).await;
     assert_eq!(out, Ok(2));
-    worker.stop().await;
     assert_eq!(COUNTED_RUNS.load(Ordering::SeqCst), 2);
     assert_eq!(
         kinds(&executor, id.root_invocation()).await,
         ["started", "call_scheduled", "call_completed", "completed"]
     );
-    let tasks = tasks(&executor, id).await;
-    assert_eq!(tasks.len(), 2);
-    let step = tasks
-        .iter()
-        .find(|t| t.invocation != id.root_invocation())
-        .expect("the step's task");
-    assert_eq!(
-        kinds(&executor, step.invocation).await,
-        ["started", "completed"]
-    );
+    assert_steps_done(&executor, id, 1).await;
 }
 
 static CACHED_RUNS: AtomicU32 = AtomicU32::new(0);
