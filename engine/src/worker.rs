@@ -39,6 +39,7 @@ use crate::lifecycle::{LifecycleState, WorkerLifecycle};
 use crate::registry::FunctionEntry;
 
 mod inline;
+mod recovery;
 use inline::{Deferred, Inline, Prepared};
 
 /// Parked drivers kept in memory for a quick resume, at most.
@@ -449,6 +450,9 @@ impl From<StoreError> for TurnError {
 enum LoadError {
     /// The journal cannot be run: pause the execution with this report.
     Corrupt(String),
+    /// The journal already ends with the invocation's end: its code is
+    /// never run again.
+    Finished(String),
     Store(StoreError),
 }
 
@@ -852,20 +856,15 @@ impl Core {
                 self.drive(running, true).await;
             }
             Err(LoadError::Corrupt(report)) => {
-                tracing::error!(invocation = %task.invocation, %report, "journal cannot be run; pausing the execution");
-                let commit = bare_turn(
-                    task.invocation,
-                    task.epoch,
-                    self.now(),
-                    TaskDisposition::Pause {
-                        report: format!("execution {}: {report}", task.execution),
-                    },
-                );
-                if let Err(e) = self.inner.backend.commit(vec![commit]).await {
-                    tracing::warn!(invocation = %task.invocation, error = %e, "could not pause");
-                }
-                self.inner.hub.execution_finished(task.execution);
-                self.release(task.invocation, task.epoch);
+                self.pause_unrunnable(task.invocation, task.execution, task.epoch, report)
+                    .await;
+            }
+            Err(LoadError::Finished(report)) => {
+                // A runnable task never has a stored end; running its code
+                // would run a finished step again. Stop for a person.
+                let report = format!("{report}, yet its task was runnable; it was not run again");
+                self.pause_unrunnable(task.invocation, task.execution, task.epoch, report)
+                    .await;
             }
             Err(LoadError::Store(e)) => {
                 // The lease runs out and the task is claimed again later.
@@ -925,6 +924,13 @@ impl Core {
             })?;
             events.push(event);
         }
+        if let Some(last) = events.last().filter(|e| e.kind().is_terminal()) {
+            return Err(LoadError::Finished(format!(
+                "journal of invocation {invocation} already ends with `{}` at seq {}",
+                last.kind(),
+                events.len() - 1
+            )));
+        }
         let Some(Event::Started {
             function,
             args,
@@ -974,18 +980,20 @@ impl Core {
     async fn drive_in_span(self: Arc<Self>, mut r: Running, check_remote: bool) {
         self.inner.metrics.invocation_started(r.function());
         let mut check = check_remote;
-        let mut delay = self.poll.min;
-        match self.idempotency_gate(&mut r).await {
-            Ok(Gate::Run) => {}
-            Ok(Gate::Done) | Err(TurnError::LeaseLost) => {
-                self.release(r.invocation, r.epoch);
-                return;
-            }
-            Err(TurnError::Retry(message)) => {
-                // Nothing was written; the lease runs out and a later claim tries again.
-                tracing::warn!(invocation = %r.invocation, %message, "idempotency check failed");
-                self.release(r.invocation, r.epoch);
-                return;
+        loop {
+            match self.idempotency_gate(&mut r).await {
+                Ok(Gate::Run) => break,
+                Ok(Gate::Done) | Err(TurnError::LeaseLost) => {
+                    self.release(r.invocation, r.epoch);
+                    return;
+                }
+                Err(TurnError::Retry(message)) => {
+                    tracing::warn!(invocation = %r.invocation, %message, "idempotency check failed");
+                    if !self.recover_or_stop(&mut r).await {
+                        self.release(r.invocation, r.epoch);
+                        return;
+                    }
+                }
             }
         }
         loop {
@@ -1014,34 +1022,80 @@ impl Core {
                     break;
                 }
                 Err(TurnError::Retry(message)) => {
-                    tracing::warn!(invocation = %r.invocation, %message, "turn failed; reloading from the journal");
-                    tokio::time::sleep(delay).await;
-                    delay = self.poll.next(delay);
-                    if r.lost() {
+                    tracing::warn!(invocation = %r.invocation, %message, "turn failed; re-reading the lease and the journal");
+                    if !self.recover_or_stop(&mut r).await {
                         break;
                     }
-                    match self.load(r.invocation, None).await {
-                        Ok((driver, _)) => {
-                            r.driver = driver;
-                            r.consumed_inbox.clear();
-                            r.consumed_signals.clear();
-                            // Their children were told nothing was committed
-                            // (the senders drop) and deliver on their own.
-                            r.handed_off.clear();
-                            // Inline steps not stored are called again.
-                            r.deferred = None;
-                            check = true;
-                        }
-                        Err(LoadError::Corrupt(report)) => {
-                            tracing::error!(invocation = %r.invocation, %report, "journal cannot be run");
-                            break;
-                        }
-                        Err(LoadError::Store(_)) => {}
-                    }
+                    check = true;
                 }
             }
         }
         self.release(r.invocation, r.epoch);
+    }
+
+    /// After a storage fault: waits until the lease and the journal are
+    /// read again ([`recovery`]) and replaces everything `r` held in
+    /// memory with the replayed journal. False if `r` must stop instead.
+    async fn recover_or_stop(&self, r: &mut Running) -> bool {
+        let lost = r.residence.lost.clone();
+        match self
+            .recover(r.invocation, r.epoch, &lost, self.poll.min)
+            .await
+        {
+            Ok(driver) => {
+                r.driver = driver;
+                r.consumed_inbox.clear();
+                r.consumed_signals.clear();
+                // Their children were told nothing was committed (the
+                // senders drop) and deliver on their own.
+                r.handed_off.clear();
+                // Inline steps not stored are called again.
+                r.deferred = None;
+                r.first_status = None;
+                r.cache_checked.clear();
+                r.signals_fetched_before = Seq(0);
+                true
+            }
+            Err(recovery::Stop::LeaseGone) => {
+                tracing::info!(invocation = %r.invocation, "lease no longer held after the storage fault; stopping here");
+                false
+            }
+            Err(recovery::Stop::Draining) => false,
+            Err(recovery::Stop::Finished(report)) => {
+                tracing::info!(invocation = %r.invocation, %report, "the invocation's end is stored; nothing more to run");
+                false
+            }
+            Err(recovery::Stop::Corrupt(report)) => {
+                self.pause_unrunnable(r.invocation, r.execution, r.epoch, report)
+                    .await;
+                false
+            }
+        }
+    }
+
+    /// Pauses the execution of an invocation whose stored journal cannot be
+    /// run, with `report` for the person who resumes it.
+    async fn pause_unrunnable(
+        &self,
+        invocation: InvocationId,
+        execution: ExecutionId,
+        epoch: LeaseEpoch,
+        report: String,
+    ) {
+        tracing::error!(%invocation, %report, "journal cannot be run; pausing the execution");
+        let commit = bare_turn(
+            invocation,
+            epoch,
+            self.now(),
+            TaskDisposition::Pause {
+                report: format!("execution {execution}: {report}"),
+            },
+        );
+        if let Err(e) = self.inner.backend.commit(vec![commit]).await {
+            tracing::warn!(%invocation, error = %e, "could not pause");
+        }
+        self.inner.hub.execution_finished(execution);
+        self.release(invocation, epoch);
     }
 
     /// Runs turns until the invocation finishes, parks, or stops.

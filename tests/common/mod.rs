@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
+use faults::{Call, StoreFaults};
 use stent_journal::store::*;
 use stent_journal::{ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId};
 
@@ -30,6 +31,8 @@ pub struct CountingBackend<B> {
     /// (as in a network partition); its commits still reach the store, so
     /// the fence is what refuses them.
     pub partitioned: Arc<std::sync::Mutex<Option<WorkerId>>>,
+    /// Storage faults armed on every call (see [`faults`]).
+    pub faults: Arc<StoreFaults>,
 }
 
 impl<B> CountingBackend<B> {
@@ -44,6 +47,7 @@ impl<B> CountingBackend<B> {
             failing_commits: Arc::default(),
             commit_gate: Arc::default(),
             partitioned: Arc::default(),
+            faults: Arc::default(),
         }
     }
 
@@ -74,7 +78,10 @@ impl<B: Backend> JournalStore for CountingBackend<B> {
         invocation: InvocationId,
         from: Seq,
     ) -> StoreResult<Vec<JournalRow>> {
-        let rows = self.inner.read_journal(invocation, from).await?;
+        let rows = self
+            .faults
+            .run(Call::ReadJournal, self.inner.read_journal(invocation, from))
+            .await?;
         self.events_read
             .fetch_add(rows.len() as u64, Ordering::SeqCst);
         Ok(rows)
@@ -84,7 +91,13 @@ impl<B: Backend> JournalStore for CountingBackend<B> {
         execution: ExecutionId,
         kinds: Option<&[stent_journal::EventKind]>,
     ) -> StoreResult<Vec<(InvocationId, Vec<JournalRow>)>> {
-        let groups = self.inner.read_execution_journal(execution, kinds).await?;
+        let groups = self
+            .faults
+            .run(
+                Call::ReadJournal,
+                self.inner.read_execution_journal(execution, kinds),
+            )
+            .await?;
         let n: usize = groups.iter().map(|(_, rows)| rows.len()).sum();
         self.events_read.fetch_add(n as u64, Ordering::SeqCst);
         Ok(groups)
@@ -94,17 +107,28 @@ impl<B: Backend> JournalStore for CountingBackend<B> {
 #[async_trait]
 impl<B: Backend> ExecutionStore for CountingBackend<B> {
     async fn create_execution(&self, execution: NewExecution) -> StoreResult<()> {
-        self.inner.create_execution(execution).await
+        self.faults
+            .run(
+                Call::CreateExecution,
+                self.inner.create_execution(execution),
+            )
+            .await
     }
     async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
         self.execution_reads.fetch_add(1, Ordering::SeqCst);
-        self.inner.execution(id).await
+        self.faults
+            .run(Call::Execution, self.inner.execution(id))
+            .await
     }
     async fn list_executions(&self, filter: ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
-        self.inner.list_executions(filter).await
+        self.faults
+            .run(Call::Other, self.inner.list_executions(filter))
+            .await
     }
     async fn queue_depth(&self, queue: Option<&str>, now: Timestamp) -> StoreResult<u64> {
-        self.inner.queue_depth(queue, now).await
+        self.faults
+            .run(Call::Other, self.inner.queue_depth(queue, now))
+            .await
     }
     async fn end_execution(
         &self,
@@ -113,25 +137,36 @@ impl<B: Backend> ExecutionStore for CountingBackend<B> {
         terminal_event: Vec<u8>,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        self.inner
-            .end_execution(id, status, terminal_event, now)
+        self.faults
+            .run(
+                Call::EndExecution,
+                self.inner.end_execution(id, status, terminal_event, now),
+            )
             .await
     }
     async fn cleanup(&self, before: Timestamp, dry_run: bool) -> StoreResult<CleanupCounts> {
-        self.inner.cleanup(before, dry_run).await
+        self.faults
+            .run(Call::Other, self.inner.cleanup(before, dry_run))
+            .await
     }
     async fn resume_execution(&self, id: ExecutionId, now: Timestamp) -> StoreResult<bool> {
-        self.inner.resume_execution(id, now).await
+        self.faults
+            .run(Call::Other, self.inner.resume_execution(id, now))
+            .await
     }
 }
 
 #[async_trait]
 impl<B: Backend> DeadLetterStore for CountingBackend<B> {
     async fn list_dead_letters(&self, limit: usize) -> StoreResult<Vec<DeadLetterRecord>> {
-        self.inner.list_dead_letters(limit).await
+        self.faults
+            .run(Call::Other, self.inner.list_dead_letters(limit))
+            .await
     }
     async fn get_dead_letter(&self, task: InvocationId) -> StoreResult<Option<DeadLetterRecord>> {
-        self.inner.get_dead_letter(task).await
+        self.faults
+            .run(Call::Other, self.inner.get_dead_letter(task))
+            .await
     }
     async fn replay_dead_letter(
         &self,
@@ -140,8 +175,12 @@ impl<B: Backend> DeadLetterStore for CountingBackend<B> {
         reset_retries: bool,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        self.inner
-            .replay_dead_letter(task, queue, reset_retries, now)
+        self.faults
+            .run(
+                Call::Other,
+                self.inner
+                    .replay_dead_letter(task, queue, reset_retries, now),
+            )
             .await
     }
     async fn discard_dead_letter(
@@ -151,8 +190,12 @@ impl<B: Backend> DeadLetterStore for CountingBackend<B> {
         execution: Option<ExecutionOutcome>,
         now: Timestamp,
     ) -> StoreResult<bool> {
-        self.inner
-            .discard_dead_letter(task, deliver, execution, now)
+        self.faults
+            .run(
+                Call::Other,
+                self.inner
+                    .discard_dead_letter(task, deliver, execution, now),
+            )
             .await
     }
 }
@@ -160,7 +203,9 @@ impl<B: Backend> DeadLetterStore for CountingBackend<B> {
 #[async_trait]
 impl<B: Backend> CacheStore for CountingBackend<B> {
     async fn cache_get(&self, key: stent_journal::CallKey) -> StoreResult<Option<Vec<u8>>> {
-        self.inner.cache_get(key).await
+        self.faults
+            .run(Call::Other, self.inner.cache_get(key))
+            .await
     }
 }
 
@@ -171,7 +216,12 @@ impl<B: Backend> IdempotencyStore for CountingBackend<B> {
         key: &str,
         owner: InvocationId,
     ) -> StoreResult<IdempotencyBegin> {
-        self.inner.begin_idempotent(key, owner).await
+        self.faults
+            .run(
+                Call::BeginIdempotent,
+                self.inner.begin_idempotent(key, owner),
+            )
+            .await
     }
 }
 
@@ -179,7 +229,20 @@ impl<B: Backend> IdempotencyStore for CountingBackend<B> {
 impl<B: Backend> TaskStore for CountingBackend<B> {
     async fn claim(&self, request: ClaimRequest) -> StoreResult<Vec<ClaimedTask>> {
         self.cut_off(&request.worker)?;
-        self.inner.claim(request).await
+        // A claim trap fires on a claim that finds work, not on an idle poll.
+        let trap = match self.faults.armed_for(Call::Claim) {
+            true => {
+                let stats = self.inner.stats(request.now).await?;
+                match stats.queues.iter().any(|q| q.due > 0) {
+                    true => self.faults.take(Call::Claim, None),
+                    false => None,
+                }
+            }
+            false => None,
+        };
+        self.faults
+            .apply(Call::Claim, trap, self.inner.claim(request))
+            .await
     }
     async fn renew_leases(
         &self,
@@ -188,10 +251,14 @@ impl<B: Backend> TaskStore for CountingBackend<B> {
         until: Timestamp,
     ) -> StoreResult<Vec<InvocationId>> {
         self.cut_off(worker)?;
-        self.inner.renew_leases(worker, leases, until).await
+        self.faults
+            .run(Call::Renew, self.inner.renew_leases(worker, leases, until))
+            .await
     }
     async fn inbox(&self, invocation: InvocationId) -> StoreResult<Vec<InboxItem>> {
-        self.inner.inbox(invocation).await
+        self.faults
+            .run(Call::Inbox, self.inner.inbox(invocation))
+            .await
     }
     async fn commit(&self, turns: Vec<TurnCommit>) -> StoreResult<()> {
         let refuse = self
@@ -214,7 +281,20 @@ impl<B: Backend> TaskStore for CountingBackend<B> {
         let spawns: usize = turns.iter().map(|t| t.spawn.len()).sum();
         self.max_spawns_per_commit
             .fetch_max(spawns as u64, Ordering::SeqCst);
-        self.inner.commit(turns).await
+        let trap = self.faults.take(Call::Commit, Some(&turns));
+        let finished: Vec<InvocationId> = turns
+            .iter()
+            .filter(|t| matches!(t.disposition, TaskDisposition::Finish { .. }))
+            .map(|t| t.invocation)
+            .collect();
+        let commit = async {
+            let out = self.inner.commit(turns).await;
+            if out.is_ok() {
+                self.faults.applied(&finished);
+            }
+            out
+        };
+        self.faults.apply(Call::Commit, trap, commit).await
     }
 }
 
@@ -227,18 +307,29 @@ impl<B: Backend> SignalStore for CountingBackend<B> {
         payload: Vec<u8>,
         now: Timestamp,
     ) -> StoreResult<SignalId> {
-        self.inner.send_signal(execution, name, payload, now).await
+        self.faults
+            .run(
+                Call::SendSignal,
+                self.inner.send_signal(execution, name, payload, now),
+            )
+            .await
     }
     async fn pending_signals(
         &self,
         execution: ExecutionId,
         names: &[String],
     ) -> StoreResult<Vec<SignalRecord>> {
-        self.inner.pending_signals(execution, names).await
+        self.faults
+            .run(
+                Call::PendingSignals,
+                self.inner.pending_signals(execution, names),
+            )
+            .await
     }
 }
 
 pub mod crash;
+pub mod faults;
 pub mod fleet;
 pub mod harness;
 
@@ -247,13 +338,17 @@ pub use harness::TestWorker;
 #[async_trait]
 impl<B: Backend> InspectStore for CountingBackend<B> {
     async fn list_tasks(&self, filter: TaskFilter) -> StoreResult<Vec<TaskRecord>> {
-        self.inner.list_tasks(filter).await
+        self.faults
+            .run(Call::Other, self.inner.list_tasks(filter))
+            .await
     }
     async fn task(&self, invocation: InvocationId) -> StoreResult<Option<TaskRecord>> {
-        self.inner.task(invocation).await
+        self.faults
+            .run(Call::Other, self.inner.task(invocation))
+            .await
     }
     async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats> {
-        self.inner.stats(now).await
+        self.faults.run(Call::Other, self.inner.stats(now)).await
     }
 }
 

@@ -326,6 +326,14 @@ impl State {
                 "journal of invocation {inv} already has an event at seq {seq}"
             )));
         }
+        // Journals are numbered without gaps: an append past the end is an
+        // engine bug this backend (used by the simulation) reports at once.
+        if seq as usize != rows.len() {
+            return Err(StoreError::Conflict(format!(
+                "journal of invocation {inv} has {} events; an event at seq {seq} would leave a gap",
+                rows.len()
+            )));
+        }
         rows.insert(seq, row);
         undo.push(Undo::JournalInsert(inv, seq));
         Ok(())
