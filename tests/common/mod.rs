@@ -332,6 +332,8 @@ pub mod crash;
 pub mod faults;
 pub mod fleet;
 pub mod harness;
+pub mod pg_server;
+pub mod proxy;
 
 pub use harness::TestWorker;
 
@@ -361,12 +363,58 @@ pub struct PgTestSchema {
     name: String,
 }
 
+/// The PostgreSQL server the tests use: `STENT_TEST_PG_URL`, by default
+/// `postgres://postgres@127.0.0.1:5432/test`.
+pub fn pg_url() -> String {
+    std::env::var("STENT_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// The socket address of the server of a `postgres://` URL.
+pub async fn pg_address(url: &str) -> std::io::Result<std::net::SocketAddr> {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host_port = if host_port.contains(':') {
+        host_port.to_string()
+    } else {
+        format!("{host_port}:5432")
+    };
+    tokio::net::lookup_host(host_port.as_str())
+        .await?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{host_port} resolves to no address")))
+}
+
+/// `url` with its host and port replaced by `addr`, in plain text
+/// (`sslmode=disable`): the URL to reach the server through a
+/// [`proxy::FaultProxy`], which reads the protocol.
+pub fn pg_url_via(url: &str, addr: std::net::SocketAddr) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("postgres", url));
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(end);
+    let user = authority
+        .rsplit_once('@')
+        .map(|(u, _)| format!("{u}@"))
+        .unwrap_or_default();
+    let (path, query) = tail.split_once('?').unwrap_or((tail, ""));
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && !p.starts_with("sslmode="))
+        .collect();
+    params.push("sslmode=disable");
+    format!("{scheme}://{user}{addr}{path}?{}", params.join("&"))
+}
+
 /// A fresh schema named `prefix_<random>` on `STENT_TEST_PG_URL` (default
 /// `postgres://postgres@127.0.0.1:5432/test`), or `None` when the server is
 /// unreachable — a failure instead when `STENT_REQUIRE_SERVICES=1`.
 pub async fn pg_test_schema(prefix: &str) -> Option<PgTestSchema> {
-    let url = std::env::var("STENT_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = pg_url();
     let name = format!(
         "{prefix}_{}",
         stent::ExecutionId::new_random().as_uuid().simple()
