@@ -1,59 +1,100 @@
-//! Storage faults at the store boundary, on the memory backend (virtual
-//! time) and on SQLite (real time): each kind of storage call fails once,
-//! either before it reaches storage or after it was applied (its reply
-//! lost), and the store then stays down for longer than a lease. Every
-//! execution must complete with the right result, its journals must have no
-//! gaps, no step whose end was stored may run again (counted outside the
-//! engine), and nothing may be dead-lettered.
+//! Storage faults: each kind of storage call fails once, either before it
+//! reaches storage or after it was applied (its reply lost), and storage
+//! then stays away for longer than a lease. On the memory backend (virtual
+//! time) and SQLite the faults are injected at the store boundary
+//! ([`stent_tests::faults`]); on PostgreSQL by a TCP proxy between the
+//! worker and the server ([`stent_tests::proxy`]), which cuts the
+//! connection before a chosen statement or after the server ran it.
+//!
+//! Every execution must complete with the right result, its journals must
+//! have no gaps, no step body may begin once that step's end is stored
+//! (each body checks, as it starts, the storage behind the faults), and
+//! nothing may be dead-lettered.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use stent::backends::{MemoryBackend, SqliteBackend};
+use stent::backends::{MemoryBackend, PostgresBackend, SqliteBackend};
 use stent::{ExecutionId, InvocationId, Stent, TaskFilter, TaskState};
 use stent_journal::Seq;
 use stent_journal::event::Event;
 use stent_journal::store::Backend;
-use stent_tests::faults::{Call, CommitKind, StoreFaults, Trap, tick};
-use stent_tests::{CountingBackend, TestWorker};
+use stent_tests::faults::{Call, CommitKind, Trap};
+use stent_tests::proxy::FaultProxy;
+use stent_tests::{CountingBackend, TestWorker, pg_address, pg_test_schema, pg_url_via};
 
-/// When each step body run began ([`tick`]), per (workflow, step).
-type Runs = Mutex<HashMap<(u64, u32), Vec<u64>>>;
-
-fn runs() -> &'static Runs {
-    static RUNS: OnceLock<Runs> = OnceLock::new();
-    RUNS.get_or_init(Mutex::default)
+/// What a step body knows about the workflow it runs in: the storage
+/// behind the faults and the execution, to see whether its end is stored.
+struct Watched {
+    store: Arc<dyn Backend>,
+    execution: ExecutionId,
+    /// Body runs per step (index 0: step 1).
+    runs: [u32; 3],
+    /// Runs that began after the step's end was stored.
+    after_end: Vec<String>,
 }
 
-fn ran(workflow: u64, step: u32) {
-    let at = tick();
-    runs()
-        .lock()
-        .unwrap()
-        .entry((workflow, step))
-        .or_default()
-        .push(at);
+fn watched() -> &'static Mutex<HashMap<u64, Watched>> {
+    static WATCHED: OnceLock<Mutex<HashMap<u64, Watched>>> = OnceLock::new();
+    WATCHED.get_or_init(Mutex::default)
 }
 
-fn runs_of(workflow: u64, step: u32) -> Vec<u64> {
-    runs()
-        .lock()
-        .unwrap()
-        .get(&(workflow, step))
-        .cloned()
-        .unwrap_or_default()
+fn watch(workflow: u64, store: Arc<dyn Backend>, execution: ExecutionId) {
+    watched().lock().unwrap().insert(
+        workflow,
+        Watched {
+            store,
+            execution,
+            runs: [0; 3],
+            after_end: Vec::new(),
+        },
+    );
+}
+
+/// Counts a run of step `step` and records it if that step's end is stored
+/// already (a run that must never happen).
+async fn ran(workflow: u64, step: u32) {
+    let (store, execution) = {
+        let mut watched = watched().lock().unwrap();
+        let w = watched.get_mut(&workflow).expect("workflow watched");
+        w.runs[step as usize - 1] += 1;
+        (w.store.clone(), w.execution)
+    };
+    if let Some(child) = stored_step(&*store, execution, step).await {
+        let journal = store.read_journal(child, Seq(0)).await.expect("journal");
+        if journal.iter().any(|row| row.kind == "completed") {
+            let report = format!("step {step} began after its end was stored in {child}");
+            let mut watched = watched().lock().unwrap();
+            let w = watched.get_mut(&workflow).expect("workflow watched");
+            w.after_end.push(report);
+        }
+    }
+}
+
+/// The invocation of the `step`th call in the root's stored journal.
+async fn stored_step(store: &dyn Backend, id: ExecutionId, step: u32) -> Option<InvocationId> {
+    let root = store
+        .read_journal(id.root_invocation(), Seq(0))
+        .await
+        .expect("read journal");
+    root.iter()
+        .filter_map(|row| match Event::decode(&row.bytes) {
+            Ok(Event::CallScheduled { child, .. }) => Some(child),
+            _ => None,
+        })
+        .nth(step as usize - 1)
 }
 
 #[stent::durable]
 async fn quick_step(workflow: u64, step: u32) -> Result<u64, String> {
-    ran(workflow, step);
+    ran(workflow, step).await;
     Ok(workflow * 100 + u64::from(step))
 }
 
 #[stent::durable]
 async fn slow_step(workflow: u64, step: u32) -> Result<u64, String> {
-    ran(workflow, step);
+    ran(workflow, step).await;
     tokio::time::sleep(SLOW_STEP).await;
     Ok(workflow * 100 + u64::from(step))
 }
@@ -75,7 +116,7 @@ async fn faulted_flow(workflow: u64) -> Result<u64, String> {
 const SLOW_STEP: Duration = Duration::from_millis(300);
 const TIMER: Duration = Duration::from_millis(400);
 const LEASE: Duration = Duration::from_secs(1);
-/// Longer than a lease: every lease held when the store went away lapses.
+/// Longer than a lease: every lease held when storage went away lapses.
 const OUTAGE: Duration = Duration::from_millis(1500);
 const SIGNAL_AFTER: Duration = Duration::from_millis(1200);
 const SIGNAL: u64 = 7;
@@ -84,69 +125,12 @@ fn expected(workflow: u64) -> u64 {
     3 * workflow * 100 + 1 + 2 + 3 + SIGNAL
 }
 
-/// One fault: the trap, and the workflow number its case uses.
-struct Case {
-    workflow: u64,
-    trap: Trap,
-}
-
-/// Brings the store back `OUTAGE` after it went down.
-fn heal_after_outage(faults: std::sync::Arc<StoreFaults>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            if faults.is_down() {
-                tokio::time::sleep(OUTAGE).await;
-                faults.up();
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    })
-}
-
-/// Runs `case` on `inner` and checks the outcome.
-async fn run_case<B: Backend + Clone>(inner: B, case: Case) {
-    let Case { workflow, trap } = case;
-    let backend = CountingBackend::new(inner.clone());
-    backend.faults.arm(trap);
-    let healer = heal_after_outage(backend.faults.clone());
-    let executor = Stent::new(backend.clone());
-    // Reads for the checks go around the faults.
-    let client = Stent::new(inner.clone());
-    let worker = TestWorker::start_with(&executor, |w| {
-        w.lease_duration(LEASE)
-            .heartbeat_interval(LEASE / 5)
-            .poll_interval(Duration::from_millis(20))
-            .poll_interval_max(Duration::from_millis(200))
-            .sticky_timer(Duration::from_millis(100))
-    })
-    .await;
-
-    let id = retry("dispatch", || async {
-        executor.dispatch(faulted_flow(workflow)).await
-    })
-    .await;
-    tokio::time::sleep(SIGNAL_AFTER).await;
-    // A client retries a signal whose outcome it does not know; the
-    // workflow takes the first one.
-    retry("signal", || executor.send_signal(id, "go", &SIGNAL)).await;
-
-    let out = client
-        .wait_for::<u64, String>(id, Some(Duration::from_secs(60)))
-        .await
-        .unwrap_or_else(|e| panic!("{trap:?}: execution {id} did not end: {e}"));
-    worker.stop().await;
-    healer.abort();
-    let what = format!("{trap:?}");
-    assert_eq!(out, Ok(expected(workflow)), "{what}");
-    assert_eq!(
-        backend.faults.injected(),
-        1,
-        "{what}: the fault never fired"
-    );
-    assert_no_gaps(&inner, id, &what).await;
-    assert_no_run_after_stored_end(&inner, &backend.faults, id, workflow, &what).await;
-    assert_all_done(&inner, id, &what).await;
+fn worker_settings(w: stent::WorkerBuilder) -> stent::WorkerBuilder {
+    w.lease_duration(LEASE)
+        .heartbeat_interval(LEASE / 5)
+        .poll_interval(Duration::from_millis(20))
+        .poll_interval_max(Duration::from_millis(200))
+        .sticky_timer(Duration::from_millis(100))
 }
 
 /// Calls `op` until it succeeds, as a client that does not know whether a
@@ -156,7 +140,7 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = stent::Result<T>>,
 {
-    for _ in 0..200 {
+    for _ in 0..400 {
         match op().await {
             Ok(v) => return v,
             Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
@@ -165,9 +149,55 @@ where
     panic!("{what} kept failing");
 }
 
+/// Dispatches `workflow` through `client` (storage without faults, no
+/// worker yet) and watches it.
+async fn dispatch(client: &Stent, workflow: u64) -> ExecutionId {
+    let id = client
+        .dispatch(faulted_flow(workflow))
+        .await
+        .expect("dispatch");
+    watch(workflow, client.backend().clone(), id);
+    id
+}
+
+/// Runs the workflow on `worker` (an executor whose storage is faulted),
+/// sends its signal through `app`, and checks everything through `client`,
+/// on the storage behind the faults.
+async fn run_and_check(
+    client: &Stent,
+    worker: &Stent,
+    app: &Stent,
+    id: ExecutionId,
+    workflow: u64,
+    what: &str,
+) {
+    let running = TestWorker::start_with(worker, worker_settings).await;
+    tokio::time::sleep(SIGNAL_AFTER).await;
+    // A client retries a signal whose outcome it does not know; the
+    // workflow takes the first one.
+    retry("signal", || app.send_signal(id, "go", &SIGNAL)).await;
+    let out = client
+        .wait_for::<u64, String>(id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: execution {id} did not end: {e}"));
+    running.stop().await;
+    let store = client.backend();
+    assert_eq!(out, Ok(expected(workflow)), "{what}");
+    assert_no_gaps(&**store, id, what).await;
+    let (runs, after_end) = {
+        let watched = watched().lock().unwrap();
+        let w = &watched[&workflow];
+        (w.runs, w.after_end.clone())
+    };
+    assert!(after_end.is_empty(), "{what}: {after_end:?}");
+    // A step whose end was lost may run again; no step runs a third time.
+    assert!(runs.iter().all(|n| (1..=2).contains(n)), "{what}: {runs:?}");
+    assert_all_done(&**store, id, what).await;
+}
+
 /// Every journal of the execution is numbered 0, 1, 2, … with no gap.
-async fn assert_no_gaps<B: Backend>(backend: &B, id: ExecutionId, what: &str) {
-    let journals = backend
+async fn assert_no_gaps(store: &dyn Backend, id: ExecutionId, what: &str) {
+    let journals = store
         .read_execution_journal(id, None)
         .await
         .expect("read journals");
@@ -179,46 +209,9 @@ async fn assert_no_gaps<B: Backend>(backend: &B, id: ExecutionId, what: &str) {
     }
 }
 
-/// No step body began after that step's end was stored; each ran at most
-/// twice (once more only after a fault lost its end).
-async fn assert_no_run_after_stored_end<B: Backend>(
-    backend: &B,
-    faults: &StoreFaults,
-    id: ExecutionId,
-    workflow: u64,
-    what: &str,
-) {
-    let root = backend
-        .read_journal(id.root_invocation(), Seq(0))
-        .await
-        .expect("read journal");
-    let children: Vec<InvocationId> = root
-        .iter()
-        .filter_map(|row| match Event::decode(&row.bytes) {
-            Ok(Event::CallScheduled { child, .. }) => Some(child),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(children.len(), 3, "{what}: calls in the root's journal");
-    for (step, child) in (1..).zip(children) {
-        let runs = runs_of(workflow, step);
-        let stored = faults
-            .end_stored_at(child)
-            .unwrap_or_else(|| panic!("{what}: the end of step {step} was never stored"));
-        assert!(
-            runs.iter().all(|&run| run < stored),
-            "{what}: step {step} ran at {runs:?}, after its end was stored at {stored}"
-        );
-        assert!(
-            (1..=2).contains(&runs.len()),
-            "{what}: step {step} ran {runs:?}"
-        );
-    }
-}
-
 /// Every task of the execution is done and nothing was dead-lettered.
-async fn assert_all_done<B: Backend>(backend: &B, id: ExecutionId, what: &str) {
-    let tasks = backend
+async fn assert_all_done(store: &dyn Backend, id: ExecutionId, what: &str) {
+    let tasks = store
         .list_tasks(TaskFilter {
             execution: Some(id),
             limit: 100,
@@ -230,33 +223,116 @@ async fn assert_all_done<B: Backend>(backend: &B, id: ExecutionId, what: &str) {
         tasks.iter().all(|t| t.state == TaskState::Done),
         "{what}: {tasks:?}"
     );
-    let dead = backend.list_dead_letters(10).await.expect("dead letters");
+    let dead = store.list_dead_letters(10).await.expect("dead letters");
     assert!(dead.is_empty(), "{what}: false dead letters {dead:?}");
 }
 
-/// The faults, each with the store down for `OUTAGE` right after.
-fn case(n: u64) -> Case {
-    let call = |c| Trap::on(c).then_down();
-    let commit = |k| Trap::on(Call::Commit).commit(k).then_down();
-    let trap = match n {
-        1 => call(Call::Claim),
-        2 => call(Call::Claim).landed(true),
-        3 => call(Call::Renew),
-        4 => call(Call::Renew).landed(true),
+/// Runs the workflow numbered `workflow` on `inner` with `trap` armed at
+/// the store boundary, the store down for `OUTAGE` right after it fires.
+async fn run_store_case<B: Backend + Clone>(inner: B, workflow: u64, trap: Trap) {
+    let client = Stent::new(inner.clone());
+    let id = dispatch(&client, workflow).await;
+    let backend = CountingBackend::new(inner);
+    backend.faults.arm(trap.then_down());
+    let faults = backend.faults.clone();
+    let healer = tokio::spawn(async move {
+        while !faults.is_down() {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(OUTAGE).await;
+        faults.up();
+    });
+    let executor = Stent::new(backend.clone());
+    let what = format!("{trap:?}");
+    run_and_check(&client, &executor, &executor, id, workflow, &what).await;
+    healer.abort();
+    assert_eq!(
+        backend.faults.injected(),
+        1,
+        "{what}: the fault never fired"
+    );
+}
+
+/// The store-boundary faults, by number.
+fn store_trap(n: u64) -> Trap {
+    let commit = |k| Trap::on(Call::Commit).commit(k);
+    match n {
+        1 => Trap::on(Call::Claim),
+        2 => Trap::on(Call::Claim).landed(true),
+        3 => Trap::on(Call::Renew),
+        4 => Trap::on(Call::Renew).landed(true),
         5 => commit(CommitKind::Turn),
         6 => commit(CommitKind::Turn).landed(true),
         7 => commit(CommitKind::StepEnd),
         8 => commit(CommitKind::StepEnd).landed(true),
         9 => commit(CommitKind::RootEnd),
         10 => commit(CommitKind::RootEnd).landed(true),
-        11 => call(Call::SendSignal),
-        12 => call(Call::SendSignal).landed(true),
-        13 => call(Call::PendingSignals),
+        11 => Trap::on(Call::SendSignal),
+        12 => Trap::on(Call::SendSignal).landed(true),
+        13 => Trap::on(Call::PendingSignals),
         14 => commit(CommitKind::StepEnd).skip(1),
         15 => commit(CommitKind::StepEnd).skip(1).landed(true),
         _ => unreachable!("no case {n}"),
+    }
+}
+
+/// A fault the proxy injects on PostgreSQL: the statement whose SQL
+/// contains `sql` (and whose parameters contain `bound`, if given) is cut
+/// before it reaches the server, or runs there with its reply lost.
+#[derive(Debug, Clone, Copy)]
+struct PgTrap {
+    sql: &'static str,
+    bound: Option<&'static [u8]>,
+    landed: bool,
+}
+
+fn pg_trap(n: u64) -> PgTrap {
+    // The claim, the renewal, a commit through `stent_commit` that holds,
+    // finishes a step (`done`) or ends the execution (`completed`), a
+    // signal.
+    let (sql, bound): (&str, Option<&[u8]>) = match n / 2 {
+        0 => ("SKIP LOCKED", None),
+        1 => ("UPDATE tasks AS t SET lease_until", None),
+        2 => ("stent_commit", Some(b"hold")),
+        3 => ("stent_commit", Some(b"done")),
+        4 => ("stent_commit", Some(b"completed")),
+        5 => ("INSERT INTO signals", None),
+        _ => unreachable!("no case {n}"),
     };
-    Case { workflow: n, trap }
+    PgTrap {
+        sql,
+        bound,
+        landed: n % 2 == 1,
+    }
+}
+
+/// Runs the workflow numbered `workflow` on a schema of its own, its worker
+/// connected through a [`FaultProxy`] armed with `trap` and refusing
+/// connections for `OUTAGE` after it fires.
+async fn run_pg_case(workflow: u64, trap: PgTrap) {
+    let Some(schema) = pg_test_schema("stent_faults").await else {
+        return;
+    };
+    let direct = stent_tests::pg_url();
+    let upstream = pg_address(&direct).await.expect("server address");
+    let proxy = FaultProxy::start(upstream).await.expect("proxy");
+    let via = PostgresBackend::builder(pg_url_via(&direct, proxy.addr()))
+        .schema(schema.name())
+        .acquire_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .expect("connect through the proxy");
+    let client = Stent::new(schema.backend.clone());
+    let id = dispatch(&client, workflow).await;
+    let bound = trap.bound.unwrap_or_default();
+    match trap.landed {
+        true => proxy.lose_reply_to_bound(trap.sql, bound, 1, Some(OUTAGE)),
+        false => proxy.cut_before_bound(trap.sql, bound, 1, Some(OUTAGE)),
+    }
+    let executor = Stent::new(via);
+    let what = format!("{trap:?}");
+    run_and_check(&client, &executor, &executor, id, workflow, &what).await;
+    assert_eq!(proxy.traps_pending(), 0, "{what}: the fault never fired");
 }
 
 macro_rules! cases {
@@ -266,7 +342,7 @@ macro_rules! cases {
             $(
                 #[tokio::test(start_paused = true)]
                 async fn $name() {
-                    run_case(MemoryBackend::new(), case($n)).await;
+                    run_store_case(MemoryBackend::new(), $n, store_trap($n)).await;
                 }
             )*
         }
@@ -280,11 +356,7 @@ macro_rules! cases {
                     std::fs::create_dir_all(&dir).expect("temp dir");
                     let backend = SqliteBackend::open(dir.join("stent.db")).await.expect("open");
                     backend.init_db().await.expect("init_db");
-                    // Sqlite cases run in real time: their workflows are
-                    // numbered apart from the memory cases'.
-                    let mut c = case($n);
-                    c.workflow += 1000;
-                    run_case(backend, c).await;
+                    run_store_case(backend, 1000 + $n, store_trap($n)).await;
                     let _ = std::fs::remove_dir_all(&dir);
                 }
             )*
@@ -308,4 +380,33 @@ cases! {
     signal_read_lost = 13;
     second_step_end_lost = 14;
     second_step_end_landed_reply_lost = 15;
+}
+
+macro_rules! pg_cases {
+    ($($name:ident = $n:literal;)*) => {
+        mod postgres {
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    run_pg_case(2000 + $n, pg_trap($n)).await;
+                }
+            )*
+        }
+    };
+}
+
+pg_cases! {
+    claim_cut = 0;
+    claim_reply_lost = 1;
+    renewal_cut = 2;
+    renewal_reply_lost = 3;
+    turn_commit_cut = 4;
+    turn_commit_reply_lost = 5;
+    step_end_cut = 6;
+    step_end_reply_lost = 7;
+    root_end_cut = 8;
+    root_end_reply_lost = 9;
+    signal_cut = 10;
+    signal_reply_lost = 11;
 }

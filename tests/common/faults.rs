@@ -7,20 +7,11 @@
 //! through [`StoreFaults::run`]; a test arms traps on it and counts what was
 //! injected.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use stent_journal::InvocationId;
 use stent_journal::store::{StoreError, StoreResult, TaskDisposition, TurnCommit};
-
-/// A process-wide order of the things a fault test compares: step body
-/// runs and stored ends.
-pub fn tick() -> u64 {
-    static TICKS: AtomicU64 = AtomicU64::new(1);
-    TICKS.fetch_add(1, Ordering::SeqCst)
-}
 
 /// The kinds of storage call a trap can be set on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -160,9 +151,6 @@ pub struct StoreFaults {
     pub landed: AtomicU64,
     /// Calls refused while the store was down.
     pub refused_while_down: AtomicU64,
-    /// For each invocation whose end a commit stored: the [`tick`] when it
-    /// was first stored.
-    ends: Mutex<HashMap<InvocationId, u64>>,
 }
 
 impl StoreFaults {
@@ -194,20 +182,6 @@ impl StoreFaults {
     /// True while the store is down.
     pub fn is_down(&self) -> bool {
         self.down.load(Ordering::SeqCst)
-    }
-
-    /// Records that a commit finishing `finished` was applied.
-    pub fn applied(&self, finished: &[InvocationId]) {
-        let at = tick();
-        let mut ends = self.ends.lock().unwrap();
-        for invocation in finished {
-            ends.entry(*invocation).or_insert(at);
-        }
-    }
-
-    /// The [`tick`] at which the end of `invocation` was first stored.
-    pub fn end_stored_at(&self, invocation: InvocationId) -> Option<u64> {
-        self.ends.lock().unwrap().get(&invocation).copied()
     }
 
     /// Traps fired so far.

@@ -282,19 +282,9 @@ impl<B: Backend> TaskStore for CountingBackend<B> {
         self.max_spawns_per_commit
             .fetch_max(spawns as u64, Ordering::SeqCst);
         let trap = self.faults.take(Call::Commit, Some(&turns));
-        let finished: Vec<InvocationId> = turns
-            .iter()
-            .filter(|t| matches!(t.disposition, TaskDisposition::Finish { .. }))
-            .map(|t| t.invocation)
-            .collect();
-        let commit = async {
-            let out = self.inner.commit(turns).await;
-            if out.is_ok() {
-                self.faults.applied(&finished);
-            }
-            out
-        };
-        self.faults.apply(Call::Commit, trap, commit).await
+        self.faults
+            .apply(Call::Commit, trap, self.inner.commit(turns))
+            .await
     }
 }
 
@@ -361,6 +351,13 @@ pub struct PgTestSchema {
     pub backend: stent::backends::PostgresBackend,
     url: String,
     name: String,
+}
+
+impl PgTestSchema {
+    /// The schema's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
 }
 
 /// The PostgreSQL server the tests use: `STENT_TEST_PG_URL`, by default

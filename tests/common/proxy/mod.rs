@@ -136,6 +136,34 @@ impl FaultProxy {
             .arm(pattern, times, TrapKind::CutBefore, and_refuse);
     }
 
+    /// [`FaultProxy::lose_reply_to`], only for runs of the statement whose
+    /// bound parameters contain the bytes `bound` (for a simple query: its
+    /// text): a commit that finishes a task binds the word `done`, say.
+    pub fn lose_reply_to_bound(
+        &self,
+        pattern: &str,
+        bound: &[u8],
+        times: u32,
+        and_refuse: Option<Duration>,
+    ) {
+        self.shared
+            .arm_bound(pattern, Some(bound), times, TrapKind::LoseReply, and_refuse);
+    }
+
+    /// [`FaultProxy::cut_before`], only for runs of the statement whose
+    /// bound parameters contain the bytes `bound` (for a simple query: its
+    /// text).
+    pub fn cut_before_bound(
+        &self,
+        pattern: &str,
+        bound: &[u8],
+        times: u32,
+        and_refuse: Option<Duration>,
+    ) {
+        self.shared
+            .arm_bound(pattern, Some(bound), times, TrapKind::CutBefore, and_refuse);
+    }
+
     /// What the proxy has done so far.
     pub fn stats(&self) -> ProxyStats {
         self.shared.lock().stats
@@ -184,6 +212,8 @@ struct State {
 /// An armed trap.
 struct Trap {
     pattern: String,
+    /// Bytes the run's bound parameters must contain, if any.
+    bound: Option<Vec<u8>>,
     remaining: u32,
     kind: TrapKind,
     and_refuse: Option<Duration>,
@@ -205,9 +235,21 @@ impl Shared {
     }
 
     fn arm(&self, pattern: &str, times: u32, kind: TrapKind, and_refuse: Option<Duration>) {
+        self.arm_bound(pattern, None, times, kind, and_refuse);
+    }
+
+    fn arm_bound(
+        &self,
+        pattern: &str,
+        bound: Option<&[u8]>,
+        times: u32,
+        kind: TrapKind,
+        and_refuse: Option<Duration>,
+    ) {
         if times > 0 {
             self.lock().traps.push(Trap {
                 pattern: pattern.to_owned(),
+                bound: bound.map(<[u8]>::to_vec),
                 remaining: times,
                 kind,
                 and_refuse,
@@ -215,10 +257,16 @@ impl Shared {
         }
     }
 
-    /// Takes one firing of the first armed trap matching `sql`.
-    fn take_trap(&self, sql: &str) -> Option<(TrapKind, Option<Duration>)> {
+    /// Takes one firing of the first armed trap matching `sql`, run with
+    /// the parameters in `params` (the Bind message's, or the query text).
+    fn take_trap(&self, sql: &str, params: &[u8]) -> Option<(TrapKind, Option<Duration>)> {
         let mut state = self.lock();
-        let i = state.traps.iter().position(|t| sql.contains(&t.pattern))?;
+        let i = state.traps.iter().position(|t| {
+            sql.contains(&t.pattern)
+                && t.bound
+                    .as_deref()
+                    .is_none_or(|b| b.is_empty() || params.windows(b.len()).any(|w| w == b))
+        })?;
         let trap = &mut state.traps[i];
         trap.remaining -= 1;
         let taken = (trap.kind, trap.and_refuse);
@@ -406,9 +454,9 @@ impl ClientParser {
             }
             b'B' if self.phase == ClientPhase::Typed => {
                 let (_portal, rest) = c_str(body);
-                let (statement, _) = c_str(rest);
+                let (statement, params) = c_str(rest);
                 let sql = self.statements.get(&statement).map_or("", String::as_str);
-                match shared.take_trap(sql) {
+                match shared.take_trap(sql, params) {
                     None => Action::Forward,
                     Some((TrapKind::CutBefore, and_refuse)) => {
                         Action::End(End::CutBefore(and_refuse))
@@ -423,7 +471,7 @@ impl ClientParser {
             b'Q' if self.phase == ClientPhase::Typed => {
                 let (sql, _) = c_str(body);
                 self.sync_points += 1;
-                match shared.take_trap(&sql) {
+                match shared.take_trap(&sql, sql.as_bytes()) {
                     None => Action::Forward,
                     Some((TrapKind::CutBefore, and_refuse)) => {
                         Action::End(End::CutBefore(and_refuse))
