@@ -38,14 +38,11 @@ struct Table(String);
 impl Table {
     async fn create() -> Table {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .subsec_nanos();
         let name = format!(
-            "faultkit_{}_{}_{nanos}",
+            "faultkit_{}_{}_{}",
             std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
+            NEXT.fetch_add(1, Ordering::Relaxed),
+            stent::ExecutionId::new_random().as_uuid().simple()
         );
         let mut conn = direct().await;
         sqlx::raw_sql(AssertSqlSafe(format!(
@@ -333,7 +330,7 @@ async fn lose_reply_to_cuts_only_once_the_server_answered() {
 
     let slow = format!("INSERT INTO {} (id) SELECT $1 FROM pg_sleep(0.3)", table.0);
     proxy.lose_reply_to(&slow, 1, None);
-    let started = std::time::Instant::now();
+    let started = tokio::time::Instant::now();
     let result = sqlx::query(AssertSqlSafe(slow))
         .bind(5)
         .execute(&mut conn)
