@@ -149,13 +149,21 @@ where
     panic!("{what} kept failing");
 }
 
-/// Dispatches `workflow` through `client` (storage without faults, no
-/// worker yet) and watches it.
-async fn dispatch(client: &Stent, workflow: u64) -> ExecutionId {
-    let id = client
-        .dispatch(faulted_flow(workflow))
+/// Dispatches `workflow` through `app` (whose storage is faulted; no worker
+/// runs yet) under a key, again until it succeeds, and watches it with
+/// `client`'s storage. Exactly one execution results.
+async fn dispatch(client: &Stent, app: &Stent, workflow: u64) -> ExecutionId {
+    let key = format!("faulted-flow-{workflow}");
+    let id = retry("dispatch", || async {
+        app.dispatch(faulted_flow(workflow)).key(&key).await
+    })
+    .await;
+    assert_eq!(id, ExecutionId::from_key(&key));
+    let all = client
+        .list_executions(10, 0, None)
         .await
-        .expect("dispatch");
+        .expect("list executions");
+    assert_eq!(all.len(), 1, "executions after a retried dispatch");
     watch(workflow, client.backend().clone(), id);
     id
 }
@@ -231,7 +239,6 @@ async fn assert_all_done(store: &dyn Backend, id: ExecutionId, what: &str) {
 /// the store boundary, the store down for `OUTAGE` right after it fires.
 async fn run_store_case<B: Backend + Clone>(inner: B, workflow: u64, trap: Trap) {
     let client = Stent::new(inner.clone());
-    let id = dispatch(&client, workflow).await;
     let backend = CountingBackend::new(inner);
     backend.faults.arm(trap.then_down());
     let faults = backend.faults.clone();
@@ -243,6 +250,7 @@ async fn run_store_case<B: Backend + Clone>(inner: B, workflow: u64, trap: Trap)
         faults.up();
     });
     let executor = Stent::new(backend.clone());
+    let id = dispatch(&client, &executor, workflow).await;
     let what = format!("{trap:?}");
     run_and_check(&client, &executor, &executor, id, workflow, &what).await;
     healer.abort();
@@ -272,6 +280,8 @@ fn store_trap(n: u64) -> Trap {
         13 => Trap::on(Call::PendingSignals),
         14 => commit(CommitKind::StepEnd).skip(1),
         15 => commit(CommitKind::StepEnd).skip(1).landed(true),
+        16 => Trap::on(Call::CreateExecution),
+        17 => Trap::on(Call::CreateExecution).landed(true),
         _ => unreachable!("no case {n}"),
     }
 }
@@ -289,7 +299,7 @@ struct PgTrap {
 fn pg_trap(n: u64) -> PgTrap {
     // The claim, the renewal, a commit through `stent_commit` that holds,
     // finishes a step (`done`) or ends the execution (`completed`), a
-    // signal.
+    // signal, the dispatch.
     let (sql, bound): (&str, Option<&[u8]>) = match n / 2 {
         0 => ("SKIP LOCKED", None),
         1 => ("UPDATE tasks AS t SET lease_until", None),
@@ -297,6 +307,7 @@ fn pg_trap(n: u64) -> PgTrap {
         3 => ("stent_commit", Some(b"done")),
         4 => ("stent_commit", Some(b"completed")),
         5 => ("INSERT INTO signals", None),
+        6 => ("INSERT INTO executions", None),
         _ => unreachable!("no case {n}"),
     };
     PgTrap {
@@ -323,13 +334,13 @@ async fn run_pg_case(workflow: u64, trap: PgTrap) {
         .await
         .expect("connect through the proxy");
     let client = Stent::new(schema.backend.clone());
-    let id = dispatch(&client, workflow).await;
     let bound = trap.bound.unwrap_or_default();
     match trap.landed {
         true => proxy.lose_reply_to_bound(trap.sql, bound, 1, Some(OUTAGE)),
         false => proxy.cut_before_bound(trap.sql, bound, 1, Some(OUTAGE)),
     }
     let executor = Stent::new(via);
+    let id = dispatch(&client, &executor, workflow).await;
     let what = format!("{trap:?}");
     run_and_check(&client, &executor, &executor, id, workflow, &what).await;
     assert_eq!(proxy.traps_pending(), 0, "{what}: the fault never fired");
@@ -380,6 +391,8 @@ cases! {
     signal_read_lost = 13;
     second_step_end_lost = 14;
     second_step_end_landed_reply_lost = 15;
+    dispatch_lost = 16;
+    dispatch_landed_reply_lost = 17;
 }
 
 macro_rules! pg_cases {
@@ -409,4 +422,6 @@ pg_cases! {
     root_end_reply_lost = 9;
     signal_cut = 10;
     signal_reply_lost = 11;
+    dispatch_cut = 12;
+    dispatch_reply_lost = 13;
 }

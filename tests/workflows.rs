@@ -179,6 +179,44 @@ async fn dispatch_rejects_conflicting_and_malformed_options() {
     assert!(matches!(err, stent::Error::InvalidDuration(_)), "{err}");
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_dispatch_key_names_one_call_and_a_retry_creates_nothing() {
+    let executor = Stent::new(MemoryBackend::new());
+    let first = executor.dispatch(pipeline(3)).key("order-7").await.unwrap();
+    assert_eq!(first, stent::ExecutionId::from_key("order-7"));
+    // The same call again, before and after it ran: the same execution.
+    let again = executor.dispatch(pipeline(3)).key("order-7").await.unwrap();
+    assert_eq!(again, first);
+    let worker = TestWorker::start(&executor).await;
+    assert_eq!(
+        executor.wait_for::<u64, String>(first, None).await.unwrap(),
+        Ok(6)
+    );
+    let after = executor.dispatch(pipeline(3)).key("order-7").await.unwrap();
+    assert_eq!(after, first);
+    worker.stop().await;
+    assert_eq!(executor.list_executions(10, 0, None).await.unwrap().len(), 1);
+
+    // Another call under the same key is refused, naming both.
+    let err = executor
+        .dispatch(pipeline(4))
+        .key("order-7")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, stent::Error::DispatchConflict { id, .. } if id == first),
+        "{err}"
+    );
+    assert!(err.to_string().contains("other arguments"), "{err}");
+    let err = executor
+        .dispatch(double(3))
+        .execution_id(first)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("workflows::double"), "{err}");
+    assert_eq!(executor.list_executions(10, 0, None).await.unwrap().len(), 1);
+}
+
 #[tokio::test]
 async fn unregistered_functions_are_named_with_the_registered_ones() {
     let mut registry = stent::FunctionRegistry::new();

@@ -60,6 +60,22 @@ pub enum Error {
         /// The divergence report.
         report: String,
     },
+    /// A dispatch named an execution that already exists for another call
+    /// (another function, or other arguments). The same call dispatched
+    /// again under the same id or key is not an error: it returns the
+    /// existing execution.
+    #[error(
+        "execution {id} already exists as a call of {existing}; this dispatch of {asked} with the same id or key would be another call (a dispatch key names one call)"
+    )]
+    DispatchConflict {
+        /// The execution.
+        id: ExecutionId,
+        /// What the existing execution runs.
+        existing: String,
+        /// What the dispatch asked for (the function, with other arguments
+        /// if the function is the same).
+        asked: String,
+    },
     /// A duration was malformed.
     #[error(transparent)]
     InvalidDuration(#[from] DurationError),

@@ -15,7 +15,7 @@ use stent_journal::store::{
     StoreError,
 };
 use stent_journal::{
-    ExecutionId, Failure, IntoDuration, Payload, PayloadLimits, Serializer, Timestamp,
+    ExecutionId, Failure, IntoDuration, Payload, PayloadLimits, Seq, Serializer, Timestamp,
 };
 
 use crate::call::Call;
@@ -414,6 +414,7 @@ impl Stent {
             tags: None,
             priority: None,
             queue: None,
+            id: None,
         }
     }
 
@@ -637,9 +638,39 @@ pub struct Dispatch<'a, D: DurableFn> {
     tags: Option<Vec<String>>,
     priority: Option<i32>,
     queue: Option<String>,
+    id: Option<ExecutionId>,
 }
 
 impl<D: DurableFn> Dispatch<'_, D> {
+    /// Dispatch under this execution id instead of a random one. The same
+    /// call dispatched again with the same id creates nothing and returns
+    /// the same execution, whatever state it is in; so a client that does
+    /// not know whether a dispatch landed (its connection was lost) can
+    /// always dispatch again. Another call under an id that exists is
+    /// [`Error::DispatchConflict`].
+    pub fn execution_id(mut self, id: ExecutionId) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Dispatch under the execution id `key` names
+    /// ([`ExecutionId::from_key`]): an order number, a request id. Like
+    /// [`Dispatch::execution_id`], the same call dispatched again with the
+    /// same key returns the same execution.
+    ///
+    /// ```no_run
+    /// # #[stent::durable] async fn checkout(order: u64) -> Result<(), String> { Ok(()) }
+    /// # async fn demo(executor: stent::Stent) -> Result<(), stent::Error> {
+    /// let first = executor.dispatch(checkout(42)).key("order-42").await?;
+    /// // Retried after a lost reply: the same execution, nothing created.
+    /// let again = executor.dispatch(checkout(42)).key("order-42").await?;
+    /// assert_eq!(first, again);
+    /// # Ok(()) }
+    /// ```
+    pub fn key(self, key: impl AsRef<str>) -> Self {
+        self.execution_id(ExecutionId::from_key(key.as_ref()))
+    }
+
     /// The execution must finish within this long (`"1h"`, a `Duration`, a `TimeDelta`…).
     pub fn expiry(mut self, d: impl IntoDuration) -> Self {
         self.expiry = Some(d.into_duration().map_err(Error::from));
@@ -705,7 +736,8 @@ impl<D: DurableFn> Dispatch<'_, D> {
         }
         let args = inner.serializer.encode(&self.call.args)?;
         args.check(inner.limits)?;
-        let id = ExecutionId::new_random();
+        let chosen = self.id;
+        let id = chosen.unwrap_or_else(ExecutionId::new_random);
         let now = inner.clock.now();
         // A worker in this process with a free slot takes the execution at
         // once: created leased to it, no claim round trip.
@@ -719,7 +751,8 @@ impl<D: DurableFn> Dispatch<'_, D> {
             args,
             parent: None,
         };
-        inner
+        let started_event = started.encode()?;
+        let created = inner
             .backend
             .create_execution(NewExecution {
                 id,
@@ -732,17 +765,56 @@ impl<D: DurableFn> Dispatch<'_, D> {
                     function: D::NAME.to_string(),
                     routing,
                     run_at: delay.map(|d| now.saturating_add(d)).unwrap_or(now),
-                    started_event: started.encode()?,
+                    started_event: started_event.clone(),
                     lease: reservation.as_ref().map(|r| r.grant.clone()),
                 },
             })
-            .await?;
+            .await;
+        match created {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) if chosen.is_some() => {
+                return self.stent.same_call(id, &started_event).await.map(|()| id);
+            }
+            Err(e) => return Err(e.into()),
+        }
         let deadline = expiry.map(|e| now.saturating_add(e));
         match reservation {
             Some(r) => (r.start)(id, started, deadline),
             None => inner.hub.work.notify_waiters(),
         }
         Ok(id)
+    }
+}
+
+impl Stent {
+    /// Checks that execution `id`, which exists, was dispatched as the
+    /// call whose encoded `Started` event is `started` (a dispatch retried
+    /// under the same id or key).
+    async fn same_call(&self, id: ExecutionId, started: &[u8]) -> Result<()> {
+        let rows = self
+            .inner
+            .backend
+            .read_journal(id.root_invocation(), Seq(0))
+            .await?;
+        let Some(first) = rows.first() else {
+            return Err(Error::NotFound(id));
+        };
+        if first.bytes == started {
+            return Ok(());
+        }
+        let describe = |bytes: &[u8]| match Event::decode(bytes) {
+            Ok(Event::Started { function, .. }) => function,
+            _ => "an unreadable call".to_string(),
+        };
+        let (existing, mut asked) = (describe(&first.bytes), describe(started));
+        if existing == asked {
+            asked += " with other arguments";
+        }
+        Err(Error::DispatchConflict {
+            id,
+            existing,
+            asked,
+        })
     }
 }
 

@@ -72,6 +72,27 @@ impl ExecutionId {
         Self(Uuid::new_v4())
     }
 
+    /// The execution id a caller's own key names: the same key gives the
+    /// same id, in every process and every release (a blake3 hash of the
+    /// key). Dispatching with it makes a retried dispatch idempotent.
+    ///
+    /// ```
+    /// use stent_journal::ExecutionId;
+    ///
+    /// let a = ExecutionId::from_key("order-42");
+    /// assert_eq!(a, ExecutionId::from_key("order-42"));
+    /// assert_ne!(a, ExecutionId::from_key("order-43"));
+    /// ```
+    pub fn from_key(key: &str) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(b"stent/dispatch-key/v1");
+        hasher.update(key.as_bytes());
+        let digest = hasher.finalize();
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&digest.as_bytes()[..16]);
+        Self(uuid::Builder::from_custom_bytes(bytes).into_uuid())
+    }
+
     /// The id of the execution's root invocation (the dispatched call itself).
     pub fn root_invocation(&self) -> InvocationId {
         InvocationId(self.0)
