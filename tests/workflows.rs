@@ -195,7 +195,10 @@ async fn a_dispatch_key_names_one_call_and_a_retry_creates_nothing() {
     let after = executor.dispatch(pipeline(3)).key("order-7").await.unwrap();
     assert_eq!(after, first);
     worker.stop().await;
-    assert_eq!(executor.list_executions(10, 0, None).await.unwrap().len(), 1);
+    assert_eq!(
+        executor.list_executions(10, 0, None).await.unwrap().len(),
+        1
+    );
 
     // Another call under the same key is refused, naming both.
     let err = executor
@@ -214,7 +217,10 @@ async fn a_dispatch_key_names_one_call_and_a_retry_creates_nothing() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("workflows::double"), "{err}");
-    assert_eq!(executor.list_executions(10, 0, None).await.unwrap().len(), 1);
+    assert_eq!(
+        executor.list_executions(10, 0, None).await.unwrap().len(),
+        1
+    );
 }
 
 #[tokio::test]

@@ -5,6 +5,9 @@
 //! ```sh
 //! stent-pg-worker POSTGRES_URL SCHEMA [WORKER_ID]
 //! ```
+//!
+//! `STENT_WORKER_LEASE_MS` and `STENT_WORKER_HEARTBEAT_MS` set the lease
+//! (default 5,000) and the heartbeat (default 1,000).
 
 use std::time::Duration;
 
@@ -30,12 +33,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let executor = stent::Stent::builder(backend.clone())
         .notification_backend(PostgresNotifier::new(&backend))
         .build();
+    // The lease and heartbeat, in milliseconds, from the environment.
+    let ms = |name: &str, default: u64| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map_or(Duration::from_millis(default), Duration::from_millis)
+    };
     executor
         .worker()
         .worker_id(worker_id)
         .max_concurrency(32)
-        .lease_duration(Duration::from_secs(5))
-        .heartbeat_interval(Duration::from_secs(1))
+        .lease_duration(ms("STENT_WORKER_LEASE_MS", 5000))
+        .heartbeat_interval(ms("STENT_WORKER_HEARTBEAT_MS", 1000))
         .poll_interval(Duration::from_millis(50))
         .poll_interval_max(Duration::from_millis(500))
         .serve()

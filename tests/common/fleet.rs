@@ -25,24 +25,50 @@ pub fn set_pool(pool: PgPool) {
 }
 
 /// One step of workflow `workflow`: records that its body ran here (and
-/// when, on the database's clock), works
-/// for a moment (so a kill can land inside a step), returns a value the
-/// test can check.
+/// when it began, on this host's clock, which the engine's `recorded_at`
+/// also reads), works for a moment (so a kill can land inside a step),
+/// returns a value the test can check. The record is written again until
+/// it lands, as an external effect with an idempotency key would be: the
+/// database may be restarting.
 #[stent::durable]
 pub async fn fleet_step(workflow: u64, step: u32) -> Result<u64, String> {
     let pool = POOL.get().ok_or("step_runs pool not set in this process")?;
-    sqlx::query(
-        "INSERT INTO step_runs (workflow, step, pid, started_ms) \
-         VALUES ($1, $2, $3, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::int8)",
-    )
-    .bind(workflow as i64)
-    .bind(step as i32)
-    .bind(i64::from(std::process::id()))
-    .execute(pool)
-    .await
-    .map_err(|e| format!("recording the run of step {step} of workflow {workflow}: {e}"))?;
+    let began = now_ms();
+    let mut tries = 0;
+    loop {
+        let recorded = sqlx::query(
+            "INSERT INTO step_runs (workflow, step, pid, started_ms) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(workflow as i64)
+        .bind(step as i32)
+        .bind(i64::from(std::process::id()))
+        .bind(began)
+        .execute(pool)
+        .await;
+        match recorded {
+            Ok(_) => break,
+            Err(e) if tries >= 600 => {
+                return Err(format!(
+                    "recording the run of step {step} of workflow {workflow}: {e}"
+                ));
+            }
+            Err(_) => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
     tokio::time::sleep(Duration::from_millis(1)).await;
     Ok(workflow * 100 + u64::from(step))
+}
+
+/// Milliseconds since the Unix epoch on this host's clock.
+#[allow(clippy::disallowed_methods)] // test bookkeeping outside any workflow
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// `steps` steps, one after another.

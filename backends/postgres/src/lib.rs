@@ -202,6 +202,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "commit_skips_empty",
         include_str!("../migrations/0003_commit_skips_empty.sql"),
     ),
+    (
+        4,
+        "ordered_locks",
+        include_str!("../migrations/0004_ordered_locks.sql"),
+    ),
 ];
 
 /// How many times a transaction aborted by a deadlock or a serialization

@@ -194,12 +194,29 @@ pub(crate) const ACTIVE_LEASES: &str = "SELECT function, COUNT(*) AS n FROM task
     GROUP BY function";
 
 /// $1 invocations, $2 their epochs, $3 worker, $4 new lease_until: extends
-/// the leases still held and returns them.
-pub(crate) const RENEW: &str = "UPDATE tasks AS t SET lease_until = $4::int8 \
-    FROM UNNEST($1::uuid[], $2::int8[]) AS l(invocation_id, epoch) \
-    WHERE t.invocation_id = l.invocation_id AND t.epoch = l.epoch \
-      AND t.state = 'leased' AND t.lease_owner = $3::text \
+/// the leases still held and returns them. The rows are locked in
+/// invocation id order, as every statement locking several task rows does
+/// (migration 4), so a renewal and a commit never deadlock.
+pub(crate) const RENEW: &str = "WITH held AS ( \
+      SELECT t.invocation_id FROM tasks AS t \
+      JOIN UNNEST($1::uuid[], $2::int8[]) AS l(invocation_id, epoch) \
+        ON t.invocation_id = l.invocation_id AND t.epoch = l.epoch \
+      WHERE t.state = 'leased' AND t.lease_owner = $3::text \
+      ORDER BY t.invocation_id \
+      FOR UPDATE OF t) \
+    UPDATE tasks AS t SET lease_until = $4::int8 FROM held \
+    WHERE t.invocation_id = held.invocation_id \
     RETURNING t.invocation_id";
+
+/// $1 invocations: locks their task rows, in invocation id order (the one
+/// order of migration 4), before a transaction updates several of them.
+pub(crate) const LOCK_TASKS: &str = "SELECT 1 FROM tasks \
+    WHERE invocation_id = ANY($1::uuid[]) ORDER BY invocation_id FOR UPDATE";
+
+/// $1 execution: locks its task rows, in invocation id order, before the
+/// execution row (commits lock a root's task before its execution).
+pub(crate) const LOCK_EXECUTION_TASKS: &str = "SELECT 1 FROM tasks \
+    WHERE execution_id = $1::uuid ORDER BY invocation_id FOR UPDATE";
 
 // ------------------------------------------------------------------ commit
 
@@ -335,10 +352,15 @@ pub(crate) const SEND_SIGNAL: &str = concat!(
     "  SELECT $1::uuid, $2::text, $3::bytea, NULL, $4::int8 ",
     "  WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1) ",
     "  RETURNING id), ",
+    "o AS ( ",
+    "  SELECT invocation_id FROM tasks ",
+    "  WHERE execution_id = $1 AND state IN ('ready', 'leased', 'waiting') ",
+    "    AND EXISTS (SELECT 1 FROM s) ",
+    "  ORDER BY invocation_id FOR UPDATE), ",
     "w AS ( ",
     wake!("$4"),
-    "  WHERE execution_id = $1 AND state IN ('ready', 'leased', 'waiting') ",
-    "    AND EXISTS (SELECT 1 FROM s)) ",
+    "  WHERE invocation_id IN (SELECT invocation_id FROM o) ",
+    "    AND state IN ('ready', 'leased', 'waiting')) ",
     "SELECT id FROM s"
 );
 

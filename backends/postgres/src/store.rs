@@ -738,9 +738,43 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
     }
 }
 
+/// Locks the task rows of `invocations` in invocation id order, the one
+/// order every transaction that updates several task rows takes them in
+/// (migration 4), so no two of them wait for each other in a cycle.
+async fn lock_tasks(
+    conn: &mut PgConnection,
+    invocations: impl IntoIterator<Item = InvocationId>,
+    op: &'static str,
+) -> Attempt<()> {
+    let ids: Vec<Uuid> = invocations.into_iter().map(|i| *i.as_uuid()).collect();
+    if ids.len() > 1 {
+        sqlx::query(sql::LOCK_TASKS)
+            .bind(&ids)
+            .execute(&mut *conn)
+            .await
+            .map_err(db(op))?;
+    }
+    Ok(())
+}
+
+/// The task rows a batch of turns updates: their own and the parents their
+/// deliveries wake.
+fn touched(turns: &[TurnCommit]) -> impl Iterator<Item = InvocationId> + '_ {
+    turns.iter().flat_map(|t| {
+        let parent = match &t.disposition {
+            TaskDisposition::Finish {
+                deliver: Some(d), ..
+            } => Some(d.parent),
+            _ => None,
+        };
+        std::iter::once(t.invocation).chain(parent)
+    })
+}
+
 /// The turns of one `commit` call, each fenced by its epoch; the first
 /// failure fails (and, with the transaction, undoes) them all.
 async fn commit_in(conn: &mut PgConnection, turns: &[TurnCommit]) -> Attempt<()> {
+    lock_tasks(conn, touched(turns), COMMIT).await?;
     for turn in turns {
         apply_turn(conn, turn).await?;
     }
@@ -949,6 +983,12 @@ async fn end_execution_in(
 ) -> Attempt<bool> {
     const OP: &str = END_EXECUTION;
     let uuid = *id.as_uuid();
+    // Tasks before the execution, as a root's final commit takes them.
+    sqlx::query(sql::LOCK_EXECUTION_TASKS)
+        .bind(uuid)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
     let row = sqlx::query(sql::LOCK_EXECUTION)
         .bind(uuid)
         .fetch_optional(&mut *conn)
@@ -983,6 +1023,11 @@ async fn resume_execution_in(
 ) -> Attempt<bool> {
     const OP: &str = RESUME_EXECUTION;
     let uuid = *id.as_uuid();
+    sqlx::query(sql::LOCK_EXECUTION_TASKS)
+        .bind(uuid)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
     sqlx::query(sql::LOCK_EXECUTION)
         .bind(uuid)
         .fetch_optional(&mut *conn)
@@ -1065,6 +1110,12 @@ async fn discard_dead_letter_in(
     now: Timestamp,
 ) -> Attempt<bool> {
     const OP: &str = DISCARD_DEAD_LETTER;
+    lock_tasks(
+        conn,
+        std::iter::once(task).chain(deliver.map(|d| d.parent)),
+        OP,
+    )
+    .await?;
     let Some(execution) = take_dead_letter(conn, task, OP).await? else {
         return Ok(false);
     };

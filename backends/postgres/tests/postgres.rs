@@ -114,7 +114,7 @@ async fn init_db_is_idempotent_and_data_survives() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
     other.close().await;
 }
 
@@ -200,7 +200,7 @@ async fn init_db_upgrades_a_version_2_database() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3]);
+    assert_eq!(versions, vec![1, 2, 3, 4]);
     let source: String = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT prosrc FROM pg_proc WHERE proname = 'stent_commit' \
          AND pronamespace = '\"{schema}\"'::regnamespace"
@@ -209,6 +209,10 @@ async fn init_db_upgrades_a_version_2_database() {
     .await
     .unwrap();
     assert!(source.contains("i = ANY(s_turn)"), "the version-3 function");
+    assert!(
+        source.contains("ORDER BY invocation_id"),
+        "the version-4 function locks its rows in order"
+    );
 
     // A spawning turn and a finishing one go through the function.
     let claimed = fx.backend.claim(claim_request("w", 100, 1)).await.unwrap();
