@@ -425,3 +425,90 @@ pg_cases! {
     dispatch_cut = 12;
     dispatch_reply_lost = 13;
 }
+
+#[stent::durable]
+async fn long_step(n: u64) -> Result<u64, String> {
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    Ok(n + 1)
+}
+
+#[stent::durable]
+async fn calls_long_step(n: u64) -> Result<u64, String> {
+    long_step(n).await
+}
+
+/// A lease that lapses while its worker is cut off from the store (a
+/// database restart, a network partition) is taken over by another
+/// worker; the first, alive, finds it gone and reports it, so the takeover
+/// does not count as a crash. Five takeovers in a row would dead-letter
+/// the step as a crash loop (limit 3) if they counted.
+#[tokio::test(start_paused = true)]
+async fn lapsed_leases_of_live_workers_are_no_crash_loop() {
+    let backend = CountingBackend::new(MemoryBackend::new());
+    let executor = Stent::new(backend.clone());
+    let settings = |name: &'static str| {
+        move |w: stent::WorkerBuilder| {
+            worker_settings(w)
+                .worker_id(name)
+                .poll_interval_max(Duration::from_millis(50))
+        }
+    };
+    let a = TestWorker::start_with(&executor, settings("a")).await;
+    let b = TestWorker::start_with(&executor, settings("b")).await;
+    let id = executor.dispatch(calls_long_step(1)).await.unwrap();
+    let step = InvocationId::child_of(id.root_invocation(), Seq(1));
+    let owner = || async {
+        let task = executor.backend().task(step).await.unwrap()?;
+        (task.state == TaskState::Leased)
+            .then_some(task.lease_owner)
+            .flatten()
+            .map(|w| (w, task.attempts))
+    };
+    let mut takeovers = 0;
+    let mut most_attempts = 0;
+    let mut holder = loop {
+        if let Some((w, _)) = owner().await {
+            break w;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    for _ in 0..5 {
+        // Cut the holder off for longer than a lease: the other worker
+        // takes the step over.
+        backend.partition(holder.as_str());
+        let cut = tokio::time::Instant::now();
+        let taker = loop {
+            match owner().await {
+                Some((w, attempts)) if w != holder => {
+                    most_attempts = most_attempts.max(attempts);
+                    break w;
+                }
+                _ => {
+                    let dead = executor.list_dead_letters(10).await.unwrap();
+                    assert!(dead.is_empty(), "after {takeovers} takeovers: {dead:?}");
+                    assert!(cut.elapsed() < 10 * LEASE, "no takeover");
+                    tokio::time::sleep(Duration::from_millis(10)).await
+                }
+            }
+        };
+        takeovers += 1;
+        // Back, the first holder finds its lease gone and reports it.
+        *backend.partitioned.lock().unwrap() = None;
+        tokio::time::sleep(LEASE / 2).await;
+        holder = taker;
+    }
+    let out = executor
+        .wait_for::<u64, String>(id, Some(Duration::from_secs(60)))
+        .await
+        .expect("the execution ends");
+    a.stop().await;
+    b.stop().await;
+    assert_eq!(out, Ok(2));
+    assert_eq!(takeovers, 5);
+    assert!(
+        most_attempts <= 2,
+        "takeovers of live workers counted: attempts reached {most_attempts}"
+    );
+    let dead = executor.list_dead_letters(10).await.unwrap();
+    assert!(dead.is_empty(), "{dead:?}");
+}

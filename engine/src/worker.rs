@@ -245,6 +245,7 @@ impl WorkerBuilder {
             next_due: Mutex::new(None),
             // Leases taken from now on run out no earlier than this.
             renewed_until: Mutex::new(Some(started.saturating_add(self.lease_duration))),
+            lapsed: Mutex::new(Vec::new()),
             drain: drain_rx,
         });
         let heartbeat_task = tokio::spawn(core.clone().heartbeat_loop(heartbeat));
@@ -301,6 +302,9 @@ struct Core {
     /// No lease this worker holds runs out before this: the expiry set by
     /// the last renewal that came back in time (or by the worker's start).
     renewed_until: Mutex<Option<Timestamp>>,
+    /// Leases this worker found gone while it was alive: reported to the
+    /// store so a takeover of them does not count as a crash.
+    lapsed: Mutex<Vec<(InvocationId, LeaseEpoch)>>,
     drain: watch::Receiver<bool>,
 }
 
@@ -644,6 +648,7 @@ impl Core {
                     let taken = lost.contains(&t.invocation);
                     if taken {
                         tracing::warn!(invocation = %t.invocation, "claimed lease ran out and was taken over before the claim returned");
+                        self.lease_gone(t.invocation, t.epoch);
                     }
                     !taken
                 })
@@ -665,6 +670,40 @@ impl Core {
                 tokio::time::sleep(every).await;
             }
             late = self.renew_held().await;
+            self.report_lapsed().await;
+        }
+    }
+
+    /// Remembers that this worker, alive, found its lease on `invocation`
+    /// at `epoch` gone; [`Core::report_lapsed`] tells the store.
+    fn lease_gone(&self, invocation: InvocationId, epoch: LeaseEpoch) {
+        self.lapsed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((invocation, epoch));
+    }
+
+    /// Reports the leases found gone: if the store, the network or this
+    /// worker was away long enough for a lease to lapse and be taken over,
+    /// that takeover followed no crash and must not count towards the
+    /// crash-loop limit (it would dead-letter healthy tasks after a few
+    /// database restarts). Kept for the next heartbeat if the store fails.
+    async fn report_lapsed(&self) {
+        let lapsed = std::mem::take(&mut *self.lapsed.lock().unwrap_or_else(|p| p.into_inner()));
+        for (i, (invocation, epoch)) in lapsed.iter().enumerate() {
+            if let Err(e) = self
+                .inner
+                .backend
+                .forgive_takeover(*invocation, *epoch)
+                .await
+            {
+                tracing::warn!(worker = %self.id, error = %e, "could not report lapsed leases; will again");
+                self.lapsed
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend_from_slice(&lapsed[i..]);
+                return;
+            }
         }
     }
 
@@ -691,6 +730,9 @@ impl Core {
                     if let Some(l) = self.lock_leases().get(&inv) {
                         tracing::warn!(worker = %self.id, invocation = %inv, "lease lost");
                         l.lost.store(true, Ordering::SeqCst);
+                    }
+                    if let Some((_, epoch)) = held.iter().find(|(i, _)| *i == inv) {
+                        self.lease_gone(inv, *epoch);
                     }
                     self.inner.hub.wake_invocation(inv);
                 }
@@ -983,7 +1025,12 @@ impl Core {
         loop {
             match self.idempotency_gate(&mut r).await {
                 Ok(Gate::Run) => break,
-                Ok(Gate::Done) | Err(TurnError::LeaseLost) => {
+                Ok(Gate::Done) => {
+                    self.release(r.invocation, r.epoch);
+                    return;
+                }
+                Err(TurnError::LeaseLost) => {
+                    self.lease_gone(r.invocation, r.epoch);
                     self.release(r.invocation, r.epoch);
                     return;
                 }
@@ -1019,6 +1066,7 @@ impl Core {
                 }
                 Err(TurnError::LeaseLost) => {
                     tracing::warn!(invocation = %r.invocation, "lease lost; dropping the invocation");
+                    self.lease_gone(r.invocation, r.epoch);
                     break;
                 }
                 Err(TurnError::Retry(message)) => {
@@ -1058,6 +1106,7 @@ impl Core {
             }
             Err(recovery::Stop::LeaseGone) => {
                 tracing::info!(invocation = %r.invocation, "lease no longer held after the storage fault; stopping here");
+                self.lease_gone(r.invocation, r.epoch);
                 false
             }
             Err(recovery::Stop::Draining) => false,

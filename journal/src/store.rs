@@ -413,7 +413,8 @@ pub struct ClaimedTask {
     pub epoch: LeaseEpoch,
     /// Claims since the lease holder last committed, this claim included. A
     /// task that keeps killing its worker counts up here; any commit by the
-    /// lease holder resets it to 0.
+    /// lease holder resets it to 0, and a takeover the previous holder
+    /// reports as no crash ([`TaskStore::forgive_takeover`]) is taken off.
     pub attempts: u32,
     /// Times the task was parked for a retry ([`TaskDisposition::Retry`]).
     pub retries: u32,
@@ -771,6 +772,18 @@ pub trait TaskStore: Send + Sync {
         leases: &[(InvocationId, LeaseEpoch)],
         until: Timestamp,
     ) -> StoreResult<Vec<InvocationId>>;
+    /// A worker that held the lease on `invocation` at `epoch` is alive
+    /// and found the lease gone. If the last claim of the task took that
+    /// lease over after it lapsed (the database or the network was away,
+    /// or the worker stalled), that claim followed no crash: it is taken
+    /// off [`ClaimedTask::attempts`], once, unless the task committed
+    /// since. Anything else (the lease was released by a commit, a later
+    /// claim took the task over again) is left as it is.
+    async fn forgive_takeover(
+        &self,
+        invocation: InvocationId,
+        epoch: LeaseEpoch,
+    ) -> StoreResult<()>;
     /// Results delivered to `invocation` and not yet journaled.
     async fn inbox(&self, invocation: InvocationId) -> StoreResult<Vec<InboxItem>>;
     /// Applies the turns atomically, each fenced by its epoch.

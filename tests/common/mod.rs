@@ -255,6 +255,15 @@ impl<B: Backend> TaskStore for CountingBackend<B> {
             .run(Call::Renew, self.inner.renew_leases(worker, leases, until))
             .await
     }
+    async fn forgive_takeover(
+        &self,
+        invocation: InvocationId,
+        epoch: LeaseEpoch,
+    ) -> StoreResult<()> {
+        self.faults
+            .run(Call::Renew, self.inner.forgive_takeover(invocation, epoch))
+            .await
+    }
     async fn inbox(&self, invocation: InvocationId) -> StoreResult<Vec<InboxItem>> {
         self.faults
             .run(Call::Inbox, self.inner.inbox(invocation))

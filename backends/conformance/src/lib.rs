@@ -103,6 +103,7 @@ macro_rules! conformance_tests {
             queue_depth_counts_ready_tasks,
             payload_bytes_round_trip,
             attempts_reset_on_commit_and_count_reclaims,
+            forgiven_takeovers_leave_the_attempts,
             concurrency_limits_cap_live_leases,
             retry_reschedules_and_counts,
             dead_letter_list_get_and_replay,
@@ -1965,6 +1966,75 @@ fn ids(claimed: &[ClaimedTask]) -> Vec<InvocationId> {
 }
 
 // ---------------------------------------------------------------- attempts
+
+/// A worker that is alive and finds its lapsed lease taken over reports it
+/// (`forgive_takeover`): the takeover is taken off `attempts`, once. A
+/// report for another epoch, one after the task committed, or one for a
+/// lease the holder released (the next claim took a ready task) changes
+/// nothing.
+pub async fn forgiven_takeovers_leave_the_attempts(backend: Arc<dyn Backend>) {
+    let exec = execution("app::f", at(0));
+    create(&backend, &exec).await;
+    let inv = exec.root.invocation;
+    let short = |name: &str, now: i64| {
+        let mut req = request(name, at(now), &["app::f"]);
+        req.lease_until = at(now + 100);
+        req
+    };
+    let attempts = |backend: Arc<dyn Backend>| async move {
+        backend
+            .task(inv)
+            .await
+            .expect("read task")
+            .expect("task exists")
+            .attempts
+    };
+    let c1 = claim_one(&backend, short("w1", 0)).await;
+    let c2 = claim_one(&backend, short("w2", 101)).await;
+    assert_eq!(c2.attempts, 2);
+    // The wrong epoch, then the right one twice: one takeover forgiven.
+    backend
+        .forgive_takeover(inv, c2.epoch)
+        .await
+        .expect("forgive");
+    assert_eq!(attempts(backend.clone()).await, 2);
+    backend
+        .forgive_takeover(inv, c1.epoch)
+        .await
+        .expect("forgive");
+    assert_eq!(attempts(backend.clone()).await, 1);
+    backend
+        .forgive_takeover(inv, c1.epoch)
+        .await
+        .expect("forgive");
+    assert_eq!(attempts(backend.clone()).await, 1);
+    let c3 = claim_one(&backend, short("w3", 202)).await;
+    assert_eq!(c3.attempts, 2, "counts on from the forgiven count");
+
+    // Taken over, then the new holder commits: nothing left to forgive.
+    commit(&backend, vec![turn(inv, c3.epoch, at(210), hold(at(250)))]).await;
+    let c4 = claim_one(&backend, short("w4", 251)).await;
+    commit(&backend, vec![turn(inv, c4.epoch, at(260), hold(at(300)))]).await;
+    backend
+        .forgive_takeover(inv, c3.epoch)
+        .await
+        .expect("forgive");
+    assert_eq!(attempts(backend.clone()).await, 0);
+
+    // Released by its holder, then claimed ready: not a takeover.
+    commit(
+        &backend,
+        vec![turn(inv, c4.epoch, at(270), park(Some(at(280))))],
+    )
+    .await;
+    let c5 = claim_one(&backend, short("w5", 280)).await;
+    assert_eq!(c5.attempts, 1);
+    backend
+        .forgive_takeover(inv, c4.epoch)
+        .await
+        .expect("forgive");
+    assert_eq!(attempts(backend.clone()).await, 1);
+}
 
 /// `attempts` counts the claims since the lease holder last got a turn
 /// through: claims whose holders never commit (crashes, expired leases) add

@@ -1,4 +1,4 @@
--- stent PostgreSQL schema, version 4: no deadlocks.
+-- stent PostgreSQL schema, version 4: no deadlocks, no false crash loops.
 --
 -- stent_commit (migration 3) again, with the same writes in the same order
 -- and the same errors, but locking first every task row a batch updates,
@@ -8,6 +8,12 @@
 -- waits for (PostgreSQL then aborts one with a deadlock). Renewals, signals
 -- and the ending, resuming or discarding of executions lock their task
 -- rows in the same order (their statements are in the Rust code).
+--
+-- And `tasks.lapsed_epoch`: the epoch of the lapsed lease the last claim
+-- took over, so a worker that is alive can report that takeover as no
+-- crash (it then does not count towards the crash-loop limit).
+
+ALTER TABLE tasks ADD COLUMN lapsed_epoch BIGINT;
 
 CREATE OR REPLACE FUNCTION stent_commit(
     t_inv uuid[], t_epoch int8[], t_now int8[], t_kind text[], t_arg int8[],

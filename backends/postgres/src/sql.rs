@@ -147,7 +147,8 @@ macro_rules! lease_chosen {
             "::text, lease_until = ",
             $until,
             "::int8, ",
-            "      epoch = t.epoch + 1, attempts = t.attempts + 1, wake = FALSE ",
+            "      epoch = t.epoch + 1, attempts = t.attempts + 1, wake = FALSE, ",
+            "      lapsed_epoch = CASE WHEN t.state = 'leased' THEN t.epoch END ",
             "  WHERE t.invocation_id IN (",
             $chosen,
             ") ",
@@ -536,3 +537,9 @@ pub(crate) const INBOX: &str =
 pub(crate) const PENDING_SIGNALS: &str = "SELECT id, name, payload FROM signals \
     WHERE execution_id = $1::uuid AND consumed_by IS NULL AND name = ANY($2::text[]) \
     ORDER BY id";
+
+/// $1 invocation, $2 epoch: a live worker's lapsed lease at $2 was taken
+/// over by the last claim: that claim is taken off the attempts, once.
+pub(crate) const FORGIVE_TAKEOVER: &str = "UPDATE tasks \
+    SET attempts = attempts - 1, lapsed_epoch = NULL \
+    WHERE invocation_id = $1::uuid AND lapsed_epoch = $2::int8 AND attempts > 0";

@@ -1528,6 +1528,24 @@ impl TaskStore for PostgresBackend {
             .collect())
     }
 
+    async fn forgive_takeover(
+        &self,
+        invocation: InvocationId,
+        epoch: LeaseEpoch,
+    ) -> StoreResult<()> {
+        let pool = &self.pool;
+        retrying(|| async move {
+            sqlx::query(sql::FORGIVE_TAKEOVER)
+                .bind(*invocation.as_uuid())
+                .bind(epoch.0)
+                .execute(pool)
+                .await
+                .map_err(db("forgive_takeover"))
+                .map(drop)
+        })
+        .await
+    }
+
     async fn inbox(&self, invocation: InvocationId) -> StoreResult<Vec<InboxItem>> {
         const OP: &str = "inbox";
         let rows = sqlx::query(sql::INBOX)

@@ -184,7 +184,8 @@ async fn init_db_upgrades_a_version_2_database() {
     .await
     .unwrap();
     sqlx::raw_sql(AssertSqlSafe(format!(
-        "SET search_path TO \"{schema}\"; DROP FUNCTION stent_commit; {}",
+        "SET search_path TO \"{schema}\"; DROP FUNCTION stent_commit; \
+         ALTER TABLE tasks DROP COLUMN lapsed_epoch; {}",
         include_str!("../migrations/0002_commit_function.sql")
     )))
     .execute(&mut conn)

@@ -75,7 +75,7 @@
 //! | table | columns | meaning |
 //! |---|---|---|
 //! | `executions` | `id`, `function`, `status`, `queue`, `priority`, `tags`, `created_at`, `started_at`, `completed_at`, `deadline`, `terminal_event`, `pause_report` | one row per dispatched execution; `status` is `pending`, `running`, `completed`, `failed`, `timed_out`, `cancelled` or `paused`; `tags` is a JSON array of strings; `queue`, `priority` and `tags` are the root task's |
-//! | `tasks` | `invocation_id`, `execution_id`, `function`, `queue`, `priority`, `tags`, `state`, `run_at`, `lease_owner`, `lease_until`, `epoch`, `attempts`, `retries`, `wake`, `created` | one row per invocation: the work queue. `state` is `ready` (claimable once `run_at` passes), `leased` (held by `lease_owner` until `lease_until`), `waiting` (parked until woken), `done`, `paused`, `dead` (dead-lettered) or `cancelled` (its execution was ended). `epoch` is bumped by every claim and fences every write; `attempts` counts the claims since the lease holder last committed; `retries` the retries of the task; `wake` records a delivery or signal that arrived while the task was leased; `created` is the creation order (ties of priority and `run_at` are claimed oldest first) |
+//! | `tasks` | `invocation_id`, `execution_id`, `function`, `queue`, `priority`, `tags`, `state`, `run_at`, `lease_owner`, `lease_until`, `epoch`, `attempts`, `lapsed_epoch`, `retries`, `wake`, `created` | one row per invocation: the work queue. `state` is `ready` (claimable once `run_at` passes), `leased` (held by `lease_owner` until `lease_until`), `waiting` (parked until woken), `done`, `paused`, `dead` (dead-lettered) or `cancelled` (its execution was ended). `epoch` is bumped by every claim and fences every write; `attempts` counts the claims since the lease holder last committed, less the takeovers of lapsed leases whose holders reported them alive; `lapsed_epoch` is the epoch of the lapsed lease the last claim took over; `retries` the retries of the task; `wake` records a delivery or signal that arrived while the task was leased; `created` is the creation order (ties of priority and `run_at` are claimed oldest first) |
 //! | `journal` | `invocation_id`, `seq`, `kind`, `call_key`, `payload`, `recorded_at` | the append-only journal, primary key `(invocation_id, seq)` |
 //! | `inbox` | `id`, `invocation_id`, `event` | results of finished children not yet appended to their parent's journal |
 //! | `signals` | `id`, `execution_id`, `name`, `payload`, `consumed_by`, `created_at` | signals sent to executions; `consumed_by` is the invocation that received it |
@@ -137,6 +137,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "retries dead letters cache idempotency",
         include_str!("../migrations/0002_retries_dead_letters_cache_idempotency.sql"),
+    ),
+    (
+        3,
+        "lapsed epoch",
+        include_str!("../migrations/0003_lapsed_epoch.sql"),
     ),
 ];
 

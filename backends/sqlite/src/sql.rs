@@ -113,7 +113,8 @@ macro_rules! lease_set {
         concat!(
             "UPDATE tasks ",
             "SET state = 'leased', lease_owner = ?1, lease_until = ?2, ",
-            "    epoch = epoch + 1, attempts = attempts + 1, wake = 0 "
+            "    epoch = epoch + 1, attempts = attempts + 1, wake = 0, ",
+            "    lapsed_epoch = CASE WHEN state = 'leased' THEN epoch END "
         )
     };
 }
@@ -608,3 +609,9 @@ pub(crate) const PENDING_SIGNALS: &str = "SELECT id, name, payload FROM signals 
     WHERE execution_id = ?1 AND consumed_by IS NULL \
       AND name IN (SELECT value FROM json_each(?2)) \
     ORDER BY id";
+
+/// ?1 invocation, ?2 epoch: a live worker's lapsed lease at ?2 was taken
+/// over by the last claim: that claim is taken off the attempts, once.
+pub(crate) const FORGIVE_TAKEOVER: &str = "UPDATE tasks \
+    SET attempts = attempts - 1, lapsed_epoch = NULL \
+    WHERE invocation_id = ?1 AND lapsed_epoch = ?2 AND attempts > 0";

@@ -36,6 +36,7 @@ pub(crate) const CLEANUP: &str = "cleanup";
 pub(crate) const REPLAY_DEAD_LETTER: &str = "replay_dead_letter";
 pub(crate) const DISCARD_DEAD_LETTER: &str = "discard_dead_letter";
 pub(crate) const RESUME_EXECUTION: &str = "resume_execution";
+pub(crate) const FORGIVE_TAKEOVER: &str = "forgive_takeover";
 
 // ------------------------------------------------------------------ decoding
 
@@ -913,6 +914,22 @@ pub(crate) async fn end_execution_in(
 }
 
 /// Resumes a paused execution and makes its paused tasks runnable.
+/// Takes a takeover a live worker reported off the task's attempts (see
+/// `TaskStore::forgive_takeover`).
+pub(crate) async fn forgive_takeover_in(
+    conn: &mut SqliteConnection,
+    invocation: InvocationId,
+    epoch: LeaseEpoch,
+) -> StoreResult<()> {
+    sqlx::query(sql::FORGIVE_TAKEOVER)
+        .bind(invocation.to_string())
+        .bind(epoch.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(FORGIVE_TAKEOVER))?;
+    Ok(())
+}
+
 pub(crate) async fn resume_execution_in(
     conn: &mut SqliteConnection,
     id: ExecutionId,
@@ -1313,6 +1330,19 @@ impl TaskStore for SqliteBackend {
             worker: worker.clone(),
             leases: leases.to_vec(),
             until,
+            pending,
+        })
+        .await
+    }
+
+    async fn forgive_takeover(
+        &self,
+        invocation: InvocationId,
+        epoch: LeaseEpoch,
+    ) -> StoreResult<()> {
+        self.write(FORGIVE_TAKEOVER, |pending| Request::ForgiveTakeover {
+            invocation,
+            epoch,
             pending,
         })
         .await

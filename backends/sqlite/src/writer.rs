@@ -139,6 +139,11 @@ pub(crate) enum Request {
         now: Timestamp,
         pending: Pending<bool>,
     },
+    ForgiveTakeover {
+        invocation: InvocationId,
+        epoch: LeaseEpoch,
+        pending: Pending<()>,
+    },
 }
 
 /// Evaluates `$body` with `$p` bound to the request's [`Pending`] (whatever
@@ -188,6 +193,10 @@ macro_rules! with_pending {
             }
             Request::ResumeExecution { pending: $p, .. } => {
                 let $op = store::RESUME_EXECUTION;
+                $body
+            }
+            Request::ForgiveTakeover { pending: $p, .. } => {
+                let $op = store::FORGIVE_TAKEOVER;
                 $body
             }
         }
@@ -273,6 +282,11 @@ impl Request {
             Request::ResumeExecution { id, now, pending } => {
                 pending.set(store::resume_execution_in(conn, *id, *now).await)
             }
+            Request::ForgiveTakeover {
+                invocation,
+                epoch,
+                pending,
+            } => pending.set(store::forgive_takeover_in(conn, *invocation, *epoch).await),
         }
     }
 

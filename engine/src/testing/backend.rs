@@ -325,6 +325,16 @@ impl TaskStore for SimBackend {
         self.write(self.inner().renew_leases(worker, leases, until))
             .await
     }
+    async fn forgive_takeover(
+        &self,
+        invocation: InvocationId,
+        epoch: LeaseEpoch,
+    ) -> StoreResult<()> {
+        // Not a counted write: it only adjusts the crash-loop count, and
+        // counting it would move every write point of a recorded plan.
+        self.read(self.inner().forgive_takeover(invocation, epoch))
+            .await
+    }
     async fn inbox(&self, invocation: InvocationId) -> StoreResult<Vec<InboxItem>> {
         self.read(self.inner().inbox(invocation)).await
     }
