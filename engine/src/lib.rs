@@ -115,7 +115,7 @@ pub mod notifications {
 pub mod backends {
     pub use stent_memory::MemoryBackend;
     #[cfg(feature = "postgres")]
-    pub use stent_postgres::PostgresBackend;
+    pub use stent_postgres::{LeaseClock, PostgresBackend};
     #[cfg(feature = "sqlite")]
     pub use stent_sqlite::{SqliteBackend, Synchronous};
 }

@@ -639,7 +639,7 @@ impl Core {
         match self
             .inner
             .backend
-            .renew_leases(&self.id, &held, now.saturating_add(self.lease))
+            .renew_leases(&self.id, &held, now, now.saturating_add(self.lease))
             .await
         {
             Ok(lost) => tasks
@@ -718,11 +718,12 @@ impl Core {
         if held.is_empty() {
             return false;
         }
-        let until = self.now().saturating_add(self.lease);
+        let now = self.now();
+        let until = now.saturating_add(self.lease);
         match self
             .inner
             .backend
-            .renew_leases(&self.id, &held, until)
+            .renew_leases(&self.id, &held, now, until)
             .await
         {
             Ok(lost) => {

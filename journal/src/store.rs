@@ -765,11 +765,14 @@ pub trait TaskStore: Send + Sync {
             .map(|task| (task, None))
             .collect())
     }
-    /// Extends the leases still held; returns those that were lost.
+    /// Extends the leases still held, to `until`, asked at `now` (a
+    /// backend that decides leases by its own clock extends them by
+    /// `until - now` from its time); returns those that were lost.
     async fn renew_leases(
         &self,
         worker: &WorkerId,
         leases: &[(InvocationId, LeaseEpoch)],
+        now: Timestamp,
         until: Timestamp,
     ) -> StoreResult<Vec<InvocationId>>;
     /// A worker that held the lease on `invocation` at `epoch` is alive

@@ -248,11 +248,15 @@ impl<B: Backend> TaskStore for CountingBackend<B> {
         &self,
         worker: &WorkerId,
         leases: &[(InvocationId, LeaseEpoch)],
+        now: Timestamp,
         until: Timestamp,
     ) -> StoreResult<Vec<InvocationId>> {
         self.cut_off(worker)?;
         self.faults
-            .run(Call::Renew, self.inner.renew_leases(worker, leases, until))
+            .run(
+                Call::Renew,
+                self.inner.renew_leases(worker, leases, now, until),
+            )
             .await
     }
     async fn forgive_takeover(

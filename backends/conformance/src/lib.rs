@@ -425,6 +425,7 @@ pub async fn create_execution_with_lease(backend: Arc<dyn Backend>) {
         .renew_leases(
             &worker("w1"),
             &[(exec.root.invocation, LeaseEpoch(1))],
+            at(0),
             at(20_000),
         )
         .await
@@ -621,7 +622,7 @@ pub async fn stale_epoch_is_fenced_after_takeover(backend: Arc<dyn Backend>) {
     );
 
     let lost = backend
-        .renew_leases(&worker("w1"), &[(inv, first.epoch)], at(50_000))
+        .renew_leases(&worker("w1"), &[(inv, first.epoch)], at(0), at(50_000))
         .await
         .unwrap();
     assert_eq!(lost, vec![inv]);
@@ -726,7 +727,7 @@ pub async fn concurrent_commits_get_their_own_results(backend: Arc<dyn Backend>)
         .map(|i| (invs[i], LeaseEpoch(1)))
         .collect();
     let lost = backend
-        .renew_leases(&worker("w1"), &kept, at(10_000_000))
+        .renew_leases(&worker("w1"), &kept, at(0), at(10_000_000))
         .await
         .unwrap();
     assert!(lost.is_empty());
@@ -990,12 +991,22 @@ pub async fn lease_renewal_and_expiry(backend: Arc<dyn Backend>) {
 
     // Renew only a; wrong worker and wrong epoch are reported lost.
     let lost = backend
-        .renew_leases(&worker("w1"), &[(ca.invocation, ca.epoch)], at(5_000))
+        .renew_leases(
+            &worker("w1"),
+            &[(ca.invocation, ca.epoch)],
+            at(0),
+            at(5_000),
+        )
         .await
         .unwrap();
     assert!(lost.is_empty());
     let lost = backend
-        .renew_leases(&worker("w2"), &[(ca.invocation, ca.epoch)], at(9_000))
+        .renew_leases(
+            &worker("w2"),
+            &[(ca.invocation, ca.epoch)],
+            at(0),
+            at(9_000),
+        )
         .await
         .unwrap();
     assert_eq!(lost, vec![ca.invocation]);
@@ -1003,6 +1014,7 @@ pub async fn lease_renewal_and_expiry(backend: Arc<dyn Backend>) {
         .renew_leases(
             &worker("w1"),
             &[(ca.invocation, LeaseEpoch(ca.epoch.0 + 1))],
+            at(0),
             at(9_000),
         )
         .await
@@ -1019,6 +1031,7 @@ pub async fn lease_renewal_and_expiry(backend: Arc<dyn Backend>) {
         .renew_leases(
             &worker("w1"),
             &[(ca.invocation, ca.epoch), (cb.invocation, cb.epoch)],
+            at(0),
             at(6_000),
         )
         .await
@@ -1036,7 +1049,7 @@ pub async fn lease_renewal_and_expiry(backend: Arc<dyn Backend>) {
     // Unknown invocations are lost too.
     let ghost = InvocationId::child_of(ca.invocation, Seq(9));
     let lost = backend
-        .renew_leases(&worker("w3"), &[(ghost, LeaseEpoch(1))], at(9_000))
+        .renew_leases(&worker("w3"), &[(ghost, LeaseEpoch(1))], at(0), at(9_000))
         .await
         .unwrap();
     assert_eq!(lost, vec![ghost]);
@@ -1080,7 +1093,7 @@ pub async fn park_waits_or_schedules(backend: Arc<dyn Backend>) {
     assert_eq!(backend.queue_depth(None, at(10)).await.unwrap(), 0);
     // The released lease no longer renews, and the old epoch no longer writes.
     let lost = backend
-        .renew_leases(&worker("w1"), &[(inv, c.epoch)], at(99_999))
+        .renew_leases(&worker("w1"), &[(inv, c.epoch)], at(0), at(99_999))
         .await
         .unwrap();
     assert_eq!(lost, vec![inv]);
@@ -1200,7 +1213,7 @@ pub async fn spawn_with_and_without_lease(backend: Arc<dyn Backend>) {
             .is_empty()
     );
     let lost = backend
-        .renew_leases(&worker("w1"), &[(leased, LeaseEpoch(1))], at(20_000))
+        .renew_leases(&worker("w1"), &[(leased, LeaseEpoch(1))], at(0), at(20_000))
         .await
         .unwrap();
     assert!(lost.is_empty());
@@ -2155,7 +2168,12 @@ pub async fn concurrency_limits_cap_live_leases(backend: Arc<dyn Backend>) {
     // counting: one slot, taken by the claim-order first candidate (the
     // expired task itself).
     let lost = backend
-        .renew_leases(&worker("w3"), &[(limited[2], LeaseEpoch(1))], at(5_000))
+        .renew_leases(
+            &worker("w3"),
+            &[(limited[2], LeaseEpoch(1))],
+            at(0),
+            at(5_000),
+        )
         .await
         .unwrap();
     assert!(lost.is_empty());
@@ -2224,7 +2242,7 @@ pub async fn retry_reschedules_and_counts(backend: Arc<dyn Backend>) {
     commit(&backend, vec![t]).await;
     assert_eq!(seqs(&backend, inv).await, vec![0, 1]);
     let lost = backend
-        .renew_leases(&worker("w1"), &[(inv, c.epoch)], at(99_999))
+        .renew_leases(&worker("w1"), &[(inv, c.epoch)], at(0), at(99_999))
         .await
         .unwrap();
     assert_eq!(lost, vec![inv]);
@@ -2359,7 +2377,7 @@ pub async fn dead_letter_list_get_and_replay(backend: Arc<dyn Backend>) {
     );
     assert_eq!(
         backend
-            .renew_leases(&worker("w1"), &[(ainv, ca2.epoch)], at(999_999))
+            .renew_leases(&worker("w1"), &[(ainv, ca2.epoch)], at(0), at(999_999))
             .await
             .unwrap(),
         vec![ainv]
@@ -2807,7 +2825,7 @@ pub async fn end_execution_cancels_unfinished_tasks(backend: Arc<dyn Backend>) {
     // The root's lease is gone.
     assert_eq!(
         backend
-            .renew_leases(&worker("w1"), &[(inv, c.epoch)], at(200_000))
+            .renew_leases(&worker("w1"), &[(inv, c.epoch)], at(0), at(200_000))
             .await
             .unwrap(),
         vec![inv]

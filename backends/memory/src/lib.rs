@@ -1038,6 +1038,7 @@ impl TaskStore for MemoryBackend {
         &self,
         worker: &WorkerId,
         leases: &[(InvocationId, LeaseEpoch)],
+        _now: Timestamp, // one process: the caller's clock decides leases
         until: Timestamp,
     ) -> StoreResult<Vec<InvocationId>> {
         let mut state = self.lock();

@@ -15,6 +15,19 @@
 
 ALTER TABLE tasks ADD COLUMN lapsed_epoch BIGINT;
 
+-- The clock leases are decided by, in milliseconds since the Unix epoch:
+-- the server's (the start of the current statement), so that workers on
+-- hosts whose clocks differ never see a live lease as expired; or, on a
+-- connection opened with `stent.lease_clock=worker` (PostgresBuilder::
+-- lease_clock), the time the caller passed in `caller_now`. Every lease
+-- expiry is stored on this clock: the caller's `until` less its `now`,
+-- from `stent_clock(now)`.
+CREATE OR REPLACE FUNCTION stent_clock(caller_now int8) RETURNS int8
+LANGUAGE sql STABLE AS $$
+    SELECT CASE WHEN current_setting('stent.lease_clock', true) = 'worker' THEN caller_now
+                ELSE (EXTRACT(EPOCH FROM statement_timestamp()) * 1000)::int8 END
+$$;
+
 CREATE OR REPLACE FUNCTION stent_commit(
     t_inv uuid[], t_epoch int8[], t_now int8[], t_kind text[], t_arg int8[],
     t_status text[], t_terminal bytea[], t_parent uuid[], t_delivery bytea[],
@@ -43,7 +56,8 @@ BEGIN
     FOR i IN 1 .. coalesce(array_length(t_inv, 1), 0) LOOP
         -- 1: the disposition, which is also the fence.
         IF t_kind[i] = 'hold' THEN
-            UPDATE tasks SET lease_until = t_arg[i], attempts = 0
+            UPDATE tasks SET lease_until = t_arg[i] - t_now[i] + stent_clock(t_now[i]),
+                             attempts = 0
             WHERE invocation_id = t_inv[i] AND state = 'leased' AND epoch = t_epoch[i]
             RETURNING execution_id INTO ex;
         ELSIF t_kind[i] = 'park' THEN
@@ -88,7 +102,7 @@ BEGIN
                      lease_owner, lease_until, epoch, attempts)
                 SELECT s.id, s.exec, s.fn, s.queue, s.prio,
                        COALESCE(s_tags[s.tag_first:s.tag_last], '{}'), s.state, s.run_at,
-                       s.owner, s.until, s.epoch, s.attempts
+                       s.owner, s.until - t_now[i] + stent_clock(t_now[i]), s.epoch, s.attempts
                 FROM UNNEST(s_turn, s_id, s_exec, s_fn, s_queue, s_prio, s_tag_first, s_tag_last,
                             s_state, s_run_at, s_owner, s_until, s_epoch, s_attempts)
                     WITH ORDINALITY

@@ -225,6 +225,30 @@ pub struct PostgresBuilder {
     check_connections: bool,
     check_idle_for: Duration,
     group_commit: bool,
+    lease_clock: LeaseClock,
+}
+
+/// Whose clock decides when a lease has run out.
+///
+/// Workers pass the time of their executor's clock with every claim,
+/// renewal and commit. Compared with each other, the clocks of different
+/// hosts differ: a worker whose clock runs ahead would see live leases of
+/// other workers as expired, take them over and run their steps a second
+/// time. So by default the server's clock decides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LeaseClock {
+    /// The database server's: a lease granted or renewed for `d` runs out
+    /// `d` after the server granted it, by the server's clock. Skew between
+    /// hosts does not matter, only how fast their clocks run. The default.
+    #[default]
+    Database,
+    /// The time each worker passes in (its executor's [clock]). Right for
+    /// one host, and for tests that drive a virtual clock; with several
+    /// hosts, their clocks must agree to well within a lease.
+    ///
+    /// [clock]: https://docs.rs/stent/latest/stent/trait.Clock.html
+    Worker,
 }
 
 impl PostgresBuilder {
@@ -292,6 +316,13 @@ impl PostgresBuilder {
         self
     }
 
+    /// Whose clock decides when a lease has run out. Default
+    /// [`LeaseClock::Database`].
+    pub fn lease_clock(mut self, clock: LeaseClock) -> Self {
+        self.lease_clock = clock;
+        self
+    }
+
     /// Connects (opening one connection, to check the URL and credentials).
     /// Does not create tables: call [`PostgresBackend::init_db`].
     pub async fn build(self) -> Result<PostgresBackend, StoreError> {
@@ -333,6 +364,10 @@ impl PostgresBuilder {
         if let Some(schema) = &self.schema {
             check_schema_name(schema)?;
             options = options.options([("search_path", quote_ident(schema))]);
+        }
+        if self.lease_clock == LeaseClock::Worker {
+            // Read by `stent_clock` (migration 4).
+            options = options.options([("stent.lease_clock", "worker")]);
         }
         match &self.application_name {
             Some(name) => options = options.application_name(name),
@@ -425,6 +460,7 @@ impl PostgresBackend {
             check_connections: true,
             check_idle_for: Duration::from_secs(1),
             group_commit: true,
+            lease_clock: LeaseClock::Database,
         }
     }
 

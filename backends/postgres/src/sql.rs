@@ -33,7 +33,7 @@ pub(crate) const CREATE_EXECUTION: &str = "WITH e AS ( \
         (invocation_id, execution_id, function, queue, priority, tags, state, run_at, \
          lease_owner, lease_until, epoch, attempts) \
       VALUES ($10::uuid, $1, $11::text, $4, $5, $6, $12::text, $13::int8, $14::text, \
-              $15::int8, $16::int8, $17::int4)) \
+              $15::int8 - $7 + stent_clock($7), $16::int8, $17::int4)) \
     INSERT INTO journal (invocation_id, seq, kind, call_key, payload, recorded_at) \
     VALUES ($10, 0, 'started', NULL, $18::bytea, $7)";
 
@@ -49,7 +49,8 @@ pub(crate) const SPAWN: &str = "WITH t AS ( \
          lease_owner, lease_until, epoch, attempts) \
       SELECT n.invocation_id, n.execution_id, n.function, n.queue, n.priority, \
              COALESCE(($7::text[])[n.tag_first:n.tag_last], '{}'), n.state, n.run_at, \
-             n.lease_owner, n.lease_until, n.epoch, n.attempts \
+             n.lease_owner, n.lease_until - $1::int8 + stent_clock($1::int8), n.epoch, \
+             n.attempts \
       FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::int4[], $8::int4[], \
                   $9::int4[], $10::text[], $11::int8[], $12::text[], $13::int8[], \
                   $14::int8[], $15::int4[]) WITH ORDINALITY \
@@ -81,12 +82,13 @@ pub(crate) const CREATE_EXECUTIONS: &str = "WITH e AS ( \
          lease_owner, lease_until, epoch, attempts) \
       SELECT n.invocation_id, n.execution_id, n.function, n.queue, n.priority, \
              COALESCE(($6::text[])[n.tag_first:n.tag_last], '{}'), n.state, n.run_at, \
-             n.lease_owner, n.lease_until, n.epoch, n.attempts \
+             n.lease_owner, n.lease_until - n.created_at + stent_clock(n.created_at), \
+             n.epoch, n.attempts \
       FROM UNNEST($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::int4[], $7::int4[], \
                   $8::int4[], $9::text[], $10::int8[], $11::text[], $12::int8[], \
-                  $13::int8[], $14::int4[]) WITH ORDINALITY \
+                  $13::int8[], $14::int4[], $19::int8[]) WITH ORDINALITY \
         AS n(invocation_id, execution_id, function, queue, priority, tag_first, tag_last, \
-             state, run_at, lease_owner, lease_until, epoch, attempts, ord) \
+             state, run_at, lease_owner, lease_until, epoch, attempts, created_at, ord) \
       ORDER BY n.ord) \
     INSERT INTO journal (invocation_id, seq, kind, call_key, payload, recorded_at) \
     SELECT s.invocation_id, 0, 'started', NULL, s.payload, s.created_at \
@@ -109,7 +111,7 @@ macro_rules! candidates {
             "  FOR UPDATE SKIP LOCKED), ",
             "expired AS ( ",
             "  SELECT invocation_id, priority, run_at, created FROM tasks ",
-            "  WHERE state = 'leased' AND lease_until < $1 AND ",
+            "  WHERE state = 'leased' AND lease_until < stent_clock($1) AND ",
             claim_filters!(),
             "  ORDER BY priority DESC, run_at, created LIMIT $5 ",
             "  FOR UPDATE SKIP LOCKED), ",
@@ -146,7 +148,7 @@ macro_rules! lease_chosen {
             $worker,
             "::text, lease_until = ",
             $until,
-            "::int8, ",
+            "::int8 - $1::int8 + stent_clock($1::int8), ",
             "      epoch = t.epoch + 1, attempts = t.attempts + 1, wake = FALSE, ",
             "      lapsed_epoch = CASE WHEN t.state = 'leased' THEN t.epoch END ",
             "  WHERE t.invocation_id IN (",
@@ -191,11 +193,12 @@ pub(crate) const CLAIM_IDS: &str = concat!(
 
 /// $1 now, $2 limited functions: unexpired leases per function.
 pub(crate) const ACTIVE_LEASES: &str = "SELECT function, COUNT(*) AS n FROM tasks \
-    WHERE state = 'leased' AND lease_until >= $1::int8 AND function = ANY($2::text[]) \
+    WHERE state = 'leased' AND lease_until >= stent_clock($1::int8) \
+      AND function = ANY($2::text[]) \
     GROUP BY function";
 
-/// $1 invocations, $2 their epochs, $3 worker, $4 new lease_until: extends
-/// the leases still held and returns them. The rows are locked in
+/// $1 invocations, $2 their epochs, $3 worker, $4 new lease_until, $5 now:
+/// extends the leases still held and returns them. The rows are locked in
 /// invocation id order, as every statement locking several task rows does
 /// (migration 4), so a renewal and a commit never deadlock.
 pub(crate) const RENEW: &str = "WITH held AS ( \
@@ -205,7 +208,8 @@ pub(crate) const RENEW: &str = "WITH held AS ( \
       WHERE t.state = 'leased' AND t.lease_owner = $3::text \
       ORDER BY t.invocation_id \
       FOR UPDATE OF t) \
-    UPDATE tasks AS t SET lease_until = $4::int8 FROM held \
+    UPDATE tasks AS t SET lease_until = $4::int8 - $5::int8 + stent_clock($5::int8) \
+    FROM held \
     WHERE t.invocation_id = held.invocation_id \
     RETURNING t.invocation_id";
 
@@ -248,7 +252,9 @@ macro_rules! fenced {
 }
 
 /// $8 new lease_until.
-pub(crate) const HOLD: &str = fenced!("UPDATE tasks SET lease_until = $8::int8, attempts = 0 ");
+pub(crate) const HOLD: &str = fenced!(
+    "UPDATE tasks SET lease_until = $8::int8 - $3::int8 + stent_clock($3::int8), attempts = 0 "
+);
 
 /// $8 run_at or NULL. A wake during the turn makes it ready now.
 pub(crate) const PARK: &str = fenced!(

@@ -1501,6 +1501,7 @@ impl TaskStore for PostgresBackend {
         &self,
         worker: &WorkerId,
         leases: &[(InvocationId, LeaseEpoch)],
+        now: Timestamp,
         until: Timestamp,
     ) -> StoreResult<Vec<InvocationId>> {
         if leases.is_empty() {
@@ -1516,6 +1517,7 @@ impl TaskStore for PostgresBackend {
                 .bind(epochs)
                 .bind(worker.as_str())
                 .bind(until.0)
+                .bind(now.0)
                 .fetch_all(pool)
                 .await
                 .map_err(db(RENEW_LEASES))

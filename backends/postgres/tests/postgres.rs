@@ -17,7 +17,7 @@ use stent_journal::store::{
     NewInvocation, Routing, StoreError, TaskDisposition, TaskStore, TurnCommit,
 };
 use stent_journal::{EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId};
-use stent_postgres::PostgresBackend;
+use stent_postgres::{LeaseClock, PostgresBackend};
 
 fn new_execution(function: &str, at: i64) -> NewExecution {
     let id = ExecutionId::new_random();
@@ -83,6 +83,98 @@ fn finish(inv: InvocationId, epoch: LeaseEpoch) -> TurnCommit {
     t
 }
 
+// ------------------------------------------------------------------ the lease clock
+
+/// Milliseconds since the Unix epoch on this host.
+fn wall_ms() -> i64 {
+    #[allow(clippy::disallowed_methods)] // test support: a real worker's clock
+    let now = std::time::SystemTime::now();
+    now.duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// By default leases run out by the server's clock: a worker whose clock is
+/// an hour ahead takes over no live lease (with the workers' clocks it
+/// would), renewals and holds extend a lease from the server's time, and a
+/// worker whose clock is an hour behind takes over a lease that did run out.
+#[tokio::test]
+async fn leases_run_out_by_the_database_clock() {
+    let Some(fx) = common::fixture().await else {
+        return;
+    };
+    let backend = fx.builder().build().await.expect("connect");
+    let hour = 3_600_000;
+    let now = wall_ms();
+    let exec = new_execution("app::f", now);
+    backend.create_execution(exec.clone()).await.unwrap();
+    let inv = exec.root.invocation;
+    let claim = |worker: &str, now: i64, lease: i64| ClaimRequest {
+        lease_until: Timestamp(now + lease),
+        ..claim_request(worker, now, 1)
+    };
+
+    let held = backend.claim(claim("w1", now, 800)).await.unwrap();
+    assert_eq!(held.len(), 1);
+    // An hour ahead: the lease is live by the server's clock.
+    let ahead = backend.claim(claim("w2", now + hour, 800)).await.unwrap();
+    assert!(ahead.is_empty(), "a live lease was taken over: {ahead:?}");
+    // Renewed and held from the server's time, whatever the worker's.
+    let lost = backend
+        .renew_leases(
+            &WorkerId::new("w1"),
+            &[(inv, held[0].epoch)],
+            Timestamp(now - hour),
+            Timestamp(now - hour + 800),
+        )
+        .await
+        .unwrap();
+    assert!(lost.is_empty());
+    let ahead = backend.claim(claim("w2", now + hour, 800)).await.unwrap();
+    assert!(
+        ahead.is_empty(),
+        "a renewed lease was taken over: {ahead:?}"
+    );
+    let mut hold = step(inv, held[0].epoch, 1);
+    hold.now = Timestamp(now - hour);
+    hold.disposition = TaskDisposition::Hold {
+        lease_until: Timestamp(now - hour + 800),
+    };
+    backend.commit(vec![hold]).await.unwrap();
+    assert!(
+        backend
+            .claim(claim("w2", now + hour, 800))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Once 800 ms have passed on the server, even a worker an hour behind
+    // takes it over.
+    tokio::time::sleep(Duration::from_millis(900)).await;
+    let behind = backend
+        .claim(claim("w3", now - hour + 10_000, 800))
+        .await
+        .unwrap();
+    assert_eq!(behind.len(), 1, "the lapsed lease was not taken over");
+    assert_eq!(behind[0].epoch, LeaseEpoch(held[0].epoch.0 + 1));
+
+    // With the workers' clocks, the worker an hour ahead takes it at once.
+    let worker_clock = fx
+        .builder()
+        .lease_clock(LeaseClock::Worker)
+        .build()
+        .await
+        .expect("connect");
+    let exec = new_execution("app::f", now);
+    worker_clock.create_execution(exec.clone()).await.unwrap();
+    let first = worker_clock.claim(claim("w1", now, 800)).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let ahead = worker_clock
+        .claim(claim("w2", now + hour, 800))
+        .await
+        .unwrap();
+    assert_eq!(ahead.len(), 1, "the worker clock decides in this mode");
+}
+
 // ------------------------------------------------------------------ schemas and migrations
 
 /// `init_db` again (from the same or another backend) changes nothing and
@@ -96,8 +188,9 @@ async fn init_db_is_idempotent_and_data_survives() {
     fx.backend.create_execution(exec.clone()).await.unwrap();
     fx.backend.init_db().await.unwrap();
     fx.backend.init_db().await.unwrap();
-    let other = PostgresBackend::builder(common::url())
-        .schema(fx.schema())
+    let other = fx
+        .builder()
+        .lease_clock(LeaseClock::Worker)
         .build()
         .await
         .unwrap();
@@ -361,14 +454,14 @@ async fn several_backends_share_the_work() {
         all.insert(e.root.invocation);
     }
     let others = [
-        PostgresBackend::builder(common::url())
-            .schema(fx.schema())
+        fx.builder()
+            .lease_clock(LeaseClock::Worker)
             .max_connections(2)
             .build()
             .await
             .unwrap(),
-        PostgresBackend::builder(common::url())
-            .schema(fx.schema())
+        fx.builder()
+            .lease_clock(LeaseClock::Worker)
             .max_connections(3)
             .build()
             .await
@@ -428,8 +521,8 @@ async fn concurrency_limits_hold_across_backends() {
     let mut backends = vec![fx.backend.clone()];
     for _ in 0..3 {
         backends.push(
-            PostgresBackend::builder(common::url())
-                .schema(fx.schema())
+            fx.builder()
+                .lease_clock(LeaseClock::Worker)
                 .max_connections(3)
                 .build()
                 .await
@@ -839,8 +932,9 @@ async fn deadlocked_commits_are_retried() {
         return;
     };
     let app = format!("{}_dl", fx.schema());
-    let backend = PostgresBackend::builder(common::url())
-        .schema(fx.schema())
+    let backend = fx
+        .builder()
+        .lease_clock(LeaseClock::Worker)
         .application_name(&app)
         .build()
         .await
@@ -985,7 +1079,12 @@ async fn cancelled_commits_still_commit_whole() {
         }
         next += 20;
         let lost = backend
-            .renew_leases(&WorkerId::new("w"), &[(inv, c.epoch)], Timestamp(1_000_000))
+            .renew_leases(
+                &WorkerId::new("w"),
+                &[(inv, c.epoch)],
+                Timestamp(0),
+                Timestamp(1_000_000),
+            )
             .await
             .unwrap();
         assert!(lost.is_empty());
@@ -1144,7 +1243,12 @@ async fn group_commit_batches_concurrent_calls_and_keeps_their_answers_apart() {
         .map(|t| (t.invocation, t.epoch))
         .collect();
     backend
-        .renew_leases(&WorkerId::new("w1"), &kept, Timestamp(10_000_000))
+        .renew_leases(
+            &WorkerId::new("w1"),
+            &kept,
+            Timestamp(0),
+            Timestamp(10_000_000),
+        )
         .await
         .unwrap();
     let over = backend
@@ -1197,8 +1301,8 @@ async fn group_commit_can_be_switched_off() {
         return;
     };
     let backend = Arc::new(
-        PostgresBackend::builder(common::url())
-            .schema(fx.schema())
+        fx.builder()
+            .lease_clock(LeaseClock::Worker)
             .group_commit(false)
             .build()
             .await

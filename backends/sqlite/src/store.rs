@@ -1321,6 +1321,7 @@ impl TaskStore for SqliteBackend {
         &self,
         worker: &WorkerId,
         leases: &[(InvocationId, LeaseEpoch)],
+        _now: Timestamp, // one host: its clock decides leases
         until: Timestamp,
     ) -> StoreResult<Vec<InvocationId>> {
         if leases.is_empty() {

@@ -183,7 +183,12 @@ async fn concurrent_writes_share_transactions_but_keep_their_own_results() {
         .map(|i| (invs[i], LeaseEpoch(1)))
         .collect();
     let lost = backend
-        .renew_leases(&WorkerId::new("w1"), &kept, Timestamp(1_000_000_000))
+        .renew_leases(
+            &WorkerId::new("w1"),
+            &kept,
+            Timestamp(0),
+            Timestamp(1_000_000_000),
+        )
         .await
         .unwrap();
     assert!(lost.is_empty());
@@ -286,6 +291,7 @@ async fn concurrent_writes_share_transactions_but_keep_their_own_results() {
                 .iter()
                 .map(|c| (c.invocation, c.epoch))
                 .collect::<Vec<_>>(),
+            Timestamp(0),
             Timestamp(200_000),
         )
         .await
@@ -730,7 +736,12 @@ async fn a_commit_of_hundreds_of_turns_lands_whole() {
         .map(|i| (execs[i].root.invocation, LeaseEpoch(1)))
         .collect();
     let lost = backend
-        .renew_leases(&WorkerId::new("w1"), &held, Timestamp(1_000_000_001))
+        .renew_leases(
+            &WorkerId::new("w1"),
+            &held,
+            Timestamp(0),
+            Timestamp(1_000_000_001),
+        )
         .await
         .unwrap();
     assert!(lost.is_empty());

@@ -386,7 +386,12 @@ async fn cancelled_commits_leave_nothing_behind() {
         // A cancelled commit whose COMMIT was already sent may still land; any
         // later write on the same connection runs after it.
         let lost = backend
-            .renew_leases(&WorkerId::new("w"), &[(inv, c.epoch)], Timestamp(1_000_000))
+            .renew_leases(
+                &WorkerId::new("w"),
+                &[(inv, c.epoch)],
+                Timestamp(0),
+                Timestamp(1_000_000),
+            )
             .await
             .unwrap();
         assert!(lost.is_empty());
@@ -521,6 +526,7 @@ async fn init_db_upgrades_a_version_1_file() {
         .renew_leases(
             &WorkerId::new("w-old"),
             &[(leased, LeaseEpoch(3))],
+            Timestamp(0),
             Timestamp(2_000_000),
         )
         .await

@@ -320,9 +320,10 @@ impl TaskStore for SimBackend {
         &self,
         worker: &WorkerId,
         leases: &[(InvocationId, LeaseEpoch)],
+        now: Timestamp,
         until: Timestamp,
     ) -> StoreResult<Vec<InvocationId>> {
-        self.write(self.inner().renew_leases(worker, leases, until))
+        self.write(self.inner().renew_leases(worker, leases, now, until))
             .await
     }
     async fn forgive_takeover(

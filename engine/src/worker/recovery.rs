@@ -63,11 +63,12 @@ impl Core {
                 return Err(Stop::Draining);
             }
             let held = [(invocation, epoch)];
-            let until = self.now().saturating_add(self.lease);
+            let now = self.now();
+            let until = now.saturating_add(self.lease);
             match self
                 .inner
                 .backend
-                .renew_leases(&self.id, &held, until)
+                .renew_leases(&self.id, &held, now, until)
                 .await
             {
                 Ok(lost) if lost.is_empty() => {}

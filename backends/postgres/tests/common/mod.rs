@@ -15,7 +15,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection, PgConnection};
 use stent_journal::ExecutionId;
 use stent_journal::store::Backend;
-use stent_postgres::PostgresBackend;
+use stent_postgres::{LeaseClock, PostgresBackend, PostgresBuilder};
 
 /// The default test server.
 pub const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -94,15 +94,23 @@ impl TestSchema {
         }
     }
 
-    /// A backend on this schema (its own pool).
+    /// A backend on this schema (its own pool). Its leases run out by the
+    /// times the tests pass in ([`LeaseClock::Worker`]), as the suite's
+    /// scripted claims and renewals expect.
     pub async fn backend(&self) -> PostgresBackend {
+        self.builder()
+            .lease_clock(LeaseClock::Worker)
+            .build()
+            .await
+            .expect("connect to the test server")
+    }
+
+    /// A builder for a backend on this schema, with the defaults.
+    pub fn builder(&self) -> PostgresBuilder {
         PostgresBackend::builder(url())
             .schema(&self.name)
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(30))
-            .build()
-            .await
-            .expect("connect to the test server")
     }
 }
 
@@ -173,6 +181,11 @@ impl Fixture {
     /// The schema's name.
     pub fn schema(&self) -> &str {
         &self.schema.name
+    }
+
+    /// A builder for another backend on the same schema, with the defaults.
+    pub fn builder(&self) -> PostgresBuilder {
+        self.schema.builder()
     }
 }
 
