@@ -165,3 +165,111 @@ async fn oversized_or_too_deep_input_is_refused_at_dispatch_and_signal() {
         "nothing stored"
     );
 }
+
+#[stent::durable]
+async fn makes_blob(len: usize) -> Result<Vec<u8>, String> {
+    Ok(vec![7; len])
+}
+
+#[stent::durable]
+async fn calls_makes_blob(len: usize) -> Result<usize, String> {
+    match makes_blob(len).await {
+        Ok(blob) => Ok(blob.len()),
+        Err(e) => Err(format!("step failed: {e}")),
+    }
+}
+
+#[stent::durable]
+async fn writes_blob(len: usize) -> Result<String, String> {
+    let ctx = Stent::context().map_err(|e| e.to_string())?;
+    match ctx.state("blob").set(&vec![7u8; len]) {
+        Ok(()) => Ok("stored".into()),
+        Err(e) => Ok(format!("refused: {e}")),
+    }
+}
+
+/// A result, an error or a context write too large to be read back is
+/// never stored: a result over the limit fails its call, naming the limit
+/// (its caller stops with that reason), a context write is refused to the
+/// code;
+/// the other executions and every listing stay readable.
+#[tokio::test(start_paused = true)]
+async fn values_over_the_limit_are_refused_when_written() {
+    let limits = stent::journal::PayloadLimits {
+        max_bytes: 1024,
+        max_depth: 16,
+    };
+    let executor = Stent::builder(MemoryBackend::new())
+        .payload_limits(limits)
+        .build();
+    let worker = TestWorker::start(&executor).await;
+    let small = executor.dispatch(makes_blob(10)).await.unwrap();
+    let root = executor.dispatch(makes_blob(4000)).await.unwrap();
+    let nested = executor.dispatch(calls_makes_blob(4000)).await.unwrap();
+    let write = executor.dispatch(writes_blob(4000)).await.unwrap();
+
+    assert_eq!(
+        executor
+            .wait_for::<Vec<u8>, String>(small, None)
+            .await
+            .unwrap(),
+        Ok(vec![7; 10])
+    );
+    let err = executor
+        .wait_for::<Vec<u8>, String>(root, None)
+        .await
+        .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        message.contains("result of reading::makes_blob cannot be stored")
+            && message.contains("exceeds the limit of 1024 bytes"),
+        "{message}"
+    );
+    // A call that could not produce a storable result is not a typed error
+    // of the callee: the caller stops with the reason.
+    let err = executor
+        .wait_for::<usize, String>(nested, None)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("call to reading::makes_blob failed: aborted: the result of reading::makes_blob cannot be stored"),
+        "{err}"
+    );
+    let out = executor
+        .wait_for::<String, String>(write, None)
+        .await
+        .unwrap();
+    assert!(
+        out.as_ref()
+            .is_ok_and(|m| m.starts_with("refused:") && m.contains("1024")),
+        "{out:?}"
+    );
+    worker.stop().await;
+    // Everything stored reads back.
+    assert_eq!(
+        executor.list_executions(10, 0, None).await.unwrap().len(),
+        4
+    );
+    for id in [small, root, nested, write] {
+        executor.state_of(id).await.unwrap();
+    }
+}
+
+/// With the default limits, a 17 MiB result fails its execution with a
+/// reason instead of being stored where no reader could decode it.
+#[tokio::test(start_paused = true)]
+async fn a_17_mib_result_fails_its_execution_and_listings_still_read() {
+    let executor = Stent::new(MemoryBackend::new());
+    let worker = TestWorker::start(&executor).await;
+    let big = executor.dispatch(makes_blob(17 << 20)).await.unwrap();
+    let err = executor
+        .wait_for::<Vec<u8>, String>(big, None)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("cannot be stored"), "{err}");
+    worker.stop().await;
+    let listed = executor.list_executions(10, 0, None).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    executor.state_of(big).await.unwrap();
+}

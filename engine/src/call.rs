@@ -69,7 +69,11 @@ impl<D: DurableFn> IntoFuture for Call<D> {
                 state: CallState::Direct(D::run(self.args)),
             };
         };
-        let state = match ctx.serializer().encode(&self.args) {
+        let args = ctx
+            .serializer()
+            .encode(&self.args)
+            .and_then(|p| p.check(ctx.value_limits()).map(|()| p));
+        let state = match args {
             Ok(args) => {
                 let version = D::options().version;
                 let effect = ctx.schedule(Command::call(D::NAME, version, args));
@@ -77,7 +81,7 @@ impl<D: DurableFn> IntoFuture for Call<D> {
             }
             Err(e) => {
                 ctx.abort(format!(
-                    "arguments of a call to {} do not encode: {e}",
+                    "arguments of a call to {} cannot be stored: {e}",
                     D::NAME
                 ));
                 CallState::Stopped

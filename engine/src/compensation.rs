@@ -154,6 +154,7 @@ impl Stent {
     pub fn on_cancel<D: DurableFn>(call: Call<D>) -> Result<()> {
         let ctx = Context::try_current()?;
         let args = ctx.serializer().encode(call.args())?;
+        args.check(ctx.value_limits())?;
         crate::context::write_in(
             &ctx,
             ContextWrite::OnCancel {

@@ -160,6 +160,7 @@ impl StateEntry {
     pub fn set<V: Serialize + ?Sized>(&self, value: &V) -> Result<()> {
         let ctx = Context::try_current()?;
         let value = ctx.serializer().encode(value)?;
+        value.check(ctx.value_limits())?;
         write_in(
             &ctx,
             ContextWrite::StateSet {
@@ -315,6 +316,7 @@ impl Stent {
                 Serializer::Cbor => value,
                 other => other.encode(&value.to_value()?)?,
             };
+            value.check(ctx.value_limits())?;
             write_in(&ctx, ContextWrite::StateDefault { key, value })?;
         }
         Ok(ExecutionContext { _private: () })

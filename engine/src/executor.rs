@@ -108,8 +108,13 @@ impl StentBuilder {
         self
     }
 
-    /// Largest and deepest arguments and signal payloads accepted by
-    /// `dispatch` and `send_signal` (default 16 MiB, 128 levels).
+    /// Largest and deepest value stored: arguments and signal payloads
+    /// (refused by `dispatch` and `send_signal`), and results, errors,
+    /// call arguments and context writes (a result over the limit fails
+    /// its call with a message that says so; nothing unreadable is
+    /// stored). Never past the defaults (16 MiB, 128 levels) less a little
+    /// room for the journal event around the value
+    /// ([`PayloadLimits::for_values`]).
     pub fn payload_limits(mut self, limits: PayloadLimits) -> Self {
         self.limits = limits;
         self
@@ -512,7 +517,7 @@ impl Stent {
         payload: &impl Serialize,
     ) -> Result<()> {
         let payload = self.inner.serializer.encode(payload)?;
-        payload.check(self.inner.limits)?;
+        payload.check(self.inner.limits.for_values())?;
         let now = self.inner.clock.now();
         match self
             .inner
@@ -735,7 +740,7 @@ impl<D: DurableFn> Dispatch<'_, D> {
             routing.queue = q;
         }
         let args = inner.serializer.encode(&self.call.args)?;
-        args.check(inner.limits)?;
+        args.check(inner.limits.for_values())?;
         let chosen = self.id;
         let id = chosen.unwrap_or_else(ExecutionId::new_random);
         let now = inner.clock.now();

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use stent_journal::store::Routing;
-use stent_journal::{Failure, Payload};
+use stent_journal::{CodecError, Failure, Payload, PayloadLimits, Serializer};
 use stent_replay::InvocationFuture;
 
 use crate::error::Error;
@@ -302,19 +302,34 @@ fn invoke<D: DurableFn>(args: Payload) -> InvocationFuture {
         })?;
         let outcome = D::run(args).await;
         // The engine polls the body inside its invocation's context, which
-        // knows the executor's serializer; a direct poll (tests) uses CBOR.
-        let serializer = stent_replay::Context::current()
-            .map(|ctx| ctx.serializer())
-            .unwrap_or_default();
+        // knows the executor's serializer and limits; a direct poll (tests)
+        // uses CBOR and the default limits.
+        let (serializer, limits) = stent_replay::Context::current()
+            .map(|ctx| (ctx.serializer(), ctx.value_limits()))
+            .unwrap_or_else(|| (Serializer::default(), PayloadLimits::default().for_values()));
+        // A value too large or too deep to be read back is never stored:
+        // the call fails instead, saying why.
+        let storable = |what: &str, value: Result<Payload, CodecError>| {
+            value
+                .and_then(|p| p.check(limits).map(|()| p))
+                .map_err(|e| Failure::Aborted {
+                    message: format!(
+                        "the {what} of {} cannot be stored: {e}{}",
+                        D::NAME,
+                        match e {
+                            CodecError::TooLarge { .. } | CodecError::TooDeep { .. } => {
+                                " (keep large data elsewhere and return a reference to it)"
+                            }
+                            _ => "",
+                        }
+                    ),
+                })
+        };
         match outcome {
-            Ok(v) => serializer.encode(&v).map_err(|e| Failure::Aborted {
-                message: format!("result of {} does not encode: {e}", D::NAME),
-            }),
-            Err(e) => Err(match serializer.encode(&e) {
+            Ok(v) => storable("result", serializer.encode(&v)),
+            Err(e) => Err(match storable("error", serializer.encode(&e)) {
                 Ok(error) => Failure::Error { error },
-                Err(enc) => Failure::Aborted {
-                    message: format!("error of {} does not encode: {enc}", D::NAME),
-                },
+                Err(failure) => failure,
             }),
         }
     })

@@ -1006,6 +1006,7 @@ impl Core {
     ) -> Result<Driver, DriverError> {
         let mut driver = Driver::new(invocation, journal, future)?;
         driver.set_serializer(self.inner.serializer);
+        driver.set_limits(self.inner.limits);
         Ok(driver)
     }
 

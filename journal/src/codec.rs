@@ -31,6 +31,40 @@ impl Default for PayloadLimits {
     }
 }
 
+impl PayloadLimits {
+    /// Room left in a journal event for what surrounds the value it
+    /// carries (its kind, seq, version, the failure's envelope).
+    const EVENT_ALLOWANCE_BYTES: usize = 4 * 1024;
+    const EVENT_ALLOWANCE_DEPTH: usize = 4;
+
+    /// The limits a value (arguments, a result, an error, a signal, a
+    /// context write) must meet to be stored: these, but never past the
+    /// [default](PayloadLimits::default) limits every reader of a journal
+    /// decodes events with, less room for the event around the value. A
+    /// value that meets them is readable by every tool; one that does not
+    /// is refused when written, never stored.
+    ///
+    /// ```
+    /// use stent_journal::PayloadLimits;
+    ///
+    /// let stored = PayloadLimits::default().for_values();
+    /// assert!(stored.max_bytes < PayloadLimits::default().max_bytes);
+    /// let tight = PayloadLimits { max_bytes: 1024, max_depth: 16 }.for_values();
+    /// assert_eq!(tight.max_bytes, 1024);
+    /// ```
+    pub fn for_values(self) -> PayloadLimits {
+        let readable = PayloadLimits::default();
+        PayloadLimits {
+            max_bytes: self
+                .max_bytes
+                .min(readable.max_bytes - Self::EVENT_ALLOWANCE_BYTES),
+            max_depth: self
+                .max_depth
+                .min(readable.max_depth - Self::EVENT_ALLOWANCE_DEPTH),
+        }
+    }
+}
+
 /// A CBOR-encoded value: arguments, a result, an error, a signal payload.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Payload(Vec<u8>);

@@ -11,7 +11,9 @@ use std::task::{Poll, Waker};
 use std::time::Duration;
 
 use stent_journal::event::ContextWrite;
-use stent_journal::{CallKey, Event, Failure, InvocationId, Payload, Seq, Serializer, Timestamp};
+use stent_journal::{
+    CallKey, Event, Failure, InvocationId, Payload, PayloadLimits, Seq, Serializer, Timestamp,
+};
 
 use crate::driver::{Divergence, DriverError};
 
@@ -175,6 +177,8 @@ pub(crate) struct State {
     pub(crate) idempotency_key: Option<String>,
     /// How the engine encodes the values this invocation produces.
     pub(crate) serializer: Serializer,
+    /// What a value must meet to be stored ([`PayloadLimits::for_values`]).
+    pub(crate) limits: PayloadLimits,
     /// Sees every effect before it is matched (debuggers); `None` in the engine.
     pub(crate) observer: Option<Box<dyn Observer>>,
 }
@@ -407,6 +411,13 @@ impl Context {
     /// (arguments of calls, results, context writes).
     pub fn serializer(&self) -> Serializer {
         self.lock().serializer
+    }
+
+    /// What a value this invocation produces (arguments of a call, a
+    /// result, a context write) must meet to be stored:
+    /// [`PayloadLimits::for_values`] of the engine's limits.
+    pub fn value_limits(&self) -> PayloadLimits {
+        self.lock().limits.for_values()
     }
 
     /// The running invocation's id.

@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Poll, Wake, Waker};
 
-use stent_journal::{Event, Failure, InvocationId, Payload, Seq, Serializer, Timestamp};
+use stent_journal::{
+    Event, Failure, InvocationId, Payload, PayloadLimits, Seq, Serializer, Timestamp,
+};
 
 use crate::context::{Context, Observer, Outstanding, State};
 
@@ -191,6 +193,7 @@ impl Driver {
             fatal: None,
             idempotency_key: None,
             serializer: Serializer::default(),
+            limits: PayloadLimits::default(),
             observer: None,
         };
         Ok(Driver {
@@ -254,6 +257,12 @@ impl Driver {
     /// Makes `key` visible to the code as its idempotency key.
     pub fn set_idempotency_key(&mut self, key: String) {
         self.ctx.lock().idempotency_key = Some(key);
+    }
+
+    /// Sets the limits the values the invocation's code produces must meet
+    /// ([`Context::value_limits`]); [`PayloadLimits::default`] unless set.
+    pub fn set_limits(&mut self, limits: PayloadLimits) {
+        self.ctx.lock().limits = limits;
     }
 
     /// Sets the serializer the invocation's code encodes values with
