@@ -273,3 +273,102 @@ async fn a_17_mib_result_fails_its_execution_and_listings_still_read() {
     assert_eq!(listed.len(), 1);
     executor.state_of(big).await.unwrap();
 }
+
+/// One execution whose stored terminal event does not decode and one whose
+/// journal holds an undecodable context write: listings show every
+/// execution and mark those two as corrupt, naming what does not read;
+/// `state_of` answers for them too.
+#[tokio::test]
+async fn a_corrupt_execution_is_marked_and_the_others_listed() {
+    use stent_journal::store::{
+        ClaimRequest, ExecutionOutcome, NewEvent, TaskDisposition, TaskStore, TurnCommit,
+    };
+    use stent_journal::{EventKind, Seq, Timestamp, WorkerId};
+
+    let backend = MemoryBackend::new();
+    let executor = Stent::new(backend.clone());
+    let ok = executor.dispatch(makes_blob(1)).await.unwrap();
+    let bad_end = executor.dispatch(makes_blob(2)).await.unwrap();
+    let bad_row = executor.dispatch(makes_blob(3)).await.unwrap();
+    let now = Timestamp(i64::MAX / 4);
+    let claimed = backend
+        .claim(ClaimRequest {
+            worker: WorkerId::new("w"),
+            now,
+            lease_until: Timestamp(now.0 + 60_000),
+            limit: 10,
+            queues: None,
+            tags: None,
+            functions: vec!["reading::makes_blob".into()],
+            concurrency_limits: Vec::new(),
+        })
+        .await
+        .unwrap();
+    let epoch = |id: stent::ExecutionId| {
+        claimed
+            .iter()
+            .find(|c| c.execution == id)
+            .expect("claimed")
+            .epoch
+    };
+    let turn = |id: stent::ExecutionId, disposition| TurnCommit {
+        invocation: id.root_invocation(),
+        epoch: epoch(id),
+        now,
+        events: Vec::new(),
+        spawn: Vec::new(),
+        consumed_inbox: Vec::new(),
+        consumed_signals: Vec::new(),
+        cache_put: Vec::new(),
+        idempotency_done: Vec::new(),
+        idempotency_released: Vec::new(),
+        disposition,
+    };
+    let garbage = vec![0xff, 0x00, 0x13];
+    let end = turn(
+        bad_end,
+        TaskDisposition::Finish {
+            deliver: None,
+            execution: Some(ExecutionOutcome {
+                status: ExecutionStatus::Completed,
+                terminal_event: garbage.clone(),
+            }),
+        },
+    );
+    let mut row = turn(
+        bad_row,
+        TaskDisposition::Hold {
+            lease_until: Timestamp(now.0 + 60_000),
+        },
+    );
+    row.events = vec![NewEvent {
+        seq: Seq(1),
+        kind: EventKind::ContextWrite,
+        call_key: None,
+        bytes: garbage,
+    }];
+    backend.commit(vec![end, row]).await.unwrap();
+
+    let listed = executor.list_executions(10, 0, None).await.unwrap();
+    assert_eq!(listed.len(), 3, "every execution is listed");
+    for e in &listed {
+        match e.id {
+            id if id == ok => assert_eq!(e.corrupt, None),
+            id if id == bad_end => {
+                let why = e.corrupt.as_deref().unwrap_or_default();
+                assert!(why.contains("terminal event cannot be read"), "{why}");
+                assert_eq!(e.state, ExecutionStatus::Completed);
+            }
+            id => {
+                assert_eq!(id, bad_row);
+                let why = e.corrupt.as_deref().unwrap_or_default();
+                assert!(
+                    why.contains("journal cannot be read") && why.contains("seq 1"),
+                    "{why}"
+                );
+            }
+        }
+    }
+    let state = executor.state_of(bad_row).await.unwrap();
+    assert!(state.corrupt.is_some());
+}

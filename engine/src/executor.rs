@@ -267,6 +267,11 @@ pub struct ExecutionState {
     /// Human-readable progress, like `"3/5 calls done"` or
     /// `"4/5 calls done, 1 failed"`.
     pub progress_str: String,
+    /// Why some of this execution's stored data could not be read (an
+    /// undecodable terminal event or journal row), naming what; the fields
+    /// it would have filled are left empty. `None` when everything read.
+    /// A listing shows the other executions and marks this one.
+    pub corrupt: Option<String>,
 }
 
 impl ExecutionState {
@@ -285,18 +290,47 @@ impl ExecutionState {
             .transpose()
     }
 
+    /// The execution of `record`, its derived fields folded from its
+    /// journal. Data that does not decode marks it [`corrupt`](Self::corrupt)
+    /// instead of failing; only a storage failure is an error.
+    async fn read(record: ExecutionRecord, backend: &dyn Backend) -> Result<Self> {
+        let mut state = ExecutionState::from_record(record);
+        match read_fold_rows(backend, state.id).await {
+            Ok(rows) => {
+                let derived = fold(rows);
+                state.progress_str = progress_summary(&derived.progress);
+                state.counters = derived.counters;
+                state.custom_state = derived.custom_state;
+                state.progress = derived.progress;
+            }
+            Err(Error::Backend(StoreError::Corrupt(why))) => {
+                let why = format!("its journal cannot be read: {why}");
+                state.corrupt = Some(match state.corrupt.take() {
+                    Some(earlier) => format!("{earlier}; {why}"),
+                    None => why,
+                });
+            }
+            Err(e) => return Err(e),
+        }
+        Ok(state)
+    }
+
     /// The stored record alone, with empty derived fields (see
-    /// [`ExecutionState::with_journal`]).
-    fn from_record(r: ExecutionRecord) -> Result<Self> {
-        let result = match &r.terminal_event {
-            Some(bytes) => match Event::decode(bytes)? {
-                Event::Completed { value } => Some(Ok(value)),
-                Event::Failed { failure } => Some(Err(failure)),
-                _ => None,
+    /// [`ExecutionState::read`]).
+    fn from_record(r: ExecutionRecord) -> Self {
+        let (result, corrupt) = match &r.terminal_event {
+            Some(bytes) => match Event::decode(bytes) {
+                Ok(Event::Completed { value }) => (Some(Ok(value)), None),
+                Ok(Event::Failed { failure }) => (Some(Err(failure)), None),
+                Ok(_) => (None, None),
+                Err(e) => (
+                    None,
+                    Some(format!("its terminal event cannot be read: {e}")),
+                ),
             },
-            None => None,
+            None => (None, None),
         };
-        Ok(ExecutionState {
+        ExecutionState {
             id: r.id,
             function: r.function,
             state: r.status,
@@ -313,17 +347,8 @@ impl ExecutionState {
             custom_state: BTreeMap::new(),
             progress: Vec::new(),
             progress_str: progress_summary(&[]),
-        })
-    }
-
-    /// Fills counters, custom state and progress by folding the journal.
-    async fn with_journal(mut self, backend: &dyn Backend) -> Result<Self> {
-        let derived = fold(read_fold_rows(backend, self.id).await?);
-        self.progress_str = progress_summary(&derived.progress);
-        self.counters = derived.counters;
-        self.custom_state = derived.custom_state;
-        self.progress = derived.progress;
-        Ok(self)
+            corrupt,
+        }
     }
 }
 
@@ -439,9 +464,7 @@ impl Stent {
             .execution(id)
             .await?
             .ok_or(Error::NotFound(id))?;
-        ExecutionState::from_record(record)?
-            .with_journal(&*self.inner.backend)
-            .await
+        ExecutionState::read(record, &*self.inner.backend).await
     }
 
     /// The result of a finished execution, typed: `Ok(Ok(value))`,
@@ -561,9 +584,9 @@ impl Stent {
             .await?;
         let backend = &*self.inner.backend;
         futures_util::future::try_join_all(
-            records.into_iter().map(|r| async move {
-                ExecutionState::from_record(r)?.with_journal(backend).await
-            }),
+            records
+                .into_iter()
+                .map(|r| ExecutionState::read(r, backend)),
         )
         .await
     }

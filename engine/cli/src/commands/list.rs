@@ -54,13 +54,22 @@ pub async fn run(ctx: &mut Context<'_>, args: ListArgs) -> Result<(), CliError> 
     let style = ctx.style();
     let mut table = Table::new(&["ID", "STATE", "FUNCTION", "QUEUE", "CREATED", "PROGRESS"]);
     for e in &executions {
+        // An execution whose stored data does not read is listed, marked,
+        // with the reason where its progress would be.
+        let (state, progress) = match &e.corrupt {
+            Some(why) => (
+                style.bad(&format!("{} (corrupt)", e.state.as_str())),
+                cut(why, 60),
+            ),
+            None => (style.state(e.state.as_str()), e.progress_str.clone()),
+        };
         table.row(vec![
             e.id.to_string(),
-            style.state(e.state.as_str()),
+            state,
             cut(&e.function, 48),
             e.queue.clone(),
             datetime_text(e.created_at),
-            e.progress_str.clone(),
+            progress,
         ]);
     }
     let text = table.render(style);

@@ -45,6 +45,7 @@ pub fn execution_json(e: &ExecutionState, full: bool) -> Json {
         "custom_state": custom_state,
         "result": result,
         "pause_report": e.pause_report,
+        "corrupt": e.corrupt,
     });
     if full {
         let calls: Vec<Json> = e
@@ -106,6 +107,9 @@ pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> 
     }
     lines.push(("retries".into(), e.retries.to_string()));
     lines.push(("progress".into(), e.progress_str.clone()));
+    if let Some(why) = &e.corrupt {
+        lines.push(("corrupt".into(), style.bad(why)));
+    }
     for (name, value) in &e.counters {
         lines.push(("counter".into(), format!("{name} = {}", number(*value))));
     }
