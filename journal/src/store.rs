@@ -46,6 +46,21 @@ pub enum StoreError {
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
     Database(String),
+    /// The database holds no stent tables: `init_db` never ran on it, or
+    /// another database or schema was meant.
+    #[error("{0} holds no stent tables (they are created by the backend's init_db())")]
+    SchemaMissing(String),
+    /// The database was created or upgraded by a newer stent than this
+    /// build; nothing was written to it.
+    #[error(
+        "this database was created by a newer stent (schema version {found}, this build knows up to {known}); upgrade stent to use it. Nothing was written"
+    )]
+    SchemaTooNew {
+        /// The newest schema version the database records.
+        found: i64,
+        /// The newest version this build knows.
+        known: i64,
+    },
 }
 
 /// Result alias of the storage traits.

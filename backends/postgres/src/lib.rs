@@ -525,10 +525,17 @@ impl PostgresBackend {
                 )
             })
             .collect();
-        let table = match &self.schema {
-            Some(schema) => format!("{}._sqlx_migrations", quote_ident(schema)),
-            None => "_sqlx_migrations".to_string(),
-        };
+        let table = self.migrations_table();
+        // A database a newer stent wrote is left as it is, with an error
+        // that says so (rather than the migrator's about a missing one).
+        if let Ok(Some(found)) = applied_version(&self.pool, &table).await
+            && found > SCHEMA_VERSION
+        {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
         if applied_already(&self.pool, &table, &migrations).await {
             // Nothing to do, and nothing written: a role with no right to
             // create schemas or tables can run it (sqlx's migrator would
@@ -549,6 +556,55 @@ impl PostgresBackend {
             .map_err(|e| StoreError::Database(format!("init_db: the migration task failed: {e}")))?
             .map_err(|e| StoreError::Database(format!("init_db (migrations): {e}")))
     }
+}
+
+impl PostgresBackend {
+    /// Checks that the database (the backend's schema) holds stent's
+    /// tables at a schema version this build knows:
+    /// [`StoreError::SchemaMissing`] if it holds none,
+    /// [`StoreError::SchemaTooNew`] if a newer stent wrote it. (An older
+    /// version is upgraded by [`init_db`](Self::init_db).) Writes nothing.
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        match applied_version(&self.pool, &self.migrations_table()).await? {
+            None => Err(StoreError::SchemaMissing(match &self.schema {
+                Some(schema) => format!("schema {schema:?} of this PostgreSQL database"),
+                None => "this PostgreSQL database (its search_path)".to_string(),
+            })),
+            Some(found) if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+                found,
+                known: SCHEMA_VERSION,
+            }),
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn migrations_table(&self) -> String {
+        match &self.schema {
+            Some(schema) => format!("{}._sqlx_migrations", quote_ident(schema)),
+            None => "_sqlx_migrations".to_string(),
+        }
+    }
+}
+
+/// The newest schema version this build knows (its last migration).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// The newest migration `table` records as applied; `None` if there is no
+/// such table (no stent tables at all).
+async fn applied_version(pool: &PgPool, table: &str) -> Result<Option<i64>, StoreError> {
+    let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+        .bind(table)
+        .fetch_one(pool)
+        .await
+        .map_err(|e| StoreError::Database(format!("reading the schema version: {e}")))?;
+    if exists.is_none() {
+        return Ok(None);
+    }
+    let query = format!("SELECT MAX(version) FROM {table} WHERE success");
+    sqlx::query_scalar(sqlx::AssertSqlSafe(query))
+        .fetch_one(pool)
+        .await
+        .map_err(|e| StoreError::Database(format!("reading the schema version: {e}")))
 }
 
 /// True if `table` records exactly `migrations` as applied, successfully

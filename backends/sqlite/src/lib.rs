@@ -145,6 +145,27 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// The newest schema version this build knows (its last migration).
+pub const SCHEMA_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].0;
+
+/// The newest migration the database records as applied; `None` if it has
+/// no migrations table (no stent tables at all).
+async fn applied_version(conn: &mut SqliteConnection) -> Result<Option<i64>, StoreError> {
+    let table: Option<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+    )
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(|e| StoreError::Database(format!("reading the schema version: {e}")))?;
+    if table.is_none() {
+        return Ok(None);
+    }
+    sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| StoreError::Database(format!("reading the schema version: {e}")))
+}
+
 /// How hard SQLite works to make each commit durable (`PRAGMA synchronous`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
@@ -355,10 +376,40 @@ impl SqliteBackend {
             .collect();
         let migrator = Migrator::with_migrations(migrations);
         let mut writer = self.inner.writer.lock().await;
+        let conn = writer.conn().await;
+        // A file a newer stent wrote is left as it is, with an error that
+        // says so (rather than the migrator's about a missing migration).
+        if let Some(found) = applied_version(&mut *conn).await?
+            && found > SCHEMA_VERSION
+        {
+            return Err(StoreError::SchemaTooNew {
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
         migrator
-            .run(writer.conn().await)
+            .run(conn)
             .await
             .map_err(|e| StoreError::Database(format!("init_db (migrations): {e}")))
+    }
+
+    /// Checks that the file holds stent's tables at a schema version this
+    /// build knows: [`StoreError::SchemaMissing`] if it holds none,
+    /// [`StoreError::SchemaTooNew`] if a newer stent wrote it. (An older
+    /// version is upgraded by [`init_db`](Self::init_db).) Writes nothing.
+    pub async fn check_schema(&self) -> Result<(), StoreError> {
+        let mut conn = self.reader("check_schema").await?;
+        match applied_version(&mut conn).await? {
+            None => Err(StoreError::SchemaMissing(match self.path() {
+                Some(path) => format!("SQLite file {}", path.display()),
+                None => "this SQLite database".to_string(),
+            })),
+            Some(found) if found > SCHEMA_VERSION => Err(StoreError::SchemaTooNew {
+                found,
+                known: SCHEMA_VERSION,
+            }),
+            Some(_) => Ok(()),
+        }
     }
 
     /// How many write transactions the writer task has committed: with group

@@ -5,15 +5,19 @@ use std::path::Path;
 use stent::backends::{PostgresBackend, SqliteBackend};
 use stent::journal::store::StoreError;
 use stent::notifications::PostgresNotifier;
-use stent::{ExecutionId, FunctionRegistry, Stent};
+use stent::{FunctionRegistry, Stent};
 
 use crate::{CliError, GlobalArgs};
 
 /// An executor over the database `--db` names: a `postgres://` (or
-/// `postgresql://`) URL, or the path of an existing SQLite file.
+/// `postgresql://`) URL, or the path of an existing SQLite file. Its schema
+/// is checked first: a database without stent's tables is an error, and
+/// one a newer stent wrote is refused to a command that `writes` (others
+/// read it with a warning).
 pub(crate) async fn open(
     global: &GlobalArgs,
     registry: Option<FunctionRegistry>,
+    writes: bool,
 ) -> Result<Stent, CliError> {
     let db = global.db.as_str();
     let builder = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
@@ -22,6 +26,7 @@ pub(crate) async fn open(
             pg = pg.schema(schema.clone());
         }
         let backend = pg.build().await?;
+        check_schema(backend.check_schema().await, global, writes)?;
         // Signals, cancellations and re-queued work wake the workers of
         // other processes through the database at once (workers that listen
         // with a PostgresNotifier; others find it at their next poll).
@@ -39,26 +44,28 @@ pub(crate) async fn open(
                  pass --db PATH or a postgres:// URL, or set STENT_DB"
             )));
         }
-        Stent::builder(SqliteBackend::open_existing(path).await?)
+        let backend = SqliteBackend::open_existing(path).await?;
+        check_schema(backend.check_schema().await, global, writes)?;
+        Stent::builder(backend)
     };
     let stent = match registry {
         Some(registry) => builder.function_registry(registry).build(),
         None => builder.build(),
     };
-    check_tables(&stent, global).await?;
     Ok(stent)
 }
 
-/// One indexed lookup, so that a database without stent's tables gets a
-/// clear error instead of the driver's "no such table".
-async fn check_tables(stent: &Stent, global: &GlobalArgs) -> Result<(), CliError> {
-    let probe = ExecutionId::from_uuid(Default::default());
-    match stent.backend().execution(probe).await {
-        Ok(_) => Ok(()),
-        Err(StoreError::Database(message))
-            if message.contains("no such table")
-                || (message.contains("relation") && message.contains("does not exist")) =>
-        {
+/// What the schema check found, as the command's answer: no stent tables
+/// is an error with a hint; a schema a newer stent wrote is refused to a
+/// command that writes, and a warning otherwise.
+fn check_schema(
+    checked: Result<(), StoreError>,
+    global: &GlobalArgs,
+    writes: bool,
+) -> Result<(), CliError> {
+    match checked {
+        Ok(()) => Ok(()),
+        Err(StoreError::SchemaMissing(_)) => {
             let schema = match &global.schema {
                 Some(s) => format!(" (schema {s:?})"),
                 None => String::new(),
@@ -75,6 +82,15 @@ async fn check_tables(stent: &Stent, global: &GlobalArgs) -> Result<(), CliError
                 global.db
             )))
         }
-        Err(e) => Err(e.into()),
+        Err(too_new @ StoreError::SchemaTooNew { .. }) if writes => Err(CliError::Invalid(
+            format!("{too_new}; this command would write, so it was refused"),
+        )),
+        Err(too_new @ StoreError::SchemaTooNew { .. }) => {
+            eprintln!(
+                "warning: {too_new}; reading it anyway, what this build shows may be incomplete"
+            );
+            Ok(())
+        }
+        Err(e) => Err(stent::Error::from(e).into()),
     }
 }

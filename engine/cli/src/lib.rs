@@ -141,6 +141,26 @@ pub enum Command {
     Fork(commands::repair::ForkArgs),
 }
 
+impl Command {
+    /// True if the command may change the database (it is refused on a
+    /// database a newer stent wrote).
+    pub fn writes(&self) -> bool {
+        use commands::dlq::DlqCommand;
+        match self {
+            Command::Signal(_) | Command::Cancel(_) | Command::Resume(_) | Command::Fork(_) => true,
+            Command::Cleanup(args) => !args.dry_run,
+            Command::Dlq(cmd) => !matches!(cmd, DlqCommand::List(_) | DlqCommand::Show(_)),
+            Command::List(_)
+            | Command::Show(_)
+            | Command::Journal(_)
+            | Command::Tasks(_)
+            | Command::Stats(_)
+            | Command::Watch(_)
+            | Command::Replay(_) => false,
+        }
+    }
+}
+
 /// What a command runs with: the executor over the chosen database, the
 /// output, and the output style.
 pub struct Context<'a> {
@@ -236,7 +256,7 @@ async fn dispatch(
                 .function_registry(registry.clone())
                 .build()
         }
-        _ => db::open(&cli.global, registry.clone()).await?,
+        _ => db::open(&cli.global, registry.clone(), cli.command.writes()).await?,
     };
     let mut ctx = Context {
         stent,

@@ -651,3 +651,113 @@ async fn a_signal_from_the_binary_wakes_a_listening_worker_at_once() {
     lifecycle.request_drain();
     worker.await.unwrap().unwrap();
 }
+
+/// Marks `db` as written by a newer stent: a migration version 99 that
+/// this build does not know.
+async fn record_a_newer_schema(db: &Db) {
+    use sqlx::Connection;
+    let insert = "INSERT INTO _sqlx_migrations \
+        (version, description, success, checksum, execution_time) \
+        VALUES (99, 'from the future', TRUE, X'00', 0)";
+    match db {
+        Db::Sqlite { path, .. } => {
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+                .await
+                .expect("open the file");
+            sqlx::query(insert)
+                .execute(&mut conn)
+                .await
+                .expect("record migration 99");
+        }
+        Db::Postgres {
+            backend, schema, ..
+        } => {
+            let insert = insert
+                .replace(
+                    "_sqlx_migrations",
+                    &format!("\"{schema}\"._sqlx_migrations"),
+                )
+                .replace("X'00'", "'\\x00'::bytea");
+            sqlx::query(sqlx::AssertSqlSafe(insert))
+                .execute(backend.pool())
+                .await
+                .expect("record migration 99");
+        }
+    }
+}
+
+/// On a database a newer stent wrote, commands that read warn and go on,
+/// commands that write are refused naming both versions (exit 1), and the
+/// backend's `init_db` refuses to touch it.
+async fn a_newer_schema_is_read_with_a_warning_and_never_written(db: Db) {
+    let executor = db.executor().await;
+    let id = executor
+        .dispatch(awaits_approval("doc".into()))
+        .await
+        .unwrap();
+    record_a_newer_schema(&db).await;
+    let with = |rest: &[&str]| {
+        let mut args = db.args();
+        args.extend(rest.iter().map(|s| s.to_string()));
+        run_stent(&args)
+    };
+    let listed = with(&["list"]);
+    listed.code(0);
+    assert!(
+        listed
+            .stderr
+            .contains("created by a newer stent (schema version 99")
+            && listed.stdout.contains(&id.to_string()),
+        "{}\n{}",
+        listed.stderr,
+        listed.stdout
+    );
+    for write in [
+        vec!["cancel", &id.to_string()],
+        vec!["signal", &id.to_string(), "approval", "true"],
+        vec!["cleanup", "--days", "0"],
+    ] {
+        let refused = with(&write.iter().map(|s| s.as_ref()).collect::<Vec<&str>>());
+        refused.code(1);
+        assert!(
+            refused.stderr.contains("newer stent") && refused.stderr.contains("refused"),
+            "{write:?}: {}",
+            refused.stderr
+        );
+    }
+    let state = executor.state_of(id).await.unwrap();
+    assert_eq!(
+        state.state,
+        stent::ExecutionStatus::Pending,
+        "nothing written"
+    );
+    let err = match &db {
+        Db::Sqlite { path, .. } => stent::backends::SqliteBackend::open(path)
+            .await
+            .unwrap()
+            .init_db()
+            .await
+            .unwrap_err(),
+        Db::Postgres { backend, .. } => backend.init_db().await.unwrap_err(),
+    };
+    assert!(
+        matches!(
+            err,
+            stent::journal::store::StoreError::SchemaTooNew { found: 99, .. }
+        ),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_sqlite_schema_is_never_written() {
+    a_newer_schema_is_read_with_a_warning_and_never_written(Db::sqlite().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_postgres_schema_is_never_written() {
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    a_newer_schema_is_read_with_a_warning_and_never_written(db).await;
+}
