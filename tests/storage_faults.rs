@@ -512,3 +512,142 @@ async fn lapsed_leases_of_live_workers_are_no_crash_loop() {
     let dead = executor.list_dead_letters(10).await.unwrap();
     assert!(dead.is_empty(), "{dead:?}");
 }
+
+#[stent::durable]
+async fn padded_step(workflow: u64, step: u32) -> Result<String, String> {
+    Ok(format!("{workflow}-{step}-{}", "x".repeat(2048)))
+}
+
+#[stent::durable]
+async fn padded_flow(workflow: u64) -> Result<usize, String> {
+    let mut total = 0;
+    for step in 0..5 {
+        total += padded_step(workflow, step).await?.len();
+    }
+    Ok(total)
+}
+
+/// A tmpfs of `size` mounted on a fresh directory (as root), unmounted
+/// when dropped; `None` where mounting is not allowed.
+struct SmallDisk {
+    dir: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = std::env::temp_dir().join(format!("stent-disk-{}", ExecutionId::new_random()));
+        std::fs::create_dir_all(&dir).ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            let _ = std::fs::remove_dir(&dir);
+            return None;
+        }
+        Some(SmallDisk { dir })
+    }
+
+    /// Writes a file until the disk is full; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.dir.join("filler");
+        let mut file = std::fs::File::create(&path).expect("create filler");
+        let chunk = vec![0u8; 16 * 1024];
+        while file
+            .write_all(&chunk)
+            .and_then(|()| file.sync_data())
+            .is_ok()
+        {}
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazily: a connection thread may still be closing the database.
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// SQLite on a disk that fills up: writes are refused with errors (a
+/// dispatch says so to its caller), the worker keeps running, and once
+/// space returns every execution that was accepted completes, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_on_a_full_disk_refuses_writes_and_recovers() {
+    let Some(disk) = SmallDisk::mount("8m") else {
+        assert!(
+            std::env::var("STENT_REQUIRE_SERVICES").as_deref() != Ok("1"),
+            "mounting a tmpfs is required (STENT_REQUIRE_SERVICES=1): run as root"
+        );
+        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let backend = SqliteBackend::open(disk.dir.join("stent.db"))
+        .await
+        .expect("open");
+    backend.init_db().await.expect("init_db");
+    let executor = Stent::new(backend);
+    let worker = TestWorker::start_with(&executor, worker_settings).await;
+    // Accepted before the disk fills, they become due once it is full.
+    let mut accepted = Vec::new();
+    for n in 0..20 {
+        let id = executor
+            .dispatch(padded_flow(n))
+            .delay(Duration::from_millis(300))
+            .await
+            .expect("dispatch");
+        accepted.push((n, id));
+    }
+    let filler = disk.fill();
+    let completed = executor
+        .list_executions(100, 0, Some(stent::ExecutionStatus::Completed))
+        .await
+        .expect("list")
+        .len();
+    assert_eq!(completed, 0, "the disk filled too late to matter");
+    let mut refused = 0;
+    for n in 20..60 {
+        match executor.dispatch(padded_flow(n)).await {
+            Ok(id) => accepted.push((n, id)),
+            Err(e) => {
+                refused += 1;
+                let message = e.to_string();
+                assert!(
+                    message.contains("full") || message.contains("space"),
+                    "a refused write says why: {message}"
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused > 0, "no write was refused on a full disk");
+    tokio::time::sleep(LEASE * 2).await;
+    assert!(!worker.is_finished(), "the worker stopped on a full disk");
+
+    // Space returns: everything accepted completes.
+    std::fs::remove_file(&filler).expect("remove filler");
+    for (n, id) in &accepted {
+        let out = executor
+            .wait_for::<usize, String>(*id, Some(Duration::from_secs(60)))
+            .await
+            .unwrap_or_else(|e| panic!("execution {n} ({id}) after the disk had room: {e}"));
+        assert_eq!(
+            out,
+            Ok(5 * (format!("{n}-0-").len() + 2048)),
+            "execution {n}"
+        );
+    }
+    worker.stop().await;
+    let dead = executor.list_dead_letters(10).await.unwrap();
+    assert!(dead.is_empty(), "{dead:?}");
+    eprintln!(
+        "full disk: {} executions accepted, {refused} dispatches refused, all accepted completed",
+        accepted.len()
+    );
+}

@@ -27,6 +27,11 @@ impl TestWorker {
         TestWorker { lifecycle, handle }
     }
 
+    /// True if the worker's `serve` returned (it stopped or failed).
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
     /// Drains the worker and waits until it stopped.
     pub async fn stop(self) {
         self.lifecycle.request_drain();
