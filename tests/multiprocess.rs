@@ -385,8 +385,14 @@ async fn check_fleet(
 /// Executions the PostgreSQL restart test runs.
 const RESTART_EXECUTIONS: u64 = 1000;
 /// Leases of the restart test's workers: shorter than each outage, so every
-/// lease held when the server went away lapses.
-const RESTART_LEASE: Duration = Duration::from_secs(2);
+/// lease held when the server went away lapses. `STENT_RESTART_LEASE_MS`
+/// sets another (to try shorter ones by hand).
+fn restart_lease() -> Duration {
+    std::env::var("STENT_RESTART_LEASE_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(Duration::from_secs(2), Duration::from_millis)
+}
 /// How long the server stays down at each restart.
 const DOWN_FOR: Duration = Duration::from_secs(3);
 
@@ -442,14 +448,15 @@ async fn four_worker_processes_survive_postgres_restarts() {
         ExecutionId::new_random().as_uuid().simple()
     ));
     std::fs::create_dir_all(&dir).expect("log dir");
+    let lease_duration = restart_lease();
     let lease = [
         (
             "STENT_WORKER_LEASE_MS",
-            RESTART_LEASE.as_millis().to_string(),
+            lease_duration.as_millis().to_string(),
         ),
         (
             "STENT_WORKER_HEARTBEAT_MS",
-            (RESTART_LEASE / 4).as_millis().to_string(),
+            (lease_duration / 4).as_millis().to_string(),
         ),
     ];
     let workers: Vec<Worker> = (0..WORKERS)
@@ -573,7 +580,7 @@ async fn four_worker_processes_survive_postgres_restarts() {
     let counted = deadlocks_lost_on_crash + deadlocks(&backend).await;
     eprintln!(
         "{RESTART_EXECUTIONS} executions of {STEPS} steps in {took:?} across 4 restarts \
-         (2 fast, 2 immediate, {DOWN_FOR:?} down each, {RESTART_LEASE:?} leases): \
+         (2 fast, 2 immediate, {DOWN_FOR:?} down each, {lease_duration:?} leases): \
          {executions} executions stored, {dispatch_retries} dispatches retried, \
          {} step runs, {} steps ran again before their result was stored, \
          0 after; dead letters {dead}, paused {paused}, deadlocks {detected} in the log \

@@ -233,6 +233,10 @@ fn each_fault_kind_alone() {
             clock_jumps: true,
             ..Faults::none()
         },
+        Faults {
+            storage: true,
+            ..Faults::none()
+        },
     ] {
         let summary = sim()
             .cases(CASES / 4)

@@ -3,8 +3,10 @@
 //! Write workflows as ordinary `async fn`s. Every durable effect — calling
 //! another durable function, sleeping, waiting for a signal — is appended to
 //! an append-only journal. After a crash the engine runs the code again and
-//! answers each effect from the journal, so completed steps never run twice
-//! and a week-long sleep survives restarts. One SQLite file by default.
+//! answers each effect from the journal, so a step whose result is stored
+//! never runs again (one interrupted before that may: bodies are at least
+//! once) and a week-long sleep survives restarts. One SQLite file by
+//! default.
 //!
 //! ```no_run
 //! use stent::Stent;

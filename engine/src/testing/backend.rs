@@ -23,6 +23,9 @@ pub(crate) enum Action {
     Stall(Duration),
     /// The virtual clock jumps forward before the write.
     Jump(Duration),
+    /// The write fails (applied first if `landed`), then storage stays
+    /// away from every worker for `down`.
+    StorageFault { landed: bool, down: Duration },
 }
 
 /// What the wrapper tells the run's supervisor.
@@ -41,6 +44,8 @@ pub(crate) struct Shared {
     actions: BTreeMap<u32, Vec<Action>>,
     frozen: Mutex<HashSet<u32>>,
     stalled: Mutex<HashMap<u32, tokio::time::Instant>>,
+    /// Storage is away from every worker until then.
+    down_until: Mutex<Option<tokio::time::Instant>>,
     notes: mpsc::UnboundedSender<Note>,
     /// Faults that actually happened.
     pub fired: AtomicU32,
@@ -60,6 +65,7 @@ impl Shared {
             actions,
             frozen: Mutex::default(),
             stalled: Mutex::default(),
+            down_until: Mutex::default(),
             notes,
             fired: AtomicU32::new(0),
             refused: AtomicU32::new(0),
@@ -134,23 +140,41 @@ impl SimBackend {
         unreachable!("a pending future never completes")
     }
 
-    /// Counts a write and applies the faults planned at it that act before
-    /// the write. Returns whether the worker dies right after the write.
-    async fn before_write(&self) -> bool {
-        self.gate().await;
+    /// Refuses a worker's call while storage is away.
+    fn reachable(&self) -> StoreResult<()> {
         if self.worker == 0 {
-            return false;
+            return Ok(());
+        }
+        let down = *self
+            .shared
+            .down_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        match down {
+            Some(until) if tokio::time::Instant::now() < until => Err(StoreError::Database(
+                "connection refused: storage is away (simulated)".into(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a write and applies the faults planned at it that act before
+    /// the write. Returns what else happens to it.
+    async fn before_write(&self) -> Planned {
+        self.gate().await;
+        let mut planned = Planned::default();
+        if self.worker == 0 {
+            return planned;
         }
         let n = self.shared.writes.fetch_add(1, Ordering::SeqCst) + 1;
         let Some(actions) = self.shared.actions.get(&n) else {
-            return false;
+            return planned;
         };
-        let mut die_after = false;
         for action in actions.clone() {
             self.shared.fired.fetch_add(1, Ordering::SeqCst);
             match action {
                 Action::Crash { lost: true } => self.die().await,
-                Action::Crash { lost: false } => die_after = true,
+                Action::Crash { lost: false } => planned.die_after = true,
                 Action::Stall(d) => {
                     self.shared
                         .stalled
@@ -161,9 +185,10 @@ impl SimBackend {
                     self.gate().await;
                 }
                 Action::Jump(d) => tokio::time::advance(d).await,
+                Action::StorageFault { landed, down } => planned.fail = Some((landed, down)),
             }
         }
-        die_after
+        planned
     }
 
     /// Runs a write under the fault plan.
@@ -171,28 +196,56 @@ impl SimBackend {
         &self,
         op: impl std::future::Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
-        let die_after = self.before_write().await;
-        let out = op.await;
+        self.reachable()?;
+        let planned = self.before_write().await;
+        let out = match planned.fail {
+            None => op.await,
+            Some((landed, down)) => {
+                if landed {
+                    let _ = op.await;
+                }
+                *self
+                    .shared
+                    .down_until
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now() + down);
+                Err(StoreError::Database(format!(
+                    "connection lost (simulated; the write {} applied)",
+                    if landed { "was" } else { "was not" }
+                )))
+            }
+        };
         if matches!(out, Err(StoreError::LeaseLost { .. })) {
             self.shared.refused.fetch_add(1, Ordering::SeqCst);
         }
-        if die_after {
+        if planned.die_after {
             self.die().await;
         }
         self.gate().await;
         out
     }
 
-    /// Runs a read: only waits out stalls (and never returns once dead).
+    /// Runs a read: waits out stalls (and never returns once dead); fails
+    /// while storage is away.
     async fn read<T>(
         &self,
         op: impl std::future::Future<Output = StoreResult<T>>,
     ) -> StoreResult<T> {
         self.gate().await;
+        self.reachable()?;
         let out = op.await;
         self.gate().await;
         out
     }
+}
+
+/// What the fault plan does to one write besides acting before it.
+#[derive(Debug, Default)]
+struct Planned {
+    /// The worker dies right after the write.
+    die_after: bool,
+    /// The write fails: applied first if `.0`; storage then stays away for `.1`.
+    fail: Option<(bool, Duration)>,
 }
 
 #[async_trait]
@@ -306,11 +359,24 @@ impl TaskStore for SimBackend {
         // An empty claim is an idle poll, not a write: only a claim that
         // leased something counts (and can be where the worker dies).
         self.gate().await;
+        self.reachable()?;
         let tasks = self.inner().claim(request).await?;
         if tasks.is_empty() || self.worker == 0 {
             return Ok(tasks);
         }
-        if self.before_write().await {
+        let planned = self.before_write().await;
+        if let Some((_, down)) = planned.fail {
+            // The claim landed; its reply is lost.
+            *self
+                .shared
+                .down_until
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now() + down);
+            return Err(StoreError::Database(
+                "connection lost (simulated; the claim was applied)".into(),
+            ));
+        }
+        if planned.die_after {
             self.die().await;
         }
         self.gate().await;

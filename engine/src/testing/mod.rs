@@ -6,7 +6,9 @@
 //! worker crashes at any storage write, transient failures of functions
 //! with a retry policy, leases that expire mid-step (a zombie worker whose
 //! late writes must be refused), signals delivered late or twice, clock
-//! jumps past timers and leases. Both runs use the real engine: the same
+//! jumps past timers and leases, storage writes that fail (before they
+//! land, or after, their reply lost) followed by storage going away for a
+//! while. Both runs use the real engine: the same
 //! workers, the same replay, the memory backend, on a current-thread tokio
 //! runtime with paused time, so every sleep and lease runs on a virtual
 //! clock and a case takes milliseconds.

@@ -34,6 +34,10 @@ pub struct Faults {
     /// Jump the virtual clock forward at a storage write, past timers and
     /// lease expiries.
     pub clock_jumps: bool,
+    /// Fail a storage write (before it reaches storage, or after it was
+    /// applied, its reply lost) and keep storage away from every worker
+    /// for a while, past lease expiries.
+    pub storage: bool,
 }
 
 impl Faults {
@@ -45,6 +49,7 @@ impl Faults {
             zombies: true,
             signals: true,
             clock_jumps: true,
+            storage: true,
         }
     }
 
@@ -57,6 +62,7 @@ impl Faults {
             zombies: false,
             signals: false,
             clock_jumps: false,
+            storage: false,
         }
     }
 }
@@ -116,6 +122,18 @@ pub enum Fault {
         at_write: u32,
         /// How far, in milliseconds.
         by_ms: u64,
+    },
+    /// Write `at_write` fails: with `landed` it was applied and only its
+    /// reply is lost, otherwise it never reached storage (a claim always
+    /// lands). Storage then stays away from every worker (every call
+    /// fails) for `down_ms` virtual milliseconds.
+    StorageFault {
+        /// The write point.
+        at_write: u32,
+        /// The write was applied; the worker is told it failed.
+        landed: bool,
+        /// How long storage stays away after it, in milliseconds.
+        down_ms: u64,
     },
 }
 
@@ -188,6 +206,17 @@ impl FaultPlan {
                     .boxed(),
             );
         }
+        if space.faults.storage {
+            kinds.push(
+                (1..=WRITE_POINTS, any::<bool>(), 0..=2 * lease_ms)
+                    .prop_map(|(at_write, landed, down_ms)| Fault::StorageFault {
+                        at_write,
+                        landed,
+                        down_ms,
+                    })
+                    .boxed(),
+            );
+        }
         if space.faults.clock_jumps {
             kinds.push(
                 (1..=WRITE_POINTS, 1..=3 * lease_ms)
@@ -205,10 +234,7 @@ impl FaultPlan {
                     // claimed more than three times in a row that way.
                     let mut lost_claims = 0;
                     faults.retain(|f| {
-                        if matches!(
-                            f,
-                            Fault::Crash { .. } | Fault::Zombie { .. } | Fault::ClockJump { .. }
-                        ) {
+                        if f.may_lose_a_claim() {
                             lost_claims += 1;
                             lost_claims <= 2
                         } else {
@@ -277,6 +303,19 @@ impl FaultPlan {
                     "jump the clock {by_ms} ms forward at storage write {}",
                     resolve_point(*at_write, writes)
                 ),
+                Fault::StorageFault {
+                    at_write,
+                    landed,
+                    down_ms,
+                } => format!(
+                    "fail storage write {} ({}), then keep storage away for {down_ms} ms",
+                    resolve_point(*at_write, writes),
+                    if *landed {
+                        "applied, its reply lost"
+                    } else {
+                        "before it reaches storage"
+                    }
+                ),
             });
         }
         for (i, s) in self.signals.iter().enumerate() {
@@ -293,6 +332,21 @@ impl FaultPlan {
         } else {
             lines.join("; ")
         }
+    }
+}
+
+impl Fault {
+    /// True if the fault can leave a task claimed with no commit (a worker
+    /// that dies, stalls, or loses its storage or its leases to a clock
+    /// jump), which costs the task an attempt.
+    pub(crate) fn may_lose_a_claim(&self) -> bool {
+        matches!(
+            self,
+            Fault::Crash { .. }
+                | Fault::Zombie { .. }
+                | Fault::ClockJump { .. }
+                | Fault::StorageFault { .. }
+        )
     }
 }
 

@@ -195,6 +195,17 @@ fn actions_of(faulty: &Faulty<'_>, lease: Duration) -> BTreeMap<u32, Vec<Action>
                 .entry(at(*at_write))
                 .or_default()
                 .push(Action::Jump(Duration::from_millis(*by_ms))),
+            Fault::StorageFault {
+                at_write,
+                landed,
+                down_ms,
+            } => actions
+                .entry(at(*at_write))
+                .or_default()
+                .push(Action::StorageFault {
+                    landed: *landed,
+                    down: Duration::from_millis(*down_ms),
+                }),
             Fault::FailCall { .. } => {}
         }
     }
@@ -274,12 +285,7 @@ where
             f.plan
                 .faults
                 .iter()
-                .filter(|x| {
-                    matches!(
-                        x,
-                        Fault::Crash { .. } | Fault::Zombie { .. } | Fault::ClockJump { .. }
-                    )
-                })
+                .filter(|x| x.may_lose_a_claim())
                 .count() as u32
         }),
         ..Bodies::default()
