@@ -1,11 +1,11 @@
 -- stent PostgreSQL schema, version 4: no deadlocks, no false crash loops.
 --
--- stent_commit (migration 3) again, with the same writes in the same order
--- and the same errors, but locking first every task row a batch updates,
--- sorted by invocation id. A group commit batches the turns of many
--- callers, and a lease renewal updates many rows at once: taken in their
--- arrival order, two such transactions could each hold a row the other
--- waits for (PostgreSQL then aborts one with a deadlock). Renewals, signals
+-- stent_commit (migration 3) again, with the same writes and the same
+-- errors, taking the task rows a batch updates in invocation id order. A
+-- group commit batches the turns of many callers, and a lease renewal
+-- updates many rows at once: taken in their arrival order, two such
+-- transactions could each hold a row the other waits for (PostgreSQL then
+-- aborts one with a deadlock). Renewals, signals
 -- and the ending, resuming or discarding of executions lock their task
 -- rows in the same order (their statements are in the Rust code).
 --
@@ -28,14 +28,25 @@ LANGUAGE sql STABLE AS $$
                 ELSE (EXTRACT(EPOCH FROM statement_timestamp()) * 1000)::int8 END
 $$;
 
-CREATE OR REPLACE FUNCTION stent_commit(
+-- The version-3 function takes one argument fewer; this one replaces it.
+DROP FUNCTION IF EXISTS stent_commit(
+    uuid[], int8[], int8[], text[], int8[], text[], bytea[], uuid[], bytea[],
+    int4[], int8[], text[], bytea[], bytea[], int4[], int8[],
+    int4[], uuid[], uuid[], text[], text[], int4[], text[], int4[], int4[], text[], int8[],
+    text[], int8[], int8[], int4[], bytea[]);
+
+-- l_ids: the task rows to lock before anything else, in id order (empty
+-- when the caller ordered the turns so that their rows are reached in id
+-- order anyway; see LockOrder in the Rust code).
+CREATE FUNCTION stent_commit(
     t_inv uuid[], t_epoch int8[], t_now int8[], t_kind text[], t_arg int8[],
     t_status text[], t_terminal bytea[], t_parent uuid[], t_delivery bytea[],
     e_turn int4[], e_seq int8[], e_kind text[], e_key bytea[], e_payload bytea[],
     i_turn int4[], i_id int8[],
     s_turn int4[], s_id uuid[], s_exec uuid[], s_fn text[], s_queue text[], s_prio int4[],
     s_tags text[], s_tag_first int4[], s_tag_last int4[], s_state text[], s_run_at int8[],
-    s_owner text[], s_until int8[], s_epoch int8[], s_attempts int4[], s_started bytea[]
+    s_owner text[], s_until int8[], s_epoch int8[], s_attempts int4[], s_started bytea[],
+    l_ids uuid[]
 ) RETURNS void LANGUAGE plpgsql AS $$
 DECLARE
     i int;
@@ -43,13 +54,15 @@ DECLARE
     n int8;
     want int8;
 BEGIN
-    -- Every task row the batch updates (its turns' and the parents it
-    -- wakes), locked first and in one global order: invocation id. Every
-    -- other statement that locks several task rows takes them in the same
-    -- order, so two transactions never wait for each other in a cycle.
-    IF coalesce(array_length(t_inv, 1), 0) > 1 OR t_parent[1] IS NOT NULL THEN
+    -- The task rows the batch updates (its turns' and the parents it
+    -- wakes) are taken in one global order: invocation id. Every other
+    -- statement that locks several task rows takes them in the same order,
+    -- so two transactions never wait for each other in a cycle. The caller
+    -- orders the turns so that the rows are reached in that order; where it
+    -- cannot, it names them in l_ids and they are locked first.
+    IF cardinality(l_ids) > 1 THEN
         PERFORM 1 FROM tasks
-        WHERE invocation_id = ANY(t_inv || t_parent)
+        WHERE invocation_id = ANY(l_ids)
         ORDER BY invocation_id
         FOR UPDATE;
     END IF;

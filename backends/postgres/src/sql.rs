@@ -284,7 +284,7 @@ pub(crate) const COMMIT_FUNCTION: &str = "SELECT stent_commit( \
     $8::uuid[], $9::bytea[], $10::int4[], $11::int8[], $12::text[], $13::bytea[], $14::bytea[], \
     $15::int4[], $16::int8[], $17::int4[], $18::uuid[], $19::uuid[], $20::text[], $21::text[], \
     $22::int4[], $23::text[], $24::int4[], $25::int4[], $26::text[], $27::int8[], $28::text[], \
-    $29::int8[], $30::int8[], $31::int4[], $32::bytea[])";
+    $29::int8[], $30::int8[], $31::int4[], $32::bytea[], $33::uuid[])";
 
 /// $1 invocation, $2 inbox ids.
 pub(crate) const CONSUME_INBOX: &str =

@@ -1,7 +1,7 @@
 //! The storage traits on PostgreSQL.
 
 use std::cmp::Reverse;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -649,7 +649,8 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
     let (mut i_turn, mut i_id) = (Vec::new(), Vec::new());
     let mut s_turn = Vec::new();
     let mut spawned = SpawnColumns::default();
-    for (index, turn) in turns.iter().enumerate() {
+    let plan = LockOrder::of(turns);
+    for (index, turn) in plan.order.iter().map(|&i| &turns[i]).enumerate() {
         let k = index_i32(index + 1)?;
         t_inv.push(*turn.invocation.as_uuid());
         t_epoch.push(turn.epoch.0);
@@ -706,7 +707,7 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
         .bind(&i_turn)
         .bind(&i_id)
         .bind(&s_turn);
-    let result = spawned.bind(query).execute(pool).await;
+    let result = spawned.bind(query).bind(&plan.lock).execute(pool).await;
     let Err(e) = result else {
         return Ok(());
     };
@@ -717,7 +718,8 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
             .detail()?
             .parse::<usize>()
             .ok()
-            .and_then(|i| turns.get(i))?;
+            .and_then(|i| plan.order.get(i))
+            .and_then(|&i| turns.get(i))?;
         Some((pg.code().to_string(), turn))
     });
     match raised {
@@ -738,18 +740,14 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
     }
 }
 
-/// Locks the task rows of `invocations` in invocation id order, the one
-/// order every transaction that updates several task rows takes them in
-/// (migration 4), so no two of them wait for each other in a cycle.
-async fn lock_tasks(
-    conn: &mut PgConnection,
-    invocations: impl IntoIterator<Item = InvocationId>,
-    op: &'static str,
-) -> Attempt<()> {
-    let ids: Vec<Uuid> = invocations.into_iter().map(|i| *i.as_uuid()).collect();
+/// Locks the task rows `ids` in invocation id order, the one order every
+/// transaction that updates several task rows takes them in (migration 4),
+/// so no two of them wait for each other in a cycle. One row (or none)
+/// needs no lock taken ahead.
+async fn lock_rows(conn: &mut PgConnection, ids: &[Uuid], op: &'static str) -> Attempt<()> {
     if ids.len() > 1 {
         sqlx::query(sql::LOCK_TASKS)
-            .bind(&ids)
+            .bind(ids)
             .execute(&mut *conn)
             .await
             .map_err(db(op))?;
@@ -757,26 +755,100 @@ async fn lock_tasks(
     Ok(())
 }
 
-/// The task rows a batch of turns updates: their own and the parents their
-/// deliveries wake.
-fn touched(turns: &[TurnCommit]) -> impl Iterator<Item = InvocationId> + '_ {
-    turns.iter().flat_map(|t| {
-        let parent = match &t.disposition {
+/// The order a batch of turns is applied in, and the rows to lock before
+/// it, so that its transaction takes the task rows it updates in
+/// invocation id order, the one order of every transaction that updates
+/// several task rows (migration 4), and two of them never wait for each
+/// other in a cycle.
+///
+/// Turns of rows that exist already come first, by invocation id (turns of
+/// one invocation keep their order); turns of rows the batch creates follow
+/// in their own order (after the turn that creates them; no other
+/// transaction can hold such a row). A batch where order is visible keeps
+/// its order: two turns delivering to one parent (its inbox's order), a
+/// delivery and its parent's own turn (a wake before the parent parks), two
+/// turns ending executions (the last outcome stands). Applied in that order, a turn locks its
+/// row and then the parent its delivery wakes. If that sequence of existing
+/// rows is already in id order, no lock is taken ahead (the common case:
+/// a workflow's turn and the inline step it stores); otherwise every
+/// existing row is locked first, in id order (`lock`).
+struct LockOrder {
+    /// Indices into the turns, in the order to apply them.
+    order: Vec<usize>,
+    /// The rows to lock first, in id order; empty when the order suffices.
+    lock: Vec<Uuid>,
+}
+
+impl LockOrder {
+    fn of(turns: &[TurnCommit]) -> LockOrder {
+        let created: HashSet<InvocationId> = turns
+            .iter()
+            .flat_map(|t| t.spawn.iter().map(|s| s.invocation))
+            .collect();
+        let parent = |t: &TurnCommit| match &t.disposition {
             TaskDisposition::Finish {
                 deliver: Some(d), ..
             } => Some(d.parent),
             _ => None,
         };
-        std::iter::once(t.invocation).chain(parent)
-    })
+        // Turns that deliver to the same parent, or end the same execution,
+        // keep their order: it is the order of the parent's inbox, and the
+        // last outcome stands.
+        // (A turn does not know its execution: at most one outcome, then.)
+        let mut parents = HashSet::new();
+        let outcomes = turns
+            .iter()
+            .filter(|t| {
+                matches!(
+                    t.disposition,
+                    TaskDisposition::Finish {
+                        execution: Some(_),
+                        ..
+                    }
+                )
+            })
+            .count();
+        // A delivery and its parent's own turn keep their order too (a
+        // wake before the parent parks makes it ready at the parent's time).
+        let own: HashSet<InvocationId> = turns.iter().map(|t| t.invocation).collect();
+        let reorderable = outcomes <= 1
+            && turns
+                .iter()
+                .all(|t| parent(t).is_none_or(|p| !own.contains(&p) && parents.insert(p)));
+        let order: Vec<usize> = if reorderable {
+            let (mut order, later): (Vec<usize>, Vec<usize>) =
+                (0..turns.len()).partition(|&i| !created.contains(&turns[i].invocation));
+            order.sort_by_key(|&i| *turns[i].invocation.as_uuid());
+            order.extend(later);
+            order
+        } else {
+            (0..turns.len()).collect()
+        };
+        let reached: Vec<Uuid> = order
+            .iter()
+            .flat_map(|&i| std::iter::once(turns[i].invocation).chain(parent(&turns[i])))
+            .filter(|i| !created.contains(i))
+            .map(|i| *i.as_uuid())
+            .collect();
+        let lock = if reached.windows(2).all(|w| w[0] <= w[1]) {
+            Vec::new()
+        } else {
+            let mut rows = reached;
+            rows.sort_unstable();
+            rows.dedup();
+            rows
+        };
+        LockOrder { order, lock }
+    }
 }
 
 /// The turns of one `commit` call, each fenced by its epoch; the first
 /// failure fails (and, with the transaction, undoes) them all.
 async fn commit_in(conn: &mut PgConnection, turns: &[TurnCommit]) -> Attempt<()> {
-    lock_tasks(conn, touched(turns), COMMIT).await?;
-    for turn in turns {
-        apply_turn(conn, turn).await?;
+    let plan = LockOrder::of(turns);
+    lock_rows(conn, &plan.lock, COMMIT).await?;
+    for i in plan.order {
+        apply_turn(conn, &turns[i]).await?;
     }
     Ok(())
 }
@@ -1110,12 +1182,11 @@ async fn discard_dead_letter_in(
     now: Timestamp,
 ) -> Attempt<bool> {
     const OP: &str = DISCARD_DEAD_LETTER;
-    lock_tasks(
-        conn,
-        std::iter::once(task).chain(deliver.map(|d| d.parent)),
-        OP,
-    )
-    .await?;
+    let rows: Vec<Uuid> = std::iter::once(task)
+        .chain(deliver.map(|d| d.parent))
+        .map(|i| *i.as_uuid())
+        .collect();
+    lock_rows(conn, &rows, OP).await?;
     let Some(execution) = take_dead_letter(conn, task, OP).await? else {
         return Ok(false);
     };
@@ -2026,6 +2097,87 @@ mod tests {
         };
         assert!(shared_outcomes(Err(lost), 3).is_none());
         assert!(shared_outcomes(Err(StoreError::Conflict("dup".into())), 3).is_none());
+    }
+
+    fn id(n: u8) -> InvocationId {
+        let mut bytes = [0u8; 16];
+        bytes[0] = n;
+        ExecutionId::from_uuid(Uuid::from_bytes(bytes)).root_invocation()
+    }
+
+    fn turn(n: u8, disposition: TaskDisposition) -> TurnCommit {
+        TurnCommit {
+            invocation: id(n),
+            epoch: LeaseEpoch(1),
+            now: Timestamp(0),
+            events: Vec::new(),
+            spawn: Vec::new(),
+            consumed_inbox: Vec::new(),
+            consumed_signals: Vec::new(),
+            cache_put: Vec::new(),
+            idempotency_done: Vec::new(),
+            idempotency_released: Vec::new(),
+            disposition,
+        }
+    }
+
+    fn hold() -> TaskDisposition {
+        TaskDisposition::Hold {
+            lease_until: Timestamp(1),
+        }
+    }
+
+    fn delivers_to(parent: u8) -> TaskDisposition {
+        TaskDisposition::Finish {
+            deliver: Some(Delivery {
+                parent: id(parent),
+                event: Vec::new(),
+            }),
+            execution: None,
+        }
+    }
+
+    #[test]
+    fn turns_are_applied_in_id_order_and_rows_locked_ahead_only_when_that_is_not_enough() {
+        // A workflow's turn and the step it stores: reordered, nothing ahead.
+        let plan = LockOrder::of(&[turn(9, hold()), turn(3, delivers_to(7))]);
+        assert_eq!(plan.order, [1, 0]);
+        assert!(plan.lock.is_empty());
+
+        // A row the batch creates is applied after the turn creating it,
+        // whatever its id, and is never locked ahead.
+        let mut parent = turn(9, hold());
+        parent.spawn = vec![NewInvocation {
+            invocation: id(1),
+            execution: ExecutionId::from_uuid(Uuid::nil()),
+            function: "f".into(),
+            routing: Routing::default(),
+            run_at: Timestamp(0),
+            started_event: Vec::new(),
+            lease: None,
+        }];
+        let plan = LockOrder::of(&[turn(1, hold()), parent, turn(5, hold())]);
+        assert_eq!(plan.order, [2, 1, 0]);
+        assert!(plan.lock.is_empty());
+
+        // A delivery waking a parent with a smaller id than its own row:
+        // the rows cannot be reached in order, so they are locked first.
+        let plan = LockOrder::of(&[turn(8, delivers_to(2)), turn(5, hold())]);
+        assert_eq!(plan.order, [1, 0]);
+        assert_eq!(plan.lock, [id(2), id(5), id(8)].map(|i| *i.as_uuid()));
+
+        // Two deliveries to one parent keep their order (the inbox's).
+        let plan = LockOrder::of(&[turn(8, delivers_to(9)), turn(5, delivers_to(9))]);
+        assert_eq!(plan.order, [0, 1]);
+        assert_eq!(plan.lock, [id(5), id(8), id(9)].map(|i| *i.as_uuid()));
+
+        // Two turns of one invocation keep their order.
+        let first = turn(4, hold());
+        let mut second = turn(4, TaskDisposition::Park { run_at: None });
+        second.epoch = LeaseEpoch(1);
+        let plan = LockOrder::of(&[turn(6, hold()), first, second]);
+        assert_eq!(plan.order, [1, 2, 0]);
+        assert!(plan.lock.is_empty());
     }
 
     #[test]
