@@ -16,6 +16,7 @@ use stent_replay::{Command, Context, Effect, Resolution};
 use crate::registry::{BoxFuture, DurableFn};
 
 /// A call of the durable function `D` with its arguments.
+#[must_use = "a durable call does nothing until it is `.await`ed (or handed to `Stent::gather`): the step never runs"]
 pub struct Call<D: DurableFn> {
     pub(crate) args: D::Args,
     _def: PhantomData<fn() -> D>,
@@ -48,6 +49,7 @@ impl<D: DurableFn> std::fmt::Debug for Call<D> {
 }
 
 /// The future of an awaited [`Call`].
+#[must_use = "a durable call does nothing until it is `.await`ed: the step never runs"]
 pub struct CallFuture<D: DurableFn> {
     state: CallState<D>,
 }

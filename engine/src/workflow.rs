@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::executor::Stent;
 
 /// The future of [`Stent::sleep`].
+#[must_use = "a durable sleep does nothing until it is `.await`ed"]
 pub struct Sleep {
     inner: std::result::Result<Effect, Option<Error>>,
 }
@@ -34,6 +35,7 @@ impl Future for Sleep {
 }
 
 /// The future of [`Stent::wait_for_signal`].
+#[must_use = "a signal wait does nothing until it is `.await`ed"]
 pub struct SignalWait<T> {
     inner: std::result::Result<Effect, Option<Error>>,
     _t: PhantomData<fn() -> T>,
@@ -58,6 +60,7 @@ impl<T: DeserializeOwned> Future for SignalWait<T> {
 }
 
 /// The future of [`Stent::wait_for_signal_timeout`].
+#[must_use = "a signal wait does nothing until it is `.await`ed"]
 pub struct SignalTimeout<T> {
     #[allow(clippy::type_complexity)]
     inner: std::result::Result<(Option<Effect>, Option<Effect>), Option<Error>>,
