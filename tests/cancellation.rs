@@ -66,13 +66,17 @@ async fn a_cancelled_execution_stops_and_never_completes() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn cancelling_cancels_children_and_late_signals_change_nothing() {
+async fn cancelling_cancels_children_and_late_signals_are_refused() {
     let executor = Stent::new(MemoryBackend::new());
     let worker = TestWorker::start(&executor).await;
     let id = executor.dispatch(waits_for_go()).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     executor.cancel(id).await.unwrap();
-    executor.send_signal(id, "go", &"now").await.unwrap();
+    let late = executor.send_signal(id, "go", &"now").await;
+    assert!(
+        matches!(late, Err(Error::Ended { id: x, state: ExecutionStatus::Cancelled }) if x == id),
+        "{late:?}"
+    );
     tokio::time::sleep(Duration::from_secs(5)).await;
     assert_eq!(
         executor.state_of(id).await.unwrap().state,

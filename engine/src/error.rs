@@ -46,6 +46,18 @@ pub enum Error {
         /// What happened.
         message: String,
     },
+    /// The execution has ended (completed, failed, cancelled or timed out),
+    /// so what was asked of it — a signal — could never take effect;
+    /// nothing was stored.
+    #[error(
+        "execution {id} has already ended ({state}): a signal sent to it would never be delivered, so it was refused"
+    )]
+    Ended {
+        /// The execution.
+        id: ExecutionId,
+        /// How it ended.
+        state: ExecutionStatus,
+    },
     /// The execution was cancelled.
     #[error("execution {0} was cancelled")]
     Cancelled(ExecutionId),

@@ -533,6 +533,8 @@ impl Stent {
 
     /// Sends a signal to an execution. It is kept until a
     /// `Stent::wait_for_signal(name)` in that execution consumes it.
+    /// [`Error::NotFound`] if there is no such execution, [`Error::Ended`]
+    /// (nothing stored) if it has ended; a paused execution takes signals.
     pub async fn send_signal(
         &self,
         id: ExecutionId,
@@ -549,7 +551,10 @@ impl Stent {
             .await
         {
             Ok(_) => {}
-            Err(stent_journal::store::StoreError::NotFound(_)) => return Err(Error::NotFound(id)),
+            Err(StoreError::NotFound(_)) => return Err(Error::NotFound(id)),
+            Err(StoreError::ExecutionEnded { status, .. }) => {
+                return Err(Error::Ended { id, state: status });
+            }
             Err(e) => return Err(e.into()),
         }
         self.inner.hub.signal_sent(id);

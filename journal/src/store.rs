@@ -40,6 +40,16 @@ pub enum StoreError {
     /// The named thing does not exist.
     #[error("{0} not found")]
     NotFound(String),
+    /// The execution has ended (completed, failed, cancelled or timed out):
+    /// what was asked of it (a signal) could never take effect, so nothing
+    /// was stored.
+    #[error("execution {execution} has already ended ({status}); nothing was stored")]
+    ExecutionEnded {
+        /// The execution.
+        execution: ExecutionId,
+        /// How it ended.
+        status: ExecutionStatus,
+    },
     /// Stored data is not what this build expects.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
@@ -812,7 +822,9 @@ pub trait TaskStore: Send + Sync {
 #[async_trait]
 pub trait SignalStore: Send + Sync {
     /// Stores a signal and wakes the execution's parked tasks.
-    /// [`StoreError::NotFound`] if the execution does not exist.
+    /// [`StoreError::NotFound`] if the execution does not exist,
+    /// [`StoreError::ExecutionEnded`] (nothing stored) if it has ended; a
+    /// paused execution takes signals (it may be resumed).
     async fn send_signal(
         &self,
         execution: ExecutionId,

@@ -94,6 +94,7 @@ macro_rules! conformance_tests {
             turns_of_a_commit_see_the_earlier_ones,
             consumed_inbox_is_removed_once,
             signal_to_unknown_execution_is_not_found,
+            signal_to_an_ended_execution_is_refused,
             signals_are_ordered_and_consumed_once,
             signal_wakes_tasks_of_its_execution,
             finish_with_outcome_updates_execution,
@@ -1540,6 +1541,76 @@ pub async fn signal_to_unknown_execution_is_not_found(backend: Arc<dyn Backend>)
         Err(StoreError::NotFound(_)) => {}
         other => panic!("expected NotFound, got {other:?}"),
     }
+}
+
+/// A signal to an execution that has ended (completed, or cancelled) is
+/// refused with `ExecutionEnded` naming how it ended, and nothing is stored;
+/// one to a paused execution is kept (it may be resumed).
+pub async fn signal_to_an_ended_execution_is_refused(backend: Arc<dyn Backend>) {
+    let (done, c) = running(&backend, "app::f").await;
+    commit(
+        &backend,
+        vec![turn(
+            done.root.invocation,
+            c.epoch,
+            at(5),
+            TaskDisposition::Finish {
+                deliver: None,
+                execution: Some(ExecutionOutcome {
+                    status: ExecutionStatus::Completed,
+                    terminal_event: b"done".to_vec(),
+                }),
+            },
+        )],
+    )
+    .await;
+    let cancelled = execution("app::g", at(0));
+    create(&backend, &cancelled).await;
+    backend
+        .end_execution(
+            cancelled.id,
+            ExecutionStatus::Cancelled,
+            b"x".to_vec(),
+            at(6),
+        )
+        .await
+        .unwrap();
+    for (id, status) in [
+        (done.id, ExecutionStatus::Completed),
+        (cancelled.id, ExecutionStatus::Cancelled),
+    ] {
+        match backend.send_signal(id, "go", vec![1], at(7)).await {
+            Err(StoreError::ExecutionEnded {
+                execution,
+                status: s,
+            }) => {
+                assert_eq!((execution, s), (id, status));
+            }
+            other => panic!("expected ExecutionEnded, got {other:?}"),
+        }
+        let kept = backend
+            .pending_signals(id, &["go".to_string()])
+            .await
+            .unwrap();
+        assert!(kept.is_empty(), "a refused signal was stored: {kept:?}");
+    }
+    let (paused, cp) = running(&backend, "app::h").await;
+    commit(
+        &backend,
+        vec![turn(
+            paused.root.invocation,
+            cp.epoch,
+            at(8),
+            TaskDisposition::Pause {
+                report: "diverged".into(),
+            },
+        )],
+    )
+    .await;
+    backend
+        .send_signal(paused.id, "go", vec![1], at(9))
+        .await
+        .expect("a paused execution takes signals");
 }
 
 /// Pending signals come in id order, filtered by name and execution; a

@@ -1110,8 +1110,15 @@ impl SignalStore for MemoryBackend {
         now: Timestamp,
     ) -> StoreResult<SignalId> {
         let mut state = self.lock();
-        if !state.executions.contains_key(&execution) {
-            return Err(StoreError::NotFound(format!("execution {execution}")));
+        match state.executions.get(&execution) {
+            None => return Err(StoreError::NotFound(format!("execution {execution}"))),
+            Some(e) if e.status.is_terminal() => {
+                return Err(StoreError::ExecutionEnded {
+                    execution,
+                    status: e.status,
+                });
+            }
+            Some(_) => {}
         }
         state.next_signal += 1;
         let id = state.next_signal;

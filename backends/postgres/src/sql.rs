@@ -351,13 +351,15 @@ pub(crate) const PAUSE_EXECUTION: &str = "UPDATE executions \
 
 // ------------------------------------------------------------------ signals
 
-/// Stores the signal if the execution exists (no row returned: it does not)
-/// and wakes the execution's tasks. $1 execution, $2 name, $3 payload, $4 now.
+/// Stores the signal if the execution exists and has not ended (no row
+/// returned: it does not, or it has) and wakes the execution's tasks. $1
+/// execution, $2 name, $3 payload, $4 now.
 pub(crate) const SEND_SIGNAL: &str = concat!(
     "WITH s AS ( ",
     "  INSERT INTO signals (execution_id, name, payload, consumed_by, created_at) ",
     "  SELECT $1::uuid, $2::text, $3::bytea, NULL, $4::int8 ",
-    "  WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1) ",
+    "  WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 ",
+    "    AND status NOT IN ('completed', 'failed', 'timed_out', 'cancelled')) ",
     "  RETURNING id), ",
     "o AS ( ",
     "  SELECT invocation_id FROM tasks ",

@@ -1682,8 +1682,17 @@ impl SignalStore for PostgresBackend {
                 .map_err(db(SEND_SIGNAL))
         })
         .await?;
-        id.map(SignalId)
-            .ok_or_else(|| StoreError::NotFound(format!("execution {execution}")))
+        if let Some(id) = id {
+            return Ok(SignalId(id));
+        }
+        // Why not: no such execution, or it has ended.
+        match self.execution(execution).await? {
+            None => Err(StoreError::NotFound(format!("execution {execution}"))),
+            Some(e) => Err(StoreError::ExecutionEnded {
+                execution,
+                status: e.status,
+            }),
+        }
     }
 
     async fn pending_signals(

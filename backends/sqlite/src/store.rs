@@ -621,15 +621,29 @@ pub(crate) async fn signal_in(
 ) -> StoreResult<SignalId> {
     const OP: &str = SEND_SIGNAL;
     let id = execution.to_string();
-    let row = sqlx::query(sql::INSERT_SIGNAL)
+    let inserted = sqlx::query(sql::INSERT_SIGNAL)
         .bind(&id)
         .bind(name)
         .bind(payload)
         .bind(now.0)
         .fetch_optional(&mut *conn)
         .await
-        .map_err(db(OP))?
-        .ok_or_else(|| StoreError::NotFound(format!("execution {execution}")))?;
+        .map_err(db(OP))?;
+    let Some(row) = inserted else {
+        // Why not: no such execution, or it has ended.
+        let status = sqlx::query(sql::EXECUTION_STATUS)
+            .bind(&id)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        return Err(match status {
+            None => StoreError::NotFound(format!("execution {execution}")),
+            Some(row) => StoreError::ExecutionEnded {
+                execution,
+                status: status_col(&row)?,
+            },
+        });
+    };
     let signal: i64 = col(&row, "signals", "id")?;
     sqlx::query(sql::WAKE_EXECUTION)
         .bind(&id)

@@ -396,6 +396,14 @@ async fn signal_cancel_and_cleanup(db: Db) {
         .unwrap();
     assert_eq!(got, Ok("doc-1 approved by alice".to_string()));
     worker.stop().await;
+    // Once it has ended, a signal is refused: it would never be delivered.
+    let out = db.stent(&["signal", &waiting, "approval", "bob"]);
+    out.code(1);
+    assert!(
+        out.stderr.contains("has already ended (completed)") && out.stderr.contains("refused"),
+        "{}",
+        out.stderr
+    );
 
     // Cancel: once, then it had already ended.
     let second = executor
