@@ -1,7 +1,7 @@
 //! The executor: [`Stent`], its builder, dispatch, and the read side
 //! (`state_of`, `result_of`, `wait_for`, signals, listings).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::{Future, IntoFuture};
 use std::pin::Pin;
 use std::sync::Arc;
@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use stent_journal::event::{Event, EventKind};
 use stent_journal::store::{
     Backend, ExecutionFilter, ExecutionRecord, ExecutionStatus, NewExecution, NewInvocation,
-    StoreError,
+    StoreError, TaskFilter, TaskState,
 };
 use stent_journal::{
     ExecutionId, Failure, IntoDuration, Payload, PayloadLimits, Seq, Serializer, Timestamp,
@@ -26,6 +26,7 @@ use crate::hub::Hub;
 use crate::metrics::{MetricsRecorder, NoMetrics};
 use crate::notify::NotificationBackend;
 use crate::registry::{DurableFn, FunctionRegistry};
+use crate::waits::{self, Wait};
 
 /// How waiters (`wait_for`) poll the backend between wake-ups.
 #[derive(Debug, Clone, Copy)]
@@ -267,6 +268,12 @@ pub struct ExecutionState {
     /// Human-readable progress, like `"3/5 calls done"` or
     /// `"4/5 calls done, 1 failed"`.
     pub progress_str: String,
+    /// What it waits for now, while it runs: pending timers, signal waits,
+    /// calls (with where each call's task stands: ready, running on a
+    /// worker, retrying, dead-lettered…) in it and in the calls it made, or
+    /// a worker to claim it. Empty once it has ended, and while paused (see
+    /// [`pause_report`](Self::pause_report)).
+    pub waits: Vec<Wait>,
     /// Why some of this execution's stored data could not be read (an
     /// undecodable terminal event or journal row), naming what; the fields
     /// it would have filled are left empty. `None` when everything read.
@@ -293,10 +300,13 @@ impl ExecutionState {
     /// The execution of `record`, its derived fields folded from its
     /// journal. Data that does not decode marks it [`corrupt`](Self::corrupt)
     /// instead of failing; only a storage failure is an error.
-    async fn read(record: ExecutionRecord, backend: &dyn Backend) -> Result<Self> {
+    async fn read(record: ExecutionRecord, backend: &dyn Backend, now: Timestamp) -> Result<Self> {
         let mut state = ExecutionState::from_record(record);
         match read_fold_rows(backend, state.id).await {
             Ok(rows) => {
+                if !state.state.is_terminal() && state.state != ExecutionStatus::Paused {
+                    state.waits = read_waits(backend, state.id, &rows, now).await?;
+                }
                 let derived = fold(rows);
                 state.progress_str = progress_summary(&derived.progress);
                 state.counters = derived.counters;
@@ -347,18 +357,61 @@ impl ExecutionState {
             custom_state: BTreeMap::new(),
             progress: Vec::new(),
             progress_str: progress_summary(&[]),
+            waits: Vec::new(),
             corrupt,
         }
     }
 }
 
-/// The journal kinds `state_of` folds.
-const FOLDED_KINDS: [EventKind; 5] = [
+/// The waits of a running execution whose journal rows are `rows` (see
+/// [`crate::waits`]): its tasks and dead letters read to tell where each
+/// pending call stands.
+async fn read_waits(
+    backend: &dyn Backend,
+    id: ExecutionId,
+    rows: &[FoldRow],
+    now: Timestamp,
+) -> Result<Vec<Wait>> {
+    let tasks = backend
+        .list_tasks(TaskFilter {
+            execution: Some(id),
+            state: None,
+            queue: None,
+            limit: usize::MAX >> 1,
+            offset: 0,
+        })
+        .await?;
+    let mut dead = HashMap::new();
+    for t in tasks.iter().filter(|t| t.state == TaskState::Dead) {
+        if let Some(letter) = backend.get_dead_letter(t.invocation).await? {
+            dead.insert(t.invocation, letter.reason);
+        }
+    }
+    let mut waits = waits::waits(rows, &tasks, &dead, now);
+    if let Some(root) = tasks.iter().find(|t| t.invocation == id.root_invocation())
+        && let Some(claim) = waits::claim_wait(root, now, !waits.is_empty())
+    {
+        waits.insert(0, claim);
+    }
+    Ok(waits)
+}
+
+/// The journal kinds `state_of` folds (context writes and calls) and reads
+/// the waits from (effects, their answers, terminal events).
+const FOLDED_KINDS: [EventKind; 13] = [
     EventKind::ContextWrite,
     EventKind::CallScheduled,
     EventKind::CallCompleted,
     EventKind::CallFailed,
     EventKind::CacheHit,
+    EventKind::TimerStarted,
+    EventKind::TimerFired,
+    EventKind::SignalAwaited,
+    EventKind::SignalReceived,
+    EventKind::Completed,
+    EventKind::Failed,
+    EventKind::Cancelled,
+    EventKind::TimedOut,
 ];
 
 /// The events `state_of` folds, from every invocation of the execution.
@@ -464,7 +517,7 @@ impl Stent {
             .execution(id)
             .await?
             .ok_or(Error::NotFound(id))?;
-        ExecutionState::read(record, &*self.inner.backend).await
+        ExecutionState::read(record, &*self.inner.backend, self.inner.clock.now()).await
     }
 
     /// The result of a finished execution, typed: `Ok(Ok(value))`,
@@ -588,10 +641,11 @@ impl Stent {
             })
             .await?;
         let backend = &*self.inner.backend;
+        let now = self.inner.clock.now();
         futures_util::future::try_join_all(
             records
                 .into_iter()
-                .map(|r| ExecutionState::read(r, backend)),
+                .map(|r| ExecutionState::read(r, backend, now)),
         )
         .await
     }

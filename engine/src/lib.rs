@@ -66,6 +66,7 @@ mod orchestration;
 mod registry;
 #[cfg(feature = "testing")]
 pub mod testing;
+mod waits;
 mod worker;
 mod workflow;
 
@@ -94,6 +95,7 @@ pub use stent_journal::{
     DurationSpec, ExecutionId, Failure, IntoDuration, InvocationId, Payload, Serializer,
 };
 pub use stent_macros::durable;
+pub use waits::{CallTask, Wait, Waiting};
 pub use worker::WorkerBuilder;
 pub use workflow::{SignalTimeout, SignalWait, Sleep};
 

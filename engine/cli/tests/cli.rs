@@ -7,10 +7,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Db, Filled, Worker, awaits_approval, fill, run_stent};
+use common::{Db, Filled, Worker, awaits_approval, calls_hopeless, fill, run_stent};
 use serde_json::json;
-use stent::ExecutionId;
 use stent::journal::export::JournalExport;
+use stent::{ExecutionId, Stent};
 
 macro_rules! on_both {
     ($scenario:ident) => {
@@ -36,6 +36,7 @@ on_both!(tasks_and_stats);
 on_both!(dead_letters);
 on_both!(signal_cancel_and_cleanup);
 on_both!(watch_frames);
+on_both!(what_executions_wait_for);
 
 fn ids(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
@@ -768,4 +769,140 @@ async fn a_newer_postgres_schema_is_never_written() {
         return;
     };
     a_newer_schema_is_read_with_a_warning_and_never_written(db).await;
+}
+
+#[stent::durable]
+async fn naps(hours: u64) -> Result<(), String> {
+    Stent::sleep(Duration::from_secs(hours * 3600))
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn hourly() -> stent::RetryPolicy {
+    stent::RetryPolicy {
+        max_attempts: 3,
+        initial_delay: Duration::from_secs(3600),
+        ..stent::RetryPolicy::default()
+    }
+}
+
+#[stent::durable(retry_policy = hourly())]
+async fn flaky(n: u64) -> Result<u64, String> {
+    Err(format!("flaky {n} failed"))
+}
+
+#[stent::durable]
+async fn calls_flaky(n: u64) -> Result<u64, String> {
+    flaky(n).await
+}
+
+#[stent::durable]
+async fn unserved_charge(n: u64) -> Result<u64, String> {
+    Ok(n)
+}
+
+#[stent::durable]
+async fn calls_unserved(n: u64) -> Result<u64, String> {
+    unserved_charge(n).await
+}
+
+/// `stent show` (text and JSON) and `stent list` say what a running
+/// execution waits for: a timer (its due time), a signal (its name), a call
+/// being retried (the next attempt and when), a call that was
+/// dead-lettered (the reason), a call no worker has claimed (since when),
+/// and a worker to claim an execution nobody runs.
+async fn what_executions_wait_for(db: Db) {
+    let executor = db.executor().await;
+    // A worker that serves all of these but `unserved_charge`.
+    let mut registry = stent::FunctionRegistry::new();
+    registry
+        .register(naps)
+        .register(awaits_approval)
+        .register(calls_flaky)
+        .register(flaky)
+        .register(calls_hopeless)
+        .register(common::hopeless)
+        .register(calls_unserved);
+    let sleeping = executor.dispatch(naps(5)).await.unwrap();
+    let signal = executor
+        .dispatch(awaits_approval("doc-9".into()))
+        .await
+        .unwrap();
+    let retrying = executor.dispatch(calls_flaky(1)).await.unwrap();
+    let dead = executor.dispatch(calls_hopeless(2)).await.unwrap();
+    let unserved = executor.dispatch(calls_unserved(3)).await.unwrap();
+    let worker_executor = db.executor_with(registry).await;
+    let worker = Worker::start(&worker_executor).await;
+    let waits_of = |id: ExecutionId| {
+        let v = db.json(&["show", &id.to_string()]);
+        v["waits"].as_array().cloned().unwrap_or_default()
+    };
+    let settled = |id: ExecutionId, kind: &'static str, task: Option<&'static str>| {
+        let waits_of = &waits_of;
+        async move {
+            for _ in 0..500 {
+                let waits = waits_of(id);
+                if waits
+                    .iter()
+                    .any(|w| w["kind"] == kind && task.is_none_or(|t| w["task"]["state"] == t))
+                {
+                    return waits;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            panic!(
+                "{id} never waited for a {kind} {task:?}: {:?}",
+                waits_of(id)
+            );
+        }
+    };
+    let w = settled(sleeping, "timer", None).await;
+    assert!(w[0]["due"].as_str().is_some(), "{w:?}");
+    let w = settled(signal, "signal", None).await;
+    assert_eq!(w[0]["name"], "approval");
+    let w = settled(retrying, "call", Some("retrying")).await;
+    assert_eq!(w[0]["task"]["attempt"], 2, "{w:?}");
+    assert!(w[0]["function"].as_str().unwrap().ends_with("::flaky"));
+    let w = settled(dead, "call", Some("dead_lettered")).await;
+    assert!(
+        w[0]["task"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("hopeless 2"),
+        "{w:?}"
+    );
+    let w = settled(unserved, "call", Some("ready")).await;
+    assert!(w[0]["task"]["since"].as_str().is_some(), "{w:?}");
+    worker.stop().await;
+
+    // Nobody runs a new one: it waits for a worker to claim it.
+    let pending = executor.dispatch(naps(1)).await.unwrap();
+    let w = settled(pending, "claim", None).await;
+    assert_eq!(w.len(), 1, "{w:?}");
+
+    // The same in words.
+    let out = db.stent(&["show", &retrying.to_string()]);
+    out.ok();
+    assert!(
+        out.stdout.contains("retrying: attempt 2 at"),
+        "{}",
+        out.stdout
+    );
+    let out = db.stent(&["show", &sleeping.to_string()]);
+    assert!(
+        out.stdout.contains("waiting    timer due"),
+        "{}",
+        out.stdout
+    );
+    let out = db.stent(&["list", "--limit", "10"]);
+    assert!(
+        out.stdout.contains("waiting: signal \"approval\""),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        out.stdout.contains("dead-lettered: panicked"),
+        "{}",
+        out.stdout
+    );
 }

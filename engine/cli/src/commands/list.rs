@@ -61,7 +61,17 @@ pub async fn run(ctx: &mut Context<'_>, args: ListArgs) -> Result<(), CliError> 
                 style.bad(&format!("{} (corrupt)", e.state.as_str())),
                 cut(why, 60),
             ),
-            None => (style.state(e.state.as_str()), e.progress_str.clone()),
+            // What a running execution waits for says more than a count.
+            None => match e.waits.as_slice() {
+                [] => (style.state(e.state.as_str()), e.progress_str.clone()),
+                [first, rest @ ..] => (
+                    style.state(e.state.as_str()),
+                    match rest.len() {
+                        0 => format!("waiting: {first}"),
+                        n => format!("waiting: {first} (+{n} more)"),
+                    },
+                ),
+            },
         };
         table.row(vec![
             e.id.to_string(),

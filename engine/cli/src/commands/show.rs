@@ -2,7 +2,7 @@
 
 use clap::Args;
 use serde_json::{Value as Json, json};
-use stent::{ExecutionState, ProgressState};
+use stent::{CallTask, ExecutionState, ProgressState, Wait, Waiting};
 
 use crate::render::{
     Table, datetime_text, elapsed_text, failure_json, failure_text, number, payload_json,
@@ -45,6 +45,7 @@ pub fn execution_json(e: &ExecutionState, full: bool) -> Json {
         "custom_state": custom_state,
         "result": result,
         "pause_report": e.pause_report,
+        "waits": e.waits.iter().map(wait_json).collect::<Vec<Json>>(),
         "corrupt": e.corrupt,
     });
     if full {
@@ -68,6 +69,61 @@ pub fn execution_json(e: &ExecutionState, full: bool) -> Json {
         value["calls"] = Json::Array(calls);
     }
     value
+}
+
+fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// One thing an execution waits for, as JSON: `kind` (`timer`, `signal`,
+/// `call`, `claim`), the waiting invocation and seq, since when, and what
+/// the kind tells (a timer's `due`; a signal's `name` and `timeout`; a
+/// call's `function`, `child` and `task` with its `state` and details).
+pub fn wait_json(w: &Wait) -> Json {
+    let mut v = json!({
+        "kind": w.what.kind(),
+        "invocation": w.invocation.to_string(),
+        "seq": w.seq.0,
+        "since": rfc3339(w.since),
+        "text": w.to_string(),
+    });
+    match &w.what {
+        Waiting::Timer { due } => v["due"] = json!(rfc3339(*due)),
+        Waiting::Signal { name, timeout } => {
+            v["name"] = json!(name);
+            v["timeout"] = json!(timeout.map(rfc3339));
+        }
+        Waiting::Call {
+            function,
+            child,
+            task,
+        } => {
+            v["function"] = json!(function);
+            v["child"] = json!(child.to_string());
+            let mut t = json!({"state": task.kind()});
+            match task {
+                CallTask::Ready { since } => t["since"] = json!(rfc3339(*since)),
+                CallTask::Scheduled { at } => t["at"] = json!(rfc3339(*at)),
+                CallTask::Retrying { attempt, at } => {
+                    t["attempt"] = json!(attempt);
+                    t["at"] = json!(rfc3339(*at));
+                }
+                CallTask::Running {
+                    worker,
+                    lease_until,
+                } => {
+                    t["worker"] = json!(worker);
+                    t["lease_until"] = json!(rfc3339(*lease_until));
+                }
+                CallTask::DeadLettered { reason } => t["reason"] = json!(reason),
+                _ => {}
+            }
+            v["task"] = t;
+        }
+        Waiting::Claim { since } => v["since"] = json!(rfc3339(*since)),
+        _ => {}
+    }
+    v
 }
 
 /// Runs `stent show`.
@@ -126,6 +182,14 @@ pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> 
     }
     if let Some(report) = &e.pause_report {
         lines.push(("paused".into(), style.bad(report)));
+    }
+    for w in &e.waits {
+        let place = if w.invocation == e.id.root_invocation() {
+            String::new()
+        } else {
+            format!(" (in {})", w.invocation)
+        };
+        lines.push(("waiting".into(), format!("{w}{place}")));
     }
     let mut text = String::new();
     for (label, value) in &lines {

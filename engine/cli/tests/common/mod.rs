@@ -154,6 +154,21 @@ impl Db {
         }
     }
 
+    /// An executor on this database with `registry`, polling often.
+    pub async fn executor_with(&self, registry: stent::FunctionRegistry) -> Stent {
+        let builder = match self {
+            Db::Sqlite { path, .. } => {
+                Stent::builder(SqliteBackend::open(path).await.expect("open"))
+            }
+            Db::Postgres { backend, .. } => Stent::builder(backend.clone()),
+        };
+        builder
+            .function_registry(registry)
+            .poll_min_interval(Duration::from_millis(10))
+            .poll_max_interval(Duration::from_millis(100))
+            .build()
+    }
+
     /// An executor on this database that polls often (tests wait on it).
     pub async fn executor(&self) -> Stent {
         let quick = |b: stent::StentBuilder| {
