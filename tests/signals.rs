@@ -121,3 +121,78 @@ async fn signals_sent_before_both_waits_are_delivered_in_order() {
     assert_eq!(out, Ok(vec!["first".to_string(), "second".to_string()]));
     worker.stop().await;
 }
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Shipment {
+    carrier: String,
+    tracking: u64,
+}
+
+#[stent::durable]
+async fn awaits_shipment(order: u64) -> Result<String, String> {
+    let s: Shipment = Stent::wait_for_signal("shipped")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!(
+        "order {order} shipped by {} as {}",
+        s.carrier, s.tracking
+    ))
+}
+
+/// An operator's typo — a signal whose payload is not what the workflow
+/// waits for — does not destroy the execution: the signal is set aside
+/// (never journaled), the execution is paused with a report naming the
+/// signal and the type, and once a good signal is sent and the execution
+/// resumed it completes.
+#[tokio::test(start_paused = true)]
+async fn a_signal_that_does_not_decode_pauses_the_execution_until_a_good_one_comes() {
+    let executor = Stent::new(MemoryBackend::new());
+    let worker = TestWorker::start(&executor).await;
+    let id = executor.dispatch(awaits_shipment(7)).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    executor.send_signal(id, "shipped", &"FedEx").await.unwrap();
+    let paused = loop {
+        let state = executor.state_of(id).await.unwrap();
+        if state.state == stent::ExecutionStatus::Paused {
+            break state;
+        }
+        assert_ne!(state.state, stent::ExecutionStatus::Failed, "{state:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let report = paused.pause_report.unwrap_or_default();
+    assert!(
+        report.contains("signal \"shipped\"")
+            && report.contains("Shipment")
+            && report.contains("set aside"),
+        "{report}"
+    );
+    // The bad signal is gone; nothing of it is in the journal.
+    let journal = executor
+        .backend()
+        .read_journal(id.root_invocation(), stent_journal::Seq(0))
+        .await
+        .unwrap();
+    assert!(
+        journal.iter().all(|r| r.kind != "signal_received"),
+        "{journal:?}"
+    );
+
+    executor
+        .send_signal(
+            id,
+            "shipped",
+            &Shipment {
+                carrier: "FedEx".into(),
+                tracking: 42,
+            },
+        )
+        .await
+        .expect("a paused execution takes signals");
+    executor.resume(id).await.unwrap();
+    let out = executor
+        .wait_for::<String, String>(id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(out, Ok("order 7 shipped by FedEx as 42".to_string()));
+    worker.stop().await;
+}

@@ -1202,6 +1202,26 @@ impl Core {
                         .as_ref()
                         .and_then(Event::resolves)
                         .and_then(|seq| r.driver.outstanding_at(seq));
+                    // A signal whose payload the waiting code cannot decode
+                    // (an operator's typo) is set aside, never journaled,
+                    // and the execution paused until a good one is sent.
+                    if let (
+                        Source::Signal(id),
+                        Some(Outstanding::Signal { name }),
+                        Some(Event::SignalReceived { awaited, payload }),
+                    ) = (&source, &waited, &event)
+                        && let Err((why, type_name)) = r.driver.check_signal(*awaited, payload)
+                    {
+                        let report = format!(
+                            "signal {name:?} (id {}) does not decode as {type_name}, the type \
+                             the code waits for at seq {awaited}: {why}. It was set aside, not \
+                             delivered. Send a signal {name:?} with a payload of that type, then \
+                             resume the execution",
+                            id.0
+                        );
+                        self.pause_setting_aside(r, report, Some(*id)).await?;
+                        return Ok(Ended::Done);
+                    }
                     match source {
                         // Consumed either way: a stale delivery is dropped.
                         Source::Inbox(id) => r.consumed_inbox.push(id),
@@ -1949,15 +1969,30 @@ impl Core {
     }
 
     async fn pause(self: &Arc<Self>, r: &mut Running, report: String) -> Result<(), TurnError> {
+        self.pause_setting_aside(r, report, None).await
+    }
+
+    /// Pauses the execution of `r` with `report`; the signal `set_aside`,
+    /// if any, is marked consumed without being journaled (it does not fit
+    /// the wait it was meant for).
+    async fn pause_setting_aside(
+        self: &Arc<Self>,
+        r: &mut Running,
+        report: String,
+        set_aside: Option<SignalId>,
+    ) -> Result<(), TurnError> {
         tracing::error!(execution = %r.execution, invocation = %r.invocation, %report, "pausing execution");
-        let commit = bare_turn(
-            r.invocation,
-            r.epoch,
-            self.now(),
-            TaskDisposition::Pause {
-                report: format!("execution {}: {report}", r.execution),
-            },
-        );
+        let commit = TurnCommit {
+            consumed_signals: set_aside.into_iter().collect(),
+            ..bare_turn(
+                r.invocation,
+                r.epoch,
+                self.now(),
+                TaskDisposition::Pause {
+                    report: format!("execution {}: {report}", r.execution),
+                },
+            )
+        };
         // Children handed off to a diverged driver deliver on their own (their
         // senders drop), so their results wait in the inbox for the resume.
         // Deferred turns are dropped: a resume calls their steps again.

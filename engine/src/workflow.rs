@@ -10,10 +10,20 @@ use std::task::{Context as TaskCx, Poll};
 use futures_util::future::{JoinAll, TryJoinAll, join_all, try_join_all};
 use serde::de::DeserializeOwned;
 use stent_journal::IntoDuration;
-use stent_replay::{Command, Context, Effect, Resolution};
+use stent_replay::{Command, Context, Effect, Resolution, SignalCheck};
 
 use crate::error::{Error, Result};
 use crate::executor::Stent;
+
+/// What a wait for a signal of type `T` expects of its payload: a signal
+/// that does not decode into `T` is set aside before it is journaled, and
+/// the execution paused with a report, instead of failing the workflow.
+fn signal_check<T: DeserializeOwned>() -> SignalCheck {
+    SignalCheck {
+        type_name: std::any::type_name::<T>(),
+        check: |payload| payload.decode::<T>().map(drop).map_err(|e| e.to_string()),
+    }
+}
 
 /// The future of [`Stent::sleep`].
 #[must_use = "a durable sleep does nothing until it is `.await`ed"]
@@ -128,9 +138,11 @@ impl Stent {
     pub fn wait_for_signal<T: DeserializeOwned>(name: &str) -> SignalWait<T> {
         let inner = Context::try_current()
             .map(|ctx| {
-                ctx.schedule(Command::Signal {
+                let effect = ctx.schedule(Command::Signal {
                     name: name.to_string(),
-                })
+                });
+                ctx.expect_signal(&effect, signal_check::<T>());
+                effect
             })
             .map_err(|e| Some(e.into()));
         SignalWait {
@@ -185,6 +197,7 @@ impl Stent {
             let signal = ctx.schedule(Command::Signal {
                 name: name.to_string(),
             });
+            ctx.expect_signal(&signal, signal_check::<T>());
             let timer = ctx.schedule(Command::Timer { duration: timeout });
             Ok((Some(signal), Some(timer)))
         })()

@@ -4,6 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -181,6 +182,26 @@ pub(crate) struct State {
     pub(crate) limits: PayloadLimits,
     /// Sees every effect before it is matched (debuggers); `None` in the engine.
     pub(crate) observer: Option<Box<dyn Observer>>,
+    /// What the code expects of the payload of a signal wait, by seq.
+    pub(crate) signal_checks: HashMap<Seq, SignalCheck>,
+}
+
+/// What the code waiting for a signal expects of its payload: the name of
+/// the type it decodes it into, and whether a payload decodes so.
+#[derive(Clone, Copy)]
+pub struct SignalCheck {
+    /// The type the payload is decoded into.
+    pub type_name: &'static str,
+    /// `Err(why)` if `payload` does not decode into it.
+    pub check: fn(&Payload) -> Result<(), String>,
+}
+
+impl fmt::Debug for SignalCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SignalCheck")
+            .field("type_name", &self.type_name)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What an [`Observer`] sees before the driver matches an effect.
@@ -443,6 +464,13 @@ impl Context {
             ctx: self.clone(),
             seq,
         }
+    }
+
+    /// Records what the code waiting at `effect` (a signal wait) expects of
+    /// the signal's payload, so the engine can set aside a signal that does
+    /// not fit before it is journaled ([`crate::Driver::check_signal`]).
+    pub fn expect_signal(&self, effect: &Effect, check: SignalCheck) {
+        self.lock().signal_checks.insert(effect.seq, check);
     }
 
     /// Records that the code could not go on (for example a recorded value no

@@ -1,6 +1,7 @@
 //! The driver: polls one invocation's code against its journal, applying
 //! recorded answers in journal order and collecting new events.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -195,6 +196,7 @@ impl Driver {
             serializer: Serializer::default(),
             limits: PayloadLimits::default(),
             observer: None,
+            signal_checks: HashMap::new(),
         };
         Ok(Driver {
             ctx: Context {
@@ -328,6 +330,17 @@ impl Driver {
     /// The outstanding effect at `seq`, if the code still waits for one there.
     pub fn outstanding_at(&self, seq: Seq) -> Option<Outstanding> {
         self.ctx.lock().outstanding.get(&seq).cloned()
+    }
+
+    /// Whether `payload` fits what the code waiting for a signal at `seq`
+    /// expects ([`Context::expect_signal`]): `Err` with the type and why
+    /// not. Always `Ok` for a wait that said nothing.
+    pub fn check_signal(&self, seq: Seq, payload: &Payload) -> Result<(), (String, &'static str)> {
+        let check = self.ctx.lock().signal_checks.get(&seq).copied();
+        match check {
+            Some(c) => (c.check)(payload).map_err(|why| (why, c.type_name)),
+            None => Ok(()),
+        }
     }
 
     /// Events appended since the last call, with their seqs, for the engine to store.

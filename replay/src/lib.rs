@@ -44,6 +44,7 @@ mod context;
 mod driver;
 
 pub use context::{
-    Command, Context, Effect, EffectView, NoContext, Observer, Outstanding, Resolution, Verdict,
+    Command, Context, Effect, EffectView, NoContext, Observer, Outstanding, Resolution,
+    SignalCheck, Verdict,
 };
 pub use driver::{Divergence, Driver, DriverError, InvocationFuture, Status, WakeFlag};

@@ -6,9 +6,9 @@
 //! and act on it: send a signal, cancel, replay or discard dead letters,
 //! clean up old executions. Every command speaks `--json` too.
 //!
-//! Commands that re-run recorded journals against code (`replay`, `resume`,
-//! `fork`) need the user's durable functions, which the plain binary does not
-//! have. Build your own binary with your functions registered and hand the
+//! Commands that re-run recorded journals against code (`replay`, `fork`)
+//! need the user's durable functions, which the plain binary does not have
+//! (`resume` only re-queues, so every binary runs it). Build your own binary with your functions registered and hand the
 //! registry to [`run`]:
 //!
 //! ```no_run
@@ -133,8 +133,7 @@ pub enum Command {
     /// Re-run a recorded journal against your code (needs a binary built
     /// with `stent_cli::run(registry)`).
     Replay(commands::replay::ReplayArgs),
-    /// Re-queue an execution paused by non-determinism (needs a binary built
-    /// with `stent_cli::run(registry)`).
+    /// Re-queue a paused execution: a worker replays it on the code it runs.
     Resume(commands::repair::ResumeArgs),
     /// Start a new execution from a recorded prefix of another (needs a
     /// binary built with `stent_cli::run(registry)`).
@@ -239,9 +238,6 @@ async fn dispatch(
     match &cli.command {
         Command::Replay(_) if registry.is_none() => {
             return commands::debugger::unavailable("replay", &registry);
-        }
-        Command::Resume(_) if registry.is_none() => {
-            return commands::debugger::unavailable("resume", &registry);
         }
         Command::Fork(_) if registry.is_none() => {
             return commands::debugger::unavailable("fork", &registry);
