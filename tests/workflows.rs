@@ -177,6 +177,46 @@ async fn dispatch_rejects_conflicting_and_malformed_options() {
         .await
         .unwrap_err();
     assert!(matches!(err, stent::Error::InvalidDuration(_)), "{err}");
+    // A deadline that passes before the execution may start.
+    let err = executor
+        .dispatch(double(1))
+        .delay("90s")
+        .expiry("1m")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, stent::Error::InvalidConfig(m) if m.contains("must be longer than delay")),
+        "{err}"
+    );
+    assert!(
+        executor
+            .list_executions(10, 0, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The duration parser is there beside DurationSpec.
+    assert_eq!(
+        stent::parse_duration("1h30m").unwrap(),
+        std::time::Duration::from_secs(5400)
+    );
+    // Unknown dead letters are a typed not-found; a default task filter
+    // lists a page.
+    let ghost = stent::ExecutionId::new_random().root_invocation();
+    let err = executor
+        .replay_dead_letter(ghost, None, false)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, stent::Error::DeadLetterNotFound(t) if t == ghost),
+        "{err}"
+    );
+    executor.dispatch(double(2)).await.unwrap();
+    let tasks = executor
+        .list_tasks(stent::TaskFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(tasks.len(), 1);
 }
 
 #[tokio::test(start_paused = true)]

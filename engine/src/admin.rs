@@ -10,6 +10,9 @@ use stent_journal::{ExecutionId, Failure, InvocationId, Seq};
 use crate::error::{Error, Result};
 use crate::executor::Stent;
 
+/// The tasks [`Stent::list_tasks`] lists when the filter's `limit` is 0.
+pub const DEFAULT_TASK_PAGE: usize = 100;
+
 impl Stent {
     /// Cancels an execution for good: it never turns `completed`; its
     /// invocations stop at their next durable point (those resident in this
@@ -75,9 +78,7 @@ impl Stent {
             .replay_dead_letter(task, queue, reset_retries, self.inner.clock.now())
             .await?;
         if !replayed {
-            return Err(Error::Backend(StoreError::NotFound(format!(
-                "dead letter {task}"
-            ))));
+            return Err(Error::DeadLetterNotFound(task));
         }
         self.inner.hub.work.notify_waiters();
         Ok(task)
@@ -150,7 +151,13 @@ impl Stent {
     /// }
     /// # Ok(()) }
     /// ```
-    pub async fn list_tasks(&self, filter: TaskFilter) -> Result<Vec<TaskRecord>> {
+    ///
+    /// A `limit` of 0 (as in `TaskFilter::default()`) lists a page of
+    /// [`DEFAULT_TASK_PAGE`] tasks.
+    pub async fn list_tasks(&self, mut filter: TaskFilter) -> Result<Vec<TaskRecord>> {
+        if filter.limit == 0 {
+            filter.limit = DEFAULT_TASK_PAGE;
+        }
         Ok(self.inner.backend.list_tasks(filter).await?)
     }
 

@@ -1,7 +1,7 @@
 //! The one error type of stent's public API.
 
 use stent_journal::store::{ExecutionStatus, StoreError};
-use stent_journal::{CodecError, DurationError, ExecutionId};
+use stent_journal::{CodecError, DurationError, ExecutionId, InvocationId};
 
 /// Everything that can go wrong when using stent.
 #[derive(Debug, thiserror::Error)]
@@ -29,6 +29,10 @@ pub enum Error {
     /// No such execution.
     #[error("execution {0} not found")]
     NotFound(ExecutionId),
+    /// No dead letter for this task (it was never dead-lettered, or was
+    /// replayed or discarded already).
+    #[error("no dead letter for task {0} (never dead-lettered, or replayed or discarded already)")]
+    DeadLetterNotFound(InvocationId),
     /// The execution has not finished yet.
     #[error("execution {id} has not finished yet (state: {state})")]
     StillRunning {

@@ -811,6 +811,18 @@ impl<D: DurableFn> Dispatch<'_, D> {
             (None, None) => None,
         };
         let delay = self.delay.transpose()?;
+        // The deadline counts from the dispatch, like the delay: one that
+        // passes before the execution may start would time it out unrun.
+        if let (Some(expiry), Some(delay)) = (expiry, delay)
+            && expiry <= delay
+        {
+            return Err(Error::InvalidConfig(format!(
+                "expiry ({}) must be longer than delay ({}): both count from the dispatch, so \
+                 the execution would time out before it may start",
+                stent_journal::format_duration(expiry),
+                stent_journal::format_duration(delay)
+            )));
+        }
         let mut routing = entry.routing.clone();
         if let Some(t) = self.tags {
             routing.tags = t;

@@ -70,6 +70,7 @@ mod waits;
 mod worker;
 mod workflow;
 
+pub use admin::DEFAULT_TASK_PAGE;
 pub use call::{Call, CallFuture, IntoDefinition};
 pub use clock::{Clock, TokioClock};
 pub use compensation::{Cancellation, CompensationCall, CompensationReport, RunCompensations};
@@ -93,6 +94,7 @@ pub use stent_journal::store::{
 };
 pub use stent_journal::{
     DurationSpec, ExecutionId, Failure, IntoDuration, InvocationId, Payload, Serializer,
+    format_duration, parse_duration,
 };
 pub use stent_macros::durable;
 pub use waits::{CallTask, Wait, Waiting};

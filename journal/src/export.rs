@@ -321,8 +321,21 @@ impl JournalExport {
     /// the body. Journal rows are decoded later, by [`InvocationJournal::events`].
     pub fn from_bytes(bytes: &[u8]) -> Result<JournalExport, ExportError> {
         let not_an_export = |found: String| ExportError::NotAnExport { found };
-        let value: Value = decode_bytes(bytes, EXPORT_LIMITS, "journal export")
-            .map_err(|e| not_an_export(format!("the file is not CBOR: {e}")))?;
+        let value: Value = decode_bytes(bytes, EXPORT_LIMITS, "journal export").map_err(|e| {
+            // An export's format tag comes first: a file that holds it
+            // but does not decode was cut short or damaged.
+            if bytes
+                .windows(EXPORT_FORMAT.len())
+                .take(64)
+                .any(|w| w == EXPORT_FORMAT.as_bytes())
+            {
+                ExportError::Corrupt(format!(
+                    "the file is cut short or damaged (was it copied whole?): {e}"
+                ))
+            } else {
+                not_an_export(format!("the file is not CBOR: {e}"))
+            }
+        })?;
         let Value::Map(entries) = &value else {
             return Err(not_an_export("the file holds CBOR but not a map".into()));
         };

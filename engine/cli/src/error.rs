@@ -24,6 +24,20 @@ pub enum CliError {
 }
 
 impl CliError {
+    /// A short name of the kind of failure, for `--json` errors:
+    /// `not_found`, `invalid`, `unavailable`, `failed`, `output`,
+    /// `diverged`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CliError::NotFound(_) => "not_found",
+            CliError::Invalid(_) => "invalid",
+            CliError::Unavailable(_) => "unavailable",
+            CliError::Stent(_) => "failed",
+            CliError::Io(_) => "output",
+            CliError::Diverged(_) => "diverged",
+        }
+    }
+
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {

@@ -220,10 +220,21 @@ pub async fn execute(
     registry: Option<FunctionRegistry>,
     out: &mut (dyn Write + Send),
 ) -> u8 {
+    let json = cli.global.json;
     match dispatch(cli, registry, out).await {
         Ok(()) => exit::OK,
+        // The reader went away (`stent --json list | head -2`): nothing
+        // more to say, and nothing went wrong.
+        Err(CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
+        Err(e) if json => {
+            eprintln!(
+                "{}",
+                serde_json::json!({"error": e.to_string(), "kind": e.kind()})
+            );
+            e.exit_code()
+        }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", render::escape_controls(&e.to_string()));
             e.exit_code()
         }
     }

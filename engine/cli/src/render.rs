@@ -60,14 +60,42 @@ pub fn payload_text(payload: &Payload, max: usize) -> String {
     cut(&payload_json(payload).to_string(), max)
 }
 
-/// `text` cut to `max` characters, with `…` when something was left out.
+/// `text` cut to `max` characters, with `…` when something was left out,
+/// its control characters made visible ([`escape_controls`]): what it
+/// shows may come from anyone (a panic message, a payload).
 pub fn cut(text: &str, max: usize) -> String {
+    let text = escape_controls(text);
     if text.chars().count() <= max {
-        return text.to_string();
+        return text;
     }
     let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
     s.push('…');
     s
+}
+
+/// `text` with every control character (terminal escape sequences, line
+/// breaks, bells) written as a visible escape (`\x1b`, `\n`), so a string
+/// stored by anyone cannot move the cursor, recolour or clear a terminal
+/// that shows it.
+///
+/// ```
+/// assert_eq!(stent_cli::render::escape_controls("a\x1b[2Jb\n"), "a\\x1b[2Jb\\n");
+/// ```
+pub fn escape_controls(text: &str) -> String {
+    if !text.chars().any(char::is_control) {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 /// Lowercase hex.

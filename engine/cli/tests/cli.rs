@@ -440,7 +440,11 @@ async fn signal_cancel_and_cleanup(db: Db) {
             .len(),
         6
     );
+    // --days 0 wipes every ended execution: it wants --force.
     let out = db.stent(&["cleanup", "--days", "0"]);
+    out.code(1);
+    assert!(out.stderr.contains("--force"), "{}", out.stderr);
+    let out = db.stent(&["cleanup", "--days", "0", "--force"]);
     out.ok();
     assert!(
         out.stdout.contains("deleted 4 execution(s)"),
@@ -721,7 +725,7 @@ async fn a_newer_schema_is_read_with_a_warning_and_never_written(db: Db) {
     for write in [
         vec!["cancel", &id.to_string()],
         vec!["signal", &id.to_string(), "approval", "true"],
-        vec!["cleanup", "--days", "0"],
+        vec!["cleanup", "--days", "0", "--force"],
     ] {
         let refused = with(&write.iter().map(|s| s.as_ref()).collect::<Vec<&str>>());
         refused.code(1);
@@ -940,4 +944,57 @@ async fn a_signal_typo_pauses_and_the_plain_binary_resumes(db: Db) {
         .unwrap();
     assert_eq!(got, Ok("doc-5 approved by alice".to_string()));
     worker.stop().await;
+}
+
+/// `--json` output cut short by its reader exits quietly, like a table;
+/// under `--json` an error is JSON on stderr with a kind and the same exit
+/// code; `list --limit 0` is refused by the parser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_pipe_is_quiet_and_json_errors_are_json() {
+    let db = Db::sqlite().await;
+    let executor = db.executor().await;
+    // More output than a pipe holds, so the writer meets the closed end.
+    for n in 0..300 {
+        executor.dispatch(common::charge(n, 1)).await.unwrap();
+    }
+    let db_path = db.args()[1].clone();
+    for mode in ["--json", "--no-color"] {
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "\"$0\" --db \"$1\" {mode} list --limit 300 | head -c 20 >/dev/null"
+            ))
+            .arg(env!("CARGO_BIN_EXE_stent"))
+            .arg(&db_path)
+            .output()
+            .expect("run through a pipe");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("Broken pipe") && !stderr.contains("error"),
+            "{mode}: {stderr}"
+        );
+    }
+    // The exit code itself, without a shell in between.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stent"))
+        .args(["--db", &db_path, "--json", "list", "--limit", "300"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    drop(child.stdout.take());
+    let status = child.wait().expect("wait");
+    assert_eq!(status.code(), Some(0), "a closed pipe is not a failure");
+
+    let out = db.stent(&["--json", "show", &ExecutionId::new_random().to_string()]);
+    out.code(1);
+    let err: serde_json::Value = serde_json::from_str(out.stderr.trim()).expect("JSON error");
+    assert_eq!(err["kind"], "not_found", "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("not found"),
+        "{err}"
+    );
+
+    let out = db.stent(&["list", "--limit", "0"]);
+    out.code(2);
+    assert!(out.stderr.contains("--limit"), "{}", out.stderr);
 }

@@ -16,10 +16,20 @@ pub struct CleanupArgs {
     /// Only count what would be deleted.
     #[arg(long)]
     pub dry_run: bool,
+    /// Confirm `--days 0`: it deletes every ended execution, however recent.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Runs `stent cleanup`.
 pub async fn run(ctx: &mut Context<'_>, args: CleanupArgs) -> Result<(), CliError> {
+    if args.days == 0 && !args.dry_run && !args.force {
+        return Err(CliError::Invalid(
+            "--days 0 deletes every execution that has ended, however recently, with its \
+             journal; add --force to do so (or --dry-run to count them first)"
+                .into(),
+        ));
+    }
     let older_than = Duration::from_secs(args.days.saturating_mul(86_400));
     let counts = ctx.stent.cleanup(older_than, args.dry_run).await?;
     if ctx.json {

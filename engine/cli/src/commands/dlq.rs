@@ -7,7 +7,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
 use stent::DeadLetterRecord;
 
-use crate::render::{Table, cut, time_json, time_text};
+use crate::render::{Table, cut, escape_controls, time_json, time_text};
 use crate::{CliError, Context};
 
 /// `stent dlq` subcommands.
@@ -149,11 +149,11 @@ async fn show(ctx: &mut Context<'_>, args: DlqIdArgs) -> Result<(), CliError> {
     let lines = [
         ("task", d.task.to_string()),
         ("execution", d.execution.to_string()),
-        ("function", d.function.clone()),
+        ("function", escape_controls(&d.function)),
         ("queue", d.queue.clone()),
         ("failed at", time_text(d.failed_at)),
         ("retries", d.retries.to_string()),
-        ("reason", style.bad(&d.reason)),
+        ("reason", style.bad(&escape_controls(&d.reason))),
     ];
     let mut text = String::new();
     for (label, value) in lines {

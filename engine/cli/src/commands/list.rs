@@ -5,7 +5,7 @@ use serde_json::Value as Json;
 use stent::ExecutionStatus;
 
 use super::show::execution_json;
-use crate::render::{Table, cut, datetime_text};
+use crate::render::{Table, cut, datetime_text, escape_controls};
 use crate::{CliError, Context};
 
 /// Arguments of `stent list`.
@@ -15,9 +15,9 @@ pub struct ListArgs {
     /// timed_out, cancelled, paused).
     #[arg(long, value_name = "STATE")]
     pub state: Option<String>,
-    /// Most executions to list.
-    #[arg(long, default_value_t = 20)]
-    pub limit: usize,
+    /// Most executions to list (at least 1).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
+    pub limit: u64,
     /// Executions to skip (for paging).
     #[arg(long, default_value_t = 0)]
     pub offset: usize,
@@ -39,7 +39,7 @@ pub async fn run(ctx: &mut Context<'_>, args: ListArgs) -> Result<(), CliError> 
     let state = args.state.as_deref().map(parse_state).transpose()?;
     let executions = ctx
         .stent
-        .list_executions(args.limit, args.offset, state)
+        .list_executions(args.limit as usize, args.offset, state)
         .await?;
     if ctx.json {
         let items: Vec<Json> = executions
@@ -66,10 +66,10 @@ pub async fn run(ctx: &mut Context<'_>, args: ListArgs) -> Result<(), CliError> 
                 [] => (style.state(e.state.as_str()), e.progress_str.clone()),
                 [first, rest @ ..] => (
                     style.state(e.state.as_str()),
-                    match rest.len() {
+                    escape_controls(&match rest.len() {
                         0 => format!("waiting: {first}"),
                         n => format!("waiting: {first} (+{n} more)"),
-                    },
+                    }),
                 ),
             },
         };

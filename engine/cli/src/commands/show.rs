@@ -5,8 +5,8 @@ use serde_json::{Value as Json, json};
 use stent::{CallTask, ExecutionState, ProgressState, Wait, Waiting};
 
 use crate::render::{
-    Table, datetime_text, elapsed_text, failure_json, failure_text, number, payload_json,
-    payload_text,
+    Table, datetime_text, elapsed_text, escape_controls, failure_json, failure_text, number,
+    payload_json, payload_text,
 };
 use crate::{CliError, Context};
 
@@ -136,7 +136,7 @@ pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> 
     let style = ctx.style();
     let mut lines: Vec<(String, String)> = vec![
         ("execution".into(), e.id.to_string()),
-        ("function".into(), e.function.clone()),
+        ("function".into(), escape_controls(&e.function)),
         ("state".into(), style.state(e.state.as_str())),
         (
             "queue".into(),
@@ -164,7 +164,7 @@ pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> 
     lines.push(("retries".into(), e.retries.to_string()));
     lines.push(("progress".into(), e.progress_str.clone()));
     if let Some(why) = &e.corrupt {
-        lines.push(("corrupt".into(), style.bad(why)));
+        lines.push(("corrupt".into(), style.bad(&escape_controls(why))));
     }
     for (name, value) in &e.counters {
         lines.push(("counter".into(), format!("{name} = {}", number(*value))));
@@ -181,7 +181,7 @@ pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> 
         None => {}
     }
     if let Some(report) = &e.pause_report {
-        lines.push(("paused".into(), style.bad(report)));
+        lines.push(("paused".into(), style.bad(&escape_controls(report))));
     }
     for w in &e.waits {
         let place = if w.invocation == e.id.root_invocation() {
@@ -189,7 +189,7 @@ pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> 
         } else {
             format!(" (in {})", w.invocation)
         };
-        lines.push(("waiting".into(), format!("{w}{place}")));
+        lines.push(("waiting".into(), escape_controls(&format!("{w}{place}"))));
     }
     let mut text = String::new();
     for (label, value) in &lines {

@@ -4,7 +4,7 @@ use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
 use stent::{TaskFilter, TaskRecord, TaskState};
 
-use crate::render::{Table, cut, time_json, time_text};
+use crate::render::{Table, cut, escape_controls, time_json, time_text};
 use crate::{CliError, Context};
 
 /// `stent tasks` subcommands.
@@ -143,7 +143,7 @@ async fn show(ctx: &mut Context<'_>, args: TasksShowArgs) -> Result<(), CliError
     let mut lines = vec![
         ("task", t.invocation.to_string()),
         ("execution", t.execution.to_string()),
-        ("function", t.function.clone()),
+        ("function", escape_controls(&t.function)),
         ("state", style.state(t.state.as_str())),
         (
             "queue",
