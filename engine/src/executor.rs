@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use stent_journal::event::{Event, EventKind};
 use stent_journal::store::{
     Backend, ExecutionFilter, ExecutionRecord, ExecutionStatus, NewExecution, NewInvocation,
-    StoreError, TaskFilter, TaskState,
+    SignalRecord, StoreError, TaskFilter, TaskState,
 };
 use stent_journal::{
     ExecutionId, Failure, IntoDuration, Payload, PayloadLimits, Seq, Serializer, Timestamp,
@@ -274,6 +274,10 @@ pub struct ExecutionState {
     /// a worker to claim it. Empty once it has ended, and while paused (see
     /// [`pause_report`](Self::pause_report)).
     pub waits: Vec<Wait>,
+    /// Signals sent to it that no wait has taken yet, oldest first (a
+    /// signal sent before its wait, or under a name the code never waits
+    /// for). Empty once it has ended.
+    pub unconsumed_signals: Vec<SignalRecord>,
     /// Why some of this execution's stored data could not be read (an
     /// undecodable terminal event or journal row), naming what; the fields
     /// it would have filled are left empty. `None` when everything read.
@@ -306,6 +310,9 @@ impl ExecutionState {
             Ok(rows) => {
                 if !state.state.is_terminal() && state.state != ExecutionStatus::Paused {
                     state.waits = read_waits(backend, state.id, &rows, now).await?;
+                }
+                if !state.state.is_terminal() {
+                    state.unconsumed_signals = backend.pending_signals(state.id, &[]).await?;
                 }
                 let derived = fold(rows);
                 state.progress_str = progress_summary(&derived.progress);
@@ -358,6 +365,7 @@ impl ExecutionState {
             progress: Vec::new(),
             progress_str: progress_summary(&[]),
             waits: Vec::new(),
+            unconsumed_signals: Vec::new(),
             corrupt,
         }
     }

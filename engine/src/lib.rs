@@ -89,8 +89,8 @@ pub use registry::{
     RetryPredicate,
 };
 pub use stent_journal::store::{
-    CleanupCounts, DeadLetterRecord, ExecutionStatus, QueueStats, StoreStats, TaskFilter,
-    TaskRecord, TaskState,
+    CleanupCounts, DeadLetterRecord, ExecutionStatus, QueueStats, SignalRecord, StoreStats,
+    TaskFilter, TaskRecord, TaskState,
 };
 pub use stent_journal::{
     DurationSpec, ExecutionId, Failure, IntoDuration, InvocationId, Payload, Serializer,

@@ -832,7 +832,8 @@ pub trait SignalStore: Send + Sync {
         payload: Vec<u8>,
         now: Timestamp,
     ) -> StoreResult<SignalId>;
-    /// Unconsumed signals of the execution with one of `names`, oldest first.
+    /// Unconsumed signals of the execution with one of `names` (every name
+    /// when `names` is empty), oldest first.
     async fn pending_signals(
         &self,
         execution: ExecutionId,

@@ -1149,7 +1149,9 @@ impl SignalStore for MemoryBackend {
             .signals
             .iter()
             .filter(|(_, s)| {
-                s.execution == execution && s.consumed_by.is_none() && names.contains(&s.name)
+                s.execution == execution
+                    && s.consumed_by.is_none()
+                    && (names.is_empty() || names.contains(&s.name))
             })
             .map(|(id, s)| SignalRecord {
                 id: SignalId(*id),

@@ -543,7 +543,8 @@ pub(crate) const INBOX: &str =
     "SELECT id, event FROM inbox WHERE invocation_id = $1::uuid ORDER BY id";
 
 pub(crate) const PENDING_SIGNALS: &str = "SELECT id, name, payload FROM signals \
-    WHERE execution_id = $1::uuid AND consumed_by IS NULL AND name = ANY($2::text[]) \
+    WHERE execution_id = $1::uuid AND consumed_by IS NULL \
+      AND (cardinality($2::text[]) = 0 OR name = ANY($2::text[])) \
     ORDER BY id";
 
 /// $1 invocation, $2 epoch: a live worker's lapsed lease at $2 was taken

@@ -1702,9 +1702,6 @@ impl SignalStore for PostgresBackend {
     ) -> StoreResult<Vec<SignalRecord>> {
         const OP: &str = "pending_signals";
         const T: &str = "signals";
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
         let rows = sqlx::query(sql::PENDING_SIGNALS)
             .bind(*execution.as_uuid())
             .bind(names)

@@ -608,7 +608,7 @@ pub(crate) const INBOX: &str = "SELECT id, event FROM inbox WHERE invocation_id 
 
 pub(crate) const PENDING_SIGNALS: &str = "SELECT id, name, payload FROM signals \
     WHERE execution_id = ?1 AND consumed_by IS NULL \
-      AND name IN (SELECT value FROM json_each(?2)) \
+      AND (json_array_length(?2) = 0 OR name IN (SELECT value FROM json_each(?2))) \
     ORDER BY id";
 
 /// ?1 invocation, ?2 epoch: a live worker's lapsed lease at ?2 was taken

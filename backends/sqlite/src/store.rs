@@ -1416,9 +1416,6 @@ impl SignalStore for SqliteBackend {
     ) -> StoreResult<Vec<SignalRecord>> {
         const OP: &str = "pending_signals";
         const T: &str = "signals";
-        if names.is_empty() {
-            return Ok(Vec::new());
-        }
         let mut conn = self.reader(OP).await?;
         let rows = sqlx::query(sql::PENDING_SIGNALS)
             .bind(execution.to_string())

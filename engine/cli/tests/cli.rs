@@ -861,6 +861,20 @@ async fn what_executions_wait_for(db: Db) {
     assert!(w[0]["due"].as_str().is_some(), "{w:?}");
     let w = settled(signal, "signal", None).await;
     assert_eq!(w[0]["name"], "approval");
+    // A signal under a name the code never waits for stays in sight.
+    executor
+        .send_signal(signal, "aproval", &"bob")
+        .await
+        .unwrap();
+    let v = db.json(&["show", &signal.to_string()]);
+    assert_eq!(v["unconsumed_signals"][0]["name"], "aproval", "{v}");
+    let out = db.stent(&["show", &signal.to_string()]);
+    assert!(
+        out.stdout
+            .contains("\"aproval\" sent, not taken by a wait yet: \"bob\""),
+        "{}",
+        out.stdout
+    );
     let w = settled(retrying, "call", Some("retrying")).await;
     assert_eq!(w[0]["task"]["attempt"], 2, "{w:?}");
     assert!(w[0]["function"].as_str().unwrap().ends_with("::flaky"));
@@ -892,6 +906,15 @@ async fn what_executions_wait_for(db: Db) {
     let out = db.stent(&["show", &sleeping.to_string()]);
     assert!(
         out.stdout.contains("waiting    timer due"),
+        "{}",
+        out.stdout
+    );
+    // The calls table says a dead-lettered call is one.
+    let out = db.stent(&["show", &dead.to_string()]);
+    assert!(
+        out.stdout.lines().any(|l| l.contains("::hopeless")
+            && l.contains("dead-lettered")
+            && !l.starts_with("waiting")),
         "{}",
         out.stdout
     );

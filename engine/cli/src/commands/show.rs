@@ -2,7 +2,7 @@
 
 use clap::Args;
 use serde_json::{Value as Json, json};
-use stent::{CallTask, ExecutionState, ProgressState, Wait, Waiting};
+use stent::{CallTask, ExecutionState, Payload, ProgressState, Wait, Waiting};
 
 use crate::render::{
     Table, datetime_text, elapsed_text, escape_controls, failure_json, failure_text, number,
@@ -46,6 +46,15 @@ pub fn execution_json(e: &ExecutionState, full: bool) -> Json {
         "result": result,
         "pause_report": e.pause_report,
         "waits": e.waits.iter().map(wait_json).collect::<Vec<Json>>(),
+        "unconsumed_signals": e
+            .unconsumed_signals
+            .iter()
+            .map(|s| json!({
+                "id": s.id.0,
+                "name": s.name,
+                "payload": payload_json(&Payload::from_bytes(s.payload.clone())),
+            }))
+            .collect::<Vec<Json>>(),
         "corrupt": e.corrupt,
     });
     if full {
@@ -191,6 +200,16 @@ pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> 
         };
         lines.push(("waiting".into(), escape_controls(&format!("{w}{place}"))));
     }
+    for s in &e.unconsumed_signals {
+        lines.push((
+            "signal".into(),
+            format!(
+                "{} sent, not taken by a wait yet: {}",
+                escape_controls(&format!("{:?}", s.name)),
+                payload_text(&Payload::from_bytes(s.payload.clone()), 200)
+            ),
+        ));
+    }
     let mut text = String::new();
     for (label, value) in &lines {
         text.push_str(&format!(
@@ -201,10 +220,24 @@ pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> 
     if !e.progress.is_empty() {
         text.push_str(&format!("{}\n", style.bold("calls")));
         let mut table = Table::new(&["SEQ", "FUNCTION", "STATE", "STARTED", "TOOK"]);
+        // A call without a result says where its task stands.
+        let tasks: std::collections::HashMap<_, _> = e
+            .waits
+            .iter()
+            .filter_map(|w| match &w.what {
+                Waiting::Call { child, task, .. } => Some((*child, task)),
+                _ => None,
+            })
+            .collect();
         for p in &e.progress {
-            let state = match (p.state, p.cached) {
-                (ProgressState::Completed, true) => style.good("cached"),
-                (s, _) => style.state(s.as_str()),
+            let task = p.child.and_then(|c| tasks.get(&c));
+            let state = match (p.state, p.cached, task) {
+                (ProgressState::Completed, true, _) => style.good("cached"),
+                (ProgressState::Scheduled, _, Some(CallTask::DeadLettered { .. })) => {
+                    style.bad("dead-lettered")
+                }
+                (ProgressState::Scheduled, _, Some(t)) => style.state(t.kind()),
+                (s, _, _) => style.state(s.as_str()),
             };
             let took = p
                 .completed_at
