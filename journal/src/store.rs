@@ -586,6 +586,61 @@ impl fmt::Display for TaskState {
     }
 }
 
+/// A worker that announced itself: what it serves, and until when it is
+/// presumed alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkerRecord {
+    /// Its id.
+    pub id: WorkerId,
+    /// The functions it claims.
+    pub functions: Vec<String>,
+    /// Only tasks of these queues (`None`: any).
+    pub queues: Option<Vec<String>>,
+    /// Only tasks carrying one of these tags (`None`: any).
+    pub tags: Option<Vec<String>>,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it last announced itself.
+    pub seen_at: Timestamp,
+    /// Past this, without another announcement, it is presumed gone.
+    pub expires_at: Timestamp,
+}
+
+impl WorkerRecord {
+    /// True if the worker, alive at `now`, would claim a task of `function`
+    /// routed by `routing`.
+    ///
+    /// ```
+    /// # use stent_journal::store::{Routing, WorkerRecord};
+    /// # use stent_journal::{Timestamp, WorkerId};
+    /// let w = WorkerRecord {
+    ///     id: WorkerId::new("w1"),
+    ///     functions: vec!["shop::charge".into()],
+    ///     queues: Some(vec!["payments".into()]),
+    ///     tags: None,
+    ///     started_at: Timestamp(0),
+    ///     seen_at: Timestamp(10),
+    ///     expires_at: Timestamp(100),
+    /// };
+    /// let payments = Routing { queue: "payments".into(), ..Routing::default() };
+    /// assert!(w.serves("shop::charge", &payments, Timestamp(50)));
+    /// assert!(!w.serves("shop::charge", &Routing::default(), Timestamp(50)));
+    /// assert!(!w.serves("shop::charge", &payments, Timestamp(101)));
+    /// ```
+    pub fn serves(&self, function: &str, routing: &Routing, now: Timestamp) -> bool {
+        self.expires_at >= now
+            && self.functions.iter().any(|f| f == function)
+            && self
+                .queues
+                .as_ref()
+                .is_none_or(|q| q.contains(&routing.queue))
+            && self
+                .tags
+                .as_ref()
+                .is_none_or(|t| t.iter().any(|t| routing.tags.contains(t)))
+    }
+}
+
 /// A stored task, for inspection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskRecord {
@@ -800,6 +855,12 @@ pub trait TaskStore: Send + Sync {
         now: Timestamp,
         until: Timestamp,
     ) -> StoreResult<Vec<InvocationId>>;
+    /// Records that `worker` is alive and what it serves (replacing what it
+    /// announced before), so operators and other processes can tell a task
+    /// no worker serves.
+    async fn announce_worker(&self, worker: &WorkerRecord) -> StoreResult<()>;
+    /// Forgets a worker that stops.
+    async fn retire_worker(&self, worker: &WorkerId) -> StoreResult<()>;
     /// A worker that held the lease on `invocation` at `epoch` is alive
     /// and found the lease gone. If the last claim of the task took that
     /// lease over after it lapsed (the database or the network was away,
@@ -851,6 +912,9 @@ pub trait InspectStore: Send + Sync {
     /// Executions per status, tasks per state, per-queue work (`due` counts
     /// ready tasks whose `run_at` is at or before `now`) and dead letters.
     async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats>;
+    /// The workers that announced themselves and were not retired, by id
+    /// (those presumed gone too: see [`WorkerRecord::expires_at`]).
+    async fn workers(&self) -> StoreResult<Vec<WorkerRecord>>;
 }
 
 /// Everything a backend offers.

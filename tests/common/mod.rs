@@ -259,6 +259,16 @@ impl<B: Backend> TaskStore for CountingBackend<B> {
             )
             .await
     }
+    async fn announce_worker(&self, worker: &WorkerRecord) -> StoreResult<()> {
+        self.faults
+            .run(Call::Other, self.inner.announce_worker(worker))
+            .await
+    }
+    async fn retire_worker(&self, worker: &WorkerId) -> StoreResult<()> {
+        self.faults
+            .run(Call::Other, self.inner.retire_worker(worker))
+            .await
+    }
     async fn forgive_takeover(
         &self,
         invocation: InvocationId,
@@ -351,6 +361,9 @@ impl<B: Backend> InspectStore for CountingBackend<B> {
         self.faults
             .run(Call::Other, self.inner.task(invocation))
             .await
+    }
+    async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {
+        self.faults.run(Call::Other, self.inner.workers()).await
     }
     async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats> {
         self.faults.run(Call::Other, self.inner.stats(now)).await

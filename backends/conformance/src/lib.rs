@@ -34,6 +34,7 @@ use stent_journal::store::{
     Backend, ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterRecord, Delivery, ExecutionFilter,
     ExecutionOutcome, ExecutionRecord, ExecutionStatus, IdempotencyBegin, JournalRow, LeaseGrant,
     NewEvent, NewExecution, NewInvocation, Routing, StoreError, TaskDisposition, TurnCommit,
+    WorkerRecord,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
@@ -114,6 +115,7 @@ macro_rules! conformance_tests {
             end_execution_cancels_unfinished_tasks,
             cleanup_removes_only_old_ended_executions,
             inspect_tasks_and_stats,
+            workers_announce_and_retire,
         );
     };
     ($factory:expr) => {
@@ -3413,4 +3415,35 @@ pub async fn inspect_tasks_and_stats(backend: Arc<dyn Backend>) {
     assert_eq!(stats.dead_letters, 1);
     let later = backend.stats(at(9_000)).await.unwrap();
     assert_eq!(later.queues[1], q("b", 1, 1, 0, 0));
+}
+
+/// A worker's announcement is kept (a later one replaces it, queues and
+/// tags `None` mean any), listed by id, and forgotten when retired.
+pub async fn workers_announce_and_retire(backend: Arc<dyn Backend>) {
+    let record = |id: &str, seen: i64| WorkerRecord {
+        id: worker(id),
+        functions: vec!["app::f".into(), "app::g".into()],
+        queues: Some(vec!["default".into(), "payments".into()]),
+        tags: None,
+        started_at: at(1),
+        seen_at: at(seen),
+        expires_at: at(seen + 30_000),
+    };
+    assert!(backend.workers().await.unwrap().is_empty());
+    backend.announce_worker(&record("w2", 10)).await.unwrap();
+    backend.announce_worker(&record("w1", 10)).await.unwrap();
+    let mut again = record("w2", 20);
+    again.functions = vec!["app::h".into()];
+    again.queues = None;
+    again.tags = Some(vec!["gpu".into()]);
+    backend.announce_worker(&again).await.unwrap();
+    let all = backend.workers().await.unwrap();
+    assert_eq!(all, vec![record("w1", 10), again]);
+    backend.retire_worker(&worker("w1")).await.unwrap();
+    backend.retire_worker(&worker("ghost")).await.unwrap();
+    let all = backend.workers().await.unwrap();
+    assert_eq!(
+        all.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+        ["w2"]
+    );
 }

@@ -54,7 +54,7 @@ use stent_journal::store::{
     IdempotencyBegin, IdempotencyStore, InboxId, InboxItem, InspectStore, JournalRow, JournalStore,
     NewExecution, NewInvocation, QueueStats, Routing, SignalId, SignalRecord, SignalStore,
     StoreError, StoreResult, StoreStats, TaskDisposition, TaskFilter, TaskRecord,
-    TaskState as StoredTaskState, TaskStore, TurnCommit,
+    TaskState as StoredTaskState, TaskStore, TurnCommit, WorkerRecord,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
@@ -132,6 +132,7 @@ struct State {
     cache: HashMap<CallKey, Vec<u8>>,
     idempotency: HashMap<String, IdempotencyRow>,
     dead_letters: HashMap<InvocationId, DeadLetterRecord>,
+    workers: BTreeMap<String, WorkerRecord>,
     next_inbox: i64,
     next_signal: i64,
     next_created: u64,
@@ -1058,6 +1059,18 @@ impl TaskStore for MemoryBackend {
         Ok(lost)
     }
 
+    async fn announce_worker(&self, worker: &WorkerRecord) -> StoreResult<()> {
+        self.lock()
+            .workers
+            .insert(worker.id.as_str().to_string(), worker.clone());
+        Ok(())
+    }
+
+    async fn retire_worker(&self, worker: &WorkerId) -> StoreResult<()> {
+        self.lock().workers.remove(worker.as_str());
+        Ok(())
+    }
+
     async fn forgive_takeover(
         &self,
         invocation: InvocationId,
@@ -1216,6 +1229,10 @@ impl InspectStore for MemoryBackend {
             .tasks
             .get(&invocation)
             .map(|t| task_record(invocation, t)))
+    }
+
+    async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {
+        Ok(self.lock().workers.values().cloned().collect())
     }
 
     async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats> {

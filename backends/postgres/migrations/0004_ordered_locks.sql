@@ -15,6 +15,18 @@
 
 ALTER TABLE tasks ADD COLUMN lapsed_epoch BIGINT;
 
+-- The workers that announced themselves: what each serves (NULL queues or
+-- tags: any), and until when it is presumed alive.
+CREATE TABLE workers (
+    worker_id TEXT PRIMARY KEY,
+    functions TEXT[] NOT NULL,
+    queues TEXT[],
+    tags TEXT[],
+    started_at BIGINT NOT NULL,
+    seen_at BIGINT NOT NULL,
+    expires_at BIGINT NOT NULL
+);
+
 -- The clock leases are decided by, in milliseconds since the Unix epoch:
 -- the server's (the start of the current statement), so that workers on
 -- hosts whose clocks differ never see a live lease as expired; or, on a

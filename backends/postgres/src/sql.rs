@@ -547,6 +547,20 @@ pub(crate) const PENDING_SIGNALS: &str = "SELECT id, name, payload FROM signals 
       AND (cardinality($2::text[]) = 0 OR name = ANY($2::text[])) \
     ORDER BY id";
 
+/// $1 worker, $2 functions, $3 queues, $4 tags (NULL for any), $5
+/// started_at, $6 seen_at, $7 expires_at.
+pub(crate) const ANNOUNCE_WORKER: &str = "INSERT INTO workers \
+    (worker_id, functions, queues, tags, started_at, seen_at, expires_at) \
+    VALUES ($1::text, $2::text[], $3::text[], $4::text[], $5::int8, $6::int8, $7::int8) \
+    ON CONFLICT (worker_id) DO UPDATE SET functions = excluded.functions, \
+      queues = excluded.queues, tags = excluded.tags, started_at = excluded.started_at, \
+      seen_at = excluded.seen_at, expires_at = excluded.expires_at";
+
+pub(crate) const RETIRE_WORKER: &str = "DELETE FROM workers WHERE worker_id = $1::text";
+
+pub(crate) const WORKERS: &str = "SELECT worker_id, functions, queues, tags, started_at, \
+    seen_at, expires_at FROM workers ORDER BY worker_id";
+
 /// $1 invocation, $2 epoch: a live worker's lapsed lease at $2 was taken
 /// over by the last claim: that claim is taken off the attempts, once.
 pub(crate) const FORGIVE_TAKEOVER: &str = "UPDATE tasks \

@@ -15,7 +15,7 @@ use stent_journal::store::{
     IdempotencyBegin, IdempotencyStore, InboxId, InboxItem, InspectStore, JournalRow, JournalStore,
     NewExecution, NewInvocation, QueueStats, Routing, SignalId, SignalRecord, SignalStore,
     StoreError, StoreResult, StoreStats, TaskDisposition, TaskFilter, TaskRecord,
-    TaskState as StoredTaskState, TaskStore, TurnCommit,
+    TaskState as StoredTaskState, TaskStore, TurnCommit, WorkerRecord,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
@@ -1601,6 +1601,30 @@ impl TaskStore for PostgresBackend {
             .collect())
     }
 
+    async fn announce_worker(&self, worker: &WorkerRecord) -> StoreResult<()> {
+        sqlx::query(sql::ANNOUNCE_WORKER)
+            .bind(worker.id.as_str())
+            .bind(&worker.functions)
+            .bind(worker.queues.as_deref())
+            .bind(worker.tags.as_deref())
+            .bind(worker.started_at.0)
+            .bind(worker.seen_at.0)
+            .bind(worker.expires_at.0)
+            .execute(&self.pool)
+            .await
+            .map_err(read_err("announce_worker"))?;
+        Ok(())
+    }
+
+    async fn retire_worker(&self, worker: &WorkerId) -> StoreResult<()> {
+        sqlx::query(sql::RETIRE_WORKER)
+            .bind(worker.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(read_err("retire_worker"))?;
+        Ok(())
+    }
+
     async fn forgive_takeover(
         &self,
         invocation: InvocationId,
@@ -1784,6 +1808,28 @@ impl InspectStore for PostgresBackend {
             .await
             .map_err(read_err(OP))?;
         row.as_ref().map(task_record).transpose()
+    }
+
+    async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {
+        const OP: &str = "workers";
+        const T: &str = "workers";
+        let rows = sqlx::query(sql::WORKERS)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err(OP))?;
+        rows.iter()
+            .map(|row| {
+                Ok(WorkerRecord {
+                    id: WorkerId::new(col::<String>(row, T, "worker_id")?),
+                    functions: col(row, T, "functions")?,
+                    queues: col(row, T, "queues")?,
+                    tags: col(row, T, "tags")?,
+                    started_at: Timestamp(col(row, T, "started_at")?),
+                    seen_at: Timestamp(col(row, T, "seen_at")?),
+                    expires_at: Timestamp(col(row, T, "expires_at")?),
+                })
+            })
+            .collect()
     }
 
     async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats> {

@@ -611,6 +611,20 @@ pub(crate) const PENDING_SIGNALS: &str = "SELECT id, name, payload FROM signals 
       AND (json_array_length(?2) = 0 OR name IN (SELECT value FROM json_each(?2))) \
     ORDER BY id";
 
+/// ?1 worker, ?2 functions, ?3 queues, ?4 tags (JSON arrays, NULL for
+/// any), ?5 started_at, ?6 seen_at, ?7 expires_at.
+pub(crate) const ANNOUNCE_WORKER: &str = "INSERT INTO workers \
+    (worker_id, functions, queues, tags, started_at, seen_at, expires_at) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+    ON CONFLICT (worker_id) DO UPDATE SET functions = excluded.functions, \
+      queues = excluded.queues, tags = excluded.tags, started_at = excluded.started_at, \
+      seen_at = excluded.seen_at, expires_at = excluded.expires_at";
+
+pub(crate) const RETIRE_WORKER: &str = "DELETE FROM workers WHERE worker_id = ?1";
+
+pub(crate) const WORKERS: &str = "SELECT worker_id, functions, queues, tags, started_at, \
+    seen_at, expires_at FROM workers ORDER BY worker_id";
+
 /// ?1 invocation, ?2 epoch: a live worker's lapsed lease at ?2 was taken
 /// over by the last claim: that claim is taken off the attempts, once.
 pub(crate) const FORGIVE_TAKEOVER: &str = "UPDATE tasks \

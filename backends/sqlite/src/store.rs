@@ -14,7 +14,7 @@ use stent_journal::store::{
     IdempotencyBegin, IdempotencyStore, InboxId, InboxItem, InspectStore, JournalRow, JournalStore,
     NewExecution, NewInvocation, QueueStats, Routing, SignalId, SignalRecord, SignalStore,
     StoreError, StoreResult, StoreStats, TaskDisposition, TaskFilter, TaskRecord,
-    TaskState as StoredTaskState, TaskStore, TurnCommit,
+    TaskState as StoredTaskState, TaskStore, TurnCommit, WorkerRecord,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
@@ -37,6 +37,8 @@ pub(crate) const REPLAY_DEAD_LETTER: &str = "replay_dead_letter";
 pub(crate) const DISCARD_DEAD_LETTER: &str = "discard_dead_letter";
 pub(crate) const RESUME_EXECUTION: &str = "resume_execution";
 pub(crate) const FORGIVE_TAKEOVER: &str = "forgive_takeover";
+pub(crate) const ANNOUNCE_WORKER: &str = "announce_worker";
+pub(crate) const RETIRE_WORKER: &str = "retire_worker";
 
 // ------------------------------------------------------------------ decoding
 
@@ -944,6 +946,51 @@ pub(crate) async fn forgive_takeover_in(
     Ok(())
 }
 
+/// Records what `worker` serves and until when it is presumed alive.
+pub(crate) async fn announce_worker_in(
+    conn: &mut SqliteConnection,
+    worker: &WorkerRecord,
+) -> StoreResult<()> {
+    sqlx::query(sql::ANNOUNCE_WORKER)
+        .bind(worker.id.as_str())
+        .bind(json_list(&worker.functions))
+        .bind(worker.queues.as_deref().map(json_list))
+        .bind(worker.tags.as_deref().map(json_list))
+        .bind(worker.started_at.0)
+        .bind(worker.seen_at.0)
+        .bind(worker.expires_at.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(ANNOUNCE_WORKER))?;
+    Ok(())
+}
+
+/// Forgets `worker`.
+pub(crate) async fn retire_worker_in(
+    conn: &mut SqliteConnection,
+    worker: &WorkerId,
+) -> StoreResult<()> {
+    sqlx::query(sql::RETIRE_WORKER)
+        .bind(worker.as_str())
+        .execute(&mut *conn)
+        .await
+        .map_err(db(RETIRE_WORKER))?;
+    Ok(())
+}
+
+/// A JSON array of strings stored in `column` of `workers` (`None` for NULL).
+fn string_list_col(row: &SqliteRow, column: &str) -> StoreResult<Option<Vec<String>>> {
+    let Some(text) = col::<Option<String>>(row, "workers", column)? else {
+        return Ok(None);
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| {
+        StoreError::Corrupt(format!(
+            "workers.{column} holds {:?}, which is not a JSON array of strings: {e}",
+            text.chars().take(200).collect::<String>()
+        ))
+    })
+}
+
 pub(crate) async fn resume_execution_in(
     conn: &mut SqliteConnection,
     id: ExecutionId,
@@ -1350,6 +1397,22 @@ impl TaskStore for SqliteBackend {
         .await
     }
 
+    async fn announce_worker(&self, worker: &WorkerRecord) -> StoreResult<()> {
+        let worker = worker.clone();
+        self.write(ANNOUNCE_WORKER, |pending| {
+            Request::AnnounceWorker(worker, pending)
+        })
+        .await
+    }
+
+    async fn retire_worker(&self, worker: &WorkerId) -> StoreResult<()> {
+        let worker = worker.clone();
+        self.write(RETIRE_WORKER, |pending| {
+            Request::RetireWorker(worker, pending)
+        })
+        .await
+    }
+
     async fn forgive_takeover(
         &self,
         invocation: InvocationId,
@@ -1506,6 +1569,29 @@ impl InspectStore for SqliteBackend {
             .await
             .map_err(db(OP))?;
         row.as_ref().map(task_record).transpose()
+    }
+
+    async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {
+        const OP: &str = "workers";
+        const T: &str = "workers";
+        let mut conn = self.reader(OP).await?;
+        let rows = sqlx::query(sql::WORKERS)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        rows.iter()
+            .map(|row| {
+                Ok(WorkerRecord {
+                    id: WorkerId::new(col::<String>(row, T, "worker_id")?),
+                    functions: string_list_col(row, "functions")?.unwrap_or_default(),
+                    queues: string_list_col(row, "queues")?,
+                    tags: string_list_col(row, "tags")?,
+                    started_at: Timestamp(col(row, T, "started_at")?),
+                    seen_at: Timestamp(col(row, T, "seen_at")?),
+                    expires_at: Timestamp(col(row, T, "expires_at")?),
+                })
+            })
+            .collect()
     }
 
     async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats> {

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sqlx::sqlite::SqliteConnection;
 use stent_journal::store::{
     ClaimRequest, ClaimedTask, CleanupCounts, Delivery, ExecutionOutcome, ExecutionStatus,
-    IdempotencyBegin, NewExecution, SignalId, StoreError, StoreResult, TurnCommit,
+    IdempotencyBegin, NewExecution, SignalId, StoreError, StoreResult, TurnCommit, WorkerRecord,
 };
 use stent_journal::{ExecutionId, InvocationId, LeaseEpoch, Timestamp, WorkerId};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -144,6 +144,8 @@ pub(crate) enum Request {
         epoch: LeaseEpoch,
         pending: Pending<()>,
     },
+    AnnounceWorker(WorkerRecord, Pending<()>),
+    RetireWorker(WorkerId, Pending<()>),
 }
 
 /// Evaluates `$body` with `$p` bound to the request's [`Pending`] (whatever
@@ -197,6 +199,14 @@ macro_rules! with_pending {
             }
             Request::ForgiveTakeover { pending: $p, .. } => {
                 let $op = store::FORGIVE_TAKEOVER;
+                $body
+            }
+            Request::AnnounceWorker(_, $p) => {
+                let $op = store::ANNOUNCE_WORKER;
+                $body
+            }
+            Request::RetireWorker(_, $p) => {
+                let $op = store::RETIRE_WORKER;
                 $body
             }
         }
@@ -287,6 +297,12 @@ impl Request {
                 epoch,
                 pending,
             } => pending.set(store::forgive_takeover_in(conn, *invocation, *epoch).await),
+            Request::AnnounceWorker(worker, pending) => {
+                pending.set(store::announce_worker_in(conn, worker).await)
+            }
+            Request::RetireWorker(worker, pending) => {
+                pending.set(store::retire_worker_in(conn, worker).await)
+            }
         }
     }
 

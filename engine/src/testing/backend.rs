@@ -392,6 +392,12 @@ impl TaskStore for SimBackend {
         self.write(self.inner().renew_leases(worker, leases, now, until))
             .await
     }
+    async fn announce_worker(&self, worker: &WorkerRecord) -> StoreResult<()> {
+        self.read(self.inner().announce_worker(worker)).await
+    }
+    async fn retire_worker(&self, worker: &WorkerId) -> StoreResult<()> {
+        self.read(self.inner().retire_worker(worker)).await
+    }
     async fn forgive_takeover(
         &self,
         invocation: InvocationId,
@@ -439,6 +445,9 @@ impl InspectStore for SimBackend {
     }
     async fn task(&self, invocation: InvocationId) -> StoreResult<Option<TaskRecord>> {
         self.read(self.inner().task(invocation)).await
+    }
+    async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {
+        self.read(self.inner().workers()).await
     }
     async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats> {
         self.read(self.inner().stats(now)).await
