@@ -395,9 +395,10 @@ async fn read_waits(
             dead.insert(t.invocation, letter.reason);
         }
     }
-    let mut waits = waits::waits(rows, &tasks, &dead, now);
+    let workers = backend.workers().await?;
+    let mut waits = waits::waits(rows, &tasks, &dead, &workers, now);
     if let Some(root) = tasks.iter().find(|t| t.invocation == id.root_invocation())
-        && let Some(claim) = waits::claim_wait(root, now, !waits.is_empty())
+        && let Some(claim) = waits::claim_wait(root, &workers, now, !waits.is_empty())
     {
         waits.insert(0, claim);
     }

@@ -12,7 +12,7 @@ use std::fmt;
 
 use chrono::{DateTime, Utc};
 use stent_journal::event::Event;
-use stent_journal::store::{TaskRecord, TaskState};
+use stent_journal::store::{TaskRecord, TaskState, WorkerRecord};
 use stent_journal::{InvocationId, Seq, Timestamp};
 
 use crate::context::FoldRow;
@@ -61,6 +61,9 @@ pub enum Waiting {
     Claim {
         /// Since when it could be claimed (or when it may be).
         since: DateTime<Utc>,
+        /// True if a live worker serves its function and queue; false if
+        /// none does (it waits until one starts).
+        served: bool,
     },
 }
 
@@ -71,6 +74,12 @@ pub enum CallTask {
     /// Runnable, waiting for a worker to claim it.
     Ready {
         /// Since when.
+        since: DateTime<Utc>,
+    },
+    /// Runnable, but no live worker serves its function and queue: it
+    /// waits until one starts.
+    Unserved {
+        /// Since when it is runnable.
         since: DateTime<Utc>,
     },
     /// Runnable from this time on (a delay).
@@ -120,12 +129,13 @@ impl Waiting {
 }
 
 impl CallTask {
-    /// A short name of the task's state: `ready`, `scheduled`, `retrying`,
+    /// A short name of the task's state: `ready`, `unserved`, `scheduled`, `retrying`,
     /// `running`, `waiting`, `delivering`, `dead_lettered`, `paused`,
     /// `unknown`.
     pub fn kind(&self) -> &'static str {
         match self {
             CallTask::Ready { .. } => "ready",
+            CallTask::Unserved { .. } => "unserved",
             CallTask::Scheduled { .. } => "scheduled",
             CallTask::Retrying { .. } => "retrying",
             CallTask::Running { .. } => "running",
@@ -155,9 +165,18 @@ impl fmt::Display for Waiting {
                 timeout: Some(t),
             } => write!(f, "signal {name:?} (gives up at {})", time(*t)),
             Waiting::Call { function, task, .. } => write!(f, "call {function}: {task}"),
-            Waiting::Claim { since } => {
-                write!(f, "a worker to claim it (runnable since {})", time(*since))
-            }
+            Waiting::Claim {
+                since,
+                served: true,
+            } => write!(f, "a worker to claim it (runnable since {})", time(*since)),
+            Waiting::Claim {
+                since,
+                served: false,
+            } => write!(
+                f,
+                "a worker to claim it: no live worker serves it (runnable since {})",
+                time(*since)
+            ),
         }
     }
 }
@@ -172,6 +191,11 @@ impl fmt::Display for CallTask {
                     time(*since)
                 )
             }
+            CallTask::Unserved { since } => write!(
+                f,
+                "no live worker serves it (runnable since {})",
+                time(*since)
+            ),
             CallTask::Scheduled { at } => write!(f, "scheduled for {}", time(*at)),
             CallTask::Retrying { attempt, at } => {
                 write!(f, "retrying: attempt {attempt} at {}", time(*at))
@@ -211,6 +235,7 @@ pub(crate) fn waits(
     rows: &[FoldRow],
     tasks: &[TaskRecord],
     dead: &HashMap<InvocationId, String>,
+    workers: &[WorkerRecord],
     now: Timestamp,
 ) -> Vec<Wait> {
     let mut by_invocation: BTreeMap<InvocationId, Vec<&FoldRow>> = BTreeMap::new();
@@ -298,7 +323,7 @@ pub(crate) fn waits(
                 } => Waiting::Call {
                     function: function.clone(),
                     child: *child,
-                    task: call_task(tasks.get(child).copied(), dead.get(child), now),
+                    task: call_task(tasks.get(child).copied(), dead.get(child), workers, now),
                 },
                 _ => continue,
             };
@@ -315,15 +340,28 @@ pub(crate) fn waits(
 
 /// A claim wait of the root: its task is runnable and no worker holds it
 /// (or it waits for nothing else: a dispatch with a delay).
-pub(crate) fn claim_wait(root: &TaskRecord, now: Timestamp, other_waits: bool) -> Option<Wait> {
+pub(crate) fn claim_wait(
+    root: &TaskRecord,
+    workers: &[WorkerRecord],
+    now: Timestamp,
+    other_waits: bool,
+) -> Option<Wait> {
     (root.state == TaskState::Ready && (root.run_at <= now || !other_waits)).then(|| Wait {
         invocation: root.invocation,
         seq: Seq(0),
         since: root.run_at.to_datetime(),
         what: Waiting::Claim {
             since: root.run_at.to_datetime(),
+            served: served(root, workers, now),
         },
     })
+}
+
+/// True if a live worker would claim `task`.
+fn served(task: &TaskRecord, workers: &[WorkerRecord], now: Timestamp) -> bool {
+    workers
+        .iter()
+        .any(|w| w.serves(&task.function, &task.routing, now))
 }
 
 /// True for the events that create something to wait for.
@@ -334,7 +372,12 @@ fn is_effect(event: &Event) -> bool {
     )
 }
 
-fn call_task(task: Option<&TaskRecord>, dead: Option<&String>, now: Timestamp) -> CallTask {
+fn call_task(
+    task: Option<&TaskRecord>,
+    dead: Option<&String>,
+    workers: &[WorkerRecord],
+    now: Timestamp,
+) -> CallTask {
     let Some(t) = task else {
         return CallTask::Unknown;
     };
@@ -345,6 +388,9 @@ fn call_task(task: Option<&TaskRecord>, dead: Option<&String>, now: Timestamp) -
         },
         TaskState::Ready if t.run_at > now => CallTask::Scheduled {
             at: t.run_at.to_datetime(),
+        },
+        TaskState::Ready if !served(t, workers, now) => CallTask::Unserved {
+            since: t.run_at.to_datetime(),
         },
         TaskState::Ready => CallTask::Ready {
             since: t.run_at.to_datetime(),

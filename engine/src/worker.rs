@@ -39,6 +39,7 @@ use crate::lifecycle::{LifecycleState, WorkerLifecycle};
 use crate::registry::FunctionEntry;
 
 mod inline;
+mod presence;
 mod recovery;
 use inline::{Deferred, Inline, Prepared};
 
@@ -246,6 +247,9 @@ impl WorkerBuilder {
             // Leases taken from now on run out no earlier than this.
             renewed_until: Mutex::new(Some(started.saturating_add(self.lease_duration))),
             lapsed: Mutex::new(Vec::new()),
+            started_at: started,
+            heartbeat,
+            warned: Mutex::new(HashSet::new()),
             drain: drain_rx,
         });
         let heartbeat_task = tokio::spawn(core.clone().heartbeat_loop(heartbeat));
@@ -253,6 +257,7 @@ impl WorkerBuilder {
             .cleanup_interval
             .map(|every| tokio::spawn(core.clone().cleanup_loop(every, self.retention_period)));
         let registration = core.inner.hub.add_local_worker(core.clone());
+        core.announce().await;
         lifecycle.set(LifecycleState::Ready);
         core.clone().claim_loop(lifecycle.drain_requested()).await;
         lifecycle.set(LifecycleState::Draining);
@@ -260,6 +265,7 @@ impl WorkerBuilder {
         core.inner.hub.remove_local_worker(registration);
         core.wait_idle().await;
         heartbeat_task.abort();
+        core.retire().await;
         if let Some(task) = cleanup_task {
             task.abort();
         }
@@ -305,6 +311,11 @@ struct Core {
     /// Leases this worker found gone while it was alive: reported to the
     /// store so a takeover of them does not count as a crash.
     lapsed: Mutex<Vec<(InvocationId, LeaseEpoch)>>,
+    /// When it started, and how often it renews leases and announces itself.
+    started_at: Timestamp,
+    heartbeat: Duration,
+    /// Functions it warned about (no live worker serves them).
+    warned: Mutex<HashSet<String>>,
     drain: watch::Receiver<bool>,
 }
 
@@ -671,6 +682,7 @@ impl Core {
             }
             late = self.renew_held().await;
             self.report_lapsed().await;
+            self.announce().await;
         }
     }
 
@@ -1556,6 +1568,10 @@ impl Core {
             let started_event = started
                 .encode()
                 .map_err(|e| TurnError::Retry(e.to_string()))?;
+            // A call this worker cannot run: warn once if none can.
+            if entry.is_none() || !self.serves(&routing) {
+                self.check_served(function, &routing);
+            }
             // Limited functions go through a claim, which enforces the limit.
             let slot = match &entry {
                 Some(e)

@@ -810,8 +810,8 @@ async fn calls_unserved(n: u64) -> Result<u64, String> {
 /// `stent show` (text and JSON) and `stent list` say what a running
 /// execution waits for: a timer (its due time), a signal (its name), a call
 /// being retried (the next attempt and when), a call that was
-/// dead-lettered (the reason), a call no worker has claimed (since when),
-/// and a worker to claim an execution nobody runs.
+/// dead-lettered (the reason), a call of a function no live worker serves
+/// (since when), and an execution no live worker can claim.
 async fn what_executions_wait_for(db: Db) {
     let executor = db.executor().await;
     // A worker that serves all of these but `unserved_charge`.
@@ -886,14 +886,24 @@ async fn what_executions_wait_for(db: Db) {
             .contains("hopeless 2"),
         "{w:?}"
     );
-    let w = settled(unserved, "call", Some("ready")).await;
+    // No live worker serves `unserved_charge`: the call says so.
+    let w = settled(unserved, "call", Some("unserved")).await;
     assert!(w[0]["task"]["since"].as_str().is_some(), "{w:?}");
+    assert!(
+        w[0]["text"]
+            .as_str()
+            .unwrap()
+            .contains("no live worker serves it"),
+        "{w:?}"
+    );
     worker.stop().await;
 
-    // Nobody runs a new one: it waits for a worker to claim it.
+    // With every worker stopped (and retired), a new one waits for a claim
+    // no live worker can make.
     let pending = executor.dispatch(naps(1)).await.unwrap();
     let w = settled(pending, "claim", None).await;
     assert_eq!(w.len(), 1, "{w:?}");
+    assert_eq!(w[0]["served"], false, "{w:?}");
 
     // The same in words.
     let out = db.stent(&["show", &retrying.to_string()]);

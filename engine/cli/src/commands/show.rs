@@ -111,7 +111,9 @@ pub fn wait_json(w: &Wait) -> Json {
             v["child"] = json!(child.to_string());
             let mut t = json!({"state": task.kind()});
             match task {
-                CallTask::Ready { since } => t["since"] = json!(rfc3339(*since)),
+                CallTask::Ready { since } | CallTask::Unserved { since } => {
+                    t["since"] = json!(rfc3339(*since))
+                }
                 CallTask::Scheduled { at } => t["at"] = json!(rfc3339(*at)),
                 CallTask::Retrying { attempt, at } => {
                     t["attempt"] = json!(attempt);
@@ -129,7 +131,10 @@ pub fn wait_json(w: &Wait) -> Json {
             }
             v["task"] = t;
         }
-        Waiting::Claim { since } => v["since"] = json!(rfc3339(*since)),
+        Waiting::Claim { since, served } => {
+            v["since"] = json!(rfc3339(*since));
+            v["served"] = json!(served);
+        }
         _ => {}
     }
     v
