@@ -1786,10 +1786,10 @@ pub async fn finish_with_outcome_updates_execution(backend: Arc<dyn Backend>) {
             .await
             .is_empty()
     );
-    backend
-        .send_signal(exec.id, "late", vec![], at(80))
-        .await
-        .unwrap();
+    assert!(matches!(
+        backend.send_signal(exec.id, "late", vec![], at(80)).await,
+        Err(StoreError::ExecutionEnded { .. })
+    ));
     assert_eq!(backend.queue_depth(None, at(80)).await.unwrap(), 0);
     assert!(
         claim(&backend, request("w", at(81), &["app::f"]))
@@ -2878,10 +2878,10 @@ pub async fn end_execution_cancels_unfinished_tasks(backend: Arc<dyn Backend>) {
 
     // Nothing of it is claimable, counted or woken any more.
     assert_eq!(backend.queue_depth(None, at(50)).await.unwrap(), 1);
-    backend
-        .send_signal(exec.id, "poke", vec![], at(51))
-        .await
-        .unwrap();
+    assert!(matches!(
+        backend.send_signal(exec.id, "poke", vec![], at(51)).await,
+        Err(StoreError::ExecutionEnded { .. })
+    ));
     let all = [
         "app::root",
         "app::done",
