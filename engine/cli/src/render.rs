@@ -73,6 +73,26 @@ pub fn cut(text: &str, max: usize) -> String {
     s
 }
 
+/// `text` cut to `max` characters from the left, keeping its end (the
+/// distinctive part of a path-like name: `…workflows::fulfil_order`), its
+/// control characters made visible.
+///
+/// ```
+/// assert_eq!(stent_cli::render::cut_tail("app::workflows::fulfil", 12), "…ows::fulfil");
+/// assert_eq!(stent_cli::render::cut_tail("app::f", 12), "app::f");
+/// ```
+pub fn cut_tail(text: &str, max: usize) -> String {
+    let text = escape_controls(text);
+    let len = text.chars().count();
+    if len <= max {
+        return text;
+    }
+    let keep = max.saturating_sub(1);
+    let mut s = String::from("…");
+    s.extend(text.chars().skip(len - keep));
+    s
+}
+
 /// `text` with every control character (terminal escape sequences, line
 /// breaks, bells) written as a visible escape (`\x1b`, `\n`), so a string
 /// stored by anyone cannot move the cursor, recolour or clear a terminal

@@ -476,8 +476,22 @@ async fn watch_frames(db: Db) {
         out.stdout
     );
     assert!(out.stdout.contains("frame 2"), "{}", out.stdout);
+    assert!(out.stdout.contains("every 10ms"), "{}", out.stdout);
+    // The waiting execution, by its short id, says what it waits for, in
+    // lines that fit 80 columns.
+    let waiting_line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&filled.waiting.to_string()[..8]))
+        .unwrap_or_else(|| panic!("{}", out.stdout));
     assert!(
-        out.stdout.contains(&filled.waiting.to_string()),
+        waiting_line.contains("waiting: signal \"approval\""),
+        "{waiting_line}"
+    );
+    assert!(
+        out.stdout
+            .lines()
+            .all(|l| stent_cli::render::visible_len(l) <= 80),
         "{}",
         out.stdout
     );

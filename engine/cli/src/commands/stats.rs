@@ -73,12 +73,22 @@ pub(crate) fn snapshot_json(s: &Snapshot) -> Json {
 
 pub(crate) fn snapshot_text(s: &Snapshot, style: crate::render::Style) -> String {
     let mut text = String::new();
+    // Counts in lines that fit 80 columns after the 13-column label.
     let counts = |pairs: Vec<(&str, u64)>| {
-        pairs
-            .into_iter()
-            .map(|(k, n)| format!("{k} {n}"))
-            .collect::<Vec<_>>()
-            .join("  ")
+        let mut lines: Vec<String> = vec![String::new()];
+        for (k, n) in pairs {
+            let item = format!("{k} {n}");
+            let line = lines.last_mut().expect("one line at least");
+            if line.is_empty() {
+                *line = item;
+            } else if line.len() + 2 + item.len() <= 80 - 13 {
+                line.push_str("  ");
+                line.push_str(&item);
+            } else {
+                lines.push(item);
+            }
+        }
+        lines.join(&format!("\n{}", " ".repeat(13)))
     };
     text.push_str(&format!(
         "{} {}\n",

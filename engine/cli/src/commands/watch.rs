@@ -7,7 +7,7 @@ use serde_json::{Value as Json, json};
 use stent::{ExecutionState, ExecutionStatus, ProgressState};
 
 use super::stats::{Snapshot, snapshot, snapshot_json, snapshot_text};
-use crate::render::{Table, bar, cut, datetime_text};
+use crate::render::{Table, bar, cut, cut_tail, elapsed_text};
 use crate::{CliError, Context};
 
 /// Arguments of `stent watch`.
@@ -35,6 +35,19 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
+/// Columns of the active table besides FUNCTION and NOW: a short id,
+/// the state, and the gaps between columns.
+const ACTIVE_FIXED: usize = 8 + 2 + 9 + 2 + 2;
+
+/// The terminal's width: `$COLUMNS` when set, else 80.
+fn terminal_width() -> usize {
+    std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse().ok())
+        .filter(|&c: &usize| c >= 40)
+        .unwrap_or(80)
+}
+
 /// Calls done and total of an execution's progress.
 fn done_total(e: &ExecutionState) -> (usize, usize) {
     let done = e
@@ -60,16 +73,21 @@ pub async fn run(ctx: &mut Context<'_>, args: WatchArgs) -> Result<(), CliError>
     let mut frame: u64 = 0;
     loop {
         let snap = snapshot(ctx, 10).await?;
-        let mut active = ctx
-            .stent
-            .list_executions(args.limit, 0, Some(ExecutionStatus::Running))
-            .await?;
-        if active.len() < args.limit {
-            let pending = ctx
+        // Active: running, paused (waiting for a person), pending.
+        let mut active = Vec::new();
+        for state in [
+            ExecutionStatus::Running,
+            ExecutionStatus::Paused,
+            ExecutionStatus::Pending,
+        ] {
+            if active.len() >= args.limit {
+                break;
+            }
+            let more = ctx
                 .stent
-                .list_executions(args.limit - active.len(), 0, Some(ExecutionStatus::Pending))
+                .list_executions(args.limit - active.len(), 0, Some(state))
                 .await?;
-            active.extend(pending);
+            active.extend(more);
         }
         let now = tokio::time::Instant::now();
         let done = finished(&snap);
@@ -95,7 +113,9 @@ pub async fn run(ctx: &mut Context<'_>, args: WatchArgs) -> Result<(), CliError>
                     .map(|e| {
                         let (done, total) = done_total(e);
                         json!({"id": e.id.to_string(), "function": e.function,
-                               "state": e.state.as_str(), "done": done, "total": total})
+                               "state": e.state.as_str(), "done": done, "total": total,
+                               "waits": e.waits.iter().map(super::show::wait_json)
+                                   .collect::<Vec<Json>>()})
                     })
                     .collect(),
             );
@@ -116,26 +136,31 @@ pub async fn run(ctx: &mut Context<'_>, args: WatchArgs) -> Result<(), CliError>
             text.push_str(&format!(
                 "{}  frame {frame}, every {}  throughput: {rate}\n\n",
                 style.bold("stent watch"),
-                stent::journal::format_duration(args.interval)
+                elapsed_text(args.interval.as_millis() as i64)
             ));
             if active.is_empty() {
                 text.push_str("no active executions\n");
             } else {
-                let mut table = Table::new(&[
-                    "ACTIVE EXECUTION",
-                    "FUNCTION",
-                    "STATE",
-                    "PROGRESS",
-                    "CREATED",
-                ]);
+                // Fits the terminal: ids shortened, function names keep
+                // their end, the last column takes what is left.
+                let width = terminal_width();
+                let function_width = (width.saturating_sub(ACTIVE_FIXED) / 2).clamp(12, 48);
+                let now_width = width.saturating_sub(ACTIVE_FIXED + function_width).max(20);
+                let mut table = Table::new(&["EXECUTION", "STATE", "FUNCTION", "NOW"]);
                 for e in &active {
                     let (done, total) = done_total(e);
+                    let now = match (e.state, e.waits.first()) {
+                        (ExecutionStatus::Paused, _) => {
+                            cut(e.pause_report.as_deref().unwrap_or("paused"), now_width)
+                        }
+                        (_, Some(w)) => cut(&format!("waiting: {w}"), now_width),
+                        (_, None) => format!("{} {done}/{total}", bar(done, total, 10)),
+                    };
                     table.row(vec![
-                        e.id.to_string(),
-                        cut(&e.function, 32),
+                        e.id.to_string()[..8].to_string(),
                         style.state(e.state.as_str()),
-                        format!("{} {done}/{total}", bar(done, total, 20)),
-                        datetime_text(e.created_at),
+                        cut_tail(&e.function, function_width),
+                        now,
                     ]);
                 }
                 text.push_str(&table.render(style));
