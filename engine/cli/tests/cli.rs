@@ -901,6 +901,18 @@ async fn what_executions_wait_for(db: Db) {
         "{w:?}"
     );
     // No live worker serves `unserved_charge`: the call says so.
+    // stats counts the sleeping workflow and the retried call as LATER
+    // (runnable at a time to come), not as ready.
+    let out = db.stent(&["stats"]);
+    assert!(out.stdout.contains("QUEUE    DUE  LATER"), "{}", out.stdout);
+    let later: u64 = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("default "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{}", out.stdout));
+    assert!(later >= 2, "{}", out.stdout);
     let w = settled(unserved, "call", Some("unserved")).await;
     assert!(w[0]["task"]["since"].as_str().is_some(), "{w:?}");
     assert!(

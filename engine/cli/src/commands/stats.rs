@@ -123,12 +123,15 @@ pub(crate) fn snapshot_text(s: &Snapshot, style: crate::render::Style) -> String
     if s.stats.queues.is_empty() {
         text.push_str("queues: no work waiting or running\n");
     } else {
-        let mut table = Table::new(&["QUEUE", "READY", "DUE", "RUNNING", "WAITING"]);
+        // DUE: runnable now; LATER: runnable at a time to come (a timer,
+        // a delay, a retry's backoff); WAITING: woken by a child's result
+        // or a signal.
+        let mut table = Table::new(&["QUEUE", "DUE", "LATER", "RUNNING", "WAITING"]);
         for q in &s.stats.queues {
             table.row(vec![
-                q.queue.clone(),
-                q.ready.to_string(),
+                cut(&q.queue, 32),
                 q.due.to_string(),
+                q.ready.saturating_sub(q.due).to_string(),
                 q.leased.to_string(),
                 q.waiting.to_string(),
             ]);
