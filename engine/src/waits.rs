@@ -93,6 +93,8 @@ pub enum CallTask {
         attempt: u32,
         /// When.
         at: DateTime<Utc>,
+        /// What the last attempt failed with, when the store kept it.
+        last_error: Option<String>,
     },
     /// A worker runs it under a lease.
     Running {
@@ -197,8 +199,16 @@ impl fmt::Display for CallTask {
                 time(*since)
             ),
             CallTask::Scheduled { at } => write!(f, "scheduled for {}", time(*at)),
-            CallTask::Retrying { attempt, at } => {
-                write!(f, "retrying: attempt {attempt} at {}", time(*at))
+            CallTask::Retrying {
+                attempt,
+                at,
+                last_error,
+            } => {
+                write!(f, "retrying: attempt {attempt} at {}", time(*at))?;
+                match last_error {
+                    Some(error) => write!(f, " (last attempt: {error})"),
+                    None => Ok(()),
+                }
             }
             CallTask::Running {
                 worker,
@@ -385,6 +395,7 @@ fn call_task(
         TaskState::Ready if t.run_at > now && t.retries > 0 => CallTask::Retrying {
             attempt: t.retries + 1,
             at: t.run_at.to_datetime(),
+            last_error: t.last_failure.as_ref().map(|(_, error)| error.clone()),
         },
         TaskState::Ready if t.run_at > now => CallTask::Scheduled {
             at: t.run_at.to_datetime(),

@@ -1793,7 +1793,10 @@ impl Core {
             let run_at = now.saturating_add(policy.unwrap_or_default());
             self.note_due(run_at);
             self.inner.hub.work_due(run_at);
-            TaskDisposition::Retry { run_at }
+            TaskDisposition::Retry {
+                run_at,
+                error: cut_failure(&failure.to_string()),
+            }
         } else if let Failure::Panic { message } = failure {
             TaskDisposition::DeadLetter {
                 reason: format!("panicked on attempt {attempt}: {message}"),
@@ -2021,6 +2024,24 @@ impl Core {
 }
 
 /// The call key of an invocation, from its `Started` event.
+/// Longest failure text kept on a task row for operators: enough for a
+/// message and a short backtrace, small enough that a failure loop cannot
+/// grow the row without bound.
+const FAILURE_TEXT_LIMIT: usize = 4096;
+
+/// A failure's text cut to [`FAILURE_TEXT_LIMIT`] bytes on a character
+/// boundary, marked when cut.
+fn cut_failure(text: &str) -> String {
+    if text.len() <= FAILURE_TEXT_LIMIT {
+        return text.to_string();
+    }
+    let mut end = FAILURE_TEXT_LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes cut)", &text[..end], text.len() - end)
+}
+
 fn call_key_of(started: &Event) -> Option<CallKey> {
     match started {
         Event::Started {

@@ -281,10 +281,13 @@ pub enum TaskDisposition {
         report: String,
     },
     /// The attempt failed and will be retried: release the lease, make the
-    /// task runnable at `run_at`, count a retry (`retries += 1`).
+    /// task runnable at `run_at`, count a retry (`retries += 1`), and keep
+    /// `error` with the time as the task's last failure, for operators.
     Retry {
         /// When to try again.
         run_at: Timestamp,
+        /// Why the attempt failed, in words.
+        error: String,
     },
     /// Out of attempts with no result to deliver: suspend the task (state
     /// `dead`, not claimable) and record a dead letter until a person replays
@@ -666,6 +669,8 @@ pub struct TaskRecord {
     pub attempts: u32,
     /// Retries so far.
     pub retries: u32,
+    /// The last failed attempt: when, and why (kept until the next one).
+    pub last_failure: Option<(Timestamp, String)>,
 }
 
 /// Filter and page for listing tasks. Tasks are listed in creation order.

@@ -2010,7 +2010,10 @@ fn assert_lease_lost<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &s
 }
 
 fn retry(run_at: Timestamp) -> TaskDisposition {
-    TaskDisposition::Retry { run_at }
+    TaskDisposition::Retry {
+        run_at,
+        error: "attempt failed: boom".to_string(),
+    }
 }
 
 fn dead_letter(reason: &str) -> TaskDisposition {
@@ -2314,6 +2317,12 @@ pub async fn retry_reschedules_and_counts(backend: Arc<dyn Backend>) {
     t.events = vec![event(1, b"attempt 1 failed")];
     commit(&backend, vec![t]).await;
     assert_eq!(seqs(&backend, inv).await, vec![0, 1]);
+    // The failure is kept on the task for operators, with its time.
+    let task = backend.task(inv).await.unwrap().expect("task");
+    assert_eq!(
+        task.last_failure,
+        Some((at(10), "attempt failed: boom".to_string()))
+    );
     let lost = backend
         .renew_leases(&worker("w1"), &[(inv, c.epoch)], at(0), at(99_999))
         .await
@@ -2342,6 +2351,8 @@ pub async fn retry_reschedules_and_counts(backend: Arc<dyn Backend>) {
     .await;
     let c3 = claim_one(&backend, request("w", at(6_000), &["app::f"])).await;
     assert_eq!(c3.retries, 2);
+    let task = backend.task(inv).await.unwrap().expect("task");
+    assert_eq!(task.last_failure.map(|(t, _)| t), Some(at(5_010)));
 
     // A child's retries are its own, and add to the execution's.
     let child = InvocationId::child_of(inv, Seq(2));

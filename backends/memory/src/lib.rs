@@ -89,6 +89,8 @@ struct TaskRow {
     /// last claim took a ready task, or the takeover was forgiven).
     lapsed_epoch: Option<i64>,
     retries: u32,
+    /// The last failed attempt: when, and why.
+    last_failure: Option<(Timestamp, String)>,
     wake: bool,
     created: u64,
 }
@@ -205,6 +207,7 @@ impl State {
             attempts,
             lapsed_epoch: None,
             retries: 0,
+            last_failure: None,
             wake: false,
             created: self.next_created,
         }
@@ -510,12 +513,13 @@ impl State {
                     rec.pause_report = Some(report.clone());
                 });
             }
-            TaskDisposition::Retry { run_at } => {
+            TaskDisposition::Retry { run_at, error } => {
                 // A retry waits for its time even if woken during the turn.
                 release(&mut task);
                 task.state = TaskState::Ready;
                 task.run_at = *run_at;
                 task.retries = task.retries.saturating_add(1);
+                task.last_failure = Some((turn.now, error.clone()));
                 self.set_task(undo, inv, task);
             }
             TaskDisposition::DeadLetter { reason } => {
@@ -1200,6 +1204,7 @@ fn task_record(invocation: InvocationId, t: &TaskRow) -> TaskRecord {
         epoch: LeaseEpoch(t.epoch),
         attempts: t.attempts,
         retries: t.retries,
+        last_failure: t.last_failure.clone(),
     }
 }
 

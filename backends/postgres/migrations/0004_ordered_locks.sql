@@ -11,9 +11,15 @@
 --
 -- And `tasks.lapsed_epoch`: the epoch of the lapsed lease the last claim
 -- took over, so a worker that is alive can report that takeover as no
--- crash (it then does not count towards the crash-loop limit).
+-- crash (it then does not count towards the crash-loop limit). The last
+-- failed attempt of a retried task, and the workers that announced
+-- themselves, for operators.
 
 ALTER TABLE tasks ADD COLUMN lapsed_epoch BIGINT;
+
+-- The last failed attempt of a task that is retried: when, and why.
+ALTER TABLE tasks ADD COLUMN last_failed_at BIGINT;
+ALTER TABLE tasks ADD COLUMN last_error TEXT;
 
 -- The workers that announced themselves: what each serves (NULL queues or
 -- tags: any), and until when it is presumed alive.

@@ -271,10 +271,12 @@ pub(crate) const RELEASE: &str = fenced!(
 );
 
 /// $8 run_at. A retry waits for its time even if woken during the turn.
+/// $9 why the attempt failed, kept with the time as the last failure.
 pub(crate) const RETRY: &str = fenced!(
     "UPDATE tasks \
      SET state = 'ready', run_at = $8::int8, retries = retries + 1, \
-         lease_owner = NULL, lease_until = NULL, wake = FALSE, attempts = 0 "
+         lease_owner = NULL, lease_until = NULL, wake = FALSE, attempts = 0, \
+         last_failed_at = $3, last_error = $9::text "
 );
 
 /// A batch of turns in one statement through the `stent_commit` function

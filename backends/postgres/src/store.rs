@@ -409,7 +409,9 @@ async fn apply_turn(conn: &mut PgConnection, turn: &TurnCommit) -> Attempt<()> {
         TaskDisposition::Park { run_at } => fenced(sql::PARK).bind(run_at.map(|t| t.0)),
         TaskDisposition::Finish { .. } => fenced(sql::RELEASE).bind("done"),
         TaskDisposition::Pause { .. } => fenced(sql::RELEASE).bind("paused"),
-        TaskDisposition::Retry { run_at } => fenced(sql::RETRY).bind(run_at.0),
+        TaskDisposition::Retry { run_at, error } => {
+            fenced(sql::RETRY).bind(run_at.0).bind(error.as_str())
+        }
         TaskDisposition::DeadLetter { .. } => fenced(sql::RELEASE).bind("dead"),
     };
     let row = query
@@ -610,8 +612,9 @@ fn is_one_statement(turn: &TurnCommit) -> bool {
 }
 
 /// Whether the `stent_commit` function can apply the turn: it holds,
-/// parks, retries or finishes its task, and writes no signals, cache or
-/// idempotency keys.
+/// parks or finishes its task, and writes no signals, cache or idempotency
+/// keys. (A retry records its failure, which the function does not take:
+/// it goes by its own statement.)
 fn fits_function(turn: &TurnCommit) -> bool {
     turn.consumed_signals.is_empty()
         && turn.cache_put.is_empty()
@@ -621,7 +624,6 @@ fn fits_function(turn: &TurnCommit) -> bool {
             turn.disposition,
             TaskDisposition::Hold { .. }
                 | TaskDisposition::Park { .. }
-                | TaskDisposition::Retry { .. }
                 | TaskDisposition::Finish { .. }
         )
 }
@@ -658,7 +660,7 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
         let (kind, arg) = match &turn.disposition {
             TaskDisposition::Hold { lease_until } => ("hold", Some(lease_until.0)),
             TaskDisposition::Park { run_at } => ("park", run_at.map(|t| t.0)),
-            TaskDisposition::Retry { run_at } => ("retry", Some(run_at.0)),
+            TaskDisposition::Retry { run_at, .. } => ("retry", Some(run_at.0)),
             _ => ("done", None),
         };
         t_kind.push(kind);
@@ -1750,7 +1752,8 @@ macro_rules! select_tasks {
     ($rest:literal) => {
         concat!(
             "SELECT invocation_id, execution_id, function, queue, priority, tags, state, \
-             run_at, lease_owner, lease_until, epoch, attempts, retries FROM tasks ",
+             run_at, lease_owner, lease_until, epoch, attempts, retries, last_failed_at, \
+             last_error FROM tasks ",
             $rest
         )
     };
@@ -1777,6 +1780,13 @@ fn task_record(row: &PgRow) -> StoreResult<TaskRecord> {
         epoch: LeaseEpoch(col(row, T, "epoch")?),
         attempts: u32_col::<i32>(row, T, "attempts")?,
         retries: u32_col::<i32>(row, T, "retries")?,
+        last_failure: match (
+            time_col(row, T, "last_failed_at")?,
+            col::<Option<String>>(row, T, "last_error")?,
+        ) {
+            (Some(at), Some(error)) => Some((at, error)),
+            _ => None,
+        },
     })
 }
 

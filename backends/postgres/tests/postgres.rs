@@ -278,7 +278,8 @@ async fn init_db_upgrades_a_version_2_database() {
     .unwrap();
     sqlx::raw_sql(AssertSqlSafe(format!(
         "SET search_path TO \"{schema}\"; DROP FUNCTION stent_commit; \
-         ALTER TABLE tasks DROP COLUMN lapsed_epoch; DROP TABLE workers; {}",
+         ALTER TABLE tasks DROP COLUMN lapsed_epoch, DROP COLUMN last_failed_at, \
+         DROP COLUMN last_error; DROP TABLE workers; {}",
         include_str!("../migrations/0002_commit_function.sql")
     )))
     .execute(&mut conn)

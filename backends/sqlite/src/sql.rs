@@ -630,3 +630,8 @@ pub(crate) const WORKERS: &str = "SELECT worker_id, functions, queues, tags, sta
 pub(crate) const FORGIVE_TAKEOVER: &str = "UPDATE tasks \
     SET attempts = attempts - 1, lapsed_epoch = NULL \
     WHERE invocation_id = ?1 AND lapsed_epoch = ?2 AND attempts > 0";
+
+/// ?1 invocation, ?2 when, ?3 why: the last failed attempt of a task that
+/// is retried.
+pub(crate) const RECORD_FAILURE: &str =
+    "UPDATE tasks SET last_failed_at = ?2, last_error = ?3 WHERE invocation_id = ?1";

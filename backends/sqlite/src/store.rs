@@ -234,7 +234,7 @@ fn disposition_binds(disposition: &TaskDisposition) -> (&'static str, Option<i64
     match disposition {
         TaskDisposition::Hold { lease_until } => ("hold", Some(lease_until.0)),
         TaskDisposition::Park { run_at } => ("park", run_at.map(|t| t.0)),
-        TaskDisposition::Retry { run_at } => ("retry", Some(run_at.0)),
+        TaskDisposition::Retry { run_at, .. } => ("retry", Some(run_at.0)),
         TaskDisposition::Finish { .. } => ("done", None),
         TaskDisposition::Pause { .. } => ("paused", None),
         TaskDisposition::DeadLetter { .. } => ("dead", None),
@@ -474,9 +474,16 @@ pub(crate) async fn turn_effects<'a>(
                     format!("invocation {} already has a dead letter", turn.invocation)
                 }))?;
         }
-        TaskDisposition::Hold { .. }
-        | TaskDisposition::Park { .. }
-        | TaskDisposition::Retry { .. } => {}
+        TaskDisposition::Retry { error, .. } => {
+            sqlx::query(sql::RECORD_FAILURE)
+                .bind(&inv)
+                .bind(now)
+                .bind(error.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(db(OP))?;
+        }
+        TaskDisposition::Hold { .. } | TaskDisposition::Park { .. } => {}
     }
     Ok(())
 }
@@ -1504,7 +1511,8 @@ macro_rules! select_tasks {
     ($rest:literal) => {
         concat!(
             "SELECT invocation_id, execution_id, function, queue, priority, tags, state, \
-             run_at, lease_owner, lease_until, epoch, attempts, retries FROM tasks ",
+             run_at, lease_owner, lease_until, epoch, attempts, retries, last_failed_at, \
+             last_error FROM tasks ",
             $rest
         )
     };
@@ -1531,6 +1539,13 @@ fn task_record(row: &SqliteRow) -> StoreResult<TaskRecord> {
         epoch: LeaseEpoch(col(row, T, "epoch")?),
         attempts: int_col(row, T, "attempts")?,
         retries: int_col(row, T, "retries")?,
+        last_failure: match (
+            time_col(row, T, "last_failed_at")?,
+            col::<Option<String>>(row, T, "last_error")?,
+        ) {
+            (Some(at), Some(error)) => Some((at, error)),
+            _ => None,
+        },
     })
 }
 

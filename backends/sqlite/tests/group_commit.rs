@@ -646,6 +646,7 @@ async fn a_commit_of_hundreds_of_turns_lands_whole() {
                 },
                 3 => TaskDisposition::Retry {
                     run_at: Timestamp(5_000),
+                    error: format!("retry {i}"),
                 },
                 4 => TaskDisposition::Finish {
                     deliver: None,

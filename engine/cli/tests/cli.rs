@@ -891,6 +891,23 @@ async fn what_executions_wait_for(db: Db) {
     );
     let w = settled(retrying, "call", Some("retrying")).await;
     assert_eq!(w[0]["task"]["attempt"], 2, "{w:?}");
+    assert!(
+        w[0]["task"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("flaky")),
+        "{w:?}"
+    );
+    let child = w[0]["child"].as_str().unwrap();
+    let out = db.stent(&["tasks", "show", child]);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("failed") && l.contains("flaky")),
+        "{}",
+        out.stdout
+    );
+    let task = db.json(&["tasks", "show", child]);
+    assert!(task["last_failure"]["at"].is_string(), "{task}");
     assert!(w[0]["function"].as_str().unwrap().ends_with("::flaky"));
     let w = settled(dead, "call", Some("dead_lettered")).await;
     assert!(

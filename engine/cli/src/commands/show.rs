@@ -115,9 +115,14 @@ pub fn wait_json(w: &Wait) -> Json {
                     t["since"] = json!(rfc3339(*since))
                 }
                 CallTask::Scheduled { at } => t["at"] = json!(rfc3339(*at)),
-                CallTask::Retrying { attempt, at } => {
+                CallTask::Retrying {
+                    attempt,
+                    at,
+                    last_error,
+                } => {
                     t["attempt"] = json!(attempt);
                     t["at"] = json!(rfc3339(*at));
+                    t["last_error"] = json!(last_error);
                 }
                 CallTask::Running {
                     worker,

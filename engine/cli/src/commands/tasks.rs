@@ -71,6 +71,10 @@ pub fn task_json(t: &TaskRecord) -> Json {
         "epoch": t.epoch.0,
         "attempts": t.attempts,
         "retries": t.retries,
+        "last_failure": t.last_failure.as_ref().map(|(at, error)| json!({
+            "at": time_json(*at),
+            "error": error,
+        })),
     })
 }
 
@@ -165,6 +169,12 @@ async fn show(ctx: &mut Context<'_>, args: TasksShowArgs) -> Result<(), CliError
     }
     lines.push(("attempts", t.attempts.to_string()));
     lines.push(("retries", t.retries.to_string()));
+    if let Some((at, error)) = &t.last_failure {
+        lines.push((
+            "failed",
+            format!("{} {}", time_text(*at), style.bad(&escape_controls(error))),
+        ));
+    }
     let mut text = String::new();
     for (label, value) in lines {
         text.push_str(&format!(
