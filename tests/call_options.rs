@@ -54,6 +54,16 @@ async fn cached_results_are_shared_across_executions() {
         .map(|r| r.kind)
         .collect();
     assert!(kinds.contains(&"cache_hit".to_string()), "{kinds:?}");
+    // The cache hit names the function it answered for.
+    let progress = executor.state_of(b).await.unwrap().progress;
+    assert!(progress[0].cached, "{progress:?}");
+    assert!(
+        progress[0]
+            .function
+            .as_deref()
+            .is_some_and(|f| f.ends_with("::square")),
+        "{progress:?}"
+    );
     worker.stop().await;
 }
 

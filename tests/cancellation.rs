@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use stent::backends::MemoryBackend;
-use stent::{Error, ExecutionStatus, Stent};
+use stent::{Error, ExecutionStatus, Interruption, Stent};
 use stent_tests::TestWorker;
 
 static TICKS: AtomicU32 = AtomicU32::new(0);
@@ -97,6 +97,72 @@ async fn cancelling_an_unknown_execution_is_not_found() {
     assert!(matches!(executor.cancel(ghost).await, Err(Error::NotFound(x)) if x == ghost));
 }
 
+/// The last event of an execution's root journal.
+async fn last_root_event(executor: &Stent, id: stent::ExecutionId) -> stent::journal::Event {
+    let rows = executor
+        .backend()
+        .read_journal(id.root_invocation(), stent::journal::Seq(0))
+        .await
+        .unwrap();
+    stent::journal::Event::decode(&rows.last().unwrap().bytes).unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancellation_records_its_reason_in_the_journal_and_the_state() {
+    let executor = Stent::new(MemoryBackend::new());
+    let worker = TestWorker::start(&executor).await;
+    let id = executor.dispatch(waits_for_go()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A reason longer than 4 KiB is refused, and nothing is cancelled.
+    let err = executor
+        .cancel_with_reason(id, "x".repeat(5000))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+    assert_eq!(
+        executor.state_of(id).await.unwrap().state,
+        ExecutionStatus::Running
+    );
+    let done = executor
+        .cancel_with_reason(id, "customer withdrew (ticket 4411)")
+        .await
+        .unwrap();
+    assert!(done.cancelled);
+    let reason = Some("customer withdrew (ticket 4411)".to_string());
+    let state = executor.state_of(id).await.unwrap();
+    assert_eq!(
+        state.interruption,
+        Some(Interruption::Cancelled {
+            reason: reason.clone()
+        })
+    );
+    assert!(state.waits.is_empty(), "{:?}", state.waits);
+    assert_eq!(
+        last_root_event(&executor, id).await,
+        stent::journal::Event::Cancelled { reason }
+    );
+    // Without a reason the journal still says it was cancelled.
+    let other = executor.dispatch(waits_for_go()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    executor.cancel(other).await.unwrap();
+    assert_eq!(
+        executor.state_of(other).await.unwrap().interruption,
+        Some(Interruption::Cancelled { reason: None })
+    );
+    assert_eq!(
+        last_root_event(&executor, other).await,
+        stent::journal::Event::Cancelled { reason: None }
+    );
+    // The replay debugger replays a cancelled execution up to where it
+    // stopped, not as a divergence.
+    let report = stent::debugger::Replayer::for_stent(&executor)
+        .replay_stored(&executor, id)
+        .await
+        .unwrap();
+    assert!(report.is_clean(), "{report}");
+    worker.stop().await;
+}
+
 #[stent::durable]
 async fn sleeps_an_hour() -> Result<(), String> {
     Stent::sleep("1h").await.map_err(|e| e.to_string())
@@ -126,9 +192,28 @@ async fn an_execution_past_its_expiry_times_out() {
     for id in [parked, busy] {
         let err = executor.wait_for::<(), String>(id, None).await.unwrap_err();
         assert!(matches!(err, Error::TimedOut(x) if x == id), "{err}");
+        let state = executor.state_of(id).await.unwrap();
+        assert_eq!(state.state, ExecutionStatus::TimedOut);
+        // The deadline it passed is recorded, in its state and its journal.
+        let deadline = executor
+            .backend()
+            .execution(id)
+            .await
+            .unwrap()
+            .unwrap()
+            .deadline
+            .expect("a deadline");
         assert_eq!(
-            executor.state_of(id).await.unwrap().state,
-            ExecutionStatus::TimedOut
+            state.interruption,
+            Some(Interruption::TimedOut {
+                deadline: Some(deadline.to_datetime())
+            })
+        );
+        assert_eq!(
+            last_root_event(&executor, id).await,
+            stent::journal::Event::TimedOut {
+                deadline: Some(deadline)
+            }
         );
     }
     // Both ended at their deadlines, not after the hour.

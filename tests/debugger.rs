@@ -167,6 +167,22 @@ workflow!(CheckoutV2, "shop::checkout", |order: Order| -> String {
     Ok(format!("{reservation} {receipt} {parcel} total={cents}"))
 });
 
+// The "new code" charges before it reserves.
+workflow!(
+    CheckoutSwapped,
+    "shop::checkout",
+    |order: Order| -> String {
+        let cents = 4200;
+        let receipt = charge(order.id, cents).await?;
+        let reservation = reserve(order.clone()).await?;
+        Stent::context()
+            .and_then(|c| c.counters("orders").add(1))
+            .map_err(|e| e.to_string())?;
+        let parcel = ship(order.id).await?;
+        Ok(format!("{reservation} {receipt} {parcel} total={cents}"))
+    }
+);
+
 workflow!(ApprovalV1, "desk::approval", |user: String| -> String {
     notify(user.clone()).await?;
     let answer: String = Stent::wait_for_signal("answer")
@@ -415,6 +431,30 @@ async fn a_changed_workflow_is_reported_at_the_exact_seq_and_field() {
             .iter()
             .all(|i| i.outcome == InvocationOutcome::NotReached)
     );
+}
+
+/// Swapped calls read as a reorder, with where the journal holds the call
+/// the code now makes first, and no field diff between unrelated calls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapped_calls_are_reported_as_a_reorder() {
+    let export = checkout_export().await;
+    let report = Replayer::new(with::<CheckoutSwapped>())
+        .replay(&export)
+        .await
+        .unwrap();
+    let d = report.first_divergence().expect("a divergence");
+    assert_eq!(d.seq, Seq(1));
+    // seq 1 reserve, 2 its result, 3 charge.
+    assert_eq!(
+        d.reason,
+        DivergenceReason::Reordered {
+            recorded_at: Seq(3)
+        }
+    );
+    assert!(d.diffs.is_empty(), "{:?}", d.diffs);
+    let text = report.to_string();
+    assert!(text.contains("calls reordered"), "{text}");
+    assert!(text.contains("at seq 3"), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -708,6 +748,13 @@ async fn fork_resumes_a_failed_execution_on_fixed_code() {
     // Fork before it: the load is kept, the rest runs on the fixed code.
     let forked = fixed.fork(id, Seq(3)).await.unwrap();
     assert_ne!(forked, id);
+    assert_eq!(
+        fixed.state_of(forked).await.unwrap().forked_from,
+        Some(stent::journal::ForkOrigin {
+            execution: id,
+            at: Seq(3)
+        })
+    );
     let worker = TestWorker::start(&fixed).await;
     let result = fixed
         .wait_for::<u64, String>(forked, Some(Duration::from_secs(20)))

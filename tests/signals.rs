@@ -159,6 +159,15 @@ async fn a_signal_that_does_not_decode_pauses_the_execution_until_a_good_one_com
         assert_ne!(state.state, stent::ExecutionStatus::Failed, "{state:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
+    let signal = paused
+        .pause
+        .as_ref()
+        .and_then(|p| p.signal.clone())
+        .expect("a structured report names the signal");
+    assert_eq!(signal.name, "shipped");
+    assert_eq!(signal.invocation, id.root_invocation());
+    assert!(signal.expected_type.ends_with("Shipment"), "{signal:?}");
+    assert!(!signal.why.is_empty());
     let report = paused.pause_report.unwrap_or_default();
     assert!(
         report.contains("signal \"shipped\"")

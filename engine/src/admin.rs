@@ -35,9 +35,13 @@ impl Stent {
 
     /// Ends `id` as cancelled and stops its resident invocations; false if it
     /// had already ended.
-    pub(crate) async fn end_cancelled(&self, id: ExecutionId) -> Result<bool> {
+    pub(crate) async fn end_cancelled(
+        &self,
+        id: ExecutionId,
+        reason: Option<String>,
+    ) -> Result<bool> {
         let inner = &self.inner;
-        let terminal = Event::Cancelled.encode()?;
+        let terminal = Event::Cancelled { reason }.encode()?;
         let ended = match inner
             .backend
             .end_execution(id, ExecutionStatus::Cancelled, terminal, inner.clock.now())

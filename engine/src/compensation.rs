@@ -43,6 +43,10 @@ pub struct CompensationReport {
     pub failed: Vec<(String, String)>,
 }
 
+/// The longest reason [`Stent::cancel_with_reason`] records: a sentence or
+/// a ticket reference, not a document.
+const MAX_REASON_BYTES: usize = 4096;
+
 /// What [`Stent::cancel_execution`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -180,7 +184,41 @@ impl Stent {
     /// # Ok(()) }
     /// ```
     pub async fn cancel_execution(&self, id: ExecutionId) -> Result<Cancellation> {
-        let cancelled = self.end_cancelled(id).await?;
+        self.cancel_ending(id, None).await
+    }
+
+    /// Cancels an execution like [`Stent::cancel_execution`], recording
+    /// why (or by whom): the `cancelled` event that ends its root journal
+    /// carries `reason`, and `stent show`, `stent journal` and
+    /// [`ExecutionState::interruption`](crate::ExecutionState::interruption)
+    /// show it. A reason longer than 4 KiB is refused with
+    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig), and nothing is
+    /// cancelled.
+    ///
+    /// ```no_run
+    /// # async fn demo(executor: stent::Stent, id: stent::ExecutionId) -> Result<(), stent::Error> {
+    /// executor
+    ///     .cancel_with_reason(id, "customer withdrew the order (ticket 4411)")
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn cancel_with_reason(
+        &self,
+        id: ExecutionId,
+        reason: impl Into<String>,
+    ) -> Result<Cancellation> {
+        let reason = reason.into();
+        if reason.len() > MAX_REASON_BYTES {
+            return Err(crate::Error::InvalidConfig(format!(
+                "a cancellation reason is at most {MAX_REASON_BYTES} bytes; this one has {} (execution {id} was not cancelled)",
+                reason.len()
+            )));
+        }
+        self.cancel_ending(id, Some(reason)).await
+    }
+
+    async fn cancel_ending(&self, id: ExecutionId, reason: Option<String>) -> Result<Cancellation> {
+        let cancelled = self.end_cancelled(id, reason).await?;
         if !cancelled {
             return Ok(Cancellation {
                 cancelled,

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BinaryHeap};
 use chrono::{DateTime, Utc};
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
-use stent_journal::event::ContextWrite;
+use stent_journal::event::{ContextWrite, ForkOrigin};
 use stent_journal::{
     CallKey, CodecError, Event, InvocationId, Payload, Seq, Serializer, Timestamp,
 };
@@ -545,6 +545,8 @@ pub(crate) struct Derived {
     pub counters: BTreeMap<String, f64>,
     pub custom_state: BTreeMap<String, Payload>,
     pub progress: Vec<ExecutionProgress>,
+    /// Where the root journal was forked from.
+    pub forked_from: Option<ForkOrigin>,
 }
 
 /// Folds the events of an execution's invocations in an order consistent
@@ -671,8 +673,15 @@ fn apply(out: &mut Derived, calls: &mut BTreeMap<(InvocationId, Seq), usize>, ro
                 completed_at: None,
             });
         }
-        Event::CacheHit { call_key, .. } => out.progress.push(ExecutionProgress {
-            function: None,
+        Event::Started {
+            parent: None,
+            forked_from: Some(origin),
+            ..
+        } => out.forked_from = Some(origin),
+        Event::CacheHit {
+            call_key, function, ..
+        } => out.progress.push(ExecutionProgress {
+            function,
             call_key,
             invocation: row.invocation,
             seq: row.seq,

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use stent_journal::event::{Event, EventKind};
+use stent_journal::event::{Event, EventKind, ForkOrigin};
 use stent_journal::store::{
     Backend, ExecutionFilter, ExecutionRecord, ExecutionStatus, NewExecution, NewInvocation,
     SignalRecord, StoreError, TaskFilter, TaskState,
@@ -214,6 +214,41 @@ impl StentBuilder {
     }
 }
 
+/// How a cancelled or timed-out execution was interrupted
+/// ([`ExecutionState::interruption`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Interruption {
+    /// Cancelled ([`Stent::cancel`], [`Stent::cancel_with_reason`],
+    /// `stent cancel`).
+    Cancelled {
+        /// The reason the canceller gave, if any.
+        reason: Option<String>,
+    },
+    /// Its deadline (`expiry` or `max_duration`) passed before it ended.
+    TimedOut {
+        /// The deadline.
+        deadline: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+impl std::fmt::Display for Interruption {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Interruption::Cancelled { reason: Some(r) } => write!(f, "cancelled: {r}"),
+            Interruption::Cancelled { reason: None } => f.write_str("cancelled (no reason given)"),
+            Interruption::TimedOut { deadline: Some(d) } => write!(
+                f,
+                "timed out: its deadline {} passed",
+                d.format("%Y-%m-%d %H:%M:%S%.3f UTC")
+            ),
+            Interruption::TimedOut { deadline: None } => {
+                f.write_str("timed out: its deadline passed")
+            }
+        }
+    }
+}
+
 /// What [`Stent::state_of`] reports about an execution.
 ///
 /// Counters, custom state and progress are folded from the journals of
@@ -251,8 +286,14 @@ pub struct ExecutionState {
     pub queue: String,
     /// The outcome once finished: `Ok(value)` or the failure.
     pub result: Option<std::result::Result<Payload, Failure>>,
-    /// The non-determinism report, when paused.
+    /// Why it is paused, as text: the non-determinism report (with the
+    /// field diffs, one per line), or the signal set aside. `None` unless
+    /// paused.
     pub pause_report: Option<String>,
+    /// Why it is paused, structured: where the code and the journal
+    /// disagree (seq, recorded and asked events, field diffs, a reorder),
+    /// or which signal was set aside. `None` unless paused.
+    pub pause: Option<stent_journal::PauseReport>,
     /// Retries so far, summed over the execution's tasks.
     pub retries: u32,
     /// Execution-scoped counters (`Stent::context()?.counters(name).add(n)`).
@@ -283,6 +324,14 @@ pub struct ExecutionState {
     /// it would have filled are left empty. `None` when everything read.
     /// A listing shows the other executions and marks this one.
     pub corrupt: Option<String>,
+    /// How a cancelled or timed-out execution was interrupted: the reason
+    /// its canceller gave, or the deadline it passed. `None` for an
+    /// execution that is not cancelled or timed out.
+    pub interruption: Option<Interruption>,
+    /// For an execution made by [`Stent::fork`]: the execution it was
+    /// forked from and the first seq not copied. Read from its journal (so
+    /// `None` in listings, which do not read journals).
+    pub forked_from: Option<ForkOrigin>,
 }
 
 impl ExecutionState {
@@ -319,6 +368,7 @@ impl ExecutionState {
                 state.counters = derived.counters;
                 state.custom_state = derived.custom_state;
                 state.progress = derived.progress;
+                state.forked_from = derived.forked_from;
             }
             Err(Error::Backend(StoreError::Corrupt(why))) => {
                 let why = format!("its journal cannot be read: {why}");
@@ -335,17 +385,39 @@ impl ExecutionState {
     /// The stored record alone, with empty derived fields (see
     /// [`ExecutionState::read`]).
     fn from_record(r: ExecutionRecord) -> Self {
-        let (result, corrupt) = match &r.terminal_event {
+        let (result, corrupt, interruption) = match &r.terminal_event {
             Some(bytes) => match Event::decode(bytes) {
-                Ok(Event::Completed { value }) => (Some(Ok(value)), None),
-                Ok(Event::Failed { failure }) => (Some(Err(failure)), None),
-                Ok(_) => (None, None),
+                Ok(Event::Completed { value }) => (Some(Ok(value)), None, None),
+                Ok(Event::Failed { failure }) => (Some(Err(failure)), None, None),
+                Ok(Event::Cancelled { reason }) => {
+                    (None, None, Some(Interruption::Cancelled { reason }))
+                }
+                Ok(Event::TimedOut { deadline }) => (
+                    None,
+                    None,
+                    Some(Interruption::TimedOut {
+                        deadline: deadline.map(Timestamp::to_datetime),
+                    }),
+                ),
+                Ok(_) => (None, None, None),
                 Err(e) => (
                     None,
                     Some(format!("its terminal event cannot be read: {e}")),
+                    None,
                 ),
             },
-            None => (None, None),
+            None => (None, None, None),
+        };
+        let pause = r.pause();
+        // The status is the truth; the event adds the details it recorded.
+        let interruption = match r.status {
+            ExecutionStatus::Cancelled => {
+                interruption.or(Some(Interruption::Cancelled { reason: None }))
+            }
+            ExecutionStatus::TimedOut => interruption.or(Some(Interruption::TimedOut {
+                deadline: r.deadline.map(Timestamp::to_datetime),
+            })),
+            _ => None,
         };
         ExecutionState {
             id: r.id,
@@ -358,7 +430,8 @@ impl ExecutionState {
             priority: r.routing.priority,
             queue: r.routing.queue,
             result,
-            pause_report: r.pause_report,
+            pause_report: pause.as_ref().map(|p| p.text.clone()),
+            pause,
             retries: r.retries,
             counters: BTreeMap::new(),
             custom_state: BTreeMap::new(),
@@ -367,6 +440,8 @@ impl ExecutionState {
             waits: Vec::new(),
             unconsumed_signals: Vec::new(),
             corrupt,
+            interruption,
+            forked_from: None,
         }
     }
 }
@@ -407,7 +482,8 @@ async fn read_waits(
 
 /// The journal kinds `state_of` folds (context writes and calls) and reads
 /// the waits from (effects, their answers, terminal events).
-const FOLDED_KINDS: [EventKind; 13] = [
+const FOLDED_KINDS: [EventKind; 14] = [
+    EventKind::Started,
     EventKind::ContextWrite,
     EventKind::CallScheduled,
     EventKind::CallCompleted,
@@ -672,12 +748,8 @@ impl Stent {
 fn typed_result<T: DeserializeOwned, E: DeserializeOwned>(
     record: ExecutionRecord,
 ) -> Result<std::result::Result<T, E>> {
-    typed_outcome(
-        record.id,
-        record.status,
-        record.terminal_event,
-        record.pause_report,
-    )
+    let pause = record.pause().map(|p| p.text);
+    typed_outcome(record.id, record.status, record.terminal_event, pause)
 }
 
 /// The typed result of an execution that is in `status`, from its terminal
@@ -858,6 +930,7 @@ impl<D: DurableFn> Dispatch<'_, D> {
             version: entry.version.map(str::to_string),
             args,
             parent: None,
+            forked_from: None,
         };
         let started_event = started.encode()?;
         let created = inner

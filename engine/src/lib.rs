@@ -78,7 +78,7 @@ pub use context::{
     ContextDefaults, Counter, ExecutionContext, ExecutionProgress, ProgressState, StateEntry,
 };
 pub use error::{Error, Result};
-pub use executor::{Dispatch, ExecutionState, Stent, StentBuilder};
+pub use executor::{Dispatch, ExecutionState, Interruption, Stent, StentBuilder};
 pub use lifecycle::{LifecycleState, WorkerLifecycle};
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsFacade;

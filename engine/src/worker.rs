@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use stent_journal::CallKey;
 use stent_journal::event::{Event, ParentLink};
+use stent_journal::pause::{PauseReport, SetAsideSignal};
 use stent_journal::store::IdempotencyBegin;
 use stent_journal::store::{
     ClaimRequest, ClaimedTask, Delivery, ExecutionOutcome, ExecutionStatus, InboxId, JournalRow,
@@ -1151,7 +1152,7 @@ impl Core {
             epoch,
             self.now(),
             TaskDisposition::Pause {
-                report: format!("execution {execution}: {report}"),
+                report: PauseReport::text(format!("execution {execution}: {report}")).to_stored(),
             },
         );
         if let Err(e) = self.inner.backend.commit(vec![commit]).await {
@@ -1174,7 +1175,7 @@ impl Core {
                 return Err(TurnError::LeaseLost);
             }
             if r.deadline.is_some_and(|d| d <= self.now()) {
-                self.time_out(r.execution).await;
+                self.time_out(r.execution, r.deadline).await;
                 return Ok(Ended::Done);
             }
             let status = match r.first_status.take() {
@@ -1197,7 +1198,8 @@ impl Core {
                     return Ok(Ended::Done);
                 }
                 Status::Stopped(other) => {
-                    self.pause(r, other.to_string()).await?;
+                    let report = report_of_stop(r, &other);
+                    self.pause(r, report).await?;
                     return Ok(Ended::Done);
                 }
                 Status::Blocked => false,
@@ -1224,12 +1226,23 @@ impl Core {
                     ) = (&source, &waited, &event)
                         && let Err((why, type_name)) = r.driver.check_signal(*awaited, payload)
                     {
-                        let report = format!(
-                            "signal {name:?} (id {}) does not decode as {type_name}, the type \
-                             the code waits for at seq {awaited}: {why}. It was set aside, not \
-                             delivered. Send a signal {name:?} with a payload of that type, then \
-                             resume the execution",
-                            id.0
+                        let text = format!(
+                            "execution {}: signal {name:?} (id {}) does not decode as \
+                             {type_name}, the type the code waits for at seq {awaited}: {why}. It \
+                             was set aside, not delivered. Send a signal {name:?} with a payload \
+                             of that type, then resume the execution",
+                            r.execution, id.0
+                        );
+                        let report = PauseReport::signal_set_aside(
+                            text,
+                            SetAsideSignal {
+                                id: id.0,
+                                name: name.clone(),
+                                invocation: r.invocation,
+                                awaited: *awaited,
+                                expected_type: type_name.to_string(),
+                                why,
+                            },
                         );
                         self.pause_setting_aside(r, report, Some(*id)).await?;
                         return Ok(Ended::Done);
@@ -1253,7 +1266,8 @@ impl Core {
                         && waited.is_some()
                         && let Err(e) = r.driver.resolve(event)
                     {
-                        self.pause(r, e.to_string()).await?;
+                        let report = report_of_stop(r, &e);
+                        self.pause(r, report).await?;
                         return Ok(Ended::Done);
                     }
                     continue;
@@ -1564,6 +1578,7 @@ impl Core {
                 version: version.clone(),
                 args: args.clone(),
                 parent: Some(parent),
+                forked_from: None,
             };
             let started_event = started
                 .encode()
@@ -1915,8 +1930,8 @@ impl Core {
     }
 
     /// The execution ran past its deadline: end it as timed out.
-    async fn time_out(&self, execution: ExecutionId) {
-        let terminal = Event::TimedOut.encode().unwrap_or_default();
+    async fn time_out(&self, execution: ExecutionId, deadline: Option<Timestamp>) {
+        let terminal = Event::TimedOut { deadline }.encode().unwrap_or_default();
         match self
             .inner
             .backend
@@ -1987,7 +2002,11 @@ impl Core {
         }
     }
 
-    async fn pause(self: &Arc<Self>, r: &mut Running, report: String) -> Result<(), TurnError> {
+    async fn pause(
+        self: &Arc<Self>,
+        r: &mut Running,
+        report: PauseReport,
+    ) -> Result<(), TurnError> {
         self.pause_setting_aside(r, report, None).await
     }
 
@@ -1997,10 +2016,10 @@ impl Core {
     async fn pause_setting_aside(
         self: &Arc<Self>,
         r: &mut Running,
-        report: String,
+        report: PauseReport,
         set_aside: Option<SignalId>,
     ) -> Result<(), TurnError> {
-        tracing::error!(execution = %r.execution, invocation = %r.invocation, %report, "pausing execution");
+        tracing::error!(execution = %r.execution, invocation = %r.invocation, report = %report.text, "pausing execution");
         let commit = TurnCommit {
             consumed_signals: set_aside.into_iter().collect(),
             ..bare_turn(
@@ -2008,7 +2027,7 @@ impl Core {
                 r.epoch,
                 self.now(),
                 TaskDisposition::Pause {
-                    report: format!("execution {}: {report}", r.execution),
+                    report: report.to_stored(),
                 },
             )
         };
@@ -2023,7 +2042,6 @@ impl Core {
     }
 }
 
-/// The call key of an invocation, from its `Started` event.
 /// Longest failure text kept on a task row for operators: enough for a
 /// message and a short backtrace, small enough that a failure loop cannot
 /// grow the row without bound.
@@ -2042,6 +2060,16 @@ fn cut_failure(text: &str) -> String {
     format!("{}… ({} bytes cut)", &text[..end], text.len() - end)
 }
 
+/// The pause report for the code of `r` that stopped with `error`.
+fn report_of_stop(r: &Running, error: &DriverError) -> PauseReport {
+    let function = match r.driver.started_event() {
+        Event::Started { function, .. } => function,
+        _ => String::new(),
+    };
+    crate::debugger::pause::report_of_stop(r.execution, &function, error, &r.driver.journal())
+}
+
+/// The call key of an invocation, from its `Started` event.
 fn call_key_of(started: &Event) -> Option<CallKey> {
     match started {
         Event::Started {

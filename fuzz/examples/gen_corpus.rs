@@ -59,6 +59,7 @@ fn sample_events() -> Vec<(&'static str, Event)> {
                     invocation: inv,
                     seq: Seq(3),
                 }),
+                forked_from: None,
             },
         ),
         (
@@ -91,6 +92,7 @@ fn sample_events() -> Vec<(&'static str, Event)> {
             "cache_hit",
             Event::CacheHit {
                 call_key: CallKey::new("app::step", Some("v2"), &args),
+                function: None,
                 value: Payload::encode(&"cached").unwrap(),
             },
         ),
@@ -179,8 +181,8 @@ fn sample_events() -> Vec<(&'static str, Event)> {
                 },
             },
         ),
-        ("cancelled", Event::Cancelled),
-        ("timed_out", Event::TimedOut),
+        ("cancelled", Event::Cancelled { reason: None }),
+        ("timed_out", Event::TimedOut { deadline: None }),
     ]
 }
 
@@ -545,7 +547,7 @@ fn payload_limits() {
         "map_of_arrays",
         &limits(16, 4, &[0xa1, 0x61, b'a', 0x82, 0x01, 0x80]),
     );
-    let event = Event::Cancelled.encode().unwrap();
+    let event = Event::Cancelled { reason: None }.encode().unwrap();
     put(t, "event_small", &limits(16, 4, &event));
     put(t, "event_too_large", &limits(0, 4, &event));
 }
@@ -653,10 +655,14 @@ fn replay_journal() {
     put(t, "divergence.rec", &records(0x22, &div));
     // A terminal event where the code asks for its side effect.
     let mut early = journal[..3].to_vec();
-    early.push(Event::Cancelled);
+    early.push(Event::Cancelled { reason: None });
     put(t, "cancelled_mid_journal.rec", &records(0x42, &early));
     // No Started at seq 0.
-    put(t, "no_started.rec", &records(0x12, &[Event::TimedOut]));
+    put(
+        t,
+        "no_started.rec",
+        &records(0x12, &[Event::TimedOut { deadline: None }]),
+    );
     // Compact grammar (header bit 0): a few hand-made programs.
     put(t, "compact_resolve_first_call.bin", &[0x01, 3, 1, 5]);
     put(t, "compact_cache_hit.bin", &[0x21, 6, 1, 3, 3, 9, 9]);

@@ -365,6 +365,7 @@ pub fn started() -> Event {
         version: None,
         args: Payload::encode(&()).expect("encode unit"),
         parent: None,
+        forked_from: None,
     }
 }
 
@@ -474,6 +475,7 @@ fn event_from(bytes: &mut std::slice::Iter<'_, u8>) -> Option<Event> {
             let n = arg() % 5;
             Event::CacheHit {
                 call_key: CallKey::new(STEP, None, &step_args(n)),
+                function: (n % 2 == 0).then(|| STEP.to_string()),
                 value: value(arg()),
             }
         }
@@ -509,8 +511,12 @@ fn event_from(bytes: &mut std::slice::Iter<'_, u8>) -> Option<Event> {
             },
         },
         _ => match arg() % 3 {
-            0 => Event::Cancelled,
-            1 => Event::TimedOut,
+            0 => Event::Cancelled {
+                reason: (arg() % 2 == 0).then(|| "fuzz".to_string()),
+            },
+            1 => Event::TimedOut {
+                deadline: (arg() % 2 == 0).then(|| Timestamp(i64::from(arg()))),
+            },
             _ => Event::Started {
                 function: "fuzz::wf".into(),
                 version: Some("v2".into()),
@@ -519,6 +525,7 @@ fn event_from(bytes: &mut std::slice::Iter<'_, u8>) -> Option<Event> {
                     invocation: invocation(),
                     seq: Seq(1),
                 }),
+                forked_from: None,
             },
         },
     })

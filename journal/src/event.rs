@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{CallKey, Payload, PayloadLimits, decode_bytes, encode_canonical};
 use crate::error::CodecError;
-use crate::ids::{InvocationId, Seq};
+use crate::ids::{ExecutionId, InvocationId, Seq};
 use crate::time::Timestamp;
 
 /// The newest journal format version this build writes and reads.
@@ -25,6 +25,16 @@ pub struct ParentLink {
     pub invocation: InvocationId,
     /// The seq of the `CallScheduled` event in the caller's journal.
     pub seq: Seq,
+}
+
+/// Where a forked execution's journal came from: its root journal began as
+/// seqs `0..at` of `execution`'s root journal (see `Stent::fork`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForkOrigin {
+    /// The execution it was forked from.
+    pub execution: ExecutionId,
+    /// The first seq not copied: seqs `0..at` are copies.
+    pub at: Seq,
 }
 
 /// Why an invocation or a call failed.
@@ -73,6 +83,8 @@ pub enum Event {
         args: Payload,
         /// The caller, for a nested invocation.
         parent: Option<ParentLink>,
+        /// For the root of a forked execution: what it was forked from.
+        forked_from: Option<ForkOrigin>,
     },
     /// The code called another durable function.
     CallScheduled {
@@ -105,6 +117,9 @@ pub enum Event {
     CacheHit {
         /// Call key that hit.
         call_key: CallKey,
+        /// The function called (`None` in journals written before it was
+        /// recorded).
+        function: Option<String>,
         /// The stored value.
         value: Payload,
     },
@@ -152,10 +167,19 @@ pub enum Event {
         /// Why.
         failure: Failure,
     },
-    /// The invocation was cancelled.
-    Cancelled,
-    /// The invocation's execution ran past its deadline.
-    TimedOut,
+    /// The execution was cancelled (appended to its root journal when it
+    /// ends).
+    Cancelled {
+        /// Why, or by whom, as the canceller said (`None`: not said).
+        reason: Option<String>,
+    },
+    /// The execution ran past its deadline (appended to its root journal
+    /// when it ends).
+    TimedOut {
+        /// The deadline it passed (`None` in journals written before it was
+        /// recorded).
+        deadline: Option<Timestamp>,
+    },
 }
 
 /// A journaled write to the execution context.
@@ -332,12 +356,16 @@ impl fmt::Display for EventKind {
 
 // Bodies as written on disk. Kept apart from `Event` so that the enum can grow
 // convenience without changing the wire shape.
+// Fields added after format version 1 was first written are optional and
+// left out when empty, so that older events decode and encode unchanged.
 #[derive(Serialize, Deserialize)]
 struct StartedBody {
     function: String,
     version: Option<String>,
     args: Payload,
     parent: Option<ParentLink>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    forked_from: Option<ForkOrigin>,
 }
 #[derive(Serialize, Deserialize)]
 struct CallScheduledBody {
@@ -360,6 +388,8 @@ struct CallFailedBody {
 #[derive(Serialize, Deserialize)]
 struct CacheHitBody {
     call_key: CallKey,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    function: Option<String>,
     value: Payload,
 }
 #[derive(Serialize, Deserialize)]
@@ -393,7 +423,15 @@ struct FailedBody {
     failure: Failure,
 }
 #[derive(Serialize, Deserialize)]
-struct EmptyBody {}
+struct CancelledBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+}
+#[derive(Serialize, Deserialize)]
+struct TimedOutBody {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    deadline: Option<Timestamp>,
+}
 
 #[derive(Deserialize)]
 struct Envelope {
@@ -419,8 +457,8 @@ impl Event {
             Event::SideEffect { .. } => EventKind::SideEffect,
             Event::Completed { .. } => EventKind::Completed,
             Event::Failed { .. } => EventKind::Failed,
-            Event::Cancelled => EventKind::Cancelled,
-            Event::TimedOut => EventKind::TimedOut,
+            Event::Cancelled { .. } => EventKind::Cancelled,
+            Event::TimedOut { .. } => EventKind::TimedOut,
         }
     }
 
@@ -454,11 +492,13 @@ impl Event {
                 version,
                 args,
                 parent,
+                forked_from,
             } => Value::serialized(&StartedBody {
                 function,
                 version,
                 args,
                 parent,
+                forked_from,
             }),
             Event::CallScheduled {
                 function,
@@ -479,9 +519,15 @@ impl Event {
             Event::CallFailed { scheduled, failure } => {
                 Value::serialized(&CallFailedBody { scheduled, failure })
             }
-            Event::CacheHit { call_key, value } => {
-                Value::serialized(&CacheHitBody { call_key, value })
-            }
+            Event::CacheHit {
+                call_key,
+                function,
+                value,
+            } => Value::serialized(&CacheHitBody {
+                call_key,
+                function,
+                value,
+            }),
             Event::TimerStarted {
                 fire_at,
                 duration_ms,
@@ -499,7 +545,8 @@ impl Event {
                 Value::serialized(&ValueBody { value })
             }
             Event::Failed { failure } => Value::serialized(&FailedBody { failure }),
-            Event::Cancelled | Event::TimedOut => Value::serialized(&EmptyBody {}),
+            Event::Cancelled { reason } => Value::serialized(&CancelledBody { reason }),
+            Event::TimedOut { deadline } => Value::serialized(&TimedOutBody { deadline }),
         }
         .map_err(|e| CodecError::Encode(e.to_string()))?;
         let envelope = Value::Map(vec![
@@ -549,6 +596,7 @@ impl Event {
                     version: x.version,
                     args: x.args,
                     parent: x.parent,
+                    forked_from: x.forked_from,
                 }
             }
             EventKind::CallScheduled => {
@@ -579,6 +627,7 @@ impl Event {
                 let x: CacheHitBody = body(b, kind)?;
                 Event::CacheHit {
                     call_key: x.call_key,
+                    function: x.function,
                     value: x.value,
                 }
             }
@@ -621,12 +670,14 @@ impl Event {
                 Event::Failed { failure: x.failure }
             }
             EventKind::Cancelled => {
-                let _: EmptyBody = body(b, kind)?;
-                Event::Cancelled
+                let x: CancelledBody = body(b, kind)?;
+                Event::Cancelled { reason: x.reason }
             }
             EventKind::TimedOut => {
-                let _: EmptyBody = body(b, kind)?;
-                Event::TimedOut
+                let x: TimedOutBody = body(b, kind)?;
+                Event::TimedOut {
+                    deadline: x.deadline,
+                }
             }
         })
     }
@@ -648,6 +699,10 @@ mod tests {
                     invocation: inv,
                     seq: Seq(3),
                 }),
+                forked_from: Some(ForkOrigin {
+                    execution: "0b8b0a1e-5c0e-4c5e-9d3e-2f7d3a6e1c11".parse().unwrap(),
+                    at: Seq(4),
+                }),
             },
             Event::CallScheduled {
                 function: "app::step".into(),
@@ -668,6 +723,7 @@ mod tests {
             },
             Event::CacheHit {
                 call_key: CallKey::new("app::step", Some("v2"), &args),
+                function: Some("app::step".into()),
                 value: Payload::encode(&"cached").unwrap(),
             },
             Event::TimerStarted {
@@ -699,8 +755,12 @@ mod tests {
                     error: Payload::encode(&"bad").unwrap(),
                 },
             },
-            Event::Cancelled,
-            Event::TimedOut,
+            Event::Cancelled {
+                reason: Some("stent cancel, by alice".into()),
+            },
+            Event::TimedOut {
+                deadline: Some(Timestamp(1_700_000_360_000)),
+            },
         ]
     }
 

@@ -437,6 +437,7 @@ mod tests {
             version: None,
             args: Payload::encode(&(7u32,)).unwrap(),
             parent: None,
+            forked_from: None,
         };
         let done = Event::Completed {
             value: Payload::encode(&"ok").unwrap(),

@@ -22,12 +22,14 @@ mod error;
 pub mod event;
 pub mod export;
 mod ids;
+pub mod pause;
 pub mod store;
 mod time;
 
 pub use codec::{CallKey, Payload, PayloadLimits, Serializer};
 pub use duration::{DurationSpec, IntoDuration, format_duration, parse_duration};
 pub use error::{CodecError, DurationError};
-pub use event::{Event, EventKind, FORMAT_VERSION, Failure};
+pub use event::{Event, EventKind, FORMAT_VERSION, Failure, ForkOrigin};
 pub use ids::{ExecutionId, InvocationId, LeaseEpoch, Seq, WorkerId};
+pub use pause::PauseReport;
 pub use time::Timestamp;

@@ -136,6 +136,18 @@ impl ExecutionStatus {
                 | ExecutionStatus::Cancelled
         )
     }
+
+    /// The kind of event that ends a root journal in this status (`None`
+    /// for a status that is not terminal).
+    pub const fn terminal_kind(self) -> Option<EventKind> {
+        match self {
+            ExecutionStatus::Completed => Some(EventKind::Completed),
+            ExecutionStatus::Failed => Some(EventKind::Failed),
+            ExecutionStatus::TimedOut => Some(EventKind::TimedOut),
+            ExecutionStatus::Cancelled => Some(EventKind::Cancelled),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for ExecutionStatus {
@@ -471,10 +483,20 @@ pub struct ExecutionRecord {
     pub deadline: Option<Timestamp>,
     /// The root's encoded terminal event, once finished.
     pub terminal_event: Option<Vec<u8>>,
-    /// The non-determinism report, when paused.
+    /// Why it is paused, as stored (see [`ExecutionRecord::pause`]).
     pub pause_report: Option<String>,
     /// Retries so far, summed over the execution's tasks.
     pub retries: u32,
+}
+
+impl ExecutionRecord {
+    /// Why it is paused, read from [`pause_report`](Self::pause_report):
+    /// structured when a worker paused it, only a text otherwise.
+    pub fn pause(&self) -> Option<crate::PauseReport> {
+        self.pause_report
+            .as_deref()
+            .map(crate::PauseReport::from_stored)
+    }
 }
 
 /// Filter and page for listing executions.
@@ -748,7 +770,9 @@ pub trait ExecutionStore: Send + Sync {
     /// Tasks ready or waiting to be claimed (in `queue`, or in all queues).
     async fn queue_depth(&self, queue: Option<&str>, now: Timestamp) -> StoreResult<u64>;
     /// Ends a non-terminal execution for good with `status` (`Cancelled` or
-    /// `TimedOut`) and `terminal_event`: every task of it that is not done
+    /// `TimedOut`) and `terminal_event`: `terminal_event` is stored as the
+    /// execution's and appended to its root journal (after its last event),
+    /// so the timeline says how it ended; every task of it that is not done
     /// becomes `cancelled` (not claimable; leases held on them are lost, so
     /// their holders' commits are refused). False if it had already ended.
     /// [`StoreError::NotFound`] if it does not exist.

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use stent_journal::event::{ContextWrite, ParentLink};
+use stent_journal::event::{ContextWrite, ForkOrigin, ParentLink};
 use stent_journal::{CallKey, Event, Failure, InvocationId, Payload, Seq, Timestamp};
 
 fn hex(bytes: &[u8]) -> String {
@@ -29,6 +29,7 @@ fn events() -> Vec<(&'static str, Event)> {
                     invocation: inv(),
                     seq: Seq(3),
                 }),
+                forked_from: None,
             },
         ),
         (
@@ -61,6 +62,7 @@ fn events() -> Vec<(&'static str, Event)> {
             "cache_hit",
             Event::CacheHit {
                 call_key: CallKey::new("app::step", Some("v2"), &args),
+                function: None,
                 value: Payload::encode(&"cached").unwrap(),
             },
         ),
@@ -114,8 +116,43 @@ fn events() -> Vec<(&'static str, Event)> {
                 },
             },
         ),
-        ("cancelled", Event::Cancelled),
-        ("timed_out", Event::TimedOut),
+        ("cancelled", Event::Cancelled { reason: None }),
+        ("timed_out", Event::TimedOut { deadline: None }),
+        // Fields added later: present only when set, so the events above
+        // keep their bytes.
+        (
+            "started_forked",
+            Event::Started {
+                function: "app::wf".into(),
+                version: None,
+                args: args.clone(),
+                parent: None,
+                forked_from: Some(ForkOrigin {
+                    execution: "0b8b0a1e-5c0e-4c5e-9d3e-2f7d3a6e1c11".parse().unwrap(),
+                    at: Seq(4),
+                }),
+            },
+        ),
+        (
+            "cache_hit_named",
+            Event::CacheHit {
+                call_key: CallKey::new("app::step", None, &args),
+                function: Some("app::step".into()),
+                value: Payload::encode(&"cached").unwrap(),
+            },
+        ),
+        (
+            "cancelled_with_reason",
+            Event::Cancelled {
+                reason: Some("by alice".into()),
+            },
+        ),
+        (
+            "timed_out_with_deadline",
+            Event::TimedOut {
+                deadline: Some(Timestamp(1_700_000_000_000)),
+            },
+        ),
     ]
 }
 
@@ -174,6 +211,22 @@ const GOLDEN_EVENTS: &[(&str, &str)] = &[
     ),
     ("cancelled", "a36162a0616b6963616e63656c6c6564617601"),
     ("timed_out", "a36162a0616b6974696d65645f6f7574617601"),
+    (
+        "started_forked",
+        "a36162a56461726773448207617866706172656e74f66776657273696f6ef66866756e6374696f6e676170703a3a77666b666f726b65645f66726f6da26261740469657865637574696f6e500b8b0a1e5c0e4c5e9d3e2f7d3a6e1c11616b6773746172746564617601",
+    ),
+    (
+        "cache_hit_named",
+        "a36162a36576616c756547666361636865646863616c6c5f6b657958203f018ef2091d30fe6e3afbf231c3bf8333bd23299b833842ae175817b05a0e2c6866756e6374696f6e696170703a3a73746570616b6963616368655f686974617601",
+    ),
+    (
+        "cancelled_with_reason",
+        "a36162a166726561736f6e68627920616c696365616b6963616e63656c6c6564617601",
+    ),
+    (
+        "timed_out_with_deadline",
+        "a36162a168646561646c696e651b0000018bcfe56800616b6974696d65645f6f7574617601",
+    ),
 ];
 
 const GOLDEN_KEYS: &[(&str, &str)] = &[

@@ -557,6 +557,7 @@ mod tests {
             version: None,
             args: Payload::encode(&()).unwrap(),
             parent: None,
+            forked_from: None,
         };
         let code = async {
             let ctx = Context::current().expect("inside a driver");
@@ -587,6 +588,7 @@ mod tests {
             version: None,
             args: Payload::encode(&()).unwrap(),
             parent: None,
+            forked_from: None,
         };
         let recorded_call = Command::call("demo::step", None, Payload::encode(&(1,)).unwrap())
             .to_event(id, Seq(1), Timestamp(0));
@@ -643,6 +645,7 @@ mod tests {
             version: None,
             args: Payload::encode(&()).unwrap(),
             parent: None,
+            forked_from: None,
         };
         let code = async {
             let ctx = Context::current().expect("inside a driver");

@@ -310,12 +310,15 @@ impl Driver {
         if idx < from || !st.outstanding.contains_key(&seq) {
             return false;
         }
-        let Some(Event::CallScheduled { call_key, .. }) = st.history.get(idx) else {
+        let Some(Event::CallScheduled {
+            call_key, function, ..
+        }) = st.history.get(idx)
+        else {
             return false;
         };
-        let call_key = *call_key;
         st.history[idx] = Event::CacheHit {
-            call_key,
+            call_key: *call_key,
+            function: Some(function.clone()),
             value: value.clone(),
         };
         st.outstanding.remove(&seq);

@@ -99,6 +99,7 @@ fn started() -> Event {
         version: None,
         args: Payload::encode(&()).unwrap(),
         parent: None,
+        forked_from: None,
     }
 }
 

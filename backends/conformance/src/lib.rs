@@ -2914,10 +2914,19 @@ pub async fn end_execution_cancels_unfinished_tasks(backend: Arc<dyn Backend>) {
             .unwrap(),
         vec![inv]
     );
+    // The ending closes the root journal, after its last event.
+    let journal = backend.read_journal(inv, Seq(4)).await.unwrap();
+    assert_eq!(journal.len(), 1);
+    assert_eq!(journal[0].seq, Seq(4));
+    assert_eq!(journal[0].kind, "cancelled");
+    assert_eq!(journal[0].bytes, b"cancelled");
+    assert_eq!(journal[0].recorded_at, at(50));
+    // The lease holder's turn, written for the same seq, is refused for
+    // its lease, not taken for a duplicate.
     let mut t = turn(inv, c.epoch, at(53), hold(at(200_000)));
     t.events = vec![event(4, b"too late")];
     assert_lease_lost(backend.commit(vec![t]).await, "commit after end");
-    assert_eq!(seqs(&backend, inv).await, vec![0, 1, 2, 3]);
+    assert_eq!(seqs(&backend, inv).await, vec![0, 1, 2, 3, 4]);
 
     // A second end changes nothing.
     assert!(
@@ -2969,6 +2978,12 @@ pub async fn end_execution_cancels_unfinished_tasks(backend: Arc<dyn Backend>) {
     let rec = record(&backend, paused.id).await;
     assert_eq!(rec.status, ExecutionStatus::TimedOut);
     assert_eq!(rec.completed_at, Some(at(80)));
+    let journal = backend
+        .read_journal(paused.root.invocation, Seq(0))
+        .await
+        .unwrap();
+    let last = journal.last().expect("journal");
+    assert_eq!((last.seq, last.kind.as_str()), (Seq(1), "timed_out"));
 
     let (completed, cc) = running(&backend, "app::completed").await;
     commit(
@@ -2991,6 +3006,7 @@ pub async fn end_execution_cancels_unfinished_tasks(backend: Arc<dyn Backend>) {
     assert_eq!(rec.status, ExecutionStatus::Completed);
     assert_eq!(rec.completed_at, Some(at(90)));
     assert_eq!(rec.terminal_event.as_deref(), Some(&b"ok"[..]));
+    assert_eq!(seqs(&backend, completed.root.invocation).await, vec![0]);
 }
 
 // ---------------------------------------------------------------- cleanup
@@ -3046,7 +3062,8 @@ pub async fn cleanup_removes_only_old_ended_executions(backend: Arc<dyn Backend>
     commit(&backend, vec![t]).await;
     // root 4 events, kid 2, dead_kid 2.
 
-    // ended: never claimed, cancelled at 150 (1 task, 1 event).
+    // ended: never claimed, cancelled at 150 (1 task, 2 events: started
+    // and its ending).
     let ended = execution("app::ended", at(0));
     create(&backend, &ended).await;
     assert!(
@@ -3086,7 +3103,7 @@ pub async fn cleanup_removes_only_old_ended_executions(backend: Arc<dyn Backend>
     let expected = CleanupCounts {
         executions: 2,
         tasks: 4,
-        events: 9,
+        events: 10,
     };
     assert_eq!(backend.cleanup(at(200), true).await.unwrap(), expected);
     // A dry run deletes nothing.
@@ -3101,7 +3118,7 @@ pub async fn cleanup_removes_only_old_ended_executions(backend: Arc<dyn Backend>
         CleanupCounts {
             executions: 3,
             tasks: 5,
-            events: 10,
+            events: 11,
         }
     );
 

@@ -780,9 +780,21 @@ impl ExecutionStore for MemoryBackend {
             return Ok(false);
         }
         rec.status = status;
-        rec.terminal_event = Some(terminal_event);
+        rec.terminal_event = Some(terminal_event.clone());
         rec.completed_at = Some(now);
         let state = &mut *state;
+        let kind = status.terminal_kind().unwrap_or(EventKind::Cancelled);
+        let root = state.journal.entry(id.root_invocation()).or_default();
+        let seq = root.last_key_value().map_or(0, |(seq, _)| seq + 1);
+        root.insert(
+            seq,
+            JournalRow {
+                seq: Seq(seq),
+                kind: kind.as_str().to_string(),
+                bytes: terminal_event,
+                recorded_at: now,
+            },
+        );
         for task in state.tasks.values_mut() {
             if task.execution == id && task.state != TaskState::Done {
                 release(task);

@@ -400,8 +400,9 @@ pub(crate) const RESUME_TASKS: &str = "UPDATE tasks \
         lease_owner = NULL, lease_until = NULL, wake = FALSE \
     WHERE execution_id = $1::uuid AND state = 'paused'";
 
-/// $1 execution, $2 status, $3 terminal event, $4 now: ends the execution;
-/// its tasks that are not done can never run again (their leases are gone:
+/// $1 execution, $2 status, $3 terminal event, $4 now, $5 root invocation,
+/// $6 the terminal event's kind: ends the execution and appends its ending
+/// to the root journal; its tasks that are not done can never run again (their leases are gone:
 /// renewals report them lost, commits are refused); its dead letters go
 /// (their tasks were cancelled with it); the idempotency keys its
 /// invocations were running are freed (they will never finish them), so
@@ -410,6 +411,10 @@ pub(crate) const END_EXECUTION: &str = "WITH e AS ( \
       UPDATE executions SET status = $2::text, terminal_event = $3::bytea, \
                             completed_at = $4::int8 \
       WHERE id = $1::uuid), \
+    j AS ( \
+      INSERT INTO journal (invocation_id, seq, kind, call_key, payload, recorded_at) \
+      SELECT $5::uuid, COALESCE(MAX(seq), -1) + 1, $6::text, NULL, $3, $4 \
+      FROM journal WHERE invocation_id = $5), \
     t AS ( \
       UPDATE tasks SET state = 'cancelled', lease_owner = NULL, lease_until = NULL, wake = FALSE \
       WHERE execution_id = $1 AND state <> 'done'), \

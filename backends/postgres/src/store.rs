@@ -1078,11 +1078,14 @@ async fn end_execution_in(
     if current.is_terminal() {
         return Ok(false);
     }
+    let kind = status.terminal_kind().unwrap_or(EventKind::Cancelled);
     sqlx::query(sql::END_EXECUTION)
         .bind(uuid)
         .bind(status.as_str())
         .bind(terminal_event)
         .bind(now.0)
+        .bind(*id.root_invocation().as_uuid())
+        .bind(kind.as_str())
         .execute(&mut *conn)
         .await
         .map_err(db(OP))?;

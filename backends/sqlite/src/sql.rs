@@ -418,6 +418,13 @@ pub(crate) const WAKE_EXECUTION: &str = "UPDATE tasks \
         state = CASE state WHEN 'waiting' THEN 'ready' ELSE state END \
     WHERE execution_id = ?1 AND +state IN ('ready', 'leased', 'waiting')";
 
+/// Appends an execution's ending event after the last event of its root
+/// journal. ?1 root invocation, ?2 kind, ?3 event, ?4 now.
+pub(crate) const APPEND_ENDING: &str = "INSERT INTO journal \
+    (invocation_id, seq, kind, call_key, payload, recorded_at) \
+    SELECT ?1, IFNULL(MAX(seq), -1) + 1, ?2, NULL, ?3, ?4 \
+    FROM journal WHERE invocation_id = ?1";
+
 pub(crate) const FINISH_EXECUTION: &str = "UPDATE executions \
     SET status = ?2, terminal_event = ?3, completed_at = ?4 WHERE id = ?1";
 

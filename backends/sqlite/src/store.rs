@@ -922,6 +922,15 @@ pub(crate) async fn end_execution_in(
         .execute(&mut *conn)
         .await
         .map_err(db(OP))?;
+    let kind = status.terminal_kind().unwrap_or(EventKind::Cancelled);
+    sqlx::query(sql::APPEND_ENDING)
+        .bind(id.root_invocation().to_string())
+        .bind(kind.as_str())
+        .bind(terminal_event)
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(OP))?;
     for statement in [
         sql::CANCEL_TASKS,
         sql::DELETE_DEAD_LETTERS_OF,

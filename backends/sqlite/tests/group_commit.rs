@@ -433,7 +433,8 @@ async fn administrative_writes_are_grouped_too() {
             CleanupCounts {
                 executions: 1,
                 tasks: 1,
-                events: 1,
+                // Its started event and the ending appended when it ended.
+                events: 2,
             }
         ),
         _ => panic!("the cleanup should have removed the ended execution"),

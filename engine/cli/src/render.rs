@@ -157,9 +157,13 @@ pub fn event_json(event: &Event) -> Json {
             version,
             args,
             parent,
+            forked_from,
         } => json!({
             "function": function, "version": version, "args": payload_json(args),
             "parent": parent_json(parent),
+            "forked_from": forked_from.map(|f| json!({
+                "execution": f.execution.to_string(), "at": f.at.0,
+            })),
         }),
         Event::CallScheduled {
             function,
@@ -177,9 +181,14 @@ pub fn event_json(event: &Event) -> Json {
         Event::CallFailed { scheduled, failure } => {
             json!({"scheduled": scheduled.0, "failure": failure_json(failure)})
         }
-        Event::CacheHit { call_key, value } => {
-            json!({"call_key": call_key.to_string(), "value": payload_json(value)})
-        }
+        Event::CacheHit {
+            call_key,
+            function,
+            value,
+        } => json!({
+            "call_key": call_key.to_string(), "function": function,
+            "value": payload_json(value),
+        }),
         Event::TimerStarted {
             fire_at,
             duration_ms,
@@ -193,6 +202,8 @@ pub fn event_json(event: &Event) -> Json {
         Event::SideEffect { value } => json!({"value": payload_json(value)}),
         Event::Completed { value } => json!({"value": payload_json(value)}),
         Event::Failed { failure } => json!({"failure": failure_json(failure)}),
+        Event::Cancelled { reason } => json!({"reason": reason}),
+        Event::TimedOut { deadline } => json!({"deadline": deadline.map(time_json)}),
         _ => json!({}),
     }
 }

@@ -412,9 +412,42 @@ async fn signal_cancel_and_cleanup(db: Db) {
         .dispatch(awaits_approval("doc-2".into()))
         .await
         .unwrap();
-    let v = db.json(&["cancel", &second.to_string()]);
+    let v = db.json(&[
+        "cancel",
+        &second.to_string(),
+        "--reason",
+        "duplicate of doc-1",
+    ]);
     assert_eq!(v["cancelled"], true);
     assert_eq!(v["state"], "cancelled");
+    // Why it ended is recorded: in show, its JSON and the journal.
+    let shown = db.json(&["show", &second.to_string()]);
+    assert_eq!(
+        shown["interruption"],
+        serde_json::json!({"kind": "cancelled", "reason": "duplicate of doc-1"}),
+        "{shown}"
+    );
+    let out = db.stent(&["show", &second.to_string()]);
+    assert!(
+        out.stdout.contains("cancelled: duplicate of doc-1"),
+        "{}",
+        out.stdout
+    );
+    let journal = db.json(&["journal", &second.to_string()]);
+    let last = journal["invocations"][0]["events"]
+        .as_array()
+        .and_then(|e| e.last().cloned())
+        .unwrap();
+    assert_eq!(last["kind"], "cancelled", "{journal}");
+    assert_eq!(last["event"]["reason"], "duplicate of doc-1", "{journal}");
+    let out = db.stent(&["journal", &second.to_string()]);
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.contains("cancelled") && l.contains("reason: duplicate of doc-1")),
+        "{}",
+        out.stdout
+    );
     let out = db.stent(&["cancel", &second.to_string()]);
     out.ok();
     assert!(out.stdout.contains("already ended"), "{}", out.stdout);

@@ -309,6 +309,36 @@ async fn fork_and_resume_repair_executions(db: Db) {
         .unwrap();
     worker.stop().await;
     assert_eq!(result, Ok(25));
+    // The fork says where it came from, and which of its events are copies.
+    let (code, out) = cli(
+        &db,
+        with::<AverageFixed>(),
+        &["--json", "show", &forked.to_string()],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let shown: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(shown["forked_from"]["execution"], id.to_string(), "{shown}");
+    assert_eq!(shown["forked_from"]["at"], 3, "{shown}");
+    let (code, out) = cli(&db, with::<AverageFixed>(), &["show", &forked.to_string()]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("from execution {id} at seq 3")),
+        "{out}"
+    );
+    let (code, out) = cli(
+        &db,
+        with::<AverageFixed>(),
+        &["journal", &forked.to_string()],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("forked    from execution {id} at seq 3")),
+        "{out}"
+    );
+    let copies: Vec<&str> = out.lines().filter(|l| l.ends_with("(copied)")).collect();
+    assert_eq!(copies.len(), 2, "seqs 1 and 2 are copies:\n{out}");
     let (code, out) = cli(
         &db,
         with::<AverageFixed>(),
@@ -345,6 +375,45 @@ async fn fork_and_resume_repair_executions(db: Db) {
         .unwrap_err();
     assert!(matches!(err, stent::Error::NonDeterminism { .. }), "{err}");
     worker.stop().await;
+
+    // show: the pause report as the debugger's field diff, in text and JSON.
+    let (code, out) = cli(&db, with::<NoticeBroken>(), &["show", &id.to_string()]).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("paused") && l.contains("at seq 1")),
+        "{out}"
+    );
+    assert!(
+        out.lines().any(|l| l.starts_with("diff")
+            && l.ends_with("function: replay::email -> replay::sms")),
+        "{out}"
+    );
+    let (code, out) = cli(
+        &db,
+        with::<NoticeBroken>(),
+        &["--json", "show", &id.to_string()],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let shown: Json = serde_json::from_str(&out).unwrap();
+    let d = &shown["pause"]["divergence"];
+    assert_eq!(d["seq"], 1, "{shown}");
+    assert_eq!(d["kind"], "mismatch", "{shown}");
+    assert_eq!(d["invocation"], id.root_invocation().to_string(), "{shown}");
+    assert!(
+        d["recorded"].as_str().unwrap().contains("replay::email"),
+        "{shown}"
+    );
+    assert!(
+        d["asked"].as_str().unwrap().contains("replay::sms"),
+        "{shown}"
+    );
+    assert_eq!(
+        d["diffs"][0],
+        serde_json::json!({"path": "function", "recorded": "replay::email", "asked": "replay::sms"}),
+        "{shown}"
+    );
 
     let (code, out) = cli(&db, with::<NoticeBroken>(), &["replay", &id.to_string()]).await;
     assert_eq!(code, stent_cli::exit::DIVERGED, "{out}");

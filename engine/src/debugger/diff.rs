@@ -1,39 +1,14 @@
 //! Field-level differences between two decoded CBOR values, and the short
 //! JSON-like rendering of values and events used in reports.
 
-use std::fmt;
-
 use ciborium::Value;
 use stent_journal::event::ContextWrite;
-use stent_journal::{Event, Failure, Payload};
+use stent_journal::{Event, Failure, Payload, Seq};
 
 /// Diffs stop after this many fields, so a wholly different value stays readable.
 const MAX_DIFFS: usize = 50;
 
-/// One field that differs between what the journal recorded and what the
-/// code asked: `args[0].items[2].qty: 3 -> 4`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldDiff {
-    /// Where, from the event's root: `args[0].items[2].qty`.
-    pub path: String,
-    /// The recorded value there (`None`: the field was not recorded).
-    pub recorded: Option<String>,
-    /// The asked value there (`None`: the code no longer has the field).
-    pub asked: Option<String>,
-}
-
-impl fmt::Display for FieldDiff {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let side = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".into());
-        write!(
-            f,
-            "{}: {} -> {}",
-            self.path,
-            side(&self.recorded),
-            side(&self.asked)
-        )
-    }
-}
+pub use stent_journal::pause::FieldDiff;
 
 /// The fields that differ between two CBOR values, with paths below `root`.
 ///
@@ -347,11 +322,27 @@ pub fn describe_event(event: &Event, max: usize) -> String {
             "call_failed (seq {scheduled}) {}",
             render_value(&failure_value(failure), max)
         ),
-        Event::CacheHit { call_key, value } => format!(
-            "cache_hit [key {}] {}",
+        Event::CacheHit {
+            call_key,
+            function,
+            value,
+        } => format!(
+            "cache_hit {}[key {}] {}",
+            function
+                .as_deref()
+                .map(|f| format!("{f} "))
+                .unwrap_or_default(),
             call_key.short(),
             render_payload(value, max)
         ),
+        Event::Cancelled { reason } => match reason {
+            Some(reason) => format!("cancelled ({reason})"),
+            None => "cancelled".to_string(),
+        },
+        Event::TimedOut { deadline } => match deadline {
+            Some(d) => format!("timed_out (deadline {})", d.to_datetime().to_rfc3339()),
+            None => "timed_out".to_string(),
+        },
         Event::TimerStarted { duration_ms, .. } => {
             format!(
                 "timer_started {}",
@@ -390,12 +381,16 @@ pub(crate) fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
             version,
             args,
             parent,
+            forked_from,
         } => {
             out.push(("function", function.clone()));
             out.push(("version", format!("{version:?}")));
             out.push(("args", render_payload(args, FULL)));
             if let Some(p) = parent {
                 out.push(("parent", format!("{} seq {}", p.invocation, p.seq)));
+            }
+            if let Some(f) = forked_from {
+                out.push(("forked_from", format!("{} at seq {}", f.execution, f.at)));
             }
         }
         Event::CallScheduled {
@@ -419,7 +414,14 @@ pub(crate) fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
             out.push(("scheduled", scheduled.to_string()));
             out.push(("failure", render_value(&failure_value(failure), FULL)));
         }
-        Event::CacheHit { call_key, value } => {
+        Event::CacheHit {
+            call_key,
+            function,
+            value,
+        } => {
+            if let Some(f) = function {
+                out.push(("function", f.clone()));
+            }
             out.push(("call_key", call_key.to_hex()));
             out.push(("value", render_payload(value, FULL)));
         }
@@ -445,6 +447,10 @@ pub(crate) fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
         Event::Failed { failure } => {
             out.push(("failure", render_value(&failure_value(failure), FULL)))
         }
+        Event::Cancelled { reason: Some(r) } => out.push(("reason", r.clone())),
+        Event::TimedOut { deadline: Some(d) } => {
+            out.push(("deadline", d.to_datetime().to_rfc3339()))
+        }
         _ => {}
     }
     out
@@ -465,6 +471,36 @@ fn render_args(args: &Payload, max: usize) -> String {
         }
         other => format!("({})", render_value(&other, max)),
     }
+}
+
+/// Where, after `seq`, the journal recorded the effect the code `asked` for
+/// at `seq` (the same call key, signal name or timer): the code made its
+/// effects in another order than the journal, or no longer makes the one
+/// recorded at `seq`. `None` when `asked` is not recorded later, or the
+/// journal holds the same effect at `seq` (a mismatch of values, not of order).
+pub(crate) fn reordered_at(journal: &[Event], seq: Seq, asked: &Event) -> Option<Seq> {
+    let same = |recorded: &Event| match (asked, recorded) {
+        (
+            Event::CallScheduled { call_key: a, .. } | Event::CacheHit { call_key: a, .. },
+            Event::CallScheduled { call_key: r, .. } | Event::CacheHit { call_key: r, .. },
+        ) => a == r,
+        (Event::SignalAwaited { name: a }, Event::SignalAwaited { name: r }) => a == r,
+        (
+            Event::TimerStarted { duration_ms: a, .. },
+            Event::TimerStarted { duration_ms: r, .. },
+        ) => a == r,
+        _ => false,
+    };
+    let here = journal.get(seq.0 as usize)?;
+    if same(here) || here.kind().is_terminal() {
+        return None;
+    }
+    journal
+        .iter()
+        .enumerate()
+        .skip(seq.0 as usize + 1)
+        .find(|(_, e)| same(e))
+        .and_then(|(i, _)| u32::try_from(i).ok().map(Seq))
 }
 
 #[cfg(test)]

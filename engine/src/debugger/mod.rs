@@ -38,6 +38,7 @@ mod diff;
 mod error;
 mod export;
 mod golden;
+pub(crate) mod pause;
 mod repair;
 mod replay;
 mod step;
@@ -57,4 +58,5 @@ pub use replay::{
 pub use stent_journal::export::{
     EXPORT_FORMAT, EXPORT_VERSION, ExportError, InvocationJournal, JournalExport,
 };
+pub use stent_journal::pause::{DivergenceKind, PauseReport, PausedDivergence, SetAsideSignal};
 pub use step::{Step, StepAction, StepSession, Stepper};

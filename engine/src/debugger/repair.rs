@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use stent_journal::event::{Event, ParentLink};
+use stent_journal::event::{Event, ForkOrigin, ParentLink};
 use stent_journal::store::{
     ExecutionStatus, LeaseGrant, NewEvent, NewExecution, NewInvocation, Routing, StoreError,
     TaskDisposition, TurnCommit,
@@ -128,6 +128,11 @@ impl Stent {
             )));
         }
         let mut prefix = events[..at.0 as usize].to_vec();
+        // The new root remembers where it came from (a fork of a fork
+        // names its nearest origin, whose own root names the next).
+        if let Some(Event::Started { forked_from, .. }) = prefix.first_mut() {
+            *forked_from = Some(ForkOrigin { execution: id, at });
+        }
         let new_id = ExecutionId::new_random();
         let root = new_id.root_invocation();
         let now = inner.clock.now();
@@ -153,6 +158,7 @@ impl Stent {
                             invocation: root,
                             seq,
                         }),
+                        forked_from: None,
                     };
                     spawn.push(NewInvocation {
                         invocation: *child,
@@ -216,7 +222,12 @@ impl Stent {
         };
         if let Err(e) = inner.backend.commit(vec![commit]).await {
             // Do not leave a half-made fork that would run from scratch.
-            if let Ok(cancelled) = Event::Cancelled.encode() {
+            let cancelled = Event::Cancelled {
+                reason: Some(format!(
+                    "the fork of execution {id} could not be written: {e}"
+                )),
+            };
+            if let Ok(cancelled) = cancelled.encode() {
                 let _ = inner
                     .backend
                     .end_execution(new_id, ExecutionStatus::Cancelled, cancelled, now)

@@ -10,7 +10,7 @@ use stent_journal::{Event, EventKind, ExecutionId, InvocationId, Seq, Serializer
 use stent_replay::{Driver, DriverError, EffectView, Observer, Status, Verdict};
 
 use crate::debugger::DebugError;
-use crate::debugger::diff::{FieldDiff, describe_event, diff_events};
+use crate::debugger::diff::{FieldDiff, describe_event, diff_events, reordered_at};
 use crate::debugger::export::ExportExt;
 use crate::debugger::step::{Step, StepAction, Stepper};
 use crate::error::Error;
@@ -37,6 +37,13 @@ pub enum DivergenceReason {
     /// The code asked for another durable effect than the journal recorded
     /// (another function, other arguments, another signal, another kind).
     Mismatch,
+    /// The code asked for an effect that the journal recorded later, at
+    /// `recorded_at`: the calls were reordered (or the one recorded here
+    /// is no longer made).
+    Reordered {
+        /// Where the journal holds what the code asked for.
+        recorded_at: Seq,
+    },
     /// The code returned another result than the journal recorded.
     Result,
     /// The code could not go on, for example because a recorded value no
@@ -88,6 +95,12 @@ impl fmt::Display for Divergence {
             DivergenceReason::Mismatch => write!(
                 f,
                 "the journal recorded {recorded}, but the code asked for {asked}"
+            )?,
+            DivergenceReason::Reordered { recorded_at } => write!(
+                f,
+                "calls reordered: the code asked for {asked}, which the journal recorded later, \
+                 at seq {recorded_at}; here the journal recorded {recorded} (moved, or no longer \
+                 made)"
             )?,
             DivergenceReason::Result => write!(
                 f,
@@ -418,9 +431,18 @@ impl Replayer {
         &self,
         inv: &InvocationJournal,
         function: String,
-        events: Vec<Event>,
+        mut events: Vec<Event>,
         session: &Arc<Mutex<Session>>,
     ) -> Result<(InvocationOutcome, Vec<Divergence>), DebugError> {
+        // A cancellation or timeout closing the root journal is not
+        // something the code did: replay up to it, as up to the end of an
+        // execution that still runs.
+        if events
+            .last()
+            .is_some_and(|e| matches!(e, Event::Cancelled { .. } | Event::TimedOut { .. }))
+        {
+            events.pop();
+        }
         let leaf = events
             .iter()
             .all(|e| e.kind() == EventKind::Started || e.kind().is_terminal());
@@ -484,7 +506,13 @@ impl Replayer {
                 InvocationOutcome::Diverged
             }
             Status::Stopped(DriverError::Diverged(d)) => {
-                let reason = if d.asked.as_ref().is_some_and(|e| e.kind().is_terminal()) {
+                let reordered = d
+                    .asked
+                    .as_ref()
+                    .and_then(|a| reordered_at(&w.recorded, d.seq, a));
+                let reason = if let Some(recorded_at) = reordered {
+                    DivergenceReason::Reordered { recorded_at }
+                } else if d.asked.as_ref().is_some_and(|e| e.kind().is_terminal()) {
                     DivergenceReason::Result
                 } else {
                     DivergenceReason::Mismatch
@@ -582,8 +610,10 @@ impl Watch {
         asked: Option<Event>,
         reason: DivergenceReason,
     ) -> Divergence {
-        let diffs = match (&recorded, &asked) {
-            (Some(r), Some(a)) => diff_events(r, a),
+        let diffs = match (&recorded, &asked, &reason) {
+            // Two different calls: a field diff between them says nothing.
+            (_, _, DivergenceReason::Reordered { .. }) => Vec::new(),
+            (Some(r), Some(a), _) => diff_events(r, a),
             _ => Vec::new(),
         };
         Divergence {
@@ -615,19 +645,21 @@ impl Watch {
         let diverges = matches == Some(false);
         if let (Some(recorded), true) = (view.recorded, diverges) {
             // Recorded before the stepper sees it, so a quit keeps it.
-            self.divergences.push(Divergence {
-                invocation: self.invocation,
-                function: self.function.clone(),
-                seq: view.seq,
-                recorded: Some(recorded.clone()),
-                asked: Some(view.asked.clone()),
-                reason: if view.asked.kind().is_terminal() {
+            let reason =
+                if let Some(recorded_at) = reordered_at(&self.recorded, view.seq, view.asked) {
+                    DivergenceReason::Reordered { recorded_at }
+                } else if view.asked.kind().is_terminal() {
                     DivergenceReason::Result
                 } else {
                     DivergenceReason::Mismatch
-                },
-                diffs: diff_events(recorded, view.asked),
-            });
+                };
+            let d = self.divergence(
+                view.seq,
+                Some(recorded.clone()),
+                Some(view.asked.clone()),
+                reason,
+            );
+            self.divergences.push(d);
         }
         if let Some(stepper) = self.stepper.clone() {
             let show =
@@ -719,12 +751,16 @@ fn take_as_given(recorded: &Event, asked: &Event) -> Option<Event> {
         (Event::CallScheduled { .. }, Event::CallScheduled { .. })
         | (Event::SignalAwaited { .. }, Event::SignalAwaited { .. })
         | (Event::ContextWrite { .. }, Event::ContextWrite { .. }) => Some(asked.clone()),
-        (Event::CacheHit { value, .. }, Event::CallScheduled { call_key, .. }) => {
-            Some(Event::CacheHit {
-                call_key: *call_key,
-                value: value.clone(),
-            })
-        }
+        (
+            Event::CacheHit { value, .. },
+            Event::CallScheduled {
+                call_key, function, ..
+            },
+        ) => Some(Event::CacheHit {
+            call_key: *call_key,
+            function: Some(function.clone()),
+            value: value.clone(),
+        }),
         (r, a) if r.kind().is_terminal() && a.kind().is_terminal() => Some(asked.clone()),
         _ => None,
     }

@@ -139,7 +139,9 @@ pub(crate) fn normalize(
                         answer: None,
                     });
                 }
-                Event::CacheHit { call_key, value } => {
+                Event::CacheHit {
+                    call_key, value, ..
+                } => {
                     let mut child_path = path.clone();
                     child_path.push(steps.len() as u32);
                     out.cache_hits.insert(child_path);
@@ -204,8 +206,8 @@ pub(crate) fn normalize(
                 Event::SideEffect { .. } => steps.push(Step::SideEffect),
                 e @ (Event::Completed { .. }
                 | Event::Failed { .. }
-                | Event::Cancelled
-                | Event::TimedOut) => {
+                | Event::Cancelled { .. }
+                | Event::TimedOut { .. }) => {
                     ended = true;
                     steps.push(Step::End(e));
                 }
@@ -320,6 +322,7 @@ mod tests {
                 invocation,
                 seq: Seq(seq),
             }),
+            forked_from: None,
         }
     }
 

@@ -437,7 +437,9 @@ async fn collect(memory: &MemoryBackend, id: ExecutionId, problems: &mut Vec<Str
     {
         problems.push(format!(
             "execution paused: {}",
-            r.pause_report.as_deref().unwrap_or("(no report)")
+            r.pause()
+                .map(|p| p.text)
+                .unwrap_or_else(|| "(no report)".into())
         ));
     }
     let journal = match memory.read_execution_journal(id, None).await {

@@ -35,7 +35,8 @@ use stent_journal::{Failure, LeaseEpoch, Payload, Timestamp};
 use stent_replay::{Driver, Status};
 
 use super::{
-    Core, LocalStart, Running, TurnError, bare_turn, cached_result, resolution, to_new_events,
+    Core, LocalStart, Running, TurnError, bare_turn, cached_result, report_of_stop, resolution,
+    to_new_events,
 };
 use crate::registry::FunctionEntry;
 use stent_journal::event::Event;
@@ -203,7 +204,8 @@ impl Core {
         match r.driver.resolve(step.resolution) {
             Ok(_) => Ok(true),
             Err(e) => {
-                self.pause(r, e.to_string()).await?;
+                let report = report_of_stop(r, &e);
+                self.pause(r, report).await?;
                 Ok(false)
             }
         }

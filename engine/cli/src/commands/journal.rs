@@ -151,16 +151,35 @@ pub async fn run(ctx: &mut Context<'_>, args: JournalArgs) -> Result<(), CliErro
         record.function,
         style.state(record.status.as_str())
     );
-    if let Some(first) = journals.get(&root).and_then(|rows| rows.first()) {
+    let first = journals.get(&root).and_then(|rows| rows.first());
+    if let Some(first) = first {
         text.push_str(&format!(
             "{} {} UTC\n",
             style.bold("started  "),
             time_text(first.recorded_at)
         ));
     }
+    let fork = match first.map(|r| &r.event) {
+        Some(Ok(Event::Started {
+            forked_from: Some(origin),
+            ..
+        })) => Some(*origin),
+        _ => None,
+    };
+    if let Some(origin) = fork {
+        text.push_str(&format!(
+            "{} from execution {} at seq {}: seqs 1..{} are copies of its journal, \
+             recorded at the fork\n",
+            style.bold("forked   "),
+            origin.execution,
+            origin.at.0,
+            origin.at.0
+        ));
+    }
     text.push_str(&style.bold("SEQ  TIME          KIND            DETAIL"));
     text.push('\n');
     let mut printer = Printer {
+        copied: fork.map(|origin| (root, origin.at)),
         journals: &journals,
         visited: HashSet::new(),
         width: args.width,
@@ -198,6 +217,8 @@ fn depth_of(
 }
 
 struct Printer<'a> {
+    /// The root of a fork and the first seq it did not copy.
+    copied: Option<(InvocationId, Seq)>,
     journals: &'a HashMap<InvocationId, Vec<Row>>,
     visited: HashSet<InvocationId>,
     width: usize,
@@ -218,6 +239,11 @@ impl Printer<'_> {
         let mut asked: HashMap<Seq, String> = HashMap::new();
         let mut timers: HashMap<Seq, stent::journal::Timestamp> = HashMap::new();
         for row in rows {
+            // A fork's copies carry the fork's time, not the original's: no
+            // timer length is measured from them.
+            let copy = self
+                .copied
+                .is_some_and(|(root, at)| root == invocation && row.seq.0 > 0 && row.seq < at);
             let detail = match &row.event {
                 Err(msg) => self.style.bad(msg),
                 Ok(event) => {
@@ -228,7 +254,7 @@ impl Printer<'_> {
                         Event::SignalAwaited { name } => {
                             asked.insert(row.seq, format!("signal {name:?}"));
                         }
-                        Event::TimerStarted { .. } => {
+                        Event::TimerStarted { .. } if !copy => {
                             timers.insert(row.seq, row.recorded_at);
                         }
                         _ => {}
@@ -236,11 +262,19 @@ impl Printer<'_> {
                     self.detail(event, &asked, &timers, row.recorded_at)
                 }
             };
+            let detail = if copy {
+                format!("{detail} {}", self.style.dim("(copied)"))
+            } else {
+                detail
+            };
             let kind = match &row.event {
                 Ok(Event::Completed { .. }) => self.style.good(&format!("{:<15}", row.kind)),
-                Ok(Event::Failed { .. } | Event::CallFailed { .. }) => {
-                    self.style.bad(&format!("{:<15}", row.kind))
-                }
+                Ok(
+                    Event::Failed { .. }
+                    | Event::CallFailed { .. }
+                    | Event::Cancelled { .. }
+                    | Event::TimedOut { .. },
+                ) => self.style.bad(&format!("{:<15}", row.kind)),
                 _ => format!("{:<15}", row.kind),
             };
             let line = format!(
@@ -305,8 +339,16 @@ impl Printer<'_> {
                 scheduled.0,
                 failure_text(failure, w)
             ),
-            Event::CacheHit { call_key, value } => format!(
-                "{} -> {}",
+            Event::CacheHit {
+                call_key,
+                function,
+                value,
+            } => format!(
+                "{}{} -> {}",
+                function
+                    .as_deref()
+                    .map(|f| format!("{f} "))
+                    .unwrap_or_default(),
                 self.style.dim(&format!("#{}", call_key.short())),
                 payload_text(value, w)
             ),
@@ -336,7 +378,14 @@ impl Printer<'_> {
             Event::SideEffect { value } => format!("value {}", payload_text(value, w)),
             Event::Completed { value } => format!("-> {}", payload_text(value, w)),
             Event::Failed { failure } => format!("failed: {}", failure_text(failure, w)),
-            Event::Cancelled | Event::TimedOut => String::new(),
+            Event::Cancelled { reason } => match reason {
+                Some(reason) => format!("reason: {}", cut(reason, w)),
+                None => String::new(),
+            },
+            Event::TimedOut { deadline } => match deadline {
+                Some(d) => format!("deadline {} passed", time_text(*d)),
+                None => String::new(),
+            },
             other => cut(&format!("{other:?}"), w),
         }
     }

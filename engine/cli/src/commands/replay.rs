@@ -179,6 +179,9 @@ fn print_report(ctx: &mut Context<'_>, report: &ReplayReport) -> Result<(), CliE
 fn reason_json(reason: &DivergenceReason) -> Json {
     match reason {
         DivergenceReason::Mismatch => json!({"kind": "mismatch"}),
+        DivergenceReason::Reordered { recorded_at } => {
+            json!({"kind": "reordered", "recorded_at": recorded_at.0})
+        }
         DivergenceReason::Result => json!({"kind": "result"}),
         DivergenceReason::Aborted(m) => json!({"kind": "aborted", "message": m}),
         DivergenceReason::Stuck => json!({"kind": "stuck"}),

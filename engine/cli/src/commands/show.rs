@@ -2,7 +2,7 @@
 
 use clap::Args;
 use serde_json::{Value as Json, json};
-use stent::{CallTask, ExecutionState, Payload, ProgressState, Wait, Waiting};
+use stent::{CallTask, ExecutionState, Interruption, Payload, ProgressState, Wait, Waiting};
 
 use crate::render::{
     Table, datetime_text, elapsed_text, escape_controls, failure_json, failure_text, number,
@@ -45,6 +45,7 @@ pub fn execution_json(e: &ExecutionState, full: bool) -> Json {
         "custom_state": custom_state,
         "result": result,
         "pause_report": e.pause_report,
+        "pause": e.pause.as_ref().and_then(|p| serde_json::to_value(p).ok()),
         "waits": e.waits.iter().map(wait_json).collect::<Vec<Json>>(),
         "unconsumed_signals": e
             .unconsumed_signals
@@ -56,6 +57,11 @@ pub fn execution_json(e: &ExecutionState, full: bool) -> Json {
             }))
             .collect::<Vec<Json>>(),
         "corrupt": e.corrupt,
+        "interruption": e.interruption.as_ref().map(interruption_json),
+        "forked_from": e.forked_from.map(|f| json!({
+            "execution": f.execution.to_string(),
+            "at": f.at.0,
+        })),
     });
     if full {
         let calls: Vec<Json> = e
@@ -78,6 +84,19 @@ pub fn execution_json(e: &ExecutionState, full: bool) -> Json {
         value["calls"] = Json::Array(calls);
     }
     value
+}
+
+/// How a cancelled or timed-out execution was interrupted, as JSON:
+/// `{"kind": "cancelled", "reason": …}` or `{"kind": "timed_out",
+/// "deadline": …}`.
+fn interruption_json(i: &Interruption) -> Json {
+    match i {
+        Interruption::Cancelled { reason } => json!({"kind": "cancelled", "reason": reason}),
+        Interruption::TimedOut { deadline } => {
+            json!({"kind": "timed_out", "deadline": deadline.map(rfc3339)})
+        }
+        other => json!({"kind": "other", "text": other.to_string()}),
+    }
 }
 
 fn rfc3339(t: chrono::DateTime<chrono::Utc>) -> String {
@@ -165,6 +184,15 @@ pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> 
     if !e.tags.is_empty() {
         lines.push(("tags".into(), e.tags.join(", ")));
     }
+    if let Some(f) = e.forked_from {
+        lines.push((
+            "forked".into(),
+            format!(
+                "from execution {} at seq {} (seqs 0..{} copied)",
+                f.execution, f.at.0, f.at.0
+            ),
+        ));
+    }
     lines.push(("created".into(), datetime_text(e.created_at)));
     if let Some(t) = e.started_at {
         lines.push(("started".into(), datetime_text(t)));
@@ -194,13 +222,22 @@ pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> 
             format!("{key} = {}", payload_text(value, 200)),
         ));
     }
+    if let Some(i) = &e.interruption {
+        lines.push(("why".into(), style.bad(&escape_controls(&i.to_string()))));
+    }
     match &e.result {
         Some(Ok(value)) => lines.push(("result".into(), style.good(&payload_text(value, 2000)))),
         Some(Err(failure)) => lines.push(("error".into(), style.bad(&failure_text(failure, 2000)))),
         None => {}
     }
     if let Some(report) = &e.pause_report {
-        lines.push(("paused".into(), style.bad(&escape_controls(report))));
+        // The first line says what happened; the field diffs follow, one a line.
+        let mut report_lines = report.lines();
+        let first = report_lines.next().unwrap_or_default();
+        lines.push(("paused".into(), style.bad(&escape_controls(first))));
+        for diff in report_lines {
+            lines.push(("diff".into(), escape_controls(diff.trim_start())));
+        }
     }
     for w in &e.waits {
         let place = if w.invocation == e.id.root_invocation() {
@@ -260,7 +297,15 @@ pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> 
             };
             table.row(vec![
                 format!("{indent}{}", p.seq.0),
-                format!("{indent}{}", p.function.as_deref().unwrap_or("?")),
+                format!(
+                    "{indent}{}",
+                    match &p.function {
+                        Some(f) => escape_controls(f),
+                        // A cache hit journaled before hits named their
+                        // function: its call key is all there is.
+                        None => format!("(call #{})", p.call_key.short()),
+                    }
+                ),
                 state,
                 datetime_text(p.started_at),
                 took,

@@ -151,7 +151,8 @@ pub async fn run(ctx: &mut Context<'_>, args: WatchArgs) -> Result<(), CliError>
                     let (done, total) = done_total(e);
                     let now = match (e.state, e.waits.first()) {
                         (ExecutionStatus::Paused, _) => {
-                            cut(e.pause_report.as_deref().unwrap_or("paused"), now_width)
+                            let summary = e.pause.as_ref().map(|p| p.summary());
+                            cut(summary.as_deref().unwrap_or("paused"), now_width)
                         }
                         (_, Some(w)) => cut(&format!("waiting: {w}"), now_width),
                         (_, None) => format!("{} {done}/{total}", bar(done, total, 10)),
