@@ -285,7 +285,11 @@ fn catches_a_non_deterministic_workflow_and_replays_it_from_the_seed() {
         .expect_err("the harness must catch the replay-dependent branch");
     let report = failure.to_string();
     assert!(report.contains(&failure.seed.to_string()), "{report}");
-    assert!(!failure.plan.faults.is_empty(), "{report}");
+    // Shrunk to the one fault the bug needs: any replay shows it.
+    assert_eq!(failure.plan.faults.len(), 1, "{report}");
+    // Values read as JSON-like text, not as CBOR trees.
+    assert!(!report.contains("Payload("), "{report}");
+    assert!(!report.contains("Integer("), "{report}");
     assert!(
         failure.problems.iter().any(|p| p.contains("paused")
             || p.contains("differ")
@@ -355,6 +359,14 @@ fn reports_a_dead_letter() {
         .run(calls_a_panicking_step, (0u64..10,))
         .expect_err("a dead-lettered task fails the case");
     assert!(failure.to_string().contains("dead-lettered"), "{failure}");
+    // It fails with no faults at all: the report blames none.
+    assert_eq!(
+        failure.plan,
+        stent::testing::FaultPlan::default(),
+        "{failure}"
+    );
+    assert_eq!(failure.plan_description, "no faults", "{failure}");
+    assert!(failure.to_string().contains("clean run"), "{failure}");
 }
 
 #[tokio::test]

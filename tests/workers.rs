@@ -222,3 +222,96 @@ async fn cleanup_deletes_finished_executions_after_the_retention_period() {
     assert!(executor.state_of(waiting).await.is_ok());
     worker.stop().await;
 }
+
+// ---------------------------------------------------------------------------
+// A call no live worker serves is logged, once per function.
+
+#[stent::durable]
+async fn nobody_serves(i: u64) -> Result<u64, String> {
+    Ok(i)
+}
+
+#[stent::durable]
+async fn calls_nobody(i: u64) -> Result<u64, String> {
+    nobody_serves(i).await
+}
+
+/// Collects the messages of WARN events (with their fields).
+struct WarnLog(std::sync::Arc<Mutex<Vec<String>>>);
+
+struct Fields(String);
+
+impl tracing::field::Visit for Fields {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        use std::fmt::Write;
+        let _ = write!(self.0, "{}={:?} ", field.name(), value);
+    }
+}
+
+impl tracing::Subscriber for WarnLog {
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        true
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        if *event.metadata().level() == tracing::Level::WARN {
+            let mut fields = Fields(String::new());
+            event.record(&mut fields);
+            self.0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(fields.0);
+        }
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// One runtime thread, so the subscriber set for it sees the worker's tasks.
+#[tokio::test(start_paused = true)]
+async fn a_call_no_worker_serves_is_logged_once_per_function() {
+    let log = std::sync::Arc::new(Mutex::new(Vec::new()));
+    let _guard = tracing::subscriber::set_default(WarnLog(log.clone()));
+    let mut registry = FunctionRegistry::new();
+    registry.register(calls_nobody);
+    let executor = Stent::builder(MemoryBackend::new())
+        .function_registry(registry)
+        .build();
+    let worker = TestWorker::start(&executor).await;
+    let first = executor.dispatch(calls_nobody(1)).await.unwrap();
+    let second = executor.dispatch(calls_nobody(2)).await.unwrap();
+    let unserved = |state: &stent::ExecutionState| {
+        state.waits.iter().any(|w| {
+            matches!(
+                &w.what,
+                stent::Waiting::Call { task: stent::CallTask::Unserved { .. }, function, .. }
+                    if function.ends_with("nobody_serves")
+            )
+        })
+    };
+    for id in [first, second] {
+        let mut seen = false;
+        for _ in 0..200 {
+            if unserved(&executor.state_of(id).await.unwrap()) {
+                seen = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(seen, "{:?}", executor.state_of(id).await.unwrap().waits);
+    }
+    let warnings: Vec<String> = log
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .filter(|m| m.contains("no live worker serves"))
+        .cloned()
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("nobody_serves"), "{warnings:?}");
+    worker.stop().await;
+}

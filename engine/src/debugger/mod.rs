@@ -34,7 +34,7 @@
 //! # Ok(()) }
 //! ```
 
-mod diff;
+pub(crate) mod diff;
 mod error;
 mod export;
 mod golden;

@@ -14,6 +14,9 @@ use stent_journal::event::{ContextWrite, Event};
 use stent_journal::store::JournalRow;
 use stent_journal::{CallKey, Failure, InvocationId, Payload, Seq};
 
+use crate::debugger::describe_event;
+use crate::debugger::diff::render_payload;
+
 /// Path of an invocation from the root: the command index of each call.
 pub(crate) type Path = Vec<u32>;
 
@@ -26,6 +29,8 @@ pub(crate) enum Step {
         args: Payload,
     },
     Call {
+        /// The callee, for messages (the call key already names it).
+        function: Option<String>,
         call_key: CallKey,
         answer: Option<Result<Payload, Failure>>,
     },
@@ -44,6 +49,69 @@ pub(crate) enum Step {
     End(Event),
     /// An event kind this harness does not know.
     Other(String),
+}
+
+impl Step {
+    /// The step in words, payloads as readable JSON-like text:
+    /// `call shop::charge [key 3f2a…] -> ok "receipt-7"`.
+    pub(crate) fn describe(&self) -> String {
+        const MAX: usize = 200;
+        let outcome = |r: &Result<Payload, Failure>| match r {
+            Ok(v) => format!("ok {}", render_payload(v, MAX)),
+            Err(f) => format!(
+                "err {}",
+                describe_event(&Event::Failed { failure: f.clone() }, MAX)
+                    .trim_start_matches("failed ")
+            ),
+        };
+        match self {
+            Step::Started {
+                function,
+                version,
+                args,
+            } => format!(
+                "started {function}{} with {}",
+                version
+                    .as_deref()
+                    .map(|v| format!("@{v}"))
+                    .unwrap_or_default(),
+                render_payload(args, MAX)
+            ),
+            Step::Call {
+                function,
+                call_key,
+                answer,
+            } => format!(
+                "call {}[key {}] -> {}",
+                function
+                    .as_deref()
+                    .map(|f| format!("{f} "))
+                    .unwrap_or_default(),
+                call_key.short(),
+                answer.as_ref().map_or_else(|| "no answer".into(), outcome)
+            ),
+            Step::Timer { duration_ms, fired } => format!(
+                "timer {} ({})",
+                stent_journal::format_duration(std::time::Duration::from_millis(*duration_ms)),
+                if *fired { "fired" } else { "not fired" }
+            ),
+            Step::Signal { name, payload } => format!(
+                "signal {name:?} -> {}",
+                payload
+                    .as_ref()
+                    .map_or_else(|| "not received".into(), |p| render_payload(p, MAX))
+            ),
+            Step::Write(write) => describe_event(
+                &Event::ContextWrite {
+                    write: write.clone(),
+                },
+                MAX,
+            ),
+            Step::SideEffect => "a recorded clock, uuid or random read".into(),
+            Step::End(event) => describe_event(event, MAX),
+            Step::Other(kind) => format!("a {kind} event"),
+        }
+    }
 }
 
 /// One execution's journals, normalized.
@@ -127,7 +195,10 @@ pub(crate) fn normalize(
                     });
                 }
                 Event::CallScheduled {
-                    call_key, child, ..
+                    function,
+                    call_key,
+                    child,
+                    ..
                 } => {
                     let index = steps.len();
                     command_at.insert(row.seq, index);
@@ -135,17 +206,21 @@ pub(crate) fn normalize(
                     child_path.push(index as u32);
                     queue.push_back((child, child_path));
                     steps.push(Step::Call {
+                        function: Some(function),
                         call_key,
                         answer: None,
                     });
                 }
                 Event::CacheHit {
-                    call_key, value, ..
+                    call_key,
+                    function,
+                    value,
                 } => {
                     let mut child_path = path.clone();
                     child_path.push(steps.len() as u32);
                     out.cache_hits.insert(child_path);
                     steps.push(Step::Call {
+                        function,
                         call_key,
                         answer: Some(Ok(value)),
                     });
@@ -155,7 +230,8 @@ pub(crate) fn normalize(
                         match &mut steps[index] {
                             Step::Call { answer, .. } => *answer = Some(Ok(value)),
                             other => problems.push(format!(
-                                "{at}: CallCompleted answers a {other:?}, not a call"
+                                "{at}: CallCompleted answers {}, not a call",
+                                other.describe()
                             )),
                         }
                     }
@@ -164,8 +240,10 @@ pub(crate) fn normalize(
                     if let Some(index) = answer(scheduled, "CallFailed", problems) {
                         match &mut steps[index] {
                             Step::Call { answer, .. } => *answer = Some(Err(failure)),
-                            other => problems
-                                .push(format!("{at}: CallFailed answers a {other:?}, not a call")),
+                            other => problems.push(format!(
+                                "{at}: CallFailed answers {}, not a call",
+                                other.describe()
+                            )),
                         }
                     }
                 }
@@ -180,8 +258,10 @@ pub(crate) fn normalize(
                     if let Some(index) = answer(started, "TimerFired", problems) {
                         match &mut steps[index] {
                             Step::Timer { fired, .. } => *fired = true,
-                            other => problems
-                                .push(format!("{at}: TimerFired answers a {other:?}, not a timer")),
+                            other => problems.push(format!(
+                                "{at}: TimerFired answers {}, not a timer",
+                                other.describe()
+                            )),
                         }
                     }
                 }
@@ -197,7 +277,8 @@ pub(crate) fn normalize(
                         match &mut steps[index] {
                             Step::Signal { payload: slot, .. } => *slot = Some(payload),
                             other => problems.push(format!(
-                                "{at}: SignalReceived answers a {other:?}, not a signal wait"
+                                "{at}: SignalReceived answers {}, not a signal wait",
+                                other.describe()
                             )),
                         }
                     }
@@ -264,8 +345,11 @@ pub(crate) fn first_difference(clean: &Normalized, faulty: &Normalized) -> Optio
         for i in 0..a.len().max(b.len()) {
             let (x, y) = (a.get(i), b.get(i));
             if !same_step(x, y) {
+                let show = |s: Option<&Step>| s.map_or_else(|| "nothing".into(), Step::describe);
                 return Some(format!(
-                    "invocation {path:?} ({name}), command {i}: clean run {x:?}, faulty run {y:?}"
+                    "invocation {path:?} ({name}), command {i}: clean run {}, faulty run {}",
+                    show(x),
+                    show(y)
                 ));
             }
         }
@@ -280,10 +364,12 @@ fn same_step(a: Option<&Step>, b: Option<&Step>) -> bool {
             Some(Step::Call {
                 call_key: k1,
                 answer: a1,
+                ..
             }),
             Some(Step::Call {
                 call_key: k2,
                 answer: a2,
+                ..
             }),
         ) => k1 == k2 && a1 == a2,
         (a, b) => a == b,
@@ -365,6 +451,25 @@ mod tests {
             ));
         }
         (root, groups)
+    }
+
+    #[test]
+    fn a_difference_reads_as_decoded_values() {
+        let (root, clean) = gathered([1, 2]);
+        let mut problems = Vec::new();
+        let a = normalize(root, clean, &mut problems);
+        let mut b = a.clone();
+        if let Some(Step::Call { answer, .. }) = b
+            .invocations
+            .get_mut(&Vec::new())
+            .and_then(|steps| steps.get_mut(1))
+        {
+            *answer = Some(Ok(Payload::encode(&("late", 7)).expect("encodes")));
+        }
+        let d = first_difference(&a, &b).expect("a difference");
+        assert!(d.contains("clean run call f [key "), "{d}");
+        assert!(d.contains("-> ok 10, faulty run call f"), "{d}");
+        assert!(d.ends_with(r#"-> ok ["late", 7]"#), "{d}");
     }
 
     #[test]

@@ -21,8 +21,10 @@
 //! journaled command was answered at most once, and that an `idempotent`
 //! body ran at most once per key (plus one per injected fault).
 //!
-//! A failure shrinks the arguments and the plan, and reports the case's
-//! seed; [`Simulation::replay`] runs that one case again from the seed.
+//! A failure shrinks the arguments and the plan, drops every fault the
+//! failure does not need, and reports the case's seed, with values printed
+//! as JSON-like text; [`Simulation::replay`] runs that one case again from
+//! the seed.
 //!
 //! ```
 //! #[stent::durable(retry_policy = stent::RetryPolicy::default())]
@@ -549,7 +551,7 @@ impl Simulation {
         let clean_cache: RefCell<Option<(String, Arc<RunOutput>)>> = RefCell::new(None);
         let last_writes = RefCell::new(0u32);
         let fired = RefCell::new((0u64, 0u64));
-        let result = runner.run_one(tree, |(args, plan): (D::Args, FaultPlan)| {
+        let check = |args: &D::Args, plan: &FaultPlan| -> Outcome {
             let key = format!("{args:?}");
             let cached = clean_cache
                 .borrow()
@@ -559,37 +561,60 @@ impl Simulation {
             let clean = match cached {
                 Some(c) => c,
                 None => {
-                    let c = Arc::new(run::run::<D>(&config, &args, None));
+                    let c = Arc::new(run::run::<D>(&config, args, None));
                     *clean_cache.borrow_mut() = Some((key, c.clone()));
                     c
                 }
             };
             *last_writes.borrow_mut() = clean.writes;
             if !clean.problems.is_empty() {
-                return Err(TestCaseError::fail(format!(
-                    "the clean run (no faults) already fails:\n{}",
-                    bullet(&clean.problems)
-                )));
+                return Outcome::CleanFails(clean.problems.clone());
             }
             let faulty = run::run::<D>(
                 &config,
-                &args,
+                args,
                 Some(Faulty {
-                    plan: &plan,
+                    plan,
                     clean_writes: clean.writes,
                 }),
             );
             *fired.borrow_mut() = (u64::from(faulty.fired), u64::from(faulty.refused));
             let problems = verdict(&clean, &faulty);
             if problems.is_empty() {
-                Ok(())
+                Outcome::Passes
             } else {
-                Err(TestCaseError::fail(bullet(&problems)))
+                Outcome::FaultyFails(problems)
+            }
+        };
+        let result = runner.run_one(tree, |(args, plan): (D::Args, FaultPlan)| {
+            match check(&args, &plan) {
+                Outcome::Passes => Ok(()),
+                Outcome::CleanFails(problems) => Err(TestCaseError::fail(format!(
+                    "{CLEAN_FAILS}\n{}",
+                    bullet(&problems)
+                ))),
+                Outcome::FaultyFails(problems) => Err(TestCaseError::fail(bullet(&problems))),
             }
         });
         match result {
             Ok(_) => Ok(*fired.borrow()),
             Err(TestError::Fail(reason, (args, plan))) => {
+                let message = reason.message().to_string();
+                let (plan, problems) =
+                    if message.starts_with(CLEAN_FAILS) {
+                        // No fault plays a part: the clean run has none.
+                        (
+                            FaultPlan::default(),
+                            message.lines().map(str::to_string).collect(),
+                        )
+                    } else {
+                        minimize(plan, message.lines().map(str::to_string).collect(), |p| {
+                            match check(&args, p) {
+                                Outcome::FaultyFails(problems) => Some(problems),
+                                Outcome::Passes | Outcome::CleanFails(_) => None,
+                            }
+                        })
+                    };
                 // Writes of the clean run of the shrunk arguments.
                 let key = format!("{args:?}");
                 let writes = clean_cache
@@ -598,12 +623,7 @@ impl Simulation {
                     .filter(|(k, _)| *k == key)
                     .map(|(_, c)| c.writes)
                     .unwrap_or(*last_writes.borrow());
-                Err(fail(
-                    key,
-                    plan,
-                    writes,
-                    reason.message().lines().map(str::to_string).collect(),
-                ))
+                Err(fail(key, plan, writes, problems))
             }
             Err(TestError::Abort(reason)) => Err(fail(
                 String::new(),
@@ -613,6 +633,57 @@ impl Simulation {
             )),
         }
     }
+}
+
+/// How one case's pair of runs went.
+enum Outcome {
+    Passes,
+    /// The run without faults already breaks an invariant.
+    CleanFails(Vec<String>),
+    /// The run with the plan's faults breaks one, or ends differently.
+    FaultyFails(Vec<String>),
+}
+
+/// First line of the message of a case whose clean run fails.
+const CLEAN_FAILS: &str = "the clean run (no faults) already fails:";
+
+/// Drops every fault (and every late or duplicated signal delivery) of a
+/// failing `plan` that the failure does not need, one at a time: `fails`
+/// reruns a plan and returns its problems if it still fails. Returns the
+/// smallest plan found and its problems.
+fn minimize(
+    mut plan: FaultPlan,
+    mut problems: Vec<String>,
+    mut fails: impl FnMut(&FaultPlan) -> Option<Vec<String>>,
+) -> (FaultPlan, Vec<String>) {
+    let mut i = 0;
+    while i < plan.faults.len() {
+        let mut without = plan.clone();
+        without.faults.remove(i);
+        match fails(&without) {
+            Some(p) => {
+                plan = without;
+                problems = p;
+            }
+            None => i += 1,
+        }
+    }
+    let on_time = SignalDelivery {
+        delay_ms: 0,
+        twice: false,
+    };
+    for i in 0..plan.signals.len() {
+        if plan.signals[i] == on_time {
+            continue;
+        }
+        let mut without = plan.clone();
+        without.signals[i] = on_time;
+        if let Some(p) = fails(&without) {
+            plan = without;
+            problems = p;
+        }
+    }
+    (plan, problems)
 }
 
 fn bullet(problems: &[String]) -> String {
@@ -635,9 +706,15 @@ fn verdict(clean: &RunOutput, faulty: &RunOutput) -> Vec<String> {
     }
     for (i, (a, b)) in clean.executions.iter().zip(&faulty.executions).enumerate() {
         if a.status != b.status || a.terminal != b.terminal {
+            let ending = |e: &run::Ended| match (&e.terminal, e.status) {
+                (Some(t), _) => crate::debugger::describe_event(t, 200),
+                (None, Some(s)) => s.as_str().to_string(),
+                (None, None) => "with no record".to_string(),
+            };
             problems.push(format!(
-                "execution #{i} ended differently: clean run {:?} {:?}, faulty run {:?} {:?}",
-                a.status, a.terminal, b.status, b.terminal
+                "execution #{i} ended differently: clean run {}, faulty run {}",
+                ending(a),
+                ending(b)
             ));
             continue;
         }
@@ -662,4 +739,47 @@ fn verdict(clean: &RunOutput, faulty: &RunOutput) -> Vec<String> {
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn crash(at_write: u32) -> Fault {
+        Fault::Crash {
+            at_write,
+            write_lost: false,
+        }
+    }
+
+    #[test]
+    fn minimizing_keeps_only_the_faults_a_failure_needs() {
+        let plan = FaultPlan {
+            faults: vec![crash(1), crash(2), crash(3)],
+            signals: vec![
+                SignalDelivery {
+                    delay_ms: 500,
+                    twice: true,
+                },
+                SignalDelivery {
+                    delay_ms: 90,
+                    twice: false,
+                },
+            ],
+        };
+        // Fails when write 2 crashes and signal #1 comes late; nothing else counts.
+        let mut runs = 0;
+        let (small, problems) = minimize(plan, vec!["first".into()], |p| {
+            runs += 1;
+            let needed = p.faults.contains(&crash(2)) && p.signals[1].delay_ms > 0;
+            needed.then(|| vec![format!("fails with {} faults", p.faults.len())])
+        });
+        assert_eq!(small.faults, vec![crash(2)]);
+        assert_eq!(small.signals[0].delay_ms, 0);
+        assert!(!small.signals[0].twice);
+        assert_eq!(small.signals[1].delay_ms, 90);
+        assert_eq!(problems, vec!["fails with 1 faults".to_string()]);
+        // One try per fault and per late signal.
+        assert_eq!(runs, 5);
+    }
 }
