@@ -972,6 +972,33 @@ async fn what_executions_wait_for(db: Db) {
             .contains("no live worker serves it"),
         "{w:?}"
     );
+    // stats names the function no live worker serves, with its backlog.
+    let out = db.stent(&["stats"]);
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("unserved")
+            && l.contains("::unserved_charge in queue default: 1 ready")
+            && l.contains("no live worker serves it")),
+        "{}",
+        out.stdout
+    );
+    let v = db.json(&["stats"]);
+    let unserved_json = v["unserved"].as_array().cloned().unwrap_or_default();
+    assert!(
+        unserved_json.iter().any(|u| u["function"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("::unserved_charge"))
+            && u["tasks"] == 1
+            && u["queue"] == "default"
+            && u["since"].is_string()),
+        "{v}"
+    );
+    // The workflows the worker serves are not listed.
+    assert!(
+        unserved_json.iter().all(|u| !u["function"]
+            .as_str()
+            .is_some_and(|f| f.ends_with("::naps"))),
+        "{v}"
+    );
     worker.stop().await;
 
     // With every worker stopped (and retired), a new one waits for a claim

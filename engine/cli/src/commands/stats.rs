@@ -20,7 +20,67 @@ pub struct StatsArgs {
 pub(crate) struct Snapshot {
     pub stats: StoreStats,
     pub running: Vec<TaskRecord>,
+    /// Ready work no live worker serves, per function and queue.
+    pub unserved: Vec<Unserved>,
     pub now: stent::journal::Timestamp,
+}
+
+/// Ready tasks of one function in one queue that no live worker would claim.
+pub(crate) struct Unserved {
+    pub function: String,
+    pub queue: String,
+    pub tasks: u64,
+    /// The earliest time one of them was runnable.
+    pub since: stent::journal::Timestamp,
+}
+
+/// Ready tasks read to find unserved work: enough for any backlog an
+/// operator reads in a terminal, bounded so a huge queue stays cheap.
+const UNSERVED_SCAN: usize = 10_000;
+
+/// Ready work that no live worker serves (its function is registered with
+/// no worker that claims its queue and tags), oldest first.
+async fn unserved(
+    ctx: &Context<'_>,
+    now: stent::journal::Timestamp,
+) -> Result<Vec<Unserved>, CliError> {
+    let ready = ctx
+        .stent
+        .list_tasks(TaskFilter {
+            state: Some(TaskState::Ready),
+            limit: UNSERVED_SCAN,
+            ..TaskFilter::default()
+        })
+        .await?;
+    if ready.is_empty() {
+        return Ok(Vec::new());
+    }
+    let workers = ctx
+        .stent
+        .backend()
+        .workers()
+        .await
+        .map_err(stent::Error::from)?;
+    let mut groups: std::collections::BTreeMap<(String, String), Unserved> = Default::default();
+    for t in ready.iter().filter(|t| {
+        !workers
+            .iter()
+            .any(|w| w.serves(&t.function, &t.routing, now))
+    }) {
+        let g = groups
+            .entry((t.function.clone(), t.routing.queue.clone()))
+            .or_insert_with(|| Unserved {
+                function: t.function.clone(),
+                queue: t.routing.queue.clone(),
+                tasks: 0,
+                since: t.run_at,
+            });
+        g.tasks += 1;
+        g.since = g.since.min(t.run_at);
+    }
+    let mut out: Vec<Unserved> = groups.into_values().collect();
+    out.sort_by_key(|u| u.since);
+    Ok(out)
 }
 
 pub(crate) async fn snapshot(ctx: &Context<'_>, running: usize) -> Result<Snapshot, CliError> {
@@ -33,10 +93,13 @@ pub(crate) async fn snapshot(ctx: &Context<'_>, running: usize) -> Result<Snapsh
             ..TaskFilter::default()
         })
         .await?;
+    let now = ctx.stent.clock_now();
+    let unserved = unserved(ctx, now).await?;
     Ok(Snapshot {
         stats,
         running,
-        now: ctx.stent.clock_now(),
+        unserved,
+        now,
     })
 }
 
@@ -68,6 +131,12 @@ pub(crate) fn snapshot_json(s: &Snapshot) -> Json {
         "queues": queues,
         "dead_letters": s.stats.dead_letters,
         "running": s.running.iter().map(task_json).collect::<Vec<_>>(),
+        "unserved": s.unserved.iter().map(|u| json!({
+            "function": u.function,
+            "queue": u.queue,
+            "tasks": u.tasks,
+            "since": u.since.to_datetime().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -119,6 +188,22 @@ pub(crate) fn snapshot_text(s: &Snapshot, style: crate::render::Style) -> String
         dead
     };
     text.push_str(&format!("{} {dead}\n", style.bold("dead letters")));
+    for u in &s.unserved {
+        text.push_str(&format!(
+            "{} {}\n",
+            style.bold("unserved    "),
+            style.bad(&cut(
+                &format!(
+                    "{} in queue {}: {} ready, no live worker serves it (runnable since {})",
+                    u.function,
+                    u.queue,
+                    u.tasks,
+                    time_text(u.since)
+                ),
+                200
+            ))
+        ));
+    }
     text.push('\n');
     if s.stats.queues.is_empty() {
         text.push_str("queues: no work waiting or running\n");
