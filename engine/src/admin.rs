@@ -170,6 +170,26 @@ impl Stent {
         Ok(self.inner.backend.task(invocation).await?)
     }
 
+    /// The failed attempts of a task that were retried, oldest first, each
+    /// with its number, time and error (the last
+    /// [`ATTEMPT_FAILURES_KEPT`](crate::journal::store::ATTEMPT_FAILURES_KEPT)
+    /// of them). The attempt that ends a call for good is in the journal
+    /// (`call_failed`) or its dead letter instead.
+    ///
+    /// ```no_run
+    /// # async fn demo(executor: stent::Stent, task: stent::InvocationId) -> Result<(), stent::Error> {
+    /// for f in executor.task_failures(task).await? {
+    ///     println!("attempt {} failed at {}: {}", f.attempt, f.at.to_datetime(), f.error);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn task_failures(
+        &self,
+        invocation: InvocationId,
+    ) -> Result<Vec<crate::journal::store::AttemptFailure>> {
+        Ok(self.inner.backend.task_failures(invocation).await?)
+    }
+
     /// Counts over the whole store: executions per state, tasks per state,
     /// work per queue (ready, due now, leased, waiting) and dead letters.
     ///

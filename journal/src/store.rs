@@ -944,7 +944,26 @@ pub trait InspectStore: Send + Sync {
     /// The workers that announced themselves and were not retired, by id
     /// (those presumed gone too: see [`WorkerRecord::expires_at`]).
     async fn workers(&self) -> StoreResult<Vec<WorkerRecord>>;
+    /// The failed attempts of a task that were retried, oldest first: the
+    /// last [`ATTEMPT_FAILURES_KEPT`] of them. Empty for an unknown task.
+    async fn task_failures(&self, invocation: InvocationId) -> StoreResult<Vec<AttemptFailure>>;
 }
+
+/// One failed attempt of a task, recorded when the task was retried for
+/// it (a [`TaskDisposition::Retry`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptFailure {
+    /// Which attempt failed, from 1.
+    pub attempt: u32,
+    /// When.
+    pub at: Timestamp,
+    /// Why, as the worker wrote it.
+    pub error: String,
+}
+
+/// Failed attempts kept per task: older ones are dropped as new ones come,
+/// so a step retried without end cannot grow its history without bound.
+pub const ATTEMPT_FAILURES_KEPT: u32 = 50;
 
 /// Everything a backend offers.
 pub trait Backend:

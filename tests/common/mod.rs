@@ -365,6 +365,11 @@ impl<B: Backend> InspectStore for CountingBackend<B> {
     async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {
         self.faults.run(Call::Other, self.inner.workers()).await
     }
+    async fn task_failures(&self, invocation: InvocationId) -> StoreResult<Vec<AttemptFailure>> {
+        self.faults
+            .run(Call::Other, self.inner.task_failures(invocation))
+            .await
+    }
     async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats> {
         self.faults.run(Call::Other, self.inner.stats(now)).await
     }

@@ -31,10 +31,10 @@ use std::future::Future;
 use std::sync::Arc;
 
 use stent_journal::store::{
-    Backend, ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterRecord, Delivery, ExecutionFilter,
-    ExecutionOutcome, ExecutionRecord, ExecutionStatus, IdempotencyBegin, JournalRow, LeaseGrant,
-    NewEvent, NewExecution, NewInvocation, Routing, StoreError, TaskDisposition, TurnCommit,
-    WorkerRecord,
+    ATTEMPT_FAILURES_KEPT, AttemptFailure, Backend, ClaimRequest, ClaimedTask, CleanupCounts,
+    DeadLetterRecord, Delivery, ExecutionFilter, ExecutionOutcome, ExecutionRecord,
+    ExecutionStatus, IdempotencyBegin, JournalRow, LeaseGrant, NewEvent, NewExecution,
+    NewInvocation, Routing, StoreError, TaskDisposition, TurnCommit, WorkerRecord,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
@@ -108,6 +108,7 @@ macro_rules! conformance_tests {
             forgiven_takeovers_leave_the_attempts,
             concurrency_limits_cap_live_leases,
             retry_reschedules_and_counts,
+            failed_attempts_are_kept_each_with_its_time,
             dead_letter_list_get_and_replay,
             dead_letter_discard_finishes_the_task,
             cache_put_and_get_first_writer_wins,
@@ -2306,6 +2307,94 @@ pub async fn concurrency_limits_cap_live_leases(backend: Arc<dyn Backend>) {
 }
 
 // ---------------------------------------------------------------- retries
+
+/// Each retried attempt's failure is kept, numbered, with its time; a
+/// stale commit records none; only the last [`ATTEMPT_FAILURES_KEPT`] are
+/// kept; a cleanup removes them with their task.
+pub async fn failed_attempts_are_kept_each_with_its_time(backend: Arc<dyn Backend>) {
+    let failed = |run_at: Timestamp, error: &str| TaskDisposition::Retry {
+        run_at,
+        error: error.to_string(),
+    };
+    let (exec, c) = running(&backend, "app::f").await;
+    let inv = exec.root.invocation;
+    assert!(backend.task_failures(inv).await.unwrap().is_empty());
+    commit(
+        &backend,
+        vec![turn(inv, c.epoch, at(10), failed(at(100), "e1"))],
+    )
+    .await;
+    // A stale commit of the same lease is refused and records nothing.
+    assert_lease_lost(
+        backend
+            .commit(vec![turn(inv, c.epoch, at(11), failed(at(100), "stale"))])
+            .await,
+        "stale retry",
+    );
+    let c2 = claim_one(&backend, request("w", at(100), &["app::f"])).await;
+    commit(
+        &backend,
+        vec![turn(inv, c2.epoch, at(110), failed(at(200), "e2"))],
+    )
+    .await;
+    let failures = backend.task_failures(inv).await.unwrap();
+    assert_eq!(
+        failures,
+        vec![
+            AttemptFailure {
+                attempt: 1,
+                at: at(10),
+                error: "e1".into()
+            },
+            AttemptFailure {
+                attempt: 2,
+                at: at(110),
+                error: "e2".into()
+            },
+        ]
+    );
+    // A step retried without end keeps only its last attempts.
+    let mut now = 200;
+    for _ in 0..ATTEMPT_FAILURES_KEPT {
+        let c = claim_one(&backend, request("w", at(now), &["app::f"])).await;
+        commit(
+            &backend,
+            vec![turn(
+                inv,
+                c.epoch,
+                at(now + 1),
+                failed(at(now + 10), "again"),
+            )],
+        )
+        .await;
+        now += 10;
+    }
+    let failures = backend.task_failures(inv).await.unwrap();
+    assert_eq!(failures.len(), ATTEMPT_FAILURES_KEPT as usize);
+    assert_eq!(failures[0].attempt, 3);
+    assert_eq!(
+        failures.last().map(|f| f.attempt),
+        Some(ATTEMPT_FAILURES_KEPT + 2)
+    );
+    // Unknown tasks have none.
+    let other = ExecutionId::new_random().root_invocation();
+    assert!(backend.task_failures(other).await.unwrap().is_empty());
+    // They go with their task.
+    let c = claim_one(&backend, request("w", at(now), &["app::f"])).await;
+    commit(
+        &backend,
+        vec![turn(
+            inv,
+            c.epoch,
+            at(now + 1),
+            outcome(ExecutionStatus::Completed, b"ok"),
+        )],
+    )
+    .await;
+    let counts = backend.cleanup(at(now + 2), false).await.unwrap();
+    assert_eq!(counts.executions, 1);
+    assert!(backend.task_failures(inv).await.unwrap().is_empty());
+}
 
 /// `Retry` releases the lease and makes the task claimable at `run_at` (not
 /// before), counting a retry: in the claimed task, and summed over the

@@ -49,12 +49,13 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use stent_journal::store::{
-    CacheStore, ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterRecord, DeadLetterStore,
-    Delivery, ExecutionFilter, ExecutionOutcome, ExecutionRecord, ExecutionStatus, ExecutionStore,
-    IdempotencyBegin, IdempotencyStore, InboxId, InboxItem, InspectStore, JournalRow, JournalStore,
-    NewExecution, NewInvocation, QueueStats, Routing, SignalId, SignalRecord, SignalStore,
-    StoreError, StoreResult, StoreStats, TaskDisposition, TaskFilter, TaskRecord,
-    TaskState as StoredTaskState, TaskStore, TurnCommit, WorkerRecord,
+    ATTEMPT_FAILURES_KEPT, AttemptFailure, CacheStore, ClaimRequest, ClaimedTask, CleanupCounts,
+    DeadLetterRecord, DeadLetterStore, Delivery, ExecutionFilter, ExecutionOutcome,
+    ExecutionRecord, ExecutionStatus, ExecutionStore, IdempotencyBegin, IdempotencyStore, InboxId,
+    InboxItem, InspectStore, JournalRow, JournalStore, NewExecution, NewInvocation, QueueStats,
+    Routing, SignalId, SignalRecord, SignalStore, StoreError, StoreResult, StoreStats,
+    TaskDisposition, TaskFilter, TaskRecord, TaskState as StoredTaskState, TaskStore, TurnCommit,
+    WorkerRecord,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
@@ -91,6 +92,8 @@ struct TaskRow {
     retries: u32,
     /// The last failed attempt: when, and why.
     last_failure: Option<(Timestamp, String)>,
+    /// The last failed attempts that were retried, oldest first.
+    failures: Vec<AttemptFailure>,
     wake: bool,
     created: u64,
 }
@@ -208,6 +211,7 @@ impl State {
             lapsed_epoch: None,
             retries: 0,
             last_failure: None,
+            failures: Vec::new(),
             wake: false,
             created: self.next_created,
         }
@@ -520,6 +524,15 @@ impl State {
                 task.run_at = *run_at;
                 task.retries = task.retries.saturating_add(1);
                 task.last_failure = Some((turn.now, error.clone()));
+                task.failures.push(AttemptFailure {
+                    attempt: task.retries,
+                    at: turn.now,
+                    error: error.clone(),
+                });
+                let keep = ATTEMPT_FAILURES_KEPT as usize;
+                if task.failures.len() > keep {
+                    task.failures.drain(..task.failures.len() - keep);
+                }
                 self.set_task(undo, inv, task);
             }
             TaskDisposition::DeadLetter { reason } => {
@@ -1250,6 +1263,15 @@ impl InspectStore for MemoryBackend {
 
     async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {
         Ok(self.lock().workers.values().cloned().collect())
+    }
+
+    async fn task_failures(&self, invocation: InvocationId) -> StoreResult<Vec<AttemptFailure>> {
+        Ok(self
+            .lock()
+            .tasks
+            .get(&invocation)
+            .map(|t| t.failures.clone())
+            .unwrap_or_default())
     }
 
     async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats> {

@@ -235,6 +235,10 @@ pub(crate) const LOCK_EXECUTION_TASKS: &str = "SELECT 1 FROM tasks \
 /// use $8. Each resets `attempts`: the lease holder got a turn through.
 macro_rules! fenced {
     ($update:literal) => {
+        fenced!($update, "")
+    };
+    // `$also`: more `name AS (…), ` clauses, run when the fence passed.
+    ($update:literal, $also:literal) => {
         concat!(
             "WITH fenced AS ( ",
             $update,
@@ -245,7 +249,9 @@ macro_rules! fenced {
             "  SELECT $1, e.seq, e.kind, e.call_key, e.payload, $3::int8 ",
             "  FROM UNNEST($4::int8[], $5::text[], $6::bytea[], $7::bytea[]) ",
             "    AS e(seq, kind, call_key, payload) ",
-            "  WHERE EXISTS (SELECT 1 FROM fenced)) ",
+            "  WHERE EXISTS (SELECT 1 FROM fenced)), ",
+            $also,
+            "done AS (SELECT 1) ",
             "SELECT execution_id, function, queue, retries FROM fenced"
         )
     };
@@ -271,12 +277,23 @@ pub(crate) const RELEASE: &str = fenced!(
 );
 
 /// $8 run_at. A retry waits for its time even if woken during the turn.
-/// $9 why the attempt failed, kept with the time as the last failure.
+/// $9 why the attempt failed, kept with the time as the last failure and
+/// in the task's failures (numbered by its retries, the oldest past $10
+/// dropped).
 pub(crate) const RETRY: &str = fenced!(
     "UPDATE tasks \
      SET state = 'ready', run_at = $8::int8, retries = retries + 1, \
          lease_owner = NULL, lease_until = NULL, wake = FALSE, attempts = 0, \
-         last_failed_at = $3, last_error = $9::text "
+         last_failed_at = $3, last_error = $9::text ",
+    "failure AS ( \
+       INSERT INTO task_failures (invocation_id, attempt, failed_at, error) \
+       SELECT $1, retries, $3::int8, $9::text FROM fenced \
+       ON CONFLICT (invocation_id, attempt) \
+       DO UPDATE SET failed_at = EXCLUDED.failed_at, error = EXCLUDED.error), \
+     trimmed AS ( \
+       DELETE FROM task_failures \
+       WHERE invocation_id = $1::uuid \
+         AND attempt <= (SELECT retries FROM fenced) - $10::int8), "
 );
 
 /// A batch of turns in one statement through the `stent_commit` function
@@ -456,6 +473,7 @@ pub(crate) const DELETE_OLD: &str = concat!(
     "i AS (DELETE FROM inbox WHERE invocation_id IN (SELECT invocation_id FROM inv)), ",
     "s AS (DELETE FROM signals WHERE execution_id IN (SELECT id FROM old)), ",
     "d AS (DELETE FROM dead_letters WHERE execution_id IN (SELECT id FROM old)), ",
+    "f AS (DELETE FROM task_failures WHERE invocation_id IN (SELECT invocation_id FROM inv)), ",
     "t AS (DELETE FROM tasks WHERE execution_id IN (SELECT id FROM old) RETURNING 1), ",
     "e AS (DELETE FROM executions WHERE id IN (SELECT id FROM old) RETURNING 1) ",
     "SELECT (SELECT COUNT(*) FROM e) AS executions, (SELECT COUNT(*) FROM t) AS tasks, ",
@@ -573,3 +591,7 @@ pub(crate) const WORKERS: &str = "SELECT worker_id, functions, queues, tags, sta
 pub(crate) const FORGIVE_TAKEOVER: &str = "UPDATE tasks \
     SET attempts = attempts - 1, lapsed_epoch = NULL \
     WHERE invocation_id = $1::uuid AND lapsed_epoch = $2::int8 AND attempts > 0";
+
+/// $1 invocation: its failed attempts, oldest first.
+pub(crate) const TASK_FAILURES: &str = "SELECT attempt, failed_at, error FROM task_failures \
+    WHERE invocation_id = $1::uuid ORDER BY attempt";

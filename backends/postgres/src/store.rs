@@ -10,12 +10,13 @@ use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 use stent_journal::store::{
-    CacheStore, ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterRecord, DeadLetterStore,
-    Delivery, ExecutionFilter, ExecutionOutcome, ExecutionRecord, ExecutionStatus, ExecutionStore,
-    IdempotencyBegin, IdempotencyStore, InboxId, InboxItem, InspectStore, JournalRow, JournalStore,
-    NewExecution, NewInvocation, QueueStats, Routing, SignalId, SignalRecord, SignalStore,
-    StoreError, StoreResult, StoreStats, TaskDisposition, TaskFilter, TaskRecord,
-    TaskState as StoredTaskState, TaskStore, TurnCommit, WorkerRecord,
+    ATTEMPT_FAILURES_KEPT, AttemptFailure, CacheStore, ClaimRequest, ClaimedTask, CleanupCounts,
+    DeadLetterRecord, DeadLetterStore, Delivery, ExecutionFilter, ExecutionOutcome,
+    ExecutionRecord, ExecutionStatus, ExecutionStore, IdempotencyBegin, IdempotencyStore, InboxId,
+    InboxItem, InspectStore, JournalRow, JournalStore, NewExecution, NewInvocation, QueueStats,
+    Routing, SignalId, SignalRecord, SignalStore, StoreError, StoreResult, StoreStats,
+    TaskDisposition, TaskFilter, TaskRecord, TaskState as StoredTaskState, TaskStore, TurnCommit,
+    WorkerRecord,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
@@ -409,9 +410,10 @@ async fn apply_turn(conn: &mut PgConnection, turn: &TurnCommit) -> Attempt<()> {
         TaskDisposition::Park { run_at } => fenced(sql::PARK).bind(run_at.map(|t| t.0)),
         TaskDisposition::Finish { .. } => fenced(sql::RELEASE).bind("done"),
         TaskDisposition::Pause { .. } => fenced(sql::RELEASE).bind("paused"),
-        TaskDisposition::Retry { run_at, error } => {
-            fenced(sql::RETRY).bind(run_at.0).bind(error.as_str())
-        }
+        TaskDisposition::Retry { run_at, error } => fenced(sql::RETRY)
+            .bind(run_at.0)
+            .bind(error.as_str())
+            .bind(i64::from(ATTEMPT_FAILURES_KEPT)),
         TaskDisposition::DeadLetter { .. } => fenced(sql::RELEASE).bind("dead"),
     };
     let row = query
@@ -1821,6 +1823,28 @@ impl InspectStore for PostgresBackend {
             .await
             .map_err(read_err(OP))?;
         row.as_ref().map(task_record).transpose()
+    }
+
+    async fn task_failures(&self, invocation: InvocationId) -> StoreResult<Vec<AttemptFailure>> {
+        const OP: &str = "task failures";
+        const T: &str = "task_failures";
+        let rows = sqlx::query(sql::TASK_FAILURES)
+            .bind(*invocation.as_uuid())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err(OP))?;
+        rows.iter()
+            .map(|row| {
+                let attempt: i32 = col(row, T, "attempt")?;
+                Ok(AttemptFailure {
+                    attempt: u32::try_from(attempt).map_err(|_| {
+                        StoreError::Corrupt(format!("{T}.attempt is negative: {attempt}"))
+                    })?,
+                    at: Timestamp(col(row, T, "failed_at")?),
+                    error: col(row, T, "error")?,
+                })
+            })
+            .collect()
     }
 
     async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {

@@ -207,7 +207,7 @@ async fn init_db_is_idempotent_and_data_survives() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     other.close().await;
 }
 
@@ -279,7 +279,7 @@ async fn init_db_upgrades_a_version_2_database() {
     sqlx::raw_sql(AssertSqlSafe(format!(
         "SET search_path TO \"{schema}\"; DROP FUNCTION stent_commit; \
          ALTER TABLE tasks DROP COLUMN lapsed_epoch, DROP COLUMN last_failed_at, \
-         DROP COLUMN last_error; DROP TABLE workers; {}",
+         DROP COLUMN last_error; DROP TABLE workers; DROP TABLE task_failures; {}",
         include_str!("../migrations/0002_commit_function.sql")
     )))
     .execute(&mut conn)
@@ -295,7 +295,7 @@ async fn init_db_upgrades_a_version_2_database() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     let source: String = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT prosrc FROM pg_proc WHERE proname = 'stent_commit' \
          AND pronamespace = '\"{schema}\"'::regnamespace"

@@ -80,6 +80,7 @@
 //! | `inbox` | `id`, `invocation_id`, `event` | results of finished children not yet appended to their parent's journal |
 //! | `signals` | `id`, `execution_id`, `name`, `payload`, `consumed_by`, `created_at` | signals sent to executions; `consumed_by` is the invocation that received it |
 //! | `dead_letters` | `task_id`, `execution_id`, `function`, `queue`, `reason`, `retries`, `failed_at` | tasks (state `dead`) that ran out of attempts, until replayed or discarded |
+//! | `task_failures` | `invocation_id`, `attempt`, `failed_at`, `error` | each failed attempt of a task that was retried (the last 50 per task), numbered from 1 |
 //! | `cache` | `call_key`, `value`, `created_at` | results shared across executions by call key; the first writer wins |
 //! | `idempotency` | `key`, `owner`, `state`, `value` | idempotency keys: `state` is `running` (held by invocation `owner`) or `done` (with its `value`) |
 //!
@@ -142,6 +143,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "lapsed epoch",
         include_str!("../migrations/0003_lapsed_epoch.sql"),
+    ),
+    (
+        4,
+        "task failures",
+        include_str!("../migrations/0004_task_failures.sql"),
     ),
 ];
 

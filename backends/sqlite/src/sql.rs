@@ -524,6 +524,12 @@ pub(crate) const DELETE_OLD_DEAD_LETTERS: &str = concat!(
     old_executions!(),
     ")"
 );
+pub(crate) const DELETE_OLD_FAILURES: &str = concat!(
+    "DELETE FROM task_failures WHERE invocation_id IN \
+     (SELECT invocation_id FROM tasks WHERE execution_id IN (",
+    old_executions!(),
+    "))"
+);
 pub(crate) const DELETE_OLD_TASKS: &str = concat!(
     "DELETE FROM tasks WHERE execution_id IN (",
     old_executions!(),
@@ -642,3 +648,12 @@ pub(crate) const FORGIVE_TAKEOVER: &str = "UPDATE tasks \
 /// is retried.
 pub(crate) const RECORD_FAILURE: &str =
     "UPDATE tasks SET last_failed_at = ?2, last_error = ?3 WHERE invocation_id = ?1";
+
+/// ?1 invocation, ?2 when, ?3 why, ?4 attempts kept: the failed attempt
+/// (numbered by the task's retries, which the retry has counted), then the
+/// oldest ones past the limit dropped.
+pub(crate) const APPEND_FAILURE: &str = "INSERT OR REPLACE INTO task_failures     (invocation_id, attempt, failed_at, error)     SELECT invocation_id, retries, ?2, ?3 FROM tasks WHERE invocation_id = ?1";
+pub(crate) const TRIM_FAILURES: &str = "DELETE FROM task_failures     WHERE invocation_id = ?1       AND attempt <= (SELECT retries FROM tasks WHERE invocation_id = ?1) - ?2";
+
+/// ?1 invocation: its failed attempts, oldest first.
+pub(crate) const TASK_FAILURES: &str = "SELECT attempt, failed_at, error FROM task_failures     WHERE invocation_id = ?1 ORDER BY attempt";

@@ -9,12 +9,13 @@ use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Row, Sqlite};
 use stent_journal::store::{
-    CacheStore, ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterRecord, DeadLetterStore,
-    Delivery, ExecutionFilter, ExecutionOutcome, ExecutionRecord, ExecutionStatus, ExecutionStore,
-    IdempotencyBegin, IdempotencyStore, InboxId, InboxItem, InspectStore, JournalRow, JournalStore,
-    NewExecution, NewInvocation, QueueStats, Routing, SignalId, SignalRecord, SignalStore,
-    StoreError, StoreResult, StoreStats, TaskDisposition, TaskFilter, TaskRecord,
-    TaskState as StoredTaskState, TaskStore, TurnCommit, WorkerRecord,
+    ATTEMPT_FAILURES_KEPT, AttemptFailure, CacheStore, ClaimRequest, ClaimedTask, CleanupCounts,
+    DeadLetterRecord, DeadLetterStore, Delivery, ExecutionFilter, ExecutionOutcome,
+    ExecutionRecord, ExecutionStatus, ExecutionStore, IdempotencyBegin, IdempotencyStore, InboxId,
+    InboxItem, InspectStore, JournalRow, JournalStore, NewExecution, NewInvocation, QueueStats,
+    Routing, SignalId, SignalRecord, SignalStore, StoreError, StoreResult, StoreStats,
+    TaskDisposition, TaskFilter, TaskRecord, TaskState as StoredTaskState, TaskStore, TurnCommit,
+    WorkerRecord,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
@@ -479,6 +480,19 @@ pub(crate) async fn turn_effects<'a>(
                 .bind(&inv)
                 .bind(now)
                 .bind(error.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(db(OP))?;
+            sqlx::query(sql::APPEND_FAILURE)
+                .bind(&inv)
+                .bind(now)
+                .bind(error.as_str())
+                .execute(&mut *conn)
+                .await
+                .map_err(db(OP))?;
+            sqlx::query(sql::TRIM_FAILURES)
+                .bind(&inv)
+                .bind(i64::from(ATTEMPT_FAILURES_KEPT))
                 .execute(&mut *conn)
                 .await
                 .map_err(db(OP))?;
@@ -1080,6 +1094,7 @@ pub(crate) async fn cleanup_in(
         sql::DELETE_OLD_INBOX,
         sql::DELETE_OLD_SIGNALS,
         sql::DELETE_OLD_DEAD_LETTERS,
+        sql::DELETE_OLD_FAILURES,
         sql::DELETE_OLD_TASKS,
         sql::DELETE_OLD_EXECUTIONS,
     ] {
@@ -1593,6 +1608,26 @@ impl InspectStore for SqliteBackend {
             .await
             .map_err(db(OP))?;
         row.as_ref().map(task_record).transpose()
+    }
+
+    async fn task_failures(&self, invocation: InvocationId) -> StoreResult<Vec<AttemptFailure>> {
+        const OP: &str = "task failures";
+        const T: &str = "task_failures";
+        let mut conn = self.reader(OP).await?;
+        let rows = sqlx::query(sql::TASK_FAILURES)
+            .bind(invocation.to_string())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        rows.iter()
+            .map(|row| {
+                Ok(AttemptFailure {
+                    attempt: int_col(row, T, "attempt")?,
+                    at: Timestamp(col(row, T, "failed_at")?),
+                    error: col(row, T, "error")?,
+                })
+            })
+            .collect()
     }
 
     async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {

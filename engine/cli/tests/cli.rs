@@ -939,8 +939,24 @@ async fn what_executions_wait_for(db: Db) {
         "{}",
         out.stdout
     );
+    assert!(
+        out.stdout
+            .lines()
+            .any(|l| l.starts_with("failed") && l.contains("attempt 1 at ")),
+        "{}",
+        out.stdout
+    );
     let task = db.json(&["tasks", "show", child]);
     assert!(task["last_failure"]["at"].is_string(), "{task}");
+    // Each retried attempt, numbered, with its time and error.
+    assert_eq!(task["failures"][0]["attempt"], 1, "{task}");
+    assert!(task["failures"][0]["at"].is_string(), "{task}");
+    assert!(
+        task["failures"][0]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("flaky")),
+        "{task}"
+    );
     assert!(w[0]["function"].as_str().unwrap().ends_with("::flaky"));
     let w = settled(dead, "call", Some("dead_lettered")).await;
     assert!(

@@ -449,6 +449,9 @@ impl InspectStore for SimBackend {
     async fn workers(&self) -> StoreResult<Vec<WorkerRecord>> {
         self.read(self.inner().workers()).await
     }
+    async fn task_failures(&self, invocation: InvocationId) -> StoreResult<Vec<AttemptFailure>> {
+        self.read(self.inner().task_failures(invocation)).await
+    }
     async fn stats(&self, now: Timestamp) -> StoreResult<StoreStats> {
         self.read(self.inner().stats(now)).await
     }

@@ -140,8 +140,19 @@ async fn show(ctx: &mut Context<'_>, args: TasksShowArgs) -> Result<(), CliError
     let Some(t) = ctx.stent.task(id).await? else {
         return Err(CliError::NotFound(format!("task {id} not found")));
     };
+    let failures = ctx.stent.task_failures(id).await?;
     if ctx.json {
-        return ctx.print_json(&task_json(&t));
+        let mut value = task_json(&t);
+        if let Json::Object(map) = &mut value {
+            map.insert(
+                "failures".into(),
+                failures
+                    .iter()
+                    .map(|f| json!({"attempt": f.attempt, "at": time_json(f.at), "error": f.error}))
+                    .collect(),
+            );
+        }
+        return ctx.print_json(&value);
     }
     let style = ctx.style();
     let mut lines = vec![
@@ -169,7 +180,20 @@ async fn show(ctx: &mut Context<'_>, args: TasksShowArgs) -> Result<(), CliError
     }
     lines.push(("attempts", t.attempts.to_string()));
     lines.push(("retries", t.retries.to_string()));
-    if let Some((at, error)) = &t.last_failure {
+    // Each retried attempt's failure, oldest first; a store written before
+    // failures were kept has only the last one.
+    for f in &failures {
+        lines.push((
+            "failed",
+            format!(
+                "attempt {} at {}: {}",
+                f.attempt,
+                time_text(f.at),
+                style.bad(&escape_controls(&f.error))
+            ),
+        ));
+    }
+    if let (true, Some((at, error))) = (failures.is_empty(), &t.last_failure) {
         lines.push((
             "failed",
             format!("{} {}", time_text(*at), style.bad(&escape_controls(error))),
