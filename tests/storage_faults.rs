@@ -182,8 +182,15 @@ async fn run_and_check(
     let running = TestWorker::start_with(worker, worker_settings).await;
     tokio::time::sleep(SIGNAL_AFTER).await;
     // A client retries a signal whose outcome it does not know; the
-    // workflow takes the first one.
-    retry("signal", || app.send_signal(id, "go", &SIGNAL)).await;
+    // workflow takes the first one. A retry that finds the execution ended
+    // learns that an earlier send landed and was taken.
+    retry("signal", || async {
+        match app.send_signal(id, "go", &SIGNAL).await {
+            Err(stent::Error::Ended { .. }) => Ok(()),
+            other => other,
+        }
+    })
+    .await;
     let out = client
         .wait_for::<u64, String>(id, Some(Duration::from_secs(60)))
         .await

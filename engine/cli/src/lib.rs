@@ -46,6 +46,8 @@ pub mod commands;
 mod db;
 mod error;
 pub mod render;
+#[cfg(feature = "ui")]
+pub mod ui;
 
 pub use error::CliError;
 
@@ -138,6 +140,10 @@ pub enum Command {
     /// Start a new execution from a recorded prefix of another (needs a
     /// binary built with `stent_cli::run(registry)`).
     Fork(commands::repair::ForkArgs),
+    /// Serve the web console: executions, what they wait for, journals as
+    /// timelines, and (unless --read-only) signal, cancel and resume.
+    #[cfg(feature = "ui")]
+    Ui(commands::ui::UiArgs),
 }
 
 impl Command {
@@ -148,6 +154,8 @@ impl Command {
         match self {
             Command::Signal(_) | Command::Cancel(_) | Command::Resume(_) | Command::Fork(_) => true,
             Command::Cleanup(args) => !args.dry_run,
+            #[cfg(feature = "ui")]
+            Command::Ui(args) => !args.read_only,
             Command::Dlq(cmd) => !matches!(cmd, DlqCommand::List(_) | DlqCommand::Show(_)),
             Command::List(_)
             | Command::Show(_)
@@ -288,6 +296,8 @@ async fn dispatch(
         Command::Replay(args) => replay::run(&mut ctx, args).await,
         Command::Resume(args) => repair::resume(&mut ctx, args).await,
         Command::Fork(args) => repair::fork(&mut ctx, args).await,
+        #[cfg(feature = "ui")]
+        Command::Ui(args) => ui::run(&mut ctx, args).await,
     };
     // What the command published (a signal, a cancellation) reaches the
     // notifier before the process exits.

@@ -21,6 +21,8 @@ pub mod show;
 pub mod signal;
 pub mod stats;
 pub mod tasks;
+#[cfg(feature = "ui")]
+pub mod ui;
 pub mod watch;
 
 /// Parses an execution id given on the command line.

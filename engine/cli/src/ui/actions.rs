@@ -1,0 +1,200 @@
+//! The console's writes: send a signal, cancel, resume. Each is a POST
+//! carrying the console's CSRF token; bad input is a 400 page with the
+//! reason, and a done action returns to the execution's page with what
+//! happened.
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::Value as Json;
+use stent::ExecutionId;
+
+use super::Shared;
+use super::view::{Base, encode_component, error_page};
+use super::{Console, constant_time_eq};
+
+/// Longest signal name or cancellation reason accepted from a form.
+const MAX_TEXT: usize = 4096;
+
+/// A signal form.
+#[derive(Debug, Deserialize)]
+pub(crate) struct SignalForm {
+    csrf: String,
+    name: String,
+    #[serde(default)]
+    payload: String,
+}
+
+/// A cancel form.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CancelForm {
+    csrf: String,
+    #[serde(default)]
+    reason: String,
+}
+
+/// A form with only the token.
+#[derive(Debug, Deserialize)]
+pub(crate) struct TokenForm {
+    csrf: String,
+}
+
+/// Checks the CSRF token and the id; the error page otherwise.
+fn checked(
+    console: &Console,
+    base: &Base,
+    csrf: &str,
+    id: &str,
+) -> Result<ExecutionId, Box<Response>> {
+    if !constant_time_eq(csrf.as_bytes(), console.csrf.as_bytes()) {
+        return Err(Box::new(error_page(
+            base,
+            StatusCode::FORBIDDEN,
+            "refused",
+            "The form's CSRF token does not match this console (it was restarted, or the \
+             request did not come from its page). Reload the page and try again.",
+        )));
+    }
+    id.parse::<ExecutionId>().map_err(|_| {
+        Box::new(error_page(
+            base,
+            StatusCode::NOT_FOUND,
+            "no such execution",
+            &format!("{id:?} is not an execution id (a UUID)."),
+        ))
+    })
+}
+
+/// Back to the execution's page, saying what happened.
+fn back(base: &Base, id: ExecutionId, key: &str, message: &str) -> Response {
+    Redirect::to(&format!(
+        "{}executions/{id}?{key}={}",
+        base.0,
+        encode_component(message)
+    ))
+    .into_response()
+}
+
+/// The error page for a failed action: 404 for an unknown execution, 409
+/// when it has ended, 503 when the database failed, 400 otherwise.
+fn failed(base: &Base, what: &str, e: &stent::Error) -> Response {
+    let status = match e {
+        stent::Error::NotFound(_) => StatusCode::NOT_FOUND,
+        stent::Error::Ended { .. } => StatusCode::CONFLICT,
+        stent::Error::Backend(_) => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    error_page(base, status, &format!("could not {what}"), &e.to_string())
+}
+
+/// `POST /executions/{id}/signal`: `name`, and `payload` as JSON (empty:
+/// `null`).
+pub(crate) async fn signal(
+    State(console): State<Shared>,
+    base: Base,
+    Path(id): Path<String>,
+    Form(form): Form<SignalForm>,
+) -> Response {
+    let id = match checked(&console, &base, &form.csrf, &id) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    let name = form.name.trim();
+    if name.is_empty() || name.len() > MAX_TEXT {
+        return error_page(
+            &base,
+            StatusCode::BAD_REQUEST,
+            "bad signal",
+            "A signal needs a name (at most 4096 bytes).",
+        );
+    }
+    let payload: Json = match form.payload.trim() {
+        "" => Json::Null,
+        text => match serde_json::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                return error_page(
+                    &base,
+                    StatusCode::BAD_REQUEST,
+                    "bad signal payload",
+                    &format!(
+                        "The payload is not JSON: {e}. Quote a string (\"yes\"), or write a \
+                         number, an array or an object."
+                    ),
+                );
+            }
+        },
+    };
+    match console.stent.send_signal(id, name, &payload).await {
+        Ok(()) => {
+            console.stent.flush_notifications().await;
+            back(&base, id, "done", &format!("sent signal {name:?}"))
+        }
+        Err(e) => failed(&base, "send the signal", &e),
+    }
+}
+
+/// `POST /executions/{id}/cancel`: with an optional `reason`.
+pub(crate) async fn cancel(
+    State(console): State<Shared>,
+    base: Base,
+    Path(id): Path<String>,
+    Form(form): Form<CancelForm>,
+) -> Response {
+    let id = match checked(&console, &base, &form.csrf, &id) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    let reason = match form.reason.trim() {
+        "" => "cancelled from the stent console".to_string(),
+        r if r.len() > MAX_TEXT => {
+            return error_page(
+                &base,
+                StatusCode::BAD_REQUEST,
+                "reason too long",
+                "A cancellation reason is at most 4096 bytes.",
+            );
+        }
+        r => r.to_string(),
+    };
+    match console.stent.cancel_with_reason(id, reason).await {
+        Ok(report) if report.cancelled => {
+            console.stent.flush_notifications().await;
+            back(&base, id, "done", "cancelled")
+        }
+        Ok(_) => back(
+            &base,
+            id,
+            "error",
+            "it had already ended; nothing to cancel",
+        ),
+        Err(e) => failed(&base, "cancel", &e),
+    }
+}
+
+/// `POST /executions/{id}/resume`: re-queues a paused execution.
+pub(crate) async fn resume(
+    State(console): State<Shared>,
+    base: Base,
+    Path(id): Path<String>,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let id = match checked(&console, &base, &form.csrf, &id) {
+        Ok(id) => id,
+        Err(r) => return *r,
+    };
+    match console.stent.resume(id).await {
+        Ok(()) => {
+            console.stent.flush_notifications().await;
+            back(
+                &base,
+                id,
+                "done",
+                "resumed: a worker replays it on the code it runs",
+            )
+        }
+        Err(e) => failed(&base, "resume", &e),
+    }
+}

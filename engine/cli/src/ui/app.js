@@ -1,0 +1,55 @@
+// stent console: asks before a form that changes state is sent, and keeps
+// a page current without reloading it: an element with `data-live` names a
+// stream of server-sent events; on each change the page's main part is
+// fetched again and swapped in, with the sections the user opened kept open.
+"use strict";
+
+document.addEventListener("submit", (event) => {
+  const question = event.target.getAttribute("data-confirm");
+  if (question && !window.confirm(question)) {
+    event.preventDefault();
+  }
+});
+
+function watch() {
+  const live = document.querySelector("[data-live]");
+  if (!live || !window.EventSource) {
+    return;
+  }
+  const source = new EventSource(live.getAttribute("data-live"));
+  let seen = null;
+  let busy = false;
+  source.addEventListener("changed", async (event) => {
+    if (seen === null || busy) {
+      seen = seen === null ? event.data : seen;
+      return;
+    }
+    if (event.data === seen) {
+      return;
+    }
+    seen = event.data;
+    busy = true;
+    try {
+      const open = new Set(
+        Array.from(document.querySelectorAll("details[open][data-key]"), (d) => d.dataset.key),
+      );
+      const response = await fetch(window.location.href, { credentials: "same-origin" });
+      const page = new DOMParser().parseFromString(await response.text(), "text/html");
+      const fresh = page.querySelector("main");
+      const current = document.querySelector("main");
+      if (fresh && current) {
+        current.replaceWith(fresh);
+        for (const d of document.querySelectorAll("details[data-key]")) {
+          if (open.has(d.dataset.key)) {
+            d.open = true;
+          }
+        }
+        document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+      }
+    } finally {
+      busy = false;
+    }
+  });
+}
+
+watch();

@@ -1,0 +1,589 @@
+//! The console's pages: the executions list, one execution (summary, what
+//! it waits for, its journal as a timeline, actions), dead letters, and
+//! the not-found page.
+
+use std::collections::HashMap;
+
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use serde::Deserialize;
+use stent::journal::event::Event;
+use stent::journal::{InvocationId, Seq, Timestamp};
+use stent::{ExecutionId, ExecutionState, ExecutionStatus};
+
+use super::Shared;
+use super::view::{Base, error_page, href, json_block, page, state_badge};
+use crate::commands::show::execution_json;
+use crate::render::{failure_json, payload_json, time_text};
+
+/// Executions on one page of the list.
+const PAGE_SIZE: usize = 50;
+
+/// The embedded stylesheet.
+pub(crate) async fn style() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("style.css"),
+    )
+        .into_response()
+}
+
+/// The embedded script (confirmations, live updates).
+pub(crate) async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("app.js"),
+    )
+        .into_response()
+}
+
+/// Any other path.
+pub(crate) async fn not_found(base: Base) -> Response {
+    error_page(
+        &base,
+        StatusCode::NOT_FOUND,
+        "not found",
+        "There is no page here.",
+    )
+}
+
+/// The page for a failed database read: the server keeps serving and the
+/// next request tries again.
+fn database_error(base: &Base, e: &stent::Error) -> Response {
+    error_page(
+        base,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "database unavailable",
+        &format!("The database could not be read: {e}. This page retries when reloaded."),
+    )
+}
+
+/// Query of the executions list.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListQuery {
+    /// Only this state.
+    #[serde(default)]
+    state: String,
+    /// Rows to skip.
+    #[serde(default)]
+    offset: usize,
+    /// An execution id to open.
+    #[serde(default)]
+    id: String,
+}
+
+/// `GET /`: executions, newest first, with counts per state.
+pub(crate) async fn executions(
+    State(console): State<Shared>,
+    base: Base,
+    Query(query): Query<ListQuery>,
+) -> Response {
+    let id = query.id.trim();
+    if !id.is_empty() {
+        return match id.parse::<ExecutionId>() {
+            Ok(id) => Redirect::to(&format!("{}executions/{id}", base.0)).into_response(),
+            Err(e) => error_page(
+                &base,
+                StatusCode::BAD_REQUEST,
+                "not an execution id",
+                &format!("{id:?} is not an execution id (a UUID): {e}"),
+            ),
+        };
+    }
+    let state = match query.state.as_str() {
+        "" => None,
+        name => match crate::commands::list::parse_state(name) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                return error_page(
+                    &base,
+                    StatusCode::BAD_REQUEST,
+                    "unknown state",
+                    &e.to_string(),
+                );
+            }
+        },
+    };
+    let stats = match console.stent.stats().await {
+        Ok(s) => s,
+        Err(e) => return database_error(&base, &e),
+    };
+    let list = match console
+        .stent
+        .list_executions(PAGE_SIZE + 1, query.offset, state)
+        .await
+    {
+        Ok(l) => l,
+        Err(e) => return database_error(&base, &e),
+    };
+    let more = list.len() > PAGE_SIZE;
+    let rows = &list[..list.len().min(PAGE_SIZE)];
+    let state_text = state.map(|s| s.as_str().to_string()).unwrap_or_default();
+    let content = html! {
+        div hidden data-live="events" {}
+        h1 { "Executions" }
+        form.search method="get" action="./" {
+            input type="search" name="id" placeholder="open an execution by id" aria-label="execution id";
+            button type="submit" { "open" }
+        }
+        nav.counts aria-label="states" {
+            a class=@if state.is_none() { "current" } href="./" { "all" }
+            @for (status, n) in &stats.executions {
+                a class=@if state == Some(*status) { "current" }
+                    href=(href("./", &[("state", status.as_str().to_string())])) {
+                    (status.as_str()) " " span.count { (n) }
+                }
+            }
+        }
+        @if rows.is_empty() {
+            p.empty { "No executions" @if state.is_some() { " in this state" } "." }
+        } @else {
+            table.executions {
+                thead { tr { th { "id" } th { "state" } th { "function" } th { "queue" } th { "created" } th { "now" } } }
+                tbody {
+                    @for e in rows {
+                        tr {
+                            td { a.id href={ "executions/" (e.id) } { (e.id) } }
+                            td { (state_badge(e.state.as_str())) }
+                            td.function { (e.function) }
+                            td { (e.queue) }
+                            td.time { (e.created_at.format("%Y-%m-%d %H:%M:%S%.3f")) }
+                            td { (now_text(e)) }
+                        }
+                    }
+                }
+            }
+        }
+        nav.pages {
+            @if query.offset > 0 {
+                a rel="prev" href=(href("./", &[("state", state_text.clone()), ("offset", query.offset.saturating_sub(PAGE_SIZE).to_string())])) { "← newer" }
+            }
+            @if more {
+                a rel="next" href=(href("./", &[("state", state_text.clone()), ("offset", (query.offset + PAGE_SIZE).to_string())])) { "older →" }
+            }
+        }
+    };
+    page(&base, "executions", None, content).into_response()
+}
+
+/// What an execution is doing, in a few words, for the list.
+fn now_text(e: &ExecutionState) -> String {
+    if let Some(why) = &e.corrupt {
+        return format!("unreadable: {why}");
+    }
+    if let Some(p) = &e.pause {
+        return p.summary();
+    }
+    match e.waits.as_slice() {
+        [] => e.progress_str.clone(),
+        [first] => format!("waiting: {first}"),
+        [first, rest @ ..] => format!("waiting: {first} (+{} more)", rest.len()),
+    }
+}
+
+/// A message shown after an action, passed back in the query.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct Done {
+    #[serde(default)]
+    done: String,
+    #[serde(default)]
+    error: String,
+}
+
+/// `GET /executions/{id}`.
+pub(crate) async fn execution(
+    State(console): State<Shared>,
+    base: Base,
+    Path(id): Path<String>,
+    Query(done): Query<Done>,
+) -> Response {
+    let Ok(id) = id.parse::<ExecutionId>() else {
+        return error_page(
+            &base,
+            StatusCode::NOT_FOUND,
+            "no such execution",
+            &format!("{id:?} is not an execution id (a UUID)."),
+        );
+    };
+    let e = match console.stent.state_of(id).await {
+        Ok(e) => e,
+        Err(stent::Error::NotFound(_)) => {
+            return error_page(
+                &base,
+                StatusCode::NOT_FOUND,
+                "no such execution",
+                &format!("There is no execution {id} in this database."),
+            );
+        }
+        Err(e) => return database_error(&base, &e),
+    };
+    let journal = match console
+        .stent
+        .backend()
+        .read_execution_journal(id, None)
+        .await
+    {
+        Ok(groups) => groups,
+        Err(e) => return database_error(&base, &stent::Error::from(e)),
+    };
+    let timeline = Timeline::new(id, journal);
+    let active = matches!(
+        e.state,
+        ExecutionStatus::Pending | ExecutionStatus::Running | ExecutionStatus::Paused
+    );
+    let banner = (!done.error.is_empty()).then_some(done.error.as_str());
+    let content = html! {
+        div hidden data-live={ "executions/" (id) "/events" } {}
+        @if !done.done.is_empty() {
+            div.banner.ok role="status" { (done.done) }
+        }
+        h1 { "Execution " code { (e.id) } }
+        (summary(&e))
+        @if let Some(p) = &e.pause {
+            section.pause {
+                h2 { "Paused" }
+                p.bad { (p.text.lines().next().unwrap_or_default()) }
+                @if let Some(d) = &p.divergence {
+                    @if !d.diffs.is_empty() {
+                        table.diffs {
+                            thead { tr { th { "field" } th { "recorded" } th { "asked" } } }
+                            tbody {
+                                @for f in &d.diffs {
+                                    tr {
+                                        td { code { (f.path) } }
+                                        td { code { (f.recorded.as_deref().unwrap_or("(absent)")) } }
+                                        td { code { (f.asked.as_deref().unwrap_or("(absent)")) } }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !e.waits.is_empty() {
+            section.waits {
+                h2 { "Waiting for" }
+                ul {
+                    @for w in &e.waits {
+                        li { (w.to_string())
+                            @if w.invocation != e.id.root_invocation() {
+                                span.muted { " (in " code { (w.invocation) } ")" }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @if !e.unconsumed_signals.is_empty() {
+            section.signals {
+                h2 { "Signals not taken yet" }
+                ul {
+                    @for s in &e.unconsumed_signals {
+                        li { code { (s.name) } " "
+                            (json_block(&payload_json(&stent::journal::Payload::from_bytes(s.payload.clone())))) }
+                    }
+                }
+            }
+        }
+        @if active && !console.read_only {
+            (actions(&console.csrf, &e))
+        }
+        section.timeline {
+            h2 { "Journal" }
+            (timeline.render(e.id.root_invocation()))
+        }
+        details.raw data-key="raw" {
+            summary { "As JSON" }
+            (json_block(&execution_json(&e, true)))
+        }
+    };
+    page(&base, &format!("execution {}", e.id), banner, content).into_response()
+}
+
+fn summary(e: &ExecutionState) -> Markup {
+    html! {
+        dl.summary {
+            dt { "function" } dd { code { (e.function) } }
+            dt { "state" } dd { (state_badge(e.state.as_str()))
+                @if let Some(i) = &e.interruption { " " span.muted { (i.to_string()) } } }
+            dt { "queue" } dd { (e.queue) " (priority " (e.priority) ")" }
+            @if !e.tags.is_empty() { dt { "tags" } dd { (e.tags.join(", ")) } }
+            dt { "created" } dd { (e.created_at.format("%Y-%m-%d %H:%M:%S%.3f UTC")) }
+            @if let Some(t) = e.started_at { dt { "started" } dd { (t.format("%Y-%m-%d %H:%M:%S%.3f UTC")) } }
+            @if let Some(t) = e.completed_at { dt { "ended" } dd { (t.format("%Y-%m-%d %H:%M:%S%.3f UTC")) } }
+            dt { "retries" } dd { (e.retries) }
+            dt { "progress" } dd { (e.progress_str) }
+            @if let Some(f) = &e.forked_from {
+                dt { "forked from" } dd { a href={ "executions/" (f.execution) } { code { (f.execution) } } " at seq " (f.at.0) }
+            }
+            @if let Some(why) = &e.corrupt { dt { "unreadable" } dd.bad { (why) } }
+            @match &e.result {
+                Some(Ok(v)) => { dt { "result" } dd { (json_block(&payload_json(v))) } }
+                Some(Err(f)) => { dt { "error" } dd.bad { (json_block(&failure_json(f))) } }
+                None => {}
+            }
+            @for (name, v) in &e.counters { dt { "counter" } dd { code { (name) } " = " (v) } }
+            @for (key, v) in &e.custom_state { dt { "state" } dd { code { (key) } " = " (json_block(&payload_json(v))) } }
+        }
+    }
+}
+
+/// The operator's forms: each carries the CSRF token and asks the browser
+/// to confirm.
+fn actions(csrf: &str, e: &ExecutionState) -> Markup {
+    let id = e.id;
+    html! {
+        section.actions {
+            h2 { "Actions" }
+            @if e.state == ExecutionStatus::Paused {
+                form method="post" action={ "executions/" (id) "/resume" } data-confirm="Resume this execution?" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    button type="submit" { "resume" }
+                }
+            } @else {
+                form.signal method="post" action={ "executions/" (id) "/signal" } data-confirm="Send this signal?" {
+                    input type="hidden" name="csrf" value=(csrf);
+                    label { "signal " input type="text" name="name" required placeholder="name"; }
+                    label { "payload (JSON) " input type="text" name="payload" placeholder="\"yes\" or {\"k\": 1}"; }
+                    button type="submit" { "send" }
+                }
+            }
+            form.cancel method="post" action={ "executions/" (id) "/cancel" } data-confirm="Cancel this execution? This cannot be undone." {
+                input type="hidden" name="csrf" value=(csrf);
+                label { "reason " input type="text" name="reason" placeholder="why (recorded in the journal)"; }
+                button.danger type="submit" { "cancel execution" }
+            }
+        }
+    }
+}
+
+/// One decoded journal row.
+struct Row {
+    seq: Seq,
+    kind: String,
+    at: Timestamp,
+    event: Result<Event, String>,
+}
+
+/// An execution's journals, arranged for drawing.
+struct Timeline {
+    journals: HashMap<InvocationId, Vec<Row>>,
+    /// The time axis: earliest and latest recorded time.
+    start: i64,
+    end: i64,
+}
+
+/// One bar: an effect from its scheduling to its resolution.
+struct Bar {
+    seq: Seq,
+    label: String,
+    start: i64,
+    end: Option<i64>,
+    outcome: &'static str,
+    child: Option<InvocationId>,
+}
+
+impl Timeline {
+    fn new(
+        _id: ExecutionId,
+        groups: Vec<(InvocationId, Vec<stent::journal::store::JournalRow>)>,
+    ) -> Timeline {
+        let mut journals = HashMap::new();
+        let (mut start, mut end) = (i64::MAX, i64::MIN);
+        for (invocation, rows) in groups {
+            let rows: Vec<Row> = rows
+                .into_iter()
+                .map(|r| {
+                    start = start.min(r.recorded_at.0);
+                    end = end.max(r.recorded_at.0);
+                    Row {
+                        seq: r.seq,
+                        kind: r.kind,
+                        at: r.recorded_at,
+                        event: Event::decode(&r.bytes).map_err(|e| e.to_string()),
+                    }
+                })
+                .collect();
+            journals.insert(invocation, rows);
+        }
+        if start > end {
+            (start, end) = (0, 0);
+        }
+        Timeline {
+            journals,
+            start,
+            end,
+        }
+    }
+
+    /// The effects of `invocation` as bars.
+    fn bars(&self, invocation: InvocationId) -> Vec<Bar> {
+        let Some(rows) = self.journals.get(&invocation) else {
+            return Vec::new();
+        };
+        let mut bars: Vec<Bar> = Vec::new();
+        let mut open: HashMap<Seq, usize> = HashMap::new();
+        for row in rows {
+            let Ok(event) = &row.event else { continue };
+            let at = row.at.0;
+            let mut push = |label: String, child: Option<InvocationId>, done: bool| {
+                if !done {
+                    open.insert(row.seq, bars.len());
+                }
+                bars.push(Bar {
+                    seq: row.seq,
+                    label,
+                    start: at,
+                    end: done.then_some(at),
+                    outcome: if done { "ok" } else { "open" },
+                    child,
+                });
+            };
+            match event {
+                Event::CallScheduled {
+                    function, child, ..
+                } => push(function.clone(), Some(*child), false),
+                Event::CacheHit { function, .. } => push(
+                    format!("{} (cached)", function.as_deref().unwrap_or("call")),
+                    None,
+                    true,
+                ),
+                Event::TimerStarted { duration_ms, .. } => push(
+                    format!(
+                        "sleep {}",
+                        stent::journal::format_duration(std::time::Duration::from_millis(
+                            *duration_ms
+                        ))
+                    ),
+                    None,
+                    false,
+                ),
+                Event::SignalAwaited { name } => push(format!("signal {name:?}"), None, false),
+                Event::CallCompleted { scheduled, .. }
+                | Event::TimerFired { started: scheduled }
+                | Event::SignalReceived {
+                    awaited: scheduled, ..
+                } => {
+                    if let Some(&i) = open.get(scheduled) {
+                        bars[i].end = Some(at);
+                        bars[i].outcome = "ok";
+                    }
+                }
+                Event::CallFailed { scheduled, .. } => {
+                    if let Some(&i) = open.get(scheduled) {
+                        bars[i].end = Some(at);
+                        bars[i].outcome = "bad";
+                    }
+                }
+                _ => {}
+            }
+        }
+        bars
+    }
+
+    fn render(&self, invocation: InvocationId) -> Markup {
+        let span = (self.end - self.start).max(1) as f64;
+        let x = |t: i64| ((t - self.start) as f64 / span * 100.0).clamp(0.0, 100.0);
+        let bars = self.bars(invocation);
+        let rows = self.journals.get(&invocation);
+        html! {
+            @if bars.is_empty() {
+                p.muted { "No calls, timers or signal waits." }
+            } @else {
+                ol.waterfall {
+                    @for b in &bars {
+                        li {
+                            @let (from, to) = (x(b.start), x(b.end.unwrap_or(self.end)));
+                            @let width = (to - from).max(0.4);
+                            @let took = b.end.map(|e| format!("{} ms", e - b.start)).unwrap_or_else(|| "waiting".into());
+                            @if let Some(child) = b.child.filter(|c| self.journals.contains_key(c)) {
+                                details data-key=(child) {
+                                    summary {
+                                        span.seq { (b.seq.0) }
+                                        span.label { (b.label) }
+                                        (bar_svg(from, width, b.outcome))
+                                        span.took { (took) }
+                                    }
+                                    div.child { (self.render(child)) }
+                                }
+                            } @else {
+                                div.leaf {
+                                    span.seq { (b.seq.0) }
+                                    span.label { (b.label) }
+                                    (bar_svg(from, width, b.outcome))
+                                    span.took { (took) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if let Some(rows) = rows {
+                details.events data-key={ "events-" (invocation) } {
+                    summary { (rows.len()) " events of " code { (invocation) } }
+                    table {
+                        thead { tr { th { "seq" } th { "time" } th { "kind" } th { "detail" } } }
+                        tbody {
+                            @for r in rows {
+                                tr {
+                                    td { (r.seq.0) }
+                                    td.time { (time_text(r.at)) }
+                                    td { (r.kind) }
+                                    td { @match &r.event {
+                                        Ok(e) => (json_block(&crate::render::event_json(e))),
+                                        Err(why) => span.bad { "undecodable: " (why) },
+                                    } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A bar on a 0–100 axis; SVG attributes, not inline styles, so the page's
+/// content security policy can forbid inline styles.
+fn bar_svg(from: f64, width: f64, outcome: &str) -> Markup {
+    html! {
+        svg.bar viewBox="0 0 100 4" preserveAspectRatio="none" role="img" aria-hidden="true" {
+            rect class=(outcome) x=(format!("{from:.2}")) y="0" width=(format!("{width:.2}")) height="4" {}
+        }
+    }
+}
+
+/// `GET /dead-letters`.
+pub(crate) async fn dead_letters(State(console): State<Shared>, base: Base) -> Response {
+    let letters = match console.stent.list_dead_letters(200).await {
+        Ok(l) => l,
+        Err(e) => return database_error(&base, &e),
+    };
+    let content = html! {
+        h1 { "Dead letters" }
+        @if letters.is_empty() {
+            p.empty { "No dead letters." }
+        } @else {
+            table {
+                thead { tr { th { "task" } th { "execution" } th { "function" } th { "queue" } th { "retries" } th { "failed" } th { "reason" } } }
+                tbody {
+                    @for d in &letters {
+                        tr {
+                            td { code { (d.task) } }
+                            td { a href={ "executions/" (d.execution) } { code { (d.execution) } } }
+                            td.function { (d.function) }
+                            td { (d.queue) }
+                            td { (d.retries) }
+                            td.time { (time_text(d.failed_at)) }
+                            td.bad { (d.reason) }
+                        }
+                    }
+                }
+            }
+        }
+    };
+    page(&base, "dead letters", None, content).into_response()
+}

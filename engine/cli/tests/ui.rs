@@ -1,0 +1,369 @@
+//! The web console's router, without sockets (`tower::ServiceExt::oneshot`),
+//! on SQLite and PostgreSQL: every page and action, the bad inputs (unknown
+//! ids, malformed signal JSON, a missing or wrong CSRF token, a missing
+//! access token), read-only mode, and escaping of untrusted strings.
+
+mod common;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use common::{Db, Filled, Worker, fill};
+use stent::{ExecutionStatus, Stent};
+use stent_cli::ui::{UiConfig, router};
+use tower::ServiceExt;
+
+macro_rules! on_both {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(super::Db::sqlite().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = super::Db::postgres().await {
+                    super::$scenario(db).await;
+                }
+            }
+        }
+    };
+}
+
+on_both!(pages_show_executions_waits_and_journals);
+on_both!(actions_signal_cancel_and_refuse_bad_input);
+
+/// A response's status, headers and body text.
+struct Page {
+    status: StatusCode,
+    headers: axum::http::HeaderMap,
+    body: String,
+}
+
+async fn send(app: &Router, request: Request<Body>) -> Page {
+    let response = app.clone().oneshot(request).await.expect("infallible");
+    let status = response.status();
+    let headers = response.headers().clone();
+    let bytes = axum::body::to_bytes(response.into_body(), 16 << 20)
+        .await
+        .expect("body");
+    Page {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&bytes).into_owned(),
+    }
+}
+
+async fn get(app: &Router, uri: &str) -> Page {
+    send(app, Request::get(uri).body(Body::empty()).unwrap()).await
+}
+
+async fn post(app: &Router, uri: &str, form: &str) -> Page {
+    send(
+        app,
+        Request::post(uri)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(form.to_string()))
+            .unwrap(),
+    )
+    .await
+}
+
+/// The CSRF token the console embeds in its forms.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form") + 19;
+    page[at..at + 32].to_string()
+}
+
+fn form_value(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[stent::durable]
+async fn hostile(name: String) -> Result<String, String> {
+    Err(format!("<script>alert('err')</script>{name}"))
+}
+
+async fn pages_show_executions_waits_and_journals(db: Db) {
+    let executor = db.executor().await;
+    let Filled {
+        done,
+        failed,
+        waiting,
+        dead,
+    } = fill(&executor).await;
+    let worker = Worker::start(&executor).await;
+    let xss = executor
+        .dispatch(hostile("\"><img src=x onerror=alert(1)>".into()))
+        .await
+        .unwrap();
+    let _ = executor
+        .wait_for::<String, String>(xss, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    worker.stop().await;
+    let app = router(executor.clone(), UiConfig::new());
+
+    // The list: newest first, counts per state, a filter, pages.
+    let list = get(&app, "/").await;
+    assert_eq!(list.status, StatusCode::OK);
+    assert!(
+        list.headers[header::CONTENT_SECURITY_POLICY]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    for id in [done, failed, waiting, xss] {
+        assert!(list.body.contains(&id.to_string()), "{id}: {}", list.body);
+    }
+    assert!(list.body.contains("waiting: signal"), "{}", list.body);
+    assert!(list.body.contains("data-live=\"events\""));
+    let only_failed = get(&app, "/?state=failed").await;
+    assert!(only_failed.body.contains(&failed.to_string()));
+    assert!(!only_failed.body.contains(&format!("executions/{done}")));
+    assert_eq!(
+        get(&app, "/?state=bogus").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let open = get(&app, &format!("/?id={done}")).await;
+    assert_eq!(open.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        open.headers[header::LOCATION],
+        format!("/executions/{done}").as_str()
+    );
+    assert_eq!(get(&app, "/?id=nope").await.status, StatusCode::BAD_REQUEST);
+
+    // One execution: summary, result, the journal as a waterfall with the
+    // nested call expandable, and what a running one waits for.
+    let page = get(&app, &format!("/executions/{done}")).await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("receipt-7-4200"), "{}", page.body);
+    assert!(
+        page.body.contains("ol class=\"waterfall\""),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("::charge"), "{}", page.body);
+    assert!(page.body.contains("<details data-key="), "{}", page.body);
+    let page = get(&app, &format!("/executions/{waiting}")).await;
+    assert!(page.body.contains("Waiting for"), "{}", page.body);
+    assert!(
+        page.body.contains("signal &quot;approval&quot;"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("name=\"csrf\""), "{}", page.body);
+    let page = get(&app, &format!("/executions/{}", dead[0].0)).await;
+    assert!(page.body.contains("dead-lettered"), "{}", page.body);
+
+    // Untrusted strings are text, never markup.
+    let page = get(&app, &format!("/executions/{xss}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(!page.body.contains("<script>alert"), "{}", page.body);
+    assert!(!page.body.contains("<img src=x"), "{}", page.body);
+    assert!(page.body.contains("&lt;script&gt;"), "{}", page.body);
+
+    // Dead letters.
+    let letters = get(&app, "/dead-letters").await;
+    assert!(
+        letters.body.contains(&dead[0].1.to_string()),
+        "{}",
+        letters.body
+    );
+    assert!(letters.body.contains("hopeless"), "{}", letters.body);
+
+    // Unknown things are 404 pages.
+    let missing = stent::ExecutionId::new_random();
+    let page = get(&app, &format!("/executions/{missing}")).await;
+    assert_eq!(page.status, StatusCode::NOT_FOUND);
+    assert!(page.body.contains("no such execution"), "{}", page.body);
+    assert_eq!(
+        get(&app, "/executions/not-an-id").await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(get(&app, "/nowhere").await.status, StatusCode::NOT_FOUND);
+
+    // Assets are embedded.
+    let css = get(&app, "/assets/style.css").await;
+    assert_eq!(css.status, StatusCode::OK);
+    assert!(css.body.contains("waterfall"));
+    let js = get(&app, "/assets/app.js").await;
+    assert!(js.body.contains("EventSource"));
+
+    // Mounted under a prefix, links and redirects keep the prefix.
+    let nested = Router::new().nest("/ops/stent", router(executor.clone(), UiConfig::new()));
+    let page = get(&nested, "/ops/stent").await;
+    assert!(
+        page.body.contains("<base href=\"/ops/stent/\">"),
+        "{}",
+        page.body
+    );
+    let open = get(&nested, &format!("/ops/stent?id={done}")).await;
+    assert_eq!(
+        open.headers[header::LOCATION],
+        format!("/ops/stent/executions/{done}").as_str()
+    );
+}
+
+async fn actions_signal_cancel_and_refuse_bad_input(db: Db) {
+    let executor: Stent = db.executor().await;
+    let worker = Worker::start(&executor).await;
+    let first = executor
+        .dispatch(common::awaits_approval("doc-7".into()))
+        .await
+        .unwrap();
+    let second = executor
+        .dispatch(common::awaits_approval("doc-8".into()))
+        .await
+        .unwrap();
+    let app = router(executor.clone(), UiConfig::new());
+    let page = get(&app, &format!("/executions/{first}")).await;
+    let csrf = csrf_of(&page.body);
+
+    // A wrong or missing CSRF token is refused, and nothing is sent.
+    let refused = post(
+        &app,
+        &format!("/executions/{first}/signal"),
+        "csrf=0123456789abcdef0123456789abcdef&name=approval&payload=%22eve%22",
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let missing = post(
+        &app,
+        &format!("/executions/{first}/signal"),
+        "name=approval",
+    )
+    .await;
+    assert!(missing.status.is_client_error(), "{}", missing.status);
+
+    // Malformed JSON: 400 with the parser's message.
+    let bad = post(
+        &app,
+        &format!("/executions/{first}/signal"),
+        &format!("csrf={csrf}&name=approval&payload={}", form_value("{oops")),
+    )
+    .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST);
+    assert!(bad.body.contains("not JSON"), "{}", bad.body);
+    assert!(bad.body.contains("line 1"), "{}", bad.body);
+
+    // A good signal completes the execution.
+    let sent = post(
+        &app,
+        &format!("/executions/{first}/signal"),
+        &format!(
+            "csrf={csrf}&name=approval&payload={}",
+            form_value("\"alice\"")
+        ),
+    )
+    .await;
+    assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    let location = sent.headers[header::LOCATION].to_str().unwrap().to_string();
+    assert!(
+        location.starts_with(&format!("/executions/{first}?done=")),
+        "{location}"
+    );
+    let got = executor
+        .wait_for::<String, String>(first, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(got, Ok("doc-7 approved by alice".to_string()));
+    let after = get(&app, &location).await;
+    assert!(after.body.contains("sent signal"), "{}", after.body);
+    // A signal to an ended execution is refused with a reason.
+    let late = post(
+        &app,
+        &format!("/executions/{first}/signal"),
+        &format!("csrf={csrf}&name=approval&payload=1"),
+    )
+    .await;
+    assert_eq!(late.status, StatusCode::CONFLICT);
+    assert!(late.body.contains("already ended"), "{}", late.body);
+
+    // Cancel, with the reason recorded.
+    let cancelled = post(
+        &app,
+        &format!("/executions/{second}/cancel"),
+        &format!(
+            "csrf={csrf}&reason={}",
+            form_value("duplicate <b>order</b>")
+        ),
+    )
+    .await;
+    assert_eq!(
+        cancelled.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        cancelled.body
+    );
+    let state = executor.state_of(second).await.unwrap();
+    assert_eq!(state.state, ExecutionStatus::Cancelled);
+    let page = get(&app, &format!("/executions/{second}")).await;
+    assert!(
+        page.body.contains("duplicate &lt;b&gt;order&lt;/b&gt;"),
+        "{}",
+        page.body
+    );
+    // Ended: no more forms.
+    assert!(!page.body.contains("name=\"csrf\""), "{}", page.body);
+
+    // Read-only: no write route at all.
+    let read_only = router(executor.clone(), UiConfig::read_only());
+    let page = get(&read_only, &format!("/executions/{second}")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let refused = post(
+        &read_only,
+        &format!("/executions/{second}/cancel"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert!(
+        refused.status == StatusCode::METHOD_NOT_ALLOWED || refused.status == StatusCode::NOT_FOUND,
+        "{}",
+        refused.status
+    );
+
+    // A token: 401 without it; with it in the query a cookie is set and
+    // then carries it; a bearer header works too.
+    let guarded = router(executor.clone(), UiConfig::new().with_token("s3cret"));
+    assert_eq!(get(&guarded, "/").await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        get(&guarded, "/?token=wrong").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let first_visit = get(&guarded, "/?token=s3cret").await;
+    assert_eq!(first_visit.status, StatusCode::OK);
+    let cookie = first_visit.headers[header::SET_COOKIE]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(cookie.starts_with("stent_ui_token=s3cret;"), "{cookie}");
+    assert!(cookie.contains("HttpOnly"), "{cookie}");
+    let with_cookie = send(
+        &guarded,
+        Request::get("/dead-letters")
+            .header(header::COOKIE, "stent_ui_token=s3cret")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(with_cookie.status, StatusCode::OK);
+    let with_bearer = send(
+        &guarded,
+        Request::get("/")
+            .header(header::AUTHORIZATION, "Bearer s3cret")
+            .body(Body::empty())
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(with_bearer.status, StatusCode::OK);
+    worker.stop().await;
+}
