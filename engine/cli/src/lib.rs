@@ -305,10 +305,14 @@ async fn dispatch(
     outcome
 }
 
-/// docs/replay-debugging.md, whose Rust blocks use both `stent` and this
-/// crate: compiled here as a doctest.
+/// docs/replay-debugging.md and docs/ui.md, whose Rust blocks use both
+/// `stent` and this crate: compiled here as doctests.
 #[cfg(doctest)]
 mod user_guide {
     #[doc = include_str!("../../../docs/replay-debugging.md")]
     pub struct ReplayDebugging;
+
+    #[cfg(feature = "ui")]
+    #[doc = include_str!("../../../docs/ui.md")]
+    pub struct Console;
 }

@@ -11,41 +11,51 @@ document.addEventListener("submit", (event) => {
   }
 });
 
+async function refresh() {
+  const open = new Set(
+    Array.from(document.querySelectorAll("details[open][data-key]"), (d) => d.dataset.key),
+  );
+  const response = await fetch(window.location.href, { credentials: "same-origin" });
+  const page = new DOMParser().parseFromString(await response.text(), "text/html");
+  const fresh = page.querySelector("main");
+  const current = document.querySelector("main");
+  if (fresh && current) {
+    current.replaceWith(fresh);
+    for (const d of document.querySelectorAll("details[data-key]")) {
+      if (open.has(d.dataset.key)) {
+        d.open = true;
+      }
+    }
+    document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
+  }
+}
+
 function watch() {
   const live = document.querySelector("[data-live]");
   if (!live || !window.EventSource) {
     return;
   }
   const source = new EventSource(live.getAttribute("data-live"));
-  let seen = null;
+  let first = true;
   let busy = false;
-  source.addEventListener("changed", async (event) => {
-    if (seen === null || busy) {
-      seen = seen === null ? event.data : seen;
+  let again = false;
+  source.addEventListener("changed", async () => {
+    if (first) {
+      // The baseline: what the page already shows.
+      first = false;
+      document.body.dataset.live = "connected";
       return;
     }
-    if (event.data === seen) {
+    if (busy) {
+      again = true;
       return;
     }
-    seen = event.data;
     busy = true;
     try {
-      const open = new Set(
-        Array.from(document.querySelectorAll("details[open][data-key]"), (d) => d.dataset.key),
-      );
-      const response = await fetch(window.location.href, { credentials: "same-origin" });
-      const page = new DOMParser().parseFromString(await response.text(), "text/html");
-      const fresh = page.querySelector("main");
-      const current = document.querySelector("main");
-      if (fresh && current) {
-        current.replaceWith(fresh);
-        for (const d of document.querySelectorAll("details[data-key]")) {
-          if (open.has(d.dataset.key)) {
-            d.open = true;
-          }
-        }
-        document.body.dataset.updates = String(Number(document.body.dataset.updates || 0) + 1);
-      }
+      do {
+        again = false;
+        await refresh();
+      } while (again);
     } finally {
       busy = false;
     }

@@ -16,7 +16,7 @@ use stent::{ExecutionId, ExecutionState, ExecutionStatus};
 use super::Shared;
 use super::view::{Base, error_page, href, json_block, page, state_badge};
 use crate::commands::show::execution_json;
-use crate::render::{failure_json, payload_json, time_text};
+use crate::render::{elapsed_text, failure_json, payload_json, time_text};
 
 /// Executions on one page of the list.
 const PAGE_SIZE: usize = 50;
@@ -228,7 +228,11 @@ pub(crate) async fn execution(
         Ok(groups) => groups,
         Err(e) => return database_error(&base, &stent::Error::from(e)),
     };
-    let timeline = Timeline::new(id, journal);
+    let mut timeline = Timeline::new(journal);
+    if matches!(e.state, ExecutionStatus::Pending | ExecutionStatus::Running) {
+        // Effects still open reach to now.
+        timeline.end = timeline.end.max(console.stent.clock_now().0);
+    }
     let active = matches!(
         e.state,
         ExecutionStatus::Pending | ExecutionStatus::Running | ExecutionStatus::Paused
@@ -387,10 +391,7 @@ struct Bar {
 }
 
 impl Timeline {
-    fn new(
-        _id: ExecutionId,
-        groups: Vec<(InvocationId, Vec<stent::journal::store::JournalRow>)>,
-    ) -> Timeline {
+    fn new(groups: Vec<(InvocationId, Vec<stent::journal::store::JournalRow>)>) -> Timeline {
         let mut journals = HashMap::new();
         let (mut start, mut end) = (i64::MAX, i64::MIN);
         for (invocation, rows) in groups {
@@ -497,8 +498,9 @@ impl Timeline {
                     @for b in &bars {
                         li {
                             @let (from, to) = (x(b.start), x(b.end.unwrap_or(self.end)));
-                            @let width = (to - from).max(0.4);
-                            @let took = b.end.map(|e| format!("{} ms", e - b.start)).unwrap_or_else(|| "waiting".into());
+                            @let width = (to - from).max(1.0);
+                            @let from = from.min(100.0 - width);
+                            @let took = b.end.map(|e| elapsed_text(e - b.start)).unwrap_or_else(|| "waiting".into());
                             @if let Some(child) = b.child.filter(|c| self.journals.contains_key(c)) {
                                 details data-key=(child) {
                                     summary {

@@ -110,6 +110,9 @@ pub(crate) fn state_badge(state: &str) -> Markup {
 /// A JSON value, pretty-printed, collapsible when long.
 pub(crate) fn json_block(value: &serde_json::Value) -> Markup {
     let text = serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("({e})"));
+    if !text.contains('\n') && text.chars().count() <= 100 {
+        return html! { code.json { (text) } };
+    }
     if text.lines().count() > 12 {
         let first: String = text.chars().take(80).collect();
         html! {
