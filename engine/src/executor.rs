@@ -716,15 +716,37 @@ impl Stent {
         offset: usize,
         state: Option<ExecutionStatus>,
     ) -> Result<Vec<ExecutionState>> {
-        let records = self
-            .inner
-            .backend
-            .list_executions(ExecutionFilter {
-                status: state,
-                limit,
-                offset,
-            })
-            .await?;
+        self.list_executions_where(ExecutionFilter {
+            status: state,
+            limit,
+            offset,
+            ..Default::default()
+        })
+        .await
+    }
+
+    /// A page of executions, newest first, that pass every filter set in
+    /// `filter`: state, function, queue, tag, a dispatch-time window, an id
+    /// prefix. Entries are as complete as [`Stent::list_executions`]'s.
+    ///
+    /// ```no_run
+    /// # async fn demo(executor: stent::Stent) -> Result<(), stent::Error> {
+    /// use stent::journal::store::ExecutionFilter;
+    /// let page = executor
+    ///     .list_executions_where(ExecutionFilter {
+    ///         function: Some("shop::checkout".into()),
+    ///         tag: Some("vip".into()),
+    ///         limit: 20,
+    ///         ..Default::default()
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn list_executions_where(
+        &self,
+        filter: ExecutionFilter,
+    ) -> Result<Vec<ExecutionState>> {
+        let records = self.inner.backend.list_executions(filter).await?;
         let backend = &*self.inner.backend;
         let now = self.inner.clock.now();
         futures_util::future::try_join_all(

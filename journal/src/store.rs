@@ -60,6 +60,10 @@ pub enum StoreError {
     /// another database or schema was meant.
     #[error("{0} holds no stent tables (they are created by the backend's init_db())")]
     SchemaMissing(String),
+    /// The request cannot be answered as asked (a malformed filter); the
+    /// message says why.
+    #[error("invalid request: {0}")]
+    InvalidRequest(String),
     /// The database was created or upgraded by a newer stent than this
     /// build; nothing was written to it.
     #[error(
@@ -499,7 +503,8 @@ impl ExecutionRecord {
     }
 }
 
-/// Filter and page for listing executions.
+/// Filter and page for listing executions, newest first. Every filter
+/// that is set must hold.
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionFilter {
     /// Only this status.
@@ -508,6 +513,67 @@ pub struct ExecutionFilter {
     pub limit: usize,
     /// Rows to skip.
     pub offset: usize,
+    /// Only executions of this (root) function.
+    pub function: Option<String>,
+    /// Only executions in this queue.
+    pub queue: Option<String>,
+    /// Only executions with this tag.
+    pub tag: Option<String>,
+    /// Only executions dispatched at or after this time.
+    pub created_after: Option<Timestamp>,
+    /// Only executions dispatched before this time.
+    pub created_before: Option<Timestamp>,
+    /// Only executions whose id starts with these hex digits (hyphens are
+    /// ignored; see [`ExecutionFilter::id_range`]).
+    pub id_prefix: Option<String>,
+}
+
+impl ExecutionFilter {
+    /// True if a filter beyond the status is set.
+    pub fn narrows(&self) -> bool {
+        self.function.is_some()
+            || self.queue.is_some()
+            || self.tag.is_some()
+            || self.created_after.is_some()
+            || self.created_before.is_some()
+            || self.id_prefix.is_some()
+    }
+
+    /// The ids an [`id_prefix`](Self::id_prefix) covers, as the lowest and
+    /// highest (both included): the prefix padded with `0` and with `f`.
+    /// `None` without a prefix; an error naming the problem if it is not
+    /// at most 32 hex digits.
+    ///
+    /// ```
+    /// use stent_journal::store::ExecutionFilter;
+    /// let f = ExecutionFilter { id_prefix: Some("3F2A-1".into()), ..Default::default() };
+    /// let (lo, hi) = f.id_range().unwrap().unwrap();
+    /// assert_eq!(lo.to_string(), "3f2a1000-0000-0000-0000-000000000000");
+    /// assert_eq!(hi.to_string(), "3f2a1fff-ffff-ffff-ffff-ffffffffffff");
+    /// ```
+    pub fn id_range(&self) -> Result<Option<(uuid::Uuid, uuid::Uuid)>, String> {
+        let Some(prefix) = &self.id_prefix else {
+            return Ok(None);
+        };
+        let digits: String = prefix
+            .chars()
+            .filter(|c| *c != '-')
+            .map(|c| c.to_ascii_lowercase())
+            .collect();
+        if digits.len() > 32 || !digits.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(format!(
+                "{prefix:?} is not the start of an execution id (at most 32 hex digits)"
+            ));
+        }
+        let pad = |with: char| {
+            let mut text = digits.clone();
+            while text.len() < 32 {
+                text.push(with);
+            }
+            uuid::Uuid::parse_str(&text).map_err(|e| e.to_string())
+        };
+        Ok(Some((pad('0')?, pad('f')?)))
+    }
 }
 
 /// A task suspended after running out of attempts.

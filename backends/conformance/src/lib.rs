@@ -102,6 +102,7 @@ macro_rules! conformance_tests {
             pause_stores_report,
             resume_makes_paused_tasks_runnable,
             list_executions_pages_and_filters,
+            list_executions_by_function_queue_tag_time_and_id,
             queue_depth_counts_ready_tasks,
             payload_bytes_round_trip,
             attempts_reset_on_commit_and_count_reclaims,
@@ -1839,6 +1840,7 @@ pub async fn pause_stores_report(backend: Arc<dyn Backend>) {
             status: Some(ExecutionStatus::Paused),
             limit: 10,
             offset: 0,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -1885,6 +1887,115 @@ pub async fn resume_makes_paused_tasks_runnable(backend: Arc<dyn Backend>) {
 
 // ---------------------------------------------------------------- listing
 
+/// Filters beyond the status combine (every one set must hold), keep the
+/// newest-first order and page; a malformed id prefix is refused.
+pub async fn list_executions_by_function_queue_tag_time_and_id(backend: Arc<dyn Backend>) {
+    let specs = [
+        ("app::a", "default", &["eu"][..], 10),
+        ("app::a", "payments", &["eu", "vip"][..], 20),
+        ("app::b", "payments", &[][..], 30),
+        ("app::a", "default", &["us"][..], 40),
+    ];
+    let mut execs = Vec::new();
+    for (function, queue, tags, created) in specs {
+        let e = execution_with(function, routing(queue, 0, tags), at(created));
+        create(&backend, &e).await;
+        execs.push(e);
+    }
+    let ids = |filter: ExecutionFilter| {
+        let backend = backend.clone();
+        async move {
+            backend
+                .list_executions(ExecutionFilter {
+                    limit: 100,
+                    ..filter
+                })
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let f = |function: &str| ExecutionFilter {
+        function: Some(function.into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        ids(f("app::a")).await,
+        vec![execs[3].id, execs[1].id, execs[0].id]
+    );
+    assert!(ids(f("app::none")).await.is_empty());
+    let q = ExecutionFilter {
+        queue: Some("payments".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(q.clone()).await, vec![execs[2].id, execs[1].id]);
+    let tag = ExecutionFilter {
+        tag: Some("eu".into()),
+        ..Default::default()
+    };
+    assert_eq!(ids(tag).await, vec![execs[1].id, execs[0].id]);
+    // Combined, with the status and a time range.
+    let both = ExecutionFilter {
+        function: Some("app::a".into()),
+        queue: Some("payments".into()),
+        status: Some(ExecutionStatus::Pending),
+        ..Default::default()
+    };
+    assert_eq!(ids(both).await, vec![execs[1].id]);
+    let window = ExecutionFilter {
+        created_after: Some(at(20)),
+        created_before: Some(at(40)),
+        ..Default::default()
+    };
+    assert_eq!(ids(window).await, vec![execs[2].id, execs[1].id]);
+    // Paging a filtered listing.
+    let second = backend
+        .list_executions(ExecutionFilter {
+            function: Some("app::a".into()),
+            limit: 1,
+            offset: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        second.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![execs[1].id]
+    );
+    // An id prefix, with or without hyphens, in either case.
+    let full = execs[2].id.to_string();
+    for prefix in [
+        &full[..8],
+        &full[..13],
+        &full.to_uppercase()[..6],
+        full.as_str(),
+    ] {
+        let found = ids(ExecutionFilter {
+            id_prefix: Some(prefix.into()),
+            ..Default::default()
+        })
+        .await;
+        assert!(found.contains(&execs[2].id), "{prefix}: {found:?}");
+        assert!(found.len() <= 4);
+    }
+    let exact = ids(ExecutionFilter {
+        id_prefix: Some(full.clone()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(exact, vec![execs[2].id]);
+    let bad = backend
+        .list_executions(ExecutionFilter {
+            id_prefix: Some("xyz".into()),
+            limit: 10,
+            ..Default::default()
+        })
+        .await;
+    assert!(matches!(bad, Err(StoreError::InvalidRequest(_))), "{bad:?}");
+}
+
 /// `list_executions` pages newest first (ties by id) and filters by status.
 pub async fn list_executions_pages_and_filters(backend: Arc<dyn Backend>) {
     let mut execs = Vec::new();
@@ -1903,6 +2014,7 @@ pub async fn list_executions_pages_and_filters(backend: Arc<dyn Backend>) {
         status,
         limit,
         offset,
+        ..Default::default()
     };
     let all = backend.list_executions(page(None, 100, 0)).await.unwrap();
     assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), expected);
@@ -2471,6 +2583,7 @@ pub async fn retry_reschedules_and_counts(backend: Arc<dyn Backend>) {
             status: None,
             limit: 10,
             offset: 0,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -3245,6 +3358,7 @@ pub async fn cleanup_removes_only_old_ended_executions(backend: Arc<dyn Backend>
             status: None,
             limit: 10,
             offset: 0,
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -752,11 +752,26 @@ impl ExecutionStore for MemoryBackend {
     }
 
     async fn list_executions(&self, filter: ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
+        let range = filter
+            .id_range()
+            .map_err(StoreError::InvalidRequest)?
+            .map(|(lo, hi)| (ExecutionId::from_uuid(lo), ExecutionId::from_uuid(hi)));
         let state = self.lock();
         let mut rows: Vec<&ExecutionRecord> = state
             .executions
             .values()
             .filter(|r| filter.status.is_none_or(|s| r.status == s))
+            .filter(|r| filter.function.as_ref().is_none_or(|f| &r.function == f))
+            .filter(|r| filter.queue.as_ref().is_none_or(|q| &r.routing.queue == q))
+            .filter(|r| {
+                filter
+                    .tag
+                    .as_ref()
+                    .is_none_or(|t| r.routing.tags.contains(t))
+            })
+            .filter(|r| filter.created_after.is_none_or(|t| r.created_at >= t))
+            .filter(|r| filter.created_before.is_none_or(|t| r.created_at < t))
+            .filter(|r| range.is_none_or(|(lo, hi)| r.id >= lo && r.id <= hi))
             .collect();
         rows.sort_by_key(|r| (Reverse(r.created_at), r.id));
         Ok(rows

@@ -210,8 +210,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         5,
-        "task_failures",
-        include_str!("../migrations/0005_task_failures.sql"),
+        "failures_and_filters",
+        include_str!("../migrations/0005_failures_and_filters.sql"),
     ),
 ];
 

@@ -548,6 +548,9 @@ pub(crate) const LIST_EXECUTIONS: &str =
 pub(crate) const LIST_EXECUTIONS_BY_STATUS: &str = select_executions!(
     "WHERE status = $3::text ORDER BY created_at DESC, id ASC LIMIT $1::int8 OFFSET $2::int8"
 );
+/// The start of a filtered listing: `WHERE …` conditions follow (see
+/// `store::list_filtered`).
+pub(crate) const SELECT_EXECUTIONS: &str = select_executions!("");
 
 /// $1 execution, $2 kinds (NULL: all): the journals of its invocations, in
 /// task creation order, each in seq order.

@@ -1326,6 +1326,9 @@ impl ExecutionStore for PostgresBackend {
 
     async fn list_executions(&self, filter: ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
         const OP: &str = "list_executions";
+        if filter.narrows() {
+            return list_filtered(&self.pool, &filter).await;
+        }
         let query = match filter.status {
             Some(status) => sqlx::query(sql::LIST_EXECUTIONS_BY_STATUS)
                 .bind(limit_i64(filter.limit))
@@ -2172,6 +2175,75 @@ async fn read_batch(
         .iter()
         .map(|id| found.remove(id.as_uuid()).transpose())
         .collect()
+}
+
+/// A listing with filters beyond the status: only the conditions that are
+/// set go into the statement, so each can use its index
+/// (`executions_by_function`, `executions_by_queue`, `executions_by_tags`,
+/// the primary key for an id prefix, `executions_by_created` for a time
+/// range).
+async fn list_filtered(
+    pool: &PgPool,
+    filter: &ExecutionFilter,
+) -> StoreResult<Vec<ExecutionRecord>> {
+    const OP: &str = "list_executions";
+    enum Bind {
+        Text(String),
+        Int(i64),
+        Uuid(uuid::Uuid),
+    }
+    let mut conditions: Vec<String> = Vec::new();
+    let mut binds: Vec<Bind> = Vec::new();
+    let param = |binds: &mut Vec<Bind>, b: Bind, cast: &str| {
+        binds.push(b);
+        format!("${}::{cast}", binds.len())
+    };
+    if let Some(status) = filter.status {
+        let p = param(&mut binds, Bind::Text(status.as_str().to_string()), "text");
+        conditions.push(format!("status = {p}"));
+    }
+    if let Some(function) = &filter.function {
+        let p = param(&mut binds, Bind::Text(function.clone()), "text");
+        conditions.push(format!("function = {p}"));
+    }
+    if let Some(queue) = &filter.queue {
+        let p = param(&mut binds, Bind::Text(queue.clone()), "text");
+        conditions.push(format!("queue = {p}"));
+    }
+    if let Some(tag) = &filter.tag {
+        let p = param(&mut binds, Bind::Text(tag.clone()), "text");
+        conditions.push(format!("tags @> ARRAY[{p}]"));
+    }
+    if let Some(after) = filter.created_after {
+        let p = param(&mut binds, Bind::Int(after.0), "int8");
+        conditions.push(format!("created_at >= {p}"));
+    }
+    if let Some(before) = filter.created_before {
+        let p = param(&mut binds, Bind::Int(before.0), "int8");
+        conditions.push(format!("created_at < {p}"));
+    }
+    if let Some((lo, hi)) = filter.id_range().map_err(StoreError::InvalidRequest)? {
+        let lo = param(&mut binds, Bind::Uuid(lo), "uuid");
+        let hi = param(&mut binds, Bind::Uuid(hi), "uuid");
+        conditions.push(format!("id BETWEEN {lo} AND {hi}"));
+    }
+    let limit = param(&mut binds, Bind::Int(limit_i64(filter.limit)), "int8");
+    let offset = param(&mut binds, Bind::Int(limit_i64(filter.offset)), "int8");
+    let statement = format!(
+        "{}WHERE {} ORDER BY created_at DESC, id ASC LIMIT {limit} OFFSET {offset}",
+        sql::SELECT_EXECUTIONS,
+        conditions.join(" AND ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+    for b in binds {
+        query = match b {
+            Bind::Text(t) => query.bind(t),
+            Bind::Int(i) => query.bind(i),
+            Bind::Uuid(u) => query.bind(u),
+        };
+    }
+    let rows = query.fetch_all(pool).await.map_err(read_err(OP))?;
+    rows.iter().map(execution_record).collect()
 }
 
 #[cfg(test)]

@@ -279,7 +279,8 @@ async fn init_db_upgrades_a_version_2_database() {
     sqlx::raw_sql(AssertSqlSafe(format!(
         "SET search_path TO \"{schema}\"; DROP FUNCTION stent_commit; \
          ALTER TABLE tasks DROP COLUMN lapsed_epoch, DROP COLUMN last_failed_at, \
-         DROP COLUMN last_error; DROP TABLE workers; DROP TABLE task_failures; {}",
+         DROP COLUMN last_error; DROP TABLE workers; DROP TABLE task_failures; \
+         DROP INDEX executions_by_function, executions_by_queue, executions_by_tags; {}",
         include_str!("../migrations/0002_commit_function.sql")
     )))
     .execute(&mut conn)
@@ -1146,6 +1147,7 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
         status: None,
         limit: 10,
         offset: 0,
+        ..Default::default()
     };
     assert!(matches!(
         backend.list_executions(filter).await,

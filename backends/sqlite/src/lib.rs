@@ -146,8 +146,8 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
     (
         4,
-        "task failures",
-        include_str!("../migrations/0004_task_failures.sql"),
+        "task failures and execution filters",
+        include_str!("../migrations/0004_failures_and_filters.sql"),
     ),
 ];
 

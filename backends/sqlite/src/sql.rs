@@ -600,6 +600,9 @@ pub(crate) const LIST_EXECUTIONS: &str =
     select_executions!("ORDER BY created_at DESC, id ASC LIMIT ?1 OFFSET ?2");
 pub(crate) const LIST_EXECUTIONS_BY_STATUS: &str =
     select_executions!("WHERE status = ?3 ORDER BY created_at DESC, id ASC LIMIT ?1 OFFSET ?2");
+/// The start of a filtered listing: `WHERE …` conditions follow (see
+/// `store::list_filtered`).
+pub(crate) const SELECT_EXECUTIONS: &str = select_executions!("");
 
 /// ?1 execution, ?2 kinds (JSON or NULL): the journals of its invocations,
 /// in task creation order, each in seq order.

@@ -1250,6 +1250,9 @@ impl ExecutionStore for SqliteBackend {
     async fn list_executions(&self, filter: ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
         const OP: &str = "list_executions";
         let mut conn = self.reader(OP).await?;
+        if filter.narrows() {
+            return list_filtered(&mut conn, &filter).await;
+        }
         let query = match filter.status {
             Some(status) => sqlx::query(sql::LIST_EXECUTIONS_BY_STATUS)
                 .bind(limit_i64(filter.limit))
@@ -1713,4 +1716,69 @@ impl InspectStore for SqliteBackend {
             dead_letters: count_of(&dead, "n")?,
         })
     }
+}
+
+/// A listing with filters beyond the status: only the conditions that are
+/// set go into the statement, so each can use its index
+/// (`executions_by_function`, `executions_by_queue`, the primary key for an
+/// id prefix, `executions_by_created` for a time range).
+async fn list_filtered(
+    conn: &mut SqliteConnection,
+    filter: &ExecutionFilter,
+) -> StoreResult<Vec<ExecutionRecord>> {
+    const OP: &str = "list_executions";
+    enum Bind {
+        Text(String),
+        Int(i64),
+    }
+    let mut conditions: Vec<&str> = Vec::new();
+    let mut binds: Vec<Bind> = Vec::new();
+    if let Some(status) = filter.status {
+        conditions.push("status = ?");
+        binds.push(Bind::Text(status.as_str().to_string()));
+    }
+    if let Some(function) = &filter.function {
+        conditions.push("function = ?");
+        binds.push(Bind::Text(function.clone()));
+    }
+    if let Some(queue) = &filter.queue {
+        conditions.push("queue = ?");
+        binds.push(Bind::Text(queue.clone()));
+    }
+    if let Some(tag) = &filter.tag {
+        conditions.push("EXISTS (SELECT 1 FROM json_each(executions.tags) AS t WHERE t.value = ?)");
+        binds.push(Bind::Text(tag.clone()));
+    }
+    if let Some(after) = filter.created_after {
+        conditions.push("created_at >= ?");
+        binds.push(Bind::Int(after.0));
+    }
+    if let Some(before) = filter.created_before {
+        conditions.push("created_at < ?");
+        binds.push(Bind::Int(before.0));
+    }
+    if let Some((lo, hi)) = filter.id_range().map_err(StoreError::InvalidRequest)? {
+        conditions.push("id BETWEEN ? AND ?");
+        binds.push(Bind::Text(lo.to_string()));
+        binds.push(Bind::Text(hi.to_string()));
+    }
+    let statement = format!(
+        "{}WHERE {} ORDER BY created_at DESC, id ASC LIMIT ? OFFSET ?",
+        sql::SELECT_EXECUTIONS,
+        conditions.join(" AND ")
+    );
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
+    for b in binds {
+        query = match b {
+            Bind::Text(t) => query.bind(t),
+            Bind::Int(i) => query.bind(i),
+        };
+    }
+    let rows = query
+        .bind(limit_i64(filter.limit))
+        .bind(limit_i64(filter.offset))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db(OP))?;
+    rows.iter().map(execution_record).collect()
 }

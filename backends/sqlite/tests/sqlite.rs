@@ -182,6 +182,7 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
         status: None,
         limit: 10,
         offset: 0,
+        ..Default::default()
     };
     match backend.list_executions(filter.clone()).await {
         Err(StoreError::Corrupt(msg)) => {

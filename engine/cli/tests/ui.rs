@@ -35,6 +35,7 @@ macro_rules! on_both {
 
 on_both!(pages_show_executions_waits_and_journals);
 on_both!(actions_signal_cancel_and_refuse_bad_input);
+on_both!(dead_letters_are_replayed_and_discarded);
 
 /// A response's status, headers and body text.
 struct Page {
@@ -140,6 +141,40 @@ async fn pages_show_executions_waits_and_journals(db: Db) {
         format!("/executions/{done}").as_str()
     );
     assert_eq!(get(&app, "/?id=nope").await.status, StatusCode::BAD_REQUEST);
+    // Filters: function, tag, an id's start, a time window; they combine.
+    let failed_fn = executor.state_of(failed).await.unwrap().function;
+    let by_function = get(&app, &format!("/?function={failed_fn}")).await;
+    assert!(by_function.body.contains(&format!("executions/{failed}")));
+    assert!(!by_function.body.contains(&format!("executions/{done}")));
+    let by_tag = get(&app, "/?tag=shop").await;
+    assert!(
+        by_tag.body.contains(&format!("executions/{done}")),
+        "{}",
+        by_tag.body
+    );
+    assert!(!by_tag.body.contains(&format!("executions/{failed}")));
+    let prefix = &done.to_string()[..8];
+    let by_prefix = get(&app, &format!("/?id={prefix}")).await;
+    assert_eq!(by_prefix.status, StatusCode::OK);
+    assert!(by_prefix.body.contains(&format!("executions/{done}")));
+    let long_ago = get(&app, "/?from=2000-01-01T00:00&to=2000-01-02T00:00").await;
+    assert!(
+        long_ago.body.contains("No executions match"),
+        "{}",
+        long_ago.body
+    );
+    let since = get(&app, "/?from=2000-01-01T00:00&queue=default").await;
+    assert!(since.body.contains(&format!("executions/{done}")));
+    assert_eq!(
+        get(&app, "/?from=yesterday").await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let nothing = get(&app, &format!("/?function={failed_fn}&tag=shop")).await;
+    assert!(
+        nothing.body.contains("No executions match"),
+        "{}",
+        nothing.body
+    );
 
     // One execution: summary, result, the journal as a waterfall with the
     // nested call expandable, and what a running one waits for.
@@ -366,4 +401,72 @@ async fn actions_signal_cancel_and_refuse_bad_input(db: Db) {
     .await;
     assert_eq!(with_bearer.status, StatusCode::OK);
     worker.stop().await;
+}
+
+async fn dead_letters_are_replayed_and_discarded(db: Db) {
+    let executor: Stent = db.executor().await;
+    let Filled { dead, .. } = fill(&executor).await;
+    let app = router(executor.clone(), UiConfig::new());
+    let page = get(&app, "/dead-letters").await;
+    assert!(page.body.contains("dead-letters/"), "{}", page.body);
+    let csrf = csrf_of(&page.body);
+    let [(first_exec, first), (second_exec, second)] = dead;
+
+    let replayed = post(
+        &app,
+        &format!("/dead-letters/{first}/replay"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(replayed.status, StatusCode::SEE_OTHER, "{}", replayed.body);
+    let page = get(&app, replayed.headers[header::LOCATION].to_str().unwrap()).await;
+    assert!(
+        page.body.contains(&format!("replayed task {first}")),
+        "{}",
+        page.body
+    );
+    assert!(executor.get_dead_letter(first).await.unwrap().is_none());
+    // Again: it is gone.
+    let again = post(
+        &app,
+        &format!("/dead-letters/{first}/replay"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(again.status, StatusCode::NOT_FOUND);
+
+    // Discarding fails its caller, and so the execution.
+    let refused = post(
+        &app,
+        &format!("/dead-letters/{second}/discard"),
+        "csrf=wrong",
+    )
+    .await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let discarded = post(
+        &app,
+        &format!("/dead-letters/{second}/discard"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(
+        discarded.status,
+        StatusCode::SEE_OTHER,
+        "{}",
+        discarded.body
+    );
+    let worker = Worker::start(&executor).await;
+    let out = executor
+        .wait_for::<u64, String>(second_exec, Some(Duration::from_secs(30)))
+        .await;
+    assert!(
+        out.is_err() || out.as_ref().is_ok_and(|r| r.is_err()),
+        "{out:?}"
+    );
+    worker.stop().await;
+    let _ = first_exec;
+    assert_eq!(
+        get(&app, "/dead-letters/not-a-task/replay").await.status,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
 }

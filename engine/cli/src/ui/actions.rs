@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::Value as Json;
-use stent::ExecutionId;
+use stent::{ExecutionId, InvocationId};
 
 use super::Shared;
 use super::view::{Base, encode_component, error_page};
@@ -196,5 +196,94 @@ pub(crate) async fn resume(
             )
         }
         Err(e) => failed(&base, "resume", &e),
+    }
+}
+
+/// Checks the CSRF token and a task id; the error page otherwise.
+fn checked_task(
+    console: &Console,
+    base: &Base,
+    csrf: &str,
+    task: &str,
+) -> Result<InvocationId, Box<Response>> {
+    if !constant_time_eq(csrf.as_bytes(), console.csrf.as_bytes()) {
+        return Err(Box::new(error_page(
+            base,
+            StatusCode::FORBIDDEN,
+            "refused",
+            "The form's CSRF token does not match this console. Reload the page and try again.",
+        )));
+    }
+    task.parse::<InvocationId>().map_err(|_| {
+        Box::new(error_page(
+            base,
+            StatusCode::NOT_FOUND,
+            "no such dead letter",
+            &format!("{task:?} is not a task id (a UUID)."),
+        ))
+    })
+}
+
+/// Back to the dead letters, saying what happened.
+fn back_to_letters(base: &Base, key: &str, message: &str) -> Response {
+    Redirect::to(&format!(
+        "{}dead-letters?{key}={}",
+        base.0,
+        encode_component(message)
+    ))
+    .into_response()
+}
+
+/// `POST /dead-letters/{task}/replay`: runs the task again from where it
+/// stopped, with its full retry budget.
+pub(crate) async fn replay_dead_letter(
+    State(console): State<Shared>,
+    base: Base,
+    Path(task): Path<String>,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let task = match checked_task(&console, &base, &form.csrf, &task) {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    match console.stent.replay_dead_letter(task, None, true).await {
+        Ok(_) => {
+            console.stent.flush_notifications().await;
+            back_to_letters(&base, "done", &format!("replayed task {task}"))
+        }
+        Err(stent::Error::DeadLetterNotFound(_)) => error_page(
+            &base,
+            StatusCode::NOT_FOUND,
+            "no such dead letter",
+            &format!("Task {task} has no dead letter (replayed or discarded already?)."),
+        ),
+        Err(e) => failed(&base, "replay the dead letter", &e),
+    }
+}
+
+/// `POST /dead-letters/{task}/discard`: gives up on the task; its caller
+/// (or, for a root, its execution) fails.
+pub(crate) async fn discard_dead_letter(
+    State(console): State<Shared>,
+    base: Base,
+    Path(task): Path<String>,
+    Form(form): Form<TokenForm>,
+) -> Response {
+    let task = match checked_task(&console, &base, &form.csrf, &task) {
+        Ok(t) => t,
+        Err(r) => return *r,
+    };
+    match console.stent.discard_dead_letter(task).await {
+        Ok(true) => {
+            console.stent.flush_notifications().await;
+            back_to_letters(&base, "done", &format!("discarded task {task}"))
+        }
+        Ok(false) => error_page(
+            &base,
+            StatusCode::NOT_FOUND,
+            "no such dead letter",
+            &format!("Task {task} has no dead letter (replayed or discarded already?)."),
+        ),
+        Err(e) => failed(&base, "discard the dead letter", &e),
     }
 }

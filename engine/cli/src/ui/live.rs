@@ -61,6 +61,7 @@ pub(crate) async fn list_events(State(console): State<Shared>) -> Response {
                 status: None,
                 limit: 1,
                 offset: 0,
+                ..Default::default()
             })
             .await
         {

@@ -114,7 +114,15 @@ pub fn router(stent: Stent, config: UiConfig) -> Router {
         app = app
             .route("/executions/{id}/signal", post(actions::signal))
             .route("/executions/{id}/cancel", post(actions::cancel))
-            .route("/executions/{id}/resume", post(actions::resume));
+            .route("/executions/{id}/resume", post(actions::resume))
+            .route(
+                "/dead-letters/{task}/replay",
+                post(actions::replay_dead_letter),
+            )
+            .route(
+                "/dead-letters/{task}/discard",
+                post(actions::discard_dead_letter),
+            );
     }
     app.fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(console.clone(), guard))

@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 use stent::journal::event::Event;
+use stent::journal::store::ExecutionFilter;
 use stent::journal::{InvocationId, Seq, Timestamp};
 use stent::{ExecutionId, ExecutionState, ExecutionStatus};
 
@@ -60,85 +61,166 @@ fn database_error(base: &Base, e: &stent::Error) -> Response {
     )
 }
 
-/// Query of the executions list.
+/// Query of the executions list: every field optional.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct ListQuery {
     /// Only this state.
     #[serde(default)]
     state: String,
+    /// Only this function.
+    #[serde(default)]
+    function: String,
+    /// Only this queue.
+    #[serde(default)]
+    queue: String,
+    /// Only this tag.
+    #[serde(default)]
+    tag: String,
+    /// Dispatched at or after (`YYYY-MM-DDTHH:MM`, UTC, or RFC 3339).
+    #[serde(default)]
+    from: String,
+    /// Dispatched before.
+    #[serde(default)]
+    to: String,
+    /// An execution id to open, or the start of ids to list.
+    #[serde(default)]
+    id: String,
     /// Rows to skip.
     #[serde(default)]
     offset: usize,
-    /// An execution id to open.
-    #[serde(default)]
-    id: String,
 }
 
-/// `GET /`: executions, newest first, with counts per state.
+impl ListQuery {
+    /// The query's filters as URL parameters (to keep them across pages).
+    fn params(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("state", self.state.clone()),
+            ("function", self.function.trim().to_string()),
+            ("queue", self.queue.trim().to_string()),
+            ("tag", self.tag.trim().to_string()),
+            ("from", self.from.trim().to_string()),
+            ("to", self.to.trim().to_string()),
+            ("id", self.id.trim().to_string()),
+        ]
+    }
+}
+
+/// A time from a filter field: `2026-12-05T14:30` (as a browser's
+/// datetime-local input sends it, read as UTC), with seconds, or RFC 3339.
+fn parse_time(text: &str) -> Result<Option<Timestamp>, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) {
+        return Ok(Some(Timestamp(t.timestamp_millis())));
+    }
+    for format in [
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+    ] {
+        if let Ok(t) = chrono::NaiveDateTime::parse_from_str(text, format) {
+            return Ok(Some(Timestamp(t.and_utc().timestamp_millis())));
+        }
+    }
+    if let Ok(d) = chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d") {
+        let midnight = d
+            .and_hms_opt(0, 0, 0)
+            .map(|t| t.and_utc().timestamp_millis());
+        return Ok(midnight.map(Timestamp));
+    }
+    Err(format!(
+        "{text:?} is not a time: write 2026-12-05T14:30 (UTC) or an RFC 3339 time"
+    ))
+}
+
+/// `GET /`: executions, newest first, with counts per state, filters and pages.
 pub(crate) async fn executions(
     State(console): State<Shared>,
     base: Base,
     Query(query): Query<ListQuery>,
 ) -> Response {
+    let bad =
+        |title: &str, message: &str| error_page(&base, StatusCode::BAD_REQUEST, title, message);
     let id = query.id.trim();
-    if !id.is_empty() {
-        return match id.parse::<ExecutionId>() {
-            Ok(id) => Redirect::to(&format!("{}executions/{id}", base.0)).into_response(),
-            Err(e) => error_page(
-                &base,
-                StatusCode::BAD_REQUEST,
-                "not an execution id",
-                &format!("{id:?} is not an execution id (a UUID): {e}"),
-            ),
-        };
+    // A whole id opens the execution; a part of one lists the ids it starts.
+    if let Ok(id) = id.parse::<ExecutionId>() {
+        return Redirect::to(&format!("{}executions/{id}", base.0)).into_response();
     }
     let state = match query.state.as_str() {
         "" => None,
         name => match crate::commands::list::parse_state(name) {
             Ok(s) => Some(s),
-            Err(e) => {
-                return error_page(
-                    &base,
-                    StatusCode::BAD_REQUEST,
-                    "unknown state",
-                    &e.to_string(),
-                );
-            }
+            Err(e) => return bad("unknown state", &e.to_string()),
         },
     };
+    let (created_after, created_before) = match (parse_time(&query.from), parse_time(&query.to)) {
+        (Ok(a), Ok(b)) => (a, b),
+        (Err(e), _) | (_, Err(e)) => return bad("not a time", &e),
+    };
+    let text = |t: &str| Some(t.trim().to_string()).filter(|t| !t.is_empty());
+    let filter = ExecutionFilter {
+        status: state,
+        limit: PAGE_SIZE + 1,
+        offset: query.offset,
+        function: text(&query.function),
+        queue: text(&query.queue),
+        tag: text(&query.tag),
+        created_after,
+        created_before,
+        id_prefix: text(id),
+    };
+    if let Err(e) = filter.id_range() {
+        return bad("not an execution id", &e);
+    }
     let stats = match console.stent.stats().await {
         Ok(s) => s,
         Err(e) => return database_error(&base, &e),
     };
-    let list = match console
-        .stent
-        .list_executions(PAGE_SIZE + 1, query.offset, state)
-        .await
-    {
+    let list = match console.stent.list_executions_where(filter).await {
         Ok(l) => l,
         Err(e) => return database_error(&base, &e),
     };
     let more = list.len() > PAGE_SIZE;
     let rows = &list[..list.len().min(PAGE_SIZE)];
-    let state_text = state.map(|s| s.as_str().to_string()).unwrap_or_default();
+    let params = query.params();
+    let narrowed = params.iter().any(|(k, v)| *k != "state" && !v.is_empty());
+    let with = |extra: Vec<(&'static str, String)>| {
+        let mut all: Vec<(&str, String)> = params
+            .iter()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .cloned()
+            .collect();
+        all.extend(extra);
+        href("./", &all)
+    };
     let content = html! {
         div hidden data-live="events" {}
         h1 { "Executions" }
-        form.search method="get" action="./" {
-            input type="search" name="id" placeholder="open an execution by id" aria-label="execution id";
-            button type="submit" { "open" }
+        form.filters method="get" action="./" {
+            input type="hidden" name="state" value=(query.state);
+            input type="search" name="id" value=(id) placeholder="id, or its start" aria-label="execution id";
+            input type="text" name="function" value=(query.function) placeholder="function" aria-label="function";
+            input type="text" name="queue" value=(query.queue) placeholder="queue" aria-label="queue";
+            input type="text" name="tag" value=(query.tag) placeholder="tag" aria-label="tag";
+            label { "from " input type="datetime-local" name="from" value=(query.from) aria-label="dispatched from (UTC)"; }
+            label { "to " input type="datetime-local" name="to" value=(query.to) aria-label="dispatched before (UTC)"; }
+            button type="submit" { "filter" }
+            @if narrowed { a href=(href("./", &[("state", query.state.clone())])) { "clear" } }
         }
         nav.counts aria-label="states" {
-            a class=@if state.is_none() { "current" } href="./" { "all" }
+            a class=@if state.is_none() { "current" } href=(with(vec![("state", String::new())])) { "all" }
             @for (status, n) in &stats.executions {
                 a class=@if state == Some(*status) { "current" }
-                    href=(href("./", &[("state", status.as_str().to_string())])) {
+                    href=(with(vec![("state", status.as_str().to_string())])) {
                     (status.as_str()) " " span.count { (n) }
                 }
             }
         }
         @if rows.is_empty() {
-            p.empty { "No executions" @if state.is_some() { " in this state" } "." }
+            p.empty { "No executions" @if state.is_some() || narrowed { " match" } "." }
         } @else {
             table.executions {
                 thead { tr { th { "id" } th { "state" } th { "function" } th { "queue" } th { "created" } th { "now" } } }
@@ -158,10 +240,10 @@ pub(crate) async fn executions(
         }
         nav.pages {
             @if query.offset > 0 {
-                a rel="prev" href=(href("./", &[("state", state_text.clone()), ("offset", query.offset.saturating_sub(PAGE_SIZE).to_string())])) { "← newer" }
+                a rel="prev" href=(with(vec![("offset", query.offset.saturating_sub(PAGE_SIZE).to_string())])) { "← newer" }
             }
             @if more {
-                a rel="next" href=(href("./", &[("state", state_text.clone()), ("offset", (query.offset + PAGE_SIZE).to_string())])) { "older →" }
+                a rel="next" href=(with(vec![("offset", (query.offset + PAGE_SIZE).to_string())])) { "older →" }
             }
         }
     };
@@ -559,18 +641,27 @@ fn bar_svg(from: f64, width: f64, outcome: &str) -> Markup {
 }
 
 /// `GET /dead-letters`.
-pub(crate) async fn dead_letters(State(console): State<Shared>, base: Base) -> Response {
+pub(crate) async fn dead_letters(
+    State(console): State<Shared>,
+    base: Base,
+    Query(done): Query<Done>,
+) -> Response {
     let letters = match console.stent.list_dead_letters(200).await {
         Ok(l) => l,
         Err(e) => return database_error(&base, &e),
     };
+    let writable = !console.read_only;
+    let banner = (!done.error.is_empty()).then_some(done.error.as_str());
     let content = html! {
+        @if !done.done.is_empty() {
+            div.banner.ok role="status" { (done.done) }
+        }
         h1 { "Dead letters" }
         @if letters.is_empty() {
             p.empty { "No dead letters." }
         } @else {
             table {
-                thead { tr { th { "task" } th { "execution" } th { "function" } th { "queue" } th { "retries" } th { "failed" } th { "reason" } } }
+                thead { tr { th { "task" } th { "execution" } th { "function" } th { "queue" } th { "retries" } th { "failed" } th { "reason" } @if writable { th { "" } } } }
                 tbody {
                     @for d in &letters {
                         tr {
@@ -581,11 +672,25 @@ pub(crate) async fn dead_letters(State(console): State<Shared>, base: Base) -> R
                             td { (d.retries) }
                             td.time { (time_text(d.failed_at)) }
                             td.bad { (d.reason) }
+                            @if writable {
+                                td.letter-actions {
+                                    form method="post" action={ "dead-letters/" (d.task) "/replay" }
+                                        data-confirm="Run this task again, with its full retry budget?" {
+                                        input type="hidden" name="csrf" value=(console.csrf);
+                                        button type="submit" { "replay" }
+                                    }
+                                    form method="post" action={ "dead-letters/" (d.task) "/discard" }
+                                        data-confirm="Give up on this task? Its caller (or execution) fails." {
+                                        input type="hidden" name="csrf" value=(console.csrf);
+                                        button.danger type="submit" { "discard" }
+                                    }
+                                }
+                            }
                         }
                     }
                 }
             }
         }
     };
-    page(&base, "dead letters", None, content).into_response()
+    page(&base, "dead letters", banner, content).into_response()
 }
