@@ -215,6 +215,20 @@ async fn pages_show_executions_waits_and_journals(db: Db) {
     );
     assert!(letters.body.contains("hopeless"), "{}", letters.body);
 
+    // Stats: throughput over the last hour, queues, leases per worker.
+    let stats = get(&app, "/stats").await;
+    assert_eq!(stats.status, StatusCode::OK);
+    assert!(stats.body.contains("Finished per minute"), "{}", stats.body);
+    assert!(
+        stats.body.contains("<svg class=\"chart\""),
+        "{}",
+        stats.body
+    );
+    // done, failed and the hostile one finished in the last minute.
+    assert!(stats.body.contains(">3 finished"), "{}", stats.body);
+    assert!(stats.body.contains("<rect class=\"ok\""), "{}", stats.body);
+    assert!(stats.body.contains("Leases per worker"), "{}", stats.body);
+
     // Unknown things are 404 pages.
     let missing = stent::ExecutionId::new_random();
     let page = get(&app, &format!("/executions/{missing}")).await;
@@ -469,4 +483,56 @@ async fn dead_letters_are_replayed_and_discarded(db: Db) {
         get(&app, "/dead-letters/not-a-task/replay").await.status,
         StatusCode::METHOD_NOT_ALLOWED
     );
+}
+
+/// A database that cannot be read gives an error page and the console
+/// keeps serving; once the database is back, so are the pages. (PostgreSQL:
+/// the executions table is renamed away and back under the running
+/// console.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_survives_a_database_that_fails_and_recovers() {
+    use sqlx::Connection;
+    let Some(db) = Db::postgres().await else {
+        return;
+    };
+    let Db::Postgres { url, schema, .. } = &db else {
+        unreachable!("a PostgreSQL database")
+    };
+    let executor = db.executor().await;
+    let id = executor.dispatch(common::charge(1, 2)).await.unwrap();
+    let app = router(executor.clone(), UiConfig::new());
+    assert_eq!(get(&app, "/").await.status, StatusCode::OK);
+
+    let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+    let rename = |from: &str, to: &str| format!("ALTER TABLE \"{schema}\".{from} RENAME TO {to}");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(rename("executions", "executions_away")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    for uri in [
+        "/".to_string(),
+        format!("/executions/{id}"),
+        "/stats".to_string(),
+    ] {
+        let page = get(&app, &uri).await;
+        assert_eq!(
+            page.status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{uri}: {}",
+            page.body
+        );
+        assert!(
+            page.body.contains("could not be read"),
+            "{uri}: {}",
+            page.body
+        );
+        assert!(page.body.contains("role=\"alert\""), "{uri}: {}", page.body);
+    }
+    sqlx::raw_sql(sqlx::AssertSqlSafe(rename("executions_away", "executions")))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let page = get(&app, "/").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains(&id.to_string()));
 }

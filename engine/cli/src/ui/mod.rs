@@ -22,6 +22,7 @@
 mod actions;
 mod live;
 mod pages;
+mod stats;
 mod view;
 
 use std::net::SocketAddr;
@@ -108,6 +109,7 @@ pub fn router(stent: Stent, config: UiConfig) -> Router {
         .route("/executions/{id}", get(pages::execution))
         .route("/executions/{id}/events", get(live::execution_events))
         .route("/dead-letters", get(pages::dead_letters))
+        .route("/stats", get(stats::stats))
         .route("/assets/style.css", get(pages::style))
         .route("/assets/app.js", get(pages::script));
     if !console.read_only {

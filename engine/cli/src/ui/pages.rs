@@ -52,7 +52,7 @@ pub(crate) async fn not_found(base: Base) -> Response {
 
 /// The page for a failed database read: the server keeps serving and the
 /// next request tries again.
-fn database_error(base: &Base, e: &stent::Error) -> Response {
+pub(crate) fn database_error(base: &Base, e: &stent::Error) -> Response {
     error_page(
         base,
         StatusCode::SERVICE_UNAVAILABLE,

@@ -60,6 +60,7 @@ pub(crate) fn page(
                         nav {
                             a href="./" { "executions" }
                             a href="dead-letters" { "dead letters" }
+                            a href="stats" { "stats" }
                         }
                     }
                     main {
