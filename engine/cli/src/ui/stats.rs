@@ -165,6 +165,9 @@ fn throughput_chart(per_minute: &[(u64, u64)]) -> Markup {
     }
 }
 
+/// A part of a queue's bar: what it counts, how many, where, how wide.
+type Segment = (&'static str, u64, f64, f64);
+
 /// One horizontal stacked bar per queue: due, later, running, waiting.
 fn queue_chart(queues: &[stent::journal::store::QueueStats]) -> Markup {
     let max = queues
@@ -177,7 +180,7 @@ fn queue_chart(queues: &[stent::journal::store::QueueStats]) -> Markup {
     let label = 160.0;
     let width = 600.0;
     // Each queue's segments, laid end to end after its label.
-    let bars: Vec<(&str, Vec<(&str, u64, f64, f64)>)> = queues
+    let bars: Vec<(&str, Vec<Segment>)> = queues
         .iter()
         .map(|q| {
             let mut x = label;
