@@ -22,6 +22,7 @@
 //!     version: None,
 //!     args: Payload::encode(&()).unwrap(),
 //!     parent: None,
+//!     forked_from: None,
 //! };
 //! let code = async {
 //!     let ctx = Context::current().expect("inside a driver");
