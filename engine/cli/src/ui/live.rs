@@ -50,7 +50,7 @@ where
 /// newest execution).
 pub(crate) async fn list_events(State(console): State<Shared>) -> Response {
     let stream = changes(console, |console| async move {
-        let counts = match console.stent.stats().await {
+        let counts = match console.stats().await {
             Ok(s) => format!("{:?}", s.executions),
             Err(e) => return format!("error: {e}"),
         };

@@ -88,6 +88,28 @@ pub(crate) struct Console {
     /// Embedded in every form; a POST without it is refused.
     pub csrf: String,
     pub token: Option<String>,
+    /// The last whole-store counts, and when they were read.
+    stats: tokio::sync::Mutex<Option<(tokio::time::Instant, stent::StoreStats)>>,
+}
+
+/// How long whole-store counts are reused: they scan every execution and
+/// task, and every open page's live stream asks for them each second.
+const STATS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl Console {
+    /// The whole-store counts, read at most once per [`STATS_TTL`] however
+    /// many pages and streams ask.
+    pub(crate) async fn stats(&self) -> stent::Result<stent::StoreStats> {
+        let mut cached = self.stats.lock().await;
+        if let Some((at, stats)) = cached.as_ref()
+            && at.elapsed() < STATS_TTL
+        {
+            return Ok(stats.clone());
+        }
+        let stats = self.stent.stats().await?;
+        *cached = Some((tokio::time::Instant::now(), stats.clone()));
+        Ok(stats)
+    }
 }
 
 pub(crate) type Shared = Arc<Console>;
@@ -102,6 +124,7 @@ pub fn router(stent: Stent, config: UiConfig) -> Router {
         read_only: config.read_only,
         csrf: new_token(),
         token: config.token,
+        stats: tokio::sync::Mutex::new(None),
     });
     let mut app = Router::new()
         .route("/", get(pages::executions))

@@ -175,7 +175,7 @@ pub(crate) async fn executions(
     if let Err(e) = filter.id_range() {
         return bad("not an execution id", &e);
     }
-    let stats = match console.stent.stats().await {
+    let stats = match console.stats().await {
         Ok(s) => s,
         Err(e) => return database_error(&base, &e),
     };
