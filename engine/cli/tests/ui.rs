@@ -88,6 +88,45 @@ fn form_value(text: &str) -> String {
         .collect()
 }
 
+fn twice() -> stent::RetryPolicy {
+    stent::RetryPolicy {
+        max_attempts: 3,
+        initial_delay: Duration::from_millis(1),
+        ..stent::RetryPolicy::default()
+    }
+}
+
+/// Body runs of `flaky_twice`, per argument (tests on both backends run
+/// at once, each with its own argument).
+static FLAKY_RUNS: std::sync::Mutex<Vec<(u64, u32)>> = std::sync::Mutex::new(Vec::new());
+
+/// Fails its first two attempts, then returns.
+#[stent::durable(retry_policy = twice())]
+async fn flaky_twice(n: u64) -> Result<u64, String> {
+    let run = {
+        let mut runs = FLAKY_RUNS.lock().unwrap_or_else(|e| e.into_inner());
+        match runs.iter_mut().find(|(k, _)| *k == n) {
+            Some((_, r)) => {
+                *r += 1;
+                *r
+            }
+            None => {
+                runs.push((n, 1));
+                1
+            }
+        }
+    };
+    if run <= 2 {
+        return Err(format!("flaky attempt {run}"));
+    }
+    Ok(n)
+}
+
+#[stent::durable]
+async fn calls_flaky_twice(n: u64) -> Result<u64, String> {
+    flaky_twice(n).await
+}
+
 #[stent::durable]
 async fn hostile(name: String) -> Result<String, String> {
     Err(format!("<script>alert('err')</script>{name}"))
@@ -110,6 +149,17 @@ async fn pages_show_executions_waits_and_journals(db: Db) {
         .wait_for::<String, String>(xss, Some(Duration::from_secs(30)))
         .await
         .unwrap();
+    let n = if matches!(db, Db::Sqlite { .. }) {
+        5
+    } else {
+        6
+    };
+    let retried = executor.dispatch(calls_flaky_twice(n)).await.unwrap();
+    let out = executor
+        .wait_for::<u64, String>(retried, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(out, Ok(n));
     worker.stop().await;
     let app = router(executor.clone(), UiConfig::new());
 
@@ -199,6 +249,12 @@ async fn pages_show_executions_waits_and_journals(db: Db) {
     let page = get(&app, &format!("/executions/{}", dead[0].0)).await;
     assert!(page.body.contains("dead-lettered"), "{}", page.body);
 
+    // A retried call shows its failed attempts, each with its error.
+    let page = get(&app, &format!("/executions/{retried}")).await;
+    assert!(page.body.contains("↻2"), "{}", page.body);
+    assert!(page.body.contains("attempt 1 failed at"), "{}", page.body);
+    assert!(page.body.contains("flaky attempt 2"), "{}", page.body);
+
     // Untrusted strings are text, never markup.
     let page = get(&app, &format!("/executions/{xss}")).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -224,8 +280,9 @@ async fn pages_show_executions_waits_and_journals(db: Db) {
         "{}",
         stats.body
     );
-    // done, failed and the hostile one finished in the last minute.
-    assert!(stats.body.contains(">3 finished"), "{}", stats.body);
+    // done, failed, the hostile one and the retried one finished in the
+    // last minute.
+    assert!(stats.body.contains(">4 finished"), "{}", stats.body);
     assert!(stats.body.contains("<rect class=\"ok\""), "{}", stats.body);
     assert!(stats.body.contains("Leases per worker"), "{}", stats.body);
 
@@ -414,6 +471,39 @@ async fn actions_signal_cancel_and_refuse_bad_input(db: Db) {
     )
     .await;
     assert_eq!(with_bearer.status, StatusCode::OK);
+
+    // Cleanup: a preview, then the deletion of the two ended executions.
+    let preview = get(&app, "/cleanup?days=0").await;
+    assert_eq!(preview.status, StatusCode::OK);
+    assert!(
+        preview
+            .body
+            .contains("Would delete <strong>2</strong> execution(s)"),
+        "{}",
+        preview.body
+    );
+    let kept = get(&app, "/cleanup").await;
+    assert!(
+        kept.body.contains("Would delete <strong>0</strong>"),
+        "{}",
+        kept.body
+    );
+    let refused = post(&app, "/cleanup", "csrf=wrong&days=0").await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(executor.state_of(first).await.is_ok());
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let deleted = post(&app, "/cleanup", &format!("csrf={csrf}&days=0")).await;
+    assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.body);
+    let after = get(&app, deleted.headers[header::LOCATION].to_str().unwrap()).await;
+    assert!(
+        after.body.contains("deleted 2 execution(s)"),
+        "{}",
+        after.body
+    );
+    assert!(matches!(
+        executor.state_of(first).await,
+        Err(stent::Error::NotFound(_))
+    ));
     worker.stop().await;
 }
 

@@ -287,3 +287,41 @@ pub(crate) async fn discard_dead_letter(
         Err(e) => failed(&base, "discard the dead letter", &e),
     }
 }
+
+/// A cleanup form.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CleanupForm {
+    csrf: String,
+    days: u32,
+}
+
+/// `POST /cleanup`: deletes the executions that ended more than `days`
+/// days ago, with everything of theirs.
+pub(crate) async fn cleanup(
+    State(console): State<Shared>,
+    base: Base,
+    Form(form): Form<CleanupForm>,
+) -> Response {
+    if !constant_time_eq(form.csrf.as_bytes(), console.csrf.as_bytes()) {
+        return error_page(
+            &base,
+            StatusCode::FORBIDDEN,
+            "refused",
+            "The form's CSRF token does not match this console. Reload the page and try again.",
+        );
+    }
+    let older_than = std::time::Duration::from_secs(u64::from(form.days) * 86_400);
+    match console.stent.cleanup(older_than, false).await {
+        Ok(counts) => Redirect::to(&format!(
+            "{}cleanup?days={}&done={}",
+            base.0,
+            form.days,
+            encode_component(&format!(
+                "deleted {} execution(s), {} task(s), {} journal event(s)",
+                counts.executions, counts.tasks, counts.events
+            ))
+        ))
+        .into_response(),
+        Err(e) => failed(&base, "clean up", &e),
+    }
+}

@@ -40,7 +40,8 @@ use stent::Stent;
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct UiConfig {
-    /// Serve no write route at all (no signal, cancel or resume).
+    /// Serve no write route at all (no signal, cancel, resume, dead-letter
+    /// replay or discard, cleanup).
     pub read_only: bool,
     /// Every request must carry this token: as `Authorization: Bearer T`,
     /// as the `stent_ui_token` cookie, or once as `?token=T` (which sets
@@ -133,6 +134,7 @@ pub fn router(stent: Stent, config: UiConfig) -> Router {
         .route("/executions/{id}/events", get(live::execution_events))
         .route("/dead-letters", get(pages::dead_letters))
         .route("/stats", get(stats::stats))
+        .route("/cleanup", get(pages::cleanup))
         .route("/assets/style.css", get(pages::style))
         .route("/assets/app.js", get(pages::script));
     if !console.read_only {
@@ -147,7 +149,8 @@ pub fn router(stent: Stent, config: UiConfig) -> Router {
             .route(
                 "/dead-letters/{task}/discard",
                 post(actions::discard_dead_letter),
-            );
+            )
+            .route("/cleanup", post(actions::cleanup));
     }
     app.fallback(pages::not_found)
         .layer(middleware::from_fn_with_state(console.clone(), guard))

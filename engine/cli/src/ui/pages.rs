@@ -311,6 +311,28 @@ pub(crate) async fn execution(
         Err(e) => return database_error(&base, &stent::Error::from(e)),
     };
     let mut timeline = Timeline::new(journal);
+    // The failed attempts of calls that were retried.
+    let tasks = match console
+        .stent
+        .list_tasks(stent::journal::store::TaskFilter {
+            execution: Some(id),
+            limit: usize::MAX >> 1,
+            ..Default::default()
+        })
+        .await
+    {
+        Ok(t) => t,
+        Err(e) => return database_error(&base, &e),
+    };
+    for t in tasks.iter().filter(|t| t.retries > 0) {
+        match console.stent.task_failures(t.invocation).await {
+            Ok(f) if !f.is_empty() => {
+                timeline.failures.insert(t.invocation, f);
+            }
+            Ok(_) => {}
+            Err(e) => return database_error(&base, &e),
+        }
+    }
     if matches!(e.state, ExecutionStatus::Pending | ExecutionStatus::Running) {
         // Effects still open reach to now.
         timeline.end = timeline.end.max(console.stent.clock_now().0);
@@ -457,6 +479,8 @@ struct Row {
 /// An execution's journals, arranged for drawing.
 struct Timeline {
     journals: HashMap<InvocationId, Vec<Row>>,
+    /// Failed attempts of retried invocations.
+    failures: HashMap<InvocationId, Vec<stent::journal::store::AttemptFailure>>,
     /// The time axis: earliest and latest recorded time.
     start: i64,
     end: i64,
@@ -497,6 +521,7 @@ impl Timeline {
         }
         Timeline {
             journals,
+            failures: HashMap::new(),
             start,
             end,
         }
@@ -587,11 +612,24 @@ impl Timeline {
                                 details data-key=(child) {
                                     summary {
                                         span.seq { (b.seq.0) }
-                                        span.label { (b.label) }
+                                        span.label { (b.label)
+                                            @if let Some(f) = self.failures.get(&child) {
+                                                " " span.retried title="failed attempts, retried" { "↻" (f.len()) }
+                                            }
+                                        }
                                         (bar_svg(from, width, b.outcome))
                                         span.took { (took) }
                                     }
-                                    div.child { (self.render(child)) }
+                                    div.child {
+                                        @if let Some(failures) = self.failures.get(&child) {
+                                            ol.attempts {
+                                                @for f in failures {
+                                                    li { "attempt " (f.attempt) " failed at " (time_text(f.at)) ": " span.bad { (f.error) } }
+                                                }
+                                            }
+                                        }
+                                        (self.render(child))
+                                    }
                                 }
                             } @else {
                                 div.leaf {
@@ -693,4 +731,56 @@ pub(crate) async fn dead_letters(
         }
     };
     page(&base, "dead letters", banner, content).into_response()
+}
+
+/// Query of the cleanup page.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct CleanupQuery {
+    /// Executions that ended more than this many days ago.
+    #[serde(default)]
+    days: Option<u32>,
+    #[serde(default)]
+    done: String,
+}
+
+/// Days kept when the cleanup page is opened without a choice.
+pub(crate) const DEFAULT_CLEANUP_DAYS: u32 = 30;
+
+/// `GET /cleanup`: what a cleanup would delete (a dry run), and, unless
+/// read-only, the form that runs it.
+pub(crate) async fn cleanup(
+    State(console): State<Shared>,
+    base: Base,
+    Query(query): Query<CleanupQuery>,
+) -> Response {
+    let days = query.days.unwrap_or(DEFAULT_CLEANUP_DAYS);
+    let older_than = std::time::Duration::from_secs(u64::from(days) * 86_400);
+    let counts = match console.stent.cleanup(older_than, true).await {
+        Ok(c) => c,
+        Err(e) => return database_error(&base, &e),
+    };
+    let content = html! {
+        @if !query.done.is_empty() {
+            div.banner.ok role="status" { (query.done) }
+        }
+        h1 { "Cleanup" }
+        p { "Executions that ended (completed, failed, cancelled, timed out) more than a number of days ago can be deleted with their tasks, journals, signals and dead letters. Running and paused executions are never deleted." }
+        form.filters method="get" action="cleanup" {
+            label { "ended more than " input type="number" name="days" min="0" value=(days) aria-label="days"; " days ago" }
+            button type="submit" { "preview" }
+        }
+        p.preview {
+            "Would delete " strong { (counts.executions) } " execution(s), "
+            strong { (counts.tasks) } " task(s) and " strong { (counts.events) } " journal event(s)."
+        }
+        @if !console.read_only && counts.executions > 0 {
+            form.cleanup method="post" action="cleanup"
+                data-confirm={ "Delete " (counts.executions) " execution(s) for good?" } {
+                input type="hidden" name="csrf" value=(console.csrf);
+                input type="hidden" name="days" value=(days);
+                button.danger type="submit" { "delete them" }
+            }
+        }
+    };
+    page(&base, "cleanup", None, content).into_response()
 }

@@ -61,6 +61,7 @@ pub(crate) fn page(
                             a href="./" { "executions" }
                             a href="dead-letters" { "dead letters" }
                             a href="stats" { "stats" }
+                            a href="cleanup" { "cleanup" }
                         }
                     }
                     main {
