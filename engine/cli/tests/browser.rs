@@ -235,7 +235,22 @@ async fn the_console_in_a_real_browser() {
         .await
         .unwrap();
     assert!(child.attr("open").await.unwrap().is_some());
-    assert!(child.text().await.unwrap().contains("events of"));
+    // Its journal is loaded when it is opened.
+    eventually("the child's journal to load", || async {
+        child.text().await.unwrap().contains("events of")
+    })
+    .await;
+    child
+        .find(Locator::Css("details.events summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the child's events to load", || async {
+        child.text().await.unwrap().contains("started")
+    })
+    .await;
     screenshot(&client, "execution").await;
 
     // Hostile strings stay text, on the list and on their page.
@@ -344,11 +359,59 @@ async fn the_console_in_a_real_browser() {
         ExecutionStatus::Cancelled
     );
 
-    // Dead letters.
+    // Dead letters: one replayed from its button.
     client.goto(&format!("{base}dead-letters")).await.unwrap();
     let text = body_text(&client).await;
     assert!(text.contains(&filled.dead[0].1.to_string()), "{text}");
     screenshot(&client, "dead-letters").await;
+    client
+        .find(Locator::Css(&format!(
+            "form[action='dead-letters/{}/replay'] button",
+            filled.dead[0].1
+        )))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the confirmation", || async {
+        client.get_alert_text().await.is_ok()
+    })
+    .await;
+    client.accept_alert().await.unwrap();
+    eventually("the replay's banner", || async {
+        body_text(&client).await.contains("replayed task")
+    })
+    .await;
+    // (Its step panics again, so the worker dead-letters it again.)
+
+    // The list updates live: a new execution appears without a reload.
+    client.goto(&base).await.unwrap();
+    eventually("the list's live stream to connect", || async {
+        let live = client
+            .execute("return document.body.dataset.live || '';", vec![])
+            .await
+            .unwrap();
+        live.as_str() == Some("connected")
+    })
+    .await;
+    let newcomer = executor
+        .dispatch(common::awaits_approval("doc-new".into()))
+        .await
+        .unwrap();
+    eventually("the new execution in the list", || async {
+        body_text(&client).await.contains(&newcomer.to_string())
+    })
+    .await;
+    let updates = client
+        .execute("return document.body.dataset.updates || '0';", vec![])
+        .await
+        .unwrap();
+    assert_ne!(
+        updates.as_str(),
+        Some("0"),
+        "the list was reloaded, not updated"
+    );
 
     client.close().await.unwrap();
     worker.stop().await;

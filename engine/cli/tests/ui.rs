@@ -238,6 +238,25 @@ async fn pages_show_executions_waits_and_journals(db: Db) {
     );
     assert!(page.body.contains("::charge"), "{}", page.body);
     assert!(page.body.contains("<details data-key="), "{}", page.body);
+    // A call's journal and an invocation's events are parts of their own,
+    // loaded when opened.
+    let marker = format!("data-src=\"executions/{done}/invocations/");
+    let at = page.body.find(&marker).expect("a lazily loaded call") + marker.len();
+    let child = &page.body[at..at + 36];
+    let part = get(&app, &format!("/executions/{done}/invocations/{child}")).await;
+    assert_eq!(part.status, StatusCode::OK);
+    assert!(!part.body.contains("<html"), "a fragment: {}", part.body);
+    assert!(part.body.contains("events of"), "{}", part.body);
+    let events = get(
+        &app,
+        &format!("/executions/{done}/invocations/{child}/events"),
+    )
+    .await;
+    assert!(events.body.contains("started"), "{}", events.body);
+    assert!(events.body.contains("completed"), "{}", events.body);
+    let stranger = stent::ExecutionId::new_random().root_invocation();
+    let missing = get(&app, &format!("/executions/{done}/invocations/{stranger}")).await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
     let page = get(&app, &format!("/executions/{waiting}")).await;
     assert!(page.body.contains("Waiting for"), "{}", page.body);
     assert!(

@@ -1,7 +1,9 @@
-// stent console: asks before a form that changes state is sent, and keeps
-// a page current without reloading it: an element with `data-live` names a
-// stream of server-sent events; on each change the page's main part is
-// fetched again and swapped in, with the sections the user opened kept open.
+// stent console: asks before a form that changes state is sent; loads a
+// section (a call's journal, an invocation's events) the first time it is
+// opened, from its `data-src`; and keeps a page current without reloading
+// it: an element with `data-live` names a stream of server-sent events; on
+// each change the page's main part is fetched again and swapped in, with
+// the sections the user opened kept open (and loaded again).
 "use strict";
 
 document.addEventListener("submit", (event) => {
@@ -10,6 +12,33 @@ document.addEventListener("submit", (event) => {
     event.preventDefault();
   }
 });
+
+// `toggle` does not bubble: listen while it is captured.
+document.addEventListener(
+  "toggle",
+  async (event) => {
+    const details = event.target;
+    if (!(details instanceof HTMLDetailsElement) || !details.open) {
+      return;
+    }
+    const src = details.dataset.src;
+    const slot = details.querySelector(":scope > .lazy, :scope > .child > .lazy");
+    if (!src || !slot || details.dataset.loaded) {
+      return;
+    }
+    details.dataset.loaded = "loading";
+    try {
+      const response = await fetch(src, { credentials: "same-origin" });
+      const part = new DOMParser().parseFromString(await response.text(), "text/html");
+      slot.replaceChildren(...part.body.childNodes);
+      details.dataset.loaded = "yes";
+    } catch (error) {
+      slot.textContent = "could not load: " + error;
+      delete details.dataset.loaded;
+    }
+  },
+  true,
+);
 
 async function refresh() {
   const open = new Set(

@@ -132,6 +132,14 @@ pub fn router(stent: Stent, config: UiConfig) -> Router {
         .route("/events", get(live::list_events))
         .route("/executions/{id}", get(pages::execution))
         .route("/executions/{id}/events", get(live::execution_events))
+        .route(
+            "/executions/{id}/invocations/{invocation}",
+            get(pages::invocation),
+        )
+        .route(
+            "/executions/{id}/invocations/{invocation}/events",
+            get(pages::invocation_events),
+        )
         .route("/dead-letters", get(pages::dead_letters))
         .route("/stats", get(stats::stats))
         .route("/cleanup", get(pages::cleanup))

@@ -301,42 +301,10 @@ pub(crate) async fn execution(
         }
         Err(e) => return database_error(&base, &e),
     };
-    let journal = match console
-        .stent
-        .backend()
-        .read_execution_journal(id, None)
-        .await
-    {
-        Ok(groups) => groups,
-        Err(e) => return database_error(&base, &stent::Error::from(e)),
-    };
-    let mut timeline = Timeline::new(journal);
-    // The failed attempts of calls that were retried.
-    let tasks = match console
-        .stent
-        .list_tasks(stent::journal::store::TaskFilter {
-            execution: Some(id),
-            limit: usize::MAX >> 1,
-            ..Default::default()
-        })
-        .await
-    {
+    let timeline = match load_timeline(&console, &base, id, e.state).await {
         Ok(t) => t,
-        Err(e) => return database_error(&base, &e),
+        Err(r) => return *r,
     };
-    for t in tasks.iter().filter(|t| t.retries > 0) {
-        match console.stent.task_failures(t.invocation).await {
-            Ok(f) if !f.is_empty() => {
-                timeline.failures.insert(t.invocation, f);
-            }
-            Ok(_) => {}
-            Err(e) => return database_error(&base, &e),
-        }
-    }
-    if matches!(e.state, ExecutionStatus::Pending | ExecutionStatus::Running) {
-        // Effects still open reach to now.
-        timeline.end = timeline.end.max(console.stent.clock_now().0);
-    }
     let active = matches!(
         e.state,
         ExecutionStatus::Pending | ExecutionStatus::Running | ExecutionStatus::Paused
@@ -478,6 +446,7 @@ struct Row {
 
 /// An execution's journals, arranged for drawing.
 struct Timeline {
+    execution: ExecutionId,
     journals: HashMap<InvocationId, Vec<Row>>,
     /// Failed attempts of retried invocations.
     failures: HashMap<InvocationId, Vec<stent::journal::store::AttemptFailure>>,
@@ -497,7 +466,10 @@ struct Bar {
 }
 
 impl Timeline {
-    fn new(groups: Vec<(InvocationId, Vec<stent::journal::store::JournalRow>)>) -> Timeline {
+    fn new(
+        execution: ExecutionId,
+        groups: Vec<(InvocationId, Vec<stent::journal::store::JournalRow>)>,
+    ) -> Timeline {
         let mut journals = HashMap::new();
         let (mut start, mut end) = (i64::MAX, i64::MIN);
         for (invocation, rows) in groups {
@@ -520,6 +492,7 @@ impl Timeline {
             (start, end) = (0, 0);
         }
         Timeline {
+            execution,
             journals,
             failures: HashMap::new(),
             start,
@@ -609,7 +582,7 @@ impl Timeline {
                             @let from = from.min(100.0 - width);
                             @let took = b.end.map(|e| elapsed_text(e - b.start)).unwrap_or_else(|| "waiting".into());
                             @if let Some(child) = b.child.filter(|c| self.journals.contains_key(c)) {
-                                details data-key=(child) {
+                                details data-key=(child) data-src={ "executions/" (self.execution) "/invocations/" (child) } {
                                     summary {
                                         span.seq { (b.seq.0) }
                                         span.label { (b.label)
@@ -628,7 +601,7 @@ impl Timeline {
                                                 }
                                             }
                                         }
-                                        (self.render(child))
+                                        (self.lazy(&format!("executions/{}/invocations/{child}", self.execution), "its journal"))
                                     }
                                 }
                             } @else {
@@ -644,22 +617,41 @@ impl Timeline {
                 }
             }
             @if let Some(rows) = rows {
-                details.events data-key={ "events-" (invocation) } {
+                details.events data-key={ "events-" (invocation) }
+                    data-src={ "executions/" (self.execution) "/invocations/" (invocation) "/events" } {
                     summary { (rows.len()) " events of " code { (invocation) } }
-                    table {
-                        thead { tr { th { "seq" } th { "time" } th { "kind" } th { "detail" } } }
-                        tbody {
-                            @for r in rows {
-                                tr {
-                                    td { (r.seq.0) }
-                                    td.time { (time_text(r.at)) }
-                                    td { (r.kind) }
-                                    td { @match &r.event {
-                                        Ok(e) => (json_block(&crate::render::event_json(e))),
-                                        Err(why) => span.bad { "undecodable: " (why) },
-                                    } }
-                                }
-                            }
+                    (self.lazy(&format!("executions/{}/invocations/{invocation}/events", self.execution), "the events"))
+                }
+            }
+        }
+    }
+
+    /// Where a part loaded when opened goes: the script fills it; without
+    /// the script, a link to the part.
+    fn lazy(&self, src: &str, what: &str) -> Markup {
+        html! {
+            div.lazy { a href=(src) { "open " (what) } }
+        }
+    }
+
+    /// Every event of `invocation`, as a table.
+    fn events(&self, invocation: InvocationId) -> Markup {
+        let Some(rows) = self.journals.get(&invocation) else {
+            return html! { p.muted { "No journal." } };
+        };
+        html! {
+            table {
+                thead { tr { th { "seq" } th { "time" } th { "kind" } th { "detail" } } }
+                tbody {
+                    @for r in rows {
+                        tr {
+                            td { (r.seq.0) }
+                            td.time { (time_text(r.at)) }
+                            td { (r.kind) }
+                            td { @match &r.event {
+                                Ok(e) => (json_block(&crate::render::event_json(e))),
+                                Err(why) => span.bad { "undecodable: " (why) },
+                            } }
                         }
                     }
                 }
@@ -783,4 +775,109 @@ pub(crate) async fn cleanup(
         }
     };
     page(&base, "cleanup", None, content).into_response()
+}
+
+/// An execution's journals, with the failed attempts of its retried calls;
+/// open effects of a running execution reach to now.
+async fn load_timeline(
+    console: &Shared,
+    base: &Base,
+    id: ExecutionId,
+    state: ExecutionStatus,
+) -> Result<Timeline, Box<Response>> {
+    let journal = console
+        .stent
+        .backend()
+        .read_execution_journal(id, None)
+        .await
+        .map_err(|e| Box::new(database_error(base, &stent::Error::from(e))))?;
+    let mut timeline = Timeline::new(id, journal);
+    if matches!(state, ExecutionStatus::Pending | ExecutionStatus::Running) {
+        timeline.end = timeline.end.max(console.stent.clock_now().0);
+    }
+    let tasks = console
+        .stent
+        .list_tasks(stent::journal::store::TaskFilter {
+            execution: Some(id),
+            limit: usize::MAX >> 1,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Box::new(database_error(base, &e)))?;
+    for t in tasks.iter().filter(|t| t.retries > 0) {
+        let failures = console
+            .stent
+            .task_failures(t.invocation)
+            .await
+            .map_err(|e| Box::new(database_error(base, &e)))?;
+        if !failures.is_empty() {
+            timeline.failures.insert(t.invocation, failures);
+        }
+    }
+    Ok(timeline)
+}
+
+/// The invocation of a fragment's path, and its execution's timeline.
+async fn fragment_timeline(
+    console: &Shared,
+    base: &Base,
+    id: &str,
+    invocation: &str,
+) -> Result<(InvocationId, Timeline), Box<Response>> {
+    let not_found = || {
+        Box::new(error_page(
+            base,
+            StatusCode::NOT_FOUND,
+            "no such invocation",
+            "There is no such invocation in this execution.",
+        ))
+    };
+    let (Ok(id), Ok(invocation)) = (
+        id.parse::<ExecutionId>(),
+        invocation.parse::<InvocationId>(),
+    ) else {
+        return Err(not_found());
+    };
+    let record = console
+        .stent
+        .backend()
+        .execution(id)
+        .await
+        .map_err(|e| Box::new(database_error(base, &stent::Error::from(e))))?
+        .ok_or_else(not_found)?;
+    let timeline = load_timeline(console, base, id, record.status).await?;
+    if !timeline.journals.contains_key(&invocation) {
+        return Err(not_found());
+    }
+    Ok((invocation, timeline))
+}
+
+/// `GET /executions/{id}/invocations/{invocation}`: one invocation's
+/// timeline, as a fragment the execution page loads when a call is opened.
+pub(crate) async fn invocation(
+    State(console): State<Shared>,
+    base: Base,
+    Path((id, invocation)): Path<(String, String)>,
+) -> Response {
+    match fragment_timeline(&console, &base, &id, &invocation).await {
+        Ok((invocation, timeline)) => {
+            axum::response::Html(timeline.render(invocation).into_string()).into_response()
+        }
+        Err(r) => *r,
+    }
+}
+
+/// `GET /executions/{id}/invocations/{invocation}/events`: every event of
+/// one invocation, as a fragment.
+pub(crate) async fn invocation_events(
+    State(console): State<Shared>,
+    base: Base,
+    Path((id, invocation)): Path<(String, String)>,
+) -> Response {
+    match fragment_timeline(&console, &base, &id, &invocation).await {
+        Ok((invocation, timeline)) => {
+            axum::response::Html(timeline.events(invocation).into_string()).into_response()
+        }
+        Err(r) => *r,
+    }
 }
