@@ -144,6 +144,23 @@ async fn body_text(client: &Client) -> String {
         .unwrap()
 }
 
+/// Clicks the submit button at `selector`, and accepts the confirmation
+/// the page asks for first.
+async fn submit_confirmed(client: &Client, selector: &str) {
+    client
+        .find(Locator::Css(selector))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    eventually("the confirmation", || async {
+        client.get_alert_text().await.is_ok()
+    })
+    .await;
+    client.accept_alert().await.unwrap();
+}
+
 /// No alert, confirm or prompt is open (a script that ran would open one).
 async fn no_dialog(client: &Client) {
     assert!(
@@ -277,19 +294,8 @@ async fn the_console_in_a_real_browser() {
     let form = client.form(Locator::Css("form.signal")).await.unwrap();
     form.set_by_name("name", "approval").await.unwrap();
     form.set_by_name("payload", "\"grace\"").await.unwrap();
-    client
-        .find(Locator::Css("form.signal button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
     // The page asks first.
-    eventually("the confirmation", || async {
-        client.get_alert_text().await.is_ok()
-    })
-    .await;
-    client.accept_alert().await.unwrap();
+    submit_confirmed(&client, "form.signal button").await;
     eventually("the signal's banner", || async {
         body_text(&client)
             .await
@@ -336,18 +342,8 @@ async fn the_console_in_a_real_browser() {
         .unwrap();
     let form = client.form(Locator::Css("form.cancel")).await.unwrap();
     form.set_by_name("reason", "duplicate order").await.unwrap();
-    client
-        .find(Locator::Css("form.cancel button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    eventually("the confirmation", || async {
-        client.get_alert_text().await.is_ok()
-    })
-    .await;
-    client.accept_alert().await.unwrap();
+    // The page asks first.
+    submit_confirmed(&client, "form.cancel button").await;
     eventually("the cancellation", || async {
         body_text(&client)
             .await
@@ -364,21 +360,11 @@ async fn the_console_in_a_real_browser() {
     let text = body_text(&client).await;
     assert!(text.contains(&filled.dead[0].1.to_string()), "{text}");
     screenshot(&client, "dead-letters").await;
-    client
-        .find(Locator::Css(&format!(
-            "form[action='dead-letters/{}/replay'] button",
-            filled.dead[0].1
-        )))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    eventually("the confirmation", || async {
-        client.get_alert_text().await.is_ok()
-    })
-    .await;
-    client.accept_alert().await.unwrap();
+    let replay = format!(
+        "form[action='dead-letters/{}/replay'] button",
+        filled.dead[0].1
+    );
+    submit_confirmed(&client, &replay).await;
     eventually("the replay's banner", || async {
         body_text(&client).await.contains("replayed task")
     })

@@ -3,6 +3,7 @@
 //! scenario runs on SQLite and on PostgreSQL (in a schema of its own;
 //! skipped without a server unless `STENT_REQUIRE_SERVICES=1`).
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -11,24 +12,6 @@ use common::{Db, Filled, Worker, awaits_approval, calls_hopeless, fill, run_sten
 use serde_json::json;
 use stent::journal::export::JournalExport;
 use stent::{ExecutionId, Stent};
-
-macro_rules! on_both {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(super::Db::sqlite().await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(db) = super::Db::postgres().await {
-                    super::$scenario(db).await;
-                }
-            }
-        }
-    };
-}
 
 on_both!(list_and_show);
 on_both!(journal_timeline_json_and_export);

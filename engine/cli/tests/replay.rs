@@ -5,6 +5,7 @@
 //! file replays without a database; `fork` moves a failed execution onto
 //! fixed code; `resume` re-queues a paused one.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -17,24 +18,6 @@ use stent::{
     BoxFuture, Call, DurableFn, DurableOptions, ExecutionId, ExecutionStatus, FunctionRegistry,
     Stent,
 };
-
-macro_rules! on_both {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(super::Db::sqlite().await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(db) = super::Db::postgres().await {
-                    super::$scenario(db).await;
-                }
-            }
-        }
-    };
-}
 
 on_both!(replay_reports_the_changed_seq_and_field);
 on_both!(fork_and_resume_repair_executions);

@@ -3,6 +3,7 @@
 //! ids, malformed signal JSON, a missing or wrong CSRF token, a missing
 //! access token), read-only mode, and escaping of untrusted strings.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -14,24 +15,6 @@ use common::{Db, Filled, Worker, fill};
 use stent::{ExecutionStatus, Stent};
 use stent_cli::ui::{UiConfig, router};
 use tower::ServiceExt;
-
-macro_rules! on_both {
-    ($scenario:ident) => {
-        mod $scenario {
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() {
-                super::$scenario(super::Db::sqlite().await).await;
-            }
-
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() {
-                if let Some(db) = super::Db::postgres().await {
-                    super::$scenario(db).await;
-                }
-            }
-        }
-    };
-}
 
 on_both!(pages_show_executions_waits_and_journals);
 on_both!(actions_signal_cancel_and_refuse_bad_input);

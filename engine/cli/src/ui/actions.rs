@@ -41,28 +41,36 @@ pub(crate) struct TokenForm {
     csrf: String,
 }
 
-/// Checks the CSRF token and the id; the error page otherwise.
-fn checked(
+/// Refuses a form whose CSRF token is not this console's.
+fn check_csrf(console: &Console, base: &Base, csrf: &str) -> Result<(), Box<Response>> {
+    if constant_time_eq(csrf.as_bytes(), console.csrf.as_bytes()) {
+        return Ok(());
+    }
+    Err(Box::new(error_page(
+        base,
+        StatusCode::FORBIDDEN,
+        "refused",
+        "The form's CSRF token does not match this console (it was restarted, or the \
+         request did not come from its page). Reload the page and try again.",
+    )))
+}
+
+/// Checks the CSRF token and parses the id in the path (`what` names it
+/// for the 404 page).
+fn checked<T: std::str::FromStr>(
     console: &Console,
     base: &Base,
     csrf: &str,
     id: &str,
-) -> Result<ExecutionId, Box<Response>> {
-    if !constant_time_eq(csrf.as_bytes(), console.csrf.as_bytes()) {
-        return Err(Box::new(error_page(
-            base,
-            StatusCode::FORBIDDEN,
-            "refused",
-            "The form's CSRF token does not match this console (it was restarted, or the \
-             request did not come from its page). Reload the page and try again.",
-        )));
-    }
-    id.parse::<ExecutionId>().map_err(|_| {
+    what: &str,
+) -> Result<T, Box<Response>> {
+    check_csrf(console, base, csrf)?;
+    id.parse::<T>().map_err(|_| {
         Box::new(error_page(
             base,
             StatusCode::NOT_FOUND,
-            "no such execution",
-            &format!("{id:?} is not an execution id (a UUID)."),
+            &format!("no such {what}"),
+            &format!("{id:?} is not a {what} id (a UUID)."),
         ))
     })
 }
@@ -97,7 +105,7 @@ pub(crate) async fn signal(
     Path(id): Path<String>,
     Form(form): Form<SignalForm>,
 ) -> Response {
-    let id = match checked(&console, &base, &form.csrf, &id) {
+    let id: ExecutionId = match checked(&console, &base, &form.csrf, &id, "execution") {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -143,7 +151,7 @@ pub(crate) async fn cancel(
     Path(id): Path<String>,
     Form(form): Form<CancelForm>,
 ) -> Response {
-    let id = match checked(&console, &base, &form.csrf, &id) {
+    let id: ExecutionId = match checked(&console, &base, &form.csrf, &id, "execution") {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -181,7 +189,7 @@ pub(crate) async fn resume(
     Path(id): Path<String>,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let id = match checked(&console, &base, &form.csrf, &id) {
+    let id: ExecutionId = match checked(&console, &base, &form.csrf, &id, "execution") {
         Ok(id) => id,
         Err(r) => return *r,
     };
@@ -197,31 +205,6 @@ pub(crate) async fn resume(
         }
         Err(e) => failed(&base, "resume", &e),
     }
-}
-
-/// Checks the CSRF token and a task id; the error page otherwise.
-fn checked_task(
-    console: &Console,
-    base: &Base,
-    csrf: &str,
-    task: &str,
-) -> Result<InvocationId, Box<Response>> {
-    if !constant_time_eq(csrf.as_bytes(), console.csrf.as_bytes()) {
-        return Err(Box::new(error_page(
-            base,
-            StatusCode::FORBIDDEN,
-            "refused",
-            "The form's CSRF token does not match this console. Reload the page and try again.",
-        )));
-    }
-    task.parse::<InvocationId>().map_err(|_| {
-        Box::new(error_page(
-            base,
-            StatusCode::NOT_FOUND,
-            "no such dead letter",
-            &format!("{task:?} is not a task id (a UUID)."),
-        ))
-    })
 }
 
 /// Back to the dead letters, saying what happened.
@@ -242,7 +225,7 @@ pub(crate) async fn replay_dead_letter(
     Path(task): Path<String>,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let task = match checked_task(&console, &base, &form.csrf, &task) {
+    let task: InvocationId = match checked(&console, &base, &form.csrf, &task, "dead letter") {
         Ok(t) => t,
         Err(r) => return *r,
     };
@@ -269,7 +252,7 @@ pub(crate) async fn discard_dead_letter(
     Path(task): Path<String>,
     Form(form): Form<TokenForm>,
 ) -> Response {
-    let task = match checked_task(&console, &base, &form.csrf, &task) {
+    let task: InvocationId = match checked(&console, &base, &form.csrf, &task, "dead letter") {
         Ok(t) => t,
         Err(r) => return *r,
     };
@@ -302,13 +285,8 @@ pub(crate) async fn cleanup(
     base: Base,
     Form(form): Form<CleanupForm>,
 ) -> Response {
-    if !constant_time_eq(form.csrf.as_bytes(), console.csrf.as_bytes()) {
-        return error_page(
-            &base,
-            StatusCode::FORBIDDEN,
-            "refused",
-            "The form's CSRF token does not match this console. Reload the page and try again.",
-        );
+    if let Err(r) = check_csrf(&console, &base, &form.csrf) {
+        return *r;
     }
     let older_than = std::time::Duration::from_secs(u64::from(form.days) * 86_400);
     match console.stent.cleanup(older_than, false).await {

@@ -859,12 +859,7 @@ pub(crate) async fn invocation(
     base: Base,
     Path((id, invocation)): Path<(String, String)>,
 ) -> Response {
-    match fragment_timeline(&console, &base, &id, &invocation).await {
-        Ok((invocation, timeline)) => {
-            axum::response::Html(timeline.render(invocation).into_string()).into_response()
-        }
-        Err(r) => *r,
-    }
+    fragment(&console, &base, &id, &invocation, Timeline::render).await
 }
 
 /// `GET /executions/{id}/invocations/{invocation}/events`: every event of
@@ -874,9 +869,20 @@ pub(crate) async fn invocation_events(
     base: Base,
     Path((id, invocation)): Path<(String, String)>,
 ) -> Response {
-    match fragment_timeline(&console, &base, &id, &invocation).await {
+    fragment(&console, &base, &id, &invocation, Timeline::events).await
+}
+
+/// A part of an execution's page, drawn by `draw` from its timeline.
+async fn fragment(
+    console: &Shared,
+    base: &Base,
+    id: &str,
+    invocation: &str,
+    draw: fn(&Timeline, InvocationId) -> Markup,
+) -> Response {
+    match fragment_timeline(console, base, id, invocation).await {
         Ok((invocation, timeline)) => {
-            axum::response::Html(timeline.events(invocation).into_string()).into_response()
+            axum::response::Html(draw(&timeline, invocation).into_string()).into_response()
         }
         Err(r) => *r,
     }

@@ -14,6 +14,30 @@ use serde_json::Value as Json;
 use stent::backends::{PostgresBackend, SqliteBackend};
 use stent::{ExecutionId, InvocationId, RetryPolicy, Stent, WorkerLifecycle};
 
+// ------------------------------------------------------------------ scenarios
+
+/// `on_both!(scenario)`: the async fn `scenario(db: Db)` as two tests, on
+/// a fresh SQLite file and on a fresh PostgreSQL schema (skipped without a
+/// server unless `STENT_REQUIRE_SERVICES=1`).
+#[allow(unused_macros)] // not every test binary has scenarios
+macro_rules! on_both {
+    ($scenario:ident) => {
+        mod $scenario {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                super::$scenario(super::Db::sqlite().await).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if let Some(db) = super::Db::postgres().await {
+                    super::$scenario(db).await;
+                }
+            }
+        }
+    };
+}
+
 // ------------------------------------------------------------------ workflows
 
 #[stent::durable]
