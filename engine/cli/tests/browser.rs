@@ -119,17 +119,21 @@ async fn screenshot(client: &Client, name: &str) {
     }
 }
 
-/// Waits until `check` holds for the page, or fails with `what`.
+/// Waits until `check` holds for the page, or fails with `what` after 15
+/// seconds of wall time (a browser that stalls fails the test, however
+/// long each check takes).
 async fn eventually<F, Fut>(what: &str, mut check: F)
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
-    for _ in 0..150 {
-        if check().await {
-            return;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while tokio::time::Instant::now() < deadline {
+        match tokio::time::timeout_at(deadline, check()).await {
+            Ok(true) => return,
+            Ok(false) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(_) => break,
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     panic!("never: {what}");
 }

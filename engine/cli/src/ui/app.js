@@ -65,6 +65,9 @@ function watch() {
     return;
   }
   const source = new EventSource(live.getAttribute("data-live"));
+  // A stream left open by a page the user left holds one of the browser's
+  // few connections to the console (six per host over HTTP/1.1).
+  window.addEventListener("pagehide", () => source.close());
   let first = true;
   let busy = false;
   let again = false;
@@ -92,3 +95,9 @@ function watch() {
 }
 
 watch();
+// A page restored from the back-forward cache had its stream closed.
+window.addEventListener("pageshow", (event) => {
+  if (event.persisted) {
+    watch();
+  }
+});
