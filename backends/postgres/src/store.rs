@@ -1802,11 +1802,23 @@ fn task_record(row: &PgRow) -> StoreResult<TaskRecord> {
 impl InspectStore for PostgresBackend {
     async fn list_tasks(&self, filter: TaskFilter) -> StoreResult<Vec<TaskRecord>> {
         const OP: &str = "list_tasks";
-        let rows = sqlx::query(select_tasks!(
-            "WHERE ($1::uuid IS NULL OR execution_id = $1) AND ($2::text IS NULL OR state = $2) \
-               AND ($3::text IS NULL OR queue = $3) \
-             ORDER BY created LIMIT $4 OFFSET $5"
-        ))
+        // One execution's tasks come from tasks_by_execution; a NULL-or
+        // test on the execution would scan the whole table under a
+        // generic plan.
+        let statement = if filter.execution.is_some() {
+            select_tasks!(
+                "WHERE execution_id = $1::uuid AND ($2::text IS NULL OR state = $2) \
+                   AND ($3::text IS NULL OR queue = $3) \
+                 ORDER BY created LIMIT $4 OFFSET $5"
+            )
+        } else {
+            select_tasks!(
+                "WHERE $1::uuid IS NULL AND ($2::text IS NULL OR state = $2) \
+                   AND ($3::text IS NULL OR queue = $3) \
+                 ORDER BY created LIMIT $4 OFFSET $5"
+            )
+        };
+        let rows = sqlx::query(statement)
         .bind(filter.execution.map(|e| *e.as_uuid()))
         .bind(filter.state.map(StoredTaskState::as_str))
         .bind(filter.queue)

@@ -1586,11 +1586,22 @@ impl InspectStore for SqliteBackend {
     async fn list_tasks(&self, filter: TaskFilter) -> StoreResult<Vec<TaskRecord>> {
         const OP: &str = "list_tasks";
         let mut conn = self.reader(OP).await?;
-        let rows = sqlx::query(select_tasks!(
-            "WHERE (?1 IS NULL OR execution_id = ?1) AND (?2 IS NULL OR state = ?2) \
-               AND (?3 IS NULL OR queue = ?3) \
-             ORDER BY created LIMIT ?4 OFFSET ?5"
-        ))
+        // One execution's tasks come from tasks_by_execution; a NULL-or
+        // test on the execution would scan the whole table.
+        let statement = if filter.execution.is_some() {
+            select_tasks!(
+                "WHERE execution_id = ?1 AND (?2 IS NULL OR state = ?2) \
+                   AND (?3 IS NULL OR queue = ?3) \
+                 ORDER BY created LIMIT ?4 OFFSET ?5"
+            )
+        } else {
+            select_tasks!(
+                "WHERE ?1 IS NULL AND (?2 IS NULL OR state = ?2) \
+                   AND (?3 IS NULL OR queue = ?3) \
+                 ORDER BY created LIMIT ?4 OFFSET ?5"
+            )
+        };
+        let rows = sqlx::query(statement)
         .bind(filter.execution.map(|e| e.to_string()))
         .bind(filter.state.map(StoredTaskState::as_str))
         .bind(filter.queue)

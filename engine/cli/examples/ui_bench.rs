@@ -5,8 +5,11 @@
 //! printed, then the query plans of the list's statements.
 //!
 //! ```text
-//! cargo run --release -p stent-cli --example ui_bench -- [--executions 100000] [--events 10000] [--rounds 50]
+//! cargo run --release -p stent-cli --example ui_bench -- [--executions 100000] [--events 10000] [--rounds 50] [--pg URL]
 //! ```
+//!
+//! With `--pg URL` it runs on PostgreSQL, in a schema of its own (dropped at
+//! the end), and prints PostgreSQL's plans.
 
 use std::time::Duration;
 
@@ -41,6 +44,14 @@ async fn long_journal(writes: u32, calls: u32) -> Result<u32, String> {
         sum += step(i).await?;
     }
     Ok(sum)
+}
+
+fn text_arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn arg(name: &str, default: u64) -> u64 {
@@ -87,12 +98,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let executions = arg("--executions", 100_000);
     let events = arg("--events", 10_000) as u32;
     let rounds = arg("--rounds", 50);
+    let pg = text_arg("--pg");
     let dir = std::env::temp_dir().join(format!("stent-ui-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("bench.db");
-    let backend = SqliteBackend::open(&path).await?;
-    backend.init_db().await?;
-    let executor = Stent::new(backend);
+    let schema = format!("stent_ui_bench_{}", std::process::id());
+    let executor = match &pg {
+        Some(url) => {
+            let backend = stent::backends::PostgresBackend::builder(url)
+                .schema(&schema)
+                .build()
+                .await?;
+            backend.init_db().await?;
+            Stent::new(backend)
+        }
+        None => {
+            let backend = SqliteBackend::open(&path).await?;
+            backend.init_db().await?;
+            Stent::new(backend)
+        }
+    };
 
     let start = Instant::now();
     let mut pending = Vec::new();
@@ -170,42 +195,57 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     // The query plans behind the list's filters.
-    use sqlx::Connection;
-    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
-    let plans = [
-        (
-            "newest first",
-            "SELECT id FROM executions ORDER BY created_at DESC, id ASC LIMIT 51",
-        ),
-        (
-            "by status",
-            "SELECT id FROM executions WHERE status = 'pending' ORDER BY created_at DESC, id ASC LIMIT 51",
-        ),
-        (
-            "by function",
-            "SELECT id FROM executions WHERE function = 'x' ORDER BY created_at DESC, id ASC LIMIT 51",
-        ),
-        (
-            "by queue",
-            "SELECT id FROM executions WHERE queue = 'x' ORDER BY created_at DESC, id ASC LIMIT 51",
-        ),
-        (
-            "by id prefix",
-            "SELECT id FROM executions WHERE id BETWEEN 'a' AND 'b' ORDER BY created_at DESC, id ASC LIMIT 51",
-        ),
-        (
-            "by time",
-            "SELECT id FROM executions WHERE created_at >= 1 AND created_at < 2 ORDER BY created_at DESC, id ASC LIMIT 51",
-        ),
+    let statements = [
+        ("newest first", "SELECT id FROM executions ORDER BY created_at DESC, id ASC LIMIT 51".to_string()),
+        ("by status", "SELECT id FROM executions WHERE status = 'pending' ORDER BY created_at DESC, id ASC LIMIT 51".into()),
+        ("by function", "SELECT id FROM executions WHERE function = 'x' ORDER BY created_at DESC, id ASC LIMIT 51".into()),
+        ("by queue", "SELECT id FROM executions WHERE queue = 'x' ORDER BY created_at DESC, id ASC LIMIT 51".into()),
+        ("by time", "SELECT id FROM executions WHERE created_at >= 1 AND created_at < 2 ORDER BY created_at DESC, id ASC LIMIT 51".into()),
     ];
-    for (name, statement) in plans {
-        let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "EXPLAIN QUERY PLAN {statement}"
-        )))
-        .fetch_all(&mut conn)
-        .await?;
-        let plan: Vec<String> = rows.into_iter().map(|r| r.3).collect();
-        println!("plan {name}: {}", plan.join("; "));
+    use sqlx::Connection;
+    match &pg {
+        None => {
+            let mut conn =
+                sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display())).await?;
+            let more = [
+                ("by id prefix", "SELECT id FROM executions WHERE id BETWEEN 'a' AND 'b' ORDER BY created_at DESC, id ASC LIMIT 51".to_string()),
+            ];
+            for (name, statement) in statements.iter().chain(more.iter()) {
+                let rows: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(
+                    format!("EXPLAIN QUERY PLAN {statement}"),
+                ))
+                .fetch_all(&mut conn)
+                .await?;
+                let plan: Vec<String> = rows.into_iter().map(|r| r.3).collect();
+                println!("plan {name}: {}", plan.join("; "));
+            }
+        }
+        Some(url) => {
+            let mut conn = sqlx::PgConnection::connect(url).await?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "SET search_path TO \"{schema}\"; ANALYZE"
+            )))
+            .execute(&mut conn)
+            .await?;
+            let more = [
+                ("by tag", "SELECT id FROM executions WHERE tags @> ARRAY['vip'] ORDER BY created_at DESC, id ASC LIMIT 51".to_string()),
+                ("by id prefix", "SELECT id FROM executions WHERE id BETWEEN '3f000000-0000-0000-0000-000000000000'::uuid AND '3fffffff-ffff-ffff-ffff-ffffffffffff'::uuid ORDER BY created_at DESC, id ASC LIMIT 51".to_string()),
+            ];
+            for (name, statement) in statements.iter().chain(more.iter()) {
+                let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "EXPLAIN (COSTS OFF) {statement}"
+                )))
+                .fetch_all(&mut conn)
+                .await?;
+                let plan: Vec<String> = rows.iter().map(|r| r.trim().to_string()).collect();
+                println!("plan {name}: {}", plan.join("; "));
+            }
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA \"{schema}\" CASCADE"
+            )))
+            .execute(&mut conn)
+            .await?;
+        }
     }
     std::fs::remove_dir_all(&dir)?;
     Ok(())

@@ -183,6 +183,24 @@ async fn hostile_call(name: String) -> Result<String, String> {
     hostile(name).await
 }
 
+/// A durable function whose registered name is hostile markup.
+struct HostileName;
+
+impl stent::DurableFn for HostileName {
+    type Args = (u32,);
+    type Output = u32;
+    type Error = String;
+    const NAME: &'static str = "evil<script>alert('name')</script>\"><img src=x onerror=alert(2)>";
+
+    fn options() -> stent::DurableOptions<Self::Args> {
+        stent::DurableOptions::new()
+    }
+
+    fn run(args: Self::Args) -> stent::BoxFuture<Result<u32, String>> {
+        Box::pin(async move { Ok(args.0) })
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_in_a_real_browser() {
     let Some(driver) = start_driver().await else {
@@ -199,6 +217,29 @@ async fn the_console_in_a_real_browser() {
         .unwrap();
     let _ = executor
         .wait_for::<String, String>(xss, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    // A hostile function name, and a hostile signal name left unconsumed.
+    let mut hostile_registry = stent::FunctionRegistry::new();
+    hostile_registry.register_def::<HostileName>();
+    let hostile_executor = db.executor_with(hostile_registry).await;
+    let hostile_worker = Worker::start(&hostile_executor).await;
+    let named = hostile_executor
+        .dispatch(stent::Call::<HostileName>::new((7,)))
+        .await
+        .unwrap();
+    let seven = hostile_executor
+        .wait_for::<u32, String>(named, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(seven, Ok(7));
+    hostile_worker.stop().await;
+    executor
+        .send_signal(
+            filled.waiting,
+            "<script>alert('signal')</script>",
+            &"<img src=x onerror=alert(3)>",
+        )
         .await
         .unwrap();
     let live = executor
@@ -288,6 +329,34 @@ async fn the_console_in_a_real_browser() {
         .await
         .unwrap();
     assert!(injected.is_empty(), "{} injected elements", injected.len());
+    for page in [
+        base.clone(),
+        format!("{base}executions/{named}"),
+        format!("{base}executions/{}", filled.waiting),
+    ] {
+        client.goto(&page).await.unwrap();
+        no_dialog(&client).await;
+        let injected = client
+            .find_all(Locator::Css("main img, main script"))
+            .await
+            .unwrap();
+        assert!(
+            injected.is_empty(),
+            "{page}: {} injected elements",
+            injected.len()
+        );
+    }
+    let text = body_text(&client).await;
+    assert!(text.contains("<script>alert('signal')</script>"), "{text}");
+    client
+        .goto(&format!("{base}executions/{named}"))
+        .await
+        .unwrap();
+    let text = body_text(&client).await;
+    assert!(
+        text.contains("evil<script>alert('name')</script>"),
+        "{text}"
+    );
 
     // A signal from the form completes the waiting execution.
     let waiting = filled.waiting;

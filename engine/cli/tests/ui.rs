@@ -299,6 +299,39 @@ async fn pages_show_executions_waits_and_journals(db: Db) {
     );
     assert_eq!(get(&app, "/nowhere").await.status, StatusCode::NOT_FOUND);
 
+    // Live streams: the first event is the baseline of what a page shows.
+    for uri in [
+        "/events".to_string(),
+        format!("/executions/{waiting}/events"),
+    ] {
+        let response = app
+            .clone()
+            .oneshot(Request::get(uri.as_str()).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()[header::CONTENT_TYPE],
+            "text/event-stream",
+            "{uri}"
+        );
+        let mut stream = response.into_body().into_data_stream();
+        let first = tokio::time::timeout(Duration::from_secs(10), async {
+            use futures_util::StreamExt;
+            stream.next().await
+        })
+        .await
+        .expect("an event at once")
+        .expect("a frame")
+        .expect("bytes");
+        let text = String::from_utf8_lossy(&first);
+        assert!(text.contains("event: changed"), "{uri}: {text}");
+    }
+    assert_eq!(
+        get(&app, "/executions/not-an-id/events").await.status,
+        StatusCode::NOT_FOUND
+    );
+
     // Assets are embedded.
     let css = get(&app, "/assets/style.css").await;
     assert_eq!(css.status, StatusCode::OK);

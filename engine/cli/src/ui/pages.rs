@@ -301,7 +301,7 @@ pub(crate) async fn execution(
         }
         Err(e) => return database_error(&base, &e),
     };
-    let timeline = match load_timeline(&console, &base, id, e.state).await {
+    let timeline = match load_timeline(&console, &base, id, e.state, e.retries).await {
         Ok(t) => t,
         Err(r) => return *r,
     };
@@ -777,13 +777,15 @@ pub(crate) async fn cleanup(
     page(&base, "cleanup", None, content).into_response()
 }
 
-/// An execution's journals, with the failed attempts of its retried calls;
-/// open effects of a running execution reach to now.
+/// An execution's journals, with the failed attempts of its retried calls
+/// (looked for only when it has `retries`); open effects of a running
+/// execution reach to now.
 async fn load_timeline(
     console: &Shared,
     base: &Base,
     id: ExecutionId,
     state: ExecutionStatus,
+    retries: u32,
 ) -> Result<Timeline, Box<Response>> {
     let journal = console
         .stent
@@ -794,6 +796,9 @@ async fn load_timeline(
     let mut timeline = Timeline::new(id, journal);
     if matches!(state, ExecutionStatus::Pending | ExecutionStatus::Running) {
         timeline.end = timeline.end.max(console.stent.clock_now().0);
+    }
+    if retries == 0 {
+        return Ok(timeline);
     }
     let tasks = console
         .stent
@@ -845,7 +850,7 @@ async fn fragment_timeline(
         .await
         .map_err(|e| Box::new(database_error(base, &stent::Error::from(e))))?
         .ok_or_else(not_found)?;
-    let timeline = load_timeline(console, base, id, record.status).await?;
+    let timeline = load_timeline(console, base, id, record.status, record.retries).await?;
     if !timeline.journals.contains_key(&invocation) {
         return Err(not_found());
     }
