@@ -1819,14 +1819,14 @@ impl InspectStore for PostgresBackend {
             )
         };
         let rows = sqlx::query(statement)
-        .bind(filter.execution.map(|e| *e.as_uuid()))
-        .bind(filter.state.map(StoredTaskState::as_str))
-        .bind(filter.queue)
-        .bind(limit_i64(filter.limit))
-        .bind(limit_i64(filter.offset))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(read_err(OP))?;
+            .bind(filter.execution.map(|e| *e.as_uuid()))
+            .bind(filter.state.map(StoredTaskState::as_str))
+            .bind(filter.queue)
+            .bind(limit_i64(filter.limit))
+            .bind(limit_i64(filter.offset))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err(OP))?;
         rows.iter().map(task_record).collect()
     }
 

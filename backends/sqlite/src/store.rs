@@ -1602,14 +1602,14 @@ impl InspectStore for SqliteBackend {
             )
         };
         let rows = sqlx::query(statement)
-        .bind(filter.execution.map(|e| e.to_string()))
-        .bind(filter.state.map(StoredTaskState::as_str))
-        .bind(filter.queue)
-        .bind(limit_i64(filter.limit))
-        .bind(limit_i64(filter.offset))
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db(OP))?;
+            .bind(filter.execution.map(|e| e.to_string()))
+            .bind(filter.state.map(StoredTaskState::as_str))
+            .bind(filter.queue)
+            .bind(limit_i64(filter.limit))
+            .bind(limit_i64(filter.offset))
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(OP))?;
         rows.iter().map(task_record).collect()
     }
 

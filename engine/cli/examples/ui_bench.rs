@@ -119,22 +119,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     };
 
-    let start = Instant::now();
-    let mut pending = Vec::new();
-    for n in 0..executions {
-        let tag = if n % 100 == 0 { "vip" } else { "std" };
-        pending.push(executor.dispatch(order(n)).tags([tag]).into_future());
-        if pending.len() == 500 {
-            futures_util::future::try_join_all(pending.drain(..)).await?;
-        }
-    }
-    futures_util::future::try_join_all(pending.drain(..)).await?;
-    eprintln!(
-        "dispatched {executions} executions in {:?}",
-        start.elapsed()
-    );
-
-    // The long journal: counter writes and calls, run to its end.
+    // The long journal first (counter writes and calls, run to its end);
+    // then the orders, which stay pending.
     let calls = (events / 10).max(1);
     let writes = events.saturating_sub(2 * calls);
     let long = executor.dispatch(long_journal(writes, calls)).await?;
@@ -151,6 +137,21 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!(
         "long execution: {journal_events} events in {} invocations",
         rows.len()
+    );
+
+    let start = Instant::now();
+    let mut pending = Vec::new();
+    for n in 0..executions {
+        let tag = if n % 100 == 0 { "vip" } else { "std" };
+        pending.push(executor.dispatch(order(n)).tags([tag]).into_future());
+        if pending.len() == 500 {
+            futures_util::future::try_join_all(pending.drain(..)).await?;
+        }
+    }
+    futures_util::future::try_join_all(pending.drain(..)).await?;
+    eprintln!(
+        "dispatched {executions} executions in {:?}",
+        start.elapsed()
     );
 
     let app = stent_cli::ui::router(executor.clone(), stent_cli::ui::UiConfig::read_only());

@@ -215,6 +215,12 @@ async fn pages_show_executions_waits_and_journals(db: Db) {
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains("receipt-7-4200"), "{}", page.body);
     assert!(
+        page.body
+            .contains("<dt>arguments</dt><dd><pre class=\"json\">[\n  7\n]</pre>"),
+        "{}",
+        page.body
+    );
+    assert!(
         page.body.contains("ol class=\"waterfall\""),
         "{}",
         page.body
@@ -660,4 +666,96 @@ async fn the_console_survives_a_database_that_fails_and_recovers() {
     let page = get(&app, "/").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
     assert!(page.body.contains(&id.to_string()));
+}
+
+/// Starts `stent ui ARGS` on `db`; returns the process and the URL it
+/// printed.
+fn start_console(db: &Db, args: &[&str]) -> (std::process::Child, String) {
+    use std::io::BufRead;
+    let mut all = db.args();
+    all.push("ui".into());
+    all.extend(args.iter().map(|a| a.to_string()));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_stent"))
+        .args(&all)
+        .env_remove("STENT_DB")
+        .env_remove("STENT_UI_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("stent ui starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("a line");
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("http://"))
+        .unwrap_or_else(|| panic!("no URL in {line:?}"))
+        .to_string();
+    (child, url)
+}
+
+/// A GET over a plain socket: the status line and the body.
+async fn http_get(url: &str, auth: Option<&str>) -> (String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").expect("http URL");
+    let (host, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+    let path = if path.is_empty() { "/" } else { path };
+    let connect = host.replace("0.0.0.0", "127.0.0.1");
+    let mut stream = tokio::net::TcpStream::connect(&connect).await.unwrap();
+    let auth = auth
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    let status = response.lines().next().unwrap_or_default().to_string();
+    (status, response)
+}
+
+/// The `stent ui` command: on loopback it serves without a token; on any
+/// other address it makes one up, prints it in the URL, and refuses
+/// requests without it; `--read-only` serves no form.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ui_command_serves_and_guards_other_addresses() {
+    let db = Db::sqlite().await;
+    let executor = db.executor().await;
+    let id = executor
+        .dispatch(common::awaits_approval("doc-cmd".into()))
+        .await
+        .unwrap();
+
+    let (mut open, url) = start_console(&db, &["--listen", "127.0.0.1:0"]);
+    assert!(!url.contains("token="), "{url}");
+    let (status, body) = http_get(&format!("{url}executions/{id}"), None).await;
+    assert!(status.contains("200"), "{status}");
+    assert!(body.contains("name=\"csrf\""), "a form: {body}");
+    open.kill().unwrap();
+    open.wait().unwrap();
+
+    let (mut guarded, url) = start_console(&db, &["--listen", "0.0.0.0:0", "--read-only"]);
+    let token = url
+        .split("token=")
+        .nth(1)
+        .expect("a token in the URL")
+        .to_string();
+    assert_eq!(token.len(), 32, "{url}");
+    let bare = url.split('?').next().unwrap().to_string();
+    let (status, _) = http_get(&bare, None).await;
+    assert!(status.contains("401"), "{status}");
+    let (status, body) = http_get(&format!("{bare}executions/{id}"), Some(&token)).await;
+    assert!(status.contains("200"), "{status}");
+    assert!(
+        !body.contains("name=\"csrf\""),
+        "read-only has no form: {body}"
+    );
+    guarded.kill().unwrap();
+    guarded.wait().unwrap();
 }

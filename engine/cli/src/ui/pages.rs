@@ -11,7 +11,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use stent::journal::event::Event;
 use stent::journal::store::ExecutionFilter;
-use stent::journal::{InvocationId, Seq, Timestamp};
+use stent::journal::{InvocationId, Payload, Seq, Timestamp};
 use stent::{ExecutionId, ExecutionState, ExecutionStatus};
 
 use super::Shared;
@@ -316,7 +316,7 @@ pub(crate) async fn execution(
             div.banner.ok role="status" { (done.done) }
         }
         h1 { "Execution " code { (e.id) } }
-        (summary(&e))
+        (summary(&e, timeline.started(e.id.root_invocation())))
         @if let Some(p) = &e.pause {
             section.pause {
                 h2 { "Paused" }
@@ -379,10 +379,12 @@ pub(crate) async fn execution(
     page(&base, &format!("execution {}", e.id), banner, content).into_response()
 }
 
-fn summary(e: &ExecutionState) -> Markup {
+fn summary(e: &ExecutionState, started: Option<(&Payload, Option<&str>)>) -> Markup {
     html! {
         dl.summary {
-            dt { "function" } dd { code { (e.function) } }
+            dt { "function" } dd { code { (e.function) }
+                @if let Some((_, Some(version))) = started { " " span.muted { "version " (version) } } }
+            @if let Some((args, _)) = started { dt { "arguments" } dd { (json_block(&payload_json(args))) } }
             dt { "state" } dd { (state_badge(e.state.as_str()))
                 @if let Some(i) = &e.interruption { " " span.muted { (i.to_string()) } } }
             dt { "queue" } dd { (e.queue) " (priority " (e.priority) ")" }
@@ -497,6 +499,21 @@ impl Timeline {
             failures: HashMap::new(),
             start,
             end,
+        }
+    }
+
+    /// The arguments and version an invocation started with.
+    fn started(&self, invocation: InvocationId) -> Option<(&Payload, Option<&str>)> {
+        match self
+            .journals
+            .get(&invocation)?
+            .first()?
+            .event
+            .as_ref()
+            .ok()?
+        {
+            Event::Started { args, version, .. } => Some((args, version.as_deref())),
+            _ => None,
         }
     }
 
