@@ -435,6 +435,54 @@ async fn actions_signal_cancel_and_refuse_bad_input(db: Db) {
     assert_eq!(late.status, StatusCode::CONFLICT);
     assert!(late.body.contains("already ended"), "{}", late.body);
 
+    // Resume: a signal that does not decode pauses an execution; the page
+    // then offers resume, and resuming lets a good signal complete it.
+    let typo = executor
+        .dispatch(common::awaits_approval("doc-9".into()))
+        .await
+        .unwrap();
+    executor.send_signal(typo, "approval", &42).await.unwrap();
+    let mut paused = false;
+    for _ in 0..500 {
+        if executor.state_of(typo).await.unwrap().state == ExecutionStatus::Paused {
+            paused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(paused, "the bad signal pauses the execution");
+    let page = get(&app, &format!("/executions/{typo}")).await;
+    assert!(
+        page.body.contains(&format!("executions/{typo}/resume")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("Paused"), "{}", page.body);
+    let resumed = post(
+        &app,
+        &format!("/executions/{typo}/resume"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert_eq!(resumed.status, StatusCode::SEE_OTHER, "{}", resumed.body);
+    executor
+        .send_signal(typo, "approval", &"bob")
+        .await
+        .unwrap();
+    let got = executor
+        .wait_for::<String, String>(typo, Some(Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert_eq!(got, Ok("doc-9 approved by bob".to_string()));
+    // Resuming what is not paused is refused with the reason.
+    let again = post(
+        &app,
+        &format!("/executions/{typo}/resume"),
+        &format!("csrf={csrf}"),
+    )
+    .await;
+    assert!(again.status.is_client_error(), "{}", again.status);
+
     // Cancel, with the reason recorded.
     let cancelled = post(
         &app,
@@ -513,13 +561,13 @@ async fn actions_signal_cancel_and_refuse_bad_input(db: Db) {
     .await;
     assert_eq!(with_bearer.status, StatusCode::OK);
 
-    // Cleanup: a preview, then the deletion of the two ended executions.
+    // Cleanup: a preview, then the deletion of the three ended executions.
     let preview = get(&app, "/cleanup?days=0").await;
     assert_eq!(preview.status, StatusCode::OK);
     assert!(
         preview
             .body
-            .contains("Would delete <strong>2</strong> execution(s)"),
+            .contains("Would delete <strong>3</strong> execution(s)"),
         "{}",
         preview.body
     );
@@ -537,7 +585,7 @@ async fn actions_signal_cancel_and_refuse_bad_input(db: Db) {
     assert_eq!(deleted.status, StatusCode::SEE_OTHER, "{}", deleted.body);
     let after = get(&app, deleted.headers[header::LOCATION].to_str().unwrap()).await;
     assert!(
-        after.body.contains("deleted 2 execution(s)"),
+        after.body.contains("deleted 3 execution(s)"),
         "{}",
         after.body
     );
