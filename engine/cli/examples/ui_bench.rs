@@ -5,11 +5,11 @@
 //! printed, then the query plans of the list's statements.
 //!
 //! ```text
-//! cargo run --release -p stent-cli --example ui_bench -- [--executions 100000] [--events 10000] [--rounds 50] [--pg URL]
+//! cargo run --release -p stent-cli --example ui_bench -- [--executions 100000] [--events 10000] [--rounds 50] [--pg URL] [--connections N] [--keep]
 //! ```
 //!
 //! With `--pg URL` it runs on PostgreSQL, in a schema of its own (dropped at
-//! the end), and prints PostgreSQL's plans.
+//! the end, unless `--keep`), and prints PostgreSQL's plans.
 
 use std::time::Duration;
 
@@ -154,6 +154,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         start.elapsed()
     );
 
+    // PostgreSQL plans with the tables' statistics: gather them now, as
+    // autovacuum would soon after a bulk load.
+    if let Some(url) = &pg {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(url).await?;
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "SET search_path TO \"{schema}\"; ANALYZE"
+        )))
+        .execute(&mut conn)
+        .await?;
+    }
+    // The console runs on an executor of its own, with a fresh pool, as
+    // `stent ui` does in its own process.
+    let executor = match &pg {
+        Some(url) => Stent::new(
+            stent::backends::PostgresBackend::builder(url)
+                .schema(&schema)
+                .max_connections(
+                    text_arg("--connections")
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(10),
+                )
+                .build()
+                .await?,
+        ),
+        None => Stent::new(SqliteBackend::open(&path).await?),
+    };
     let app = stent_cli::ui::router(executor.clone(), stent_cli::ui::UiConfig::read_only());
     let some_id = executor.list_executions(1, 5_000, None).await?[0].id;
     let prefix = &some_id.to_string()[..6];
@@ -241,11 +268,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let plan: Vec<String> = rows.iter().map(|r| r.trim().to_string()).collect();
                 println!("plan {name}: {}", plan.join("; "));
             }
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA \"{schema}\" CASCADE"
-            )))
-            .execute(&mut conn)
-            .await?;
+            if std::env::args().any(|a| a == "--keep") {
+                println!("kept schema {schema}");
+            } else {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                    "DROP SCHEMA \"{schema}\" CASCADE"
+                )))
+                .execute(&mut conn)
+                .await?;
+            }
         }
     }
     std::fs::remove_dir_all(&dir)?;
