@@ -301,7 +301,14 @@ pub(crate) async fn execution(
         }
         Err(e) => return database_error(&base, &e),
     };
-    let timeline = match load_timeline(&console, &base, id, e.state, e.retries).await {
+    let span = Span {
+        start: e.started_at.map(|t| t.timestamp_millis()),
+        end: e.completed_at.map(|t| t.timestamp_millis()),
+        active: matches!(e.state, ExecutionStatus::Pending | ExecutionStatus::Running),
+        retries: e.retries,
+    };
+    let root = e.id.root_invocation();
+    let timeline = match load_timeline(&console, &base, id, root, span).await {
         Ok(t) => t,
         Err(r) => return *r,
     };
@@ -316,7 +323,7 @@ pub(crate) async fn execution(
             div.banner.ok role="status" { (done.done) }
         }
         h1 { "Execution " code { (e.id) } }
-        (summary(&e, timeline.started(e.id.root_invocation())))
+        (summary(&e, timeline.started(root)))
         @if let Some(p) = &e.pause {
             section.pause {
                 h2 { "Paused" }
@@ -473,6 +480,7 @@ impl Timeline {
         groups: Vec<(InvocationId, Vec<stent::journal::store::JournalRow>)>,
     ) -> Timeline {
         let mut journals = HashMap::new();
+        // Empty journals leave the axis to the execution's span.
         let (mut start, mut end) = (i64::MAX, i64::MIN);
         for (invocation, rows) in groups {
             let rows: Vec<Row> = rows
@@ -489,9 +497,6 @@ impl Timeline {
                 })
                 .collect();
             journals.insert(invocation, rows);
-        }
-        if start > end {
-            (start, end) = (0, 0);
         }
         Timeline {
             execution,
@@ -598,7 +603,7 @@ impl Timeline {
                             @let width = (to - from).max(1.0);
                             @let from = from.min(100.0 - width);
                             @let took = b.end.map(|e| elapsed_text(e - b.start)).unwrap_or_else(|| "waiting".into());
-                            @if let Some(child) = b.child.filter(|c| self.journals.contains_key(c)) {
+                            @if let Some(child) = b.child {
                                 details data-key=(child) data-src={ "executions/" (self.execution) "/invocations/" (child) } {
                                     summary {
                                         span.seq { (b.seq.0) }
@@ -794,29 +799,51 @@ pub(crate) async fn cleanup(
     page(&base, "cleanup", None, content).into_response()
 }
 
-/// An execution's journals, with the failed attempts of its retried calls
-/// (looked for only when it has `retries`); open effects of a running
-/// execution reach to now.
+/// What a timeline needs from its execution: its time axis (first claim
+/// to end, or to now while it runs) and whether any call was retried.
+struct Span {
+    start: Option<i64>,
+    end: Option<i64>,
+    active: bool,
+    retries: u32,
+}
+
+/// The journal of one invocation of execution `id`, on the execution's
+/// time axis, with the failed attempts of the calls it made (looked for
+/// only when the execution had retries).
 async fn load_timeline(
     console: &Shared,
     base: &Base,
     id: ExecutionId,
-    state: ExecutionStatus,
-    retries: u32,
+    invocation: InvocationId,
+    span: Span,
 ) -> Result<Timeline, Box<Response>> {
-    let journal = console
+    let db = |e: stent::Error| Box::new(database_error(base, &e));
+    let rows = console
         .stent
         .backend()
-        .read_execution_journal(id, None)
+        .read_journal(invocation, Seq(0))
         .await
-        .map_err(|e| Box::new(database_error(base, &stent::Error::from(e))))?;
-    let mut timeline = Timeline::new(id, journal);
-    if matches!(state, ExecutionStatus::Pending | ExecutionStatus::Running) {
-        timeline.end = timeline.end.max(console.stent.clock_now().0);
+        .map_err(|e| db(e.into()))?;
+    let mut timeline = Timeline::new(id, vec![(invocation, rows)]);
+    if let Some(start) = span.start {
+        timeline.start = timeline.start.min(start);
     }
-    if retries == 0 {
+    let end = span
+        .end
+        .or(span.active.then(|| console.stent.clock_now().0));
+    timeline.end = timeline.end.max(end.unwrap_or(i64::MIN));
+    if timeline.start > timeline.end {
+        (timeline.start, timeline.end) = (0, 0);
+    }
+    if span.retries == 0 {
         return Ok(timeline);
     }
+    let children: std::collections::HashSet<InvocationId> = timeline
+        .bars(invocation)
+        .into_iter()
+        .filter_map(|b| b.child)
+        .collect();
     let tasks = console
         .stent
         .list_tasks(stent::journal::store::TaskFilter {
@@ -825,13 +852,16 @@ async fn load_timeline(
             ..Default::default()
         })
         .await
-        .map_err(|e| Box::new(database_error(base, &e)))?;
-    for t in tasks.iter().filter(|t| t.retries > 0) {
+        .map_err(db)?;
+    for t in tasks
+        .iter()
+        .filter(|t| t.retries > 0 && children.contains(&t.invocation))
+    {
         let failures = console
             .stent
             .task_failures(t.invocation)
             .await
-            .map_err(|e| Box::new(database_error(base, &e)))?;
+            .map_err(db)?;
         if !failures.is_empty() {
             timeline.failures.insert(t.invocation, failures);
         }
@@ -839,7 +869,8 @@ async fn load_timeline(
     Ok(timeline)
 }
 
-/// The invocation of a fragment's path, and its execution's timeline.
+/// The invocation of a fragment's path (one of the execution's tasks),
+/// and its timeline.
 async fn fragment_timeline(
     console: &Shared,
     base: &Base,
@@ -854,23 +885,35 @@ async fn fragment_timeline(
             "There is no such invocation in this execution.",
         ))
     };
+    let db = |e: stent::journal::store::StoreError| {
+        Box::new(database_error(base, &stent::Error::from(e)))
+    };
     let (Ok(id), Ok(invocation)) = (
         id.parse::<ExecutionId>(),
         invocation.parse::<InvocationId>(),
     ) else {
         return Err(not_found());
     };
-    let record = console
-        .stent
-        .backend()
+    let backend = console.stent.backend();
+    let record = backend
         .execution(id)
         .await
-        .map_err(|e| Box::new(database_error(base, &stent::Error::from(e))))?
+        .map_err(db)?
         .ok_or_else(not_found)?;
-    let timeline = load_timeline(console, base, id, record.status, record.retries).await?;
-    if !timeline.journals.contains_key(&invocation) {
-        return Err(not_found());
+    match backend.task(invocation).await.map_err(db)? {
+        Some(task) if task.execution == id => {}
+        _ => return Err(not_found()),
     }
+    let span = Span {
+        start: record.started_at.map(|t| t.0),
+        end: record.completed_at.map(|t| t.0),
+        active: matches!(
+            record.status,
+            ExecutionStatus::Pending | ExecutionStatus::Running
+        ),
+        retries: record.retries,
+    };
+    let timeline = load_timeline(console, base, id, invocation, span).await?;
     Ok((invocation, timeline))
 }
 
