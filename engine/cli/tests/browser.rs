@@ -165,6 +165,18 @@ async fn submit_confirmed(client: &Client, selector: &str) {
     client.accept_alert().await.unwrap();
 }
 
+/// Waits until the page's live stream has sent its first event.
+async fn live_connected(client: &Client) {
+    eventually("the live stream to connect", || async {
+        let live = client
+            .execute("return document.body.dataset.live || '';", vec![])
+            .await
+            .unwrap();
+        live.as_str() == Some("connected")
+    })
+    .await;
+}
+
 /// No alert, confirm or prompt is open (a script that ran would open one).
 async fn no_dialog(client: &Client) {
     assert!(
@@ -386,14 +398,7 @@ async fn the_console_in_a_real_browser() {
         .goto(&format!("{base}executions/{live}"))
         .await
         .unwrap();
-    eventually("the live stream to connect", || async {
-        let live = client
-            .execute("return document.body.dataset.live || '';", vec![])
-            .await
-            .unwrap();
-        live.as_str() == Some("connected")
-    })
-    .await;
+    live_connected(&client).await;
     executor
         .send_signal(live, "approval", &"heidi")
         .await
@@ -446,14 +451,7 @@ async fn the_console_in_a_real_browser() {
 
     // The list updates live: a new execution appears without a reload.
     client.goto(&base).await.unwrap();
-    eventually("the list's live stream to connect", || async {
-        let live = client
-            .execute("return document.body.dataset.live || '';", vec![])
-            .await
-            .unwrap();
-        live.as_str() == Some("connected")
-    })
-    .await;
+    live_connected(&client).await;
     let newcomer = executor
         .dispatch(common::awaits_approval("doc-new".into()))
         .await

@@ -75,10 +75,12 @@ fn checked<T: std::str::FromStr>(
     })
 }
 
-/// Back to the execution's page, saying what happened.
-fn back(base: &Base, id: ExecutionId, key: &str, message: &str) -> Response {
+/// Back to the console page at `path` (relative to its base; may carry a
+/// query), saying what happened as `key=message`.
+fn back(base: &Base, path: &str, key: &str, message: &str) -> Response {
+    let join = if path.contains('?') { '&' } else { '?' };
     Redirect::to(&format!(
-        "{}executions/{id}?{key}={}",
+        "{}{path}{join}{key}={}",
         base.0,
         encode_component(message)
     ))
@@ -138,7 +140,12 @@ pub(crate) async fn signal(
     match console.stent.send_signal(id, name, &payload).await {
         Ok(()) => {
             console.stent.flush_notifications().await;
-            back(&base, id, "done", &format!("sent signal {name:?}"))
+            back(
+                &base,
+                &format!("executions/{id}"),
+                "done",
+                &format!("sent signal {name:?}"),
+            )
         }
         Err(e) => failed(&base, "send the signal", &e),
     }
@@ -170,11 +177,11 @@ pub(crate) async fn cancel(
     match console.stent.cancel_with_reason(id, reason).await {
         Ok(report) if report.cancelled => {
             console.stent.flush_notifications().await;
-            back(&base, id, "done", "cancelled")
+            back(&base, &format!("executions/{id}"), "done", "cancelled")
         }
         Ok(_) => back(
             &base,
-            id,
+            &format!("executions/{id}"),
             "error",
             "it had already ended; nothing to cancel",
         ),
@@ -198,7 +205,7 @@ pub(crate) async fn resume(
             console.stent.flush_notifications().await;
             back(
                 &base,
-                id,
+                &format!("executions/{id}"),
                 "done",
                 "resumed: a worker replays it on the code it runs",
             )
@@ -207,14 +214,14 @@ pub(crate) async fn resume(
     }
 }
 
-/// Back to the dead letters, saying what happened.
-fn back_to_letters(base: &Base, key: &str, message: &str) -> Response {
-    Redirect::to(&format!(
-        "{}dead-letters?{key}={}",
-        base.0,
-        encode_component(message)
-    ))
-    .into_response()
+/// The 404 page of a task with no dead letter.
+fn no_dead_letter(base: &Base, task: InvocationId) -> Response {
+    error_page(
+        base,
+        StatusCode::NOT_FOUND,
+        "no such dead letter",
+        &format!("Task {task} has no dead letter (replayed or discarded already?)."),
+    )
 }
 
 /// `POST /dead-letters/{task}/replay`: runs the task again from where it
@@ -232,14 +239,14 @@ pub(crate) async fn replay_dead_letter(
     match console.stent.replay_dead_letter(task, None, true).await {
         Ok(_) => {
             console.stent.flush_notifications().await;
-            back_to_letters(&base, "done", &format!("replayed task {task}"))
+            back(
+                &base,
+                "dead-letters",
+                "done",
+                &format!("replayed task {task}"),
+            )
         }
-        Err(stent::Error::DeadLetterNotFound(_)) => error_page(
-            &base,
-            StatusCode::NOT_FOUND,
-            "no such dead letter",
-            &format!("Task {task} has no dead letter (replayed or discarded already?)."),
-        ),
+        Err(stent::Error::DeadLetterNotFound(_)) => no_dead_letter(&base, task),
         Err(e) => failed(&base, "replay the dead letter", &e),
     }
 }
@@ -259,14 +266,14 @@ pub(crate) async fn discard_dead_letter(
     match console.stent.discard_dead_letter(task).await {
         Ok(true) => {
             console.stent.flush_notifications().await;
-            back_to_letters(&base, "done", &format!("discarded task {task}"))
+            back(
+                &base,
+                "dead-letters",
+                "done",
+                &format!("discarded task {task}"),
+            )
         }
-        Ok(false) => error_page(
-            &base,
-            StatusCode::NOT_FOUND,
-            "no such dead letter",
-            &format!("Task {task} has no dead letter (replayed or discarded already?)."),
-        ),
+        Ok(false) => no_dead_letter(&base, task),
         Err(e) => failed(&base, "discard the dead letter", &e),
     }
 }
@@ -290,16 +297,15 @@ pub(crate) async fn cleanup(
     }
     let older_than = std::time::Duration::from_secs(u64::from(form.days) * 86_400);
     match console.stent.cleanup(older_than, false).await {
-        Ok(counts) => Redirect::to(&format!(
-            "{}cleanup?days={}&done={}",
-            base.0,
-            form.days,
-            encode_component(&format!(
+        Ok(counts) => back(
+            &base,
+            &format!("cleanup?days={}", form.days),
+            "done",
+            &format!(
                 "deleted {} execution(s), {} task(s), {} journal event(s)",
                 counts.executions, counts.tasks, counts.events
-            ))
-        ))
-        .into_response(),
+            ),
+        ),
         Err(e) => failed(&base, "clean up", &e),
     }
 }

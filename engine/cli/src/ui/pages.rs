@@ -265,6 +265,15 @@ fn now_text(e: &ExecutionState) -> String {
     }
 }
 
+/// The banner saying what an action did (nothing when `done` is empty).
+fn done_banner(done: &str) -> Markup {
+    html! {
+        @if !done.is_empty() {
+            div.banner.ok role="status" { (done) }
+        }
+    }
+}
+
 /// A message shown after an action, passed back in the query.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct Done {
@@ -319,9 +328,7 @@ pub(crate) async fn execution(
     let banner = (!done.error.is_empty()).then_some(done.error.as_str());
     let content = html! {
         div hidden data-live={ "executions/" (id) "/events" } {}
-        @if !done.done.is_empty() {
-            div.banner.ok role="status" { (done.done) }
-        }
+        (done_banner(&done.done))
         h1 { "Execution " code { (e.id) } }
         (summary(&e, timeline.started(root)))
         @if let Some(p) = &e.pause {
@@ -705,9 +712,7 @@ pub(crate) async fn dead_letters(
     let writable = !console.read_only;
     let banner = (!done.error.is_empty()).then_some(done.error.as_str());
     let content = html! {
-        @if !done.done.is_empty() {
-            div.banner.ok role="status" { (done.done) }
-        }
+        (done_banner(&done.done))
         h1 { "Dead letters" }
         @if letters.is_empty() {
             p.empty { "No dead letters." }
@@ -774,9 +779,7 @@ pub(crate) async fn cleanup(
         Err(e) => return database_error(&base, &e),
     };
     let content = html! {
-        @if !query.done.is_empty() {
-            div.banner.ok role="status" { (query.done) }
-        }
+        (done_banner(&query.done))
         h1 { "Cleanup" }
         p { "Executions that ended (completed, failed, cancelled, timed out) more than a number of days ago can be deleted with their tasks, journals, signals and dead letters. Running and paused executions are never deleted." }
         form.filters method="get" action="cleanup" {
