@@ -529,16 +529,6 @@ pub struct ExecutionFilter {
 }
 
 impl ExecutionFilter {
-    /// True if a filter beyond the status is set.
-    pub fn narrows(&self) -> bool {
-        self.function.is_some()
-            || self.queue.is_some()
-            || self.tag.is_some()
-            || self.created_after.is_some()
-            || self.created_before.is_some()
-            || self.id_prefix.is_some()
-    }
-
     /// The ids an [`id_prefix`](Self::id_prefix) covers, as the lowest and
     /// highest (both included): the prefix padded with `0` and with `f`.
     /// `None` without a prefix; an error naming the problem if it is not

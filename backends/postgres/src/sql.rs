@@ -543,12 +543,7 @@ macro_rules! select_executions {
 pub(crate) const EXECUTION: &str = select_executions!("WHERE id = $1::uuid");
 /// The executions among $1 (group commit: several callers' reads at once).
 pub(crate) const EXECUTIONS_BY_ID: &str = select_executions!("WHERE id = ANY($1::uuid[])");
-pub(crate) const LIST_EXECUTIONS: &str =
-    select_executions!("ORDER BY created_at DESC, id ASC LIMIT $1::int8 OFFSET $2::int8");
-pub(crate) const LIST_EXECUTIONS_BY_STATUS: &str = select_executions!(
-    "WHERE status = $3::text ORDER BY created_at DESC, id ASC LIMIT $1::int8 OFFSET $2::int8"
-);
-/// The start of a filtered listing: `WHERE …` conditions follow (see
+/// The start of a listing: conditions and order follow (see
 /// `store::list_filtered`).
 pub(crate) const SELECT_EXECUTIONS: &str = select_executions!("");
 

@@ -1325,21 +1325,7 @@ impl ExecutionStore for PostgresBackend {
     }
 
     async fn list_executions(&self, filter: ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
-        const OP: &str = "list_executions";
-        if filter.narrows() {
-            return list_filtered(&self.pool, &filter).await;
-        }
-        let query = match filter.status {
-            Some(status) => sqlx::query(sql::LIST_EXECUTIONS_BY_STATUS)
-                .bind(limit_i64(filter.limit))
-                .bind(limit_i64(filter.offset))
-                .bind(status.as_str()),
-            None => sqlx::query(sql::LIST_EXECUTIONS)
-                .bind(limit_i64(filter.limit))
-                .bind(limit_i64(filter.offset)),
-        };
-        let rows = query.fetch_all(&self.pool).await.map_err(read_err(OP))?;
-        rows.iter().map(execution_record).collect()
+        list_filtered(&self.pool, &filter).await
     }
 
     async fn queue_depth(&self, queue: Option<&str>, _now: Timestamp) -> StoreResult<u64> {
@@ -2189,8 +2175,17 @@ async fn read_batch(
         .collect()
 }
 
-/// A listing with filters beyond the status: only the conditions that are
-/// set go into the statement, so each can use its index
+/// `WHERE a AND b …`, or nothing when there is no condition.
+fn where_clause<S: AsRef<str>>(conditions: &[S]) -> String {
+    if conditions.is_empty() {
+        return String::new();
+    }
+    let all: Vec<&str> = conditions.iter().map(AsRef::as_ref).collect();
+    format!("WHERE {}", all.join(" AND "))
+}
+
+/// A listing of executions: only the conditions that are set go into the
+/// statement, so each can use its index
 /// (`executions_by_function`, `executions_by_queue`, `executions_by_tags`,
 /// the primary key for an id prefix, `executions_by_created` for a time
 /// range).
@@ -2242,9 +2237,9 @@ async fn list_filtered(
     let limit = param(&mut binds, Bind::Int(limit_i64(filter.limit)), "int8");
     let offset = param(&mut binds, Bind::Int(limit_i64(filter.offset)), "int8");
     let statement = format!(
-        "{}WHERE {} ORDER BY created_at DESC, id ASC LIMIT {limit} OFFSET {offset}",
+        "{}{} ORDER BY created_at DESC, id ASC LIMIT {limit} OFFSET {offset}",
         sql::SELECT_EXECUTIONS,
-        conditions.join(" AND ")
+        where_clause(&conditions)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
     for b in binds {

@@ -596,11 +596,7 @@ macro_rules! select_executions {
 }
 
 pub(crate) const EXECUTION: &str = select_executions!("WHERE id = ?1");
-pub(crate) const LIST_EXECUTIONS: &str =
-    select_executions!("ORDER BY created_at DESC, id ASC LIMIT ?1 OFFSET ?2");
-pub(crate) const LIST_EXECUTIONS_BY_STATUS: &str =
-    select_executions!("WHERE status = ?3 ORDER BY created_at DESC, id ASC LIMIT ?1 OFFSET ?2");
-/// The start of a filtered listing: `WHERE …` conditions follow (see
+/// The start of a listing: conditions and order follow (see
 /// `store::list_filtered`).
 pub(crate) const SELECT_EXECUTIONS: &str = select_executions!("");
 

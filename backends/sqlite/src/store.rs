@@ -1248,22 +1248,8 @@ impl ExecutionStore for SqliteBackend {
     }
 
     async fn list_executions(&self, filter: ExecutionFilter) -> StoreResult<Vec<ExecutionRecord>> {
-        const OP: &str = "list_executions";
-        let mut conn = self.reader(OP).await?;
-        if filter.narrows() {
-            return list_filtered(&mut conn, &filter).await;
-        }
-        let query = match filter.status {
-            Some(status) => sqlx::query(sql::LIST_EXECUTIONS_BY_STATUS)
-                .bind(limit_i64(filter.limit))
-                .bind(limit_i64(filter.offset))
-                .bind(status.as_str()),
-            None => sqlx::query(sql::LIST_EXECUTIONS)
-                .bind(limit_i64(filter.limit))
-                .bind(limit_i64(filter.offset)),
-        };
-        let rows = query.fetch_all(&mut *conn).await.map_err(db(OP))?;
-        rows.iter().map(execution_record).collect()
+        let mut conn = self.reader("list_executions").await?;
+        list_filtered(&mut conn, &filter).await
     }
 
     async fn queue_depth(&self, queue: Option<&str>, _now: Timestamp) -> StoreResult<u64> {
@@ -1729,8 +1715,17 @@ impl InspectStore for SqliteBackend {
     }
 }
 
-/// A listing with filters beyond the status: only the conditions that are
-/// set go into the statement, so each can use its index
+/// `WHERE a AND b …`, or nothing when there is no condition.
+fn where_clause<S: AsRef<str>>(conditions: &[S]) -> String {
+    if conditions.is_empty() {
+        return String::new();
+    }
+    let all: Vec<&str> = conditions.iter().map(AsRef::as_ref).collect();
+    format!("WHERE {}", all.join(" AND "))
+}
+
+/// A listing of executions: only the conditions that are set go into the
+/// statement, so each can use its index
 /// (`executions_by_function`, `executions_by_queue`, the primary key for an
 /// id prefix, `executions_by_created` for a time range).
 async fn list_filtered(
@@ -1774,9 +1769,9 @@ async fn list_filtered(
         binds.push(Bind::Text(hi.to_string()));
     }
     let statement = format!(
-        "{}WHERE {} ORDER BY created_at DESC, id ASC LIMIT ? OFFSET ?",
+        "{}{} ORDER BY created_at DESC, id ASC LIMIT ? OFFSET ?",
         sql::SELECT_EXECUTIONS,
-        conditions.join(" AND ")
+        where_clause(&conditions)
     );
     let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
     for b in binds {
