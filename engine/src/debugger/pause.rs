@@ -6,7 +6,8 @@ use stent_journal::pause::{DivergenceKind, PauseReport, PausedDivergence};
 use stent_journal::{Event, ExecutionId, InvocationId, Seq};
 use stent_replay::DriverError;
 
-use super::diff::{describe_event, diff_events, reordered_at};
+use super::diff::describe_event;
+use super::replay::{DivergenceReason, diffs_for, reason_for};
 
 /// Events are described in reports up to this many characters.
 const EVENT_TEXT: usize = 200;
@@ -68,21 +69,18 @@ pub(crate) fn paused_divergence(
     asked: Option<&Event>,
     journal: &[Event],
 ) -> PausedDivergence {
-    let recorded_at = asked.and_then(|a| reordered_at(journal, seq, a));
-    let kind = if recorded_at.is_some() {
-        DivergenceKind::Reordered
-    } else if asked.is_some_and(|e| e.kind().is_terminal()) {
-        DivergenceKind::Result
-    } else if asked.is_none() {
-        DivergenceKind::Stuck
-    } else {
-        DivergenceKind::Mismatch
+    let reason = match asked {
+        Some(a) => reason_for(journal, seq, a),
+        None => DivergenceReason::Stuck,
     };
-    let diffs = match (recorded, asked, kind) {
-        // Two different calls: a field diff between them says nothing.
-        (_, _, DivergenceKind::Reordered) => Vec::new(),
-        (Some(r), Some(a), _) => diff_events(r, a),
-        _ => Vec::new(),
+    let diffs = diffs_for(recorded, asked, &reason);
+    let (kind, recorded_at) = match reason {
+        DivergenceReason::Reordered { recorded_at } => {
+            (DivergenceKind::Reordered, Some(recorded_at))
+        }
+        DivergenceReason::Result => (DivergenceKind::Result, None),
+        DivergenceReason::Stuck => (DivergenceKind::Stuck, None),
+        _ => (DivergenceKind::Mismatch, None),
     };
     PausedDivergence {
         invocation,

@@ -506,16 +506,9 @@ impl Replayer {
                 InvocationOutcome::Diverged
             }
             Status::Stopped(DriverError::Diverged(d)) => {
-                let reordered = d
-                    .asked
-                    .as_ref()
-                    .and_then(|a| reordered_at(&w.recorded, d.seq, a));
-                let reason = if let Some(recorded_at) = reordered {
-                    DivergenceReason::Reordered { recorded_at }
-                } else if d.asked.as_ref().is_some_and(|e| e.kind().is_terminal()) {
-                    DivergenceReason::Result
-                } else {
-                    DivergenceReason::Mismatch
+                let reason = match &d.asked {
+                    Some(asked) => reason_for(&w.recorded, d.seq, asked),
+                    None => DivergenceReason::Mismatch,
                 };
                 let d = w.divergence(d.seq, d.recorded, d.asked, reason);
                 w.divergences.push(d);
@@ -610,12 +603,7 @@ impl Watch {
         asked: Option<Event>,
         reason: DivergenceReason,
     ) -> Divergence {
-        let diffs = match (&recorded, &asked, &reason) {
-            // Two different calls: a field diff between them says nothing.
-            (_, _, DivergenceReason::Reordered { .. }) => Vec::new(),
-            (Some(r), Some(a), _) => diff_events(r, a),
-            _ => Vec::new(),
-        };
+        let diffs = diffs_for(recorded.as_ref(), asked.as_ref(), &reason);
         Divergence {
             invocation: self.invocation,
             function: self.function.clone(),
@@ -645,14 +633,7 @@ impl Watch {
         let diverges = matches == Some(false);
         if let (Some(recorded), true) = (view.recorded, diverges) {
             // Recorded before the stepper sees it, so a quit keeps it.
-            let reason =
-                if let Some(recorded_at) = reordered_at(&self.recorded, view.seq, view.asked) {
-                    DivergenceReason::Reordered { recorded_at }
-                } else if view.asked.kind().is_terminal() {
-                    DivergenceReason::Result
-                } else {
-                    DivergenceReason::Mismatch
-                };
+            let reason = reason_for(&self.recorded, view.seq, view.asked);
             let d = self.divergence(
                 view.seq,
                 Some(recorded.clone()),
@@ -716,6 +697,33 @@ struct WatchHandle(Arc<Mutex<Watch>>);
 impl Observer for WatchHandle {
     fn observe(&mut self, view: EffectView<'_>) -> Verdict {
         lock(&self.0).observe(view)
+    }
+}
+
+/// Why what the code `asked` at `seq` is not the event `journal` holds
+/// there: a reorder when the journal holds it later, another result when
+/// the code ended, a mismatch otherwise.
+pub(crate) fn reason_for(journal: &[Event], seq: Seq, asked: &Event) -> DivergenceReason {
+    if let Some(recorded_at) = reordered_at(journal, seq, asked) {
+        DivergenceReason::Reordered { recorded_at }
+    } else if asked.kind().is_terminal() {
+        DivergenceReason::Result
+    } else {
+        DivergenceReason::Mismatch
+    }
+}
+
+/// The field diffs that show a divergence: none for a reorder, where a
+/// diff between two different calls would say nothing.
+pub(crate) fn diffs_for(
+    recorded: Option<&Event>,
+    asked: Option<&Event>,
+    reason: &DivergenceReason,
+) -> Vec<FieldDiff> {
+    match (recorded, asked, reason) {
+        (_, _, DivergenceReason::Reordered { .. }) => Vec::new(),
+        (Some(r), Some(a), _) => diff_events(r, a),
+        _ => Vec::new(),
     }
 }
 
