@@ -38,20 +38,19 @@ async fn notify_then_wait(user: String) -> Result<String, String> {
     Ok(answer)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_changed_workflow_is_paused_with_a_report() {
-    let executor = Stent::new(MemoryBackend::new());
+/// Dispatches `call` and runs a worker until the execution waits for a
+/// signal, then stops the worker (the old code's deployment ends).
+async fn run_until_waiting<D: stent::DurableFn>(
+    executor: &Stent,
+    call: stent::Call<D>,
+) -> stent::ExecutionId {
     let lc = executor.create_worker_lifecycle(None);
     let worker = tokio::spawn(executor.worker().lifecycle(lc.clone()).serve());
-    let id = executor
-        .dispatch(notify_then_wait("ada".into()))
-        .await
-        .unwrap();
-    // Wait until the old code has journaled its email and waits for the signal.
+    let id = executor.dispatch(call).await.unwrap();
     loop {
         let rows = executor
             .backend()
-            .read_journal(id.root_invocation(), stent_journal::Seq(0))
+            .read_journal(id.root_invocation(), Seq(0))
             .await
             .unwrap();
         if rows.iter().any(|r| r.kind == "signal_awaited") {
@@ -61,6 +60,14 @@ async fn a_changed_workflow_is_paused_with_a_report() {
     }
     lc.request_drain();
     worker.await.unwrap().unwrap();
+    id
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_workflow_is_paused_with_a_report() {
+    let executor = Stent::new(MemoryBackend::new());
+    // The old code journals its email and waits for the signal.
+    let id = run_until_waiting(&executor, notify_then_wait("ada".into())).await;
 
     // Redeploy with the changed code; a fresh worker replays the journal.
     NEW_CODE.store(true, Ordering::SeqCst);
@@ -133,22 +140,7 @@ async fn reserve_then_charge(order: u32) -> Result<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn swapped_calls_are_reported_as_reordered() {
     let executor = Stent::new(MemoryBackend::new());
-    let lc = executor.create_worker_lifecycle(None);
-    let worker = tokio::spawn(executor.worker().lifecycle(lc.clone()).serve());
-    let id = executor.dispatch(reserve_then_charge(9)).await.unwrap();
-    loop {
-        let rows = executor
-            .backend()
-            .read_journal(id.root_invocation(), Seq(0))
-            .await
-            .unwrap();
-        if rows.iter().any(|r| r.kind == "signal_awaited") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    lc.request_drain();
-    worker.await.unwrap().unwrap();
+    let id = run_until_waiting(&executor, reserve_then_charge(9)).await;
 
     SWAPPED.store(true, Ordering::SeqCst);
     executor.send_signal(id, "answer", &"yes").await.unwrap();
