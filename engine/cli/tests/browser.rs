@@ -186,13 +186,8 @@ async fn no_dialog(client: &Client) {
 }
 
 #[stent::durable]
-async fn hostile(name: String) -> Result<String, String> {
-    Err(format!("<script>alert('err')</script>{name}"))
-}
-
-#[stent::durable]
 async fn hostile_call(name: String) -> Result<String, String> {
-    hostile(name).await
+    common::hostile(name).await
 }
 
 /// A durable function whose registered name is hostile markup.

@@ -110,11 +110,6 @@ async fn calls_flaky_twice(n: u64) -> Result<u64, String> {
     flaky_twice(n).await
 }
 
-#[stent::durable]
-async fn hostile(name: String) -> Result<String, String> {
-    Err(format!("<script>alert('err')</script>{name}"))
-}
-
 async fn pages_show_executions_waits_and_journals(db: Db) {
     let executor = db.executor().await;
     let Filled {
@@ -125,7 +120,7 @@ async fn pages_show_executions_waits_and_journals(db: Db) {
     } = fill(&executor).await;
     let worker = Worker::start(&executor).await;
     let xss = executor
-        .dispatch(hostile("\"><img src=x onerror=alert(1)>".into()))
+        .dispatch(common::hostile("\"><img src=x onerror=alert(1)>".into()))
         .await
         .unwrap();
     let _ = executor

@@ -105,6 +105,13 @@ pub async fn calls_hopeless(n: u64) -> Result<u64, String> {
     hopeless(n).await
 }
 
+/// Fails with markup in its error (and its argument): pages must show it
+/// as text.
+#[stent::durable]
+pub async fn hostile(name: String) -> Result<String, String> {
+    Err(format!("<script>alert('err')</script>{name}"))
+}
+
 // ------------------------------------------------------------------ databases
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
