@@ -388,6 +388,83 @@ impl Stent {
     }
 }
 
+/// Patches: branching workflow code so that executions started on the old
+/// code replay it while new ones take the new branch.
+impl Stent {
+    /// Whether this execution takes the new branch of the patch `patch`.
+    ///
+    /// Put a change to a workflow behind it while executions recorded by
+    /// the old code are in flight. An execution that reaches this point for
+    /// the first time records the patch's marker in its journal and gets
+    /// `true`; one replaying a journal that holds the marker here gets
+    /// `true`; one replaying a journal written by the old code (something
+    /// else recorded here) gets `false` and must run the old code.
+    /// Once no execution needs the old branch, replace the call with
+    /// [`Stent::deprecate_patch`], and later remove that too.
+    /// [`Error::NoContext`] outside a running execution.
+    ///
+    /// ```no_run
+    /// # #[stent::durable] async fn ship_by_road(order: u64) -> Result<(), String> { Ok(()) }
+    /// # #[stent::durable] async fn ship_by_air(order: u64) -> Result<(), String> { Ok(()) }
+    /// #[stent::durable]
+    /// async fn deliver(order: u64) -> Result<(), String> {
+    ///     if stent::Stent::patched("ship-by-air").map_err(|e| e.to_string())? {
+    ///         ship_by_air(order).await
+    ///     } else {
+    ///         ship_by_road(order).await
+    ///     }
+    /// }
+    /// ```
+    pub fn patched(patch: &str) -> Result<bool> {
+        check_patch_id(patch)?;
+        let ctx = Context::try_current()?;
+        let taken = ctx.patched(patch, false);
+        if ctx.is_stopping() {
+            return Err(stopping_at_patch(patch));
+        }
+        Ok(taken)
+    }
+
+    /// Marks the point where the patch `patch` was, after its old branch is
+    /// removed from the code: new executions still record the marker (so a
+    /// rollback to the code with [`Stent::patched`] stays safe), replays
+    /// accept it, and an execution that took the old branch pauses with a
+    /// report naming the patch instead of running code it never ran.
+    /// [`Error::NoContext`] outside a running execution.
+    ///
+    /// ```no_run
+    /// # #[stent::durable] async fn ship_by_air(order: u64) -> Result<(), String> { Ok(()) }
+    /// #[stent::durable]
+    /// async fn deliver(order: u64) -> Result<(), String> {
+    ///     stent::Stent::deprecate_patch("ship-by-air").map_err(|e| e.to_string())?;
+    ///     ship_by_air(order).await
+    /// }
+    /// ```
+    pub fn deprecate_patch(patch: &str) -> Result<()> {
+        check_patch_id(patch)?;
+        let ctx = Context::try_current()?;
+        ctx.patched(patch, true);
+        if ctx.is_stopping() {
+            return Err(stopping_at_patch(patch));
+        }
+        Ok(())
+    }
+}
+
+/// The longest patch id accepted, in bytes.
+const MAX_PATCH_ID: usize = 200;
+
+fn check_patch_id(patch: &str) -> Result<()> {
+    if patch.trim().is_empty() || patch.len() > MAX_PATCH_ID || patch.chars().any(char::is_control)
+    {
+        return Err(Error::InvalidConfig(format!(
+            "patch id {:?}: give a non-empty name of at most {MAX_PATCH_ID} bytes without control characters",
+            patch.chars().take(80).collect::<String>()
+        )));
+    }
+    Ok(())
+}
+
 /// A fresh random UUID. Only ever used as the first-run value of a journaled
 /// side effect; replays use the recorded value.
 #[allow(clippy::disallowed_methods)] // journaled as a SideEffect: replays never see this value
@@ -413,6 +490,16 @@ fn stopping(what: &str, seq: Seq) -> Error {
         what: "journal",
         reason: format!(
             "{what} at seq {seq} does not match the recorded journal (non-determinism); the engine stops this invocation and reports it"
+        ),
+    })
+}
+
+/// [`stopping`], for a patch check: the driver reports where.
+fn stopping_at_patch(patch: &str) -> Error {
+    Error::Codec(CodecError::Decode {
+        what: "journal",
+        reason: format!(
+            "the check of patch {patch:?} found a journal the code no longer matches (non-determinism); the engine stops this invocation and reports it"
         ),
     })
 }

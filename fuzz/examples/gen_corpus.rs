@@ -93,6 +93,7 @@ fn sample_events() -> Vec<(&'static str, Event)> {
             Event::CacheHit {
                 call_key: CallKey::new("app::step", Some("v2"), &args),
                 function: None,
+                version: None,
                 value: Payload::encode(&"cached").unwrap(),
             },
         ),

@@ -476,6 +476,7 @@ fn event_from(bytes: &mut std::slice::Iter<'_, u8>) -> Option<Event> {
             Event::CacheHit {
                 call_key: CallKey::new(STEP, None, &step_args(n)),
                 function: (n % 2 == 0).then(|| STEP.to_string()),
+                version: None,
                 value: value(arg()),
             }
         }

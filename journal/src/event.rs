@@ -120,6 +120,9 @@ pub enum Event {
         /// The function called (`None` in journals written before it was
         /// recorded).
         function: Option<String>,
+        /// The version of the function whose result the cache held (`None`:
+        /// no version, or a journal written before it was recorded).
+        version: Option<String>,
         /// The stored value.
         value: Payload,
     },
@@ -166,6 +169,14 @@ pub enum Event {
     Failed {
         /// Why.
         failure: Failure,
+    },
+    /// The code took the new branch of a patch (`Stent::patched` or
+    /// `Stent::deprecate_patch`): executions whose journal holds this marker
+    /// at this point run the patched code; those without it run the old.
+    /// Code that no longer asks for a patch skips its marker on replay.
+    PatchMarker {
+        /// The patch's id, as the code names it.
+        patch: String,
     },
     /// The execution was cancelled (appended to its root journal when it
     /// ends).
@@ -262,11 +273,13 @@ pub enum EventKind {
     Cancelled,
     /// See [`Event::TimedOut`].
     TimedOut,
+    /// See [`Event::PatchMarker`].
+    PatchMarker,
 }
 
 impl EventKind {
     /// Every kind, in declaration order.
-    pub const ALL: [EventKind; 15] = [
+    pub const ALL: [EventKind; 16] = [
         EventKind::Started,
         EventKind::CallScheduled,
         EventKind::CallCompleted,
@@ -282,6 +295,7 @@ impl EventKind {
         EventKind::Failed,
         EventKind::Cancelled,
         EventKind::TimedOut,
+        EventKind::PatchMarker,
     ];
 
     /// The stored name of the kind.
@@ -302,6 +316,7 @@ impl EventKind {
             EventKind::Failed => "failed",
             EventKind::Cancelled => "cancelled",
             EventKind::TimedOut => "timed_out",
+            EventKind::PatchMarker => "patch_marker",
         }
     }
 
@@ -325,6 +340,7 @@ impl EventKind {
                 | EventKind::SignalAwaited
                 | EventKind::ContextWrite
                 | EventKind::SideEffect
+                | EventKind::PatchMarker
         )
     }
 
@@ -390,6 +406,8 @@ struct CacheHitBody {
     call_key: CallKey,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     function: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
     value: Payload,
 }
 #[derive(Serialize, Deserialize)]
@@ -428,6 +446,10 @@ struct CancelledBody {
     reason: Option<String>,
 }
 #[derive(Serialize, Deserialize)]
+struct PatchMarkerBody {
+    patch: String,
+}
+#[derive(Serialize, Deserialize)]
 struct TimedOutBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     deadline: Option<Timestamp>,
@@ -459,6 +481,7 @@ impl Event {
             Event::Failed { .. } => EventKind::Failed,
             Event::Cancelled { .. } => EventKind::Cancelled,
             Event::TimedOut { .. } => EventKind::TimedOut,
+            Event::PatchMarker { .. } => EventKind::PatchMarker,
         }
     }
 
@@ -522,9 +545,11 @@ impl Event {
             Event::CacheHit {
                 call_key,
                 function,
+                version,
                 value,
             } => Value::serialized(&CacheHitBody {
                 call_key,
+                version,
                 function,
                 value,
             }),
@@ -547,6 +572,7 @@ impl Event {
             Event::Failed { failure } => Value::serialized(&FailedBody { failure }),
             Event::Cancelled { reason } => Value::serialized(&CancelledBody { reason }),
             Event::TimedOut { deadline } => Value::serialized(&TimedOutBody { deadline }),
+            Event::PatchMarker { patch } => Value::serialized(&PatchMarkerBody { patch }),
         }
         .map_err(|e| CodecError::Encode(e.to_string()))?;
         let envelope = Value::Map(vec![
@@ -628,6 +654,7 @@ impl Event {
                 Event::CacheHit {
                     call_key: x.call_key,
                     function: x.function,
+                    version: x.version,
                     value: x.value,
                 }
             }
@@ -679,6 +706,10 @@ impl Event {
                     deadline: x.deadline,
                 }
             }
+            EventKind::PatchMarker => {
+                let x: PatchMarkerBody = body(b, kind)?;
+                Event::PatchMarker { patch: x.patch }
+            }
         })
     }
 }
@@ -724,6 +755,7 @@ mod tests {
             Event::CacheHit {
                 call_key: CallKey::new("app::step", Some("v2"), &args),
                 function: Some("app::step".into()),
+                version: Some("v2".into()),
                 value: Payload::encode(&"cached").unwrap(),
             },
             Event::TimerStarted {
@@ -760,6 +792,9 @@ mod tests {
             },
             Event::TimedOut {
                 deadline: Some(Timestamp(1_700_000_360_000)),
+            },
+            Event::PatchMarker {
+                patch: "ship-by-air".into(),
             },
         ]
     }

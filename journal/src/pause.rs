@@ -29,6 +29,7 @@
 //!             recorded: Some("3".into()),
 //!             asked: Some("4".into()),
 //!         }],
+//!         patch: None,
 //!     },
 //! );
 //! let back = PauseReport::from_stored(&report.to_stored());
@@ -82,6 +83,10 @@ pub struct PausedDivergence {
     /// event (empty when they cannot be compared, or were reordered).
     #[serde(default)]
     pub diffs: Vec<FieldDiff>,
+    /// For [`DivergenceKind::PatchRemoved`]: the patch whose old branch
+    /// this execution took and the code no longer has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub patch: Option<String>,
 }
 
 /// What kind of disagreement a [`PausedDivergence`] is.
@@ -101,6 +106,9 @@ pub enum DivergenceKind {
     Stuck,
     /// The journal is inconsistent in itself.
     Inconsistent,
+    /// The code deprecated a patch (removed its old branch) while this
+    /// execution, started before the patch, still runs the old branch.
+    PatchRemoved,
 }
 
 impl DivergenceKind {
@@ -112,6 +120,7 @@ impl DivergenceKind {
             DivergenceKind::Result => "result",
             DivergenceKind::Stuck => "stuck",
             DivergenceKind::Inconsistent => "inconsistent",
+            DivergenceKind::PatchRemoved => "patch_removed",
         }
     }
 }
@@ -220,6 +229,14 @@ impl PauseReport {
                 DivergenceKind::Stuck => "code waits for something else",
                 DivergenceKind::Inconsistent => "inconsistent journal",
                 DivergenceKind::Mismatch => "code changed",
+                DivergenceKind::PatchRemoved => {
+                    return format!(
+                        "paused: patch {:?} removed too early, at seq {} in {}",
+                        d.patch.as_deref().unwrap_or("?"),
+                        d.seq,
+                        d.function
+                    );
+                }
             };
             let first = d
                 .diffs
@@ -318,6 +335,7 @@ mod tests {
                     recorded: None,
                     asked: Some("4".into()),
                 }],
+                patch: None,
             },
         );
         assert_eq!(r.text, "mismatch\n    args[0]: (absent) -> 4");

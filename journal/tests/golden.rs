@@ -63,6 +63,7 @@ fn events() -> Vec<(&'static str, Event)> {
             Event::CacheHit {
                 call_key: CallKey::new("app::step", Some("v2"), &args),
                 function: None,
+                version: None,
                 value: Payload::encode(&"cached").unwrap(),
             },
         ),
@@ -138,6 +139,7 @@ fn events() -> Vec<(&'static str, Event)> {
             Event::CacheHit {
                 call_key: CallKey::new("app::step", None, &args),
                 function: Some("app::step".into()),
+                version: None,
                 value: Payload::encode(&"cached").unwrap(),
             },
         ),
@@ -151,6 +153,21 @@ fn events() -> Vec<(&'static str, Event)> {
             "timed_out_with_deadline",
             Event::TimedOut {
                 deadline: Some(Timestamp(1_700_000_000_000)),
+            },
+        ),
+        (
+            "cache_hit_versioned",
+            Event::CacheHit {
+                call_key: CallKey::new("app::step", Some("v2"), &args),
+                function: Some("app::step".into()),
+                version: Some("v2".into()),
+                value: Payload::encode(&"cached").unwrap(),
+            },
+        ),
+        (
+            "patch_marker",
+            Event::PatchMarker {
+                patch: "ship-by-air".into(),
             },
         ),
     ]
@@ -226,6 +243,14 @@ const GOLDEN_EVENTS: &[(&str, &str)] = &[
     (
         "timed_out_with_deadline",
         "a36162a168646561646c696e651b0000018bcfe56800616b6974696d65645f6f7574617601",
+    ),
+    (
+        "cache_hit_versioned",
+        "a36162a46576616c756547666361636865646776657273696f6e6276326863616c6c5f6b657958209b9b9419707a1b2bf4a58c480f91051523f53fcc28f2b5d0a422a097cebb13606866756e6374696f6e696170703a3a73746570616b6963616368655f686974617601",
+    ),
+    (
+        "patch_marker",
+        "a36162a16570617463686b736869702d62792d616972616b6c70617463685f6d61726b6572617601",
     ),
 ];
 

@@ -103,21 +103,72 @@ impl Command {
         match (self, recorded) {
             (
                 Command::Call {
-                    function, call_key, ..
-                },
-                Event::CallScheduled {
-                    function: f,
-                    call_key: k,
+                    function,
+                    call_key,
+                    args,
                     ..
                 },
-            ) => function == f && call_key == k,
-            (Command::Call { call_key, .. }, Event::CacheHit { call_key: k, .. }) => call_key == k,
+                recorded,
+            ) => call_matches(function, call_key, args, recorded),
             (Command::Timer { .. }, Event::TimerStarted { .. }) => true,
             (Command::Signal { name }, Event::SignalAwaited { name: n }) => name == n,
             (Command::SideEffect { .. }, Event::SideEffect { .. }) => true,
             (Command::ContextWrite(a), Event::ContextWrite { write: b }) => a == b,
             _ => false,
         }
+    }
+}
+
+/// Whether `recorded` answers a call of `function` with `args` (whose call
+/// key under today's version is `call_key`).
+///
+/// A recorded call is history: its result came from the version of the
+/// callee that ran then. So a call recorded under another version of the
+/// same function, with the same arguments, still matches; only new calls
+/// (and the cache and idempotency keys they look up) use today's version.
+fn call_matches(function: &str, call_key: &CallKey, args: &Payload, recorded: &Event) -> bool {
+    match recorded {
+        Event::CallScheduled {
+            function: f,
+            call_key: k,
+            args: a,
+            ..
+        } => function == f && (call_key == k || args == a),
+        Event::CacheHit {
+            call_key: k,
+            function: f,
+            version,
+            ..
+        } => {
+            call_key == k
+                || (f.as_deref() == Some(function)
+                    && CallKey::new(function, version.as_deref(), args) == *k)
+        }
+        _ => false,
+    }
+}
+
+/// Whether the recorded event answers the event the code asked for — the
+/// rule replay matches a journal by, for tools (debuggers) that compare
+/// events rather than run code. Terminal events match when equal.
+pub fn recorded_answers(asked: &Event, recorded: &Event) -> bool {
+    match (asked, recorded) {
+        (
+            Event::CallScheduled {
+                function,
+                call_key,
+                args,
+                ..
+            },
+            recorded,
+        ) => call_matches(function, call_key, args, recorded),
+        (Event::TimerStarted { .. }, Event::TimerStarted { .. })
+        | (Event::SideEffect { .. }, Event::SideEffect { .. }) => true,
+        (Event::SignalAwaited { name }, Event::SignalAwaited { name: n }) => name == n,
+        (Event::ContextWrite { write: a }, Event::ContextWrite { write: b }) => a == b,
+        (Event::PatchMarker { patch: a }, Event::PatchMarker { patch: b }) => a == b,
+        (a, b) if a.kind().is_terminal() => a == b,
+        _ => false,
     }
 }
 
@@ -252,7 +303,72 @@ where
 }
 
 impl State {
+    /// Steps over patch markers at the cursor that the code did not ask
+    /// for: their patch was removed from the code, and a marker answers
+    /// nothing, so the events after it still match.
+    pub(crate) fn skip_unasked_markers(&mut self) {
+        while let Some(Event::PatchMarker { .. }) = self.history.get(self.next_seq as usize) {
+            self.next_seq += 1;
+        }
+    }
+
+    /// Decides a patch check at the cursor (see [`Context::patched`]).
+    fn patch(&mut self, patch: &str, deprecated: bool) -> bool {
+        if self.fatal.is_some() {
+            return true;
+        }
+        let asked = Event::PatchMarker {
+            patch: patch.to_string(),
+        };
+        // Markers recorded together form a run; the one for this patch may
+        // follow markers of patches the code no longer has.
+        let mut at = self.next_seq as usize;
+        while let Some(Event::PatchMarker { patch: p }) = self.history.get(at) {
+            if p == patch {
+                self.consult_observer(Seq(at as u32), &asked);
+                if self.fatal.is_none() {
+                    self.next_seq = at as u32 + 1;
+                }
+                return true;
+            }
+            at += 1;
+        }
+        if at >= self.history.len() {
+            // The journal ends here: the code takes the new branch from now on.
+            self.next_seq = at as u32;
+            let seq = Seq(self.next_seq);
+            self.consult_observer(seq, &asked);
+            if self.fatal.is_none() && self.history.len() == at {
+                self.history.push(asked);
+                self.next_seq += 1;
+            }
+            return true;
+        }
+        if !deprecated {
+            // Recorded by code that ran before the patch: the old branch.
+            return false;
+        }
+        // The old branch is gone from the code, and this execution took it.
+        let seq = Seq(self.next_seq);
+        self.consult_observer(seq, &asked);
+        if self.fatal.is_none() {
+            if self.history.get(seq.0 as usize) == Some(&asked) {
+                // A debugger took the marker as given.
+                self.next_seq += 1;
+                return true;
+            }
+            self.fatal = Some(DriverError::Diverged(Box::new(Divergence {
+                invocation: self.invocation,
+                seq,
+                recorded: self.history.get(seq.0 as usize).cloned(),
+                asked: Some(asked),
+            })));
+        }
+        true
+    }
+
     fn schedule(&mut self, command: Command) -> Seq {
+        self.skip_unasked_markers();
         let seq = Seq(self.next_seq);
         if self.fatal.is_none() && self.observer.is_some() {
             let asked = command.to_event(self.invocation, seq, self.now);
@@ -464,6 +580,26 @@ impl Context {
             ctx: self.clone(),
             seq,
         }
+    }
+
+    /// Whether the code takes the new branch of `patch` here: true when the
+    /// journal holds the patch's marker at this point (replayed) or ends
+    /// here (the marker is recorded now), false when the journal holds
+    /// something else here, written by code that ran before the patch.
+    ///
+    /// With `deprecated`, the old branch is gone from the code: an execution
+    /// that took it stops with a divergence whose asked event is the
+    /// patch's marker, so its report names the patch. A marker the code no
+    /// longer asks for at all is stepped over on replay.
+    pub fn patched(&self, patch: &str, deprecated: bool) -> bool {
+        self.lock().patch(patch, deprecated)
+    }
+
+    /// Whether the driver is stopping the invocation (a divergence or an
+    /// abort was recorded); synchronous effects use it to stop the code
+    /// from going on blindly.
+    pub fn is_stopping(&self) -> bool {
+        self.lock().fatal.is_some()
     }
 
     /// Records what the code waiting at `effect` (a signal wait) expects of

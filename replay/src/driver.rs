@@ -42,6 +42,7 @@ fn describe(event: &Event) -> String {
         Event::TimerStarted { duration_ms, .. } => format!("timer_started ({duration_ms} ms)"),
         Event::Completed { value } => format!("completed with {value:?}"),
         Event::Failed { failure } => format!("failed: {failure}"),
+        Event::PatchMarker { patch } => format!("the marker of patch {patch:?}"),
         other => other.kind().to_string(),
     }
 }
@@ -311,7 +312,10 @@ impl Driver {
             return false;
         }
         let Some(Event::CallScheduled {
-            call_key, function, ..
+            call_key,
+            function,
+            version,
+            ..
         }) = st.history.get(idx)
         else {
             return false;
@@ -319,6 +323,7 @@ impl Driver {
         st.history[idx] = Event::CacheHit {
             call_key: *call_key,
             function: Some(function.clone()),
+            version: version.clone(),
             value: value.clone(),
         };
         st.outstanding.remove(&seq);
@@ -400,6 +405,9 @@ impl Driver {
                 return Status::Stopped(err);
             }
             let mut st = self.ctx.lock();
+            // The code asked for everything it could before waiting: a
+            // marker here belongs to a patch it no longer has.
+            st.skip_unasked_markers();
             let next = st.next_seq as usize;
             let Some(event) = st.history.get(next).cloned() else {
                 return Status::Blocked;
@@ -489,6 +497,7 @@ impl Driver {
             },
         };
         let mut st = self.ctx.lock();
+        st.skip_unasked_markers();
         let seq = Seq(st.next_seq);
         st.consult_observer(seq, &terminal);
         if let Some(err) = st.fatal.clone() {

@@ -46,6 +46,6 @@ mod driver;
 
 pub use context::{
     Command, Context, Effect, EffectView, NoContext, Observer, Outstanding, Resolution,
-    SignalCheck, Verdict,
+    SignalCheck, Verdict, recorded_answers,
 };
 pub use driver::{Divergence, Driver, DriverError, InvocationFuture, Status, WakeFlag};

@@ -31,7 +31,7 @@
 //! | 0 | success |
 //! | 1 | not found, invalid input, or the database failed ([`exit::FAILURE`]) |
 //! | 2 | usage: bad flags or arguments, or a command this binary does not have ([`exit::USAGE`]) |
-//! | 3 | `replay`: the journal does not replay against this code ([`exit::DIVERGED`]) |
+//! | 3 | `replay`: the journal does not replay against this code; `deploy-check`: an execution would pause on it ([`exit::DIVERGED`]) |
 
 #![forbid(unsafe_code)]
 
@@ -135,6 +135,10 @@ pub enum Command {
     /// Re-run a recorded journal against your code (needs a binary built
     /// with `stent_cli::run(registry)`).
     Replay(commands::replay::ReplayArgs),
+    /// Replay every unfinished execution against your code and list those
+    /// that would pause on it, before you deploy it (needs a binary built
+    /// with `stent_cli::run(registry)`; exit code 3 when any would).
+    DeployCheck(commands::deploy::DeployCheckArgs),
     /// Re-queue a paused execution: a worker replays it on the code it runs.
     Resume(commands::repair::ResumeArgs),
     /// Start a new execution from a recorded prefix of another (needs a
@@ -163,7 +167,8 @@ impl Command {
             | Command::Tasks(_)
             | Command::Stats(_)
             | Command::Watch(_)
-            | Command::Replay(_) => false,
+            | Command::Replay(_)
+            | Command::DeployCheck(_) => false,
         }
     }
 }
@@ -261,6 +266,9 @@ async fn dispatch(
         Command::Fork(_) if registry.is_none() => {
             return commands::debugger::unavailable("fork", &registry);
         }
+        Command::DeployCheck(_) if registry.is_none() => {
+            return commands::debugger::unavailable("deploy-check", &registry);
+        }
         _ => {}
     }
     let terminal = std::io::stdout().is_terminal();
@@ -294,6 +302,7 @@ async fn dispatch(
         Command::Cleanup(args) => cleanup::run(&mut ctx, args).await,
         Command::Watch(args) => watch::run(&mut ctx, args).await,
         Command::Replay(args) => replay::run(&mut ctx, args).await,
+        Command::DeployCheck(args) => deploy::run(&mut ctx, args).await,
         Command::Resume(args) => repair::resume(&mut ctx, args).await,
         Command::Fork(args) => repair::fork(&mut ctx, args).await,
         #[cfg(feature = "ui")]

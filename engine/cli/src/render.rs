@@ -184,9 +184,10 @@ pub fn event_json(event: &Event) -> Json {
         Event::CacheHit {
             call_key,
             function,
+            version,
             value,
         } => json!({
-            "call_key": call_key.to_string(), "function": function,
+            "call_key": call_key.to_string(), "function": function, "version": version,
             "value": payload_json(value),
         }),
         Event::TimerStarted {
@@ -204,6 +205,7 @@ pub fn event_json(event: &Event) -> Json {
         Event::Failed { failure } => json!({"failure": failure_json(failure)}),
         Event::Cancelled { reason } => json!({"reason": reason}),
         Event::TimedOut { deadline } => json!({"deadline": deadline.map(time_json)}),
+        Event::PatchMarker { patch } => json!({"patch": patch}),
         _ => json!({}),
     }
 }

@@ -138,14 +138,22 @@ where
     panic!("never: {what}");
 }
 
+/// The page's text. Right after a form is submitted the browser may be
+/// between two documents (no body yet, or a stale one): asks again then.
 async fn body_text(client: &Client) -> String {
-    client
-        .find(Locator::Css("body"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
+    let mut last = None;
+    for _ in 0..50 {
+        let text = match client.find(Locator::Css("body")).await {
+            Ok(body) => body.text().await,
+            Err(e) => Err(e),
+        };
+        match text {
+            Ok(text) => return text,
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the page has no readable body: {last:?}")
 }
 
 /// Clicks the submit button at `selector`, and accepts the confirmation

@@ -398,6 +398,56 @@ async fn fork_and_resume_repair_executions(db: Db) {
         "{shown}"
     );
 
+    // deploy-check: the broken build would pause it (exit 3); the fixed
+    // one replays it, so it may be resumed after that deploy.
+    let check = ["deploy-check", "--function", "desk::notice"];
+    let (code, out) = cli(&db, with::<NoticeBroken>(), &check).await;
+    assert_eq!(code, stent_cli::exit::DIVERGED, "{out}");
+    assert!(out.contains("NOT SAFE"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("would pause") && l.contains(&id.to_string())),
+        "{out}"
+    );
+    assert!(out.contains("replay::email"), "{out}");
+    let mut json_check = vec!["--json"];
+    json_check.extend(check);
+    let (code, out) = cli(&db, with::<NoticeBroken>(), &json_check).await;
+    assert_eq!(code, stent_cli::exit::DIVERGED, "{out}");
+    let checked: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(checked["safe"], false, "{checked}");
+    assert_eq!(checked["checked"], 1, "{checked}");
+    assert_eq!(
+        checked["would_pause"][0]["execution"],
+        id.to_string(),
+        "{checked}"
+    );
+    assert_eq!(
+        checked["would_pause"][0]["divergence"]["seq"], 1,
+        "{checked}"
+    );
+    let (code, out) = cli(&db, with::<NoticeV1>(), &check).await;
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("safe to deploy"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("would resume") && l.contains(&id.to_string())),
+        "{out}"
+    );
+    // The plain binary has no code to replay against.
+    let parsed = stent_cli::Cli::try_parse_from(
+        ["stent".to_string()]
+            .into_iter()
+            .chain(db.args())
+            .chain(["deploy-check".to_string()]),
+    )
+    .unwrap();
+    let mut sink = Vec::new();
+    assert_eq!(
+        stent_cli::execute(parsed, None, &mut sink).await,
+        stent_cli::exit::USAGE
+    );
+
     let (code, out) = cli(&db, with::<NoticeBroken>(), &["replay", &id.to_string()]).await;
     assert_eq!(code, stent_cli::exit::DIVERGED, "{out}");
     assert!(

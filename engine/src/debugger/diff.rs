@@ -326,6 +326,7 @@ pub fn describe_event(event: &Event, max: usize) -> String {
             call_key,
             function,
             value,
+            ..
         } => format!(
             "cache_hit {}[key {}] {}",
             function
@@ -362,6 +363,7 @@ pub fn describe_event(event: &Event, max: usize) -> String {
             )
         }
         Event::SideEffect { value } => format!("side_effect {}", render_payload(value, max)),
+        Event::PatchMarker { patch } => format!("patch_marker {patch:?}"),
         Event::Completed { value } => format!("completed {}", render_payload(value, max)),
         Event::Failed { failure } => {
             format!("failed {}", render_value(&failure_value(failure), max))
@@ -417,10 +419,14 @@ pub(crate) fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
         Event::CacheHit {
             call_key,
             function,
+            version,
             value,
         } => {
             if let Some(f) = function {
                 out.push(("function", f.clone()));
+            }
+            if let Some(v) = version {
+                out.push(("version", format!("{v:?}")));
             }
             out.push(("call_key", call_key.to_hex()));
             out.push(("value", render_payload(value, FULL)));
@@ -448,6 +454,7 @@ pub(crate) fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
             out.push(("failure", render_value(&failure_value(failure), FULL)))
         }
         Event::Cancelled { reason: Some(r) } => out.push(("reason", r.clone())),
+        Event::PatchMarker { patch } => out.push(("patch", format!("{patch:?}"))),
         Event::TimedOut { deadline: Some(d) } => {
             out.push(("deadline", d.to_datetime().to_rfc3339()))
         }

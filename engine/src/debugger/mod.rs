@@ -12,6 +12,9 @@
 //! - A [`Stepper`] sees each durable effect before it is matched;
 //!   [`StepSession`] is the terminal front end (`n`/`c`/`p`/`q`) over any
 //!   reader and writer.
+//! - [`DeployCheck`] replays every unfinished execution of a database
+//!   against this build's code before a deploy and lists each one that
+//!   would pause.
 //! - [`assert_journals_replay`] keeps a folder of exported journals
 //!   replaying cleanly as the code changes.
 //! - [`crate::Stent::resume`] re-queues an execution paused by
@@ -34,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+mod deploy;
 pub(crate) mod diff;
 mod error;
 mod export;
@@ -44,6 +48,7 @@ mod replay;
 mod step;
 
 pub use ciborium::Value as CborValue;
+pub use deploy::{DeployCheck, DeployReport, MissingFunction, WouldPause};
 pub use diff::{FieldDiff, describe_event, diff_values, render_value};
 pub use error::DebugError;
 pub use export::ExportExt;

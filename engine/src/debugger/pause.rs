@@ -49,6 +49,7 @@ pub(crate) fn report_of_stop(
                 asked: None,
                 recorded_at: None,
                 diffs: Vec::new(),
+                patch: None,
             };
             let text = format!(
                 "execution {execution}: the journal of invocation {invocation} ({function}) is \
@@ -74,12 +75,17 @@ pub(crate) fn paused_divergence(
         None => DivergenceReason::Stuck,
     };
     let diffs = diffs_for(recorded, asked, &reason);
+    let mut patch = None;
     let (kind, recorded_at) = match reason {
         DivergenceReason::Reordered { recorded_at } => {
             (DivergenceKind::Reordered, Some(recorded_at))
         }
         DivergenceReason::Result => (DivergenceKind::Result, None),
         DivergenceReason::Stuck => (DivergenceKind::Stuck, None),
+        DivergenceReason::PatchRemoved { patch: p } => {
+            patch = Some(p);
+            (DivergenceKind::PatchRemoved, None)
+        }
         _ => (DivergenceKind::Mismatch, None),
     };
     PausedDivergence {
@@ -91,6 +97,7 @@ pub(crate) fn paused_divergence(
         asked: asked.map(|e| describe_event(e, EVENT_TEXT)),
         recorded_at,
         diffs,
+        patch,
     }
 }
 
@@ -115,6 +122,14 @@ pub(crate) fn sentence(d: &PausedDivergence) -> String {
         (DivergenceKind::Result, _) => {
             format!("{place}: the journal recorded {recorded}, but the code ended with {asked}")
         }
+        (DivergenceKind::PatchRemoved, _) => format!(
+            "{place}: patch {:?} was removed too early: this execution started before the patch \
+             and took its old branch (the journal recorded {recorded} where the new branch \
+             records the patch's marker); put the old branch back behind \
+             `Stent::patched({:?})` until no execution needs it",
+            d.patch.as_deref().unwrap_or("?"),
+            d.patch.as_deref().unwrap_or("?"),
+        ),
         (DivergenceKind::Stuck, _) => format!(
             "{place}: the journal recorded {recorded}, but the code waits for something else"
         ),

@@ -53,6 +53,12 @@ pub enum DivergenceReason {
     Stuck,
     /// The journal (with the answers taken as given) is inconsistent.
     Inconsistent(String),
+    /// The code deprecated `patch` (its old branch is gone), but this
+    /// execution started before the patch and took the old branch.
+    PatchRemoved {
+        /// The patch's id.
+        patch: String,
+    },
 }
 
 /// One place where today's code and the recorded journal disagree.
@@ -117,6 +123,11 @@ impl fmt::Display for Divergence {
             DivergenceReason::Inconsistent(reason) => {
                 write!(f, "the journal cannot be followed any further: {reason}")?
             }
+            DivergenceReason::PatchRemoved { patch } => write!(
+                f,
+                "patch {patch:?} was removed too early: this execution took its old branch (the \
+                 journal recorded {recorded} where the new branch records the patch's marker)"
+            )?,
         }
         for d in &self.diffs {
             write!(f, "\n    {d}")?;
@@ -704,7 +715,13 @@ impl Observer for WatchHandle {
 /// there: a reorder when the journal holds it later, another result when
 /// the code ended, a mismatch otherwise.
 pub(crate) fn reason_for(journal: &[Event], seq: Seq, asked: &Event) -> DivergenceReason {
-    if let Some(recorded_at) = reordered_at(journal, seq, asked) {
+    if let Event::PatchMarker { patch } = asked {
+        // The driver asks for a marker only where a deprecated patch finds
+        // the journal on the old branch.
+        DivergenceReason::PatchRemoved {
+            patch: patch.clone(),
+        }
+    } else if let Some(recorded_at) = reordered_at(journal, seq, asked) {
         DivergenceReason::Reordered { recorded_at }
     } else if asked.kind().is_terminal() {
         DivergenceReason::Result
@@ -721,7 +738,9 @@ pub(crate) fn diffs_for(
     reason: &DivergenceReason,
 ) -> Vec<FieldDiff> {
     match (recorded, asked, reason) {
-        (_, _, DivergenceReason::Reordered { .. }) => Vec::new(),
+        (_, _, DivergenceReason::Reordered { .. } | DivergenceReason::PatchRemoved { .. }) => {
+            Vec::new()
+        }
         (Some(r), Some(a), _) => diff_events(r, a),
         _ => Vec::new(),
     }
@@ -729,27 +748,7 @@ pub(crate) fn diffs_for(
 
 /// Whether the recorded event answers what the code asked (the driver's rule).
 fn effect_matches(asked: &Event, recorded: &Event) -> bool {
-    match (asked, recorded) {
-        (
-            Event::CallScheduled {
-                function, call_key, ..
-            },
-            Event::CallScheduled {
-                function: f,
-                call_key: k,
-                ..
-            },
-        ) => function == f && call_key == k,
-        (Event::CallScheduled { call_key, .. }, Event::CacheHit { call_key: k, .. }) => {
-            call_key == k
-        }
-        (Event::TimerStarted { .. }, Event::TimerStarted { .. })
-        | (Event::SideEffect { .. }, Event::SideEffect { .. }) => true,
-        (Event::SignalAwaited { name }, Event::SignalAwaited { name: n }) => name == n,
-        (Event::ContextWrite { write: a }, Event::ContextWrite { write: b }) => a == b,
-        (a, b) if a.kind().is_terminal() => a == b,
-        _ => false,
-    }
+    stent_replay::recorded_answers(asked, recorded)
 }
 
 /// The event to put in the journal's place so that the code goes on with
@@ -762,11 +761,15 @@ fn take_as_given(recorded: &Event, asked: &Event) -> Option<Event> {
         (
             Event::CacheHit { value, .. },
             Event::CallScheduled {
-                call_key, function, ..
+                call_key,
+                function,
+                version,
+                ..
             },
         ) => Some(Event::CacheHit {
             call_key: *call_key,
             function: Some(function.clone()),
+            version: version.clone(),
             value: value.clone(),
         }),
         (r, a) if r.kind().is_terminal() && a.kind().is_terminal() => Some(asked.clone()),

@@ -45,6 +45,8 @@ pub(crate) enum Step {
     Write(ContextWrite),
     /// A recorded clock, uuid or random read (its value is not compared).
     SideEffect,
+    /// A patch's marker: the run took the patch's new branch.
+    Patch(String),
     /// The invocation's terminal event.
     End(Event),
     /// An event kind this harness does not know.
@@ -108,6 +110,7 @@ impl Step {
                 MAX,
             ),
             Step::SideEffect => "a recorded clock, uuid or random read".into(),
+            Step::Patch(patch) => format!("the new branch of patch {patch:?}"),
             Step::End(event) => describe_event(event, MAX),
             Step::Other(kind) => format!("a {kind} event"),
         }
@@ -215,6 +218,7 @@ pub(crate) fn normalize(
                     call_key,
                     function,
                     value,
+                    ..
                 } => {
                     let mut child_path = path.clone();
                     child_path.push(steps.len() as u32);
@@ -285,6 +289,7 @@ pub(crate) fn normalize(
                 }
                 Event::ContextWrite { write } => steps.push(Step::Write(write)),
                 Event::SideEffect { .. } => steps.push(Step::SideEffect),
+                Event::PatchMarker { patch } => steps.push(Step::Patch(patch)),
                 e @ (Event::Completed { .. }
                 | Event::Failed { .. }
                 | Event::Cancelled { .. }

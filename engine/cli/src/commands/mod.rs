@@ -12,6 +12,7 @@ use crate::{CliError, Context};
 pub mod cancel;
 pub mod cleanup;
 pub mod debugger;
+pub mod deploy;
 pub mod dlq;
 pub mod journal;
 pub mod list;

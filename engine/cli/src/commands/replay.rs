@@ -59,7 +59,8 @@ impl ReplayArgs {
     }
 }
 
-fn debug_error(e: DebugError) -> CliError {
+/// A debugger error as the command line reports it.
+pub(crate) fn debug_error(e: DebugError) -> CliError {
     match e {
         DebugError::Engine(e) => CliError::from(e),
         other => CliError::Invalid(other.to_string()),
@@ -186,11 +187,15 @@ fn reason_json(reason: &DivergenceReason) -> Json {
         DivergenceReason::Aborted(m) => json!({"kind": "aborted", "message": m}),
         DivergenceReason::Stuck => json!({"kind": "stuck"}),
         DivergenceReason::Inconsistent(m) => json!({"kind": "inconsistent", "message": m}),
+        DivergenceReason::PatchRemoved { patch } => {
+            json!({"kind": "patch_removed", "patch": patch})
+        }
         _ => json!({"kind": "other"}),
     }
 }
 
-fn divergence_json(d: &Divergence) -> Json {
+/// A divergence as JSON (`replay --json`, `deploy-check --json`).
+pub(crate) fn divergence_json(d: &Divergence) -> Json {
     let event = |e: &Option<stent::journal::Event>| match e {
         Some(e) => {
             let mut v = event_json(e);

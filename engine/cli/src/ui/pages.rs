@@ -572,6 +572,7 @@ impl Timeline {
                     false,
                 ),
                 Event::SignalAwaited { name } => push(format!("signal {name:?}"), None, false),
+                Event::PatchMarker { patch } => push(format!("patch {patch:?}"), None, true),
                 Event::CallCompleted { scheduled, .. }
                 | Event::TimerFired { started: scheduled }
                 | Event::SignalReceived {
