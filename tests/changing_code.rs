@@ -355,3 +355,214 @@ async fn a_new_function_version_replays_calls_recorded_under_the_old_one() {
     worker.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// ------------------------------------------------------------ code versions
+
+/// One workflow, two builds: each says which build ran its first step and
+/// its end.
+macro_rules! build_of_flow {
+    ($def:ident, $version:literal) => {
+        struct $def;
+
+        impl stent::DurableFn for $def {
+            type Args = (u32,);
+            type Output = String;
+            type Error = String;
+            const NAME: &'static str = "versions::pinned_flow";
+
+            fn options() -> stent::DurableOptions<Self::Args> {
+                stent::DurableOptions::new()
+            }
+
+            fn run(args: Self::Args) -> stent::BoxFuture<Result<String, String>> {
+                let _ = args;
+                Box::pin(async move {
+                    let _: String = Stent::wait_for_signal("go")
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    Ok($version.to_string())
+                })
+            }
+        }
+    };
+}
+
+build_of_flow!(FlowV1, "v1");
+build_of_flow!(FlowV2, "v2");
+
+fn deployment<D: stent::DurableFn>(
+    backend: impl stent::journal::store::Backend + Clone,
+    version: Option<&str>,
+) -> Stent {
+    let mut registry = stent::FunctionRegistry::new();
+    registry.register_def::<D>();
+    let builder = Stent::builder(backend).function_registry(registry);
+    match version {
+        Some(v) => builder.code_version(v),
+        None => builder,
+    }
+    .build()
+}
+
+/// Old and new workers side by side: each claims only its version's
+/// executions (and pins those dispatched without a version), so every
+/// execution ends on the code that started it.
+async fn two_versions_side_by_side(backend: impl stent::journal::store::Backend + Clone) {
+    let v1 = deployment::<FlowV1>(backend.clone(), Some("v1"));
+    let v2 = deployment::<FlowV2>(backend.clone(), Some("v2"));
+    let unversioned = deployment::<FlowV1>(backend.clone(), None);
+    let w1 = TestWorker::start(&v1).await;
+    let w2 = TestWorker::start(&v2).await;
+    // Dispatched from executors without workers (as a web server would),
+    // so every execution goes through a claim.
+    let d1 = deployment::<FlowV1>(backend.clone(), Some("v1"));
+    let d2 = deployment::<FlowV2>(backend.clone(), Some("v2"));
+    let mut mine = Vec::new();
+    for n in 0..4 {
+        mine.push((
+            "v1",
+            d1.dispatch(stent::Call::<FlowV1>::new((n,))).await.unwrap(),
+        ));
+        mine.push((
+            "v2",
+            d2.dispatch(stent::Call::<FlowV2>::new((n,))).await.unwrap(),
+        ));
+    }
+    let mut free = Vec::new();
+    for n in 0..4 {
+        free.push(
+            unversioned
+                .dispatch(stent::Call::<FlowV1>::new((n,)))
+                .await
+                .unwrap(),
+        );
+    }
+    for &(_, id) in &mine {
+        until_waiting(&v1, id).await;
+    }
+    for &id in &free {
+        until_waiting(&v1, id).await;
+    }
+    // Every execution is pinned now: those dispatched without a version
+    // took the version of the worker that claimed them.
+    let stats = v1.backend().stats(v1.clock_now()).await.unwrap();
+    let pinned: u64 = stats.versions.iter().map(|(_, n)| n).sum();
+    assert_eq!(pinned, 12, "{:?}", stats.versions);
+    assert!(
+        stats.versions.iter().all(|(v, _)| v.is_some()),
+        "{:?}",
+        stats.versions
+    );
+    for (version, id) in &mine {
+        let state = v1.state_of(*id).await.unwrap();
+        assert_eq!(state.code_version.as_deref(), Some(*version));
+        v1.send_signal(*id, "go", &"now").await.unwrap();
+        let out = v1
+            .wait_for::<String, String>(*id, Some(Duration::from_secs(20)))
+            .await
+            .unwrap();
+        assert_eq!(out.as_deref(), Ok(*version), "{id}");
+    }
+    for &id in &free {
+        let pinned = v1.state_of(id).await.unwrap().code_version.unwrap();
+        v1.send_signal(id, "go", &"now").await.unwrap();
+        let out = v1
+            .wait_for::<String, String>(id, Some(Duration::from_secs(20)))
+            .await
+            .unwrap();
+        assert_eq!(out, Ok(pinned), "{id}");
+    }
+    w1.stop().await;
+    w2.stop().await;
+    let stats = v1.backend().stats(v1.clock_now()).await.unwrap();
+    assert!(stats.versions.is_empty(), "{:?}", stats.versions);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_versions_side_by_side_on_sqlite() {
+    let dir = std::env::temp_dir().join(format!("stent-pin-{}", ExecutionId::new_random()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let backend = SqliteBackend::open(dir.join("stent.db")).await.unwrap();
+    backend.init_db().await.unwrap();
+    two_versions_side_by_side(backend).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_versions_side_by_side_on_postgres() {
+    let Some(schema) = stent_tests::pg_test_schema("pin").await else {
+        return;
+    };
+    two_versions_side_by_side(schema.backend.clone()).await;
+}
+
+/// The same with two worker processes of different code versions on one
+/// SQLite file: each finishes only its own executions, and those
+/// dispatched without a version end on the version that started them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_worker_processes_of_different_versions_finish_their_own() {
+    use stent_tests::versions::{VERSION_VAR, versioned_flow};
+    let dir = std::env::temp_dir().join(format!("stent-pin-procs-{}", ExecutionId::new_random()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("stent.db");
+    let backend = SqliteBackend::open(&db).await.unwrap();
+    backend.init_db().await.unwrap();
+    let spawn = |version: &str| {
+        let log = std::fs::File::create(dir.join(format!("worker-{version}.log"))).unwrap();
+        tokio::process::Command::new(env!("CARGO_BIN_EXE_stent-version-worker"))
+            .arg(&db)
+            .env(VERSION_VAR, version)
+            .stdout(std::process::Stdio::null())
+            .stderr(log)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn the worker")
+    };
+    let mut workers = vec![spawn("v1"), spawn("v2")];
+    let by_version = |v: Option<&str>| {
+        let builder = Stent::builder(backend.clone());
+        match v {
+            Some(v) => builder.code_version(v),
+            None => builder,
+        }
+        .build()
+    };
+    let (d1, d2, d0) = (
+        by_version(Some("v1")),
+        by_version(Some("v2")),
+        by_version(None),
+    );
+    let mut ids = Vec::new();
+    for n in 0..5 {
+        ids.push((Some("v1"), d1.dispatch(versioned_flow(n)).await.unwrap()));
+        ids.push((Some("v2"), d2.dispatch(versioned_flow(n)).await.unwrap()));
+        ids.push((None, d0.dispatch(versioned_flow(n)).await.unwrap()));
+    }
+    for &(_, id) in &ids {
+        until_waiting(&d0, id).await;
+    }
+    let mut ran = std::collections::BTreeMap::new();
+    for &(dispatched, id) in &ids {
+        d0.send_signal(id, "go", &"now").await.unwrap();
+        let out = d0
+            .wait_for::<String, String>(id, Some(Duration::from_secs(30)))
+            .await
+            .unwrap()
+            .unwrap();
+        let pinned = d0.state_of(id).await.unwrap().code_version.unwrap();
+        // Started and finished by the same version: the pinned one.
+        assert_eq!(out, format!("{pinned}->{pinned}"), "{id}");
+        if let Some(v) = dispatched {
+            assert_eq!(pinned, v, "{id}");
+        }
+        *ran.entry(pinned).or_insert(0) += 1;
+    }
+    // Both processes did work.
+    assert!(ran.get("v1").copied().unwrap_or(0) >= 5, "{ran:?}");
+    assert!(ran.get("v2").copied().unwrap_or(0) >= 5, "{ran:?}");
+    for w in &mut workers {
+        w.start_kill().unwrap();
+        w.wait().await.unwrap();
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

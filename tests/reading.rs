@@ -301,6 +301,8 @@ async fn a_corrupt_execution_is_marked_and_the_others_listed() {
             tags: None,
             functions: vec!["reading::makes_blob".into()],
             concurrency_limits: Vec::new(),
+            code_version: None,
+            also_runs: Vec::new(),
         })
         .await
         .unwrap();

@@ -257,6 +257,8 @@ async fn a_task_that_keeps_killing_its_worker_is_dead_lettered_not_retried_forev
                 tags: None,
                 functions: executor.registry().names(),
                 concurrency_limits: Vec::new(),
+                code_version: None,
+                also_runs: Vec::new(),
             })
             .await
             .unwrap();

@@ -51,6 +51,8 @@ pub(crate) struct Inner {
     pub metrics: Arc<dyn MetricsRecorder>,
     pub limits: PayloadLimits,
     pub serializer: Serializer,
+    /// The code version of this build (`StentBuilder::code_version`).
+    pub code_version: Option<String>,
 }
 
 /// The stent executor: dispatches durable functions, runs workers, and
@@ -94,9 +96,34 @@ pub struct StentBuilder {
     limits: PayloadLimits,
     serializer: Serializer,
     notifier: Option<Arc<dyn NotificationBackend>>,
+    code_version: Option<String>,
 }
 
 impl StentBuilder {
+    /// The code version of this build: a release tag, a commit, a date.
+    /// Executions this executor dispatches run on it: only workers of this
+    /// version (or that list it in `WorkerBuilder::also_runs`) claim them,
+    /// so old and new workers can run side by side during a deploy, each
+    /// finishing its own. Its workers claim only executions of this
+    /// version, of the versions they also run, and those not pinned yet
+    /// (which take this version). Without one (the default) executions are
+    /// not pinned at dispatch and workers claim every execution.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), stent::Error> {
+    /// let backend = stent::backends::SqliteBackend::open("app.db").await?;
+    /// let stent = stent::Stent::builder(backend)
+    ///     .code_version(env!("CARGO_PKG_VERSION"))
+    ///     .build();
+    /// # let _ = stent;
+    /// # Ok(()) }
+    /// ```
+    pub fn code_version(mut self, version: impl Into<String>) -> Self {
+        let version = version.into();
+        self.code_version = (!version.trim().is_empty()).then_some(version);
+        self
+    }
+
     /// Use this registry instead of the global one.
     pub fn function_registry(mut self, registry: FunctionRegistry) -> Self {
         self.registry = Some(Arc::new(registry));
@@ -209,6 +236,7 @@ impl StentBuilder {
                 metrics: self.metrics.unwrap_or_else(|| Arc::new(NoMetrics)),
                 limits: self.limits,
                 serializer: self.serializer,
+                code_version: self.code_version,
             }),
         }
     }
@@ -296,6 +324,9 @@ pub struct ExecutionState {
     pub pause: Option<stent_journal::PauseReport>,
     /// Retries so far, summed over the execution's tasks.
     pub retries: u32,
+    /// The code version it runs on (`None`: not pinned; see
+    /// `StentBuilder::code_version`).
+    pub code_version: Option<String>,
     /// Execution-scoped counters (`Stent::context()?.counters(name).add(n)`).
     /// `f64`, so integers are exact up to 2^53.
     pub counters: BTreeMap<String, f64>,
@@ -433,6 +464,7 @@ impl ExecutionState {
             pause_report: pause.as_ref().map(|p| p.text.clone()),
             pause,
             retries: r.retries,
+            code_version: r.code_version,
             counters: BTreeMap::new(),
             custom_state: BTreeMap::new(),
             progress: Vec::new(),
@@ -539,6 +571,7 @@ impl Stent {
             limits: PayloadLimits::default(),
             serializer: Serializer::default(),
             notifier: None,
+            code_version: None,
             poll: PollSettings {
                 min: Duration::from_millis(100),
                 max: Duration::from_secs(5),
@@ -561,6 +594,11 @@ impl Stent {
     /// durable function use [`Stent::now`]).
     pub fn clock_now(&self) -> Timestamp {
         self.inner.clock.now()
+    }
+
+    /// The code version of this build (see `StentBuilder::code_version`).
+    pub fn code_version(&self) -> Option<&str> {
+        self.inner.code_version.as_deref()
     }
 
     /// Starts a new execution of a durable function call. Options are set on
@@ -962,6 +1000,7 @@ impl<D: DurableFn> Dispatch<'_, D> {
                 function: D::NAME.to_string(),
                 created_at: now,
                 deadline: expiry.map(|e| now.saturating_add(e)),
+                code_version: inner.code_version.clone(),
                 root: NewInvocation {
                     invocation: id.root_invocation(),
                     execution: id,

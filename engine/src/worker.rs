@@ -77,6 +77,7 @@ pub struct WorkerBuilder {
     cleanup_interval: Option<Duration>,
     retention_period: Duration,
     lifecycle: Option<WorkerLifecycle>,
+    also_runs: Vec<String>,
 }
 
 impl Stent {
@@ -97,6 +98,7 @@ impl Stent {
             cleanup_interval: Some(Duration::from_secs(3600)),
             retention_period: Duration::from_secs(7 * 24 * 3600),
             lifecycle: None,
+            also_runs: Vec::new(),
         }
     }
 }
@@ -115,6 +117,20 @@ impl WorkerBuilder {
         S: Into<String>,
     {
         self.queues = Some(queues.into_iter().map(Into::into).collect());
+        self
+    }
+
+    /// Also claim executions of these code versions, besides those of the
+    /// executor's own (`StentBuilder::code_version`): a build known to
+    /// replay them (the deploy check says so) takes them over from the old
+    /// workers. Only meaningful with a code version: a worker without one
+    /// claims every execution.
+    pub fn also_runs<I, S>(mut self, versions: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.also_runs.extend(versions.into_iter().map(Into::into));
         self
     }
 
@@ -235,6 +251,7 @@ impl WorkerBuilder {
             id: WorkerId::new(worker_id),
             queues: self.queues,
             tags: self.tags,
+            also_runs: self.also_runs,
             lease: self.lease_duration,
             poll,
             sticky_timer: self.sticky_timer,
@@ -292,6 +309,8 @@ struct Core {
     id: WorkerId,
     queues: Option<Vec<String>>,
     tags: Option<Vec<String>>,
+    /// Code versions claimed besides the executor's own.
+    also_runs: Vec<String>,
     functions: Vec<String>,
     /// `max_concurrent` of the registered functions that declare one.
     concurrency_limits: Vec<(String, u32)>,
@@ -566,6 +585,8 @@ impl Core {
                     tags: self.tags.clone(),
                     functions: self.functions.clone(),
                     concurrency_limits: self.concurrency_limits.clone(),
+                    code_version: self.inner.code_version.clone(),
+                    also_runs: self.also_runs.clone(),
                 };
                 let lease_until = request.lease_until;
                 match self.inner.backend.claim_with_journal(request).await {

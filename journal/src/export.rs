@@ -166,6 +166,8 @@ struct WireRecord {
     terminal_event: Option<Vec<u8>>,
     pause_report: Option<String>,
     retries: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    code_version: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -294,6 +296,7 @@ impl JournalExport {
                 terminal_event: r.terminal_event.clone(),
                 pause_report: r.pause_report.clone(),
                 retries: r.retries,
+                code_version: r.code_version.clone(),
             },
             invocations: self
                 .invocations
@@ -391,6 +394,7 @@ impl JournalExport {
             terminal_event: r.terminal_event,
             pause_report: r.pause_report,
             retries: r.retries,
+            code_version: r.code_version,
         };
         let invocations = wire
             .invocations
@@ -460,6 +464,7 @@ mod tests {
             terminal_event: Some(done.encode().unwrap()),
             pause_report: None,
             retries: 0,
+            code_version: Some("2026-12-05".into()),
         };
         JournalExport::new(
             record,

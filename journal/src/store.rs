@@ -221,6 +221,9 @@ pub struct NewExecution {
     pub created_at: Timestamp,
     /// When it times out, if ever.
     pub deadline: Option<Timestamp>,
+    /// The code version it runs on (`None`: the first worker with a code
+    /// version to claim it pins it to its own).
+    pub code_version: Option<String>,
     /// The root invocation.
     pub root: NewInvocation,
 }
@@ -442,6 +445,34 @@ pub struct ClaimRequest {
     /// than `limit` tasks of it hold an unexpired lease (leases whose
     /// `lease_until` has passed do not count), claims of this batch included.
     pub concurrency_limits: Vec<(String, u32)>,
+    /// The claiming worker's code version. With one, only tasks of
+    /// executions of this version, of one of [`also_runs`](Self::also_runs),
+    /// or of none yet are claimed, and an execution of none yet is pinned
+    /// to this version by the claim. `None`: every execution, none pinned.
+    pub code_version: Option<String>,
+    /// Other code versions the worker runs (only with a `code_version`).
+    pub also_runs: Vec<String>,
+}
+
+impl ClaimRequest {
+    /// The code versions whose executions this claim may take, `None` when
+    /// it takes every execution (no [`code_version`](Self::code_version)).
+    pub fn versions(&self) -> Option<Vec<String>> {
+        let own = self.code_version.as_ref()?;
+        let mut all = vec![own.clone()];
+        all.extend(self.also_runs.iter().cloned());
+        all.sort();
+        all.dedup();
+        Some(all)
+    }
+
+    /// Whether an execution of `version` may be claimed.
+    pub fn runs(&self, version: Option<&str>) -> bool {
+        match (&self.code_version, version) {
+            (None, _) | (Some(_), None) => true,
+            (Some(own), Some(v)) => own == v || self.also_runs.iter().any(|a| a == v),
+        }
+    }
 }
 
 /// A task now leased to the claiming worker.
@@ -491,6 +522,8 @@ pub struct ExecutionRecord {
     pub pause_report: Option<String>,
     /// Retries so far, summed over the execution's tasks.
     pub retries: u32,
+    /// The code version it runs on (`None`: not pinned yet).
+    pub code_version: Option<String>,
 }
 
 impl ExecutionRecord {
@@ -793,6 +826,9 @@ pub struct StoreStats {
     pub queues: Vec<QueueStats>,
     /// Dead letters waiting for a person.
     pub dead_letters: u64,
+    /// Unfinished (pending, running or paused) executions per code version,
+    /// by version (`None`, not pinned yet, first).
+    pub versions: Vec<(Option<String>, u64)>,
 }
 
 /// Reading journals.

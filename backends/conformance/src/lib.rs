@@ -108,6 +108,7 @@ macro_rules! conformance_tests {
             attempts_reset_on_commit_and_count_reclaims,
             forgiven_takeovers_leave_the_attempts,
             concurrency_limits_cap_live_leases,
+            claims_take_only_the_code_versions_a_worker_runs,
             retry_reschedules_and_counts,
             failed_attempts_are_kept_each_with_its_time,
             dead_letter_list_get_and_replay,
@@ -198,6 +199,7 @@ fn execution_with(function: &str, routing: Routing, created_at: Timestamp) -> Ne
         function: function.to_string(),
         created_at,
         deadline: None,
+        code_version: None,
         root: invocation(id.root_invocation(), id, function, routing, created_at),
     }
 }
@@ -224,6 +226,8 @@ fn request(worker_name: &str, now: Timestamp, functions: &[&str]) -> ClaimReques
         tags: None,
         functions: functions.iter().map(|f| f.to_string()).collect(),
         concurrency_limits: Vec::new(),
+        code_version: None,
+        also_runs: Vec::new(),
     }
 }
 
@@ -2416,6 +2420,108 @@ pub async fn concurrency_limits_cap_live_leases(backend: Arc<dyn Backend>) {
         total += h.await.expect("claimer").len();
     }
     assert_eq!(total, 2);
+}
+
+// ---------------------------------------------------------------- code versions
+
+/// A worker with a code version claims only executions of that version, of
+/// the versions it also runs, and those not pinned yet (which the claim
+/// pins to its version); one without a version claims every execution and
+/// pins none. Limited functions follow the same rule. `stats` counts the
+/// unfinished executions per version.
+pub async fn claims_take_only_the_code_versions_a_worker_runs(backend: Arc<dyn Backend>) {
+    let create = |function: &str, version: Option<&str>| {
+        let mut e = execution(function, at(1));
+        e.code_version = version.map(str::to_string);
+        e
+    };
+    let versioned = |name: &str, now: Timestamp, functions: &[&str], own: &str, also: &[&str]| {
+        let mut r = request(name, now, functions);
+        r.code_version = Some(own.to_string());
+        r.also_runs = also.iter().map(|a| a.to_string()).collect();
+        r
+    };
+    let v1 = create("app::f", Some("v1"));
+    let v2 = create("app::f", Some("v2"));
+    let unpinned = create("app::f", None);
+    let old = create("app::f", Some("v0"));
+    for e in [&v1, &v2, &unpinned, &old] {
+        backend.create_execution(e.clone()).await.unwrap();
+    }
+    let record = backend.execution(v1.id).await.unwrap().unwrap();
+    assert_eq!(record.code_version.as_deref(), Some("v1"));
+
+    let stats = backend.stats(at(2)).await.unwrap();
+    assert_eq!(
+        stats.versions,
+        vec![
+            (None, 1),
+            (Some("v0".to_string()), 1),
+            (Some("v1".to_string()), 1),
+            (Some("v2".to_string()), 1),
+        ]
+    );
+
+    // v2 takes its own and the one not pinned yet, and pins that one.
+    let mut got = claimed_ids(&backend, versioned("w2", at(2), &["app::f"], "v2", &[])).await;
+    got.sort();
+    let mut want = vec![v2.root.invocation, unpinned.root.invocation];
+    want.sort();
+    assert_eq!(got, want);
+    let pinned = backend.execution(unpinned.id).await.unwrap().unwrap();
+    assert_eq!(pinned.code_version.as_deref(), Some("v2"));
+    // v3, which also runs v0, takes v0 and leaves it pinned to v0.
+    let got = claimed_ids(&backend, versioned("w3", at(3), &["app::f"], "v3", &["v0"])).await;
+    assert_eq!(got, vec![old.root.invocation]);
+    let kept = backend.execution(old.id).await.unwrap().unwrap();
+    assert_eq!(kept.code_version.as_deref(), Some("v0"));
+    // Nothing else of v2 or v3 is left; v1's stays for a v1 worker.
+    assert!(
+        claimed_ids(&backend, versioned("w2", at(4), &["app::f"], "v2", &["v3"]))
+            .await
+            .is_empty()
+    );
+    let got = claimed_ids(&backend, versioned("w1", at(4), &["app::f"], "v1", &[])).await;
+    assert_eq!(got, vec![v1.root.invocation]);
+
+    // A worker without a version claims any version and pins nothing.
+    let later_v1 = create("app::f", Some("v1"));
+    let later_free = create("app::f", None);
+    backend.create_execution(later_v1.clone()).await.unwrap();
+    backend.create_execution(later_free.clone()).await.unwrap();
+    let mut got = claimed_ids(&backend, request("any", at(5), &["app::f"])).await;
+    got.sort();
+    let mut want = vec![later_v1.root.invocation, later_free.root.invocation];
+    want.sort();
+    assert_eq!(got, want);
+    let free = backend.execution(later_free.id).await.unwrap().unwrap();
+    assert_eq!(free.code_version, None);
+
+    // Functions with a concurrency limit are claimed by the same rule.
+    let limited_v1 = create("app::limited", Some("v1"));
+    backend.create_execution(limited_v1.clone()).await.unwrap();
+    let mut req = versioned("w2", at(6), &["app::limited"], "v2", &[]);
+    req.concurrency_limits = vec![("app::limited".to_string(), 5)];
+    assert!(claimed_ids(&backend, req).await.is_empty());
+    let mut req = versioned("w1", at(6), &["app::limited"], "v1", &[]);
+    req.concurrency_limits = vec![("app::limited".to_string(), 5)];
+    assert_eq!(
+        claimed_ids(&backend, req).await,
+        vec![limited_v1.root.invocation]
+    );
+    let limited_free = create("app::limited", None);
+    backend
+        .create_execution(limited_free.clone())
+        .await
+        .unwrap();
+    let mut req = versioned("w2", at(7), &["app::limited"], "v2", &[]);
+    req.concurrency_limits = vec![("app::limited".to_string(), 5)];
+    assert_eq!(
+        claimed_ids(&backend, req).await,
+        vec![limited_free.root.invocation]
+    );
+    let pinned = backend.execution(limited_free.id).await.unwrap().unwrap();
+    assert_eq!(pinned.code_version.as_deref(), Some("v2"));
 }
 
 // ---------------------------------------------------------------- retries

@@ -27,6 +27,7 @@
 //!         function: "shop::checkout".into(),
 //!         created_at: Timestamp(1_000),
 //!         deadline: None,
+//!         code_version: None,
 //!         root: NewInvocation {
 //!             invocation: id.root_invocation(),
 //!             execution: id,
@@ -732,6 +733,7 @@ impl ExecutionStore for MemoryBackend {
                 terminal_event: None,
                 pause_report: None,
                 retries: 0,
+                code_version: execution.code_version.clone(),
             },
         );
         let mut task = state.new_task(root, None);
@@ -1008,6 +1010,13 @@ impl TaskStore for MemoryBackend {
             .tasks
             .iter()
             .filter(|(_, t)| claimable(t, &request))
+            .filter(|(_, t)| {
+                let version = state
+                    .executions
+                    .get(&t.execution)
+                    .and_then(|e| e.code_version.as_deref());
+                request.runs(version)
+            })
             .map(|(id, t)| (t.routing.priority, t.run_at, t.created, *id))
             .collect();
         eligible.sort_by_key(|&(p, run_at, created, _)| (Reverse(p), run_at, created));
@@ -1068,11 +1077,14 @@ impl TaskStore for MemoryBackend {
                 retries: task.retries,
                 deadline,
             };
-            if let Some(exec) = state.executions.get_mut(&out.execution)
-                && exec.status == ExecutionStatus::Pending
-            {
-                exec.status = ExecutionStatus::Running;
-                exec.started_at = Some(request.now);
+            if let Some(exec) = state.executions.get_mut(&out.execution) {
+                if exec.status == ExecutionStatus::Pending {
+                    exec.status = ExecutionStatus::Running;
+                    exec.started_at = Some(request.now);
+                }
+                if exec.code_version.is_none() {
+                    exec.code_version.clone_from(&request.code_version);
+                }
             }
             claimed.push(out);
         }
@@ -1334,11 +1346,21 @@ impl InspectStore for MemoryBackend {
                 _ => q.waiting += 1,
             }
         }
+        let mut versions: BTreeMap<Option<String>, u64> = BTreeMap::new();
+        for e in state.executions.values() {
+            if matches!(
+                e.status,
+                ExecutionStatus::Pending | ExecutionStatus::Running | ExecutionStatus::Paused
+            ) {
+                *versions.entry(e.code_version.clone()).or_default() += 1;
+            }
+        }
         Ok(StoreStats {
             executions,
             tasks,
             queues: queues.into_values().collect(),
             dead_letters: state.dead_letters.len() as u64,
+            versions: versions.into_iter().collect(),
         })
     }
 }

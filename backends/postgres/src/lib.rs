@@ -213,6 +213,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "failures_and_filters",
         include_str!("../migrations/0005_failures_and_filters.sql"),
     ),
+    (
+        6,
+        "code_version",
+        include_str!("../migrations/0006_code_version.sql"),
+    ),
 ];
 
 /// How many times a transaction aborted by a deadlock or a serialization

@@ -22,12 +22,13 @@ pub(crate) const LOCK_FUNCTION: &str = "SELECT pg_advisory_xact_lock($1::int4, \
 /// statement. $1 execution id, $2 function, $3 status, $4 queue, $5 priority,
 /// $6 tags, $7 created_at, $8 started_at, $9 deadline, $10 root invocation,
 /// $11 root function, $12 task state, $13 run_at, $14 lease owner, $15 lease
-/// until, $16 epoch, $17 attempts, $18 started event.
+/// until, $16 epoch, $17 attempts, $18 started event, $19 code version.
 pub(crate) const CREATE_EXECUTION: &str = "WITH e AS ( \
       INSERT INTO executions \
-        (id, function, status, queue, priority, tags, created_at, started_at, deadline) \
+        (id, function, status, queue, priority, tags, created_at, started_at, deadline, \
+         code_version) \
       VALUES ($1::uuid, $2::text, $3::text, $4::text, $5::int4, $6::text[], $7::int8, \
-              $8::int8, $9::int8)), \
+              $8::int8, $9::int8, $19::text)), \
     t AS ( \
       INSERT INTO tasks \
         (invocation_id, execution_id, function, queue, priority, tags, state, run_at, \
@@ -64,18 +65,20 @@ pub(crate) const SPAWN: &str = "WITH t AS ( \
 /// Executions with their root tasks and `Started` events, several in one
 /// statement (group commit). $1..$15 the root tasks' columns as in
 /// [`SPAWN`]'s $2..$16; $16 execution ids, $17 functions, $18 statuses, $19
-/// created_at, $20 started_at, $21 deadlines. An execution's queue,
-/// priority and tags are its root task's.
+/// created_at, $20 started_at, $21 deadlines, $22 code versions. An
+/// execution's queue, priority and tags are its root task's.
 pub(crate) const CREATE_EXECUTIONS: &str = "WITH e AS ( \
       INSERT INTO executions \
-        (id, function, status, queue, priority, tags, created_at, started_at, deadline) \
+        (id, function, status, queue, priority, tags, created_at, started_at, deadline, \
+         code_version) \
       SELECT x.id, x.function, x.status, x.queue, x.priority, \
              COALESCE(($6::text[])[x.tag_first:x.tag_last], '{}'), x.created_at, \
-             x.started_at, x.deadline \
+             x.started_at, x.deadline, x.code_version \
       FROM UNNEST($16::uuid[], $17::text[], $18::text[], $4::text[], $5::int4[], \
-                  $7::int4[], $8::int4[], $19::int8[], $20::int8[], $21::int8[]) \
+                  $7::int4[], $8::int4[], $19::int8[], $20::int8[], $21::int8[], \
+                  $22::text[]) \
         AS x(id, function, status, queue, priority, tag_first, tag_last, created_at, \
-             started_at, deadline)), \
+             started_at, deadline, code_version)), \
     t AS ( \
       INSERT INTO tasks \
         (invocation_id, execution_id, function, queue, priority, tags, state, run_at, \
@@ -94,25 +97,31 @@ pub(crate) const CREATE_EXECUTIONS: &str = "WITH e AS ( \
     SELECT s.invocation_id, 0, 'started', NULL, s.payload, s.created_at \
     FROM UNNEST($1, $15::bytea[], $19) AS s(invocation_id, payload, created_at)";
 
+/// Unfinished executions per code version (NULL first).
+pub(crate) const UNFINISHED_BY_VERSION: &str = "SELECT code_version, COUNT(*) AS n \
+    FROM executions WHERE status IN ('pending', 'running', 'paused') \
+    GROUP BY code_version ORDER BY code_version NULLS FIRST";
+
 // ------------------------------------------------------------------ claims
 
 /// The claimable tasks in claim order, at most `$5`, locked (`FOR UPDATE
 /// SKIP LOCKED`: rows another claimer is taking are passed over, not waited
 /// for): ready ones due at `$1`, and leased ones whose lease expired before
-/// `$1`. $2 functions, $3 queues (NULL: any), $4 tags (NULL: any).
+/// `$1`. $2 functions, $3 queues (NULL: any), $4 tags (NULL: any),
+/// `$versions` code versions (NULL: any).
 macro_rules! candidates {
-    () => {
+    ($versions:literal) => {
         concat!(
             "WITH ready AS ( ",
             "  SELECT invocation_id, priority, run_at, created FROM tasks ",
             "  WHERE state = 'ready' AND run_at <= $1::int8 AND ",
-            claim_filters!(),
+            claim_filters!($versions),
             "  ORDER BY priority DESC, run_at, created LIMIT $5::int8 ",
             "  FOR UPDATE SKIP LOCKED), ",
             "expired AS ( ",
             "  SELECT invocation_id, priority, run_at, created FROM tasks ",
             "  WHERE state = 'leased' AND lease_until < stent_clock($1) AND ",
-            claim_filters!(),
+            claim_filters!($versions),
             "  ORDER BY priority DESC, run_at, created LIMIT $5 ",
             "  FOR UPDATE SKIP LOCKED), ",
             "candidates AS ( ",
@@ -124,23 +133,33 @@ macro_rules! candidates {
     };
 }
 
-/// The filters of a claim: functions ($2), queues ($3 or NULL) and tags ($4
-/// or NULL; a task matches if it carries at least one).
+/// The filters of a claim: functions ($2), queues ($3 or NULL), tags ($4
+/// or NULL; a task matches if it carries at least one) and the code
+/// versions of its execution (`$versions` or NULL; an execution not pinned
+/// yet matches any).
 macro_rules! claim_filters {
-    () => {
+    ($versions:literal) => {
         concat!(
             " function = ANY($2::text[]) ",
             " AND ($3::text[] IS NULL OR queue = ANY($3::text[])) ",
-            " AND ($4::text[] IS NULL OR tags && $4::text[]) "
+            " AND ($4::text[] IS NULL OR tags && $4::text[]) ",
+            " AND (",
+            $versions,
+            "::text[] IS NULL OR EXISTS (SELECT 1 FROM executions AS v ",
+            "      WHERE v.id = tasks.execution_id AND (v.code_version IS NULL ",
+            "      OR v.code_version = ANY(",
+            $versions,
+            "::text[])))) "
         )
     };
 }
 
 /// Leases the tasks of the CTE `chosen` and marks their executions running
-/// ($1 now, `$worker`, `$until`); returns them in claim order with their
+/// ($1 now, `$worker`, `$until`), pinning those not pinned yet to the code
+/// version `$pin` (NULL: none); returns them in claim order with their
 /// execution's deadline.
 macro_rules! lease_chosen {
-    ($chosen:literal, $worker:literal, $until:literal) => {
+    ($chosen:literal, $worker:literal, $until:literal, $pin:literal) => {
         concat!(
             "claimed AS ( ",
             "  UPDATE tasks AS t ",
@@ -157,8 +176,16 @@ macro_rules! lease_chosen {
             "  RETURNING t.invocation_id, t.execution_id, t.function, t.epoch, t.attempts, ",
             "            t.retries, t.priority, t.run_at, t.created), ",
             "started AS ( ",
-            "  UPDATE executions SET status = 'running', started_at = $1 ",
-            "  WHERE id IN (SELECT execution_id FROM claimed) AND status = 'pending') ",
+            "  UPDATE executions SET ",
+            "    status = CASE WHEN status = 'pending' THEN 'running' ELSE status END, ",
+            "    started_at = CASE WHEN status = 'pending' THEN $1 ELSE started_at END, ",
+            "    code_version = COALESCE(code_version, ",
+            $pin,
+            "::text) ",
+            "  WHERE id IN (SELECT execution_id FROM claimed) AND (status = 'pending' ",
+            "    OR (code_version IS NULL AND ",
+            $pin,
+            "::text IS NOT NULL))) ",
             "SELECT c.invocation_id, c.execution_id, c.function, c.epoch, c.attempts, c.retries, ",
             "       e.deadline ",
             "FROM claimed AS c LEFT JOIN executions AS e ON e.id = c.execution_id ",
@@ -169,26 +196,29 @@ macro_rules! lease_chosen {
 
 /// The claim without concurrency limits, one statement: leases the first
 /// `$5` claimable tasks. $1 now, $2 functions, $3 queues, $4 tags, $5 limit,
-/// $6 worker, $7 lease_until.
+/// $6 worker, $7 lease_until, $8 code versions (NULL: any), $9 the code
+/// version executions not pinned yet take (NULL: none).
 pub(crate) const CLAIM: &str = concat!(
-    candidates!(),
+    candidates!("$8"),
     ", ",
-    lease_chosen!("SELECT invocation_id FROM candidates", "$6", "$7")
+    lease_chosen!("SELECT invocation_id FROM candidates", "$6", "$7", "$9")
 );
 
 /// The first `$5` claimable tasks, locked, in claim order (a claim with
-/// concurrency limits picks from these). Parameters as [`CLAIM`]'s first five.
+/// concurrency limits picks from these). Parameters as [`CLAIM`]'s first
+/// five; $6 code versions (NULL: any).
 pub(crate) const CANDIDATES: &str = concat!(
-    candidates!(),
+    candidates!("$6"),
     "SELECT invocation_id, priority, run_at, created FROM candidates ",
     "ORDER BY priority DESC, run_at, created"
 );
 
 /// Leases the tasks $2 (already locked by this transaction). $1 now, $3
-/// worker, $4 lease_until.
+/// worker, $4 lease_until, $5 the code version executions not pinned yet
+/// take (NULL: none).
 pub(crate) const CLAIM_IDS: &str = concat!(
     "WITH ",
-    lease_chosen!("SELECT UNNEST($2::uuid[])", "$3", "$4")
+    lease_chosen!("SELECT UNNEST($2::uuid[])", "$3", "$4", "$5")
 );
 
 /// $1 now, $2 limited functions: unexpired leases per function.
@@ -531,7 +561,7 @@ macro_rules! select_executions {
     ($rest:literal) => {
         concat!(
             "SELECT id, function, status, queue, priority, tags, created_at, ",
-            "started_at, completed_at, deadline, terminal_event, pause_report, ",
+            "started_at, completed_at, deadline, terminal_event, pause_report, code_version, ",
             "(SELECT COALESCE(SUM(retries), 0) FROM tasks ",
             " WHERE tasks.execution_id = executions.id)::int8 AS retries ",
             "FROM executions ",

@@ -153,6 +153,7 @@ fn execution_record(row: &PgRow) -> StoreResult<ExecutionRecord> {
         deadline: time_col(row, T, "deadline")?,
         terminal_event: col(row, T, "terminal_event")?,
         pause_report: col(row, T, "pause_report")?,
+        code_version: col(row, T, "code_version")?,
         retries: u32_col::<i64>(row, T, "retries")?,
     })
 }
@@ -964,6 +965,7 @@ async fn claim_limited(conn: &mut PgConnection, req: &ClaimRequest) -> Attempt<V
         .bind(&ids)
         .bind(req.worker.as_str())
         .bind(req.lease_until.0)
+        .bind(req.code_version.as_deref())
         .fetch_all(&mut *conn)
         .await
         .map_err(db(OP))?;
@@ -985,6 +987,7 @@ async fn candidates(
         .bind(req.queues.as_deref())
         .bind(req.tags.as_deref())
         .bind(limit)
+        .bind(req.versions())
         .fetch_all(&mut *conn)
         .await
         .map_err(db(CLAIM))?;
@@ -1527,6 +1530,8 @@ impl TaskStore for PostgresBackend {
                 .bind(limit_i64(req.limit))
                 .bind(req.worker.as_str())
                 .bind(req.lease_until.0)
+                .bind(req.versions())
+                .bind(req.code_version.as_deref())
                 .fetch_all(pool)
                 .await
                 .map_err(db(CLAIM))?;
@@ -1916,6 +1921,18 @@ impl InspectStore for PostgresBackend {
             .fetch_one(&self.pool)
             .await
             .map_err(read_err(OP))?;
+        let versions = sqlx::query(sql::UNFINISHED_BY_VERSION)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err(OP))?
+            .iter()
+            .map(|row| {
+                Ok((
+                    col::<Option<String>>(row, "executions", "code_version")?,
+                    count(row, "n")?,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(StoreStats {
             executions: ExecutionStatus::ALL
                 .into_iter()
@@ -1927,6 +1944,7 @@ impl InspectStore for PostgresBackend {
                 .collect(),
             queues,
             dead_letters: count(&dead, "n")?,
+            versions,
         })
     }
 }
@@ -2051,6 +2069,7 @@ async fn create_many(pool: &PgPool, batch: &[NewExecution]) -> Attempt<()> {
     let mut roots = SpawnColumns::default();
     let (mut ids, mut functions, mut statuses) = (Vec::new(), Vec::new(), Vec::new());
     let (mut created, mut started, mut deadlines) = (Vec::new(), Vec::new(), Vec::new());
+    let mut versions = Vec::new();
     for execution in batch {
         let leased = execution.root.lease.is_some();
         roots.push(&execution.root)?;
@@ -2064,6 +2083,7 @@ async fn create_many(pool: &PgPool, batch: &[NewExecution]) -> Attempt<()> {
         created.push(execution.created_at.0);
         started.push(leased.then_some(execution.created_at.0));
         deadlines.push(execution.deadline.map(|t| t.0));
+        versions.push(execution.code_version.as_deref());
     }
     roots
         .bind(sqlx::query(sql::CREATE_EXECUTIONS))
@@ -2073,6 +2093,7 @@ async fn create_many(pool: &PgPool, batch: &[NewExecution]) -> Attempt<()> {
         .bind(&created)
         .bind(&started)
         .bind(&deadlines)
+        .bind(&versions)
         .execute(pool)
         .await
         .map_err(unique(CREATE_EXECUTION, |_| {
@@ -2112,6 +2133,7 @@ async fn create_one(pool: &PgPool, execution: &NewExecution) -> StoreResult<()> 
             .bind(epoch)
             .bind(attempts)
             .bind(root.started_event.as_slice())
+            .bind(execution.code_version.as_deref())
             .execute(pool)
             .await
             .map_err(unique(CREATE_EXECUTION, |_| {

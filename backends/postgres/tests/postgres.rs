@@ -35,6 +35,7 @@ fn new_execution(function: &str, at: i64) -> NewExecution {
             started_event: vec![0xa1, 0x00],
             lease: None,
         },
+        code_version: None,
     }
 }
 
@@ -48,6 +49,8 @@ fn claim_request(worker: &str, now: i64, limit: usize) -> ClaimRequest {
         tags: None,
         functions: vec!["app::f".into()],
         concurrency_limits: Vec::new(),
+        code_version: None,
+        also_runs: Vec::new(),
     }
 }
 
@@ -207,7 +210,7 @@ async fn init_db_is_idempotent_and_data_survives() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
     other.close().await;
 }
 
@@ -267,7 +270,9 @@ async fn init_db_upgrades_a_version_2_database() {
     let Some(fx) = common::fixture().await else {
         return;
     };
-    // Turn the fresh schema back into a version-2 one.
+    // Turn the fresh schema back into a version-2 one (but for
+    // `executions.code_version`, which the execution created below needs;
+    // migration 6 adds it only if it is missing).
     let mut conn = common::raw_connection().await.unwrap();
     let schema = fx.schema();
     sqlx::query(AssertSqlSafe(format!(
@@ -296,7 +301,7 @@ async fn init_db_upgrades_a_version_2_database() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
     let source: String = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT prosrc FROM pg_proc WHERE proname = 'stent_commit' \
          AND pronamespace = '\"{schema}\"'::regnamespace"

@@ -317,7 +317,8 @@ impl<'a> Batch<'a> {
                     .bind(store::json_list(&root.routing.tags))
                     .bind(execution.created_at.0)
                     .bind(started_at)
-                    .bind(execution.deadline.map(|t| t.0));
+                    .bind(execution.deadline.map(|t| t.0))
+                    .bind(execution.code_version.as_deref());
             }
             query = pad(query, chunk.len(), sql::EXECUTION_COLUMNS);
             query.execute(&mut *conn).await.map_err(db(OP))?;

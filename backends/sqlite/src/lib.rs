@@ -149,6 +149,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "task failures and execution filters",
         include_str!("../migrations/0004_failures_and_filters.sql"),
     ),
+    (
+        5,
+        "code version",
+        include_str!("../migrations/0005_code_version.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows (its last migration).

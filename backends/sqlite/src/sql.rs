@@ -23,8 +23,9 @@ pub(crate) const ROLLBACK_TO_SAVEPOINT: &str = "ROLLBACK TO request";
 // ------------------------------------------------------------------ inserts
 
 pub(crate) const INSERT_EXECUTION: &str = "INSERT INTO executions \
-    (id, function, status, queue, priority, tags, created_at, started_at, deadline) \
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+    (id, function, status, queue, priority, tags, created_at, started_at, deadline, \
+     code_version) \
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
 
 /// `created` is the creation order, a counter kept in the table itself.
 pub(crate) const INSERT_TASK: &str = "INSERT INTO tasks \
@@ -63,7 +64,7 @@ pub(crate) const COUNT_DUE: &str = "SELECT COUNT(*) FROM ( \
 /// [`claim_filters`]).
 macro_rules! candidates {
     ($ready_index:literal, $now:literal, $functions:literal, $queues:literal, $tags:literal,
-     $limit:literal) => {
+     $versions:literal, $limit:literal) => {
         concat!(
             "SELECT invocation_id, priority, run_at, created FROM ( ",
             "  SELECT invocation_id, priority, run_at, created FROM tasks INDEXED BY ",
@@ -71,13 +72,13 @@ macro_rules! candidates {
             "  WHERE state = 'ready' AND run_at <= ",
             $now,
             "  AND ",
-            claim_filters!($functions, $queues, $tags),
+            claim_filters!($functions, $queues, $tags, $versions),
             "  UNION ALL ",
             "  SELECT invocation_id, priority, run_at, created FROM tasks INDEXED BY tasks_leased ",
             "  WHERE state = 'leased' AND lease_until < ",
             $now,
             "  AND ",
-            claim_filters!($functions, $queues, $tags),
+            claim_filters!($functions, $queues, $tags, $versions),
             "  ORDER BY priority DESC, run_at ASC, created ASC ",
             "  LIMIT ",
             $limit,
@@ -87,9 +88,10 @@ macro_rules! candidates {
 }
 
 /// The filters of a claim: the function condition, and the placeholders of
-/// the queues (JSON list or NULL) and tags (JSON list or NULL).
+/// the queues (JSON list or NULL), tags (JSON list or NULL) and code
+/// versions (JSON list or NULL; an execution not pinned yet matches any).
 macro_rules! claim_filters {
-    ($functions:literal, $queues:literal, $tags:literal) => {
+    ($functions:literal, $queues:literal, $tags:literal, $versions:literal) => {
         concat!(
             " ",
             $functions,
@@ -103,7 +105,14 @@ macro_rules! claim_filters {
             "   SELECT 1 FROM json_each(tasks.tags) AS t ",
             "   WHERE t.value IN (SELECT value FROM json_each(",
             $tags,
-            ")))) "
+            ")))) AND (",
+            $versions,
+            " IS NULL OR EXISTS ( ",
+            "   SELECT 1 FROM executions AS e WHERE e.id = tasks.execution_id ",
+            "   AND (e.code_version IS NULL OR e.code_version IN ",
+            "        (SELECT value FROM json_each(",
+            $versions,
+            "))))) "
         )
     };
 }
@@ -136,7 +145,7 @@ macro_rules! lease_returning {
 /// The claim without concurrency limits: leases the first `?7` eligible
 /// tasks in claim order and returns them. ?1 worker, ?2 lease_until, ?3 now,
 /// ?4 functions (JSON), ?5 queues (JSON or NULL), ?6 tags (JSON or NULL), ?7
-/// limit.
+/// limit, ?8 code versions (JSON or NULL).
 macro_rules! claim {
     ($ready_index:literal) => {
         concat!(
@@ -148,6 +157,7 @@ macro_rules! claim {
                 "function IN (SELECT value FROM json_each(?4))",
                 "?5",
                 "?6",
+                "?8",
                 "?7"
             ),
             ")) ",
@@ -173,13 +183,15 @@ pub(crate) const ACTIVE_LEASES: &str = "SELECT function, COUNT(*) AS n \
       AND function IN (SELECT value FROM json_each(?2)) \
     GROUP BY function";
 
-/// ?1 now, ?2 functions (JSON), ?3 queues, ?4 tags, ?5 limit.
+/// ?1 now, ?2 functions (JSON), ?3 queues, ?4 tags, ?5 limit, ?6 code
+/// versions (JSON or NULL).
 pub(crate) const CANDIDATES_FEW_DUE: &str = candidates!(
     "tasks_ready_due",
     "?1",
     "function IN (SELECT value FROM json_each(?2))",
     "?3",
     "?4",
+    "?6",
     "?5"
 );
 /// As [`CANDIDATES_FEW_DUE`], walking the claim-order index.
@@ -189,6 +201,7 @@ pub(crate) const CANDIDATES_MANY_DUE: &str = candidates!(
     "function IN (SELECT value FROM json_each(?2))",
     "?3",
     "?4",
+    "?6",
     "?5"
 );
 /// As [`CANDIDATES_FEW_DUE`] for the one function ?2 (a name, not a list):
@@ -199,6 +212,7 @@ pub(crate) const CANDIDATES_OF_FUNCTION: &str = candidates!(
     "function = ?2",
     "?3",
     "?4",
+    "?6",
     "?5"
 );
 
@@ -215,6 +229,11 @@ pub(crate) const CLAIM_IDS: &str = concat!(
 pub(crate) const MARK_RUNNING: &str = "UPDATE executions \
     SET status = 'running', started_at = ?1 \
     WHERE id IN (SELECT value FROM json_each(?2)) AND +status = 'pending'";
+
+/// ?1 code version, ?2 execution ids (JSON): pins the executions a claim
+/// took that are not pinned yet to the claiming worker's version.
+pub(crate) const PIN_CODE_VERSION: &str = "UPDATE executions SET code_version = ?1 \
+    WHERE id IN (SELECT value FROM json_each(?2)) AND code_version IS NULL";
 
 pub(crate) const RENEW: &str = "UPDATE tasks SET lease_until = ?4 \
     WHERE invocation_id = ?1 AND state = 'leased' AND lease_owner = ?2 AND epoch = ?3";
@@ -260,7 +279,7 @@ fn batched(
 pub(crate) const FENCE_COLUMNS: usize = 5;
 pub(crate) const EVENT_COLUMNS: usize = 6;
 pub(crate) const TASK_COLUMNS: usize = 13;
-pub(crate) const EXECUTION_COLUMNS: usize = 9;
+pub(crate) const EXECUTION_COLUMNS: usize = 10;
 pub(crate) const FINISH_COLUMNS: usize = 4;
 
 /// `size` rows of `columns` `?` placeholders: `(?, ?), (?, ?)`.
@@ -323,9 +342,10 @@ pub(crate) fn insert_executions(rows: usize) -> &'static str {
     batched(&FORMS, rows, |size| {
         format!(
             "INSERT INTO executions \
-             (id, function, status, queue, priority, tags, created_at, started_at, deadline) \
+             (id, function, status, queue, priority, tags, created_at, started_at, deadline, \
+              code_version) \
              SELECT column1, column2, column3, column4, column5, column6, column7, column8, \
-                    column9 \
+                    column9, column10 \
              FROM (VALUES {}) WHERE column1 IS NOT NULL",
             placeholders(size, EXECUTION_COLUMNS)
         )
@@ -579,6 +599,12 @@ pub(crate) const DISCARD_TASK: &str = "UPDATE tasks \
 
 // ------------------------------------------------------------------ reads
 
+/// Unfinished executions per code version (NULL first), through the status
+/// index: the cost grows with unfinished executions only.
+pub(crate) const UNFINISHED_BY_VERSION: &str = "SELECT code_version, COUNT(*) AS n \
+    FROM executions WHERE status IN ('pending', 'running', 'paused') \
+    GROUP BY code_version ORDER BY code_version IS NOT NULL, code_version";
+
 pub(crate) const READ_JOURNAL: &str = "SELECT seq, kind, payload, recorded_at FROM journal \
     WHERE invocation_id = ?1 AND seq >= ?2 ORDER BY seq";
 
@@ -586,7 +612,7 @@ macro_rules! select_executions {
     ($rest:literal) => {
         concat!(
             "SELECT id, function, status, queue, priority, tags, created_at, ",
-            "started_at, completed_at, deadline, terminal_event, pause_report, ",
+            "started_at, completed_at, deadline, terminal_event, pause_report, code_version, ",
             "(SELECT IFNULL(SUM(retries), 0) FROM tasks ",
             " WHERE tasks.execution_id = executions.id) AS retries ",
             "FROM executions ",

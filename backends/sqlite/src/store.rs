@@ -112,6 +112,7 @@ fn execution_record(row: &SqliteRow) -> StoreResult<ExecutionRecord> {
         terminal_event: col(row, T, "terminal_event")?,
         pause_report: col(row, T, "pause_report")?,
         retries: int_col(row, T, "retries")?,
+        code_version: col(row, T, "code_version")?,
     })
 }
 
@@ -590,6 +591,7 @@ pub(crate) async fn create_in<'a>(
         .bind(execution.created_at.0)
         .bind(started_at)
         .bind(execution.deadline.map(|t| t.0))
+        .bind(execution.code_version.as_deref())
         .execute(&mut *conn)
         .await
         .map_err(insert_err(OP, || {
@@ -737,6 +739,7 @@ pub(crate) async fn claim_in(
             .bind(req.queues.as_deref().map(json_list))
             .bind(req.tags.as_deref().map(json_list))
             .bind(limit_i64(req.limit))
+            .bind(req.versions().as_deref().map(json_list))
             .fetch_all(&mut *conn)
             .await
             .map_err(db(OP))?
@@ -767,6 +770,14 @@ pub(crate) async fn claim_in(
             .execute(&mut *conn)
             .await
             .map_err(db(OP))?;
+        if let Some(version) = &req.code_version {
+            sqlx::query(sql::PIN_CODE_VERSION)
+                .bind(version)
+                .bind(json_list(&executions))
+                .execute(&mut *conn)
+                .await
+                .map_err(db(OP))?;
+        }
     }
     Ok(claimed)
 }
@@ -860,6 +871,7 @@ async fn candidates(
         .bind(req.queues.as_deref().map(json_list))
         .bind(req.tags.as_deref().map(json_list))
         .bind(limit)
+        .bind(req.versions().as_deref().map(json_list))
         .fetch_all(&mut *conn)
         .await
         .map_err(db(CLAIM))?;
@@ -1700,6 +1712,18 @@ impl InspectStore for SqliteBackend {
             .fetch_one(&mut *conn)
             .await
             .map_err(db(OP))?;
+        let versions = sqlx::query(sql::UNFINISHED_BY_VERSION)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db(OP))?
+            .iter()
+            .map(|row| {
+                Ok((
+                    col::<Option<String>>(row, "executions", "code_version")?,
+                    count_of(row, "n")?,
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
         Ok(StoreStats {
             executions: ExecutionStatus::ALL
                 .into_iter()
@@ -1711,6 +1735,7 @@ impl InspectStore for SqliteBackend {
                 .collect(),
             queues,
             dead_letters: count_of(&dead, "n")?,
+            versions,
         })
     }
 }

@@ -588,6 +588,7 @@ mod tests {
             created_at: Timestamp(0),
             deadline: None,
             root: invocation(id.root_invocation(), id, leased),
+            code_version: None,
         }
     }
 

@@ -72,6 +72,7 @@ fn new_execution(function: &str, at: i64) -> NewExecution {
             started_event: vec![0xa1, 0x00],
             lease: None,
         },
+        code_version: None,
     }
 }
 
@@ -85,6 +86,8 @@ fn claim_request(worker: &str, now: i64, lease_until: i64, limit: usize) -> Clai
         tags: None,
         functions: vec!["app::f".into()],
         concurrency_limits: Vec::new(),
+        code_version: None,
+        also_runs: Vec::new(),
     }
 }
 

@@ -36,6 +36,7 @@ fn new_execution(function: &str, at: i64) -> NewExecution {
             started_event: vec![0xa1, 0x00],
             lease: None,
         },
+        code_version: None,
     }
 }
 
@@ -49,6 +50,8 @@ fn claim_request(worker: &str, now: i64, limit: usize) -> ClaimRequest {
         tags: None,
         functions: vec!["app::f".into()],
         concurrency_limits: Vec::new(),
+        code_version: None,
+        also_runs: Vec::new(),
     }
 }
 
@@ -495,7 +498,7 @@ async fn init_db_upgrades_a_version_1_file() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
     let rows: Vec<(String, String, i64, i64)> =
         sqlx::query_as("SELECT invocation_id, state, retries, created FROM tasks ORDER BY created")
             .fetch_all(&mut conn)

@@ -21,6 +21,7 @@ on_both!(signal_cancel_and_cleanup);
 on_both!(watch_frames);
 on_both!(what_executions_wait_for);
 on_both!(a_signal_typo_pauses_and_the_plain_binary_resumes);
+on_both!(code_versions_in_list_show_and_stats);
 
 fn ids(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
@@ -130,6 +131,70 @@ async fn list_and_show(db: Db) {
     let out = db.stent(&["show", "order-7"]);
     out.code(1);
     assert!(out.stderr.contains("not an execution id"), "{}", out.stderr);
+}
+
+/// Executions pinned to code versions: `list` grows a VERSION column,
+/// `show` a version line, `stats` counts the unfinished per version; JSON
+/// carries `code_version`.
+async fn code_versions_in_list_show_and_stats(db: Db) {
+    let old = db.executor_of_version(Some("2026-11-20")).await;
+    let new = db.executor_of_version(Some("2026-12-05")).await;
+    let plain = db.executor().await;
+    let a = old.dispatch(awaits_approval("a".into())).await.unwrap();
+    let b = new.dispatch(awaits_approval("b".into())).await.unwrap();
+    new.dispatch(awaits_approval("c".into())).await.unwrap();
+    let unpinned = plain.dispatch(awaits_approval("d".into())).await.unwrap();
+
+    let out = db.stent(&["list"]);
+    out.ok();
+    assert!(out.stdout.starts_with("ID"), "{}", out.stdout);
+    assert!(out.stdout.lines().next().unwrap().contains("VERSION"));
+    for (id, version) in [(a, "2026-11-20"), (b, "2026-12-05"), (unpinned, "-")] {
+        assert!(
+            out.stdout
+                .lines()
+                .any(|l| l.contains(&id.to_string()) && l.contains(&format!(" {version} "))),
+            "{id} {version} in\n{}",
+            out.stdout
+        );
+    }
+    let shown = db.stent(&["show", &a.to_string()]);
+    shown.ok();
+    assert!(
+        shown
+            .stdout
+            .lines()
+            .any(|l| l.starts_with("version") && l.ends_with("2026-11-20")),
+        "{}",
+        shown.stdout
+    );
+    let v = db.json(&["show", &b.to_string()]);
+    assert_eq!(v["code_version"], "2026-12-05");
+    let v = db.json(&["show", &unpinned.to_string()]);
+    assert_eq!(v["code_version"], serde_json::Value::Null);
+
+    let stats = db.stent(&["stats"]);
+    stats.ok();
+    let line = stats
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("versions"))
+        .unwrap_or_else(|| panic!("a versions line in\n{}", stats.stdout));
+    assert!(
+        line.contains("(not pinned): 1 unfinished")
+            && line.contains("2026-11-20: 1 unfinished")
+            && line.contains("2026-12-05: 2 unfinished"),
+        "{line}"
+    );
+    let v = db.json(&["stats"]);
+    assert_eq!(
+        v["versions"],
+        json!([
+            {"code_version": null, "unfinished": 1},
+            {"code_version": "2026-11-20", "unfinished": 1},
+            {"code_version": "2026-12-05", "unfinished": 2},
+        ])
+    );
 }
 
 async fn journal_timeline_json_and_export(db: Db) {

@@ -193,6 +193,8 @@ impl Stent {
                 function: record.function.clone(),
                 created_at: now,
                 deadline: None,
+                // The fork runs on today's code: this executor's version.
+                code_version: inner.code_version.clone(),
                 root: NewInvocation {
                     invocation: root,
                     execution: new_id,

@@ -52,7 +52,15 @@ pub async fn run(ctx: &mut Context<'_>, args: ListArgs) -> Result<(), CliError> 
         return ctx.line("no executions");
     }
     let style = ctx.style();
-    let mut table = Table::new(&["ID", "STATE", "FUNCTION", "QUEUE", "CREATED", "PROGRESS"]);
+    // The code version column only where versions are used.
+    let versions = executions.iter().any(|e| e.code_version.is_some());
+    let mut table = if versions {
+        Table::new(&[
+            "ID", "STATE", "FUNCTION", "QUEUE", "VERSION", "CREATED", "PROGRESS",
+        ])
+    } else {
+        Table::new(&["ID", "STATE", "FUNCTION", "QUEUE", "CREATED", "PROGRESS"])
+    };
     for e in &executions {
         // An execution whose stored data does not read is listed, marked,
         // with the reason where its progress would be.
@@ -73,14 +81,17 @@ pub async fn run(ctx: &mut Context<'_>, args: ListArgs) -> Result<(), CliError> 
                 ),
             },
         };
-        table.row(vec![
+        let mut row = vec![
             e.id.to_string(),
             state,
             cut(&e.function, 48),
             e.queue.clone(),
-            datetime_text(e.created_at),
-            progress,
-        ]);
+        ];
+        if versions {
+            row.push(cut(e.code_version.as_deref().unwrap_or("-"), 24));
+        }
+        row.extend([datetime_text(e.created_at), progress]);
+        table.row(row);
     }
     let text = table.render(style);
     ctx.print(&text)

@@ -40,6 +40,7 @@ pub fn execution_json(e: &ExecutionState, full: bool) -> Json {
         "started_at": e.started_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         "completed_at": e.completed_at.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         "retries": e.retries,
+        "code_version": e.code_version,
         "progress": e.progress_str,
         "counters": e.counters,
         "custom_state": custom_state,
@@ -183,6 +184,9 @@ pub async fn run(ctx: &mut Context<'_>, args: ShowArgs) -> Result<(), CliError> 
     ];
     if !e.tags.is_empty() {
         lines.push(("tags".into(), e.tags.join(", ")));
+    }
+    if let Some(v) = &e.code_version {
+        lines.push(("version".into(), escape_controls(v)));
     }
     if let Some(f) = e.forked_from {
         lines.push((

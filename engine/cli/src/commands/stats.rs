@@ -5,7 +5,7 @@ use serde_json::{Value as Json, json};
 use stent::{StoreStats, TaskFilter, TaskRecord, TaskState};
 
 use super::tasks::task_json;
-use crate::render::{Table, cut, elapsed_text, time_text};
+use crate::render::{Table, cut, elapsed_text, escape_controls, time_text};
 use crate::{CliError, Context};
 
 /// Arguments of `stent stats`.
@@ -130,6 +130,10 @@ pub(crate) fn snapshot_json(s: &Snapshot) -> Json {
         "tasks": tasks,
         "queues": queues,
         "dead_letters": s.stats.dead_letters,
+        "versions": s.stats.versions.iter().map(|(v, n)| json!({
+            "code_version": v,
+            "unfinished": n,
+        })).collect::<Vec<_>>(),
         "running": s.running.iter().map(task_json).collect::<Vec<_>>(),
         "unserved": s.unserved.iter().map(|u| json!({
             "function": u.function,
@@ -188,6 +192,25 @@ pub(crate) fn snapshot_text(s: &Snapshot, style: crate::render::Style) -> String
         dead
     };
     text.push_str(&format!("{} {dead}\n", style.bold("dead letters")));
+    // Unfinished executions per code version: when a version shows none,
+    // its last workers can go.
+    if s.stats.versions.iter().any(|(v, _)| v.is_some()) {
+        let versions: Vec<String> = s
+            .stats
+            .versions
+            .iter()
+            .map(|(v, n)| {
+                let name = v.as_deref().map(escape_controls);
+                (name.unwrap_or_else(|| "(not pinned)".into()), n)
+            })
+            .map(|(name, n)| format!("{name}: {n} unfinished"))
+            .collect();
+        text.push_str(&format!(
+            "{} {}\n",
+            style.bold("versions    "),
+            versions.join("   ")
+        ));
+    }
     for u in &s.unserved {
         text.push_str(&format!(
             "{} {}\n",

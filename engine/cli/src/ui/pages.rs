@@ -403,6 +403,7 @@ fn summary(e: &ExecutionState, started: Option<(&Payload, Option<&str>)>) -> Mar
                 @if let Some(i) = &e.interruption { " " span.muted { (i.to_string()) } } }
             dt { "queue" } dd { (e.queue) " (priority " (e.priority) ")" }
             @if !e.tags.is_empty() { dt { "tags" } dd { (e.tags.join(", ")) } }
+            @if let Some(v) = &e.code_version { dt { "code version" } dd { code { (v) } } }
             dt { "created" } dd { (e.created_at.format("%Y-%m-%d %H:%M:%S%.3f UTC")) }
             @if let Some(t) = e.started_at { dt { "started" } dd { (t.format("%Y-%m-%d %H:%M:%S%.3f UTC")) } }
             @if let Some(t) = e.completed_at { dt { "ended" } dd { (t.format("%Y-%m-%d %H:%M:%S%.3f UTC")) } }

@@ -128,6 +128,18 @@ pub(crate) async fn stats(State(console): State<Shared>, base: Base) -> Response
             }
             p { "Dead letters: " (stats.dead_letters) }
         }
+        @if stats.versions.iter().any(|(v, _)| v.is_some()) {
+            section {
+                h2 { "Code versions" }
+                p.muted { "Unfinished executions per code version: when a version has none left, its last workers can go." }
+                table {
+                    thead { tr { th { "version" } th { "unfinished" } } }
+                    tbody { @for (v, n) in &stats.versions {
+                        tr { td { @match v { Some(v) => code { (v) }, None => span.muted { "not pinned yet" } } } td { (n) } }
+                    } }
+                }
+            }
+        }
     };
     page(&base, "stats", None, content).into_response()
 }

@@ -202,10 +202,20 @@ impl Db {
 
     /// An executor on this database that polls often (tests wait on it).
     pub async fn executor(&self) -> Stent {
+        self.executor_of_version(None).await
+    }
+
+    /// As [`Db::executor`], of the code version `version`.
+    pub async fn executor_of_version(&self, version: Option<&str>) -> Stent {
         let quick = |b: stent::StentBuilder| {
-            b.poll_min_interval(Duration::from_millis(10))
-                .poll_max_interval(Duration::from_millis(100))
-                .build()
+            let b = b
+                .poll_min_interval(Duration::from_millis(10))
+                .poll_max_interval(Duration::from_millis(100));
+            match version {
+                Some(v) => b.code_version(v),
+                None => b,
+            }
+            .build()
         };
         match self {
             Db::Sqlite { path, .. } => quick(Stent::builder(
