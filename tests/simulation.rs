@@ -149,8 +149,33 @@ async fn shop(order: u64) -> Result<String, String> {
     Ok(format!("{receipt} for {price}"))
 }
 
+/// A workflow mid-change: its new branch behind a patch, with a step, a
+/// signal and a sleep after it.
+#[stent::durable]
+async fn patched_shop(order: u64) -> Result<String, String> {
+    let s = |e: stent::Error| e.to_string();
+    let price = if Stent::patched("bulk-discount").map_err(s)? {
+        expensive(order / 2).await?
+    } else {
+        expensive(order).await?
+    };
+    let note: String = Stent::wait_for_signal("packed").await.map_err(s)?;
+    Stent::sleep("10m").await.map_err(s)?;
+    Stent::deprecate_patch("gift-wrap").map_err(s)?;
+    let receipt = pay(order).await?;
+    Ok(format!("{receipt} for {price}, {note}"))
+}
+
 fn sim() -> Simulation {
     Simulation::new().cases(CASES)
+}
+
+#[test]
+fn patched_workflows_under_faults() {
+    let summary = sim()
+        .signal("packed", &"boxed")
+        .check(patched_shop, (0u64..100,));
+    assert!(summary.faults_injected > 0, "{summary:?}");
 }
 
 #[test]

@@ -15,6 +15,7 @@
 //! cargo run -p stent-examples --example research_agent
 //! cargo run -p stent-examples --example crash_and_recover
 //! cargo run -p stent-examples --example replay_debugging
+//! cargo run -p stent-examples --example changing_code
 //! ```
 //!
 //! Every example prints what it does from its durable steps and from the
@@ -24,6 +25,7 @@
 
 pub mod approval;
 pub mod batch_processing;
+pub mod changing_code;
 pub mod crash_and_recover;
 pub mod media_pipeline;
 pub mod parallel_scraper;

@@ -6,6 +6,7 @@
 
 mod approval;
 mod batch_processing;
+mod changing_code;
 mod crash_and_recover;
 mod media_pipeline;
 mod parallel_scraper;
