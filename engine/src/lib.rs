@@ -164,6 +164,8 @@ mod user_guide {
     pub struct Deployment;
     #[doc = include_str!("../../docs/guides/monitoring.md")]
     pub struct Monitoring;
+    #[doc = include_str!("../../docs/guides/changing-code.md")]
+    pub struct ChangingCode;
     #[doc = include_str!("../../docs/patterns.md")]
     pub struct Patterns;
     #[doc = include_str!("../../docs/reference/journal-format.md")]

@@ -1246,22 +1246,36 @@ impl JournalStore for PostgresBackend {
     ) -> StoreResult<Vec<(InvocationId, Vec<JournalRow>)>> {
         const OP: &str = "read_execution_journal";
         let kinds: Option<Vec<&str>> = kinds.map(|ks| ks.iter().map(|k| k.as_str()).collect());
-        let rows = sqlx::query(sql::READ_EXECUTION_JOURNAL)
+        let order: Vec<Uuid> = sqlx::query_scalar(sql::READ_EXECUTION_TASKS)
             .bind(*execution.as_uuid())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(read_err(OP))?;
+        if order.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(sql::READ_JOURNALS_OF_KINDS)
+            .bind(&order)
             .bind(kinds)
             .fetch_all(&self.pool)
             .await
             .map_err(read_err(OP))?;
-        let mut out: Vec<(InvocationId, Vec<JournalRow>)> = Vec::new();
+        let mut by_invocation: HashMap<InvocationId, Vec<JournalRow>> = HashMap::new();
         for row in &rows {
-            let invocation = invocation_col(row, "tasks", "invocation_id")?;
-            let entry = journal_row(row)?;
-            match out.last_mut() {
-                Some((last, group)) if *last == invocation => group.push(entry),
-                _ => out.push((invocation, vec![entry])),
-            }
+            let invocation = invocation_col(row, "journal", "invocation_id")?;
+            by_invocation
+                .entry(invocation)
+                .or_default()
+                .push(journal_row(row)?);
         }
-        Ok(out)
+        // In task creation order; invocations without a matching row left out.
+        Ok(order
+            .into_iter()
+            .filter_map(|id| {
+                let id = InvocationId::from_uuid(id);
+                by_invocation.remove(&id).map(|rows| (id, rows))
+            })
+            .collect())
     }
 }
 
