@@ -8,7 +8,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Db, Filled, Worker, awaits_approval, calls_hopeless, fill, run_stent};
+use common::{
+    Db, Filled, Worker, awaits_approval, calls_hopeless, fill, patched_approval, run_stent,
+};
 use serde_json::json;
 use stent::journal::export::JournalExport;
 use stent::{ExecutionId, Stent};
@@ -22,6 +24,7 @@ on_both!(watch_frames);
 on_both!(what_executions_wait_for);
 on_both!(a_signal_typo_pauses_and_the_plain_binary_resumes);
 on_both!(code_versions_in_list_show_and_stats);
+on_both!(a_patch_marker_in_the_timeline_json_and_export);
 
 fn ids(v: &serde_json::Value) -> Vec<String> {
     v.as_array()
@@ -195,6 +198,51 @@ async fn code_versions_in_list_show_and_stats(db: Db) {
             {"code_version": "2026-12-05", "unfinished": 2},
         ])
     );
+}
+
+/// A patch's marker shows in the timeline, in JSON and in an export.
+async fn a_patch_marker_in_the_timeline_json_and_export(db: Db) {
+    let executor = db.executor().await;
+    let worker = Worker::start(&executor).await;
+    let id = executor
+        .dispatch(patched_approval("memo".into()))
+        .await
+        .unwrap();
+    for _ in 0..2_000 {
+        if !executor.state_of(id).await.unwrap().waits.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    worker.stop().await;
+    let id_text = id.to_string();
+
+    let out = db.stent(&["journal", &id_text]);
+    out.ok();
+    assert!(
+        out.stdout.lines().any(|l| l.starts_with("  1  ")
+            && l.contains("patch_marker")
+            && l.contains("new branch of patch \"fast-lane\"")),
+        "{}",
+        out.stdout
+    );
+    let v = db.json(&["journal", &id_text]);
+    let events = v["invocations"][0]["events"].as_array().unwrap();
+    assert_eq!(events[1]["kind"], "patch_marker", "{v}");
+    assert_eq!(events[1]["event"], json!({"patch": "fast-lane"}), "{v}");
+
+    let file = std::env::temp_dir().join(format!("stent-export-{id}.cbor"));
+    db.stent(&["journal", &id_text, "--export", file.to_str().unwrap()])
+        .ok();
+    let export = JournalExport::from_bytes(&std::fs::read(&file).unwrap()).unwrap();
+    let events = export.root().unwrap().events().unwrap();
+    assert_eq!(
+        events[1],
+        stent::journal::Event::PatchMarker {
+            patch: "fast-lane".into()
+        }
+    );
+    let _ = std::fs::remove_file(&file);
 }
 
 async fn journal_timeline_json_and_export(db: Db) {

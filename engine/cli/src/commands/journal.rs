@@ -377,7 +377,7 @@ impl Printer<'_> {
             ),
             Event::ContextWrite { write } => context_write_text(write, w),
             Event::SideEffect { value } => format!("value {}", payload_text(value, w)),
-            Event::PatchMarker { patch } => format!("new branch of patch {}", cut(patch, w)),
+            Event::PatchMarker { patch } => format!("new branch of patch {:?}", cut(patch, w)),
             Event::Completed { value } => format!("-> {}", payload_text(value, w)),
             Event::Failed { failure } => format!("failed: {}", failure_text(failure, w)),
             Event::Cancelled { reason } => match reason {

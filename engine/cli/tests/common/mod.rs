@@ -87,6 +87,21 @@ pub async fn awaits_approval(doc: String) -> Result<String, String> {
     Ok(format!("{doc} approved by {who}"))
 }
 
+/// Behind a patch: a new execution records its marker, then waits for
+/// `approval`.
+#[stent::durable]
+pub async fn patched_approval(doc: String) -> Result<String, String> {
+    let lane = if Stent::patched("fast-lane").map_err(|e| e.to_string())? {
+        "fast"
+    } else {
+        "slow"
+    };
+    let who: String = Stent::wait_for_signal("approval")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!("{doc} approved by {who} in the {lane} lane"))
+}
+
 pub fn once() -> RetryPolicy {
     RetryPolicy {
         max_attempts: 1,
