@@ -204,11 +204,31 @@ async fn a_patch_from_start_to_removal(stent: Stent, tag: &str) {
     assert!(has_marker(&stent, late).await);
     worker.stop().await;
 
-    // The deploy check says the paused one would go on with v2 again.
+    // The deploy check says the paused one would go on with v2 again,
+    // and writes nothing: the same counts and journals after it.
     deploy(tag, Code::Patched);
+    let before = stent.stats().await.unwrap();
+    let journal_before = stent
+        .backend()
+        .read_execution_journal(old[1], None)
+        .await
+        .unwrap();
     let report = DeployCheck::new().run(&stent).await.unwrap();
     assert_eq!(report.would_resume, vec![old[1]], "{report}");
     assert!(report.is_safe(), "{report}");
+    assert_eq!(stent.stats().await.unwrap(), before);
+    assert_eq!(
+        stent
+            .backend()
+            .read_execution_journal(old[1], None)
+            .await
+            .unwrap(),
+        journal_before
+    );
+    assert_eq!(
+        stent.state_of(old[1]).await.unwrap().state,
+        ExecutionStatus::Paused
+    );
 
     // Rolled back to v2 and resumed, it finishes on the old branch.
     stent.resume(old[1]).await.unwrap();
