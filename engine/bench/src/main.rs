@@ -9,6 +9,16 @@
 //! `latency` (dispatch → result of a one-step workflow, N times), `replay`
 //! (re-run a finished journal of about N events, no storage).
 //!
+//! `floor` measures the storage alone: `--n` transactions shaped like one
+//! sequential step's commit (the same rows, tables and indexes), each one
+//! SQL script, no engine (see `floor.rs`). Every other scenario measures the
+//! floor first (1,000 transactions, on a fresh database of the same kind)
+//! and its line carries `floor_per_sec` and `of_floor` (its own rate over
+//! the floor's; for `latency`, `p50_floor_commits`: the p50 in floor
+//! commits), so runs on machines of different speed compare.
+//!
+//! `--sync full|normal` sets SQLite's `synchronous` (default `full`).
+//!
 //! On PostgreSQL the line ends with `group_commit`: `[calls, batches]` of
 //! this process's commits, execution creations and execution reads.
 //!
@@ -28,6 +38,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use clap::{Parser, ValueEnum};
+
+mod floor;
 use stent::{ExecutionId, Stent};
 use stent_journal::{Event, Seq};
 use stent_replay::{Driver, Status};
@@ -66,10 +78,37 @@ enum Scenario {
     Throughput,
     Latency,
     Replay,
+    /// The storage alone: step-shaped transactions, no engine.
+    Floor,
     /// Not a measurement: serve the PostgreSQL `--schema` until killed (the
     /// child processes of `--worker-processes`).
     Serve,
 }
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+enum SyncKind {
+    Full,
+    Normal,
+}
+
+impl SyncKind {
+    fn backend(self) -> stent::backends::Synchronous {
+        match self {
+            SyncKind::Full => stent::backends::Synchronous::Full,
+            SyncKind::Normal => stent::backends::Synchronous::Normal,
+        }
+    }
+
+    fn sqlx(self) -> sqlx::sqlite::SqliteSynchronous {
+        match self {
+            SyncKind::Full => sqlx::sqlite::SqliteSynchronous::Full,
+            SyncKind::Normal => sqlx::sqlite::SqliteSynchronous::Normal,
+        }
+    }
+}
+
+/// Transactions of the floor measured before each scenario.
+const FLOOR_N: u32 = 1_000;
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
 enum NotifierKind {
@@ -133,6 +172,11 @@ struct Args {
     /// a longer interval saves the database a read per waiter per interval.
     #[arg(long, default_value_t = 100)]
     wait_poll_ms: u64,
+    /// SQLite's `PRAGMA synchronous`: `full` (every commit on disk, the
+    /// default) or `normal` (WAL: safe across a process crash, not a power
+    /// loss).
+    #[arg(long, value_enum, default_value = "full")]
+    sync: SyncKind,
 }
 
 fn temp_db() -> std::path::PathBuf {
@@ -209,7 +253,10 @@ async fn executor(args: &Args) -> Result<Setup, stent::Error> {
         },
         BackendKind::Sqlite => {
             let path = temp_db();
-            let backend = stent::backends::SqliteBackend::open(&path).await?;
+            let backend = stent::backends::SqliteBackend::builder(&path)
+                .synchronous(args.sync.backend())
+                .build()
+                .await?;
             backend.init_db().await?;
             Setup {
                 executor: notify(Stent::builder(backend), None)?,
@@ -219,6 +266,62 @@ async fn executor(args: &Args) -> Result<Setup, stent::Error> {
             }
         }
     })
+}
+
+/// The floor's commits per second, on a fresh database of `args`'s kind
+/// (`None` on the memory backend, which has no storage to measure).
+async fn measure_floor(args: &Args, n: u32) -> Result<Option<f64>, Box<dyn std::error::Error>> {
+    let took = match args.backend {
+        BackendKind::Memory => return Ok(None),
+        BackendKind::Sqlite => {
+            let path = temp_db();
+            let backend = stent::backends::SqliteBackend::builder(&path)
+                .synchronous(args.sync.backend())
+                .build()
+                .await?;
+            backend.init_db().await?;
+            drop(backend);
+            let took = floor::measure(
+                floor::Target::Sqlite {
+                    path: &path,
+                    synchronous: args.sync.sqlx(),
+                },
+                n,
+            )
+            .await;
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+            }
+            took?
+        }
+        BackendKind::Postgres => {
+            let schema = format!(
+                "stent_bench_floor_{}",
+                ExecutionId::new_random().as_uuid().simple()
+            );
+            let backend = stent::backends::PostgresBackend::builder(&args.pg_url)
+                .schema(&schema)
+                .max_connections(1)
+                .build()
+                .await?;
+            backend.init_db().await?;
+            let took = floor::measure(
+                floor::Target::Postgres {
+                    url: &args.pg_url,
+                    schema: &schema,
+                },
+                n,
+            )
+            .await;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "DROP SCHEMA \"{schema}\" CASCADE"
+            )))
+            .execute(backend.pool())
+            .await?;
+            took?
+        }
+    };
+    Ok(Some(f64::from(n) / took.as_secs_f64()))
 }
 
 fn cli_name(v: impl ValueEnum) -> String {
@@ -238,6 +341,25 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if args.scenario == Scenario::Floor {
+        let n = u32::try_from(args.n)?;
+        let per_sec = measure_floor(&args, n)
+            .await?
+            .ok_or("the memory backend has no storage floor")?;
+        println!(
+            "{{\"scenario\":\"floor\",\"backend\":\"{}\",\"sync\":\"{}\",\"n\":{n},\"seconds\":{:.4},\"per_sec\":{per_sec:.1}}}",
+            format!("{:?}", args.backend).to_lowercase(),
+            cli_name(args.sync),
+            f64::from(n) / per_sec,
+        );
+        return Ok(());
+    }
+    // The floor first, in the same process, so the line compares.
+    let floor_per_sec = if args.scenario == Scenario::Serve {
+        None
+    } else {
+        measure_floor(&args, FLOOR_N).await?
+    };
     let Setup {
         executor,
         db,
@@ -290,6 +412,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let n = args.n;
     let mut extra = String::new();
+    let mut latency_p50 = None;
     let (seconds, per_sec) = match args.scenario {
         Scenario::Sequential => {
             let t = Instant::now();
@@ -337,6 +460,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let s = t.elapsed().as_secs_f64();
             samples.sort_by(|a, b| a.total_cmp(b));
+            latency_p50 = Some(percentile(&samples, 0.50));
             extra = format!(
                 ",\"p50_ms\":{:.3},\"p99_ms\":{:.3}",
                 percentile(&samples, 0.50),
@@ -345,6 +469,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             (s, n as f64 / s)
         }
         Scenario::Serve => return Err("serve runs no measurement".into()),
+        Scenario::Floor => return Err("the floor is measured above".into()),
         Scenario::Replay => {
             // A finished journal of about n events: n/2 sequential steps.
             let steps = (n / 2).max(1);
@@ -396,6 +521,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             stats.reads.batches
         );
     }
+    if let Some(floor) = floor_per_sec {
+        extra += &format!(
+            ",\"floor_per_sec\":{floor:.1},\"of_floor\":{:.3}",
+            per_sec / floor
+        );
+        if let Some(p50) = latency_p50 {
+            extra += &format!(",\"p50_floor_commits\":{:.2}", p50 / (1000.0 / floor));
+        }
+    }
     lifecycle.request_drain();
     if let Some(worker) = worker {
         tokio::time::timeout(Duration::from_secs(30), worker).await???;
@@ -405,9 +539,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = child.wait().await;
     }
     println!(
-        "{{\"scenario\":\"{}\",\"backend\":\"{}\",\"notifier\":\"{}\",\"worker_processes\":{},\"n\":{n},\"seconds\":{seconds:.4},\"per_sec\":{per_sec:.1}{extra}}}",
+        "{{\"scenario\":\"{}\",\"backend\":\"{}\",\"sync\":\"{}\",\"notifier\":\"{}\",\"worker_processes\":{},\"n\":{n},\"seconds\":{seconds:.4},\"per_sec\":{per_sec:.1}{extra}}}",
         format!("{:?}", args.scenario).to_lowercase(),
         format!("{:?}", args.backend).to_lowercase(),
+        cli_name(args.sync),
         cli_name(args.notifier),
         args.worker_processes,
     );
