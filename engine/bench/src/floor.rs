@@ -86,12 +86,128 @@ fn step_rows(parent: InvocationId, i: u32) -> Result<StepRows, Box<dyn std::erro
     })
 }
 
-/// Commits `n` step-shaped transactions on `target` and returns how long
-/// they took.
-pub async fn measure(target: Target<'_>, n: u32) -> Result<Duration, Box<dyn std::error::Error>> {
+/// How the two databases spell what differs in the floor's script.
+#[derive(Clone, Copy)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    fn begin(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "BEGIN IMMEDIATE",
+            Dialect::Postgres => "BEGIN",
+        }
+    }
+
+    fn blob(self, bytes: &str) -> String {
+        match self {
+            Dialect::Sqlite => format!("X'{bytes}'"),
+            Dialect::Postgres => format!("'\\x{bytes}'"),
+        }
+    }
+
+    fn no_tags(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "'[]'",
+            Dialect::Postgres => "'{}'",
+        }
+    }
+
+    /// The extra task columns SQLite fills itself (`wake`, `created`): their
+    /// names and values for the `created`-th task.
+    fn task_extras(self, created: i64) -> (&'static str, String) {
+        match self {
+            Dialect::Sqlite => (", wake, created", format!(", 0, {created}")),
+            Dialect::Postgres => ("", String::new()),
+        }
+    }
+}
+
+/// The script that inserts the parent's task, leased.
+fn parent_task(d: Dialect, execution: ExecutionId, parent: InvocationId, now: i64) -> String {
+    let (extra_columns, extra_values) = d.task_extras(1);
+    format!(
+        "INSERT INTO tasks (invocation_id, execution_id, function, queue, priority, tags, \
+         state, run_at, lease_owner, lease_until, epoch, attempts{extra_columns}) \
+         VALUES ('{parent}', '{execution}', 'stent_bench::sequential', 'default', 0, {tags}, \
+         'leased', {now}, 'floor', {now}, 1, 0{extra_values})",
+        tags = d.no_tags(),
+    )
+}
+
+/// The script of step `i`'s transaction.
+fn step_script(
+    d: Dialect,
+    execution: ExecutionId,
+    parent: InvocationId,
+    now: i64,
+    i: u32,
+) -> Result<String, Box<dyn std::error::Error>> {
+    let r = step_rows(parent, i)?;
+    let (extra_columns, extra_values) = d.task_extras(i64::from(i) + 2);
+    Ok(format!(
+        "{begin}; \
+         UPDATE tasks SET lease_until = {until}, attempts = 0 \
+           WHERE invocation_id = '{parent}' AND state = 'leased' AND epoch = 1; \
+         INSERT INTO tasks (invocation_id, execution_id, function, queue, priority, tags, \
+           state, run_at, lease_owner, lease_until, epoch, attempts{extra_columns}) \
+           VALUES ('{child}', '{execution}', 'stent_bench::noop', 'default', 0, {tags}, \
+           'done', {now}, NULL, NULL, 1, 0{extra_values}); \
+         INSERT INTO journal (invocation_id, seq, kind, call_key, payload, recorded_at) VALUES \
+           ('{child}', 0, 'started', NULL, {started}, {now}), \
+           ('{child}', 1, 'completed', NULL, {completed}, {now}), \
+           ('{parent}', {done_seq}, 'call_completed', NULL, {call_completed}, {now}), \
+           ('{parent}', {next_seq}, 'call_scheduled', {key}, {call_scheduled}, {now}); \
+         COMMIT;",
+        begin = d.begin(),
+        until = now + i64::from(i),
+        child = r.child,
+        tags = d.no_tags(),
+        started = d.blob(&hex(&r.started)),
+        completed = d.blob(&hex(&r.completed)),
+        call_completed = d.blob(&hex(&r.call_completed)),
+        call_scheduled = d.blob(&hex(&r.call_scheduled)),
+        key = d.blob(&r.call_key.to_hex()),
+        done_seq = 2 * i + 1,
+        next_seq = 2 * i + 2,
+    ))
+}
+
+/// Runs `n` step scripts on `conn` after the parent's task; how long the
+/// steps took.
+async fn run_steps<C>(
+    conn: &mut C,
+    d: Dialect,
+    setup: String,
+    n: u32,
+) -> Result<Duration, Box<dyn std::error::Error>>
+where
+    for<'c> &'c mut C: sqlx::Executor<'c>,
+{
     let execution = ExecutionId::new_random();
     let parent = execution.root_invocation();
     let now = Timestamp(1_700_000_000_000).0;
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "{setup}{}",
+        parent_task(d, execution, parent, now)
+    )))
+    .execute(&mut *conn)
+    .await?;
+    let start = Instant::now();
+    for i in 0..n {
+        let script = step_script(d, execution, parent, now, i)?;
+        sqlx::raw_sql(AssertSqlSafe(script))
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(start.elapsed())
+}
+
+/// Commits `n` step-shaped transactions on `target` and returns how long
+/// they took.
+pub async fn measure(target: Target<'_>, n: u32) -> Result<Duration, Box<dyn std::error::Error>> {
     match target {
         Target::Sqlite { path, synchronous } => {
             let options = sqlx::sqlite::SqliteConnectOptions::new()
@@ -99,98 +215,14 @@ pub async fn measure(target: Target<'_>, n: u32) -> Result<Duration, Box<dyn std
                 .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
                 .synchronous(synchronous);
             let mut conn = sqlx::SqliteConnection::connect_with(&options).await?;
-            sqlx::raw_sql(AssertSqlSafe(format!(
-                "INSERT INTO tasks (invocation_id, execution_id, function, queue, priority, \
-                 tags, state, run_at, lease_owner, lease_until, epoch, attempts, wake, created) \
-                 VALUES ('{parent}', '{execution}', 'stent_bench::sequential', 'default', 0, \
-                 '[]', 'leased', {now}, 'floor', {now}, 1, 0, 0, 1)"
-            )))
-            .execute(&mut conn)
-            .await?;
-            let start = Instant::now();
-            for i in 0..n {
-                let r = step_rows(parent, i)?;
-                let script = format!(
-                    "BEGIN IMMEDIATE; \
-                     UPDATE tasks SET lease_until = {until}, attempts = 0 \
-                       WHERE invocation_id = '{parent}' AND state = 'leased' AND epoch = 1; \
-                     INSERT INTO tasks (invocation_id, execution_id, function, queue, priority, \
-                       tags, state, run_at, lease_owner, lease_until, epoch, attempts, wake, \
-                       created) VALUES ('{child}', '{execution}', 'stent_bench::noop', \
-                       'default', 0, '[]', 'done', {now}, NULL, NULL, 1, 0, 0, {created}); \
-                     INSERT INTO journal (invocation_id, seq, kind, call_key, payload, \
-                       recorded_at) VALUES \
-                       ('{child}', 0, 'started', NULL, X'{started}', {now}), \
-                       ('{child}', 1, 'completed', NULL, X'{completed}', {now}), \
-                       ('{parent}', {done_seq}, 'call_completed', NULL, X'{call_completed}', {now}), \
-                       ('{parent}', {next_seq}, 'call_scheduled', X'{key}', X'{call_scheduled}', \
-                        {now}); \
-                     COMMIT;",
-                    until = now + i64::from(i),
-                    child = r.child,
-                    created = i64::from(i) + 2,
-                    started = hex(&r.started),
-                    completed = hex(&r.completed),
-                    call_completed = hex(&r.call_completed),
-                    call_scheduled = hex(&r.call_scheduled),
-                    key = r.call_key.to_hex(),
-                    done_seq = 2 * i + 1,
-                    next_seq = 2 * i + 2,
-                );
-                sqlx::raw_sql(AssertSqlSafe(script))
-                    .execute(&mut conn)
-                    .await?;
-            }
-            let took = start.elapsed();
+            let took = run_steps(&mut conn, Dialect::Sqlite, String::new(), n).await?;
             conn.close().await?;
             Ok(took)
         }
         Target::Postgres { url, schema } => {
             let mut conn = sqlx::PgConnection::connect(url).await?;
-            sqlx::raw_sql(AssertSqlSafe(format!(
-                "SET search_path TO \"{schema}\"; \
-                 INSERT INTO tasks (invocation_id, execution_id, function, queue, priority, \
-                 tags, state, run_at, lease_owner, lease_until, epoch, attempts) \
-                 VALUES ('{parent}', '{execution}', 'stent_bench::sequential', 'default', 0, \
-                 '{{}}', 'leased', {now}, 'floor', {now}, 1, 0)"
-            )))
-            .execute(&mut conn)
-            .await?;
-            let start = Instant::now();
-            for i in 0..n {
-                let r = step_rows(parent, i)?;
-                let script = format!(
-                    "BEGIN; \
-                     UPDATE tasks SET lease_until = {until}, attempts = 0 \
-                       WHERE invocation_id = '{parent}' AND state = 'leased' AND epoch = 1; \
-                     INSERT INTO tasks (invocation_id, execution_id, function, queue, priority, \
-                       tags, state, run_at, lease_owner, lease_until, epoch, attempts) \
-                       VALUES ('{child}', '{execution}', 'stent_bench::noop', 'default', 0, \
-                       '{{}}', 'done', {now}, NULL, NULL, 1, 0); \
-                     INSERT INTO journal (invocation_id, seq, kind, call_key, payload, \
-                       recorded_at) VALUES \
-                       ('{child}', 0, 'started', NULL, '\\x{started}', {now}), \
-                       ('{child}', 1, 'completed', NULL, '\\x{completed}', {now}), \
-                       ('{parent}', {done_seq}, 'call_completed', NULL, '\\x{call_completed}', \
-                        {now}), \
-                       ('{parent}', {next_seq}, 'call_scheduled', '\\x{key}', \
-                        '\\x{call_scheduled}', {now}); \
-                     COMMIT;",
-                    until = now + i64::from(i),
-                    child = r.child,
-                    started = hex(&r.started),
-                    completed = hex(&r.completed),
-                    call_completed = hex(&r.call_completed),
-                    call_scheduled = hex(&r.call_scheduled),
-                    key = r.call_key.to_hex(),
-                    done_seq = 2 * i + 1,
-                    next_seq = 2 * i + 2,
-                );
-                sqlx::raw_sql(AssertSqlSafe(script))
-                    .execute(&mut conn)
-                    .await?;
-            }
-            let took = start.elapsed();
+            let setup = format!("SET search_path TO \"{schema}\"; ");
+            let took = run_steps(&mut conn, Dialect::Postgres, setup, n).await?;
             conn.close().await?;
             Ok(took)
         }

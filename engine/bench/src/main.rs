@@ -187,6 +187,20 @@ fn temp_db() -> std::path::PathBuf {
     ))
 }
 
+/// A fresh SQLite file in the temp directory with stent's schema, at
+/// `--sync`.
+async fn fresh_sqlite(
+    args: &Args,
+) -> Result<(std::path::PathBuf, stent::backends::SqliteBackend), stent::Error> {
+    let path = temp_db();
+    let backend = stent::backends::SqliteBackend::builder(&path)
+        .synchronous(args.sync.backend())
+        .build()
+        .await?;
+    backend.init_db().await?;
+    Ok((path, backend))
+}
+
 /// What a run works on.
 struct Setup {
     executor: Stent,
@@ -252,12 +266,7 @@ async fn executor(args: &Args) -> Result<Setup, stent::Error> {
             postgres: None,
         },
         BackendKind::Sqlite => {
-            let path = temp_db();
-            let backend = stent::backends::SqliteBackend::builder(&path)
-                .synchronous(args.sync.backend())
-                .build()
-                .await?;
-            backend.init_db().await?;
+            let (path, backend) = fresh_sqlite(args).await?;
             Setup {
                 executor: notify(Stent::builder(backend), None)?,
                 db: Some(path),
@@ -274,12 +283,7 @@ async fn measure_floor(args: &Args, n: u32) -> Result<Option<f64>, Box<dyn std::
     let took = match args.backend {
         BackendKind::Memory => return Ok(None),
         BackendKind::Sqlite => {
-            let path = temp_db();
-            let backend = stent::backends::SqliteBackend::builder(&path)
-                .synchronous(args.sync.backend())
-                .build()
-                .await?;
-            backend.init_db().await?;
+            let (path, backend) = fresh_sqlite(args).await?;
             drop(backend);
             let took = floor::measure(
                 floor::Target::Sqlite {

@@ -17,9 +17,12 @@
 use std::time::Duration;
 
 use stent::Stent;
-use stent::backends::SqliteBackend;
 use stent::debugger::DeployCheck;
 use tokio::time::Instant;
+
+#[path = "support/bench.rs"]
+mod bench;
+use bench::{arg, text_arg};
 
 #[stent::durable]
 async fn step(order: u64, i: u32) -> Result<u64, String> {
@@ -38,20 +41,6 @@ async fn order_flow(order: u64, steps: u32) -> Result<u64, String> {
     Ok(total)
 }
 
-fn text_arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    text_arg(name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let executions = arg("--executions", 10_000);
@@ -66,21 +55,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::env::temp_dir().join(format!("stent-deploy-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let schema = format!("stent_deploy_bench_{}", std::process::id());
-    let executor = match &pg {
-        Some(url) => {
-            let backend = stent::backends::PostgresBackend::builder(url)
-                .schema(&schema)
-                .build()
-                .await?;
-            backend.init_db().await?;
-            Stent::new(backend)
-        }
-        None => {
-            let backend = SqliteBackend::open(dir.join("bench.db")).await?;
-            backend.init_db().await?;
-            Stent::new(backend)
-        }
-    };
+    let executor = bench::open(pg.as_deref(), &schema, &dir.join("bench.db")).await?;
 
     // Fill: every execution runs its steps and waits for its signal.
     let start = Instant::now();

@@ -15,6 +15,10 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+#[path = "support/bench.rs"]
+mod bench;
+use bench::{arg, text_arg};
+
 use axum::body::Body;
 use axum::http::Request;
 use stent::Stent;
@@ -44,23 +48,6 @@ async fn long_journal(writes: u32, calls: u32) -> Result<u32, String> {
         sum += step(i).await?;
     }
     Ok(sum)
-}
-
-fn text_arg(name: &str) -> Option<String> {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .cloned()
-}
-
-fn arg(name: &str, default: u64) -> u64 {
-    let args: Vec<String> = std::env::args().collect();
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -103,21 +90,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("bench.db");
     let schema = format!("stent_ui_bench_{}", std::process::id());
-    let executor = match &pg {
-        Some(url) => {
-            let backend = stent::backends::PostgresBackend::builder(url)
-                .schema(&schema)
-                .build()
-                .await?;
-            backend.init_db().await?;
-            Stent::new(backend)
-        }
-        None => {
-            let backend = SqliteBackend::open(&path).await?;
-            backend.init_db().await?;
-            Stent::new(backend)
-        }
-    };
+    let executor = bench::open(pg.as_deref(), &schema, &path).await?;
 
     // The long journal first (counter writes and calls, run to its end);
     // then the orders, which stay pending.
