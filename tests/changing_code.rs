@@ -473,6 +473,21 @@ async fn two_versions_side_by_side(backend: impl stent::journal::store::Backend 
         "{:?}",
         stats.versions
     );
+    // The deploy check of a build looks only at what its workers would
+    // claim, unless told to look at every version.
+    let v2_pinned = stats
+        .versions
+        .iter()
+        .find(|(v, _)| v.as_deref() == Some("v2"))
+        .map(|(_, n)| *n as usize)
+        .unwrap_or(0);
+    let report = DeployCheck::new().run(&v2).await.unwrap();
+    assert_eq!(report.checked, v2_pinned, "{report}");
+    assert_eq!(report.other_versions, 12 - v2_pinned, "{report}");
+    let report = DeployCheck::new().also_runs(["v1"]).run(&v2).await.unwrap();
+    assert_eq!((report.checked, report.other_versions), (12, 0), "{report}");
+    let report = DeployCheck::new().all_versions().run(&v2).await.unwrap();
+    assert_eq!(report.checked, 12, "{report}");
     for (version, id) in &mine {
         let state = v1.state_of(*id).await.unwrap();
         assert_eq!(state.code_version.as_deref(), Some(*version));

@@ -947,4 +947,25 @@ mod tests {
     fn progress_summary_counts_done_and_failed() {
         assert_eq!(progress_summary(&[]), "0/0 calls done");
     }
+
+    #[test]
+    fn patch_ids_are_names_a_person_can_read() {
+        assert!(check_patch_id("ship-by-air").is_ok());
+        assert!(check_patch_id("2026-12 pricing, v2").is_ok());
+        let long = "x".repeat(MAX_PATCH_ID + 1);
+        for bad in ["", "   ", "line\nbreak", long.as_str()] {
+            let err = check_patch_id(bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+            assert!(err.to_string().contains("patch id"), "{err}");
+        }
+        // Outside a running execution: a clear error, not a panic.
+        assert!(matches!(
+            Stent::patched("ship-by-air"),
+            Err(Error::NoContext(_))
+        ));
+        assert!(matches!(
+            Stent::deprecate_patch("ship-by-air"),
+            Err(Error::NoContext(_))
+        ));
+    }
 }

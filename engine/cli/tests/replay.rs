@@ -434,6 +434,27 @@ async fn fork_and_resume_repair_executions(db: Db) {
             .any(|l| l.contains("would resume") && l.contains(&id.to_string())),
         "{out}"
     );
+    // A build of another code version still checks executions not pinned.
+    let (code, out) = cli(
+        &db,
+        with::<NoticeV1>(),
+        &[
+            "--json",
+            "deploy-check",
+            "--function",
+            "desk::notice",
+            "--code-version",
+            "v9",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{out}");
+    let checked: Json = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (&checked["checked"], &checked["other_versions"]),
+        (&Json::from(1), &Json::from(0)),
+        "{checked}"
+    );
     // The plain binary has no code to replay against.
     let parsed = stent_cli::Cli::try_parse_from(
         ["stent".to_string()]

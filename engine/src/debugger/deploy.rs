@@ -42,6 +42,9 @@ pub struct DeployCheck {
     concurrency: usize,
     function: Option<String>,
     registry: Option<Arc<FunctionRegistry>>,
+    all_versions: bool,
+    also_runs: Vec<String>,
+    code_version: Option<String>,
 }
 
 impl Default for DeployCheck {
@@ -51,6 +54,9 @@ impl Default for DeployCheck {
             concurrency: 8,
             function: None,
             registry: None,
+            all_versions: false,
+            also_runs: Vec::new(),
+            code_version: None,
         }
     }
 }
@@ -93,6 +99,9 @@ pub struct DeployReport {
     pub would_pause: Vec<WouldPause>,
     /// Those whose code this build does not have at all.
     pub missing_functions: Vec<MissingFunction>,
+    /// Executions left out: pinned to code versions this build's workers
+    /// do not run (see [`DeployCheck::all_versions`]).
+    pub other_versions: usize,
     /// How long the check took.
     pub elapsed: Duration,
 }
@@ -116,6 +125,13 @@ impl fmt::Display for DeployReport {
             self.would_pause.len(),
             self.missing_functions.len()
         )?;
+        if self.other_versions > 0 {
+            write!(
+                f,
+                "; {} execution(s) of other code versions left to their own workers",
+                self.other_versions
+            )?;
+        }
         if !self.would_resume.is_empty() {
             write!(
                 f,
@@ -174,6 +190,35 @@ impl DeployCheck {
         self
     }
 
+    /// Also checks executions pinned to these code versions, which the
+    /// build's workers will run too (`WorkerBuilder::also_runs`).
+    pub fn also_runs<I, S>(mut self, versions: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.also_runs.extend(versions.into_iter().map(Into::into));
+        self
+    }
+
+    /// The code version of the build being checked, when the executor the
+    /// check runs on has none (a command-line binary; default: the
+    /// executor's `StentBuilder::code_version`).
+    pub fn code_version(mut self, version: impl Into<String>) -> Self {
+        self.code_version = Some(version.into());
+        self
+    }
+
+    /// Checks every execution whatever its code version. By default, when
+    /// the executor has a code version (`StentBuilder::code_version`), only
+    /// executions this build's workers would claim are checked: those of
+    /// its version, of [`also_runs`](Self::also_runs), and those not pinned
+    /// yet; the others are left to the workers of their own version.
+    pub fn all_versions(mut self) -> Self {
+        self.all_versions = true;
+        self
+    }
+
     /// Replays this many executions at a time (8 unless set; at least 1).
     pub fn concurrency(mut self, n: usize) -> Self {
         self.concurrency = n.max(1);
@@ -195,11 +240,18 @@ impl DeployCheck {
             None => Replayer::for_stent(stent),
         }
         .mode(ReplayMode::StopAtFirst);
-        let records = self.executions(stent).await?;
-        let mut report = DeployReport {
-            checked: records.len(),
-            ..Default::default()
-        };
+        let mut records = self.executions(stent).await?;
+        let mut report = DeployReport::default();
+        let own = self.code_version.as_deref().or(stent.code_version());
+        if let (Some(own), false) = (own, self.all_versions) {
+            let before = records.len();
+            records.retain(|r| match r.code_version.as_deref() {
+                None => true,
+                Some(v) => v == own || self.also_runs.iter().any(|a| a == v),
+            });
+            report.other_versions = before - records.len();
+        }
+        report.checked = records.len();
         let verdicts: Vec<Verdict> = futures_util::stream::iter(records)
             .map(|record| check_one(stent, &replayer, record))
             .buffer_unordered(self.concurrency)

@@ -25,11 +25,32 @@ pub struct DeployCheckArgs {
     /// Executions replayed at a time.
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub concurrency: usize,
+    /// The code version of the build being checked: only executions its
+    /// workers would claim are checked (of this version, of `--also-runs`,
+    /// or not pinned yet).
+    #[arg(long, value_name = "VERSION")]
+    pub code_version: Option<String>,
+    /// Check executions of every code version (the default without
+    /// `--code-version`).
+    #[arg(long)]
+    pub all_versions: bool,
+    /// Also check executions pinned to this code version (repeatable): the
+    /// workers will run them too.
+    #[arg(long = "also-runs", value_name = "VERSION")]
+    pub also_runs: Vec<String>,
 }
 
 /// Runs `stent deploy-check`.
 pub async fn run(ctx: &mut Context<'_>, args: DeployCheckArgs) -> Result<(), CliError> {
-    let mut check = DeployCheck::new().concurrency(args.concurrency);
+    let mut check = DeployCheck::new()
+        .concurrency(args.concurrency)
+        .also_runs(args.also_runs.clone());
+    if let Some(version) = &args.code_version {
+        check = check.code_version(version.clone());
+    }
+    if args.all_versions {
+        check = check.all_versions();
+    }
     if let Some(text) = &args.finished_within {
         let window = stent::journal::parse_duration(text)
             .map_err(|e| CliError::Invalid(format!("--finished-within {text:?}: {e}")))?;
@@ -73,6 +94,12 @@ fn print_report(ctx: &mut Context<'_>, report: &DeployReport) -> Result<(), CliE
         report.would_pause.len(),
         report.missing_functions.len()
     ))?;
+    if report.other_versions > 0 {
+        ctx.line(&format!(
+            "  {} execution(s) of other code versions not checked (--all-versions checks them)",
+            report.other_versions
+        ))?;
+    }
     for id in &report.would_resume {
         ctx.line(&format!(
             "  {} {id}: paused now, replays cleanly on this code (`stent resume {id}` after the deploy)",
@@ -108,6 +135,7 @@ fn report_json(report: &DeployReport) -> Json {
         "safe": report.is_safe(),
         "checked": report.checked,
         "clean": report.clean,
+        "other_versions": report.other_versions,
         "elapsed_ms": u64::try_from(report.elapsed.as_millis()).unwrap_or(u64::MAX),
         "would_resume": report.would_resume.iter().map(|id| id.to_string()).collect::<Vec<_>>(),
         "would_pause": report.would_pause.iter().map(|p| json!({
