@@ -32,30 +32,22 @@ const STEPS: u32 = 5;
 const LIMIT: Duration = Duration::from_secs(120);
 
 fn pg_url() -> String {
-    std::env::var("STENT_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    stent_test_services::pg_url()
 }
 
 async fn backend(schema: &str) -> Option<PostgresBackend> {
     let url = pg_url();
-    match PostgresBackend::builder(&url)
+    if !stent_test_services::available("PostgreSQL", &url) {
+        return None;
+    }
+    let b = PostgresBackend::builder(&url)
         .schema(schema)
         .max_connections(8)
         .build()
         .await
-    {
-        Ok(b) => {
-            b.init_db().await.expect("init_db");
-            Some(b)
-        }
-        Err(e) if std::env::var("STENT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("PostgreSQL at {url} is required (STENT_REQUIRE_SERVICES=1): {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: PostgreSQL at {url} is not reachable: {e}");
-            None
-        }
-    }
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url} answers but: {e}"));
+    b.init_db().await.expect("init_db");
+    Some(b)
 }
 
 struct Worker {
@@ -421,11 +413,8 @@ async fn four_worker_processes_survive_postgres_restarts() {
 
     let server = match PgServer::start_with(&[("max_connections", "200")]).await {
         Ok(server) => server,
-        Err(e) if std::env::var("STENT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("a private PostgreSQL server is required (STENT_REQUIRE_SERVICES=1): {e}")
-        }
         Err(e) => {
-            eprintln!("skipped: cannot start a private PostgreSQL server: {e}");
+            stent_test_services::skip("a private PostgreSQL server", &e.to_string());
             return;
         }
     };

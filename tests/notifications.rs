@@ -19,21 +19,22 @@ const NEVER: Duration = Duration::from_secs(3600);
 /// Generous bound on a run that notifications make quick.
 const BOUND: Duration = Duration::from_secs(30);
 
-fn required() -> bool {
-    std::env::var("STENT_REQUIRE_SERVICES").as_deref() == Ok("1")
-}
-
 async fn pg() -> Option<stent_tests::PgTestSchema> {
     stent_tests::pg_test_schema("stent_notify_test").await
 }
 
 fn redis_url() -> String {
-    std::env::var("STENT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+    stent_test_services::redis_url()
 }
 
-/// A Redis connection for the test's own commands, if Redis is there.
+/// A Redis connection for the test's own commands, or `None` when nothing
+/// answers at the URL (the skip is recorded; a failure when services are
+/// required). Once the server answers, any error is a failure.
 async fn redis() -> Option<redis::aio::MultiplexedConnection> {
     let url = redis_url();
+    if !stent_test_services::available("Redis", &url) {
+        return None;
+    }
     let conn = async {
         redis::Client::open(url.as_str())?
             .get_multiplexed_async_connection()
@@ -41,18 +42,8 @@ async fn redis() -> Option<redis::aio::MultiplexedConnection> {
     };
     match tokio::time::timeout(Duration::from_secs(5), conn).await {
         Ok(Ok(c)) => Some(c),
-        Ok(Err(e)) if required() => {
-            panic!("Redis at {url} is required (STENT_REQUIRE_SERVICES=1): {e}")
-        }
-        Err(_) if required() => panic!("Redis at {url} is required: no answer"),
-        Ok(Err(e)) => {
-            eprintln!("skipped: Redis at {url} is not reachable: {e}");
-            None
-        }
-        Err(_) => {
-            eprintln!("skipped: Redis at {url} does not answer");
-            None
-        }
+        Ok(Err(e)) => panic!("Redis at {url} answers but: {e}"),
+        Err(_) => panic!("Redis at {url} accepts connections but does not answer"),
     }
 }
 

@@ -588,11 +588,7 @@ impl Drop for SmallDisk {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_on_a_full_disk_refuses_writes_and_recovers() {
     let Some(disk) = SmallDisk::mount("8m") else {
-        assert!(
-            std::env::var("STENT_REQUIRE_SERVICES").as_deref() != Ok("1"),
-            "mounting a tmpfs is required (STENT_REQUIRE_SERVICES=1): run as root"
-        );
-        eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        stent_test_services::skip("a small tmpfs", "cannot mount one here (not root?)");
         return;
     };
     let backend = SqliteBackend::open(disk.dir.join("stent.db"))

@@ -395,8 +395,7 @@ impl PgTestSchema {
 /// The PostgreSQL server the tests use: `STENT_TEST_PG_URL`, by default
 /// `postgres://postgres@127.0.0.1:5432/test`.
 pub fn pg_url() -> String {
-    std::env::var("STENT_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    stent_test_services::pg_url()
 }
 
 /// The socket address of the server of a `postgres://` URL.
@@ -440,31 +439,26 @@ pub fn pg_url_via(url: &str, addr: std::net::SocketAddr) -> String {
 }
 
 /// A fresh schema named `prefix_<random>` on `STENT_TEST_PG_URL` (default
-/// `postgres://postgres@127.0.0.1:5432/test`), or `None` when the server is
-/// unreachable — a failure instead when `STENT_REQUIRE_SERVICES=1`.
+/// `postgres://postgres@127.0.0.1:5432/test`), or `None` when nothing
+/// answers there (the skip is recorded; a failure instead when
+/// `STENT_REQUIRE_SERVICES=1`). Once the server answers, any error is a
+/// failure.
 pub async fn pg_test_schema(prefix: &str) -> Option<PgTestSchema> {
     let url = pg_url();
+    if !stent_test_services::available("PostgreSQL", &url) {
+        return None;
+    }
     let name = format!(
         "{prefix}_{}",
         stent::ExecutionId::new_random().as_uuid().simple()
     );
-    match stent::backends::PostgresBackend::builder(&url)
+    let backend = stent::backends::PostgresBackend::builder(&url)
         .schema(&name)
         .build()
         .await
-    {
-        Ok(backend) => {
-            backend.init_db().await.expect("init_db");
-            Some(PgTestSchema { backend, url, name })
-        }
-        Err(e) if std::env::var("STENT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-            panic!("PostgreSQL at {url} is required (STENT_REQUIRE_SERVICES=1): {e}")
-        }
-        Err(e) => {
-            eprintln!("skipped: PostgreSQL at {url} is not reachable: {e}");
-            None
-        }
-    }
+        .unwrap_or_else(|e| panic!("PostgreSQL at {url} answers but: {e}"));
+    backend.init_db().await.expect("init_db");
+    Some(PgTestSchema { backend, url, name })
 }
 
 impl Drop for PgTestSchema {

@@ -31,10 +31,6 @@ pub fn url() -> String {
     std::env::var("STENT_TEST_PG_URL").unwrap_or_else(|_| DEFAULT_URL.to_string())
 }
 
-fn required() -> bool {
-    std::env::var("STENT_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
-}
-
 fn unix_secs() -> u64 {
     // Test support only: names test schemas so stale ones can be found.
     #[allow(clippy::disallowed_methods)]
@@ -55,22 +51,14 @@ pub async fn raw_connection() -> Result<PgConnection, String> {
     }
 }
 
-/// A raw connection, or `None` after printing that the test is skipped
-/// (panics instead when services are required).
+/// A raw connection, or `None` when nothing answers at the server's
+/// address (the skip is recorded; a failure instead when services are
+/// required). Once the server answers, failing to connect is a failure.
 pub async fn server() -> Option<PgConnection> {
-    match raw_connection().await {
-        Ok(conn) => Some(conn),
-        Err(why) if required() => {
-            panic!("{why} (STENT_REQUIRE_SERVICES=1, so PostgreSQL tests must run)")
-        }
-        Err(why) => {
-            println!(
-                "skipped: {why}; set STENT_TEST_PG_URL to run the PostgreSQL tests \
-                 (STENT_REQUIRE_SERVICES=1 makes this a failure)"
-            );
-            None
-        }
+    if !stent_test_services::available("PostgreSQL", &url()) {
+        return None;
     }
+    Some(raw_connection().await.unwrap_or_else(|why| panic!("{why}")))
 }
 
 /// A schema of its own for one test: created by `init_db`, dropped (with

@@ -162,29 +162,25 @@ impl Db {
     /// A fresh PostgreSQL schema, or `None` (after saying so) when there is
     /// no server and `STENT_REQUIRE_SERVICES` is not `1`.
     pub async fn postgres() -> Option<Db> {
-        let url = std::env::var("STENT_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let url = stent_test_services::pg_url();
+        if !stent_test_services::available("PostgreSQL", &url) {
+            return None;
+        }
         let schema = format!(
             "stent_cli_test_{}",
             ExecutionId::new_random().as_uuid().simple()
         );
-        match PostgresBackend::builder(&url).schema(&schema).build().await {
-            Ok(backend) => {
-                backend.init_db().await.expect("init_db");
-                Some(Db::Postgres {
-                    url,
-                    schema,
-                    backend,
-                })
-            }
-            Err(e) if std::env::var("STENT_REQUIRE_SERVICES").as_deref() == Ok("1") => {
-                panic!("PostgreSQL at {url} is required (STENT_REQUIRE_SERVICES=1): {e}")
-            }
-            Err(e) => {
-                eprintln!("skipped: PostgreSQL at {url} is not reachable: {e}");
-                None
-            }
-        }
+        let backend = PostgresBackend::builder(&url)
+            .schema(&schema)
+            .build()
+            .await
+            .unwrap_or_else(|e| panic!("PostgreSQL at {url} answers but: {e}"));
+        backend.init_db().await.expect("init_db");
+        Some(Db::Postgres {
+            url,
+            schema,
+            backend,
+        })
     }
 
     /// The global flags that point the binary at this database.
