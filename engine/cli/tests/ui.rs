@@ -19,6 +19,58 @@ use tower::ServiceExt;
 on_both!(pages_show_executions_waits_and_journals);
 on_both!(actions_signal_cancel_and_refuse_bad_input);
 on_both!(dead_letters_are_replayed_and_discarded);
+on_both!(code_versions_show_in_the_list_the_page_and_stats);
+
+/// Executions pinned to code versions: the list grows a version column,
+/// the execution page a code version line, the stats page a table of the
+/// unfinished executions per version. Without versions, none of it.
+async fn code_versions_show_in_the_list_the_page_and_stats(db: Db) {
+    let plain = db.executor().await;
+    let app = router(plain.clone(), UiConfig::new());
+    let unpinned = plain
+        .dispatch(common::awaits_approval("plain".into()))
+        .await
+        .unwrap();
+    let list = get(&app, "/").await;
+    assert!(list.body.contains(&unpinned.to_string()), "{}", list.body);
+    assert!(!list.body.contains("<th>version</th>"), "{}", list.body);
+    let stats = get(&app, "/stats").await;
+    assert!(!stats.body.contains("Code versions"), "{}", stats.body);
+
+    let pinned_executor = db.executor_of_version(Some("2026-12-05")).await;
+    let pinned = pinned_executor
+        .dispatch(common::awaits_approval("pinned".into()))
+        .await
+        .unwrap();
+    let list = get(&app, "/").await;
+    assert!(list.body.contains("<th>version</th>"), "{}", list.body);
+    assert!(
+        list.body.contains(r#"<td class="version">2026-12-05</td>"#),
+        "{}",
+        list.body
+    );
+    assert!(
+        list.body.contains(r#"<td class="version">-</td>"#),
+        "{}",
+        list.body
+    );
+    let page = get(&app, &format!("/executions/{pinned}")).await;
+    assert!(
+        page.body
+            .contains("<dt>code version</dt><dd><code>2026-12-05</code></dd>"),
+        "{}",
+        page.body
+    );
+    let stats = get(&app, "/stats").await;
+    assert!(stats.body.contains("Code versions"), "{}", stats.body);
+    assert!(
+        stats
+            .body
+            .contains("<tr><td><code>2026-12-05</code></td><td>1</td></tr>"),
+        "{}",
+        stats.body
+    );
+}
 
 /// A response's status, headers and body text.
 struct Page {

@@ -222,8 +222,10 @@ pub(crate) async fn executions(
         @if rows.is_empty() {
             p.empty { "No executions" @if state.is_some() || narrowed { " match" } "." }
         } @else {
+            // The code version column only where versions are in use.
+            @let versions = rows.iter().any(|e| e.code_version.is_some());
             table.executions {
-                thead { tr { th { "id" } th { "state" } th { "function" } th { "queue" } th { "created" } th { "now" } } }
+                thead { tr { th { "id" } th { "state" } th { "function" } th { "queue" } @if versions { th { "version" } } th { "created" } th { "now" } } }
                 tbody {
                     @for e in rows {
                         tr {
@@ -231,6 +233,7 @@ pub(crate) async fn executions(
                             td { (state_badge(e.state.as_str())) }
                             td.function { (e.function) }
                             td { (e.queue) }
+                            @if versions { td.version { (e.code_version.as_deref().unwrap_or("-")) } }
                             td.time { (e.created_at.format("%Y-%m-%d %H:%M:%S%.3f")) }
                             td { (now_text(e)) }
                         }
