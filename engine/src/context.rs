@@ -416,13 +416,7 @@ impl Stent {
     /// }
     /// ```
     pub fn patched(patch: &str) -> Result<bool> {
-        check_patch_id(patch)?;
-        let ctx = Context::try_current()?;
-        let taken = ctx.patched(patch, false);
-        if ctx.is_stopping() {
-            return Err(stopping_at_patch(patch));
-        }
-        Ok(taken)
+        check_patch(patch, false)
     }
 
     /// Marks the point where the patch `patch` was, after its old branch is
@@ -441,14 +435,21 @@ impl Stent {
     /// }
     /// ```
     pub fn deprecate_patch(patch: &str) -> Result<()> {
-        check_patch_id(patch)?;
-        let ctx = Context::try_current()?;
-        ctx.patched(patch, true);
-        if ctx.is_stopping() {
-            return Err(stopping_at_patch(patch));
-        }
-        Ok(())
+        check_patch(patch, true).map(|_| ())
     }
+}
+
+/// The patch check of the running invocation (see
+/// [`stent_replay::Context::patched`]): whether it takes the new branch,
+/// or an error when the driver is stopping it.
+fn check_patch(patch: &str, deprecated: bool) -> Result<bool> {
+    check_patch_id(patch)?;
+    let ctx = Context::try_current()?;
+    let taken = ctx.patched(patch, deprecated);
+    if ctx.is_stopping() {
+        return Err(stopping_at_patch(patch));
+    }
+    Ok(taken)
 }
 
 /// The longest patch id accepted, in bytes.

@@ -333,12 +333,11 @@ impl State {
             }
             at += 1;
         }
-        if at >= self.history.len() {
+        if at == self.history.len() {
             // The journal ends here: the code takes the new branch from now on.
             self.next_seq = at as u32;
-            let seq = Seq(self.next_seq);
-            self.consult_observer(seq, &asked);
-            if self.fatal.is_none() && self.history.len() == at {
+            self.consult_observer(Seq(self.next_seq), &asked);
+            if self.fatal.is_none() {
                 self.history.push(asked);
                 self.next_seq += 1;
             }

@@ -2,13 +2,16 @@
 //! continue" must give the same journal and the same result as one
 //! uninterrupted run.
 
+mod common;
+
 use std::task::{Context as TaskCx, Waker};
 use std::time::Duration;
 
+use common::{id, run_to_end, started};
 use futures_util::future::join_all;
 use proptest::prelude::*;
-use stent_journal::{Event, Failure, InvocationId, Payload, Seq, Timestamp};
-use stent_replay::{Command, Context, Driver, Outstanding, Resolution, Status};
+use stent_journal::{Event, Failure, Payload, Seq};
+use stent_replay::{Command, Context, Driver, Resolution, Status};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -93,57 +96,6 @@ fn workflow(program: Vec<Step>) -> stent_replay::InvocationFuture {
     })
 }
 
-fn started() -> Event {
-    Event::Started {
-        function: "test::wf".into(),
-        version: None,
-        args: Payload::encode(&()).unwrap(),
-        parent: None,
-        forked_from: None,
-    }
-}
-
-fn id() -> InvocationId {
-    "6f9619ff-8b86-d011-b42d-00c04fc964ff".parse().unwrap()
-}
-
-/// Runs the driver to the end, answering outstanding effects in an order that
-/// depends only on `choice_seed` and the journal so far.
-fn run_to_end(mut driver: Driver, choice_seed: u64) -> (Vec<Event>, Result<Payload, Failure>) {
-    let mut cx = TaskCx::from_waker(Waker::noop());
-    driver.set_now(Timestamp(1_000));
-    loop {
-        match driver.advance(&mut cx) {
-            Status::Finished(out) => return (driver.journal(), out),
-            Status::Blocked => {}
-            other => panic!("unexpected status {other:?}"),
-        }
-        let outstanding = driver.outstanding();
-        assert!(!outstanding.is_empty(), "blocked on nothing");
-        let pick = (choice_seed.wrapping_mul(6364136223846793005) ^ driver.journal_len() as u64)
-            % outstanding.len() as u64;
-        let (seq, what) = outstanding[pick as usize].clone();
-        let event = match what {
-            Outstanding::Call { .. } => {
-                let Event::CallScheduled { args, .. } = &driver.journal()[seq.0 as usize] else {
-                    panic!("not a call at {seq}");
-                };
-                let (n,): (u8,) = args.decode().unwrap();
-                Event::CallCompleted {
-                    scheduled: seq,
-                    value: Payload::encode(&(n as u64 * 2)).unwrap(),
-                }
-            }
-            Outstanding::Timer { .. } => Event::TimerFired { started: seq },
-            Outstanding::Signal { name } => Event::SignalReceived {
-                awaited: seq,
-                payload: Payload::encode(&(name.len() as u64 + seq.0 as u64)).unwrap(),
-            },
-        };
-        driver.resolve(event).unwrap();
-    }
-}
-
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -153,13 +105,13 @@ proptest! {
         choice_seed in any::<u64>(),
     ) {
         let clean = Driver::new(id(), vec![started()], workflow(program.clone())).unwrap();
-        let (journal, result) = run_to_end(clean, choice_seed);
+        let (journal, result) = run_to_end(clean, choice_seed).unwrap();
         prop_assert!(journal.last().unwrap().kind().is_terminal());
 
         for crash_at in 1..=journal.len() {
             let prefix = journal[..crash_at].to_vec();
             let recovered = Driver::new(id(), prefix, workflow(program.clone())).unwrap();
-            let (journal2, result2) = run_to_end(recovered, choice_seed);
+            let (journal2, result2) = run_to_end(recovered, choice_seed).unwrap();
             prop_assert_eq!(&journal2, &journal, "crash at {}", crash_at);
             prop_assert_eq!(&result2, &result);
         }
@@ -176,7 +128,8 @@ fn changed_code_is_reported_as_a_divergence_at_the_exact_seq() {
         )
         .unwrap(),
         0,
-    );
+    )
+    .unwrap();
     // Same shape, other argument in the second call.
     let mut d = Driver::new(
         id(),
@@ -204,7 +157,8 @@ fn a_different_result_is_a_divergence() {
     let (mut journal, _) = run_to_end(
         Driver::new(id(), vec![started()], workflow(vec![Step::Call(1)])).unwrap(),
         0,
-    );
+    )
+    .unwrap();
     let last = journal.len() - 1;
     journal[last] = Event::Completed {
         value: Payload::encode(&999u64).unwrap(),

@@ -4,11 +4,12 @@
 //! (markers accepted or stepped over), and recovering from any crash point
 //! of a patched run gives the same journal.
 
-use std::task::{Context as TaskCx, Waker};
+mod common;
 
+use common::{id, run_to_end, started};
 use proptest::prelude::*;
-use stent_journal::{Event, Failure, InvocationId, Payload, Timestamp};
-use stent_replay::{Command, Context, Driver, DriverError, Outstanding, Status};
+use stent_journal::{Event, Failure, Payload};
+use stent_replay::{Command, Context, Driver, DriverError};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -38,7 +39,7 @@ fn step() -> impl Strategy<Value = Step> {
     ]
 }
 
-async fn call(ctx: &Context, n: u16) -> u64 {
+async fn call(ctx: &Context, n: u8) -> u64 {
     let r = ctx
         .schedule(Command::call(
             "test::double",
@@ -55,7 +56,7 @@ fn workflow(program: Vec<Step>, code: Code) -> stent_replay::InvocationFuture {
         let mut acc: u64 = 0;
         for step in program {
             let n = match step {
-                Step::Call(n) => u16::from(n),
+                Step::Call(n) => n,
                 Step::Patch(p) => {
                     let id = format!("patch-{p}");
                     let new = match code {
@@ -67,11 +68,7 @@ fn workflow(program: Vec<Step>, code: Code) -> stent_replay::InvocationFuture {
                         }
                         Code::Removed => true,
                     };
-                    if new {
-                        100 + u16::from(p)
-                    } else {
-                        200 + u16::from(p)
-                    }
+                    if new { 100 + p } else { 200 + p }
                 }
             };
             acc = acc.wrapping_mul(31).wrapping_add(call(&ctx, n).await);
@@ -82,54 +79,13 @@ fn workflow(program: Vec<Step>, code: Code) -> stent_replay::InvocationFuture {
     })
 }
 
-fn started() -> Event {
-    Event::Started {
-        function: "test::wf".into(),
-        version: None,
-        args: Payload::encode(&()).unwrap(),
-        parent: None,
-        forked_from: None,
-    }
-}
-
-fn id() -> InvocationId {
-    "6f9619ff-8b86-d011-b42d-00c04fc964ff".parse().unwrap()
-}
-
-/// Runs the driver to the end, answering each call with twice its argument.
-fn run_to_end(mut driver: Driver) -> Result<(Vec<Event>, Payload), DriverError> {
-    let mut cx = TaskCx::from_waker(Waker::noop());
-    driver.set_now(Timestamp(1_000));
-    loop {
-        match driver.advance(&mut cx) {
-            Status::Finished(Ok(out)) => return Ok((driver.journal(), out)),
-            Status::Blocked => {}
-            Status::Stopped(e) => return Err(e),
-            other => panic!("unexpected status {other:?}"),
-        }
-        let (seq, what) = driver.outstanding()[0].clone();
-        let Outstanding::Call { .. } = what else {
-            panic!("only calls here")
-        };
-        let Event::CallScheduled { args, .. } = &driver.journal()[seq.0 as usize] else {
-            panic!("not a call at {seq}");
-        };
-        let (n,): (u16,) = args.decode().unwrap();
-        driver
-            .resolve(Event::CallCompleted {
-                scheduled: seq,
-                value: Payload::encode(&(u64::from(n) * 2)).unwrap(),
-            })
-            .unwrap();
-    }
-}
-
 fn run(
     journal: Vec<Event>,
     program: &[Step],
     code: Code,
 ) -> Result<(Vec<Event>, Payload), DriverError> {
-    run_to_end(Driver::new(id(), journal, workflow(program.to_vec(), code)).unwrap())
+    let driver = Driver::new(id(), journal, workflow(program.to_vec(), code)).unwrap();
+    run_to_end(driver, 0).map(|(journal, out)| (journal, out.expect("the workflow returns Ok")))
 }
 
 fn markers(journal: &[Event]) -> usize {
@@ -200,6 +156,6 @@ fn a_patch_in_a_journal_of_the_old_code_that_ends_there_takes_the_new_branch() {
     let (journal, _) = run(prefix, &program, Code::Patched).unwrap();
     assert!(matches!(&journal[3], Event::PatchMarker { patch } if patch == "patch-0"));
     assert!(
-        matches!(&journal[4], Event::CallScheduled { args, .. } if args.decode::<(u16,)>().unwrap() == (100,))
+        matches!(&journal[4], Event::CallScheduled { args, .. } if args.decode::<(u8,)>().unwrap() == (100,))
     );
 }

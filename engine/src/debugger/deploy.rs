@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{StreamExt, TryStreamExt};
-use stent_journal::export::JournalExport;
-use stent_journal::store::{ExecutionFilter, ExecutionRecord, ExecutionStatus, StoreError};
+use stent_journal::store::{ExecutionFilter, ExecutionRecord, ExecutionStatus};
 use stent_journal::{ExecutionId, Timestamp};
 
 use crate::debugger::DebugError;
+use crate::debugger::export::export_of;
 use crate::debugger::replay::{ReplayMode, ReplayReport, Replayer};
 use crate::error::Error;
 use crate::executor::Stent;
@@ -338,9 +338,7 @@ async fn check_one(
     let id = record.id;
     let status = record.status;
     let function = record.function.clone();
-    let invocations = stent.backend().read_execution_journal(id, None).await?;
-    let export = JournalExport::new(record, invocations)
-        .map_err(|e| DebugError::Engine(Error::Backend(StoreError::Corrupt(e.to_string()))))?;
+    let export = export_of(stent.backend().as_ref(), record).await?;
     match replayer.replay(&export).await {
         Ok(report) if report.is_clean() => Ok(Verdict::Clean(
             (status == ExecutionStatus::Paused).then_some(id),

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use stent_journal::ExecutionId;
 use stent_journal::export::JournalExport;
-use stent_journal::store::{Backend, StoreError};
+use stent_journal::store::{Backend, ExecutionRecord, StoreError};
 
 use crate::debugger::DebugError;
 use crate::error::Error;
@@ -45,15 +45,24 @@ pub trait ExportExt: Sized {
     fn read_from(path: impl AsRef<Path>) -> Result<Self, DebugError>;
 }
 
+/// The export of the execution `record` describes: its journals, read
+/// from `backend`, with the record already in hand.
+pub(crate) async fn export_of(
+    backend: &dyn Backend,
+    record: ExecutionRecord,
+) -> Result<JournalExport, DebugError> {
+    let invocations = backend.read_execution_journal(record.id, None).await?;
+    JournalExport::new(record, invocations)
+        .map_err(|e| DebugError::Engine(Error::Backend(StoreError::Corrupt(e.to_string()))))
+}
+
 impl ExportExt for JournalExport {
     async fn from_store(backend: &dyn Backend, id: ExecutionId) -> Result<Self, DebugError> {
         let record = backend
             .execution(id)
             .await?
             .ok_or(DebugError::Engine(Error::NotFound(id)))?;
-        let invocations = backend.read_execution_journal(id, None).await?;
-        JournalExport::new(record, invocations)
-            .map_err(|e| DebugError::Engine(Error::Backend(StoreError::Corrupt(e.to_string()))))
+        export_of(backend, record).await
     }
 
     async fn from_stent(stent: &Stent, id: ExecutionId) -> Result<Self, DebugError> {

@@ -87,6 +87,14 @@ fn back(base: &Base, path: &str, key: &str, message: &str) -> Response {
     .into_response()
 }
 
+/// After an action that changed the database: what it published (a
+/// signal, a cancellation, a task made runnable) reaches the notifier,
+/// then the browser goes to `path` with `message`.
+async fn done(console: &Shared, base: &Base, path: &str, message: &str) -> Response {
+    console.stent.flush_notifications().await;
+    back(base, path, "done", message)
+}
+
 /// The error page for a failed action: 404 for an unknown execution, 409
 /// when it has ended, 503 when the database failed, 400 otherwise.
 fn failed(base: &Base, what: &str, e: &stent::Error) -> Response {
@@ -139,13 +147,13 @@ pub(crate) async fn signal(
     };
     match console.stent.send_signal(id, name, &payload).await {
         Ok(()) => {
-            console.stent.flush_notifications().await;
-            back(
+            done(
+                &console,
                 &base,
                 &format!("executions/{id}"),
-                "done",
                 &format!("sent signal {name:?}"),
             )
+            .await
         }
         Err(e) => failed(&base, "send the signal", &e),
     }
@@ -176,8 +184,7 @@ pub(crate) async fn cancel(
     };
     match console.stent.cancel_with_reason(id, reason).await {
         Ok(report) if report.cancelled => {
-            console.stent.flush_notifications().await;
-            back(&base, &format!("executions/{id}"), "done", "cancelled")
+            done(&console, &base, &format!("executions/{id}"), "cancelled").await
         }
         Ok(_) => back(
             &base,
@@ -202,13 +209,13 @@ pub(crate) async fn resume(
     };
     match console.stent.resume(id).await {
         Ok(()) => {
-            console.stent.flush_notifications().await;
-            back(
+            done(
+                &console,
                 &base,
                 &format!("executions/{id}"),
-                "done",
                 "resumed: a worker replays it on the code it runs",
             )
+            .await
         }
         Err(e) => failed(&base, "resume", &e),
     }
@@ -238,13 +245,13 @@ pub(crate) async fn replay_dead_letter(
     };
     match console.stent.replay_dead_letter(task, None, true).await {
         Ok(_) => {
-            console.stent.flush_notifications().await;
-            back(
+            done(
+                &console,
                 &base,
                 "dead-letters",
-                "done",
                 &format!("replayed task {task}"),
             )
+            .await
         }
         Err(stent::Error::DeadLetterNotFound(_)) => no_dead_letter(&base, task),
         Err(e) => failed(&base, "replay the dead letter", &e),
@@ -265,13 +272,13 @@ pub(crate) async fn discard_dead_letter(
     };
     match console.stent.discard_dead_letter(task).await {
         Ok(true) => {
-            console.stent.flush_notifications().await;
-            back(
+            done(
+                &console,
                 &base,
                 "dead-letters",
-                "done",
                 &format!("discarded task {task}"),
             )
+            .await
         }
         Ok(false) => no_dead_letter(&base, task),
         Err(e) => failed(&base, "discard the dead letter", &e),
