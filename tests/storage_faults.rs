@@ -654,3 +654,111 @@ async fn sqlite_on_a_full_disk_refuses_writes_and_recovers() {
         accepted.len()
     );
 }
+
+/// Body runs of [`counted_step`], by workflow and step.
+fn counted_runs() -> &'static Mutex<HashMap<(u64, u32), u32>> {
+    static RUNS: OnceLock<Mutex<HashMap<(u64, u32), u32>>> = OnceLock::new();
+    RUNS.get_or_init(Mutex::default)
+}
+
+#[stent::durable]
+async fn counted_step(workflow: u64, step: u32) -> Result<u64, String> {
+    *counted_runs()
+        .lock()
+        .unwrap()
+        .entry((workflow, step))
+        .or_default() += 1;
+    Ok(workflow * 10 + u64::from(step))
+}
+
+/// Like [`counted_step`], but it awaits I/O first, so it runs in a task of
+/// its own and stores its end itself.
+#[stent::durable]
+async fn counted_waiting_step(workflow: u64, step: u32) -> Result<u64, String> {
+    *counted_runs()
+        .lock()
+        .unwrap()
+        .entry((workflow, step))
+        .or_default() += 1;
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    Ok(workflow * 10 + u64::from(step))
+}
+
+/// Two steps that return at once (so they run inline, their ends kept in
+/// memory for the workflow's next commit) around a timer that parks it,
+/// and a step in a task of its own.
+#[stent::durable]
+async fn flapping_flow(workflow: u64) -> Result<u64, String> {
+    let a = counted_step(workflow, 1).await?;
+    Stent::sleep(TIMER).await.map_err(|e| e.to_string())?;
+    let b = counted_waiting_step(workflow, 2).await?;
+    let c = counted_step(workflow, 3).await?;
+    Ok(a + b + c)
+}
+
+/// Storage that answers reads but fails commit after commit (a flapping
+/// connection, a pool whose new connections are refused): each commit
+/// holding a step's end fails three times, the third time after it
+/// landed. The worker re-reads lease and journal after each failure and
+/// commits the outcome it kept (an inline step's, scheduled again by the
+/// replayed journal; a step's own): no step body runs twice.
+async fn flapping_commits_case<B: Backend + Clone>(inner: B, workflow: u64) {
+    let client = Stent::new(inner.clone());
+    let backend = CountingBackend::new(inner);
+    const TRAPS: usize = 9;
+    for n in 0..TRAPS {
+        backend.faults.arm(
+            Trap::on(Call::Commit)
+                .commit(CommitKind::StepEnd)
+                .landed(n % 3 == 2),
+        );
+    }
+    let executor = Stent::new(backend.clone());
+    let worker = TestWorker::start_with(&executor, worker_settings).await;
+    let id = executor
+        .dispatch(flapping_flow(workflow))
+        .await
+        .expect("dispatch");
+    let out = client
+        .wait_for::<u64, String>(id, Some(Duration::from_secs(60)))
+        .await
+        .expect("the execution ends");
+    worker.stop().await;
+    assert_eq!(out, Ok(3 * workflow * 10 + 6));
+    assert_eq!(backend.faults.injected(), TRAPS as u64, "faults injected");
+    let runs: Vec<u32> = (1..=3)
+        .map(|step| counted_runs().lock().unwrap()[&(workflow, step)])
+        .collect();
+    assert_eq!(
+        runs,
+        [1, 1, 1],
+        "step body runs under {TRAPS} failed commits"
+    );
+    assert_no_gaps(&**client.backend(), id, "flapping commits").await;
+    assert_all_done(&**client.backend(), id, "flapping commits").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn flapping_commits_never_run_a_step_again_memory() {
+    flapping_commits_case(MemoryBackend::new(), 3001).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flapping_commits_never_run_a_step_again_sqlite() {
+    let dir = std::env::temp_dir().join(format!("stent-flap-{}", ExecutionId::new_random()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let backend = SqliteBackend::open(dir.join("stent.db"))
+        .await
+        .expect("open");
+    backend.init_db().await.expect("init_db");
+    flapping_commits_case(backend, 3002).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flapping_commits_never_run_a_step_again_postgres() {
+    let Some(schema) = pg_test_schema("stent_flap").await else {
+        return;
+    };
+    flapping_commits_case(schema.backend.clone(), 3003).await;
+}

@@ -42,7 +42,7 @@ use crate::registry::FunctionEntry;
 mod inline;
 mod presence;
 mod recovery;
-use inline::{Deferred, Inline, Prepared};
+use inline::{Deferred, Inline, Prepared, Returned};
 
 /// Parked drivers kept in memory for a quick resume, at most.
 const STICKY_CAPACITY: usize = 4096;
@@ -401,6 +401,16 @@ struct Running {
     /// Turns applied in memory that ride along with this invocation's next
     /// commit (an inline step's end, see [`inline`]).
     deferred: Option<Deferred>,
+    /// The last step that returned inline, until a commit stores it: if
+    /// that commit fails and the replayed journal schedules the same call
+    /// again, its outcome is reused instead of running its body again (see
+    /// [`inline`]).
+    unstored: Option<Returned>,
+    /// The invocation's outcome when the commit storing it failed and that
+    /// commit stored nothing else of its code: once the lease and journal
+    /// are read again, the same end is committed without running the code
+    /// again (see [`Core::finish_keeping`]).
+    unstored_end: Option<UnstoredEnd>,
     /// What the code's first poll returned, when it was polled before this
     /// task started and cannot be polled again (it returned or stopped).
     first_status: Option<Status>,
@@ -436,6 +446,8 @@ impl Running {
             started: tokio::time::Instant::now(),
             signals_fetched_before: Seq(0),
             deferred: None,
+            unstored: None,
+            unstored_end: None,
             first_status: None,
         }
     }
@@ -450,6 +462,13 @@ impl Running {
     fn lost(&self) -> bool {
         self.residence.lost.load(Ordering::SeqCst)
     }
+}
+
+/// An outcome whose commit failed; see [`Running::unstored_end`].
+struct UnstoredEnd {
+    /// The length of the stored journal it was reached from.
+    journal_len: usize,
+    out: std::result::Result<Payload, Failure>,
 }
 
 /// What the idempotency check decided.
@@ -1127,13 +1146,21 @@ impl Core {
             .await
         {
             Ok(driver) => {
+                // A kept end still holds if storage has exactly the journal
+                // it was reached from (its commit did not land).
+                r.unstored_end = r
+                    .unstored_end
+                    .take()
+                    .filter(|end| driver.journal_len() == end.journal_len);
                 r.driver = driver;
                 r.consumed_inbox.clear();
                 r.consumed_signals.clear();
                 // Their children were told nothing was committed (the
                 // senders drop) and deliver on their own.
                 r.handed_off.clear();
-                // Inline steps not stored are called again.
+                // Inline steps not stored are called again, except the
+                // last one that returned here (`unstored`): its outcome is
+                // reused when the replay schedules it again.
                 r.deferred = None;
                 r.first_status = None;
                 r.cache_checked.clear();
@@ -1199,6 +1226,9 @@ impl Core {
                 self.time_out(r.execution, r.deadline).await;
                 return Ok(Ended::Done);
             }
+            if let Some(end) = r.unstored_end.take() {
+                return self.finish_keeping(r, end.out, true).await;
+            }
             let status = match r.first_status.take() {
                 Some(status) => status,
                 None => {
@@ -1209,14 +1239,11 @@ impl Core {
                 }
             };
             let behind = match status {
-                Status::Finished(out) => {
-                    self.finish(r, out, false).await?;
-                    return Ok(Ended::Done);
-                }
+                Status::Finished(out) => return self.finish_keeping(r, out, false).await,
                 Status::Stopped(DriverError::Aborted { message, .. }) => {
-                    self.finish(r, Err(Failure::Aborted { message }), true)
-                        .await?;
-                    return Ok(Ended::Done);
+                    return self
+                        .finish_keeping(r, Err(Failure::Aborted { message }), true)
+                        .await;
                 }
                 Status::Stopped(other) => {
                     let report = report_of_stop(r, &other);
@@ -1404,7 +1431,7 @@ impl Core {
                 let results_in_memory = r.deferred.is_some() || !r.handed_off.is_empty();
                 let lone_step = match lone_step {
                     Some(step) if !results_in_memory => {
-                        match self.run_inline(step, now, &waker)? {
+                        match self.run_or_recall(r, step, now, &waker)? {
                             Inline::Returned(step) => {
                                 if !self.keep_returned(r, Some(commit), step).await? {
                                     return Ok(Ended::Done);
@@ -1427,7 +1454,7 @@ impl Core {
                 // Results were waiting in memory: the step runs now that
                 // they and the turn scheduling it are stored.
                 if let Some(step) = lone_step {
-                    match self.run_inline(step, self.now(), &waker)? {
+                    match self.run_or_recall(r, step, self.now(), &waker)? {
                         Inline::Returned(step) => {
                             if !self.keep_returned(r, None, step).await? {
                                 return Ok(Ended::Done);
@@ -1689,6 +1716,39 @@ impl Core {
         }
     }
 
+    /// [`Core::finish`], keeping `out` in `r` if the commit fails and would
+    /// have stored nothing of the code but its end (a step's body that
+    /// returned): the code is not run again after the fault, its end is
+    /// committed again. The journal read after the fault decides: if the
+    /// failed commit landed, it ends with the end (nothing more runs); if
+    /// it is as long as before, the kept end is still the code's outcome;
+    /// anything else and the code replays ([`Core::recover_or_stop`]).
+    /// `append_terminal`: the driver's journal does not hold the end.
+    async fn finish_keeping(
+        self: &Arc<Self>,
+        r: &mut Running,
+        out: std::result::Result<Payload, Failure>,
+        append_terminal: bool,
+    ) -> Result<Ended, TurnError> {
+        let only_the_end = r.driver.new_events_len() == usize::from(!append_terminal)
+            && r.handed_off.is_empty()
+            && r.deferred.is_none()
+            && r.consumed_inbox.is_empty()
+            && r.consumed_signals.is_empty();
+        let kept = only_the_end.then(|| UnstoredEnd {
+            journal_len: r.driver.journal_len() - usize::from(!append_terminal),
+            out: out.clone(),
+        });
+        match self.finish(r, out, append_terminal).await {
+            Ok(()) => Ok(Ended::Done),
+            Err(TurnError::Retry(message)) => {
+                r.unstored_end = kept;
+                Err(TurnError::Retry(message))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     async fn finish(
         self: &Arc<Self>,
         r: &mut Running,
@@ -1769,6 +1829,7 @@ impl Core {
                 let handed_off = self.hand_off(d.parent, turns, &out, r.parent).await;
                 if handed_off {
                     r.deferred = None;
+                    r.unstored = None;
                 }
                 handed_off
             }
@@ -2006,6 +2067,9 @@ impl Core {
         }
         turns.extend(merged_turns(r.deferred.take(), own));
         let result = self.inner.backend.commit(turns).await;
+        if result.is_ok() {
+            r.unstored = None;
+        }
         for answer in answers {
             let _ = answer.send(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
         }

@@ -351,6 +351,14 @@ impl Driver {
         }
     }
 
+    /// How many events [`Driver::take_new_events`] would return now.
+    pub fn new_events_len(&self) -> usize {
+        let st = self.ctx.lock();
+        st.history
+            .len()
+            .saturating_sub(st.taken_len.max(self.stored_len))
+    }
+
     /// Events appended since the last call, with their seqs, for the engine to store.
     pub fn take_new_events(&mut self) -> Vec<(Seq, Event)> {
         let mut st = self.ctx.lock();

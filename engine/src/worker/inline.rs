@@ -12,7 +12,11 @@
 //! step's end and the parent's `CallCompleted`. A crash before it loses
 //! both, and the parent calls the step again, as it would for any step that
 //! was running (steps are at-least-once); a step journaled as completed
-//! never runs again. At most one such step result waits in memory per
+//! never runs again. A commit that fails while this worker lives (storage
+//! lost the connection, or the reply) is no crash: the step's outcome is
+//! kept until a commit stores it, and when the journal replayed after the
+//! fault schedules the same call again, that outcome answers it without
+//! running the body again ([`Core::run_or_recall`]). At most one such step result waits in memory per
 //! invocation: a turn that finds one already waiting is stored first. And a
 //! step is polled before its parent's turn is stored only if that turn
 //! stores no earlier step's result (kept here, or handed over by a child):
@@ -61,7 +65,10 @@ pub(super) struct Prepared {
 }
 
 /// A step that returned in its first poll.
+#[derive(Clone)]
 pub(super) struct Returned {
+    /// Its `Started` event: what it was called with.
+    pub started: Event,
     /// Its final turn, without a delivery.
     pub commit: TurnCommit,
     /// The event answering the parent's call.
@@ -149,9 +156,35 @@ impl Core {
             Err(_) => metrics.invocation_failed(step.entry.name, started_at.elapsed()),
         }
         Ok(Inline::Returned(Returned {
+            started: step.started,
             commit,
             resolution: resolution(link.seq, &out),
         }))
+    }
+
+    /// Runs `step` inline ([`Core::run_inline`]), unless it is the step
+    /// `r` ran last and whose result no commit has stored yet: after a
+    /// commit that failed, the journal replayed from storage schedules the
+    /// same call again, and the outcome it already had is reused. The
+    /// first run's end was never visible outside this process, so nobody
+    /// can tell; without this, storage that fails commit after commit while
+    /// it answers reads would run the step's body once per failed commit.
+    pub(super) fn run_or_recall(
+        self: &Arc<Self>,
+        r: &mut Running,
+        step: LocalStart,
+        now: Timestamp,
+        waker: &Waker,
+    ) -> Result<Inline, TurnError> {
+        let same = |kept: &mut Returned| {
+            kept.commit.invocation == step.invocation && kept.started == step.started
+        };
+        if let Some(mut kept) = r.unstored.take_if(same) {
+            tracing::debug!(invocation = %step.invocation, "the step returned before a commit that failed; its outcome is reused");
+            kept.commit.now = now;
+            return Ok(Inline::Returned(kept));
+        }
+        self.run_inline(step, now, waker)
     }
 
     /// Commits the parent's turn while polling `step`, a step polled before
@@ -197,6 +230,7 @@ impl Core {
         own: Option<TurnCommit>,
         step: Returned,
     ) -> Result<bool, TurnError> {
+        r.unstored = Some(step.clone());
         r.deferred = Some(Deferred {
             own,
             steps: vec![step.commit],
