@@ -100,17 +100,12 @@ impl Core {
     /// memory with the replayed journal. False if `r` must stop instead.
     pub(super) async fn recover_or_stop(&self, r: &mut Running) -> bool {
         let lost = r.residence.lost.clone();
-        match self
-            .recover(r.invocation, r.epoch, &lost, self.poll.min)
-            .await
-        {
-            Ok(driver) => {
-                // A kept end still holds if storage has exactly the journal
-                // it was reached from (its commit did not land).
-                r.unstored_end = r
-                    .unstored_end
-                    .take()
-                    .filter(|end| driver.journal_len() == end.journal_len);
+        let kept_end = r.unstored_end.as_ref().map(|end| end.journal_len);
+        match self.recover(r.invocation, r.epoch, &lost, kept_end).await {
+            Ok((driver, keep_end)) => {
+                if !keep_end {
+                    r.unstored_end = None;
+                }
                 r.driver = driver;
                 r.consumed_inbox.clear();
                 r.consumed_signals.clear();
