@@ -625,6 +625,18 @@ async fn sqlite_on_a_full_disk_refuses_writes_and_recovers() {
                     message.contains("full") || message.contains("space"),
                     "a refused write says why: {message}"
                 );
+                match &e {
+                    stent::Error::Backend(stent::journal::store::StoreError::Database(db)) => {
+                        assert_eq!(
+                            db.kind(),
+                            stent::journal::store::DatabaseErrorKind::Full,
+                            "{db}"
+                        );
+                        // SQLITE_FULL
+                        assert_eq!(db.code(), Some("13"), "{db}");
+                    }
+                    other => panic!("a full disk is a database error: {other:?}"),
+                }
             }
         }
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -15,6 +15,10 @@ use crate::event::EventKind;
 use crate::ids::{ExecutionId, InvocationId, LeaseEpoch, Seq, WorkerId};
 use crate::time::Timestamp;
 
+mod database;
+
+pub use database::{DatabaseError, DatabaseErrorKind};
+
 /// The queue a task lands in when none is given.
 pub const DEFAULT_QUEUE: &str = "default";
 
@@ -53,9 +57,10 @@ pub enum StoreError {
     /// Stored data is not what this build expects.
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
-    /// The database failed or could not be reached.
+    /// The database failed or could not be reached; its kind, code and
+    /// source are kept ([`DatabaseError`]).
     #[error("database error: {0}")]
-    Database(String),
+    Database(DatabaseError),
     /// The database holds no stent tables: `init_db` never ran on it, or
     /// another database or schema was meant.
     #[error("{0} holds no stent tables (they are created by the backend's init_db())")]
@@ -75,6 +80,28 @@ pub enum StoreError {
         /// The newest version this build knows.
         known: i64,
     },
+}
+
+impl StoreError {
+    /// A [`StoreError::Database`] described by `message`, of kind
+    /// [`DatabaseErrorKind::Other`].
+    pub fn database(message: impl Into<String>) -> StoreError {
+        StoreError::Database(DatabaseError::new(message))
+    }
+
+    /// A [`StoreError::Database`] of kind [`DatabaseErrorKind::Unavailable`]
+    /// (the database could not be reached, or the connection was lost)
+    /// described by `message`.
+    pub fn unavailable(message: impl Into<String>) -> StoreError {
+        StoreError::Database(DatabaseError::new(message).with_kind(DatabaseErrorKind::Unavailable))
+    }
+
+    /// True if the same call may succeed later without anyone changing
+    /// anything (the database came back, a race was lost, room was freed):
+    /// a transient [`StoreError::Database`].
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Database(db) if db.kind().is_transient())
+    }
 }
 
 /// Result alias of the storage traits.
@@ -888,7 +915,7 @@ pub trait ExecutionStore: Send + Sync {
     /// not implement it cannot resume executions.
     async fn resume_execution(&self, id: ExecutionId, now: Timestamp) -> StoreResult<bool> {
         let _ = now;
-        Err(StoreError::Database(format!(
+        Err(StoreError::database(format!(
             "this storage backend cannot resume execution {id}: it does not implement ExecutionStore::resume_execution"
         )))
     }

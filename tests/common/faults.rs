@@ -230,8 +230,8 @@ impl StoreFaults {
     ) -> StoreResult<T> {
         if self.is_down() {
             self.refused_while_down.fetch_add(1, Ordering::SeqCst);
-            return Err(StoreError::Database(
-                "connection refused: the database is down (injected)".into(),
+            return Err(StoreError::unavailable(
+                "connection refused: the database is down (injected)",
             ));
         }
         let Some(trap) = trap else {
@@ -247,7 +247,7 @@ impl StoreFaults {
         if trap.then_down {
             self.down();
         }
-        Err(StoreError::Database(format!(
+        Err(StoreError::unavailable(format!(
             "connection lost during {call:?} (injected; {applied})"
         )))
     }

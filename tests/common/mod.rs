@@ -58,7 +58,7 @@ impl<B> CountingBackend<B> {
 
     fn cut_off(&self, worker: &WorkerId) -> StoreResult<()> {
         match &*self.partitioned.lock().unwrap() {
-            Some(w) if w == worker => Err(StoreError::Database(format!(
+            Some(w) if w == worker => Err(StoreError::unavailable(format!(
                 "worker {worker} is partitioned from the store"
             ))),
             _ => Ok(()),
@@ -289,14 +289,14 @@ impl<B: Backend> TaskStore for CountingBackend<B> {
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
         if refuse {
-            return Err(StoreError::Database("commit refused by the test".into()));
+            return Err(StoreError::database("commit refused by the test"));
         }
         let gate = *self.commit_gate.lock().unwrap();
         let _permit = match gate {
             Some(gate) => Some(
                 gate.acquire()
                     .await
-                    .map_err(|e| StoreError::Database(e.to_string()))?,
+                    .map_err(|e| StoreError::database(e.to_string()))?,
             ),
             None => None,
         };

@@ -168,9 +168,10 @@ use std::time::Duration;
 use sqlx::SqlSafeStr;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use stent_journal::store::StoreError;
+use stent_journal::store::{DatabaseError, DatabaseErrorKind, StoreError};
 
 mod batch;
+mod error;
 mod notify;
 mod sql;
 mod store;
@@ -371,7 +372,7 @@ impl PostgresBuilder {
         let mut options: PgConnectOptions = self
             .url
             .parse()
-            .map_err(|e| StoreError::Database(format!("invalid PostgreSQL URL: {e}")))?;
+            .map_err(|e| StoreError::database(format!("invalid PostgreSQL URL: {e}")))?;
         if let Some(schema) = &self.schema {
             check_schema_name(schema)?;
             options = options.options([("search_path", quote_ident(schema))]);
@@ -419,24 +420,36 @@ async fn connect_error(pool: &PgPool, e: sqlx::Error) -> StoreError {
         options.get_port(),
         options.get_database().unwrap_or("(default database)")
     );
-    let cause = match e {
+    let (cause, kind, source) = match e {
         sqlx::Error::PoolTimedOut => {
             use sqlx::Connection;
             let direct = sqlx::postgres::PgConnection::connect_with(&options);
             match tokio::time::timeout(Duration::from_secs(5), direct).await {
-                Ok(Err(direct)) => direct.to_string(),
+                Ok(Err(direct)) => (direct.to_string(), error::kind_of_error(&direct), direct),
                 Ok(Ok(conn)) => {
                     let _ = conn.close().await;
-                    "no pooled connection within the acquire timeout (the server answers now: \
-                     it may be overloaded or out of connections)"
-                        .to_string()
+                    (
+                        "no pooled connection within the acquire timeout (the server answers \
+                         now: it may be overloaded or out of connections)"
+                            .to_string(),
+                        DatabaseErrorKind::Unavailable,
+                        sqlx::Error::PoolTimedOut,
+                    )
                 }
-                Err(_) => "no answer (is the server running, and reachable from here?)".into(),
+                Err(_) => (
+                    "no answer (is the server running, and reachable from here?)".into(),
+                    DatabaseErrorKind::Unavailable,
+                    sqlx::Error::PoolTimedOut,
+                ),
             }
         }
-        other => other.to_string(),
+        other => (other.to_string(), error::kind_of_error(&other), other),
     };
-    StoreError::Database(format!("connecting to PostgreSQL at {target}: {cause}"))
+    StoreError::Database(
+        DatabaseError::new(format!("connecting to PostgreSQL at {target}: {cause}"))
+            .with_kind(kind)
+            .with_source(source),
+    )
 }
 
 /// Storage on a PostgreSQL database. Cloning gives another handle to the same
@@ -564,8 +577,8 @@ impl PostgresBackend {
         let pool = self.pool.clone();
         tokio::spawn(async move { migrator.run(&pool).await })
             .await
-            .map_err(|e| StoreError::Database(format!("init_db: the migration task failed: {e}")))?
-            .map_err(|e| StoreError::Database(format!("init_db (migrations): {e}")))
+            .map_err(|e| StoreError::database(format!("init_db: the migration task failed: {e}")))?
+            .map_err(|e| StoreError::database(format!("init_db (migrations): {e}")))
     }
 }
 
@@ -607,7 +620,7 @@ async fn applied_version(pool: &PgPool, table: &str) -> Result<Option<i64>, Stor
         .bind(table)
         .fetch_one(pool)
         .await
-        .map_err(|e| StoreError::Database(format!("reading the schema version: {e}")))?;
+        .map_err(|e| crate::error::database_error("reading the schema version", e))?;
     if exists.is_none() {
         return Ok(None);
     }
@@ -615,7 +628,7 @@ async fn applied_version(pool: &PgPool, table: &str) -> Result<Option<i64>, Stor
     sqlx::query_scalar(sqlx::AssertSqlSafe(query))
         .fetch_one(pool)
         .await
-        .map_err(|e| StoreError::Database(format!("reading the schema version: {e}")))
+        .map_err(|e| crate::error::database_error("reading the schema version", e))
 }
 
 /// True if `table` records exactly `migrations` as applied, successfully
@@ -647,7 +660,7 @@ fn check_schema_name(name: &str) -> Result<(), StoreError> {
     if plain {
         Ok(())
     } else {
-        Err(StoreError::Database(format!(
+        Err(StoreError::database(format!(
             "schema name {name:?} is not a plain identifier (ASCII letters, digits and '_', \
              not starting with a digit, at most 63 bytes)"
         )))

@@ -35,7 +35,7 @@ impl PostgresBackend {
             .bind(payloads)
             .execute(&self.pool)
             .await
-            .map_err(|e| StoreError::Database(format!("notify: {e}")))?;
+            .map_err(|e| crate::error::database_error("notify", e))?;
         Ok(())
     }
 
@@ -51,12 +51,12 @@ impl PostgresBackend {
             .connect_lazy_with(options);
         let mut listener = PgListener::connect_with(&pool)
             .await
-            .map_err(|e| StoreError::Database(format!("listen: connecting: {e}")))?;
+            .map_err(|e| crate::error::database_error("listen: connecting", e))?;
         listener.ignore_pool_close_event(true);
         listener
             .listen(channel)
             .await
-            .map_err(|e| StoreError::Database(format!("listen on {channel:?}: {e}")))?;
+            .map_err(|e| crate::error::database_error(format!("listen on {channel:?}"), e))?;
         Ok(NotificationListener { listener })
     }
 }
@@ -81,7 +81,7 @@ impl NotificationListener {
         match self.listener.try_recv().await {
             Ok(Some(n)) => Ok(Some(n.payload().to_string())),
             Ok(None) => Ok(None),
-            Err(e) => Err(StoreError::Database(format!("listen: {e}"))),
+            Err(e) => Err(crate::error::database_error("listen", e)),
         }
     }
 }

@@ -11,7 +11,7 @@ use sqlx::postgres::{PgConnection, PgDatabaseError, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 use stent_journal::store::{
     ATTEMPT_FAILURES_KEPT, AttemptFailure, CacheStore, ClaimRequest, ClaimedTask, CleanupCounts,
-    DeadLetterRecord, DeadLetterStore, Delivery, ExecutionFilter, ExecutionOutcome,
+    DatabaseError, DeadLetterRecord, DeadLetterStore, Delivery, ExecutionFilter, ExecutionOutcome,
     ExecutionRecord, ExecutionStatus, ExecutionStore, IdempotencyBegin, IdempotencyStore, InboxId,
     InboxItem, InspectStore, JournalRow, JournalStore, NewExecution, NewInvocation, QueueStats,
     Routing, SignalId, SignalRecord, SignalStore, StoreError, StoreResult, StoreStats,
@@ -46,7 +46,7 @@ const DISCARD_DEAD_LETTER: &str = "discard_dead_letter";
 enum Fail {
     /// PostgreSQL aborted the transaction to break a deadlock or for a
     /// serialization failure; nothing of it was kept and it may run again.
-    Retry(String),
+    Retry(DatabaseError),
     /// Anything else, reported as is.
     Store(StoreError),
 }
@@ -72,9 +72,9 @@ fn is_retryable(e: &sqlx::Error) -> bool {
 fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> Fail {
     move |e| {
         if is_retryable(&e) {
-            Fail::Retry(format!("{op}: {e}"))
+            Fail::Retry(crate::error::typed(e).context(op))
         } else {
-            Fail::Store(StoreError::Database(format!("{op}: {e}")))
+            Fail::Store(crate::error::database_error(op, e))
         }
     }
 }
@@ -237,10 +237,10 @@ where
         match attempt().await {
             Ok(value) => return Ok(value),
             Err(Fail::Store(e)) => return Err(e),
-            Err(Fail::Retry(message)) if tries >= MAX_ATTEMPTS => {
-                return Err(StoreError::Database(format!(
-                    "{message} (gave up after {tries} attempts)"
-                )));
+            Err(Fail::Retry(error)) if tries >= MAX_ATTEMPTS => {
+                return Err(StoreError::Database(
+                    error.context(format_args!("gave up after {tries} attempts")),
+                ));
             }
             Err(Fail::Retry(_)) => {
                 // A short, growing pause lets the other transaction finish.
@@ -266,7 +266,7 @@ where
 {
     tokio::spawn(write)
         .await
-        .map_err(|e| StoreError::Database(format!("{op}: the write task failed: {e}")))?
+        .map_err(|e| StoreError::database(format!("{op}: the write task failed: {e}")))?
 }
 
 // ------------------------------------------------------------------ shared steps
@@ -373,7 +373,7 @@ async fn spawn(conn: &mut PgConnection, children: &[NewInvocation], now: Timesta
 
 fn index_i32(i: usize) -> Attempt<i32> {
     i32::try_from(i).map_err(|_| {
-        Fail::Store(StoreError::Database(format!(
+        Fail::Store(StoreError::database(format!(
             "{COMMIT}: too many tags in one commit ({i})"
         )))
     })
@@ -1300,7 +1300,7 @@ async fn read_journals(
 
 /// Maps a read's sqlx error to [`StoreError::Database`] naming the operation.
 fn read_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |e| StoreError::Database(format!("{op}: {e}"))
+    move |e| crate::error::database_error(op, e)
 }
 
 #[async_trait]
@@ -1507,7 +1507,7 @@ impl IdempotencyStore for PostgresBackend {
                 return Ok(found);
             }
         }
-        Err(StoreError::Database(format!(
+        Err(StoreError::database(format!(
             "{BEGIN_IDEMPOTENT}: idempotency key {key:?} kept changing hands; try again"
         )))
     }
@@ -2006,7 +2006,7 @@ impl Batches {
 }
 
 fn batch_lost(op: &'static str) -> StoreError {
-    StoreError::Database(format!(
+    StoreError::database(format!(
         "{op}: the batch task stopped before answering (its runtime shut down); the outcome is unknown"
     ))
 }
@@ -2050,9 +2050,9 @@ async fn commit_batch(pool: PgPool, batch: Vec<Vec<TurnCommit>>) -> Vec<StoreRes
 fn shared_outcomes(together: StoreResult<()>, calls: usize) -> Option<Vec<StoreResult<()>>> {
     match together {
         Ok(()) => Some((0..calls).map(|_| Ok(())).collect()),
-        Err(StoreError::Database(message)) => Some(
+        Err(StoreError::Database(error)) => Some(
             (0..calls)
-                .map(|_| Err(StoreError::Database(message.clone())))
+                .map(|_| Err(StoreError::Database(error.clone())))
                 .collect(),
         ),
         Err(_) => None,
@@ -2186,7 +2186,7 @@ async fn read_batch(
             let message = e.to_string();
             return batch
                 .iter()
-                .map(|_| Err(StoreError::Database(format!("{READ_EXECUTION}: {message}"))))
+                .map(|_| Err(StoreError::database(format!("{READ_EXECUTION}: {message}"))))
                 .collect();
         }
     };
@@ -2388,12 +2388,11 @@ mod tests {
     fn a_batch_that_succeeded_or_lost_its_connection_answers_every_call_alike() {
         let ok = shared_outcomes(Ok(()), 3).expect("shared");
         assert!(ok.len() == 3 && ok.iter().all(Result::is_ok));
-        let lost = shared_outcomes(Err(StoreError::Database("connection reset".into())), 2)
-            .expect("shared");
+        let lost =
+            shared_outcomes(Err(StoreError::database("connection reset")), 2).expect("shared");
         assert_eq!(lost.len(), 2);
-        assert!(
-            lost.iter()
-                .all(|o| matches!(o, Err(StoreError::Database(m)) if m == "connection reset"))
-        );
+        assert!(lost.iter().all(
+            |o| matches!(o, Err(StoreError::Database(m)) if m.message() == "connection reset")
+        ));
     }
 }

@@ -13,8 +13,8 @@ use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Connection};
 use stent_journal::store::{
-    ClaimRequest, ExecutionFilter, ExecutionStore, JournalStore, NewEvent, NewExecution,
-    NewInvocation, Routing, StoreError, TaskDisposition, TaskStore, TurnCommit,
+    ClaimRequest, DatabaseErrorKind, ExecutionFilter, ExecutionStore, JournalStore, NewEvent,
+    NewExecution, NewInvocation, Routing, StoreError, TaskDisposition, TaskStore, TurnCommit,
 };
 use stent_journal::{EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId};
 use stent_postgres::{LeaseClock, PostgresBackend};
@@ -413,9 +413,12 @@ async fn missing_schema_is_a_database_error() {
     let schema = common::TestSchema::new(&mut conn).await;
     let backend = schema.backend().await;
     match backend.execution(ExecutionId::new_random()).await {
-        Err(StoreError::Database(msg)) => {
-            assert!(msg.starts_with("execution:"), "{msg}");
-            assert!(msg.contains("does not exist"), "{msg}");
+        Err(StoreError::Database(e)) => {
+            assert!(e.message().starts_with("execution:"), "{e}");
+            assert!(e.message().contains("does not exist"), "{e}");
+            // undefined_table
+            assert_eq!(e.code(), Some("42P01"), "{e}");
+            assert!(!e.kind().is_transient(), "{e}");
         }
         other => panic!("expected Database, got {other:?}"),
     }
@@ -432,7 +435,7 @@ async fn schema_names_must_be_plain_identifiers() {
             .schema(bad)
             .build_lazy()
         {
-            Err(StoreError::Database(msg)) => assert!(msg.contains("schema name"), "{msg}"),
+            Err(StoreError::Database(e)) => assert!(e.message().contains("schema name"), "{e}"),
             other => panic!("{bad:?}: expected Database, got {other:?}"),
         }
     }
@@ -782,11 +785,13 @@ async fn unreachable_server_is_a_database_error() {
         .build()
         .await
     {
-        Err(StoreError::Database(msg)) => {
+        Err(StoreError::Database(e)) => {
+            let msg = e.message();
             // Where it tried, and the cause rather than the pool's timeout.
             assert!(msg.contains("127.0.0.1:1/test"), "{msg}");
             assert!(!msg.contains("pool timed out"), "{msg}");
             assert!(msg.to_lowercase().contains("refused"), "{msg}");
+            assert_eq!(e.kind(), DatabaseErrorKind::Unavailable, "{e}");
         }
         other => panic!("expected Database, got {other:?}"),
     }
@@ -1406,7 +1411,7 @@ async fn tls_connections_are_encrypted_and_certificates_checked() {
         .await
     {
         Err(StoreError::Database(message)) => assert!(
-            message.to_lowercase().contains("certificate"),
+            message.message().to_lowercase().contains("certificate"),
             "the error should name the certificate: {message}"
         ),
         Ok(_) => panic!("verify-full accepted the server's self-signed certificate"),

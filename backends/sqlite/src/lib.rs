@@ -127,6 +127,7 @@ use tokio::sync::{Mutex, MutexGuard, mpsc, oneshot};
 use crate::writer::{Counters, Pending, Request, WriterConn};
 
 mod batch;
+mod error;
 mod sql;
 mod store;
 mod writer;
@@ -167,14 +168,14 @@ async fn applied_version(conn: &mut SqliteConnection) -> Result<Option<i64>, Sto
     )
     .fetch_optional(&mut *conn)
     .await
-    .map_err(|e| StoreError::Database(format!("reading the schema version: {e}")))?;
+    .map_err(|e| crate::error::database_error("reading the schema version", e))?;
     if table.is_none() {
         return Ok(None);
     }
     sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations WHERE success")
         .fetch_one(&mut *conn)
         .await
-        .map_err(|e| StoreError::Database(format!("reading the schema version: {e}")))
+        .map_err(|e| crate::error::database_error("reading the schema version", e))
 }
 
 /// How hard SQLite works to make each commit durable (`PRAGMA synchronous`).
@@ -262,7 +263,7 @@ impl SqliteBuilder {
         let writer = options
             .connect()
             .await
-            .map_err(|e| StoreError::Database(format!("opening {}: {e}", self.path.display())))?;
+            .map_err(|e| error::database_error(format!("opening {}", self.path.display()), e))?;
         let readers = (self.max_connections > 1).then(|| {
             SqlitePoolOptions::new()
                 .max_connections(self.max_connections - 1)
@@ -333,7 +334,7 @@ impl SqliteBackend {
             .foreign_keys(false)
             .connect()
             .await
-            .map_err(|e| StoreError::Database(format!("opening in-memory database: {e}")))?;
+            .map_err(|e| crate::error::database_error("opening in-memory database", e))?;
         Self::from_parts(conn, None, None)
     }
 
@@ -344,7 +345,7 @@ impl SqliteBackend {
         path: Option<PathBuf>,
     ) -> Result<Self, StoreError> {
         let runtime = tokio::runtime::Handle::try_current().map_err(|e| {
-            StoreError::Database(format!(
+            StoreError::database(format!(
                 "SqliteBackend must be opened inside a tokio runtime: {e}"
             ))
         })?;
@@ -401,7 +402,7 @@ impl SqliteBackend {
         migrator
             .run(conn)
             .await
-            .map_err(|e| StoreError::Database(format!("init_db (migrations): {e}")))
+            .map_err(|e| StoreError::database(format!("init_db (migrations): {e}")))
     }
 
     /// Checks that the file holds stent's tables at a schema version this
@@ -438,7 +439,7 @@ impl SqliteBackend {
         make: impl FnOnce(Pending<T>) -> Request,
     ) -> StoreResult<T> {
         let stopped = || {
-            StoreError::Database(format!(
+            StoreError::database(format!(
                 "{op}: the writer task has stopped (was the tokio runtime that opened \
                  the backend shut down?)"
             ))
@@ -491,5 +492,5 @@ impl DerefMut for ReadConn<'_> {
 
 /// Maps a sqlx error to [`StoreError::Database`] naming the operation.
 fn db(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
-    move |e| StoreError::Database(format!("{op}: {e}"))
+    move |e| error::database_error(op, e)
 }

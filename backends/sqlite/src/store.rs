@@ -167,7 +167,7 @@ fn insert_err(
 ) -> impl FnOnce(sqlx::Error) -> StoreError {
     move |e| match &e {
         sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what()),
-        _ => StoreError::Database(format!("{op}: {e}")),
+        _ => crate::error::database_error(op, e),
     }
 }
 

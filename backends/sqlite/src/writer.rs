@@ -27,8 +27,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sqlx::sqlite::SqliteConnection;
 use stent_journal::store::{
-    ClaimRequest, ClaimedTask, CleanupCounts, Delivery, ExecutionOutcome, ExecutionStatus,
-    IdempotencyBegin, NewExecution, SignalId, StoreError, StoreResult, TurnCommit, WorkerRecord,
+    ClaimRequest, ClaimedTask, CleanupCounts, DatabaseError, Delivery, ExecutionOutcome,
+    ExecutionStatus, IdempotencyBegin, NewExecution, SignalId, StoreError, StoreResult, TurnCommit,
+    WorkerRecord,
 };
 use stent_journal::{ExecutionId, InvocationId, LeaseEpoch, Timestamp, WorkerId};
 use tokio::sync::{Mutex, mpsc, oneshot};
@@ -70,14 +71,14 @@ impl<T> Pending<T> {
     /// Sends the result. `failure` is the transaction's error if it did not
     /// commit: a success (or a request never applied) gets that error, a
     /// failure keeps its own.
-    fn answer(self, op: &str, failure: Option<&str>) {
+    fn answer(self, op: &str, failure: Option<&DatabaseError>) {
         let result = match (self.result, failure) {
             (Some(Err(e)), _) => Err(e),
             (Some(Ok(_)) | None, Some(error)) => {
-                Err(StoreError::Database(format!("{op}: {error}")))
+                Err(StoreError::Database(error.clone().context(op)))
             }
             (Some(Ok(value)), None) => Ok(value),
-            (None, None) => Err(StoreError::Database(format!(
+            (None, None) => Err(StoreError::database(format!(
                 "{op}: the write was not applied"
             ))),
         };
@@ -312,7 +313,7 @@ impl Request {
     }
 
     /// Sends the result; see [`Pending::answer`].
-    fn answer(self, failure: Option<&str>) {
+    fn answer(self, failure: Option<&DatabaseError>) {
         with_pending!(self, |p, op| p.answer(op, failure))
     }
 }
@@ -355,7 +356,7 @@ impl WriterConn {
     }
 
     /// Ends the open transaction with `statement` (`COMMIT` or `ROLLBACK`).
-    async fn end(&mut self, statement: &'static str) -> Result<(), String> {
+    async fn end(&mut self, statement: &'static str) -> Result<(), DatabaseError> {
         execute(&mut self.conn, statement).await?;
         self.in_transaction = false;
         Ok(())
@@ -394,13 +395,13 @@ pub(crate) async fn run(
         let mut writer = writer.lock().await;
         let committed = run_group(&mut writer, &mut group).await;
         drop(writer);
-        if committed == Ok(true) {
+        if matches!(committed, Ok(true)) {
             counters
                 .transactions_committed
                 .fetch_add(1, Ordering::Relaxed);
         }
         for request in group.drain(..) {
-            request.answer(committed.as_ref().err().map(String::as_str));
+            request.answer(committed.as_ref().err());
         }
     }
 }
@@ -416,7 +417,7 @@ pub(crate) async fn run(
 /// request, statement by statement, with one savepoint per request (unless
 /// it is alone), so that a failure undoes only its own writes and gets its
 /// own error.
-async fn run_group(writer: &mut WriterConn, group: &mut [Request]) -> Result<bool, String> {
+async fn run_group(writer: &mut WriterConn, group: &mut [Request]) -> Result<bool, DatabaseError> {
     if attempt_batched(writer, group).await? {
         return commit(writer).await;
     }
@@ -435,7 +436,10 @@ async fn run_group(writer: &mut WriterConn, group: &mut [Request]) -> Result<boo
 /// request succeeded; the transaction is then still open. `Ok(false)` if
 /// something failed (which request is not known). `Err` if the transaction
 /// could not begin.
-async fn attempt_batched(writer: &mut WriterConn, group: &mut [Request]) -> Result<bool, String> {
+async fn attempt_batched(
+    writer: &mut WriterConn,
+    group: &mut [Request],
+) -> Result<bool, DatabaseError> {
     group.iter_mut().for_each(Request::reset);
     execute(writer.conn().await, sql::BEGIN).await?;
     writer.in_transaction = true;
@@ -486,7 +490,7 @@ async fn attempt(
     writer: &mut WriterConn,
     group: &mut [Request],
     savepoints: bool,
-) -> Result<bool, String> {
+) -> Result<bool, DatabaseError> {
     group.iter_mut().for_each(Request::reset);
     execute(writer.conn().await, sql::BEGIN).await?;
     writer.in_transaction = true;
@@ -529,7 +533,7 @@ async fn attempt(
 }
 
 /// Commits the open transaction; rolls it back if that fails.
-async fn commit(writer: &mut WriterConn) -> Result<bool, String> {
+async fn commit(writer: &mut WriterConn) -> Result<bool, DatabaseError> {
     match writer.end(sql::COMMIT).await {
         Ok(()) => Ok(true),
         Err(error) => {
@@ -539,12 +543,15 @@ async fn commit(writer: &mut WriterConn) -> Result<bool, String> {
     }
 }
 
-async fn execute(conn: &mut SqliteConnection, statement: &'static str) -> Result<(), String> {
+async fn execute(
+    conn: &mut SqliteConnection,
+    statement: &'static str,
+) -> Result<(), DatabaseError> {
     sqlx::query(statement)
         .execute(conn)
         .await
         .map(|_| ())
-        .map_err(|e| e.to_string())
+        .map_err(crate::error::typed)
 }
 
 #[cfg(test)]
@@ -639,7 +646,7 @@ mod tests {
         let mut writer = backend.inner.writer.lock().await;
         let ok = attempt_batched(&mut writer, &mut group).await.unwrap();
         if ok {
-            assert_eq!(commit(&mut writer).await, Ok(true));
+            assert!(matches!(commit(&mut writer).await, Ok(true)));
         } else {
             writer.end(sql::ROLLBACK).await.unwrap();
         }

@@ -15,9 +15,9 @@ use std::time::Duration;
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
 use stent_journal::store::{
-    ClaimRequest, ClaimedTask, CleanupCounts, DeadLetterStore, ExecutionOutcome, ExecutionStatus,
-    ExecutionStore, IdempotencyBegin, IdempotencyStore, JournalStore, LeaseGrant, NewEvent,
-    NewExecution, NewInvocation, Routing, SignalId, SignalStore, StoreError, StoreResult,
+    ClaimRequest, ClaimedTask, CleanupCounts, DatabaseErrorKind, DeadLetterStore, ExecutionOutcome,
+    ExecutionStatus, ExecutionStore, IdempotencyBegin, IdempotencyStore, JournalStore, LeaseGrant,
+    NewEvent, NewExecution, NewInvocation, Routing, SignalId, SignalStore, StoreError, StoreResult,
     TaskDisposition, TaskStore, TurnCommit,
 };
 use stent_journal::{EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId};
@@ -483,9 +483,15 @@ async fn a_group_that_cannot_start_fails_every_write_and_the_writer_recovers() {
         .collect();
     for result in join_all(writes).await {
         match result {
-            Err(StoreError::Database(msg)) => {
-                assert!(msg.starts_with("create_execution:"), "{msg}");
-                assert!(msg.contains("locked"), "{msg}");
+            Err(StoreError::Database(e)) => {
+                assert!(e.message().starts_with("create_execution:"), "{e}");
+                assert!(e.message().contains("locked"), "{e}");
+                assert_eq!(e.kind(), DatabaseErrorKind::Contention, "{e}");
+                assert!(e.code().is_some(), "SQLite's result code is kept: {e}");
+                assert!(
+                    std::error::Error::source(&e).is_some(),
+                    "the driver's error is kept"
+                );
             }
             other => panic!("expected a database error, got {other:?}"),
         }

@@ -242,9 +242,12 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
 async fn missing_schema_is_a_database_error() {
     let backend = SqliteBackend::in_memory().await.unwrap();
     match backend.execution(ExecutionId::new_random()).await {
-        Err(StoreError::Database(msg)) => {
-            assert!(msg.starts_with("execution:"), "{msg}");
-            assert!(msg.contains("no such table"), "{msg}");
+        Err(StoreError::Database(e)) => {
+            assert!(e.message().starts_with("execution:"), "{e}");
+            assert!(e.message().contains("no such table"), "{e}");
+            // SQLITE_ERROR: nothing to wait out.
+            assert_eq!(e.code(), Some("1"), "{e}");
+            assert!(!e.kind().is_transient(), "{e}");
         }
         other => panic!("expected Database, got {other:?}"),
     }

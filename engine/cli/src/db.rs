@@ -21,7 +21,11 @@ pub(crate) async fn open(
 ) -> Result<Stent, CliError> {
     let db = global.db.as_str();
     let builder = if db.starts_with("postgres://") || db.starts_with("postgresql://") {
-        let mut pg = PostgresBackend::builder(db).max_connections(4);
+        // A person waits for the answer: a server that cannot be reached
+        // is reported within seconds, not after the pool's 30.
+        let mut pg = PostgresBackend::builder(db)
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(5));
         if let Some(schema) = &global.schema {
             pg = pg.schema(schema.clone());
         }

@@ -38,6 +38,18 @@ impl CliError {
         }
     }
 
+    /// The database's failure behind this one, if it is one: its kind
+    /// (`unavailable`, `contention`, `full`, `other`) and code tell an
+    /// operator or a script whether to try again.
+    pub fn database(&self) -> Option<&stent::journal::store::DatabaseError> {
+        match self {
+            CliError::Stent(stent::Error::Backend(
+                stent::journal::store::StoreError::Database(db),
+            )) => Some(db),
+            _ => None,
+        }
+    }
+
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {

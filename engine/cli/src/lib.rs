@@ -240,10 +240,14 @@ pub async fn execute(
         // more to say, and nothing went wrong.
         Err(CliError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => exit::OK,
         Err(e) if json => {
-            eprintln!(
-                "{}",
-                serde_json::json!({"error": e.to_string(), "kind": e.kind()})
-            );
+            let mut error = serde_json::json!({"error": e.to_string(), "kind": e.kind()});
+            if let Some(db) = e.database() {
+                error["database"] = serde_json::json!({
+                    "kind": db.kind().as_str(),
+                    "code": db.code(),
+                });
+            }
+            eprintln!("{error}");
             e.exit_code()
         }
         Err(e) => {

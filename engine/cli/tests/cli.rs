@@ -1246,3 +1246,23 @@ async fn a_closed_pipe_is_quiet_and_json_errors_are_json() {
     out.code(2);
     assert!(out.stderr.contains("--limit"), "{}", out.stderr);
 }
+
+/// A database that cannot be reached is a failure whose JSON says so in a
+/// field a script can test, not only in the message.
+#[test]
+fn an_unreachable_database_says_unavailable_in_json() {
+    let out = common::run_stent(&[
+        "--db".to_string(),
+        "postgres://postgres@127.0.0.1:1/test?sslmode=disable&connect_timeout=2".to_string(),
+        "--json".to_string(),
+        "list".to_string(),
+    ]);
+    out.code(1);
+    let err: serde_json::Value = serde_json::from_str(out.stderr.trim()).expect("JSON error");
+    assert_eq!(err["kind"], "failed", "{err}");
+    assert_eq!(err["database"]["kind"], "unavailable", "{err}");
+    assert!(
+        err["error"].as_str().unwrap().contains("127.0.0.1:1"),
+        "{err}"
+    );
+}

@@ -151,8 +151,8 @@ impl SimBackend {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         match down {
-            Some(until) if tokio::time::Instant::now() < until => Err(StoreError::Database(
-                "connection refused: storage is away (simulated)".into(),
+            Some(until) if tokio::time::Instant::now() < until => Err(StoreError::unavailable(
+                "connection refused: storage is away (simulated)",
             )),
             _ => Ok(()),
         }
@@ -209,7 +209,7 @@ impl SimBackend {
                     .down_until
                     .lock()
                     .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now() + down);
-                Err(StoreError::Database(format!(
+                Err(StoreError::unavailable(format!(
                     "connection lost (simulated; the write {} applied)",
                     if landed { "was" } else { "was not" }
                 )))
@@ -372,8 +372,8 @@ impl TaskStore for SimBackend {
                 .down_until
                 .lock()
                 .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now() + down);
-            return Err(StoreError::Database(
-                "connection lost (simulated; the claim was applied)".into(),
+            return Err(StoreError::unavailable(
+                "connection lost (simulated; the claim was applied)",
             ));
         }
         if planned.die_after {
