@@ -347,6 +347,7 @@ pub mod fleet;
 pub mod harness;
 pub mod pg_server;
 pub mod proxy;
+mod targets;
 pub mod versions;
 
 pub use harness::TestWorker;

@@ -13,6 +13,7 @@ mod parallel_scraper;
 mod replay_debugging;
 mod research_agent;
 mod saga_trip_booking;
+mod targets;
 
 use std::path::PathBuf;
 
