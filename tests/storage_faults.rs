@@ -774,3 +774,99 @@ async fn flapping_commits_never_run_a_step_again_postgres() {
     };
     flapping_commits_case(schema.backend.clone(), 3003).await;
 }
+
+#[stent::durable]
+async fn two_counted_steps(workflow: u64) -> Result<u64, String> {
+    let a = counted_step(workflow, 1).await?;
+    let b = counted_step(workflow, 2).await?;
+    Ok(a + b)
+}
+
+/// Forks a finished execution after its first step while the commit that
+/// writes the fork's journal fails: lost before storage with storage then
+/// away (the fork fails, and the new execution must never run: it would
+/// run its kept step again), or landed with its reply lost (the fork
+/// succeeds, and the kept step does not run again).
+/// `watch`: how long a worker then runs beside the unwritten fork.
+async fn fork_case<B: Backend + Clone>(inner: B, workflow: u64, landed: bool, watch: Duration) {
+    let client = Stent::new(inner.clone());
+    let backend = CountingBackend::new(inner);
+    let executor = Stent::new(backend.clone());
+    let worker = TestWorker::start_with(&executor, worker_settings).await;
+    let id = executor
+        .dispatch(two_counted_steps(workflow))
+        .await
+        .expect("dispatch");
+    let out = client
+        .wait_for::<u64, String>(id, Some(Duration::from_secs(60)))
+        .await
+        .expect("the original ends");
+    let expected = Ok(2 * workflow * 10 + 3);
+    assert_eq!(out, expected);
+    let runs = |step| counted_runs().lock().unwrap()[&(workflow, step)];
+    let trap = Trap::on(Call::Commit)
+        .commit(CommitKind::Turn)
+        .landed(landed);
+    backend
+        .faults
+        .arm(if landed { trap } else { trap.then_down() });
+    // Seqs 0..3: started, the first call, its result.
+    let forked = executor.fork(id, Seq(3)).await;
+    assert_eq!(backend.faults.injected(), 1, "the fault fired");
+    if landed {
+        let fork = forked.expect("a fork whose reply was lost succeeds");
+        let out = client
+            .wait_for::<u64, String>(fork, Some(Duration::from_secs(60)))
+            .await
+            .expect("the fork ends");
+        assert_eq!(out, expected);
+        assert_eq!((runs(1), runs(2)), (1, 2), "the kept step ran again");
+    } else {
+        let err = forked.expect_err("storage stayed away");
+        let fork = client
+            .list_executions(10, 0, None)
+            .await
+            .expect("list")
+            .into_iter()
+            .map(|e| e.id)
+            .find(|e| *e != id)
+            .expect("the fork was created");
+        backend.faults.up();
+        // Well past any lease: the held fork is never claimed.
+        tokio::time::sleep(watch).await;
+        assert_eq!((runs(1), runs(2)), (1, 1), "the unwritten fork ran");
+        assert!(err.to_string().contains(&fork.to_string()), "{err}");
+        let journal = client
+            .backend()
+            .read_journal(fork.root_invocation(), Seq(0))
+            .await
+            .expect("journal");
+        assert_eq!(journal.len(), 1, "only the fork's start is stored");
+    }
+    worker.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fork_whose_journal_is_not_written_never_runs_memory() {
+    // Virtual time: ten minutes, past every lease a fork ever took.
+    fork_case(MemoryBackend::new(), 4001, false, Duration::from_secs(600)).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fork_whose_reply_was_lost_runs_once_memory() {
+    fork_case(MemoryBackend::new(), 4002, true, LEASE).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fork_under_storage_faults_sqlite() {
+    for (n, landed) in [(4003, false), (4004, true)] {
+        let dir = std::env::temp_dir().join(format!("stent-fork-{}", ExecutionId::new_random()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let backend = SqliteBackend::open(dir.join("stent.db"))
+            .await
+            .expect("open");
+        backend.init_db().await.expect("init_db");
+        fork_case(backend, n, landed, 4 * LEASE).await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

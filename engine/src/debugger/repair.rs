@@ -6,16 +6,21 @@ use std::time::Duration;
 
 use stent_journal::event::{Event, ForkOrigin, ParentLink};
 use stent_journal::store::{
-    ExecutionStatus, LeaseGrant, NewEvent, NewExecution, NewInvocation, Routing, StoreError,
-    TaskDisposition, TurnCommit,
+    DatabaseError, DatabaseErrorKind, ExecutionStatus, LeaseGrant, NewEvent, NewExecution,
+    NewInvocation, Routing, StoreError, TaskDisposition, TurnCommit,
 };
 use stent_journal::{ExecutionId, InvocationId, LeaseEpoch, Seq, WorkerId};
 
 use crate::error::{Error, Result};
 use crate::executor::Stent;
 
-/// How long the fork holds the new root's lease while it writes the prefix.
-const FORK_LEASE: Duration = Duration::from_secs(60);
+/// How long the fork holds the new root's lease while it writes the
+/// prefix: for good, since a fork whose prefix is not stored must never
+/// run. Storing the prefix releases it.
+const FORK_LEASE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+/// Attempts at storing the prefix, and the first wait between two.
+const FORK_ATTEMPTS: u32 = 5;
+const FORK_RETRY_FIRST: Duration = Duration::from_millis(100);
 
 impl Stent {
     /// Re-queues an execution paused by non-determinism, once its code is
@@ -79,6 +84,14 @@ impl Stent {
     ///
     /// [`Error::NotFound`] for an unknown execution; [`Error::InvalidConfig`]
     /// if `at` is 0 or past the last non-terminal event of the root journal.
+    ///
+    /// Storage faults: the new execution is created with its root leased to
+    /// the fork, and only the write of the kept prefix releases it, so a
+    /// fork whose prefix is not stored never runs (it would redo the kept
+    /// calls). That write is tried again a few times; a write whose reply
+    /// was lost counts as done. If it cannot be stored, the error names the
+    /// new execution, which is cancelled if storage allows it and otherwise
+    /// stays held; fork again.
     ///
     /// ```no_run
     /// # async fn demo(executor: stent::Stent, id: stent::ExecutionId) -> Result<(), stent::Error> {
@@ -208,7 +221,11 @@ impl Stent {
                     }),
                 },
             })
-            .await?;
+            .await
+            .map_err(|e| {
+                tracing::warn!(%id, fork = %new_id, error = %e, "creating the fork failed; if it landed, its root stays leased to the fork and it never runs");
+                e
+            })?;
         let commit = TurnCommit {
             invocation: root,
             epoch: LeaseEpoch(1),
@@ -222,23 +239,89 @@ impl Stent {
             idempotency_released: Vec::new(),
             disposition: TaskDisposition::Park { run_at: Some(now) },
         };
-        if let Err(e) = inner.backend.commit(vec![commit]).await {
-            // Do not leave a half-made fork that would run from scratch.
-            let cancelled = Event::Cancelled {
-                reason: Some(format!(
-                    "the fork of execution {id} could not be written: {e}"
-                )),
-            };
-            if let Ok(cancelled) = cancelled.encode() {
-                let _ = inner
-                    .backend
-                    .end_execution(new_id, ExecutionStatus::Cancelled, cancelled, now)
-                    .await;
+        // The prefix is written with the root's lease held for good: a fork
+        // whose prefix is not stored must never run (it would run its kept
+        // steps again, from scratch). A failed write is tried again; one
+        // refused for the lease after a failure is one whose reply was
+        // lost: it landed and released the lease.
+        let mut delay = FORK_RETRY_FIRST;
+        let mut failed = None;
+        for attempt in 1..=FORK_ATTEMPTS {
+            match inner.backend.commit(vec![commit.clone()]).await {
+                Ok(()) => {
+                    failed = None;
+                    break;
+                }
+                Err(StoreError::LeaseLost { .. }) if failed.is_some() => {
+                    failed = None;
+                    break;
+                }
+                // Refused at once: not a lost reply; nothing to try again.
+                Err(e @ StoreError::LeaseLost { .. }) => {
+                    failed = Some(e);
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(%id, fork = %new_id, attempt, error = %e, "writing the fork's prefix failed; trying again");
+                    failed = Some(e);
+                }
             }
-            return Err(e.into());
+            if attempt < FORK_ATTEMPTS {
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+        if let Some(e) = failed {
+            let state = if cancel_unwritten_fork(self, id, new_id, &e).await {
+                "it was cancelled"
+            } else {
+                "it never runs (its root stays leased to the fork); cancel it when storage is back"
+            };
+            return Err(Error::Backend(StoreError::Database(
+                DatabaseError::new(format!(
+                    "forking execution {id}: the new execution {new_id} was created but its \
+                     journal could not be written, so {state}; fork again: {e}"
+                ))
+                .with_kind(match &e {
+                    StoreError::Database(db) => db.kind(),
+                    _ => DatabaseErrorKind::Other,
+                }),
+            )));
         }
         inner.hub.work.notify_waiters();
         Ok(new_id)
+    }
+}
+
+/// Cancels `fork`, a fork of `id` whose prefix could not be stored
+/// (`why`), so it does not look like work in progress. Held for good by the
+/// fork, it never runs either way. True if it was cancelled.
+async fn cancel_unwritten_fork(
+    stent: &Stent,
+    id: ExecutionId,
+    fork: ExecutionId,
+    why: &StoreError,
+) -> bool {
+    let cancelled = Event::Cancelled {
+        reason: Some(format!(
+            "the fork of execution {id} could not be written: {why}"
+        )),
+    };
+    let Ok(cancelled) = cancelled.encode() else {
+        return false;
+    };
+    let now = stent.inner.clock.now();
+    match stent
+        .inner
+        .backend
+        .end_execution(fork, ExecutionStatus::Cancelled, cancelled, now)
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(%id, %fork, error = %e, "could not cancel the unwritten fork; it stays held and never runs");
+            false
+        }
     }
 }
 
