@@ -297,9 +297,11 @@ async fn cancelling_runs_the_registered_compensations_newest_first_once() {
         "the cancelled execution stays cancelled"
     );
 
-    // Cancelling again is a no-op and starts nothing.
+    // Cancelling again is a no-op: it starts nothing, and names the same
+    // compensations.
     let again = executor.cancel_execution(id).await.unwrap();
-    assert!(!again.cancelled && again.compensation.is_none());
+    assert!(!again.cancelled);
+    assert_eq!(again.compensation, Some(undo));
     tokio::time::sleep(Duration::from_secs(5)).await;
     let undone_twice = UNDONE
         .lock()
@@ -360,4 +362,78 @@ async fn an_execution_without_registrations_starts_no_compensation() {
         Err(Error::NoContext(_))
     ));
     worker.stop().await;
+}
+
+/// A cancel whose compensations could not be started (storage failed after
+/// the execution was ended: lost before it landed, or landed with its
+/// reply lost) is retried by its caller, as any call with an unknown
+/// outcome: the retry starts them, or finds them started; they run once.
+#[tokio::test(start_paused = true)]
+async fn a_retried_cancel_starts_the_compensations_a_storage_fault_kept_from_starting() {
+    use stent_tests::CountingBackend;
+    use stent_tests::faults::{Call, Trap};
+    for (n, landed) in [(2, false), (3, true)] {
+        let backend = CountingBackend::new(MemoryBackend::new());
+        let executor = Stent::new(backend.clone());
+        // A dispatch whose reply was lost leaves the execution leased to
+        // the worker that would have started it: claimed again after a lease.
+        let worker = TestWorker::start_with(&executor, |w| {
+            w.lease_duration(Duration::from_secs(2))
+                .heartbeat_interval(Duration::from_millis(500))
+        })
+        .await;
+        let suffix = format!("-c{n}");
+        let items: Vec<String> = ["flight", "hotel"]
+            .iter()
+            .map(|i| format!("{i}{suffix}"))
+            .collect();
+        let id = executor.dispatch(booking(items)).await.unwrap();
+        let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
+        while executor.state_of(id).await.unwrap().progress.len() < 2 {
+            assert!(tokio::time::Instant::now() < give_up, "never booked");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The next execution created is the compensations'.
+        backend
+            .faults
+            .arm(Trap::on(Call::CreateExecution).landed(landed));
+        let failed = executor.cancel_execution(id).await;
+        assert!(failed.is_err(), "the fault reaches the caller: {failed:?}");
+        assert_eq!(backend.faults.injected(), 1);
+        assert_eq!(
+            executor.state_of(id).await.unwrap().state,
+            ExecutionStatus::Cancelled
+        );
+        let retried = executor.cancel_execution(id).await.unwrap();
+        assert!(!retried.cancelled, "it was cancelled by the first call");
+        let undo = retried
+            .compensation
+            .expect("the retry names the compensations");
+        let report = executor
+            .wait_for::<stent::CompensationReport, stent::CompensationReport>(
+                undo,
+                Some(Duration::from_secs(20)),
+            )
+            .await
+            .unwrap()
+            .expect("every compensation succeeds");
+        assert_eq!(report.completed.len(), 2, "landed: {landed}");
+        // Once more: the same compensations, nothing started again.
+        let again = executor.cancel_execution(id).await.unwrap();
+        assert_eq!(again.compensation, Some(undo));
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let undone: Vec<String> = UNDONE
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|w| w.ends_with(&suffix))
+            .cloned()
+            .collect();
+        assert_eq!(
+            undone,
+            [format!("hotel{suffix}"), format!("flight{suffix}")],
+            "each compensation ran once, newest first (landed: {landed})"
+        );
+        worker.stop().await;
+    }
 }

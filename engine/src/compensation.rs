@@ -11,6 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use stent_journal::event::{ContextWrite, Event};
+use stent_journal::store::ExecutionStatus;
 use stent_journal::{EventKind, ExecutionId, Failure, InvocationId, Payload, Seq};
 use stent_replay::{Command, Context, Resolution};
 
@@ -47,6 +48,11 @@ pub struct CompensationReport {
 /// a ticket reference, not a document.
 const MAX_REASON_BYTES: usize = 4096;
 
+/// The dispatch key of the execution running `cancelled`'s compensations.
+fn compensation_key(cancelled: ExecutionId) -> String {
+    format!("stent:compensations-of:{cancelled}")
+}
+
 /// What [`Stent::cancel_execution`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -54,7 +60,10 @@ pub struct Cancellation {
     /// False if the execution had already ended (nothing was done).
     pub cancelled: bool,
     /// The execution running the compensations registered with
-    /// [`Stent::on_cancel`], if there were any.
+    /// [`Stent::on_cancel`], if there were any. Cancelling an execution
+    /// that is already cancelled gives the same one, and starts it if an
+    /// earlier cancel failed before it could (a lost connection): a
+    /// cancel is safe to retry, and compensations start once.
     pub compensation: Option<ExecutionId>,
 }
 
@@ -219,18 +228,37 @@ impl Stent {
 
     async fn cancel_ending(&self, id: ExecutionId, reason: Option<String>) -> Result<Cancellation> {
         let cancelled = self.end_cancelled(id, reason).await?;
-        if !cancelled {
-            return Ok(Cancellation {
-                cancelled,
-                compensation: None,
-            });
-        }
+        // Already ended: if cancelled, by an earlier call that may have
+        // failed (storage went away) before it started the compensations;
+        // they start now. The compensations' execution has an id derived
+        // from the cancelled one, so they never start twice.
+        let compensation = match cancelled {
+            true => self.start_compensations(id).await?,
+            false => match self.inner.backend.execution(id).await? {
+                Some(record) if record.status == ExecutionStatus::Cancelled => {
+                    self.start_compensations(id).await?
+                }
+                _ => None,
+            },
+        };
+        Ok(Cancellation {
+            cancelled,
+            compensation,
+        })
+    }
+
+    /// Starts the execution running the compensations registered in `id`
+    /// (cancelled), unless it exists already; its id either way, `None` if
+    /// none were registered.
+    async fn start_compensations(&self, id: ExecutionId) -> Result<Option<ExecutionId>> {
         let calls = self.registered_compensations(id).await?;
         if calls.is_empty() {
-            return Ok(Cancellation {
-                cancelled,
-                compensation: None,
-            });
+            return Ok(None);
+        }
+        let key = compensation_key(id);
+        let existing = ExecutionId::from_key(&key);
+        if self.inner.backend.execution(existing).await?.is_some() {
+            return Ok(Some(existing));
         }
         let queue = self
             .inner
@@ -240,15 +268,12 @@ impl Stent {
             .map(|record| record.routing.queue);
         let mut dispatch = self
             .dispatch(Call::<RunCompensations>::new((id, calls)))
-            .tags(["stent:compensation".to_string()]);
+            .tags(["stent:compensation".to_string()])
+            .key(&key);
         if let Some(queue) = queue {
             dispatch = dispatch.queue(queue);
         }
-        let compensation = dispatch.await?;
-        Ok(Cancellation {
-            cancelled,
-            compensation: Some(compensation),
-        })
+        Ok(Some(dispatch.await?))
     }
 
     /// The `on_cancel` registrations of every invocation of `id`, newest
