@@ -870,3 +870,47 @@ async fn a_fork_under_storage_faults_sqlite() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+#[stent::durable]
+async fn sleeps_then_steps(workflow: u64) -> Result<u64, String> {
+    Stent::sleep(Duration::from_secs(3))
+        .await
+        .map_err(|e| e.to_string())?;
+    counted_step(workflow, 1).await
+}
+
+/// `wait_for` reads storage while it waits; a database that goes away for
+/// a while (every call failing) does not end the wait, which returns the
+/// result once the database is back and the workflow ends.
+#[tokio::test(start_paused = true)]
+async fn wait_for_waits_through_a_database_outage() {
+    let backend = CountingBackend::new(MemoryBackend::new());
+    let executor = Stent::new(backend.clone());
+    // Another process's executor: it learns the end from storage only.
+    let waiter = Stent::new(backend.clone());
+    let worker = TestWorker::start_with(&executor, worker_settings).await;
+    let id = executor
+        .dispatch(sleeps_then_steps(5001))
+        .await
+        .expect("dispatch");
+    let wait = tokio::spawn(async move {
+        waiter
+            .wait_for::<u64, String>(id, Some(Duration::from_secs(60)))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    backend.faults.down();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let refused = backend
+        .faults
+        .refused_while_down
+        .load(std::sync::atomic::Ordering::SeqCst);
+    backend.faults.up();
+    let out = wait
+        .await
+        .expect("the waiting task")
+        .expect("the wait ends");
+    assert_eq!(out, Ok(5001 * 10 + 1));
+    assert!(refused > 0, "no call failed during the outage");
+    worker.stop().await;
+}

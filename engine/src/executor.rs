@@ -661,6 +661,13 @@ impl Stent {
 
     /// Waits until the execution finishes and returns its typed result.
     /// With `expiry`, gives up after that long with [`Error::Expiry`].
+    ///
+    /// A read that fails for a reason that passes (the database away, a
+    /// lost connection: [`StoreError::is_transient`]) is logged and made
+    /// again with the usual backoff, so a database restart does not end
+    /// the wait; any other storage error ends it.
+    ///
+    /// [`StoreError::is_transient`]: stent_journal::store::StoreError::is_transient
     pub async fn wait_for<T: DeserializeOwned, E: DeserializeOwned>(
         &self,
         id: ExecutionId,
@@ -678,14 +685,22 @@ impl Stent {
                 if let Some(outcome) = self.inner.hub.outcome(id) {
                     return typed_outcome(id, outcome.status, Some(outcome.terminal_event), None);
                 }
-                let record = self
-                    .inner
-                    .backend
-                    .execution(id)
-                    .await?
-                    .ok_or(Error::NotFound(id))?;
-                if record.status.is_terminal() || record.status == ExecutionStatus::Paused {
-                    return typed_result(record);
+                match self.inner.backend.execution(id).await {
+                    Ok(Some(record))
+                        if record.status.is_terminal()
+                            || record.status == ExecutionStatus::Paused =>
+                    {
+                        return typed_result(record);
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => return Err(Error::NotFound(id)),
+                    // A read: safe to make again. The wait goes on through
+                    // a database that is away for a while (bounded by
+                    // `expiry`); anything else ends it.
+                    Err(e) if e.is_transient() => {
+                        tracing::warn!(execution = %id, error = %e, "wait_for could not read the execution; reading again");
+                    }
+                    Err(e) => return Err(e.into()),
                 }
                 if tokio::time::timeout(interval, finished).await.is_err() {
                     interval = self.inner.poll.next(interval);
