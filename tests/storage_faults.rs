@@ -181,14 +181,11 @@ async fn run_and_check(
 ) {
     let running = TestWorker::start_with(worker, worker_settings).await;
     tokio::time::sleep(SIGNAL_AFTER).await;
-    // A client retries a signal whose outcome it does not know; the
-    // workflow takes the first one. A retry that finds the execution ended
-    // learns that an earlier send landed and was taken.
+    // A client retries a signal whose outcome it does not know, under a
+    // key: it is stored once, and a retry after the execution took it and
+    // ended is told it was delivered.
     retry("signal", || async {
-        match app.send_signal(id, "go", &SIGNAL).await {
-            Err(stent::Error::Ended { .. }) => Ok(()),
-            other => other,
-        }
+        app.send_signal_with_key(id, "go", &SIGNAL, "go-once").await
     })
     .await;
     let out = client
@@ -205,6 +202,14 @@ async fn run_and_check(
         (w.runs, w.after_end.clone())
     };
     assert!(after_end.is_empty(), "{what}: {after_end:?}");
+    let left = store
+        .pending_signals(id, &[])
+        .await
+        .expect("pending signals");
+    assert!(
+        left.is_empty(),
+        "{what}: a signal was stored twice: {left:?}"
+    );
     // A step whose end was lost may run again; no step runs a third time.
     assert!(runs.iter().all(|n| (1..=2).contains(n)), "{what}: {runs:?}");
     assert_all_done(&**store, id, what).await;

@@ -28,6 +28,9 @@ use crate::notify::NotificationBackend;
 use crate::registry::{DurableFn, FunctionRegistry};
 use crate::waits::{self, Wait};
 
+/// The longest signal key accepted, in bytes.
+const MAX_SIGNAL_KEY: usize = 512;
+
 /// How waiters (`wait_for`) poll the backend between wake-ups.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct PollSettings {
@@ -732,13 +735,54 @@ impl Stent {
         name: &str,
         payload: &impl Serialize,
     ) -> Result<()> {
+        self.signal(id, name, payload, None).await
+    }
+
+    /// Sends a signal like [`Stent::send_signal`], at most once per
+    /// execution and `key` (a message id, a request id): a client that does
+    /// not know whether a send landed (its reply was lost) sends it again
+    /// under the same key, and the execution receives it once. Sending
+    /// again after the execution took it and ended is `Ok` too: the signal
+    /// was delivered. The same key with another name or payload is refused
+    /// ([`StoreError::Conflict`]), and nothing is stored.
+    ///
+    /// ```no_run
+    /// # async fn demo(executor: stent::Stent, id: stent::ExecutionId) -> Result<(), stent::Error> {
+    /// executor.send_signal_with_key(id, "approval", &"alice", "ticket-4411").await?;
+    /// // Retried after a lost reply: stored once.
+    /// executor.send_signal_with_key(id, "approval", &"alice", "ticket-4411").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send_signal_with_key(
+        &self,
+        id: ExecutionId,
+        name: &str,
+        payload: &impl Serialize,
+        key: &str,
+    ) -> Result<()> {
+        if key.is_empty() || key.len() > MAX_SIGNAL_KEY {
+            return Err(Error::InvalidConfig(format!(
+                "a signal key is 1 to {MAX_SIGNAL_KEY} bytes; this one has {} (nothing was sent)",
+                key.len()
+            )));
+        }
+        self.signal(id, name, payload, Some(key)).await
+    }
+
+    async fn signal(
+        &self,
+        id: ExecutionId,
+        name: &str,
+        payload: &impl Serialize,
+        key: Option<&str>,
+    ) -> Result<()> {
         let payload = self.inner.serializer.encode(payload)?;
         payload.check(self.inner.limits.for_values())?;
         let now = self.inner.clock.now();
         match self
             .inner
             .backend
-            .send_signal(id, name, payload.into_bytes(), now)
+            .send_signal_keyed(id, name, payload.into_bytes(), key, now)
             .await
         {
             Ok(_) => {}

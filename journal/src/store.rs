@@ -83,6 +83,15 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// The [`StoreError::Conflict`] of a signal key of `execution` used
+    /// before for another signal (by name or payload).
+    pub fn signal_key_conflict(execution: ExecutionId, key: &str) -> StoreError {
+        StoreError::Conflict(format!(
+            "signal key {key:?} of execution {execution} was used for another signal (another \
+             name or payload); nothing was stored"
+        ))
+    }
+
     /// A [`StoreError::Database`] described by `message`, of kind
     /// [`DatabaseErrorKind::Other`].
     pub fn database(message: impl Into<String>) -> StoreError {
@@ -1034,13 +1043,31 @@ pub trait SignalStore: Send + Sync {
     /// [`StoreError::NotFound`] if the execution does not exist,
     /// [`StoreError::ExecutionEnded`] (nothing stored) if it has ended; a
     /// paused execution takes signals (it may be resumed).
+    ///
+    /// With a `key`, the signal is stored at most once per execution and
+    /// key: if one was stored under `key` already (a send whose reply was
+    /// lost, sent again), nothing is stored and its id is returned, even if
+    /// the execution has ended since; [`StoreError::Conflict`] if that one
+    /// had another name or payload.
+    async fn send_signal_keyed(
+        &self,
+        execution: ExecutionId,
+        name: &str,
+        payload: Vec<u8>,
+        key: Option<&str>,
+        now: Timestamp,
+    ) -> StoreResult<SignalId>;
+    /// [`SignalStore::send_signal_keyed`] without a key.
     async fn send_signal(
         &self,
         execution: ExecutionId,
         name: &str,
         payload: Vec<u8>,
         now: Timestamp,
-    ) -> StoreResult<SignalId>;
+    ) -> StoreResult<SignalId> {
+        self.send_signal_keyed(execution, name, payload, None, now)
+            .await
+    }
     /// Unconsumed signals of the execution with one of `names` (every name
     /// when `names` is empty), oldest first.
     async fn pending_signals(

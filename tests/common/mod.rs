@@ -313,17 +313,19 @@ impl<B: Backend> TaskStore for CountingBackend<B> {
 
 #[async_trait]
 impl<B: Backend> SignalStore for CountingBackend<B> {
-    async fn send_signal(
+    async fn send_signal_keyed(
         &self,
         execution: ExecutionId,
         name: &str,
         payload: Vec<u8>,
+        key: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<SignalId> {
         self.faults
             .run(
                 Call::SendSignal,
-                self.inner.send_signal(execution, name, payload, now),
+                self.inner
+                    .send_signal_keyed(execution, name, payload, key, now),
             )
             .await
     }

@@ -97,6 +97,7 @@ macro_rules! conformance_tests {
             signal_to_unknown_execution_is_not_found,
             signal_to_an_ended_execution_is_refused,
             signals_are_ordered_and_consumed_once,
+            signals_sent_under_a_key_are_stored_once,
             signal_wakes_tasks_of_its_execution,
             finish_with_outcome_updates_execution,
             pause_stores_report,
@@ -1619,6 +1620,84 @@ pub async fn signal_to_an_ended_execution_is_refused(backend: Arc<dyn Backend>) 
         .send_signal(paused.id, "go", vec![1], at(9))
         .await
         .expect("a paused execution takes signals");
+}
+
+/// A signal sent under a key is stored once per execution and key: sent
+/// again (a lost reply) it returns the first id, even after the execution
+/// ended; another name or payload under that key is a `Conflict` that
+/// stores nothing; the same key on another execution, another key, or no
+/// key at all stores a new signal.
+pub async fn signals_sent_under_a_key_are_stored_once(backend: Arc<dyn Backend>) {
+    let (exec, c) = running(&backend, "app::f").await;
+    let other = execution("app::g", at(0));
+    create(&backend, &other).await;
+    let send = |id, name: &'static str, payload: &'static [u8], key: Option<&'static str>| {
+        let backend = backend.clone();
+        async move {
+            backend
+                .send_signal_keyed(id, name, payload.to_vec(), key, at(2))
+                .await
+        }
+    };
+    let first = send(exec.id, "go", b"1", Some("k1")).await.unwrap();
+    assert_eq!(send(exec.id, "go", b"1", Some("k1")).await.unwrap(), first);
+    for (name, payload) in [("go", &b"2"[..]), ("stop", &b"1"[..])] {
+        match backend
+            .send_signal_keyed(exec.id, name, payload.to_vec(), Some("k1"), at(3))
+            .await
+        {
+            Err(StoreError::Conflict(_)) => {}
+            other => panic!("expected Conflict, got {other:?}"),
+        }
+    }
+    let second = send(exec.id, "go", b"1", Some("k2")).await.unwrap();
+    let elsewhere = send(other.id, "go", b"1", Some("k1")).await.unwrap();
+    let plain = [
+        send(exec.id, "go", b"1", None).await.unwrap(),
+        send(exec.id, "go", b"1", None).await.unwrap(),
+    ];
+    let pending: Vec<_> = backend
+        .pending_signals(exec.id, &[])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(pending, [first, second, plain[0], plain[1]]);
+    assert_ne!(elsewhere, first);
+    // Sent again at the same time: one is stored, all learn its id.
+    let racing: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(send(exec.id, "go", b"r", Some("race"))))
+        .collect();
+    let mut ids = Vec::new();
+    for r in racing {
+        ids.push(r.await.expect("task").expect("a racing send"));
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    let stored = backend.pending_signals(exec.id, &[]).await.unwrap().len();
+    assert_eq!(stored, 5, "the racing sends stored one signal");
+    commit(
+        &backend,
+        vec![turn(
+            exec.root.invocation,
+            c.epoch,
+            at(5),
+            TaskDisposition::Finish {
+                deliver: None,
+                execution: Some(ExecutionOutcome {
+                    status: ExecutionStatus::Completed,
+                    terminal_event: b"done".to_vec(),
+                }),
+            },
+        )],
+    )
+    .await;
+    // Sent before the end: the retry learns it was stored.
+    assert_eq!(send(exec.id, "go", b"1", Some("k1")).await.unwrap(), first);
+    match send(exec.id, "go", b"1", Some("k3")).await {
+        Err(StoreError::ExecutionEnded { .. }) => {}
+        other => panic!("a new key after the end: expected ExecutionEnded, got {other:?}"),
+    }
 }
 
 /// Pending signals come in id order, filtered by name (every name for none)

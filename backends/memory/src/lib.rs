@@ -111,6 +111,8 @@ struct SignalRow {
     execution: ExecutionId,
     name: String,
     payload: Vec<u8>,
+    /// The sender's key, if it gave one (a signal is stored once per key).
+    key: Option<String>,
     consumed_by: Option<InvocationId>,
 }
 
@@ -1171,14 +1173,26 @@ impl TaskStore for MemoryBackend {
 
 #[async_trait]
 impl SignalStore for MemoryBackend {
-    async fn send_signal(
+    async fn send_signal_keyed(
         &self,
         execution: ExecutionId,
         name: &str,
         payload: Vec<u8>,
+        key: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<SignalId> {
         let mut state = self.lock();
+        if let Some(key) = key
+            && let Some((id, sent)) = state
+                .signals
+                .iter()
+                .find(|(_, s)| s.execution == execution && s.key.as_deref() == Some(key))
+        {
+            return match sent.name == name && sent.payload == payload {
+                true => Ok(SignalId(*id)),
+                false => Err(StoreError::signal_key_conflict(execution, key)),
+            };
+        }
         match state.executions.get(&execution) {
             None => return Err(StoreError::NotFound(format!("execution {execution}"))),
             Some(e) if e.status.is_terminal() => {
@@ -1197,6 +1211,7 @@ impl SignalStore for MemoryBackend {
                 execution,
                 name: name.to_string(),
                 payload,
+                key: key.map(str::to_string),
                 consumed_by: None,
             },
         );

@@ -219,6 +219,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "code_version",
         include_str!("../migrations/0006_code_version.sql"),
     ),
+    (
+        7,
+        "signal_keys",
+        include_str!("../migrations/0007_signal_keys.sql"),
+    ),
 ];
 
 /// How many times a transaction aborted by a deadlock or a serialization

@@ -405,8 +405,8 @@ pub(crate) const PAUSE_EXECUTION: &str = "UPDATE executions \
 /// execution, $2 name, $3 payload, $4 now.
 pub(crate) const SEND_SIGNAL: &str = concat!(
     "WITH s AS ( ",
-    "  INSERT INTO signals (execution_id, name, payload, consumed_by, created_at) ",
-    "  SELECT $1::uuid, $2::text, $3::bytea, NULL, $4::int8 ",
+    "  INSERT INTO signals (execution_id, name, payload, consumed_by, created_at, dedupe_key) ",
+    "  SELECT $1::uuid, $2::text, $3::bytea, NULL, $4::int8, $5::text ",
     "  WHERE EXISTS (SELECT 1 FROM executions WHERE id = $1 ",
     "    AND status NOT IN ('completed', 'failed', 'timed_out', 'cancelled')) ",
     "  RETURNING id), ",
@@ -421,6 +421,10 @@ pub(crate) const SEND_SIGNAL: &str = concat!(
     "    AND state IN ('ready', 'leased', 'waiting')) ",
     "SELECT id FROM s"
 );
+
+/// The signal stored under a sender's key: $1 execution, $2 key.
+pub(crate) const SIGNAL_BY_KEY: &str = "SELECT id, name, payload FROM signals \
+    WHERE execution_id = $1::uuid AND dedupe_key = $2::text";
 
 // ------------------------------------------------------------------ idempotency
 

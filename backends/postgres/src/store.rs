@@ -1701,26 +1701,60 @@ impl TaskStore for PostgresBackend {
 
 #[async_trait]
 impl SignalStore for PostgresBackend {
-    async fn send_signal(
+    async fn send_signal_keyed(
         &self,
         execution: ExecutionId,
         name: &str,
         payload: Vec<u8>,
+        key: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<SignalId> {
         let pool = &self.pool;
         let payload = payload.as_slice();
-        let id: Option<i64> = retrying(|| async move {
+        // Stored under this key already (a send whose reply was lost).
+        let sent_before = || async move {
+            let Some(key) = key else {
+                return Ok(None);
+            };
+            let row = sqlx::query(sql::SIGNAL_BY_KEY)
+                .bind(*execution.as_uuid())
+                .bind(key)
+                .fetch_optional(pool)
+                .await
+                .map_err(read_err(SEND_SIGNAL))?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let same = col::<String>(&row, "signals", "name")? == name
+                && col::<Vec<u8>>(&row, "signals", "payload")? == payload;
+            match same {
+                true => Ok(Some(SignalId(col(&row, "signals", "id")?))),
+                false => Err(StoreError::signal_key_conflict(execution, key)),
+            }
+        };
+        if let Some(id) = sent_before().await? {
+            return Ok(id);
+        }
+        let id: Option<i64> = match retrying(|| async move {
             sqlx::query_scalar(sql::SEND_SIGNAL)
                 .bind(*execution.as_uuid())
                 .bind(name)
                 .bind(payload)
                 .bind(now.0)
+                .bind(key)
                 .fetch_optional(pool)
                 .await
-                .map_err(db(SEND_SIGNAL))
+                .map_err(unique(SEND_SIGNAL, |detail| detail.to_string()))
         })
-        .await?;
+        .await
+        {
+            // Another send with the same key won the race.
+            Err(StoreError::Conflict(_)) if key.is_some() => match sent_before().await? {
+                Some(id) => return Ok(id),
+                None => None,
+            },
+            other => other?,
+        };
         if let Some(id) = id {
             return Ok(SignalId(id));
         }

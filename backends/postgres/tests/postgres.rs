@@ -210,7 +210,7 @@ async fn init_db_is_idempotent_and_data_survives() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     other.close().await;
 }
 
@@ -301,7 +301,7 @@ async fn init_db_upgrades_a_version_2_database() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7]);
     let source: String = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT prosrc FROM pg_proc WHERE proname = 'stent_commit' \
          AND pronamespace = '\"{schema}\"'::regnamespace"

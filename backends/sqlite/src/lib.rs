@@ -155,6 +155,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "code version",
         include_str!("../migrations/0005_code_version.sql"),
     ),
+    (
+        6,
+        "signal keys",
+        include_str!("../migrations/0006_signal_keys.sql"),
+    ),
 ];
 
 /// The newest schema version this build knows (its last migration).

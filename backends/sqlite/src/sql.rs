@@ -42,10 +42,14 @@ pub(crate) const INSERT_INBOX: &str = "INSERT INTO inbox (invocation_id, event) 
 
 /// Inserts only if the execution exists; no row returned means it does not.
 pub(crate) const INSERT_SIGNAL: &str = "INSERT INTO signals \
-    (execution_id, name, payload, consumed_by, created_at) \
-    SELECT ?1, ?2, ?3, NULL, ?4 WHERE EXISTS (SELECT 1 FROM executions WHERE id = ?1 \
+    (execution_id, name, payload, consumed_by, created_at, dedupe_key) \
+    SELECT ?1, ?2, ?3, NULL, ?4, ?5 WHERE EXISTS (SELECT 1 FROM executions WHERE id = ?1 \
       AND status NOT IN ('completed', 'failed', 'timed_out', 'cancelled')) \
     RETURNING id";
+
+/// The signal stored under a sender's key: ?1 execution, ?2 key.
+pub(crate) const SIGNAL_BY_KEY: &str = "SELECT id, name, payload FROM signals \
+    WHERE execution_id = ?1 AND dedupe_key = ?2";
 
 // ------------------------------------------------------------------ claims
 

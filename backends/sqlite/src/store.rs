@@ -642,15 +642,33 @@ pub(crate) async fn signal_in(
     execution: ExecutionId,
     name: &str,
     payload: &[u8],
+    key: Option<&str>,
     now: Timestamp,
 ) -> StoreResult<SignalId> {
     const OP: &str = SEND_SIGNAL;
     let id = execution.to_string();
+    if let Some(key) = key {
+        let sent = sqlx::query(sql::SIGNAL_BY_KEY)
+            .bind(&id)
+            .bind(key)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db(OP))?;
+        if let Some(row) = sent {
+            let same = col::<String>(&row, "signals", "name")? == name
+                && col::<Vec<u8>>(&row, "signals", "payload")? == payload;
+            return match same {
+                true => Ok(SignalId(col(&row, "signals", "id")?)),
+                false => Err(StoreError::signal_key_conflict(execution, key)),
+            };
+        }
+    }
     let inserted = sqlx::query(sql::INSERT_SIGNAL)
         .bind(&id)
         .bind(name)
         .bind(payload)
         .bind(now.0)
+        .bind(key)
         .fetch_optional(&mut *conn)
         .await
         .map_err(db(OP))?;
@@ -1487,17 +1505,19 @@ impl TaskStore for SqliteBackend {
 
 #[async_trait]
 impl SignalStore for SqliteBackend {
-    async fn send_signal(
+    async fn send_signal_keyed(
         &self,
         execution: ExecutionId,
         name: &str,
         payload: Vec<u8>,
+        key: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<SignalId> {
         self.write(SEND_SIGNAL, |pending| Request::SendSignal {
             execution,
             name: name.to_owned(),
             payload,
+            key: key.map(str::to_owned),
             now,
             pending,
         })

@@ -102,6 +102,7 @@ pub(crate) enum Request {
         execution: ExecutionId,
         name: String,
         payload: Vec<u8>,
+        key: Option<String>,
         now: Timestamp,
         pending: Pending<SignalId>,
     },
@@ -244,9 +245,11 @@ impl Request {
                 execution,
                 name,
                 payload,
+                key,
                 now,
                 pending,
-            } => pending.set(store::signal_in(conn, *execution, name, payload, *now).await),
+            } => pending
+                .set(store::signal_in(conn, *execution, name, payload, key.as_deref(), *now).await),
             Request::BeginIdempotent {
                 key,
                 owner,

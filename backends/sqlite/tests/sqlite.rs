@@ -501,7 +501,7 @@ async fn init_db_upgrades_a_version_1_file() {
             .fetch_all(&mut conn)
             .await
             .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6]);
     let rows: Vec<(String, String, i64, i64)> =
         sqlx::query_as("SELECT invocation_id, state, retries, created FROM tasks ORDER BY created")
             .fetch_all(&mut conn)

@@ -479,14 +479,23 @@ async fn signal_cancel_and_cleanup(db: Db) {
     ]);
     out.code(1);
     assert!(out.stderr.contains("not found"), "{}", out.stderr);
-    // Sent from this separate process, consumed by a worker here.
-    let out = db.stent(&["signal", &waiting, "approval", "alice"]);
-    out.ok();
-    assert!(
-        out.stdout.contains("sent signal \"approval\""),
-        "{}",
-        out.stdout
-    );
+    // Sent from this separate process, consumed by a worker here; run
+    // twice under a key (its first run's outcome unknown), stored once.
+    for _ in 0..2 {
+        let out = db.stent(&["signal", &waiting, "approval", "alice", "--key", "m-1"]);
+        out.ok();
+        assert!(
+            out.stdout.contains("sent signal \"approval\""),
+            "{}",
+            out.stdout
+        );
+    }
+    let pending = executor
+        .backend()
+        .pending_signals(filled.waiting, &[])
+        .await
+        .unwrap();
+    assert_eq!(pending.len(), 1, "{pending:?}");
     let worker = Worker::start(&executor).await;
     let got = executor
         .wait_for::<String, String>(filled.waiting, Some(Duration::from_secs(60)))
@@ -494,6 +503,9 @@ async fn signal_cancel_and_cleanup(db: Db) {
         .unwrap();
     assert_eq!(got, Ok("doc-1 approved by alice".to_string()));
     worker.stop().await;
+    // The keyed command once more: it was delivered, so it succeeds.
+    db.stent(&["signal", &waiting, "approval", "alice", "--key", "m-1"])
+        .ok();
     // Once it has ended, a signal is refused: it would never be delivered.
     let out = db.stent(&["signal", &waiting, "approval", "bob"]);
     out.code(1);

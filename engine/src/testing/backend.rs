@@ -418,15 +418,19 @@ impl TaskStore for SimBackend {
 
 #[async_trait]
 impl SignalStore for SimBackend {
-    async fn send_signal(
+    async fn send_signal_keyed(
         &self,
         execution: ExecutionId,
         name: &str,
         payload: Vec<u8>,
+        key: Option<&str>,
         now: Timestamp,
     ) -> StoreResult<SignalId> {
-        self.read(self.inner().send_signal(execution, name, payload, now))
-            .await
+        self.read(
+            self.inner()
+                .send_signal_keyed(execution, name, payload, key, now),
+        )
+        .await
     }
     async fn pending_signals(
         &self,

@@ -1,4 +1,5 @@
-//! `stent signal ID NAME [PAYLOAD]`: sends a signal to an execution.
+//! `stent signal ID NAME [PAYLOAD] [--key KEY]`: sends a signal to an
+//! execution (once per key, with `--key`).
 
 use clap::Args;
 use serde_json::{Value as Json, json};
@@ -19,6 +20,11 @@ pub struct SignalArgs {
     /// that expect a struct or a number.
     #[arg(long)]
     pub json_payload: bool,
+    /// Store the signal at most once per execution and KEY: the same
+    /// command run again (its first run's outcome unknown) sends nothing
+    /// new, and succeeds even if the execution has taken it and ended.
+    #[arg(long, value_name = "KEY")]
+    pub key: Option<String>,
 }
 
 /// The payload to send, as a JSON value (encoded to CBOR on sending).
@@ -38,10 +44,17 @@ pub fn payload_of(payload: Option<&str>, json_payload: bool) -> Result<Json, Cli
 pub async fn run(ctx: &mut Context<'_>, args: SignalArgs) -> Result<(), CliError> {
     let id = super::execution_id(&args.id)?;
     let payload = payload_of(args.payload.as_deref(), args.json_payload)?;
-    ctx.stent.send_signal(id, &args.name, &payload).await?;
+    match &args.key {
+        Some(key) => {
+            ctx.stent
+                .send_signal_with_key(id, &args.name, &payload, key)
+                .await?
+        }
+        None => ctx.stent.send_signal(id, &args.name, &payload).await?,
+    }
     if ctx.json {
         return ctx.print_json(&json!({"execution": id.to_string(), "signal": args.name,
-                                      "payload": payload}));
+                                      "payload": payload, "key": args.key}));
     }
     ctx.line(&format!("sent signal {:?} to execution {id}", args.name))
 }
