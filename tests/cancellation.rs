@@ -243,6 +243,29 @@ async fn release(what: String) -> Result<(), String> {
     Ok(())
 }
 
+/// Dispatches `booking(items)` and waits until every item is booked.
+async fn booked(executor: &Stent, items: Vec<String>) -> stent::ExecutionId {
+    let n = items.len();
+    let id = executor.dispatch(booking(items)).await.unwrap();
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
+    while executor.state_of(id).await.unwrap().progress.len() < n {
+        assert!(tokio::time::Instant::now() < give_up, "never booked");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    id
+}
+
+/// The report of the compensations run by `undo`.
+async fn report_of(
+    executor: &Stent,
+    undo: stent::ExecutionId,
+) -> Result<stent::CompensationReport, stent::CompensationReport> {
+    executor
+        .wait_for(undo, Some(Duration::from_secs(20)))
+        .await
+        .unwrap()
+}
+
 /// Books three things, registering each undo before its step, then waits.
 #[stent::durable]
 async fn booking(items: Vec<String>) -> Result<Vec<String>, String> {
@@ -262,24 +285,13 @@ async fn cancelling_runs_the_registered_compensations_newest_first_once() {
     let executor = Stent::new(MemoryBackend::new());
     let worker = TestWorker::start(&executor).await;
     let items = vec!["flight-c1".to_string(), "hotel-c1".into(), "car-c1".into()];
-    let id = executor.dispatch(booking(items)).await.unwrap();
-    // Wait until the three reservations are journaled.
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
-    while executor.state_of(id).await.unwrap().progress.len() < 3 {
-        assert!(tokio::time::Instant::now() < give_up, "never booked");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let id = booked(&executor, items).await;
 
     let outcome = executor.cancel_execution(id).await.unwrap();
     assert!(outcome.cancelled);
     let undo = outcome.compensation.expect("compensations were registered");
-    let report = executor
-        .wait_for::<stent::CompensationReport, stent::CompensationReport>(
-            undo,
-            Some(Duration::from_secs(20)),
-        )
+    let report = report_of(&executor, undo)
         .await
-        .unwrap()
         .expect("every compensation succeeds");
     assert_eq!(report.cancelled, id);
     assert_eq!(report.completed.len(), 3);
@@ -318,25 +330,15 @@ async fn a_failing_compensation_is_reported_and_the_others_still_run() {
     let executor = Stent::new(MemoryBackend::new());
     let worker = TestWorker::start(&executor).await;
     let items = vec!["flight-c2".to_string(), "broken".into()];
-    let id = executor.dispatch(booking(items)).await.unwrap();
-    let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
-    while executor.state_of(id).await.unwrap().progress.len() < 2 {
-        assert!(tokio::time::Instant::now() < give_up, "never booked");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    let id = booked(&executor, items).await;
     let undo = executor
         .cancel_execution(id)
         .await
         .unwrap()
         .compensation
         .unwrap();
-    let report = executor
-        .wait_for::<stent::CompensationReport, stent::CompensationReport>(
-            undo,
-            Some(Duration::from_secs(20)),
-        )
+    let report = report_of(&executor, undo)
         .await
-        .unwrap()
         .expect_err("one compensation fails");
     assert_eq!(report.failed.len(), 1, "{report:?}");
     assert!(report.failed[0].0.ends_with("release"));
@@ -387,12 +389,7 @@ async fn a_retried_cancel_starts_the_compensations_a_storage_fault_kept_from_sta
             .iter()
             .map(|i| format!("{i}{suffix}"))
             .collect();
-        let id = executor.dispatch(booking(items)).await.unwrap();
-        let give_up = tokio::time::Instant::now() + Duration::from_secs(20);
-        while executor.state_of(id).await.unwrap().progress.len() < 2 {
-            assert!(tokio::time::Instant::now() < give_up, "never booked");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        let id = booked(&executor, items).await;
         // The next execution created is the compensations'.
         backend
             .faults
@@ -409,13 +406,8 @@ async fn a_retried_cancel_starts_the_compensations_a_storage_fault_kept_from_sta
         let undo = retried
             .compensation
             .expect("the retry names the compensations");
-        let report = executor
-            .wait_for::<stent::CompensationReport, stent::CompensationReport>(
-                undo,
-                Some(Duration::from_secs(20)),
-            )
+        let report = report_of(&executor, undo)
             .await
-            .unwrap()
             .expect("every compensation succeeds");
         assert_eq!(report.completed.len(), 2, "landed: {landed}");
         // Once more: the same compensations, nothing started again.

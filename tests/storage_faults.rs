@@ -273,6 +273,18 @@ async fn run_store_case<B: Backend + Clone>(inner: B, workflow: u64, trap: Trap)
     );
 }
 
+/// A fresh SQLite database in a new temp directory (returned, to be
+/// removed by the caller).
+async fn temp_sqlite(what: &str) -> (SqliteBackend, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!("stent-{what}-{}", ExecutionId::new_random()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let backend = SqliteBackend::open(dir.join("stent.db"))
+        .await
+        .expect("open");
+    backend.init_db().await.expect("init_db");
+    (backend, dir)
+}
+
 /// The store-boundary faults, by number.
 fn store_trap(n: u64) -> Trap {
     let commit = |k| Trap::on(Call::Commit).commit(k);
@@ -374,11 +386,7 @@ macro_rules! cases {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let dir = std::env::temp_dir()
-                        .join(format!("stent-faults-{}", ExecutionId::new_random()));
-                    std::fs::create_dir_all(&dir).expect("temp dir");
-                    let backend = SqliteBackend::open(dir.join("stent.db")).await.expect("open");
-                    backend.init_db().await.expect("init_db");
+                    let (backend, dir) = temp_sqlite("faults").await;
                     run_store_case(backend, 1000 + $n, store_trap($n)).await;
                     let _ = std::fs::remove_dir_all(&dir);
                 }
@@ -762,12 +770,7 @@ async fn flapping_commits_never_run_a_step_again_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flapping_commits_never_run_a_step_again_sqlite() {
-    let dir = std::env::temp_dir().join(format!("stent-flap-{}", ExecutionId::new_random()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let backend = SqliteBackend::open(dir.join("stent.db"))
-        .await
-        .expect("open");
-    backend.init_db().await.expect("init_db");
+    let (backend, dir) = temp_sqlite("flap").await;
     flapping_commits_case(backend, 3002).await;
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -865,12 +868,7 @@ async fn a_fork_whose_reply_was_lost_runs_once_memory() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fork_under_storage_faults_sqlite() {
     for (n, landed) in [(4003, false), (4004, true)] {
-        let dir = std::env::temp_dir().join(format!("stent-fork-{}", ExecutionId::new_random()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let backend = SqliteBackend::open(dir.join("stent.db"))
-            .await
-            .expect("open");
-        backend.init_db().await.expect("init_db");
+        let (backend, dir) = temp_sqlite("fork").await;
         fork_case(backend, n, landed, 4 * LEASE).await;
         let _ = std::fs::remove_dir_all(&dir);
     }

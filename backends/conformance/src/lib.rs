@@ -1563,13 +1563,7 @@ pub async fn signal_to_an_ended_execution_is_refused(backend: Arc<dyn Backend>) 
             done.root.invocation,
             c.epoch,
             at(5),
-            TaskDisposition::Finish {
-                deliver: None,
-                execution: Some(ExecutionOutcome {
-                    status: ExecutionStatus::Completed,
-                    terminal_event: b"done".to_vec(),
-                }),
-            },
+            outcome(ExecutionStatus::Completed, b"done"),
         )],
     )
     .await;
@@ -1682,13 +1676,7 @@ pub async fn signals_sent_under_a_key_are_stored_once(backend: Arc<dyn Backend>)
             exec.root.invocation,
             c.epoch,
             at(5),
-            TaskDisposition::Finish {
-                deliver: None,
-                execution: Some(ExecutionOutcome {
-                    status: ExecutionStatus::Completed,
-                    terminal_event: b"done".to_vec(),
-                }),
-            },
+            outcome(ExecutionStatus::Completed, b"done"),
         )],
     )
     .await;

@@ -16,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use stent_journal::event::{Event, ParentLink};
-use stent_journal::store::{InboxId, NewEvent, Routing, SignalId, StoreError};
+use stent_journal::store::{
+    InboxId, NewEvent, NewInvocation, Routing, SignalId, StoreError, TaskDisposition, TurnCommit,
+};
 use stent_journal::{
     ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq, Timestamp, WorkerId,
 };
@@ -213,6 +215,26 @@ impl Running {
             .as_ref()
             .map(|e| e.name)
             .unwrap_or("<unregistered>")
+    }
+
+    /// A turn of this invocation at `now` that stores `events` and
+    /// creates `spawn`, marks consumed what this run of turns took from the
+    /// inbox and the signals (taking it from `self`), and ends with
+    /// `disposition`; cache and idempotency writes are added by the caller.
+    fn turn(
+        &mut self,
+        now: Timestamp,
+        events: Vec<(Seq, Event)>,
+        spawn: Vec<NewInvocation>,
+        disposition: TaskDisposition,
+    ) -> Result<TurnCommit, TurnError> {
+        Ok(TurnCommit {
+            events: to_new_events(events)?,
+            spawn,
+            consumed_inbox: std::mem::take(&mut self.consumed_inbox),
+            consumed_signals: std::mem::take(&mut self.consumed_signals),
+            ..bare_turn(self.invocation, self.epoch, now, disposition)
+        })
     }
 
     fn lost(&self) -> bool {

@@ -16,9 +16,7 @@ use stent_replay::DriverError;
 
 use crate::registry::FunctionEntry;
 
-use super::{
-    Core, Ended, Running, TurnError, UnstoredEnd, call_key_of, merged_turns, to_new_events,
-};
+use super::{Core, Ended, Running, TurnError, UnstoredEnd, call_key_of, merged_turns};
 
 impl Core {
     /// [`Core::finish`], keeping `out` in `r` if the commit fails and would
@@ -103,27 +101,21 @@ impl Core {
             None
         };
         let ended = execution.clone();
+        let cache_put = cached_result(r.entry.as_deref(), &r.driver.started_event(), &out);
+        let (idempotency_done, idempotency_released) = match (&out, &r.idempotency_key) {
+            (Ok(value), Some(key)) => (vec![(key.clone(), value.as_bytes().to_vec())], Vec::new()),
+            (Err(_), Some(key)) => (Vec::new(), vec![key.clone()]),
+            (_, None) => (Vec::new(), Vec::new()),
+        };
+        let finish = TaskDisposition::Finish {
+            deliver: None,
+            execution,
+        };
         let mut commit = TurnCommit {
-            invocation: r.invocation,
-            epoch: r.epoch,
-            now,
-            events: to_new_events(events)?,
-            spawn,
-            consumed_inbox: std::mem::take(&mut r.consumed_inbox),
-            consumed_signals: std::mem::take(&mut r.consumed_signals),
-            cache_put: cached_result(r.entry.as_deref(), &r.driver.started_event(), &out),
-            idempotency_done: match (&out, &r.idempotency_key) {
-                (Ok(value), Some(key)) => vec![(key.clone(), value.as_bytes().to_vec())],
-                _ => Vec::new(),
-            },
-            idempotency_released: match (&out, &r.idempotency_key) {
-                (Err(_), Some(key)) => vec![key.clone()],
-                _ => Vec::new(),
-            },
-            disposition: TaskDisposition::Finish {
-                deliver: None,
-                execution,
-            },
+            cache_put,
+            idempotency_done,
+            idempotency_released,
+            ..r.turn(now, events, spawn, finish)?
         };
         r.slot = None;
         let handed_off = match (&deliver, r.handed_off.is_empty() && local.is_empty()) {
@@ -214,13 +206,7 @@ impl Core {
             events.pop();
         }
         let (spawn, local) = self.plan_children(r, &events, now)?;
-        let commit = TurnCommit {
-            events: to_new_events(events)?,
-            spawn,
-            consumed_inbox: std::mem::take(&mut r.consumed_inbox),
-            consumed_signals: std::mem::take(&mut r.consumed_signals),
-            ..bare_turn(r.invocation, r.epoch, now, disposition)
-        };
+        let commit = r.turn(now, events, spawn, disposition)?;
         r.slot = None;
         self.commit_with_handoffs(r, commit).await?;
         self.start_children(local);

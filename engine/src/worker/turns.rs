@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use stent_journal::event::Event;
 use stent_journal::pause::{PauseReport, SetAsideSignal};
-use stent_journal::store::{SignalId, TaskDisposition, TurnCommit};
+use stent_journal::store::{SignalId, TaskDisposition};
 use stent_journal::{ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq};
 use stent_replay::{DriverError, Outstanding, Status};
 use tracing::Instrument;
 
 use super::{
     Cached, Core, Ended, Gate, Inline, Running, STICKY_CAPACITY, Source, TurnError, Waiting,
-    bare_turn, recovery, report_of_stop, to_new_events,
+    bare_turn, recovery, report_of_stop,
 };
 
 impl Core {
@@ -352,19 +352,7 @@ impl Core {
                     }
                     TaskDisposition::Park { run_at }
                 };
-                let commit = TurnCommit {
-                    invocation: r.invocation,
-                    epoch: r.epoch,
-                    now,
-                    events: to_new_events(new_events)?,
-                    spawn,
-                    consumed_inbox: std::mem::take(&mut r.consumed_inbox),
-                    consumed_signals: std::mem::take(&mut r.consumed_signals),
-                    cache_put: Vec::new(),
-                    idempotency_done: Vec::new(),
-                    idempotency_released: Vec::new(),
-                    disposition,
-                };
+                let commit = r.turn(now, new_events, spawn, disposition)?;
                 // A lone step started here may return in its first poll;
                 // its end then rides along with a commit of this invocation
                 // instead of costing one of its own (see `inline`).
