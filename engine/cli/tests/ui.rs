@@ -449,17 +449,22 @@ async fn actions_signal_cancel_and_refuse_bad_input(db: Db) {
     assert!(bad.body.contains("not JSON"), "{}", bad.body);
     assert!(bad.body.contains("line 1"), "{}", bad.body);
 
-    // A good signal completes the execution.
-    let sent = post(
-        &app,
-        &format!("/executions/{first}/signal"),
-        &format!(
-            "csrf={csrf}&name=approval&payload={}",
-            form_value("\"alice\"")
-        ),
-    )
-    .await;
+    // A good signal completes the execution. The form is submitted twice
+    // (a double click): its one-time key stores the signal once.
+    let at = page
+        .body
+        .find("name=\"once\" value=\"")
+        .expect("a one-time key")
+        + 19;
+    let once = &page.body[at..at + 32];
+    let good = format!(
+        "csrf={csrf}&once={once}&name=approval&payload={}",
+        form_value("\"alice\"")
+    );
+    let sent = post(&app, &format!("/executions/{first}/signal"), &good).await;
     assert_eq!(sent.status, StatusCode::SEE_OTHER, "{}", sent.body);
+    let again = post(&app, &format!("/executions/{first}/signal"), &good).await;
+    assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.body);
     let location = sent.headers[header::LOCATION].to_str().unwrap().to_string();
     assert!(
         location.starts_with(&format!("/executions/{first}?done=")),
@@ -470,6 +475,15 @@ async fn actions_signal_cancel_and_refuse_bad_input(db: Db) {
         .await
         .unwrap();
     assert_eq!(got, Ok("doc-7 approved by alice".to_string()));
+    let left = executor
+        .backend()
+        .pending_signals(first, &[])
+        .await
+        .unwrap();
+    assert!(
+        left.is_empty(),
+        "a double submit stored two signals: {left:?}"
+    );
     let after = get(&app, &location).await;
     assert!(after.body.contains("sent signal"), "{}", after.body);
     // A signal to an ended execution is refused with a reason.

@@ -25,6 +25,9 @@ pub(crate) struct SignalForm {
     name: String,
     #[serde(default)]
     payload: String,
+    /// The form's one-time key: its signal is stored once per key.
+    #[serde(default)]
+    once: String,
 }
 
 /// A cancel form.
@@ -145,7 +148,25 @@ pub(crate) async fn signal(
             }
         },
     };
-    match console.stent.send_signal(id, name, &payload).await {
+    let sent = match form.once.trim() {
+        "" => console.stent.send_signal(id, name, &payload).await,
+        once if once.len() <= 64 => {
+            let key = format!("console:{once}");
+            console
+                .stent
+                .send_signal_with_key(id, name, &payload, &key)
+                .await
+        }
+        _ => {
+            return error_page(
+                &base,
+                StatusCode::BAD_REQUEST,
+                "bad signal form",
+                "The form's one-time key is too long; reload the page and send again.",
+            );
+        }
+    };
+    match sent {
         Ok(()) => {
             done(
                 &console,

@@ -442,6 +442,9 @@ fn actions(csrf: &str, e: &ExecutionState) -> Markup {
             } @else {
                 form.signal method="post" action={ "executions/" (id) "/signal" } data-confirm="Send this signal?" {
                     input type="hidden" name="csrf" value=(csrf);
+                    // This form's signal is sent once, however often it is
+                    // submitted (a double click, a resubmitted page).
+                    input type="hidden" name="once" value=(super::new_token());
                     label { "signal " input type="text" name="name" required placeholder="name"; }
                     label { "payload (JSON) " input type="text" name="payload" placeholder="\"yes\" or {\"k\": 1}"; }
                     button type="submit" { "send" }
