@@ -39,6 +39,7 @@ mod inline;
 mod outcome;
 mod presence;
 mod recovery;
+mod turn_end;
 mod turns;
 
 pub use builder::WorkerBuilder;

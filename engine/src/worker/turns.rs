@@ -16,6 +16,7 @@ use stent_journal::{ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq
 use stent_replay::{DriverError, Outstanding, Status};
 use tracing::Instrument;
 
+use super::turn_end::{TurnEnd, Unstored};
 use super::{
     Cached, Core, Ended, Gate, Inline, Running, STICKY_CAPACITY, Source, TurnError, Waiting,
     bare_turn, recovery, report_of_stop,
@@ -304,54 +305,33 @@ impl Core {
 
             // Nothing more to apply: store the turn, then wait.
             let now = self.now();
-            let outstanding = r.driver.outstanding();
-            // Pending with no durable effect outstanding: the code awaits
-            // real I/O. It keeps its slot and stays, even while draining.
-            let io_wait = behind || outstanding.is_empty();
-            if !io_wait {
+            let end = TurnEnd::of(
+                &r.driver.outstanding(),
+                behind,
+                self.draining(),
+                self.sticky_timer,
+                r.deadline,
+                now,
+            );
+            if !end.io_wait {
                 r.slot = None;
             }
-            let has_calls = outstanding
-                .iter()
-                .any(|(_, o)| matches!(o, Outstanding::Call { .. }));
-            let next_timer = outstanding
-                .iter()
-                .filter_map(|(_, o)| match o {
-                    Outstanding::Timer { fire_at } => Some(*fire_at),
-                    _ => None,
-                })
-                .min();
-            let timer_is_near = next_timer.is_some_and(|t| {
-                t.millis().saturating_sub(now.millis()) <= self.sticky_timer.as_millis() as i64
-            });
-            let stay = io_wait || (!self.draining() && (has_calls || timer_is_near));
+            let (stay, next_timer) = (end.stay, end.next_timer);
             let new_events = r.driver.take_new_events();
-            let must_commit = !new_events.is_empty()
-                || !r.consumed_inbox.is_empty()
-                || !r.consumed_signals.is_empty()
-                || !r.handed_off.is_empty()
-                || (r.needs_checkpoint && !io_wait)
-                || r.deferred.is_some()
-                || !stay;
+            let must_commit = end.must_commit(Unstored {
+                events: !new_events.is_empty(),
+                consumed: !r.consumed_inbox.is_empty() || !r.consumed_signals.is_empty(),
+                results: !r.handed_off.is_empty() || r.deferred.is_some(),
+                checkpoint: r.needs_checkpoint,
+            });
             if must_commit {
                 let (spawn, mut local) = self.plan_children(r, &new_events, now)?;
                 let has_remote_children = spawn.iter().any(|s| s.lease.is_none());
                 let one_child = spawn.len() == 1;
-                let disposition = if stay {
-                    TaskDisposition::Hold {
-                        lease_until: now.saturating_add(self.lease),
-                    }
-                } else {
-                    // Wake up at the deadline too, to time the execution out.
-                    let run_at = match (next_timer, r.deadline) {
-                        (Some(t), Some(d)) => Some(t.min(d)),
-                        (t, d) => t.or(d),
-                    };
-                    if let Some(t) = run_at {
-                        self.note_due(t);
-                    }
-                    TaskDisposition::Park { run_at }
-                };
+                if let (false, Some(t)) = (stay, end.run_at) {
+                    self.note_due(t);
+                }
+                let disposition = end.disposition(now, self.lease);
                 let commit = r.turn(now, new_events, spawn, disposition)?;
                 // A lone step started here may return in its first poll;
                 // its end then rides along with a commit of this invocation
@@ -445,7 +425,7 @@ impl Core {
                     backoff = self.poll.min;
                 }
                 _ = tokio::time::sleep(wait) => backoff = self.poll.next(backoff),
-                _ = drain.wait_for(|d| *d), if !io_wait => {}
+                _ = drain.wait_for(|d| *d), if !end.io_wait => {}
                 _ = poll_fn(|_| if woken.is_set() { Poll::Ready(()) } else { Poll::Pending }) => {}
             }
             check_remote = read_storage;
