@@ -384,7 +384,7 @@ async fn a_retried_cancel_starts_the_compensations_a_storage_fault_kept_from_sta
                 .heartbeat_interval(Duration::from_millis(500))
         })
         .await;
-        let suffix = format!("-c{n}");
+        let suffix = format!("-retried{n}");
         let items: Vec<String> = ["flight", "hotel"]
             .iter()
             .map(|i| format!("{i}{suffix}"))
