@@ -313,18 +313,8 @@ async fn a_corrupt_execution_is_marked_and_the_others_listed() {
             .expect("claimed")
             .epoch
     };
-    let turn = |id: stent::ExecutionId, disposition| TurnCommit {
-        invocation: id.root_invocation(),
-        epoch: epoch(id),
-        now,
-        events: Vec::new(),
-        spawn: Vec::new(),
-        consumed_inbox: Vec::new(),
-        consumed_signals: Vec::new(),
-        cache_put: Vec::new(),
-        idempotency_done: Vec::new(),
-        idempotency_released: Vec::new(),
-        disposition,
+    let turn = |id: stent::ExecutionId, disposition| {
+        TurnCommit::bare(id.root_invocation(), epoch(id), now, disposition)
     };
     let garbage = vec![0xff, 0x00, 0x13];
     let end = turn(

@@ -385,6 +385,30 @@ pub struct TurnCommit {
 }
 
 impl TurnCommit {
+    /// A turn of `invocation` under the lease at `epoch` that writes
+    /// nothing but `disposition` (fill in what else it writes with struct
+    /// update syntax).
+    pub fn bare(
+        invocation: InvocationId,
+        epoch: LeaseEpoch,
+        now: Timestamp,
+        disposition: TaskDisposition,
+    ) -> TurnCommit {
+        TurnCommit {
+            invocation,
+            epoch,
+            now,
+            events: Vec::new(),
+            spawn: Vec::new(),
+            consumed_inbox: Vec::new(),
+            consumed_signals: Vec::new(),
+            cache_put: Vec::new(),
+            idempotency_done: Vec::new(),
+            idempotency_released: Vec::new(),
+            disposition,
+        }
+    }
+
     /// Folds `later`, a following turn of the same invocation under the same
     /// lease, into this one, so both are stored as one turn: events, spawns
     /// and consumptions are appended and `later`'s disposition replaces this
@@ -395,19 +419,7 @@ impl TurnCommit {
     /// # use stent_journal::store::{TaskDisposition, TurnCommit};
     /// # use stent_journal::{ExecutionId, LeaseEpoch, Timestamp};
     /// let invocation = ExecutionId::new_random().root_invocation();
-    /// let turn = |disposition| TurnCommit {
-    ///     invocation,
-    ///     epoch: LeaseEpoch(1),
-    ///     now: Timestamp(10),
-    ///     events: Vec::new(),
-    ///     spawn: Vec::new(),
-    ///     consumed_inbox: Vec::new(),
-    ///     consumed_signals: Vec::new(),
-    ///     cache_put: Vec::new(),
-    ///     idempotency_done: Vec::new(),
-    ///     idempotency_released: Vec::new(),
-    ///     disposition,
-    /// };
+    /// let turn = |disposition| TurnCommit::bare(invocation, LeaseEpoch(1), Timestamp(10), disposition);
     /// let mut first = turn(TaskDisposition::Hold { lease_until: Timestamp(99) });
     /// first.absorb(turn(TaskDisposition::Park { run_at: None })).unwrap();
     /// assert!(matches!(first.disposition, TaskDisposition::Park { .. }));

@@ -247,19 +247,7 @@ fn turn(
     now: Timestamp,
     disposition: TaskDisposition,
 ) -> TurnCommit {
-    TurnCommit {
-        invocation,
-        epoch,
-        now,
-        events: Vec::new(),
-        spawn: Vec::new(),
-        consumed_inbox: Vec::new(),
-        consumed_signals: Vec::new(),
-        cache_put: Vec::new(),
-        idempotency_done: Vec::new(),
-        idempotency_released: Vec::new(),
-        disposition,
-    }
+    TurnCommit::bare(invocation, epoch, now, disposition)
 }
 
 fn hold(until: Timestamp) -> TaskDisposition {

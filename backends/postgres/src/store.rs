@@ -2344,19 +2344,7 @@ mod tests {
     }
 
     fn turn(n: u8, disposition: TaskDisposition) -> TurnCommit {
-        TurnCommit {
-            invocation: id(n),
-            epoch: LeaseEpoch(1),
-            now: Timestamp(0),
-            events: Vec::new(),
-            spawn: Vec::new(),
-            consumed_inbox: Vec::new(),
-            consumed_signals: Vec::new(),
-            cache_put: Vec::new(),
-            idempotency_done: Vec::new(),
-            idempotency_released: Vec::new(),
-            disposition,
-        }
+        TurnCommit::bare(id(n), LeaseEpoch(1), Timestamp(0), disposition)
     }
 
     fn hold() -> TaskDisposition {

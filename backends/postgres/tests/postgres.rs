@@ -56,24 +56,20 @@ fn claim_request(worker: &str, now: i64, limit: usize) -> ClaimRequest {
 
 fn step(inv: InvocationId, epoch: LeaseEpoch, seq: u32) -> TurnCommit {
     TurnCommit {
-        invocation: inv,
-        epoch,
-        now: Timestamp(seq.into()),
         events: vec![NewEvent {
             seq: Seq(seq),
             kind: EventKind::CallCompleted,
             call_key: None,
             bytes: vec![0x42; 64],
         }],
-        spawn: Vec::new(),
-        consumed_inbox: Vec::new(),
-        consumed_signals: Vec::new(),
-        cache_put: Vec::new(),
-        idempotency_done: Vec::new(),
-        idempotency_released: Vec::new(),
-        disposition: TaskDisposition::Hold {
-            lease_until: Timestamp(1_000_000),
-        },
+        ..TurnCommit::bare(
+            inv,
+            epoch,
+            Timestamp(seq.into()),
+            TaskDisposition::Hold {
+                lease_until: Timestamp(1_000_000),
+            },
+        )
     }
 }
 

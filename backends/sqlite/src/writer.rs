@@ -604,9 +604,6 @@ mod tests {
 
     fn turn(inv: InvocationId, now: i64, seqs: &[u32], disposition: TaskDisposition) -> TurnCommit {
         TurnCommit {
-            invocation: inv,
-            epoch: LeaseEpoch(1),
-            now: Timestamp(now),
             events: seqs
                 .iter()
                 .map(|&s| NewEvent {
@@ -616,13 +613,7 @@ mod tests {
                     bytes: vec![1],
                 })
                 .collect(),
-            spawn: Vec::new(),
-            consumed_inbox: Vec::new(),
-            consumed_signals: Vec::new(),
-            cache_put: Vec::new(),
-            idempotency_done: Vec::new(),
-            idempotency_released: Vec::new(),
-            disposition,
+            ..TurnCommit::bare(inv, LeaseEpoch(1), Timestamp(now), disposition)
         }
     }
 

@@ -102,19 +102,15 @@ fn event(seq: u32, byte: u8) -> NewEvent {
 
 fn turn(inv: InvocationId, epoch: LeaseEpoch, events: Vec<NewEvent>) -> TurnCommit {
     TurnCommit {
-        invocation: inv,
-        epoch,
-        now: Timestamp(2_500),
         events,
-        spawn: Vec::new(),
-        consumed_inbox: Vec::new(),
-        consumed_signals: Vec::new(),
-        cache_put: Vec::new(),
-        idempotency_done: Vec::new(),
-        idempotency_released: Vec::new(),
-        disposition: TaskDisposition::Hold {
-            lease_until: Timestamp(1_000_000_000),
-        },
+        ..TurnCommit::bare(
+            inv,
+            epoch,
+            Timestamp(2_500),
+            TaskDisposition::Hold {
+                lease_until: Timestamp(1_000_000_000),
+            },
+        )
     }
 }
 

@@ -227,17 +227,14 @@ impl Stent {
                 e
             })?;
         let commit = TurnCommit {
-            invocation: root,
-            epoch: LeaseEpoch(1),
-            now,
             events: new_events,
             spawn,
-            consumed_inbox: Vec::new(),
-            consumed_signals: Vec::new(),
-            cache_put: Vec::new(),
-            idempotency_done: Vec::new(),
-            idempotency_released: Vec::new(),
-            disposition: TaskDisposition::Park { run_at: Some(now) },
+            ..TurnCommit::bare(
+                root,
+                LeaseEpoch(1),
+                now,
+                TaskDisposition::Park { run_at: Some(now) },
+            )
         };
         // The prefix is written with the root's lease held for good: a fork
         // whose prefix is not stored must never run (it would run its kept

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use stent_journal::event::{Event, ParentLink};
 use stent_journal::store::{
-    ClaimRequest, ClaimedTask, JournalRow, LeaseGrant, Routing, TaskDisposition,
+    ClaimRequest, ClaimedTask, JournalRow, LeaseGrant, Routing, TaskDisposition, TurnCommit,
 };
 use stent_journal::{ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp};
 use stent_replay::{Driver, DriverError};
@@ -20,7 +20,6 @@ use crate::hub::{LocalClaimer, Reservation};
 
 use super::{
     Cached, Core, DEFAULT_CRASH_LIMIT, LeaseState, LoadError, LocalStart, Residence, Running, Slot,
-    bare_turn,
 };
 
 impl Core {
@@ -215,7 +214,7 @@ impl Core {
                 task.attempts
             );
             tracing::error!(invocation = %task.invocation, %reason, "dead-lettering");
-            let commit = bare_turn(
+            let commit = TurnCommit::bare(
                 task.invocation,
                 task.epoch,
                 self.now(),

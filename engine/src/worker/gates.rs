@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use stent_journal::event::Event;
-use stent_journal::store::{IdempotencyBegin, TaskDisposition};
+use stent_journal::store::{IdempotencyBegin, TaskDisposition, TurnCommit};
 use stent_journal::{CallKey, Failure, Payload};
 
-use super::{Core, Gate, Running, TurnError, bare_turn};
+use super::{Core, Gate, Running, TurnError};
 
 impl Core {
     /// Answers calls of `cached` functions scheduled in this turn from the
@@ -82,7 +82,7 @@ impl Core {
             IdempotencyBegin::Running { owner } => {
                 tracing::debug!(invocation = %r.invocation, %owner, %key, "waiting for the first run of an idempotent call");
                 let now = self.now();
-                let commit = bare_turn(
+                let commit = TurnCommit::bare(
                     r.invocation,
                     r.epoch,
                     now,

@@ -39,8 +39,7 @@ use stent_journal::{Failure, LeaseEpoch, Payload, Timestamp};
 use stent_replay::{Driver, Status};
 
 use super::{
-    Core, LocalStart, Running, TurnError, bare_turn, cached_result, report_of_stop, resolution,
-    to_new_events,
+    Core, LocalStart, Running, TurnError, cached_result, report_of_stop, resolution, to_new_events,
 };
 use crate::registry::FunctionEntry;
 use stent_journal::event::Event;
@@ -139,7 +138,7 @@ impl Core {
         let commit = TurnCommit {
             events: to_new_events(driver.take_new_events())?,
             cache_put: cached_result(Some(&step.entry), &step.started, &out),
-            ..bare_turn(
+            ..TurnCommit::bare(
                 step.invocation,
                 LeaseEpoch(1),
                 now,

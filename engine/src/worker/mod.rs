@@ -46,7 +46,7 @@ pub use builder::WorkerBuilder;
 use children::merged_turns;
 use gates::call_key_of;
 use inline::{Deferred, Inline, Prepared, Returned};
-use outcome::{bare_turn, cached_result, report_of_stop, resolution};
+use outcome::{cached_result, report_of_stop, resolution};
 
 /// Parked drivers kept in memory for a quick resume, at most.
 const STICKY_CAPACITY: usize = 4096;
@@ -234,7 +234,7 @@ impl Running {
             spawn,
             consumed_inbox: std::mem::take(&mut self.consumed_inbox),
             consumed_signals: std::mem::take(&mut self.consumed_signals),
-            ..bare_turn(self.invocation, self.epoch, now, disposition)
+            ..TurnCommit::bare(self.invocation, self.epoch, now, disposition)
         })
     }
 

@@ -9,9 +9,7 @@ use stent_journal::pause::PauseReport;
 use stent_journal::store::{
     Delivery, ExecutionOutcome, ExecutionStatus, SignalId, TaskDisposition, TurnCommit,
 };
-use stent_journal::{
-    CallKey, ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq, Timestamp,
-};
+use stent_journal::{CallKey, ExecutionId, Failure, Payload, Seq, Timestamp};
 use stent_replay::DriverError;
 
 use crate::registry::FunctionEntry;
@@ -256,7 +254,7 @@ impl Core {
         tracing::error!(execution = %r.execution, invocation = %r.invocation, report = %report.text, "pausing execution");
         let commit = TurnCommit {
             consumed_signals: set_aside.into_iter().collect(),
-            ..bare_turn(
+            ..TurnCommit::bare(
                 r.invocation,
                 r.epoch,
                 self.now(),
@@ -328,27 +326,5 @@ pub(super) fn resolution(scheduled: Seq, out: &std::result::Result<Payload, Fail
             scheduled,
             failure: failure.clone(),
         },
-    }
-}
-
-/// A turn that writes nothing but its disposition.
-pub(super) fn bare_turn(
-    invocation: InvocationId,
-    epoch: LeaseEpoch,
-    now: Timestamp,
-    disposition: TaskDisposition,
-) -> TurnCommit {
-    TurnCommit {
-        invocation,
-        epoch,
-        now,
-        events: Vec::new(),
-        spawn: Vec::new(),
-        consumed_inbox: Vec::new(),
-        consumed_signals: Vec::new(),
-        cache_put: Vec::new(),
-        idempotency_done: Vec::new(),
-        idempotency_released: Vec::new(),
-        disposition,
     }
 }

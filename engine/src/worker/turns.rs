@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use stent_journal::event::Event;
 use stent_journal::pause::{PauseReport, SetAsideSignal};
-use stent_journal::store::{SignalId, TaskDisposition};
+use stent_journal::store::{SignalId, TaskDisposition, TurnCommit};
 use stent_journal::{ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq};
 use stent_replay::{DriverError, Outstanding, Status};
 use tracing::Instrument;
@@ -19,7 +19,7 @@ use tracing::Instrument;
 use super::turn_end::{TurnEnd, Unstored};
 use super::{
     Cached, Core, Ended, Gate, Inline, Running, STICKY_CAPACITY, Source, TurnError, Waiting,
-    bare_turn, recovery, report_of_stop,
+    recovery, report_of_stop,
 };
 
 impl Core {
@@ -150,7 +150,7 @@ impl Core {
         report: String,
     ) {
         tracing::error!(%invocation, %report, "journal cannot be run; pausing the execution");
-        let commit = bare_turn(
+        let commit = TurnCommit::bare(
             invocation,
             epoch,
             self.now(),
