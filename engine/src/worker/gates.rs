@@ -53,7 +53,7 @@ impl Core {
             Err(e) => {
                 self.finish(
                     r,
-                    Err(Failure::Aborted {
+                    &Err(Failure::Aborted {
                         message: format!("idempotency key of {function}: {e}"),
                     }),
                     true,
@@ -76,7 +76,8 @@ impl Core {
             IdempotencyBegin::Done(value) => {
                 // Ran before, in this or another execution: the same result,
                 // without running the body again.
-                self.finish(r, Ok(Payload::from_bytes(value)), true).await?;
+                self.finish(r, &Ok(Payload::from_bytes(value)), true)
+                    .await?;
                 Ok(Gate::Done)
             }
             IdempotencyBegin::Running { owner } => {

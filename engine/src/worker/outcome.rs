@@ -36,14 +36,11 @@ impl Core {
             && r.deferred.is_none()
             && r.consumed_inbox.is_empty()
             && r.consumed_signals.is_empty();
-        let kept = only_the_end.then(|| UnstoredEnd {
-            journal_len: r.driver.journal_len() - usize::from(!append_terminal),
-            out: out.clone(),
-        });
-        match self.finish(r, out, append_terminal).await {
+        let journal_len = r.driver.journal_len() - usize::from(!append_terminal);
+        match self.finish(r, &out, append_terminal).await {
             Ok(()) => Ok(Ended::Done),
             Err(TurnError::Retry(message)) => {
-                r.unstored_end = kept;
+                r.unstored_end = only_the_end.then_some(UnstoredEnd { journal_len, out });
                 Err(TurnError::Retry(message))
             }
             Err(e) => Err(e),
@@ -53,11 +50,11 @@ impl Core {
     pub(super) async fn finish(
         self: &Arc<Self>,
         r: &mut Running,
-        out: std::result::Result<Payload, Failure>,
+        out: &std::result::Result<Payload, Failure>,
         append_terminal: bool,
     ) -> Result<(), TurnError> {
         let now = self.now();
-        if let Err(failure) = &out
+        if let Err(failure) = out
             && self
                 .retry_or_dead_letter(r, failure, append_terminal)
                 .await?
@@ -65,7 +62,7 @@ impl Core {
             return Ok(());
         }
         let mut events = r.driver.take_new_events();
-        let terminal = match &out {
+        let terminal = match out {
             Ok(value) => Event::Completed {
                 value: value.clone(),
             },
@@ -81,7 +78,7 @@ impl Core {
         let deliver = match r.parent {
             Some(p) => Some(Delivery {
                 parent: p.invocation,
-                event: encode(&resolution(p.seq, &out))?,
+                event: encode(&resolution(p.seq, out))?,
             }),
             None => None,
         };
@@ -99,8 +96,8 @@ impl Core {
             None
         };
         let ended = execution.clone();
-        let cache_put = cached_result(r.entry.as_deref(), &r.driver.started_event(), &out);
-        let (idempotency_done, idempotency_released) = match (&out, &r.idempotency_key) {
+        let cache_put = cached_result(r.entry.as_deref(), &r.driver.started_event(), out);
+        let (idempotency_done, idempotency_released) = match (out, &r.idempotency_key) {
             (Ok(value), Some(key)) => (vec![(key.clone(), value.as_bytes().to_vec())], Vec::new()),
             (Err(_), Some(key)) => (Vec::new(), vec![key.clone()]),
             (_, None) => (Vec::new(), Vec::new()),
@@ -121,7 +118,7 @@ impl Core {
             // result over, so parent and child commit in one transaction.
             (Some(d), true) => {
                 let turns = merged_turns(r.deferred.clone(), commit.clone());
-                let handed_off = self.hand_off(d.parent, turns, &out, r.parent).await;
+                let handed_off = self.hand_off(d.parent, turns, out, r.parent).await;
                 if handed_off {
                     r.deferred = None;
                     r.unstored = None;
@@ -151,7 +148,7 @@ impl Core {
             self.inner.hub.work.notify_waiters();
         }
         let took = r.started.elapsed();
-        match &out {
+        match out {
             Ok(_) => self.inner.metrics.invocation_completed(r.function(), took),
             Err(_) => self.inner.metrics.invocation_failed(r.function(), took),
         }
