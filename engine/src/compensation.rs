@@ -11,7 +11,7 @@
 
 use serde::{Deserialize, Serialize};
 use stent_journal::event::{ContextWrite, Event};
-use stent_journal::store::ExecutionStatus;
+use stent_journal::store::{ExecutionRecord, ExecutionStatus};
 use stent_journal::{EventKind, ExecutionId, Failure, InvocationId, Payload, Seq};
 use stent_replay::{Command, Context, Resolution};
 
@@ -231,47 +231,48 @@ impl Stent {
         // Already ended: if cancelled, by an earlier call that may have
         // failed (storage went away) before it started the compensations;
         // they start now. The compensations' execution has an id derived
-        // from the cancelled one, so they never start twice.
-        let compensation = match cancelled {
-            true => self.start_compensations(id).await?,
+        // from the cancelled one, so a dispatch of it that finds it there
+        // starts nothing: they never start twice.
+        let known = match cancelled {
+            true => None,
             false => match self.inner.backend.execution(id).await? {
-                Some(record) if record.status == ExecutionStatus::Cancelled => {
-                    self.start_compensations(id).await?
+                Some(record) if record.status == ExecutionStatus::Cancelled => Some(record),
+                _ => {
+                    return Ok(Cancellation {
+                        cancelled,
+                        compensation: None,
+                    });
                 }
-                _ => None,
             },
         };
         Ok(Cancellation {
             cancelled,
-            compensation,
+            compensation: self.start_compensations(id, known).await?,
         })
     }
 
     /// Starts the execution running the compensations registered in `id`
-    /// (cancelled), unless it exists already; its id either way, `None` if
-    /// none were registered.
-    async fn start_compensations(&self, id: ExecutionId) -> Result<Option<ExecutionId>> {
+    /// (cancelled; `known`, its record if already read), or finds it
+    /// started; its id, `None` if none were registered.
+    async fn start_compensations(
+        &self,
+        id: ExecutionId,
+        known: Option<ExecutionRecord>,
+    ) -> Result<Option<ExecutionId>> {
         let calls = self.registered_compensations(id).await?;
         if calls.is_empty() {
             return Ok(None);
         }
-        let key = compensation_key(id);
-        let existing = ExecutionId::from_key(&key);
-        if self.inner.backend.execution(existing).await?.is_some() {
-            return Ok(Some(existing));
-        }
-        let queue = self
-            .inner
-            .backend
-            .execution(id)
-            .await?
-            .map(|record| record.routing.queue);
+        let record = match known {
+            Some(record) => Some(record),
+            None => self.inner.backend.execution(id).await?,
+        };
         let mut dispatch = self
             .dispatch(Call::<RunCompensations>::new((id, calls)))
             .tags(["stent:compensation".to_string()])
-            .key(&key);
-        if let Some(queue) = queue {
-            dispatch = dispatch.queue(queue);
+            .key(compensation_key(id));
+        if let Some(record) = record {
+            dispatch = dispatch.queue(record.routing.queue);
         }
         Ok(Some(dispatch.await?))
     }
