@@ -7,7 +7,7 @@ mod common;
 use std::task::{Context as TaskCx, Waker};
 use std::time::Duration;
 
-use common::{id, run_to_end, started};
+use common::{call, id, run_to_end, started};
 use futures_util::future::join_all;
 use proptest::prelude::*;
 use stent_journal::{Event, Failure, Payload, Seq};
@@ -31,17 +31,6 @@ fn step() -> impl Strategy<Value = Step> {
         prop::collection::vec(any::<u8>(), 1..6).prop_map(Step::Parallel),
         (any::<u8>(), any::<u8>()).prop_map(|(a, b)| Step::Branches(a, b)),
     ]
-}
-
-async fn call(ctx: &Context, n: u8) -> u64 {
-    let r = ctx
-        .schedule(Command::call(
-            "test::double",
-            None,
-            Payload::encode(&(n,)).unwrap(),
-        ))
-        .await;
-    r.into_value().unwrap().decode::<u64>().unwrap()
 }
 
 fn workflow(program: Vec<Step>) -> stent_replay::InvocationFuture {

@@ -6,10 +6,10 @@
 
 mod common;
 
-use common::{id, run_to_end, started};
+use common::{call, id, run_to_end, started};
 use proptest::prelude::*;
 use stent_journal::{Event, Failure, Payload};
-use stent_replay::{Command, Context, Driver, DriverError};
+use stent_replay::{Context, Driver, DriverError};
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -37,17 +37,6 @@ fn step() -> impl Strategy<Value = Step> {
         (0u8..50).prop_map(Step::Call),
         (0u8..3).prop_map(Step::Patch),
     ]
-}
-
-async fn call(ctx: &Context, n: u8) -> u64 {
-    let r = ctx
-        .schedule(Command::call(
-            "test::double",
-            None,
-            Payload::encode(&(n,)).unwrap(),
-        ))
-        .await;
-    r.into_value().unwrap().decode::<u64>().unwrap()
 }
 
 fn workflow(program: Vec<Step>, code: Code) -> stent_replay::InvocationFuture {

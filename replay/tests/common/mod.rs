@@ -4,7 +4,7 @@
 use std::task::{Context as TaskCx, Waker};
 
 use stent_journal::{Event, Failure, InvocationId, Payload, Timestamp};
-use stent_replay::{Driver, DriverError, Outstanding, Status};
+use stent_replay::{Command, Context, Driver, DriverError, Outstanding, Status};
 
 /// The `Started` event of the test workflow.
 pub fn started() -> Event {
@@ -20,6 +20,19 @@ pub fn started() -> Event {
 /// The test invocation's id.
 pub fn id() -> InvocationId {
     "6f9619ff-8b86-d011-b42d-00c04fc964ff".parse().unwrap()
+}
+
+/// Calls `test::double(n)` from the workflow running in `ctx` and returns
+/// its answer (`2 n`, from [`run_to_end`]).
+pub async fn call(ctx: &Context, n: u8) -> u64 {
+    let r = ctx
+        .schedule(Command::call(
+            "test::double",
+            None,
+            Payload::encode(&(n,)).unwrap(),
+        ))
+        .await;
+    r.into_value().unwrap().decode::<u64>().unwrap()
 }
 
 /// A finished run: the whole journal and the result.
