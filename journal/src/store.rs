@@ -472,6 +472,25 @@ pub struct SignalRecord {
     pub payload: Vec<u8>,
 }
 
+impl SignalRecord {
+    /// The answer to a signal sent again under `key` of `execution`, this
+    /// being the one stored under that key: its id if it is the same
+    /// signal (`name`, `payload`), [`StoreError::signal_key_conflict`]
+    /// otherwise.
+    pub fn resent(
+        &self,
+        execution: ExecutionId,
+        key: &str,
+        name: &str,
+        payload: &[u8],
+    ) -> StoreResult<SignalId> {
+        match self.name == name && self.payload == payload {
+            true => Ok(self.id),
+            false => Err(StoreError::signal_key_conflict(execution, key)),
+        }
+    }
+}
+
 /// What a worker asks for when it claims.
 #[derive(Debug, Clone)]
 pub struct ClaimRequest {

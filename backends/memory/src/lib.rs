@@ -116,6 +116,17 @@ struct SignalRow {
     consumed_by: Option<InvocationId>,
 }
 
+impl SignalRow {
+    /// This signal as the storage traits report it, under `id`.
+    fn record(&self, id: i64) -> SignalRecord {
+        SignalRecord {
+            id: SignalId(id),
+            name: self.name.clone(),
+            payload: self.payload.clone(),
+        }
+    }
+}
+
 /// One reversible change, recorded while a commit is applied.
 enum Undo {
     Task(InvocationId, Option<TaskRow>),
@@ -1188,10 +1199,7 @@ impl SignalStore for MemoryBackend {
                 .iter()
                 .find(|(_, s)| s.execution == execution && s.key.as_deref() == Some(key))
         {
-            return match sent.name == name && sent.payload == payload {
-                true => Ok(SignalId(*id)),
-                false => Err(StoreError::signal_key_conflict(execution, key)),
-            };
+            return sent.record(*id).resent(execution, key, name, &payload);
         }
         match state.executions.get(&execution) {
             None => return Err(StoreError::NotFound(format!("execution {execution}"))),
@@ -1237,11 +1245,7 @@ impl SignalStore for MemoryBackend {
                     && s.consumed_by.is_none()
                     && (names.is_empty() || names.contains(&s.name))
             })
-            .map(|(id, s)| SignalRecord {
-                id: SignalId(*id),
-                name: s.name.clone(),
-                payload: s.payload.clone(),
-            })
+            .map(|(id, s)| s.record(*id))
             .collect())
     }
 }

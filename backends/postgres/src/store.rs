@@ -1725,12 +1725,9 @@ impl SignalStore for PostgresBackend {
             let Some(row) = row else {
                 return Ok(None);
             };
-            let same = col::<String>(&row, "signals", "name")? == name
-                && col::<Vec<u8>>(&row, "signals", "payload")? == payload;
-            match same {
-                true => Ok(Some(SignalId(col(&row, "signals", "id")?))),
-                false => Err(StoreError::signal_key_conflict(execution, key)),
-            }
+            signal_record(&row)?
+                .resent(execution, key, name, payload)
+                .map(Some)
         };
         if let Some(id) = sent_before().await? {
             return Ok(id);
@@ -1774,22 +1771,13 @@ impl SignalStore for PostgresBackend {
         names: &[String],
     ) -> StoreResult<Vec<SignalRecord>> {
         const OP: &str = "pending_signals";
-        const T: &str = "signals";
         let rows = sqlx::query(sql::PENDING_SIGNALS)
             .bind(*execution.as_uuid())
             .bind(names)
             .fetch_all(&self.pool)
             .await
             .map_err(read_err(OP))?;
-        rows.iter()
-            .map(|row| {
-                Ok(SignalRecord {
-                    id: SignalId(col(row, T, "id")?),
-                    name: col(row, T, "name")?,
-                    payload: col(row, T, "payload")?,
-                })
-            })
-            .collect()
+        rows.iter().map(signal_record).collect()
     }
 }
 
@@ -2321,6 +2309,16 @@ async fn list_filtered(
     }
     let rows = query.fetch_all(pool).await.map_err(read_err(OP))?;
     rows.iter().map(execution_record).collect()
+}
+
+/// A `signals` row (`id`, `name`, `payload`).
+fn signal_record(row: &PgRow) -> StoreResult<SignalRecord> {
+    const T: &str = "signals";
+    Ok(SignalRecord {
+        id: SignalId(col(row, T, "id")?),
+        name: col(row, T, "name")?,
+        payload: col(row, T, "payload")?,
+    })
 }
 
 #[cfg(test)]

@@ -655,12 +655,7 @@ pub(crate) async fn signal_in(
             .await
             .map_err(db(OP))?;
         if let Some(row) = sent {
-            let same = col::<String>(&row, "signals", "name")? == name
-                && col::<Vec<u8>>(&row, "signals", "payload")? == payload;
-            return match same {
-                true => Ok(SignalId(col(&row, "signals", "id")?)),
-                false => Err(StoreError::signal_key_conflict(execution, key)),
-            };
+            return signal_record(&row)?.resent(execution, key, name, payload);
         }
     }
     let inserted = sqlx::query(sql::INSERT_SIGNAL)
@@ -1530,7 +1525,6 @@ impl SignalStore for SqliteBackend {
         names: &[String],
     ) -> StoreResult<Vec<SignalRecord>> {
         const OP: &str = "pending_signals";
-        const T: &str = "signals";
         let mut conn = self.reader(OP).await?;
         let rows = sqlx::query(sql::PENDING_SIGNALS)
             .bind(execution.to_string())
@@ -1538,15 +1532,7 @@ impl SignalStore for SqliteBackend {
             .fetch_all(&mut *conn)
             .await
             .map_err(db(OP))?;
-        rows.iter()
-            .map(|row| {
-                Ok(SignalRecord {
-                    id: SignalId(col(row, T, "id")?),
-                    name: col(row, T, "name")?,
-                    payload: col(row, T, "payload")?,
-                })
-            })
-            .collect()
+        rows.iter().map(signal_record).collect()
     }
 }
 
@@ -1832,4 +1818,14 @@ async fn list_filtered(
         .await
         .map_err(db(OP))?;
     rows.iter().map(execution_record).collect()
+}
+
+/// A `signals` row (`id`, `name`, `payload`).
+fn signal_record(row: &SqliteRow) -> StoreResult<SignalRecord> {
+    const T: &str = "signals";
+    Ok(SignalRecord {
+        id: SignalId(col(row, T, "id")?),
+        name: col(row, T, "name")?,
+        payload: col(row, T, "payload")?,
+    })
 }
