@@ -1,4 +1,5 @@
-//! Batched commits: the writes of many turns in a few statements.
+//! Batched commits: the writes of many turns in a few statements, sent in
+//! few queries.
 //!
 //! The writer task first applies each group this way (see
 //! `writer::run_group`). The turns of consecutive `commit` requests are
@@ -9,6 +10,11 @@
 //! flushed: before any other kind of request, before a statement that reads
 //! or changes a row kept here, and at the end of the group. Everything else
 //! a turn writes is applied as it comes, in order.
+//!
+//! Statements whose results are not read here (the `BEGIN`, the flushed
+//! inserts, the `COMMIT`) wait in a [`Script`] and go out with the next
+//! statement whose result is read (a run's fence) or at the end: a
+//! sequential step's group is two queries, a create's one.
 //!
 //! That leaves the database as applying the requests one by one would:
 //! nothing in a commit or a create reads the journal, the other rows kept
@@ -21,17 +27,20 @@
 //! A failure here does not say which request failed (a batched insert may
 //! hold the rows of many), nor is it always the failure the requests would
 //! meet one by one: the writer then rolls back and applies the group again
-//! request by request.
+//! request by request. A failed `BEGIN` or `COMMIT` is the transaction's
+//! failure instead ([`Batch::transaction_failure`]).
 
 use std::collections::HashSet;
 
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use stent_journal::store::{
-    ExecutionOutcome, NewExecution, NewInvocation, StoreResult, TaskDisposition, TurnCommit,
+    DatabaseError, ExecutionOutcome, NewExecution, NewInvocation, StoreError, StoreResult,
+    TaskDisposition, TurnCommit,
 };
 use stent_journal::{EventKind, ExecutionId, InvocationId, Timestamp};
 
-use crate::{db, sql, store};
+use crate::script::{Script, ScriptFailure};
+use crate::{sql, store};
 
 /// A task to insert.
 struct NewTask<'a> {
@@ -77,9 +86,36 @@ pub(crate) struct Batch<'a> {
     /// The executions whose row is inserted, or whose outcome is recorded,
     /// by what is kept.
     kept_executions: HashSet<ExecutionId>,
+    /// Statements written but not sent yet.
+    pending: Script,
+    /// `pending` starts with the transaction's `BEGIN`.
+    begin_pending: bool,
+    /// `pending` ends with the transaction's `COMMIT`.
+    commit_pending: bool,
+    /// The `BEGIN` or the `COMMIT` failed: the transaction's failure.
+    transaction_failure: Option<DatabaseError>,
 }
 
 impl<'a> Batch<'a> {
+    /// Begins the transaction, with the first statement sent.
+    pub(crate) fn begin(&mut self) {
+        debug_assert!(self.pending.is_empty());
+        self.pending.push(sql::BEGIN);
+        self.begin_pending = true;
+    }
+
+    /// Why the transaction failed, if its `BEGIN` or `COMMIT` did (and not
+    /// a statement of a request). It began if the `BEGIN` was sent and
+    /// succeeded, even if the `COMMIT` then failed.
+    pub(crate) fn transaction_failure(&mut self) -> Option<DatabaseError> {
+        self.transaction_failure.take()
+    }
+
+    /// True once the `BEGIN` is sent and succeeded.
+    pub(crate) fn began(&self) -> bool {
+        !self.begin_pending
+    }
+
     /// Queues the turns of a `commit`, to be applied with the next
     /// [`create`](Self::create) or [`settle`](Self::settle).
     pub(crate) fn queue(&mut self, turns: &'a [TurnCommit]) {
@@ -132,6 +168,44 @@ impl<'a> Batch<'a> {
     pub(crate) async fn settle(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
         self.apply_turns(conn).await?;
         self.flush(conn).await
+    }
+
+    /// Applies the queued turns, writes everything kept and commits, the
+    /// last writes and the `COMMIT` in one query.
+    pub(crate) async fn commit(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+        self.apply_turns(conn).await?;
+        self.write_kept();
+        self.pending.push(sql::COMMIT);
+        self.commit_pending = true;
+        self.send(conn).await.map(drop)
+    }
+
+    /// Sends the statements written so far as one query; the rows they
+    /// returned.
+    async fn send(&mut self, conn: &mut SqliteConnection) -> StoreResult<Vec<SqliteRow>> {
+        let begin = std::mem::take(&mut self.begin_pending);
+        let commit = std::mem::take(&mut self.commit_pending);
+        let last = self.pending.len().saturating_sub(1);
+        match self.pending.run(conn).await {
+            Ok(rows) => Ok(rows),
+            Err(ScriptFailure { statement, error }) => {
+                let error = crate::error::typed(error);
+                // Nothing ran, or the BEGIN failed: no transaction is open.
+                self.begin_pending = begin && matches!(statement, None | Some(0));
+                let of_transaction = match statement {
+                    Some(0) => begin,
+                    Some(n) => commit && n == last,
+                    None => false,
+                };
+                if of_transaction {
+                    self.transaction_failure = Some(error);
+                    return Err(StoreError::database(
+                        "commit: the transaction failed (its error is the group's)",
+                    ));
+                }
+                Err(StoreError::Database(error.context(OP)))
+            }
+        }
     }
 
     /// Keeps the journal rows of `turn`'s events.
@@ -214,9 +288,13 @@ impl<'a> Batch<'a> {
                 continue;
             }
             // Its task must be in before it is fenced.
-            self.flush_if_new(conn, first.invocation).await?;
+            if self.new.contains(&first.invocation) {
+                self.write_kept();
+            }
             let (run, after) = rest.split_at(self.run_len(rest));
-            let fenced = store::fence(conn, run).await?;
+            let ids = store::push_fence(&mut self.pending, run);
+            let rows = self.send(conn).await?;
+            let fenced = store::fenced(run, &ids, rows)?;
             for (&turn, row) in run.iter().zip(fenced) {
                 let row = row.ok_or_else(|| store::lease_lost(turn))?;
                 store::turn_effects(conn, turn, &row, Some(self)).await?;
@@ -290,46 +368,50 @@ impl<'a> Batch<'a> {
         turns.len()
     }
 
-    /// Writes everything kept: the executions, tasks and journal rows, then
-    /// the outcomes.
+    /// Writes everything kept and sends it, with whatever else waits.
     async fn flush(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
-        self.insert_executions(conn).await?;
-        self.insert_tasks(conn).await?;
-        self.insert_rows(conn).await?;
-        self.record_outcomes(conn).await?;
-        self.new.clear();
-        self.kept_executions.clear();
-        Ok(())
+        self.write_kept();
+        self.send(conn).await.map(drop)
     }
 
-    async fn insert_executions(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+    /// Writes everything kept, to be sent with the next query: the
+    /// executions, tasks and journal rows, then the outcomes.
+    fn write_kept(&mut self) {
+        self.insert_executions();
+        self.insert_tasks();
+        self.insert_rows();
+        self.record_outcomes();
+        self.new.clear();
+        self.kept_executions.clear();
+    }
+
+    fn insert_executions(&mut self) {
+        let script = &mut self.pending;
         for chunk in self.executions.chunks(sql::MAX_ROWS) {
-            let mut query = sqlx::query(sql::insert_executions(chunk.len()));
+            script.push(sql::insert_executions(chunk.len()));
             for execution in chunk {
                 let root = &execution.root;
                 let (status, started_at) = store::execution_start(execution);
-                query = query
-                    .bind(execution.id.to_string())
-                    .bind(execution.function.as_str())
-                    .bind(status.as_str())
-                    .bind(root.routing.queue.as_str())
-                    .bind(root.routing.priority)
-                    .bind(store::json_list(&root.routing.tags))
-                    .bind(execution.created_at.0)
-                    .bind(started_at)
-                    .bind(execution.deadline.map(|t| t.0))
-                    .bind(execution.code_version.as_deref());
+                script.bind(execution.id.to_string());
+                script.bind(execution.function.as_str());
+                script.bind(status.as_str());
+                script.bind(root.routing.queue.as_str());
+                script.bind(root.routing.priority);
+                script.bind(store::json_list(&root.routing.tags));
+                script.bind(execution.created_at.0);
+                script.bind(started_at);
+                script.bind(execution.deadline.map(|t| t.0));
+                script.bind(execution.code_version.as_deref());
             }
-            query = pad(query, chunk.len(), sql::EXECUTION_COLUMNS);
-            query.execute(&mut *conn).await.map_err(db(OP))?;
+            script.pad(chunk.len(), sql::EXECUTION_COLUMNS);
         }
         self.executions.clear();
-        Ok(())
     }
 
-    async fn insert_tasks(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+    fn insert_tasks(&mut self) {
+        let script = &mut self.pending;
         for chunk in self.tasks.chunks(sql::MAX_ROWS) {
-            let mut query = sqlx::query(sql::insert_tasks(chunk.len()));
+            script.push(sql::insert_tasks(chunk.len()));
             for (position, task) in (1i64..).zip(chunk) {
                 let inv = task.invocation;
                 let (state, owner, until, epoch, attempts) = if task.ended {
@@ -337,50 +419,46 @@ impl<'a> Batch<'a> {
                 } else {
                     store::task_start(inv)
                 };
-                query = query
-                    .bind(inv.invocation.to_string())
-                    .bind(task.execution.to_string())
-                    .bind(inv.function.as_str())
-                    .bind(inv.routing.queue.as_str())
-                    .bind(inv.routing.priority)
-                    .bind(store::json_list(&inv.routing.tags))
-                    .bind(state)
-                    .bind(inv.run_at.0)
-                    .bind(owner)
-                    .bind(until)
-                    .bind(epoch)
-                    .bind(attempts)
-                    .bind(position);
+                script.bind(inv.invocation.to_string());
+                script.bind(task.execution.to_string());
+                script.bind(inv.function.as_str());
+                script.bind(inv.routing.queue.as_str());
+                script.bind(inv.routing.priority);
+                script.bind(store::json_list(&inv.routing.tags));
+                script.bind(state);
+                script.bind(inv.run_at.0);
+                script.bind(owner);
+                script.bind(until);
+                script.bind(epoch);
+                script.bind(attempts);
+                script.bind(position);
             }
-            query = pad(query, chunk.len(), sql::TASK_COLUMNS);
-            query.execute(&mut *conn).await.map_err(db(OP))?;
+            script.pad(chunk.len(), sql::TASK_COLUMNS);
         }
         self.tasks.clear();
-        Ok(())
     }
 
-    async fn insert_rows(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+    fn insert_rows(&mut self) {
+        let script = &mut self.pending;
         for chunk in self.rows.chunks(sql::MAX_ROWS) {
-            let mut query = sqlx::query(sql::insert_events(chunk.len()));
+            script.push(sql::insert_events(chunk.len()));
             for row in chunk {
-                query = query
-                    .bind(row.invocation.to_string())
-                    .bind(i64::from(row.seq))
-                    .bind(row.kind)
-                    .bind(row.call_key)
-                    .bind(row.payload)
-                    .bind(row.recorded_at.0);
+                script.bind(row.invocation.to_string());
+                script.bind(i64::from(row.seq));
+                script.bind(row.kind);
+                script.bind(row.call_key);
+                script.bind(row.payload);
+                script.bind(row.recorded_at.0);
             }
-            query = pad(query, chunk.len(), sql::EVENT_COLUMNS);
-            query.execute(&mut *conn).await.map_err(db(OP))?;
+            script.pad(chunk.len(), sql::EVENT_COLUMNS);
         }
         self.rows.clear();
-        Ok(())
     }
 
     /// Records the outcomes in order: a statement per run of distinct
     /// executions.
-    async fn record_outcomes(&mut self, conn: &mut SqliteConnection) -> StoreResult<()> {
+    fn record_outcomes(&mut self) {
+        let script = &mut self.pending;
         let mut rest = &self.outcomes[..];
         while !rest.is_empty() {
             let mut seen = HashSet::new();
@@ -390,33 +468,19 @@ impl<'a> Batch<'a> {
                 .take_while(|o| seen.insert(o.execution))
                 .count();
             let (run, after) = rest.split_at(n);
-            let mut query = sqlx::query(sql::finish_executions(run.len()));
+            script.push(sql::finish_executions(run.len()));
             for o in run {
-                query = query
-                    .bind(o.execution.to_string())
-                    .bind(o.outcome.status.as_str())
-                    .bind(o.outcome.terminal_event.as_slice())
-                    .bind(o.now.0);
+                script.bind(o.execution.to_string());
+                script.bind(o.outcome.status.as_str());
+                script.bind(o.outcome.terminal_event.as_slice());
+                script.bind(o.now.0);
             }
-            query = pad(query, run.len(), sql::FINISH_COLUMNS);
-            query.execute(&mut *conn).await.map_err(db(OP))?;
+            script.pad(run.len(), sql::FINISH_COLUMNS);
             rest = after;
         }
         self.outcomes.clear();
-        Ok(())
     }
 }
 
 /// The operation named in errors.
 const OP: &str = store::COMMIT;
-
-type Query<'q> = sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>;
-
-/// Binds NULL to the unused rows of a batched statement for `rows` rows of
-/// `columns` values (see [`sql::batch_size`]).
-pub(crate) fn pad(mut query: Query<'_>, rows: usize, columns: usize) -> Query<'_> {
-    for _ in rows * columns..sql::batch_size(rows) * columns {
-        query = query.bind(None::<i64>);
-    }
-    query
-}

@@ -128,9 +128,13 @@ use crate::writer::{Counters, Pending, Request, WriterConn};
 
 mod batch;
 mod error;
+mod script;
 mod sql;
 mod store;
 mod writer;
+
+/// Prepared statements the writer connection keeps.
+const WRITER_STATEMENT_CACHE: usize = 1024;
 
 /// The embedded schema migrations, in version order.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -265,7 +269,11 @@ impl SqliteBuilder {
             .synchronous(self.synchronous.to_sqlx())
             .busy_timeout(self.busy_timeout)
             .foreign_keys(false);
+        // The writer's scripts (see `script`) are cached per shape: room
+        // for many more than sqlx's default of 100.
         let writer = options
+            .clone()
+            .statement_cache_capacity(WRITER_STATEMENT_CACHE)
             .connect()
             .await
             .map_err(|e| error::database_error(format!("opening {}", self.path.display()), e))?;
@@ -336,6 +344,7 @@ impl SqliteBackend {
     pub async fn in_memory() -> Result<SqliteBackend, StoreError> {
         let conn = SqliteConnectOptions::new()
             .in_memory(true)
+            .statement_cache_capacity(WRITER_STATEMENT_CACHE)
             .foreign_keys(false)
             .connect()
             .await

@@ -21,7 +21,8 @@ use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
 };
 
-use crate::batch::{self, Batch};
+use crate::batch::Batch;
+use crate::script::Script;
 use crate::writer::Request;
 use crate::{SqliteBackend, db, sql};
 
@@ -256,39 +257,57 @@ pub(crate) async fn fence(
     conn: &mut SqliteConnection,
     turns: &[&TurnCommit],
 ) -> StoreResult<Vec<Option<SqliteRow>>> {
-    let mut fenced = Vec::with_capacity(turns.len());
-    for chunk in turns.chunks(sql::MAX_ROWS) {
-        let statement = sql::fence(chunk.len());
-        let mut query = sqlx::query(statement);
-        let ids: Vec<String> = chunk.iter().map(|t| t.invocation.to_string()).collect();
-        for (turn, id) in chunk.iter().zip(&ids) {
+    let mut script = Script::default();
+    let ids = push_fence(&mut script, turns);
+    let rows = script
+        .run(conn)
+        .await
+        .map_err(|f| crate::error::database_error(COMMIT, f.error))?;
+    fenced(turns, &ids, rows)
+}
+
+/// Writes the statements that fence `turns` and apply their dispositions
+/// into `script`; the turns' invocation ids, for [`fenced`].
+pub(crate) fn push_fence(script: &mut Script, turns: &[&TurnCommit]) -> Vec<String> {
+    let ids: Vec<String> = turns.iter().map(|t| t.invocation.to_string()).collect();
+    for (chunk, ids) in turns.chunks(sql::MAX_ROWS).zip(ids.chunks(sql::MAX_ROWS)) {
+        script.push(sql::fence(chunk.len()));
+        for (turn, id) in chunk.iter().zip(ids) {
             let (kind, at) = disposition_binds(&turn.disposition);
-            query = query
-                .bind(id.as_str())
-                .bind(turn.epoch.0)
-                .bind(kind)
-                .bind(turn.now.0)
-                .bind(at);
+            script.bind(id.as_str());
+            script.bind(turn.epoch.0);
+            script.bind(kind);
+            script.bind(turn.now.0);
+            script.bind(at);
         }
-        query = batch::pad(query, chunk.len(), sql::FENCE_COLUMNS);
-        let rows = query.fetch_all(&mut *conn).await.map_err(db(COMMIT))?;
-        let index: HashMap<&str, usize> = ids.iter().map(String::as_str).zip(0..).collect();
-        let mut found: Vec<Option<SqliteRow>> = chunk.iter().map(|_| None).collect();
-        for row in rows {
-            let id: String = col(&row, "tasks", "invocation_id")?;
-            match index.get(id.as_str()) {
-                Some(&at) if found[at].is_none() => found[at] = Some(row),
-                _ => {
-                    return Err(StoreError::Corrupt(format!(
-                        "commit: the fence changed task {id}, which is not one of its turns \
-                         (or twice)"
-                    )));
-                }
+        script.pad(chunk.len(), sql::FENCE_COLUMNS);
+    }
+    ids
+}
+
+/// The rows the fences of `turns` (invocation ids `ids`) changed, in the
+/// order of the turns; `None` for a turn whose lease is lost. `rows` are
+/// every row the fences returned.
+pub(crate) fn fenced(
+    turns: &[&TurnCommit],
+    ids: &[String],
+    rows: Vec<SqliteRow>,
+) -> StoreResult<Vec<Option<SqliteRow>>> {
+    let index: HashMap<&str, usize> = ids.iter().map(String::as_str).zip(0..).collect();
+    let mut found: Vec<Option<SqliteRow>> = turns.iter().map(|_| None).collect();
+    for row in rows {
+        let id: String = col(&row, "tasks", "invocation_id")?;
+        match index.get(id.as_str()) {
+            Some(&at) if found[at].is_none() => found[at] = Some(row),
+            _ => {
+                return Err(StoreError::Corrupt(format!(
+                    "commit: the fence changed task {id}, which is not one of its turns \
+                     (or twice)"
+                )));
             }
         }
-        fenced.extend(found);
     }
-    Ok(fenced)
+    Ok(found)
 }
 
 /// The error of a turn whose lease is lost.

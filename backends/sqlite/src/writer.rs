@@ -421,11 +421,25 @@ pub(crate) async fn run(
 /// it is alone), so that a failure undoes only its own writes and gets its
 /// own error.
 async fn run_group(writer: &mut WriterConn, group: &mut [Request]) -> Result<bool, DatabaseError> {
-    if attempt_batched(writer, group).await? {
-        return commit(writer).await;
+    match attempt_batched(writer, group).await {
+        Batched::Committed => {
+            writer.in_transaction = false;
+            return Ok(true);
+        }
+        Batched::Failed { began: false } => writer.in_transaction = false,
+        // If the rollback fails, the next BEGIN reports why.
+        Batched::Failed { began: true } => {
+            let _ = writer.end(sql::ROLLBACK).await;
+        }
+        Batched::TransactionFailed { began, error } => {
+            if began {
+                let _ = writer.end(sql::ROLLBACK).await;
+            } else {
+                writer.in_transaction = false;
+            }
+            return Err(error);
+        }
     }
-    // If the rollback fails, the next BEGIN reports why.
-    let _ = writer.end(sql::ROLLBACK).await;
     let all_ok = attempt(writer, group, group.len() > 1).await?;
     if all_ok || group.iter().any(Request::succeeded) {
         commit(writer).await
@@ -435,25 +449,48 @@ async fn run_group(writer: &mut WriterConn, group: &mut [Request]) -> Result<boo
     }
 }
 
-/// Begins a transaction and applies the group batched. `Ok(true)` if every
-/// request succeeded; the transaction is then still open. `Ok(false)` if
-/// something failed (which request is not known). `Err` if the transaction
-/// could not begin.
-async fn attempt_batched(
-    writer: &mut WriterConn,
-    group: &mut [Request],
-) -> Result<bool, DatabaseError> {
-    group.iter_mut().for_each(Request::reset);
-    execute(writer.conn().await, sql::BEGIN).await?;
-    writer.in_transaction = true;
-    Ok(apply_batched(&mut writer.conn, group).await)
+/// How the batched attempt at a group ended.
+enum Batched {
+    /// Every request succeeded and the transaction committed.
+    Committed,
+    /// A request's statement failed (which request is not known); the
+    /// transaction, if it `began`, is still open.
+    Failed { began: bool },
+    /// The `BEGIN` or the `COMMIT` failed: the group fails with `error`.
+    /// If the transaction `began`, it may still be open.
+    TransactionFailed { began: bool, error: DatabaseError },
 }
 
-/// Applies the group inside the open transaction: commits and creates
-/// through a [`Batch`], other requests as they are (with the batch written
-/// before each). True if every request succeeded.
-async fn apply_batched(conn: &mut SqliteConnection, group: &mut [Request]) -> bool {
+/// Applies the group batched in one transaction, `BEGIN` to `COMMIT`.
+async fn attempt_batched(writer: &mut WriterConn, group: &mut [Request]) -> Batched {
+    group.iter_mut().for_each(Request::reset);
+    let conn = writer.conn().await;
     let mut batch = Batch::default();
+    batch.begin();
+    let applied = apply_batched(conn, &mut batch, group).await;
+    // Set whenever a transaction of ours may be open, whatever happens next.
+    writer.in_transaction = batch.began();
+    match (applied, batch.transaction_failure()) {
+        (_, Some(error)) => Batched::TransactionFailed {
+            began: batch.began(),
+            error,
+        },
+        (true, None) => Batched::Committed,
+        (false, None) => Batched::Failed {
+            began: batch.began(),
+        },
+    }
+}
+
+/// Applies the group in the batch's transaction and commits: commits and
+/// creates through the [`Batch`], other requests as they are (with the
+/// batch sent before each). True if every request succeeded and the
+/// transaction committed.
+async fn apply_batched<'a>(
+    conn: &mut SqliteConnection,
+    batch: &mut Batch<'a>,
+    group: &'a mut [Request],
+) -> bool {
     // Succeeded once the batch is written.
     let mut batched: Vec<&mut Pending<()>> = Vec::new();
     for request in group.iter_mut() {
@@ -475,7 +512,7 @@ async fn apply_batched(conn: &mut SqliteConnection, group: &mut [Request]) -> bo
             }
         }
     }
-    if batch.settle(conn).await.is_err() {
+    if batch.commit(conn).await.is_err() {
         return false;
     }
     for pending in batched {
@@ -634,16 +671,19 @@ mod tests {
     }
 
     /// Runs `group` batched on `backend`'s writer: whether it all
-    /// succeeded there (committed then), and each request's result.
+    /// succeeded there and committed, and each request's result.
     async fn batched(backend: &SqliteBackend, group: Vec<Request>) -> (bool, Vec<bool>) {
         let mut group = group;
         let mut writer = backend.inner.writer.lock().await;
-        let ok = attempt_batched(&mut writer, &mut group).await.unwrap();
-        if ok {
-            assert!(matches!(commit(&mut writer).await, Ok(true)));
-        } else {
-            writer.end(sql::ROLLBACK).await.unwrap();
-        }
+        let ok = match attempt_batched(&mut writer, &mut group).await {
+            Batched::Committed => true,
+            Batched::Failed { began } => {
+                assert!(began, "the BEGIN succeeded");
+                writer.end(sql::ROLLBACK).await.unwrap();
+                false
+            }
+            Batched::TransactionFailed { error, .. } => panic!("the transaction failed: {error}"),
+        };
         (ok, group.iter().map(Request::succeeded).collect())
     }
 
