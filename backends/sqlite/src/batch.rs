@@ -92,6 +92,9 @@ pub(crate) struct Batch<'a> {
     begin_pending: bool,
     /// `pending` ends with the transaction's `COMMIT`.
     commit_pending: bool,
+    /// Rows the fences already written return first when `pending` is sent,
+    /// checked in SQL (see [`sql::FENCE_GUARD`]) and not read.
+    unread_rows: usize,
     /// The `BEGIN` or the `COMMIT` failed: the transaction's failure.
     transaction_failure: Option<DatabaseError>,
 }
@@ -185,9 +188,11 @@ impl<'a> Batch<'a> {
     async fn send(&mut self, conn: &mut SqliteConnection) -> StoreResult<Vec<SqliteRow>> {
         let begin = std::mem::take(&mut self.begin_pending);
         let commit = std::mem::take(&mut self.commit_pending);
+        let unread = std::mem::take(&mut self.unread_rows);
         let last = self.pending.len().saturating_sub(1);
         match self.pending.run(conn).await {
-            Ok(rows) => Ok(rows),
+            // The guards saw every unread fence change its tasks.
+            Ok(mut rows) => Ok(rows.split_off(unread.min(rows.len()))),
             Err(ScriptFailure { statement, error }) => {
                 let error = crate::error::typed(error);
                 // Nothing ran, or the BEGIN failed: no transaction is open.
@@ -293,11 +298,47 @@ impl<'a> Batch<'a> {
             }
             let (run, after) = rest.split_at(self.run_len(rest));
             let ids = store::push_fence(&mut self.pending, run);
-            let rows = self.send(conn).await?;
-            let fenced = store::fenced(run, &ids, rows)?;
-            for (&turn, row) in run.iter().zip(fenced) {
-                let row = row.ok_or_else(|| store::lease_lost(turn))?;
-                store::turn_effects(conn, turn, &row, Some(self)).await?;
+            if run.iter().all(|turn| writes_only_rows(turn)) {
+                // Nothing after the fence reads its rows: check it in SQL
+                // and send it with what follows.
+                self.pending.push(sql::FENCE_GUARD);
+                self.pending
+                    .bind(i64::try_from(run.len()).unwrap_or(i64::MAX));
+                self.unread_rows += run.len();
+                let ends: Vec<(&'a TurnCommit, &'a ExecutionOutcome)> = run
+                    .iter()
+                    .filter_map(|&turn| match &turn.disposition {
+                        TaskDisposition::Finish {
+                            execution: Some(outcome),
+                            ..
+                        } => Some((turn, outcome)),
+                        _ => None,
+                    })
+                    .collect();
+                if !ends.is_empty() {
+                    // An execution's outcome is its root's to record: a root
+                    // invocation's id is its execution's (checked in SQL).
+                    let roots: Vec<String> =
+                        ends.iter().map(|(t, _)| t.invocation.to_string()).collect();
+                    self.pending.push(sql::ROOTS_GUARD);
+                    self.pending
+                        .bind(i64::try_from(roots.len()).unwrap_or(i64::MAX));
+                    self.pending.bind(store::json_list(&roots));
+                }
+                for &turn in run {
+                    self.add_turn(turn);
+                }
+                for (turn, outcome) in ends {
+                    let execution = ExecutionId::from_uuid(*turn.invocation.as_uuid());
+                    self.add_outcome(execution, outcome, turn.now);
+                }
+            } else {
+                let rows = self.send(conn).await?;
+                let fenced = store::fenced(run, &ids, rows)?;
+                for (&turn, row) in run.iter().zip(fenced) {
+                    let row = row.ok_or_else(|| store::lease_lost(turn))?;
+                    store::turn_effects(conn, turn, &row, Some(self)).await?;
+                }
             }
             rest = after;
         }
@@ -484,3 +525,22 @@ impl<'a> Batch<'a> {
 
 /// The operation named in errors.
 const OP: &str = store::COMMIT;
+
+/// True if all `turn` writes besides its fence and disposition are journal
+/// rows, new tasks and its execution's outcome, kept in the batch: then
+/// nothing it writes depends on the row its fence returns (the outcome's
+/// execution is checked in SQL), nor needs to know how many rows a
+/// statement changed.
+fn writes_only_rows(turn: &TurnCommit) -> bool {
+    turn.consumed_inbox.is_empty()
+        && turn.consumed_signals.is_empty()
+        && turn.cache_put.is_empty()
+        && turn.idempotency_done.is_empty()
+        && turn.idempotency_released.is_empty()
+        && matches!(
+            turn.disposition,
+            TaskDisposition::Hold { .. }
+                | TaskDisposition::Park { .. }
+                | TaskDisposition::Finish { deliver: None, .. }
+        )
+}

@@ -133,6 +133,16 @@ mod sql;
 mod store;
 mod writer;
 
+/// Prepares the writer connection: the temporary objects its batched
+/// commits use (see `sql::CREATE_FENCE_GUARD`).
+async fn writer_setup(mut conn: SqliteConnection) -> Result<SqliteConnection, StoreError> {
+    sqlx::raw_sql(sql::CREATE_FENCE_GUARD)
+        .execute(&mut conn)
+        .await
+        .map_err(|e| error::database_error("preparing the writer connection", e))?;
+    Ok(conn)
+}
+
 /// Prepared statements the writer connection keeps.
 const WRITER_STATEMENT_CACHE: usize = 1024;
 
@@ -277,6 +287,7 @@ impl SqliteBuilder {
             .connect()
             .await
             .map_err(|e| error::database_error(format!("opening {}", self.path.display()), e))?;
+        let writer = writer_setup(writer).await?;
         let readers = (self.max_connections > 1).then(|| {
             SqlitePoolOptions::new()
                 .max_connections(self.max_connections - 1)
@@ -349,6 +360,7 @@ impl SqliteBackend {
             .connect()
             .await
             .map_err(|e| crate::error::database_error("opening in-memory database", e))?;
+        let conn = writer_setup(conn).await?;
         Self::from_parts(conn, None, None)
     }
 

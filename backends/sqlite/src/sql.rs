@@ -278,6 +278,31 @@ fn batched(
     &forms[batch_size(rows).trailing_zeros() as usize]
 }
 
+/// Created on the writer connection when it opens (temporary objects live
+/// with their connection): a view whose inserts fail unless `expected`
+/// and `changed` agree. See [`FENCE_GUARD`].
+pub(crate) const CREATE_FENCE_GUARD: &str = "\
+    CREATE TEMP VIEW IF NOT EXISTS stent_fence_guard (expected, changed) AS SELECT 0, 0; \
+    CREATE TEMP TRIGGER IF NOT EXISTS stent_fence_guard_check \
+    INSTEAD OF INSERT ON stent_fence_guard WHEN NEW.expected <> NEW.changed \
+    BEGIN SELECT RAISE(ABORT, 'stent: a fenced task is no longer leased at its turn''s epoch'); \
+    END";
+
+/// Right after a [`fence`] statement: fails unless it changed `?` tasks,
+/// that is unless every turn it fenced still holds its lease. Lets a
+/// batched commit send a run's fence and the writes after it in one query
+/// instead of reading the fence's rows first.
+pub(crate) const FENCE_GUARD: &str =
+    "INSERT INTO temp.stent_fence_guard (expected, changed) VALUES (?, changes())";
+
+/// After a [`FENCE_GUARD`]: fails unless each of the `?` invocations in the
+/// JSON array `?` is the root of its execution (its task's execution has
+/// its id), so that a batched commit can record a finishing root's outcome
+/// without reading the execution from its fence's row.
+pub(crate) const ROOTS_GUARD: &str = "INSERT INTO temp.stent_fence_guard (expected, changed) \
+    SELECT ?, COUNT(*) FROM tasks \
+    WHERE invocation_id IN (SELECT value FROM json_each(?)) AND execution_id = invocation_id";
+
 /// Values bound per row of [`fence`], [`insert_events`], [`insert_tasks`],
 /// [`insert_executions`], [`finish_executions`].
 pub(crate) const FENCE_COLUMNS: usize = 5;

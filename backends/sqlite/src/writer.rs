@@ -751,6 +751,93 @@ mod tests {
         assert_eq!(batched(&backend, group).await, (false, vec![false, false]));
     }
 
+    /// A run of turns that write only rows is fenced in SQL, its fence sent
+    /// with what follows it: a lost lease there still fails the batched
+    /// attempt, leaves nothing behind, and costs only its own request.
+    #[tokio::test]
+    async fn a_lease_lost_in_a_fence_checked_in_sql_fails_only_its_request() {
+        let backend = SqliteBackend::in_memory().await.unwrap();
+        backend.init_db().await.unwrap();
+        let (a, b) = (execution(true), execution(true));
+        backend.create_execution(a.clone()).await.unwrap();
+        backend.create_execution(b.clone()).await.unwrap();
+        let (ra, rb) = (a.root.invocation, b.root.invocation);
+        let stale = TurnCommit {
+            epoch: LeaseEpoch(7),
+            ..turn(ra, 1, &[1], hold())
+        };
+        let group = vec![
+            commit_request(vec![turn(rb, 1, &[1], hold())]),
+            commit_request(vec![stale]),
+        ];
+        assert_eq!(batched(&backend, group).await, (false, vec![false, false]));
+        assert!(backend.read_journal(rb, Seq(1)).await.unwrap().is_empty());
+
+        let (tx_b, rx_b) = oneshot::channel();
+        let (tx_a, rx_a) = oneshot::channel();
+        let stale = TurnCommit {
+            epoch: LeaseEpoch(7),
+            ..turn(ra, 1, &[1], hold())
+        };
+        let mut group = vec![
+            Request::Commit(vec![turn(rb, 1, &[1], hold())], Pending::new(tx_b)),
+            Request::Commit(vec![stale], Pending::new(tx_a)),
+        ];
+        let mut writer = backend.inner.writer.lock().await;
+        assert!(matches!(run_group(&mut writer, &mut group).await, Ok(true)));
+        drop(writer);
+        for request in group {
+            request.answer(None);
+        }
+        rx_b.await.unwrap().expect("the other request commits");
+        assert!(matches!(
+            rx_a.await.unwrap(),
+            Err(StoreError::LeaseLost { .. })
+        ));
+        assert_eq!(backend.read_journal(rb, Seq(1)).await.unwrap().len(), 1);
+        assert!(backend.read_journal(ra, Seq(1)).await.unwrap().is_empty());
+    }
+
+    /// A turn that records an outcome is sent with its fence only as a root
+    /// (the outcome's execution is then its own id, checked in SQL): a
+    /// child recording one still records it on its own execution.
+    #[tokio::test]
+    async fn an_outcome_is_recorded_on_the_fenced_tasks_execution() {
+        let backend = SqliteBackend::in_memory().await.unwrap();
+        backend.init_db().await.unwrap();
+        let parent = execution(true);
+        backend.create_execution(parent.clone()).await.unwrap();
+        let p = parent.root.invocation;
+        let child = InvocationId::child_of(p, Seq(1));
+        let mut spawn = turn(p, 1, &[1], hold());
+        spawn.spawn = vec![invocation(child, parent.id, true)];
+        backend.commit(vec![spawn]).await.unwrap();
+        let ends = || TaskDisposition::Finish {
+            deliver: None,
+            execution: Some(ExecutionOutcome {
+                status: ExecutionStatus::Completed,
+                terminal_event: vec![9],
+            }),
+        };
+        let group = vec![commit_request(vec![turn(child, 2, &[1], ends())])];
+        assert_eq!(batched(&backend, group).await, (false, vec![false]));
+        let status = |b: &SqliteBackend| {
+            let b = b.clone();
+            async move { b.execution(parent.id).await.unwrap().unwrap().status }
+        };
+        assert_eq!(status(&backend).await, ExecutionStatus::Running);
+
+        backend
+            .commit(vec![turn(child, 2, &[1], ends())])
+            .await
+            .expect("applied one by one");
+        assert_eq!(status(&backend).await, ExecutionStatus::Completed);
+
+        // The root's own end goes out with its fence.
+        let group = vec![commit_request(vec![turn(p, 3, &[2], ends())])];
+        assert_eq!(batched(&backend, group).await, (true, vec![true]));
+    }
+
     /// A child created leased and ended in the same commit (an inline
     /// step) is written done at once, with its events, the same as
     /// inserting it and then applying its end.
