@@ -429,7 +429,7 @@ impl<'a> Batch<'a> {
     fn insert_executions(&mut self) {
         let script = &mut self.pending;
         for chunk in self.executions.chunks(sql::MAX_ROWS) {
-            script.push(sql::insert_executions(chunk.len()));
+            script.push_rows(sql::insert_executions(chunk.len()), chunk.len());
             for execution in chunk {
                 let root = &execution.root;
                 let (status, started_at) = store::execution_start(execution);
@@ -452,7 +452,7 @@ impl<'a> Batch<'a> {
     fn insert_tasks(&mut self) {
         let script = &mut self.pending;
         for chunk in self.tasks.chunks(sql::MAX_ROWS) {
-            script.push(sql::insert_tasks(chunk.len()));
+            script.push_rows(sql::insert_tasks(chunk.len()), chunk.len());
             for (position, task) in (1i64..).zip(chunk) {
                 let inv = task.invocation;
                 let (state, owner, until, epoch, attempts) = if task.ended {
@@ -482,7 +482,7 @@ impl<'a> Batch<'a> {
     fn insert_rows(&mut self) {
         let script = &mut self.pending;
         for chunk in self.rows.chunks(sql::MAX_ROWS) {
-            script.push(sql::insert_events(chunk.len()));
+            script.push_rows(sql::insert_events(chunk.len()), chunk.len());
             for row in chunk {
                 script.bind(row.invocation.to_string());
                 script.bind(i64::from(row.seq));
@@ -509,7 +509,7 @@ impl<'a> Batch<'a> {
                 .take_while(|o| seen.insert(o.execution))
                 .count();
             let (run, after) = rest.split_at(n);
-            script.push(sql::finish_executions(run.len()));
+            script.push_rows(sql::finish_executions(run.len()), run.len());
             for o in run {
                 script.bind(o.execution.to_string());
                 script.bind(o.outcome.status.as_str());

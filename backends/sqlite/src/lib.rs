@@ -144,7 +144,7 @@ async fn writer_setup(mut conn: SqliteConnection) -> Result<SqliteConnection, St
 }
 
 /// Prepared statements the writer connection keeps.
-const WRITER_STATEMENT_CACHE: usize = 1024;
+const WRITER_STATEMENT_CACHE: usize = 256;
 
 /// The embedded schema migrations, in version order.
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -280,7 +280,7 @@ impl SqliteBuilder {
             .busy_timeout(self.busy_timeout)
             .foreign_keys(false);
         // The writer's scripts (see `script`) are cached per shape: room
-        // for many more than sqlx's default of 100.
+        // for more than sqlx's default of 100.
         let writer = options
             .clone()
             .statement_cache_capacity(WRITER_STATEMENT_CACHE)

@@ -22,15 +22,42 @@ use sqlx::error::BoxDynError;
 use sqlx::sqlite::{SqliteArguments, SqliteConnection, SqliteRow};
 use sqlx::{Arguments, AssertSqlSafe, Either, Encode, Executor, Sqlite, Type};
 
-/// Statements and their values, run in order as one query.
+/// Statements and their values, run in order, as one query where they can.
 #[derive(Default)]
 pub(crate) struct Script {
-    sql: String,
-    args: SqliteArguments,
+    /// The queries to send, in order; values go to the last.
+    queries: Vec<Query>,
     statements: usize,
+    /// The last query takes no more statements.
+    closed: bool,
     /// The first value that could not be bound; reported when the script runs.
     bind_error: Option<BoxDynError>,
 }
+
+/// Statements sent together.
+#[derive(Default)]
+struct Query {
+    sql: String,
+    args: SqliteArguments,
+    statements: usize,
+}
+
+/// Most rows a batched statement may have and still share its query, and
+/// most statements in one query.
+///
+/// sqlx prepares each distinct query once and keeps it (see
+/// `WRITER_STATEMENT_CACHE`), so every way a group's statements combine is
+/// one more prepared statement kept: a large group (hundreds of turns and
+/// creates) as one query would be a new and large one almost every time. So
+/// a large multi-row statement goes alone, prepared once per size as without
+/// scripts, and a query takes at most [`STATEMENTS_PER_QUERY_MAX`]
+/// statements. The groups that gain most (one step, one create) fit in one
+/// query; a large group shares its hand-offs among many rows anyway.
+pub(crate) const SHARED_ROWS_MAX: usize = 8;
+
+/// Most statements in one query (see [`SHARED_ROWS_MAX`]): a one-step
+/// workflow's final commit is eight.
+pub(crate) const STATEMENTS_PER_QUERY_MAX: usize = 8;
 
 /// Why a script failed, and where.
 #[derive(Debug)]
@@ -44,11 +71,32 @@ pub(crate) struct ScriptFailure {
 impl Script {
     /// Appends `statement`; its values follow with [`bind`](Self::bind).
     pub(crate) fn push(&mut self, statement: &str) {
-        if !self.sql.is_empty() {
-            self.sql.push_str(";\n");
+        match self.queries.last_mut() {
+            Some(query) if !self.closed && query.statements < STATEMENTS_PER_QUERY_MAX => {
+                query.sql.push_str(";\n");
+                query.sql.push_str(statement);
+                query.statements += 1;
+            }
+            _ => self.queries.push(Query {
+                sql: statement.to_string(),
+                args: SqliteArguments::default(),
+                statements: 1,
+            }),
         }
-        self.sql.push_str(statement);
+        self.closed = false;
         self.statements += 1;
+    }
+
+    /// Appends a batched statement for `rows` rows (see
+    /// [`crate::sql::batch_size`]): in a query of its own if it is larger
+    /// than [`SHARED_ROWS_MAX`].
+    pub(crate) fn push_rows(&mut self, statement: &str, rows: usize) {
+        let alone = crate::sql::batch_size(rows) > SHARED_ROWS_MAX;
+        if alone {
+            self.closed = true;
+        }
+        self.push(statement);
+        self.closed = alone;
     }
 
     /// Binds the next `?` of the statements pushed.
@@ -56,9 +104,16 @@ impl Script {
     where
         T: Encode<'t, Sqlite> + Type<Sqlite>,
     {
-        if let Err(error) = self.args.add(value)
-            && self.bind_error.is_none()
-        {
+        let Some(query) = self.queries.last_mut() else {
+            return self.bind_failed("a value bound before any statement".into());
+        };
+        if let Err(error) = query.args.add(value) {
+            self.bind_failed(error);
+        }
+    }
+
+    fn bind_failed(&mut self, error: BoxDynError) {
+        if self.bind_error.is_none() {
             self.bind_error = Some(error);
         }
     }
@@ -81,44 +136,50 @@ impl Script {
         self.statements == 0
     }
 
-    /// Runs the queued statements as one query and empties the script; the
-    /// rows they returned, in order. Stops at the first statement that fails.
+    /// How many queries running the script takes.
+    #[cfg(test)]
+    fn queries(&self) -> usize {
+        self.queries.len()
+    }
+
+    /// Runs the queued statements, as few queries as pushed, and empties
+    /// the script; the rows they returned, in order. Stops at the first
+    /// statement that fails.
     pub(crate) async fn run(
         &mut self,
         conn: &mut SqliteConnection,
     ) -> Result<Vec<SqliteRow>, ScriptFailure> {
         let Script {
-            sql,
-            args,
-            statements,
+            queries,
             bind_error,
+            ..
         } = std::mem::take(self);
-        if statements == 0 {
-            return Ok(Vec::new());
-        }
         if let Some(error) = bind_error {
             return Err(ScriptFailure {
                 statement: None,
                 error: sqlx::Error::Encode(error),
             });
         }
-        let query = sqlx::query_with(AssertSqlSafe(sql), args);
-        let mut results = conn.fetch_many(query);
         let mut done = 0;
         let mut rows = Vec::new();
-        loop {
-            match results.try_next().await {
-                Ok(Some(Either::Left(_))) => done += 1,
-                Ok(Some(Either::Right(row))) => rows.push(row),
-                Ok(None) => return Ok(rows),
-                Err(error) => {
-                    return Err(ScriptFailure {
-                        statement: Some(done),
-                        error,
-                    });
+        for Query { sql, args, .. } in queries {
+            let query = sqlx::query_with(AssertSqlSafe(sql), args);
+            let mut results = conn.fetch_many(query);
+            loop {
+                match results.try_next().await {
+                    Ok(Some(Either::Left(_))) => done += 1,
+                    Ok(Some(Either::Right(row))) => rows.push(row),
+                    Ok(None) => break,
+                    Err(error) => {
+                        return Err(ScriptFailure {
+                            statement: Some(done),
+                            error,
+                        });
+                    }
                 }
             }
         }
+        Ok(rows)
     }
 }
 
@@ -188,6 +249,49 @@ mod tests {
             .await
             .expect("count");
         assert_eq!(count, 1, "the statement after the failure did not run");
+    }
+
+    #[tokio::test]
+    async fn a_large_batched_statement_goes_in_a_query_of_its_own() {
+        let mut conn = conn().await;
+        let mut script = Script::default();
+        script.push("SELECT 1 WHERE 0");
+        script.push_rows("INSERT INTO t (a, b) VALUES (?, 'small')", 1);
+        script.bind(1i64);
+        assert_eq!(script.queries(), 1, "small statements share a query");
+        let large = SHARED_ROWS_MAX + 1;
+        let values = vec!["(?, 'large')"; large].join(", ");
+        script.push_rows(&format!("INSERT INTO t (a, b) VALUES {values}"), large);
+        for a in 0..large {
+            script.bind(i64::try_from(a).unwrap() + 10);
+        }
+        script.push("INSERT INTO t (a, b) VALUES (?, 'after')");
+        script.bind(2i64);
+        script.push("INSERT INTO t (a, b) VALUES (?, 'duplicate')");
+        script.bind(2i64);
+        assert_eq!(
+            script.queries(),
+            3,
+            "the large one alone: {}",
+            script.queries()
+        );
+        let failure = script.run(&mut conn).await.expect_err("duplicate key");
+        assert_eq!(failure.statement, Some(4), "counted across queries");
+        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+            .fetch_one(&mut conn)
+            .await
+            .expect("count");
+        assert_eq!(count, i64::try_from(large).unwrap() + 2);
+    }
+
+    #[test]
+    fn a_query_takes_a_bounded_number_of_statements() {
+        let mut script = Script::default();
+        for _ in 0..STATEMENTS_PER_QUERY_MAX * 2 + 1 {
+            script.push("SELECT 1");
+        }
+        assert_eq!(script.queries(), 3);
+        assert_eq!(script.len(), STATEMENTS_PER_QUERY_MAX * 2 + 1);
     }
 
     #[tokio::test]

@@ -271,7 +271,7 @@ pub(crate) async fn fence(
 pub(crate) fn push_fence(script: &mut Script, turns: &[&TurnCommit]) -> Vec<String> {
     let ids: Vec<String> = turns.iter().map(|t| t.invocation.to_string()).collect();
     for (chunk, ids) in turns.chunks(sql::MAX_ROWS).zip(ids.chunks(sql::MAX_ROWS)) {
-        script.push(sql::fence(chunk.len()));
+        script.push_rows(sql::fence(chunk.len()), chunk.len());
         for (turn, id) in chunk.iter().zip(ids) {
             let (kind, at) = disposition_binds(&turn.disposition);
             script.bind(id.as_str());
