@@ -409,6 +409,35 @@ impl TurnCommit {
         }
     }
 
+    /// True if the turn writes nothing keyed outside its execution's tasks
+    /// and journals (no signal consumed, no cache entry, no idempotency key)
+    /// and its disposition holds, parks or finishes its task (not a retry, a
+    /// pause or a dead letter). Backends apply such turns on their fast
+    /// paths.
+    ///
+    /// ```
+    /// # use stent_journal::store::{TaskDisposition, TurnCommit};
+    /// # use stent_journal::{ExecutionId, LeaseEpoch, Timestamp};
+    /// let inv = ExecutionId::new_random().root_invocation();
+    /// let park = TaskDisposition::Park { run_at: None };
+    /// let turn = TurnCommit::bare(inv, LeaseEpoch(1), Timestamp(0), park);
+    /// assert!(turn.is_plain());
+    /// let keyed = TurnCommit { idempotency_released: vec!["k".into()], ..turn };
+    /// assert!(!keyed.is_plain());
+    /// ```
+    pub fn is_plain(&self) -> bool {
+        self.consumed_signals.is_empty()
+            && self.cache_put.is_empty()
+            && self.idempotency_done.is_empty()
+            && self.idempotency_released.is_empty()
+            && matches!(
+                self.disposition,
+                TaskDisposition::Hold { .. }
+                    | TaskDisposition::Park { .. }
+                    | TaskDisposition::Finish { .. }
+            )
+    }
+
     /// Folds `later`, a following turn of the same invocation under the same
     /// lease, into this one, so both are stored as one turn: events, spawns
     /// and consumptions are appended and `later`'s disposition replaces this

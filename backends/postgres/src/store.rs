@@ -619,16 +619,7 @@ fn is_one_statement(turn: &TurnCommit) -> bool {
 /// keys. (A retry records its failure, which the function does not take:
 /// it goes by its own statement.)
 fn fits_function(turn: &TurnCommit) -> bool {
-    turn.consumed_signals.is_empty()
-        && turn.cache_put.is_empty()
-        && turn.idempotency_done.is_empty()
-        && turn.idempotency_released.is_empty()
-        && matches!(
-            turn.disposition,
-            TaskDisposition::Hold { .. }
-                | TaskDisposition::Park { .. }
-                | TaskDisposition::Finish { .. }
-        )
+    turn.is_plain()
 }
 
 /// The SQLSTATEs `stent_commit` raises: a lost lease and missing inbox

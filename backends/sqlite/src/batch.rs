@@ -532,15 +532,13 @@ const OP: &str = store::COMMIT;
 /// execution is checked in SQL), nor needs to know how many rows a
 /// statement changed.
 fn writes_only_rows(turn: &TurnCommit) -> bool {
-    turn.consumed_inbox.is_empty()
-        && turn.consumed_signals.is_empty()
-        && turn.cache_put.is_empty()
-        && turn.idempotency_done.is_empty()
-        && turn.idempotency_released.is_empty()
-        && matches!(
+    turn.is_plain()
+        && turn.consumed_inbox.is_empty()
+        && !matches!(
             turn.disposition,
-            TaskDisposition::Hold { .. }
-                | TaskDisposition::Park { .. }
-                | TaskDisposition::Finish { deliver: None, .. }
+            TaskDisposition::Finish {
+                deliver: Some(_),
+                ..
+            }
         )
 }
