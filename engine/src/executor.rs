@@ -665,6 +665,10 @@ impl Stent {
     /// Waits until the execution finishes and returns its typed result.
     /// With `expiry`, gives up after that long with [`Error::Expiry`].
     ///
+    /// While the execution's root runs in a worker of this process, the
+    /// result comes from that worker, without a read of storage; otherwise
+    /// (and after each poll interval either way) the execution is read.
+    ///
     /// A read that fails for a reason that passes (the database away, a
     /// lost connection: [`StoreError::is_transient`]) is logged and made
     /// again with the usual backoff, so a database restart does not end
@@ -679,6 +683,7 @@ impl Stent {
         let watch = self.inner.hub.watch(id);
         let wait = async {
             let mut interval = self.inner.poll.min;
+            let mut first = true;
             loop {
                 let finished = watch.notified();
                 tokio::pin!(finished);
@@ -687,6 +692,17 @@ impl Stent {
                 // need to read back what it just wrote.
                 if let Some(outcome) = self.inner.hub.outcome(id) {
                     return typed_outcome(id, outcome.status, Some(outcome.terminal_event), None);
+                }
+                // Its root runs here: its end is announced here, so the
+                // first read would only find it running. Later rounds read,
+                // in case it moved (a takeover) or ended elsewhere.
+                let skip = first && self.inner.hub.is_resident(id.root_invocation());
+                first = false;
+                if skip {
+                    if tokio::time::timeout(interval, finished).await.is_err() {
+                        interval = self.inner.poll.next(interval);
+                    }
+                    continue;
                 }
                 match self.inner.backend.execution(id).await {
                     Ok(Some(record))

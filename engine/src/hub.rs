@@ -272,6 +272,11 @@ impl Hub {
         (notify, rx)
     }
 
+    /// True if `invocation` is resident in a worker of this process.
+    pub fn is_resident(&self, invocation: InvocationId) -> bool {
+        self.lock().contains_key(&invocation)
+    }
+
     /// Stops every resident invocation of an execution that was cancelled
     /// or timed out: they drop their code at their next wake-up.
     pub fn stop_execution(&self, execution: ExecutionId) {
