@@ -493,82 +493,42 @@ async fn waits_for_the_test(x: u64) -> Result<u64, String> {
 
 /// A `wait_for` caller in the process whose worker runs the execution gets
 /// the result from that worker: while the execution's root is resident
-/// here, it does not read the execution before it waits, nor after.
+/// here, it does not read the execution before it waits, and reads it only
+/// once its poll interval (100 ms) has passed, as any waiter does, since
+/// what it waits for may end elsewhere (a takeover, a cancel from another
+/// process).
 #[tokio::test(start_paused = true)]
 async fn a_waiter_in_the_finishing_process_does_not_read_the_result_back() {
+    use std::sync::atomic::Ordering::SeqCst;
     let backend = CountingBackend::new(MemoryBackend::new());
     let executor = Stent::new(backend.clone());
     let worker = TestWorker::start(&executor).await;
     let id = executor.dispatch(waits_for_the_test(4)).await.unwrap();
-    while !STARTED.load(std::sync::atomic::Ordering::SeqCst) {
+    while !STARTED.load(SeqCst) {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     let reads = backend.execution_reads.clone();
-    let reads_before = reads.load(std::sync::atomic::Ordering::SeqCst);
+    let before = reads.load(SeqCst);
     let waiter = {
         let executor = executor.clone();
         tokio::spawn(async move { executor.wait_for::<u64, String>(id, None).await })
     };
-    // Less than the waiter's first poll interval (100 ms): it only waits.
     tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(reads.load(SeqCst), before, "no read before the first poll");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(reads.load(SeqCst), before + 1, "one read after 100 ms");
     RELEASE.notify_one();
     assert_eq!(waiter.await.unwrap().unwrap(), Ok(40));
     assert_eq!(
-        reads.load(std::sync::atomic::Ordering::SeqCst),
-        reads_before
+        reads.load(SeqCst),
+        before + 1,
+        "the result is not read back"
     );
     // A later caller reads it as before.
     assert_eq!(
         executor.wait_for::<u64, String>(id, None).await.unwrap(),
         Ok(40)
     );
-    assert_eq!(
-        reads.load(std::sync::atomic::Ordering::SeqCst),
-        reads_before + 1
-    );
-    worker.stop().await;
-}
-
-static RELEASE_SLOW: tokio::sync::Notify = tokio::sync::Notify::const_new();
-static STARTED_SLOW: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-#[stent::durable]
-async fn released_late(x: u64) -> Result<u64, String> {
-    STARTED_SLOW.store(true, std::sync::atomic::Ordering::SeqCst);
-    RELEASE_SLOW.notified().await;
-    Ok(x + 1)
-}
-
-#[stent::durable]
-async fn waits_long(x: u64) -> Result<u64, String> {
-    released_late(x).await
-}
-
-/// A waiter that skipped its first read because the root is resident here
-/// still reads after its poll interval, as any waiter does: what it waits
-/// for may end elsewhere (a takeover, a cancel from another process).
-#[tokio::test(start_paused = true)]
-async fn a_waiter_on_a_resident_execution_reads_after_its_poll_interval() {
-    let backend = CountingBackend::new(MemoryBackend::new());
-    let executor = Stent::new(backend.clone());
-    let worker = TestWorker::start(&executor).await;
-    let id = executor.dispatch(waits_long(1)).await.unwrap();
-    while !STARTED_SLOW.load(std::sync::atomic::Ordering::SeqCst) {
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    let reads = backend.execution_reads.clone();
-    let reads_before = reads.load(std::sync::atomic::Ordering::SeqCst);
-    let waiter = {
-        let executor = executor.clone();
-        tokio::spawn(async move { executor.wait_for::<u64, String>(id, None).await })
-    };
-    tokio::time::sleep(Duration::from_millis(150)).await;
-    assert_eq!(
-        reads.load(std::sync::atomic::Ordering::SeqCst),
-        reads_before + 1,
-        "one read after the first 100 ms"
-    );
-    RELEASE_SLOW.notify_one();
-    assert_eq!(waiter.await.unwrap().unwrap(), Ok(2));
+    assert_eq!(reads.load(SeqCst), before + 2);
     worker.stop().await;
 }
