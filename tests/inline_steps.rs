@@ -350,3 +350,65 @@ async fn a_step_begins_only_once_the_results_before_it_are_stored() {
     worker.stop().await;
     assert_eq!(*FIRST_RESULT_STORED.lock().unwrap(), Some(true));
 }
+
+/// The time the test's clock reads (ms); moved by the workflow below.
+static INLINE_CLOCK: std::sync::atomic::AtomicI64 =
+    std::sync::atomic::AtomicI64::new(1_800_000_000_000);
+/// When `clocked_step`'s body began, on that clock.
+static CLOCKED_STEP_BEGAN: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
+
+struct InlineClock;
+
+impl stent::Clock for InlineClock {
+    fn now(&self) -> stent_journal::Timestamp {
+        stent_journal::Timestamp(INLINE_CLOCK.load(Ordering::SeqCst))
+    }
+}
+
+#[stent::durable]
+async fn clocked_step(x: u64) -> Result<u64, String> {
+    CLOCKED_STEP_BEGAN.store(INLINE_CLOCK.load(Ordering::SeqCst), Ordering::SeqCst);
+    Ok(x + 1)
+}
+
+#[stent::durable]
+async fn slow_before_its_step(x: u64) -> Result<u64, String> {
+    // Time passes in the turn before the step is polled (a slow host).
+    INLINE_CLOCK.fetch_add(50, Ordering::SeqCst);
+    clocked_step(x).await
+}
+
+/// A step that returns in its parent's poll is stamped on the engine's
+/// clock no earlier than its body began, even when time passed in its
+/// parent's turn before the step was polled.
+#[tokio::test(start_paused = true)]
+async fn an_inline_steps_end_is_stamped_when_it_returned() {
+    let backend = CountingBackend::new(MemoryBackend::new());
+    let executor = Stent::builder(backend.clone()).clock(InlineClock).build();
+    let worker = TestWorker::start(&executor).await;
+    let id = executor.dispatch(slow_before_its_step(1)).await.unwrap();
+    let out = executor.wait_for::<u64, String>(id, None).await.unwrap();
+    worker.stop().await;
+    assert_eq!(out, Ok(2));
+    assert_eq!(backend.commits.load(Ordering::SeqCst), 1, "returned inline");
+    let began = CLOCKED_STEP_BEGAN.load(Ordering::SeqCst);
+    let step = tasks(&executor, id)
+        .await
+        .into_iter()
+        .find(|t| t.invocation != id.root_invocation())
+        .expect("the step's task");
+    let rows = executor
+        .backend()
+        .read_journal(step.invocation, Seq(0))
+        .await
+        .expect("read journal");
+    let completed = rows
+        .iter()
+        .find(|r| r.kind == "completed")
+        .expect("the step's end");
+    assert!(
+        completed.recorded_at.0 >= began,
+        "completed at {} before the body began at {began}",
+        completed.recorded_at.0
+    );
+}

@@ -311,10 +311,12 @@ async fn check_fleet(
                 .get(&child.as_uuid().to_string())
                 .unwrap_or_else(|| panic!("step {s} of workflow {w}: no completed event"));
             // A run that began after the result was journaled is a run
-            // again. The earliest run is the one that produced it (whatever
-            // its start says: a step's end that returned in its parent's
-            // poll is stamped with the parent's turn time, which can be
-            // before the body began when the turn was slow to poll it).
+            // again. The earliest run is the one that produced it, whatever
+            // the two clocks say: the body's start is the host's wall clock
+            // (`SystemTime`), the journal's stamp the engine's clock (wall
+            // time read once at start, then advanced by tokio's monotonic
+            // clock), and the two can disagree by more than rounding (by
+            // 23 ms once in CI, with the step run once).
             let first = pids.iter().map(|(_, started)| *started).min();
             for (pid, started) in pids.iter().filter(|(_, s)| Some(*s) != first) {
                 // 1 ms of slack: the two clocks round differently.
