@@ -71,6 +71,14 @@ async fn one_step(i: u64) -> Result<u64, String> {
     noop(i).await
 }
 
+#[stent::durable]
+async fn parked(i: u64) -> Result<u64, String> {
+    let go: u64 = Stent::wait_for_signal("go")
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(i.wrapping_add(go))
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
 enum Scenario {
     Sequential,
@@ -80,6 +88,10 @@ enum Scenario {
     Replay,
     /// The storage alone: step-shaped transactions, no engine.
     Floor,
+    /// N workflows each waiting for a signal: the process's resident memory
+    /// per parked execution (`bytes_per_parked`), then the time to signal
+    /// them all and collect their results (`per_sec`).
+    Parked,
     /// Not a measurement: serve the PostgreSQL `--schema` until killed (the
     /// child processes of `--worker-processes`).
     Serve,
@@ -334,6 +346,14 @@ fn cli_name(v: impl ValueEnum) -> String {
         .unwrap_or_default()
 }
 
+/// This process's resident memory in bytes (Linux: `/proc/self/statm`,
+/// pages of 4 KiB), or `None` where that cannot be read.
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * 4096)
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -470,6 +490,42 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 percentile(&samples, 0.50),
                 percentile(&samples, 0.99)
             );
+            (s, n as f64 / s)
+        }
+        Scenario::Parked => {
+            let before = resident_bytes();
+            let mut ids = Vec::with_capacity(n as usize);
+            for i in 0..n {
+                ids.push(executor.dispatch(parked(i)).await?);
+            }
+            // Parked: every execution's task waits for its signal.
+            loop {
+                let stats = executor.stats().await?;
+                let waiting = stats
+                    .tasks
+                    .iter()
+                    .find(|(state, _)| *state == stent::TaskState::Waiting)
+                    .map_or(0, |(_, count)| *count);
+                if waiting >= n {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let after = resident_bytes();
+            let t = Instant::now();
+            for &id in &ids {
+                executor.send_signal(id, "go", &1u64).await?;
+            }
+            for &id in &ids {
+                executor.wait_for::<u64, String>(id, None).await??;
+            }
+            let s = t.elapsed().as_secs_f64();
+            if let (Some(before), Some(after)) = (before, after) {
+                extra = format!(
+                    ",\"rss_before\":{before},\"rss_parked\":{after},\"bytes_per_parked\":{:.0}",
+                    (after as f64 - before as f64) / n.max(1) as f64
+                );
+            }
             (s, n as f64 / s)
         }
         Scenario::Serve => return Err("serve runs no measurement".into()),

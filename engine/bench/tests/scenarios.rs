@@ -1,0 +1,41 @@
+//! Every scenario of `stent-bench` still runs: each is started with a small
+//! `--n` on SQLite (the floor included) and must print its JSON line.
+//! Measurements are not checked here (see docs/performance.md); only that
+//! the benchmark a reader is told to run works.
+
+use std::process::Command;
+
+fn run(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_stent-bench"))
+        .args(args)
+        .output()
+        .expect("start stent-bench");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stent-bench {args:?} failed: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn every_scenario_runs_and_reports() {
+    for scenario in [
+        "sequential",
+        "fanout",
+        "throughput",
+        "latency",
+        "replay",
+        "floor",
+        "parked",
+    ] {
+        let line = run(&[scenario, "--backend", "sqlite", "--n", "20"]);
+        assert!(
+            line.contains(&format!("\"scenario\":\"{scenario}\"")) && line.contains("\"per_sec\":"),
+            "{scenario}: {line}"
+        );
+    }
+    let parked = run(&["parked", "--backend", "memory", "--n", "20"]);
+    assert!(parked.contains("\"bytes_per_parked\":"), "{parked}");
+}
