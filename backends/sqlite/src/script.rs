@@ -1,12 +1,13 @@
-//! Statements sent to SQLite as one query.
+//! Statements sent to SQLite in as few queries as they can.
 //!
 //! sqlx runs every query on the connection's own thread: each query is a
 //! hand-off from the async task to that thread and back, and on an idle
 //! machine each hand-off waits for a sleeping core — more than a small
 //! statement costs (docs/performance.md measures it). So the writer queues
 //! the statements of a group whose results it needs only as "succeeded" in a
-//! [`Script`], and sends them in one query with the next statement whose
-//! result it reads (a fence's rows) or with the group's `COMMIT`.
+//! [`Script`], and sends them with the next statement whose result it reads
+//! (a fence's rows) or with the group's `COMMIT`: one query, or a few for a
+//! large group (see [`SHARED_ROWS_MAX`]).
 //!
 //! SQLite binds a multi-statement query's values statement by statement, in
 //! order, when its placeholders are plain `?` (numbered ones, `?NNN`, count
