@@ -696,30 +696,26 @@ impl Stent {
                 // Its root runs here: its end is announced here, so the
                 // first read would only find it running. Later rounds read,
                 // in case it moved (a takeover) or ended elsewhere.
-                let skip = first && self.inner.hub.is_resident(id.root_invocation());
+                let read = !(first && self.inner.hub.is_resident(id.root_invocation()));
                 first = false;
-                if skip {
-                    if tokio::time::timeout(interval, finished).await.is_err() {
-                        interval = self.inner.poll.next(interval);
+                if read {
+                    match self.inner.backend.execution(id).await {
+                        Ok(Some(record))
+                            if record.status.is_terminal()
+                                || record.status == ExecutionStatus::Paused =>
+                        {
+                            return typed_result(record);
+                        }
+                        Ok(Some(_)) => {}
+                        Ok(None) => return Err(Error::NotFound(id)),
+                        // A read: safe to make again. The wait goes on
+                        // through a database that is away for a while
+                        // (bounded by `expiry`); anything else ends it.
+                        Err(e) if e.is_transient() => {
+                            tracing::warn!(execution = %id, error = %e, "wait_for could not read the execution; reading again");
+                        }
+                        Err(e) => return Err(e.into()),
                     }
-                    continue;
-                }
-                match self.inner.backend.execution(id).await {
-                    Ok(Some(record))
-                        if record.status.is_terminal()
-                            || record.status == ExecutionStatus::Paused =>
-                    {
-                        return typed_result(record);
-                    }
-                    Ok(Some(_)) => {}
-                    Ok(None) => return Err(Error::NotFound(id)),
-                    // A read: safe to make again. The wait goes on through
-                    // a database that is away for a while (bounded by
-                    // `expiry`); anything else ends it.
-                    Err(e) if e.is_transient() => {
-                        tracing::warn!(execution = %id, error = %e, "wait_for could not read the execution; reading again");
-                    }
-                    Err(e) => return Err(e.into()),
                 }
                 if tokio::time::timeout(interval, finished).await.is_err() {
                     interval = self.inner.poll.next(interval);

@@ -614,21 +614,16 @@ fn is_one_statement(turn: &TurnCommit) -> bool {
         }
 }
 
-/// Whether the `stent_commit` function can apply the turn: it holds,
-/// parks or finishes its task, and writes no signals, cache or idempotency
-/// keys. (A retry records its failure, which the function does not take:
-/// it goes by its own statement.)
-fn fits_function(turn: &TurnCommit) -> bool {
-    turn.is_plain()
-}
-
 /// The SQLSTATEs `stent_commit` raises: a lost lease and missing inbox
 /// items, each with the 0-based index of the turn as the detail.
 const LEASE_LOST_STATE: &str = "SL001";
 const INBOX_MISSING_STATE: &str = "SL002";
 
-/// Applies `turns` (all [`fits_function`]) with one call of `stent_commit`:
-/// one statement, one round trip, atomic on its own.
+/// Applies `turns` with one call of `stent_commit`: one statement, one
+/// round trip, atomic on its own. The function takes plain turns only
+/// ([`TurnCommit::is_plain`]): it holds, parks or finishes tasks and writes
+/// no signals, cache or idempotency keys. (A retry records its failure,
+/// which the function does not take: it goes by its own statement.)
 async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> {
     const OP: &str = COMMIT;
     let n = turns.len();
@@ -862,7 +857,7 @@ async fn commit_one(pool: &PgPool, turns: &[TurnCommit]) -> StoreResult<()> {
         })
         .await;
     }
-    if turns.iter().all(fits_function) {
+    if turns.iter().all(TurnCommit::is_plain) {
         // Fences, events, spawns, inbox and deliveries of every turn in one
         // statement: one round trip instead of one per write plus BEGIN and
         // COMMIT.
@@ -1670,7 +1665,7 @@ impl TaskStore for PostgresBackend {
         if turns.is_empty() {
             return Ok(());
         }
-        let turns = if self.batches.enabled && turns.iter().all(fits_function) {
+        let turns = if self.batches.enabled && turns.iter().all(TurnCommit::is_plain) {
             let pool = self.pool.clone();
             let batcher = self.batches.commits.get_or_init(|| {
                 Batcher::start(self.batches.slots, MAX_BATCH, move |batch| {

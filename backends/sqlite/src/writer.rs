@@ -358,6 +358,14 @@ impl WriterConn {
         &mut self.conn
     }
 
+    /// Rolls back the transaction of ours that may be open; if that fails,
+    /// the next [`conn`](Self::conn) tries again.
+    async fn roll_back(&mut self) {
+        if self.in_transaction {
+            let _ = self.end(sql::ROLLBACK).await;
+        }
+    }
+
     /// Ends the open transaction with `statement` (`COMMIT` or `ROLLBACK`).
     async fn end(&mut self, statement: &'static str) -> Result<(), DatabaseError> {
         execute(&mut self.conn, statement).await?;
@@ -422,21 +430,12 @@ pub(crate) async fn run(
 /// own error.
 async fn run_group(writer: &mut WriterConn, group: &mut [Request]) -> Result<bool, DatabaseError> {
     match attempt_batched(writer, group).await {
-        Batched::Committed => {
-            writer.in_transaction = false;
-            return Ok(true);
-        }
-        Batched::Failed { began: false } => writer.in_transaction = false,
-        // If the rollback fails, the next BEGIN reports why.
-        Batched::Failed { began: true } => {
-            let _ = writer.end(sql::ROLLBACK).await;
-        }
-        Batched::TransactionFailed { began, error } => {
-            if began {
-                let _ = writer.end(sql::ROLLBACK).await;
-            } else {
-                writer.in_transaction = false;
-            }
+        Batched::Committed => return Ok(true),
+        // `attempt` rolls the batched attempt back first (`WriterConn::conn`).
+        Batched::Failed => {}
+        Batched::TransactionFailed(error) => {
+            // Not left open until the next group: it holds the write lock.
+            writer.roll_back().await;
             return Err(error);
         }
     }
@@ -449,16 +448,15 @@ async fn run_group(writer: &mut WriterConn, group: &mut [Request]) -> Result<boo
     }
 }
 
-/// How the batched attempt at a group ended.
+/// How the batched attempt at a group ended. Whether its transaction may
+/// still be open is `WriterConn::in_transaction`.
 enum Batched {
     /// Every request succeeded and the transaction committed.
     Committed,
-    /// A request's statement failed (which request is not known); the
-    /// transaction, if it `began`, is still open.
-    Failed { began: bool },
-    /// The `BEGIN` or the `COMMIT` failed: the group fails with `error`.
-    /// If the transaction `began`, it may still be open.
-    TransactionFailed { began: bool, error: DatabaseError },
+    /// A request's statement failed (which request is not known).
+    Failed,
+    /// The `BEGIN` or the `COMMIT` failed: the group fails with this error.
+    TransactionFailed(DatabaseError),
 }
 
 /// Applies the group batched in one transaction, `BEGIN` to `COMMIT`.
@@ -467,18 +465,12 @@ async fn attempt_batched(writer: &mut WriterConn, group: &mut [Request]) -> Batc
     let conn = writer.conn().await;
     let mut batch = Batch::default();
     batch.begin();
-    let applied = apply_batched(conn, &mut batch, group).await;
-    // Set whenever a transaction of ours may be open, whatever happens next.
-    writer.in_transaction = batch.began();
-    match (applied, batch.transaction_failure()) {
-        (_, Some(error)) => Batched::TransactionFailed {
-            began: batch.began(),
-            error,
-        },
-        (true, None) => Batched::Committed,
-        (false, None) => Batched::Failed {
-            began: batch.began(),
-        },
+    let committed = apply_batched(conn, &mut batch, group).await;
+    writer.in_transaction = batch.began() && !committed;
+    match batch.transaction_failure() {
+        Some(error) => Batched::TransactionFailed(error),
+        None if committed => Batched::Committed,
+        None => Batched::Failed,
     }
 }
 
@@ -677,12 +669,12 @@ mod tests {
         let mut writer = backend.inner.writer.lock().await;
         let ok = match attempt_batched(&mut writer, &mut group).await {
             Batched::Committed => true,
-            Batched::Failed { began } => {
-                assert!(began, "the BEGIN succeeded");
+            Batched::Failed => {
+                assert!(writer.in_transaction, "the BEGIN succeeded");
                 writer.end(sql::ROLLBACK).await.unwrap();
                 false
             }
-            Batched::TransactionFailed { error, .. } => panic!("the transaction failed: {error}"),
+            Batched::TransactionFailed(error) => panic!("the transaction failed: {error}"),
         };
         (ok, group.iter().map(Request::succeeded).collect())
     }
