@@ -118,7 +118,7 @@ async fn a_cancellation_records_its_reason_in_the_journal_and_the_state() {
         .cancel_with_reason(id, "x".repeat(5000))
         .await
         .unwrap_err();
-    assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
     assert_eq!(
         executor.state_of(id).await.unwrap().state,
         ExecutionStatus::Running

@@ -208,9 +208,9 @@ async fn uses_defaults() -> Result<(), String> {
     .map_err(s)?;
     // Invalid defaults are refused before anything is journaled.
     let bad = Stent::context_with(ContextDefaults::new().counter("nan", f64::NAN));
-    assert!(matches!(bad, Err(stent::Error::InvalidConfig(_))));
+    assert!(matches!(bad, Err(stent::Error::InvalidArgument(_))));
     let bad = ctx.counters("inf").add(f64::INFINITY);
-    assert!(matches!(bad, Err(stent::Error::InvalidConfig(_))));
+    assert!(matches!(bad, Err(stent::Error::InvalidArgument(_))));
     Ok(())
 }
 

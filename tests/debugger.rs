@@ -712,6 +712,7 @@ async fn a_paused_execution_resumes_after_the_fix() {
 
     // Only a paused execution resumes.
     let err = fixed.resume(id).await.unwrap_err();
+    assert!(matches!(err, Error::InvalidState(_)), "{err}");
     assert!(err.to_string().contains("not paused"), "{err}");
     let err = fixed.resume(ExecutionId::new_random()).await.unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err}");
@@ -789,6 +790,7 @@ async fn fork_resumes_a_failed_execution_on_fixed_code() {
 
     for bad in [0, 6, 99] {
         let err = fixed.fork(id, Seq(bad)).await.unwrap_err();
+        assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
         assert!(err.to_string().contains("must be between 1 and"), "{err}");
     }
     let err = fixed

@@ -205,3 +205,29 @@ async fn a_signal_that_does_not_decode_pauses_the_execution_until_a_good_one_com
     assert_eq!(out, Ok("order 7 shipped by FedEx as 42".to_string()));
     worker.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_key_out_of_range_is_an_invalid_argument_and_nothing_is_sent() {
+    let executor = Stent::new(MemoryBackend::new());
+    let id = executor.dispatch(waits_once(7)).await.unwrap();
+    for key in [String::new(), "k".repeat(513)] {
+        let err = executor
+            .send_signal_with_key(id, "value", &1u32, &key)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, stent::Error::InvalidArgument(_)), "{err}");
+        assert!(err.to_string().contains("signal key"), "{err}");
+    }
+    // Neither refused send was stored: the wait takes the next one.
+    executor
+        .send_signal_with_key(id, "value", &2u32, &"k".repeat(512))
+        .await
+        .unwrap();
+    let worker = TestWorker::start(&executor).await;
+    let out = executor
+        .wait_for::<(u32, u32), String>(id, Some(Duration::from_secs(10)))
+        .await
+        .unwrap();
+    assert_eq!(out, Ok((7, 2)));
+    worker.stop().await;
+}

@@ -201,7 +201,7 @@ impl Stent {
     /// carries `reason`, and `stent show`, `stent journal` and
     /// [`ExecutionState::interruption`](crate::ExecutionState::interruption)
     /// show it. A reason longer than 4 KiB is refused with
-    /// [`Error::InvalidConfig`](crate::Error::InvalidConfig), and nothing is
+    /// [`Error::InvalidArgument`](crate::Error::InvalidArgument), and nothing is
     /// cancelled.
     ///
     /// ```no_run
@@ -218,7 +218,7 @@ impl Stent {
     ) -> Result<Cancellation> {
         let reason = reason.into();
         if reason.len() > MAX_REASON_BYTES {
-            return Err(crate::Error::InvalidConfig(format!(
+            return Err(crate::Error::InvalidArgument(format!(
                 "a cancellation reason is at most {MAX_REASON_BYTES} bytes; this one has {} (execution {id} was not cancelled)",
                 reason.len()
             )));

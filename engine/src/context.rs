@@ -103,7 +103,7 @@ impl Counter {
     }
 
     /// Adds `by` (negative to subtract). Journaled: a replay of this write
-    /// does not add again. [`Error::InvalidConfig`] for NaN or infinity,
+    /// does not add again. [`Error::InvalidArgument`] for NaN or infinity,
     /// [`Error::NoContext`] outside a running execution.
     ///
     /// ```no_run
@@ -458,7 +458,7 @@ const MAX_PATCH_ID: usize = 200;
 fn check_patch_id(patch: &str) -> Result<()> {
     if patch.trim().is_empty() || patch.len() > MAX_PATCH_ID || patch.chars().any(char::is_control)
     {
-        return Err(Error::InvalidConfig(format!(
+        return Err(Error::InvalidArgument(format!(
             "patch id {:?}: give a non-empty name of at most {MAX_PATCH_ID} bytes without control characters",
             patch.chars().take(80).collect::<String>()
         )));
@@ -477,7 +477,7 @@ fn finite(value: f64, what: &str, name: &str) -> Result<f64> {
     if value.is_finite() {
         Ok(value)
     } else {
-        Err(Error::InvalidConfig(format!(
+        Err(Error::InvalidArgument(format!(
             "{what} {name:?}: {value} is not a finite number"
         )))
     }
@@ -527,7 +527,7 @@ fn side_effect(ctx: &Context, read: Read) -> Result<Read> {
         Some(other) => {
             let message = format!("{what} at seq {seq} was answered by {other:?}");
             ctx.abort(message.clone());
-            return Err(Error::InvalidConfig(message));
+            return Err(Error::JournalMismatch(message));
         }
         None => return Err(stopping(what, seq)),
     };
@@ -956,7 +956,7 @@ mod tests {
         let long = "x".repeat(MAX_PATCH_ID + 1);
         for bad in ["", "   ", "line\nbreak", long.as_str()] {
             let err = check_patch_id(bad).unwrap_err();
-            assert!(matches!(err, Error::InvalidConfig(_)), "{err}");
+            assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
             assert!(err.to_string().contains("patch id"), "{err}");
         }
         // Outside a running execution: a clear error, not a panic.

@@ -18,7 +18,9 @@ pub enum Error {
         /// The names that are registered.
         registered: Vec<String>,
     },
-    /// A wait ran out of time.
+    /// A caller's wait ran out of time (`wait_for` with a timeout, the
+    /// seed's `ExpiryError`). Only the wait ended: the execution goes on.
+    /// An execution whose own deadline passed ends as [`Error::TimedOut`].
     #[error("timed out after {waited:?} waiting for {what}")]
     Expiry {
         /// What was awaited.
@@ -65,7 +67,9 @@ pub enum Error {
     /// The execution was cancelled.
     #[error("execution {0} was cancelled")]
     Cancelled(ExecutionId),
-    /// The execution ran past its deadline.
+    /// The execution ran past its own deadline (`.expiry()` or
+    /// `.max_duration()` at dispatch) and ended as `timed_out`. A caller's
+    /// wait that runs out of time is [`Error::Expiry`].
     #[error("execution {0} timed out")]
     TimedOut(ExecutionId),
     /// The execution is paused because its code no longer matches its journal.
@@ -95,9 +99,26 @@ pub enum Error {
     /// A duration was malformed.
     #[error(transparent)]
     InvalidDuration(#[from] DurationError),
-    /// Options that cannot be combined, or an invalid value.
+    /// Options of a builder or a dispatch that cannot be combined, or an
+    /// option with an invalid value (a heartbeat not shorter than the lease,
+    /// `expiry` and `max_duration` both given, a malformed Redis URL).
     #[error("invalid configuration: {0}")]
     InvalidConfig(String),
+    /// An argument of a call was malformed or out of range (a signal key, a
+    /// cancellation reason, a patch id, a number that is not finite, a fork
+    /// point); nothing was done.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The call does not fit the state of what it was made on (resuming an
+    /// execution that is not paused, polling a future that already
+    /// finished); nothing was done.
+    #[error("{0}")]
+    InvalidState(String),
+    /// A recorded journal does not fit the code that reads it: an effect was
+    /// answered by a record of another kind. The engine stops the
+    /// invocation rather than go on with a wrong value.
+    #[error("journal mismatch: {0}")]
+    JournalMismatch(String),
     /// Encoding or decoding a value failed.
     #[error(transparent)]
     Codec(#[from] CodecError),

@@ -756,7 +756,8 @@ impl Stent {
     /// under the same key, and the execution receives it once. Sending
     /// again after the execution took it and ended is `Ok` too: the signal
     /// was delivered. The same key with another name or payload is refused
-    /// ([`StoreError::Conflict`]), and nothing is stored.
+    /// ([`StoreError::Conflict`]), and nothing is stored. A key that is
+    /// empty or longer than 512 bytes is [`Error::InvalidArgument`].
     ///
     /// ```no_run
     /// # async fn demo(executor: stent::Stent, id: stent::ExecutionId) -> Result<(), stent::Error> {
@@ -773,7 +774,7 @@ impl Stent {
         key: &str,
     ) -> Result<()> {
         if key.is_empty() || key.len() > MAX_SIGNAL_KEY {
-            return Err(Error::InvalidConfig(format!(
+            return Err(Error::InvalidArgument(format!(
                 "a signal key is 1 to {MAX_SIGNAL_KEY} bytes; this one has {} (nothing was sent)",
                 key.len()
             )));

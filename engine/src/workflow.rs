@@ -38,7 +38,7 @@ impl Future for Sleep {
         match &mut self.inner {
             Ok(effect) => Pin::new(effect).poll(cx).map(|_| Ok(())),
             Err(e) => Poll::Ready(Err(e.take().unwrap_or_else(|| {
-                Error::InvalidConfig("Sleep polled after it finished".into())
+                Error::InvalidState("Sleep polled after it finished".into())
             }))),
         }
     }
@@ -58,12 +58,12 @@ impl<T: DeserializeOwned> Future for SignalWait<T> {
         match &mut self.inner {
             Ok(effect) => Pin::new(effect).poll(cx).map(|r| match r {
                 Resolution::Value(p) => p.decode().map_err(Error::from),
-                other => Err(Error::InvalidConfig(format!(
+                other => Err(Error::JournalMismatch(format!(
                     "signal wait answered by {other:?}"
                 ))),
             }),
             Err(e) => Poll::Ready(Err(e.take().unwrap_or_else(|| {
-                Error::InvalidConfig("SignalWait polled after it finished".into())
+                Error::InvalidState("SignalWait polled after it finished".into())
             }))),
         }
     }
@@ -85,7 +85,7 @@ impl<T: DeserializeOwned> Future for SignalTimeout<T> {
             Ok(pair) => pair,
             Err(e) => {
                 return Poll::Ready(Err(e.take().unwrap_or_else(|| {
-                    Error::InvalidConfig("SignalTimeout polled after it finished".into())
+                    Error::InvalidState("SignalTimeout polled after it finished".into())
                 })));
             }
         };
@@ -97,7 +97,7 @@ impl<T: DeserializeOwned> Future for SignalTimeout<T> {
             *signal = None;
             return Poll::Ready(match r {
                 Resolution::Value(p) => p.decode().map(Some).map_err(Error::from),
-                other => Err(Error::InvalidConfig(format!(
+                other => Err(Error::JournalMismatch(format!(
                     "signal wait answered by {other:?}"
                 ))),
             });

@@ -82,6 +82,9 @@ impl From<stent::Error> for CliError {
             stent::Error::Backend(stent::journal::store::StoreError::NotFound(what)) => {
                 CliError::NotFound(format!("{what} not found"))
             }
+            stent::Error::InvalidArgument(m) | stent::Error::InvalidState(m) => {
+                CliError::Invalid(m)
+            }
             other => CliError::Stent(other),
         }
     }

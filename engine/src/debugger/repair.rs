@@ -29,7 +29,7 @@ impl Stent {
     /// its journal against the code it runs; if the code still diverges, the
     /// execution pauses again with a new report.
     ///
-    /// [`Error::NotFound`] for an unknown execution; [`Error::InvalidConfig`]
+    /// [`Error::NotFound`] for an unknown execution; [`Error::InvalidState`]
     /// if it is not paused.
     ///
     /// ```no_run
@@ -82,7 +82,7 @@ impl Stent {
     /// the seq of the first step the fix changes, and everything before it
     /// is not done again.
     ///
-    /// [`Error::NotFound`] for an unknown execution; [`Error::InvalidConfig`]
+    /// [`Error::NotFound`] for an unknown execution; [`Error::InvalidArgument`]
     /// if `at` is 0 or past the last non-terminal event of the root journal.
     ///
     /// Storage faults: the new execution is created with its root leased to
@@ -129,7 +129,7 @@ impl Stent {
             .position(|e| e.kind().is_terminal())
             .unwrap_or(events.len());
         if at.0 == 0 || at.0 as usize > effects {
-            return Err(Error::InvalidConfig(format!(
+            return Err(Error::InvalidArgument(format!(
                 "cannot fork execution {id} at seq {at}: the fork keeps seqs 0..at of the root \
                  journal, so `at` must be between 1 and {effects} (the root journal has {} events{})",
                 events.len(),
@@ -323,7 +323,7 @@ async fn cancel_unwritten_fork(
 }
 
 fn not_paused(id: ExecutionId, status: ExecutionStatus) -> Error {
-    Error::InvalidConfig(format!(
+    Error::InvalidState(format!(
         "execution {id} is {status}, not paused: only an execution paused by non-determinism can be resumed (to run a finished one again from an earlier point, fork it)"
     ))
 }

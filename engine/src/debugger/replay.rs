@@ -465,7 +465,11 @@ impl Replayer {
         };
         let entry = self.registry.get(&function)?;
         let mut driver = Driver::new(inv.invocation, events.clone(), entry.invoke(args.clone()))
-            .map_err(|e| DebugError::Engine(Error::InvalidConfig(e.to_string())))?;
+            .map_err(|e| {
+                DebugError::Engine(Error::Backend(stent_journal::store::StoreError::Corrupt(
+                    e.to_string(),
+                )))
+            })?;
         if let Some(key_of) = entry.idempotency_key
             && let Ok(key) = key_of(&function, version.as_deref(), &args)
         {

@@ -27,17 +27,10 @@ pub struct ForkArgs {
     pub at: u32,
 }
 
-fn invalid_or(e: stent::Error) -> CliError {
-    match e {
-        stent::Error::InvalidConfig(m) => CliError::Invalid(m),
-        other => CliError::from(other),
-    }
-}
-
 /// Runs `stent resume`.
 pub async fn resume(ctx: &mut Context<'_>, args: ResumeArgs) -> Result<(), CliError> {
     let id = execution_id(&args.id)?;
-    ctx.stent.resume(id).await.map_err(invalid_or)?;
+    ctx.stent.resume(id).await?;
     if ctx.json {
         return ctx.print_json(&json!({"execution": id.to_string(), "resumed": true}));
     }
@@ -49,7 +42,7 @@ pub async fn resume(ctx: &mut Context<'_>, args: ResumeArgs) -> Result<(), CliEr
 /// Runs `stent fork`.
 pub async fn fork(ctx: &mut Context<'_>, args: ForkArgs) -> Result<(), CliError> {
     let id = execution_id(&args.id)?;
-    let forked = ctx.stent.fork(id, Seq(args.at)).await.map_err(invalid_or)?;
+    let forked = ctx.stent.fork(id, Seq(args.at)).await?;
     if ctx.json {
         return ctx.print_json(&json!({
             "execution": id.to_string(),
