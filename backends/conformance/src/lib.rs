@@ -27,14 +27,13 @@
 //! is allowed; it should panic instead when the server is required.
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::sync::Arc;
 
 use stent_journal::store::{
     ATTEMPT_FAILURES_KEPT, AttemptFailure, Backend, ClaimRequest, ClaimedTask, CleanupCounts,
     DeadLetterRecord, Delivery, ExecutionFilter, ExecutionOutcome, ExecutionRecord,
-    ExecutionStatus, IdempotencyBegin, JournalRow, LeaseGrant, NewEvent, NewExecution,
-    NewInvocation, Routing, StoreError, TaskDisposition, TurnCommit, WorkerRecord,
+    ExecutionStatus, IdempotencyBegin, LeaseGrant, NewEvent, NewExecution, NewInvocation, Routing,
+    StoreError, TaskDisposition, TurnCommit, WorkerRecord,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
@@ -120,6 +119,7 @@ macro_rules! conformance_tests {
             cleanup_removes_only_old_ended_executions,
             inspect_tasks_and_stats,
             workers_announce_and_retire,
+            read_execution_journal_groups_by_invocation,
         );
     };
     ($factory:expr) => {
@@ -3544,22 +3544,19 @@ pub async fn cleanup_removes_only_old_ended_executions(backend: Arc<dyn Backend>
 
 // ---------------------------------------------------------------- execution journal
 
-/// What [`read_execution_journal_groups_by_invocation`] reads with: a
-/// backend's `read_execution_journal(execution, kinds)`.
-pub type ExecutionJournal = Vec<(InvocationId, Vec<JournalRow>)>;
-
 /// `read_execution_journal` returns the journal rows of every invocation of
 /// the execution, grouped by invocation in task creation order, each in seq
 /// order, optionally only rows of some kinds (an invocation left without
 /// rows is left out). Rows of other executions never appear.
-///
-/// Not in [`conformance_tests!`]: the method is not on the storage traits
-/// yet, so each backend's test calls this with its own reader.
-pub async fn read_execution_journal_groups_by_invocation<F, Fut>(backend: Arc<dyn Backend>, read: F)
-where
-    F: Fn(ExecutionId, Option<Vec<EventKind>>) -> Fut,
-    Fut: Future<Output = Result<ExecutionJournal, StoreError>>,
-{
+pub async fn read_execution_journal_groups_by_invocation(backend: Arc<dyn Backend>) {
+    let read = |execution: ExecutionId, kinds: Option<Vec<EventKind>>| {
+        let backend = Arc::clone(&backend);
+        async move {
+            backend
+                .read_execution_journal(execution, kinds.as_deref())
+                .await
+        }
+    };
     let (exec, c) = running(&backend, "app::root").await;
     let root = exec.root.invocation;
     // Spawned in this order: the higher seq first, so creation order and

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use stent_journal::ExecutionId;
-use stent_journal::store::{Backend, JournalStore};
+use stent_journal::store::Backend;
 use stent_sqlite::{SqliteBackend, Synchronous};
 
 /// A backend on a temporary file, deleted (with its WAL files) on drop.
@@ -49,25 +49,6 @@ impl stent_conformance::Fixture for TempDb {
 }
 
 stent_conformance::conformance_tests!(TempDb::new());
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn read_execution_journal_groups_by_invocation() {
-    let db = TempDb::new().await;
-    let reader = db.backend.clone();
-    stent_conformance::read_execution_journal_groups_by_invocation(
-        Arc::new(db.backend.clone()),
-        move |execution, kinds| {
-            let reader = reader.clone();
-            async move {
-                reader
-                    .read_execution_journal(execution, kinds.as_deref())
-                    .await
-            }
-        },
-    )
-    .await;
-    drop(db);
-}
 
 mod in_memory {
     stent_conformance::conformance_tests!(async {
