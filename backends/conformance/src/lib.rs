@@ -250,6 +250,29 @@ fn turn(
     TurnCommit::bare(invocation, epoch, now, disposition)
 }
 
+/// A turn shaped like a sequential step's: one `CallCompleted` event of
+/// 64 bytes at `seq`, stamped at `seq` ms, holding the lease. For the
+/// backends' own tests (load, group commit, lost replies) that need many
+/// such turns.
+pub fn step_turn(inv: InvocationId, epoch: LeaseEpoch, seq: u32) -> TurnCommit {
+    TurnCommit {
+        events: vec![NewEvent {
+            seq: Seq(seq),
+            kind: EventKind::CallCompleted,
+            call_key: None,
+            bytes: vec![0x42; 64],
+        }],
+        ..TurnCommit::bare(
+            inv,
+            epoch,
+            Timestamp(seq.into()),
+            TaskDisposition::Hold {
+                lease_until: Timestamp(1_000_000),
+            },
+        )
+    }
+}
+
 fn hold(until: Timestamp) -> TaskDisposition {
     TaskDisposition::Hold { lease_until: until }
 }

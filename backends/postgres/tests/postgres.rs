@@ -12,6 +12,7 @@ use std::task::Poll;
 use std::time::Duration;
 
 use sqlx::{AssertSqlSafe, Connection};
+use stent_conformance::step_turn as step;
 use stent_journal::store::{
     ClaimRequest, DatabaseErrorKind, ExecutionFilter, ExecutionStore, JournalStore, NewEvent,
     NewExecution, NewInvocation, Routing, StoreError, TaskDisposition, TaskStore, TurnCommit,
@@ -51,25 +52,6 @@ fn claim_request(worker: &str, now: i64, limit: usize) -> ClaimRequest {
         concurrency_limits: Vec::new(),
         code_version: None,
         also_runs: Vec::new(),
-    }
-}
-
-fn step(inv: InvocationId, epoch: LeaseEpoch, seq: u32) -> TurnCommit {
-    TurnCommit {
-        events: vec![NewEvent {
-            seq: Seq(seq),
-            kind: EventKind::CallCompleted,
-            call_key: None,
-            bytes: vec![0x42; 64],
-        }],
-        ..TurnCommit::bare(
-            inv,
-            epoch,
-            Timestamp(seq.into()),
-            TaskDisposition::Hold {
-                lease_until: Timestamp(1_000_000),
-            },
-        )
     }
 }
 

@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use sqlx::Connection;
 use sqlx::sqlite::SqliteConnection;
+use stent_conformance::step_turn as step;
 use stent_journal::store::{
     ClaimRequest, ExecutionFilter, ExecutionStore, JournalStore, NewEvent, NewExecution,
-    NewInvocation, Routing, StoreError, TaskDisposition, TaskStore, TurnCommit,
+    NewInvocation, Routing, StoreError, TaskDisposition, TaskStore,
 };
 use stent_journal::{EventKind, ExecutionId, LeaseEpoch, Seq, Timestamp, WorkerId};
 use stent_sqlite::{SqliteBackend, Synchronous};
@@ -52,25 +53,6 @@ fn claim_request(worker: &str, now: i64, limit: usize) -> ClaimRequest {
         concurrency_limits: Vec::new(),
         code_version: None,
         also_runs: Vec::new(),
-    }
-}
-
-fn step(inv: stent_journal::InvocationId, epoch: LeaseEpoch, seq: u32) -> TurnCommit {
-    TurnCommit {
-        events: vec![NewEvent {
-            seq: Seq(seq),
-            kind: EventKind::CallCompleted,
-            call_key: None,
-            bytes: vec![0x42; 64],
-        }],
-        ..TurnCommit::bare(
-            inv,
-            epoch,
-            Timestamp(seq.into()),
-            TaskDisposition::Hold {
-                lease_until: Timestamp(1_000_000),
-            },
-        )
     }
 }
 
