@@ -91,8 +91,10 @@ async fn checkout(customer: String, note: String) -> Result<String, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotent_body_runs_once_per_key_and_duplicates_wait() {
     let executor = Stent::new(MemoryBackend::new());
-    let worker =
-        TestWorker::start_with(&executor, |w| w.poll_interval(Duration::from_millis(10))).await;
+    let worker = TestWorker::start_with(&executor, |w| {
+        w.poll_min_interval(Duration::from_millis(10))
+    })
+    .await;
     let t = Some(Duration::from_secs(10));
     // Concurrent duplicates with different notes: the key ignores the note.
     let a = executor
@@ -145,8 +147,10 @@ async fn many_limited(n: u32) -> Result<u32, String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn max_concurrent_holds_across_workers() {
     let executor = Stent::new(MemoryBackend::new());
-    let fast =
-        |w: stent::WorkerBuilder| w.poll_interval(Duration::from_millis(5)).max_concurrency(8);
+    let fast = |w: stent::WorkerBuilder| {
+        w.poll_min_interval(Duration::from_millis(5))
+            .max_concurrency(8)
+    };
     let w1 = TestWorker::start_with(&executor, fast).await;
     let w2 = TestWorker::start_with(&executor, fast).await;
     let id = executor.dispatch(many_limited(12)).await.unwrap();

@@ -249,7 +249,7 @@ async fn a_worker_whose_leases_lapsed_in_a_stall_renews_them_instead_of_taking_i
     let worker = TestWorker::start_with(&executor, |w| {
         w.lease_duration(Duration::from_secs(10))
             .heartbeat_interval(Duration::from_secs(3))
-            .poll_interval(Duration::from_millis(100))
+            .poll_min_interval(Duration::from_millis(100))
     })
     .await;
     let id = executor.dispatch(calls_gated(STALL_GATE, 1)).await.unwrap();

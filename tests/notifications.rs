@@ -112,8 +112,10 @@ async fn two_executors(kind: Kind, poll: Duration) {
         .poll_min_interval(poll)
         .poll_max_interval(poll)
         .build();
-    let worker =
-        TestWorker::start_with(&server, |w| w.poll_interval(poll).poll_interval_max(poll)).await;
+    let worker = TestWorker::start_with(&server, |w| {
+        w.poll_min_interval(poll).poll_max_interval(poll)
+    })
+    .await;
     // Both executors listen before the first message that matters.
     wait_until_listening(kind, &backend, &channel, 2).await;
     // The worker went idle (its first claim found nothing) before the dispatch.
@@ -165,8 +167,10 @@ async fn one_executor_runs_the_same_with_every_notifier() {
             .poll_min_interval(Duration::from_millis(20))
             .poll_max_interval(Duration::from_millis(200))
             .build();
-        let worker =
-            TestWorker::start_with(&executor, |w| w.poll_interval(Duration::from_millis(20))).await;
+        let worker = TestWorker::start_with(&executor, |w| {
+            w.poll_min_interval(Duration::from_millis(20))
+        })
+        .await;
         let ids: Vec<ExecutionId> = futures_join(&executor, 5).await;
         for (i, id) in ids.into_iter().enumerate() {
             executor
@@ -205,8 +209,8 @@ async fn an_unreachable_notifier_never_fails_the_worker() {
         .poll_max_interval(Duration::from_millis(100))
         .build();
     let worker = TestWorker::start_with(&executor, |w| {
-        w.poll_interval(Duration::from_millis(20))
-            .poll_interval_max(Duration::from_millis(100))
+        w.poll_min_interval(Duration::from_millis(20))
+            .poll_max_interval(Duration::from_millis(100))
     })
     .await;
     let id = executor.dispatch(notify_flow(3)).await.unwrap();
@@ -298,8 +302,10 @@ async fn redis_notifier_resubscribes_after_losing_its_connection() {
         .poll_min_interval(NEVER)
         .poll_max_interval(NEVER)
         .build();
-    let worker =
-        TestWorker::start_with(&server, |w| w.poll_interval(NEVER).poll_interval_max(NEVER)).await;
+    let worker = TestWorker::start_with(&server, |w| {
+        w.poll_min_interval(NEVER).poll_max_interval(NEVER)
+    })
+    .await;
     let subscribers = |admin: &mut redis::aio::MultiplexedConnection| {
         let mut admin = admin.clone();
         let channel = channel.clone();
@@ -350,8 +356,10 @@ async fn postgres_notifier_listens_again_after_losing_its_connection() {
         .poll_min_interval(NEVER)
         .poll_max_interval(NEVER)
         .build();
-    let worker =
-        TestWorker::start_with(&server, |w| w.poll_interval(NEVER).poll_interval_max(NEVER)).await;
+    let worker = TestWorker::start_with(&server, |w| {
+        w.poll_min_interval(NEVER).poll_max_interval(NEVER)
+    })
+    .await;
     let listeners = || {
         let pool = backend.pool().clone();
         let listen = listen.clone();
@@ -439,8 +447,10 @@ async fn a_resubscribed_notifier_makes_waiters_and_workers_check_again() {
         .poll_min_interval(NEVER)
         .poll_max_interval(NEVER)
         .build();
-    let worker =
-        TestWorker::start_with(&server, |w| w.poll_interval(NEVER).poll_interval_max(NEVER)).await;
+    let worker = TestWorker::start_with(&server, |w| {
+        w.poll_min_interval(NEVER).poll_max_interval(NEVER)
+    })
+    .await;
 
     let id = client.dispatch(notify_flow(2)).await.unwrap();
     client.send_signal(id, "bonus", &5u64).await.unwrap();

@@ -307,7 +307,7 @@ async fn a_retry_runs_when_its_delay_is_over_not_at_the_next_idle_poll() {
         .build();
     // Idle polls every 30 s: the retry must not wait for one.
     let worker =
-        TestWorker::start_with(&executor, |w| w.poll_interval(Duration::from_secs(30))).await;
+        TestWorker::start_with(&executor, |w| w.poll_min_interval(Duration::from_secs(30))).await;
     let started = tokio::time::Instant::now();
     let id = executor.dispatch(quick_retry()).await.unwrap();
     assert_eq!(

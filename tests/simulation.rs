@@ -242,26 +242,11 @@ fn cached_and_idempotent_across_executions() {
 #[test]
 fn each_fault_kind_alone() {
     for faults in [
-        Faults {
-            crashes: true,
-            ..Faults::none()
-        },
-        Faults {
-            zombies: true,
-            ..Faults::none()
-        },
-        Faults {
-            transient_failures: true,
-            ..Faults::none()
-        },
-        Faults {
-            clock_jumps: true,
-            ..Faults::none()
-        },
-        Faults {
-            storage: true,
-            ..Faults::none()
-        },
+        Faults::none().crashes(true),
+        Faults::none().zombies(true),
+        Faults::none().transient_failures(true),
+        Faults::none().clock_jumps(true),
+        Faults::none().storage(true),
     ] {
         let summary = sim()
             .cases(CASES / 4)

@@ -128,8 +128,8 @@ fn expected(workflow: u64) -> u64 {
 fn worker_settings(w: stent::WorkerBuilder) -> stent::WorkerBuilder {
     w.lease_duration(LEASE)
         .heartbeat_interval(LEASE / 5)
-        .poll_interval(Duration::from_millis(20))
-        .poll_interval_max(Duration::from_millis(200))
+        .poll_min_interval(Duration::from_millis(20))
+        .poll_max_interval(Duration::from_millis(200))
         .sticky_timer(Duration::from_millis(100))
 }
 
@@ -470,7 +470,7 @@ async fn lapsed_leases_of_live_workers_are_no_crash_loop() {
         move |w: stent::WorkerBuilder| {
             worker_settings(w)
                 .worker_id(name)
-                .poll_interval_max(Duration::from_millis(50))
+                .poll_max_interval(Duration::from_millis(50))
         }
     };
     let a = TestWorker::start_with(&executor, settings("a")).await;

@@ -69,7 +69,7 @@ async fn idle_workers_and_waiters_wake_at_once_not_at_their_poll_interval() {
         .poll_max_interval(Duration::from_secs(60))
         .build();
     let worker =
-        TestWorker::start_with(&executor, |w| w.poll_interval(Duration::from_secs(60))).await;
+        TestWorker::start_with(&executor, |w| w.poll_min_interval(Duration::from_secs(60))).await;
     // Give the worker time to go idle on its (long) poll.
     tokio::time::sleep(Duration::from_millis(50)).await;
     // `claimed_only` has a limit, so it is not handed over at dispatch: the
@@ -156,7 +156,7 @@ async fn a_worker_never_claims_a_function_it_has_not_registered() {
     registry.register(leaf);
     let narrow = Stent::builder(backend).function_registry(registry).build();
     let worker =
-        TestWorker::start_with(&narrow, |w| w.poll_interval(Duration::from_millis(10))).await;
+        TestWorker::start_with(&narrow, |w| w.poll_min_interval(Duration::from_millis(10))).await;
     let id = dispatcher.dispatch(only_elsewhere(3)).await.unwrap();
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(dispatcher.queue_depth(None).await.unwrap(), 1);

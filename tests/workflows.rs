@@ -371,8 +371,8 @@ async fn fenced_worker(executor: &Stent, name: &'static str) -> TestWorker {
         w.worker_id(name)
             .lease_duration(Duration::from_millis(100))
             .heartbeat_interval(Duration::from_millis(30))
-            .poll_interval(Duration::from_millis(10))
-            .poll_interval_max(Duration::from_millis(20))
+            .poll_min_interval(Duration::from_millis(10))
+            .poll_max_interval(Duration::from_millis(20))
     })
     .await
 }

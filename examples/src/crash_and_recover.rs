@@ -104,8 +104,8 @@ pub async fn serve_worker(db: &Path) -> crate::Result<()> {
         .worker_id(format!("crash-demo-{}", std::process::id()))
         .lease_duration(Duration::from_secs(1))
         .heartbeat_interval(Duration::from_millis(250))
-        .poll_interval(Duration::from_millis(50))
-        .poll_interval_max(Duration::from_millis(200))
+        .poll_min_interval(Duration::from_millis(50))
+        .poll_max_interval(Duration::from_millis(200))
         .serve()
         .await?;
     Ok(())

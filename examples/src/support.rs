@@ -108,8 +108,8 @@ impl LocalWorker {
         let lifecycle = executor.create_worker_lifecycle(None);
         let builder = executor
             .worker()
-            .poll_interval(Duration::from_millis(50))
-            .poll_interval_max(Duration::from_millis(500))
+            .poll_min_interval(Duration::from_millis(50))
+            .poll_max_interval(Duration::from_millis(500))
             .lifecycle(lifecycle.clone());
         let handle = tokio::spawn(configure(builder).serve());
         lifecycle.wait_until_ready().await;

@@ -18,8 +18,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .worker_id(format!("crash-worker-{}", std::process::id()))
         .lease_duration(Duration::from_millis(1000))
         .heartbeat_interval(Duration::from_millis(250))
-        .poll_interval(Duration::from_millis(50))
-        .poll_interval_max(Duration::from_millis(200))
+        .poll_min_interval(Duration::from_millis(50))
+        .poll_max_interval(Duration::from_millis(200))
         .serve()
         .await?;
     Ok(())

@@ -46,8 +46,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .max_concurrency(32)
         .lease_duration(ms("STENT_WORKER_LEASE_MS", 5000))
         .heartbeat_interval(ms("STENT_WORKER_HEARTBEAT_MS", 1000))
-        .poll_interval(Duration::from_millis(50))
-        .poll_interval_max(Duration::from_millis(500))
+        .poll_min_interval(Duration::from_millis(50))
+        .poll_max_interval(Duration::from_millis(500))
         .serve()
         .await?;
     Ok(())

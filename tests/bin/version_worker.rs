@@ -23,8 +23,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     executor
         .worker()
         .worker_id(format!("version-worker-{}", running_version()))
-        .poll_interval(Duration::from_millis(20))
-        .poll_interval_max(Duration::from_millis(100))
+        .poll_min_interval(Duration::from_millis(20))
+        .poll_max_interval(Duration::from_millis(100))
         .serve()
         .await?;
     Ok(())

@@ -107,7 +107,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let worker = tokio::spawn(
         executor
             .worker()
-            .poll_interval_max(Duration::from_millis(100))
+            .poll_max_interval(Duration::from_millis(100))
             .lifecycle(lifecycle.clone())
             .serve(),
     );

@@ -769,8 +769,8 @@ async fn a_signal_from_the_binary_wakes_a_listening_worker_at_once() {
         executor
             .worker()
             .lifecycle(lifecycle.clone())
-            .poll_interval(hour)
-            .poll_interval_max(hour)
+            .poll_min_interval(hour)
+            .poll_max_interval(hour)
             .serve(),
     );
     lifecycle.wait_until_ready().await;

@@ -4,7 +4,7 @@
 //! sharing the database.
 //!
 //! They only make things faster. Every worker also polls the backend with
-//! exponential backoff (`poll_interval` … `poll_interval_max`), and every
+//! exponential backoff (`poll_min_interval` … `poll_max_interval`), and every
 //! `wait_for` polls too, so a lost, late or duplicated notification costs
 //! latency, never correctness. [`NoNotifications`] switches them off
 //! entirely, leaving the polling alone.

@@ -111,7 +111,7 @@ where
 /// let sim = Simulation::new()
 ///     .cases(100)
 ///     .seed(7)
-///     .faults(Faults { zombies: false, ..Faults::all() })
+///     .faults(Faults::all().zombies(false))
 ///     .signal("approval", &true)
 ///     .executions(2)
 ///     .lease_duration(Duration::from_secs(10));

@@ -7,16 +7,20 @@ use std::time::Duration;
 use proptest::prelude::*;
 use proptest::strategy::{BoxedStrategy, Union};
 
-/// Which kinds of faults a simulation injects. All on by default.
+/// Which kinds of faults a simulation injects. All on by default. Start
+/// from [`Faults::all`] or [`Faults::none`] and switch kinds with the
+/// setters (new kinds may be added, so the struct cannot be written out
+/// field by field).
 ///
 /// ```
 /// use stent::testing::Faults;
 ///
-/// let only_crashes = Faults { crashes: true, ..Faults::none() };
-/// assert!(!only_crashes.zombies);
-/// assert!(Faults::all().clock_jumps);
+/// let only_crashes = Faults::none().crashes(true);
+/// assert!(only_crashes.crashes && !only_crashes.zombies);
+/// assert!(!Faults::all().zombies(false).zombies);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Faults {
     /// Crash the worker after (or just before) a storage write; a fresh
     /// worker takes over once the dead one's leases expire.
@@ -64,6 +68,48 @@ impl Faults {
             clock_jumps: false,
             storage: false,
         }
+    }
+
+    /// Worker crashes on or off.
+    #[must_use]
+    pub const fn crashes(mut self, on: bool) -> Faults {
+        self.crashes = on;
+        self
+    }
+
+    /// Transient failures of retried functions on or off.
+    #[must_use]
+    pub const fn transient_failures(mut self, on: bool) -> Faults {
+        self.transient_failures = on;
+        self
+    }
+
+    /// Zombie workers (stalled past their lease) on or off.
+    #[must_use]
+    pub const fn zombies(mut self, on: bool) -> Faults {
+        self.zombies = on;
+        self
+    }
+
+    /// Late or duplicated signals on or off.
+    #[must_use]
+    pub const fn signals(mut self, on: bool) -> Faults {
+        self.signals = on;
+        self
+    }
+
+    /// Jumps of the virtual clock on or off.
+    #[must_use]
+    pub const fn clock_jumps(mut self, on: bool) -> Faults {
+        self.clock_jumps = on;
+        self
+    }
+
+    /// Storage faults (failed writes, lost replies, outages) on or off.
+    #[must_use]
+    pub const fn storage(mut self, on: bool) -> Faults {
+        self.storage = on;
+        self
     }
 }
 

@@ -306,11 +306,11 @@ where
             .worker()
             .worker_id(format!("sim-worker-{n}"))
             .lease_duration(config.lease)
-            .poll_interval(Duration::from_secs(1))
+            .poll_min_interval(Duration::from_secs(1))
             // Work made runnable by another worker or a signal is found by
             // polling (workers do not share a process here); a parked
             // task's own wake-up time is never overslept.
-            .poll_interval_max(Duration::from_secs(300))
+            .poll_max_interval(Duration::from_secs(300))
             .cleanup_interval(None)
             .serve();
         tokio::spawn(serve);

@@ -131,16 +131,31 @@ impl WorkerBuilder {
         self
     }
 
-    /// Shortest wait between polls when idle (default 1 s).
-    pub fn poll_interval(mut self, d: Duration) -> Self {
+    /// Shortest wait between polls when idle (default 1 s). The same name
+    /// as the executor's option for its waiters
+    /// ([`StentBuilder::poll_min_interval`](crate::StentBuilder::poll_min_interval)).
+    pub fn poll_min_interval(mut self, d: Duration) -> Self {
         self.poll_interval = d;
         self
     }
 
-    /// Longest wait between polls when idle (default: the executor's `poll_max_interval`).
-    pub fn poll_interval_max(mut self, d: Duration) -> Self {
+    /// Longest wait between polls when idle (default: the executor's
+    /// `poll_max_interval`).
+    pub fn poll_max_interval(mut self, d: Duration) -> Self {
         self.poll_interval_max = Some(d);
         self
+    }
+
+    /// [`poll_min_interval`](Self::poll_min_interval) under the seed API's
+    /// name for the worker (`worker(poll_interval=…)`).
+    pub fn poll_interval(self, d: Duration) -> Self {
+        self.poll_min_interval(d)
+    }
+
+    /// [`poll_max_interval`](Self::poll_max_interval) under the seed API's
+    /// name for the worker (`worker(poll_interval_max=…)`).
+    pub fn poll_interval_max(self, d: Duration) -> Self {
+        self.poll_max_interval(d)
     }
 
     /// Growth factor of the idle poll interval (default: the executor's).
@@ -257,5 +272,26 @@ impl WorkerBuilder {
         }
         lifecycle.set(LifecycleState::Stopped);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use stent_memory::MemoryBackend;
+
+    use crate::Stent;
+
+    #[test]
+    fn the_seed_names_of_the_poll_options_set_the_same_options() {
+        let stent = Stent::new(MemoryBackend::new());
+        let (min, max) = (Duration::from_millis(250), Duration::from_secs(3));
+        let named = stent.worker().poll_min_interval(min).poll_max_interval(max);
+        let seed = stent.worker().poll_interval(min).poll_interval_max(max);
+        assert_eq!(named.poll_interval, min);
+        assert_eq!(named.poll_interval_max, Some(max));
+        assert_eq!(seed.poll_interval, named.poll_interval);
+        assert_eq!(seed.poll_interval_max, named.poll_interval_max);
     }
 }

@@ -347,8 +347,8 @@ impl Worker {
             executor
                 .worker()
                 .lifecycle(lifecycle.clone())
-                .poll_interval(Duration::from_millis(10))
-                .poll_interval_max(Duration::from_millis(100))
+                .poll_min_interval(Duration::from_millis(10))
+                .poll_max_interval(Duration::from_millis(100))
                 .serve(),
         );
         lifecycle.wait_until_ready().await;
