@@ -8,7 +8,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use stent::backends::MemoryBackend;
-use stent::{ExecutionId, Stent, TaskFilter, TaskState};
+use stent::records::{TaskFilter, TaskState};
+use stent::{ExecutionId, Stent};
 use stent_journal::Seq;
 use stent_journal::store::JournalStore;
 use stent_tests::{CountingBackend, TestWorker};
@@ -42,7 +43,7 @@ async fn kinds(executor: &Stent, invocation: stent::InvocationId) -> Vec<String>
         .collect()
 }
 
-async fn tasks(executor: &Stent, id: ExecutionId) -> Vec<stent::TaskRecord> {
+async fn tasks(executor: &Stent, id: ExecutionId) -> Vec<stent::records::TaskRecord> {
     executor
         .list_tasks(TaskFilter {
             execution: Some(id),

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use stent::backends::{MemoryBackend, PostgresBackend, SqliteBackend};
-use stent::{ExecutionId, InvocationId, Stent, TaskFilter, TaskState};
+use stent::records::{TaskFilter, TaskState};
+use stent::{ExecutionId, InvocationId, Stent};
 use stent_journal::Seq;
 use stent_journal::event::Event;
 use stent_journal::store::Backend;

@@ -70,8 +70,11 @@ mod waits;
 mod worker;
 mod workflow;
 
+#[doc(hidden)]
 pub use admin::DEFAULT_TASK_PAGE;
-pub use call::{Call, CallFuture, IntoDefinition};
+pub use call::Call;
+#[doc(hidden)]
+pub use call::{CallFuture, IntoDefinition};
 pub use clock::{Clock, TokioClock};
 pub use compensation::{Cancellation, CompensationCall, CompensationReport, RunCompensations};
 pub use context::{
@@ -83,14 +86,16 @@ pub use lifecycle::{LifecycleState, WorkerLifecycle};
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsFacade;
 pub use metrics::{MetricsRecorder, NoMetrics};
+#[doc(hidden)]
 pub use orchestration::ApplyArgs;
-pub use registry::{
-    BoxFuture, DurableFn, DurableOptions, FunctionEntry, FunctionRegistry, RetryPolicy,
-    RetryPredicate,
-};
+#[doc(hidden)]
+pub use registry::{BoxFuture, DurableFn, DurableOptions, FunctionEntry};
+pub use registry::{FunctionRegistry, RetryPolicy, RetryPredicate};
+pub use stent_journal::store::ExecutionStatus;
+#[doc(hidden)]
 pub use stent_journal::store::{
-    CleanupCounts, DeadLetterRecord, ExecutionStatus, QueueStats, SignalRecord, StoreStats,
-    TaskFilter, TaskRecord, TaskState,
+    CleanupCounts, DeadLetterRecord, QueueStats, SignalRecord, StoreStats, TaskFilter, TaskRecord,
+    TaskState,
 };
 pub use stent_journal::{
     DurationSpec, ExecutionId, Failure, IntoDuration, InvocationId, Payload, Serializer,
@@ -103,6 +108,41 @@ pub use workflow::{SignalTimeout, SignalWait, Sleep};
 
 /// The journal layer: events, codec, ids, storage traits.
 pub use stent_journal as journal;
+
+/// What the inspection and administration calls return — tasks, dead
+/// letters, statistics, cleanup counts, pending signals — and the filter
+/// for listing tasks.
+///
+/// ```no_run
+/// # async fn demo(executor: stent::Stent) -> stent::Result<()> {
+/// use stent::records::{TaskFilter, TaskState};
+///
+/// let ready = executor
+///     .list_tasks(TaskFilter {
+///         state: Some(TaskState::Ready),
+///         ..TaskFilter::default()
+///     })
+///     .await?;
+/// let stats = executor.stats().await?;
+/// println!("{} ready of {:?}", ready.len(), stats);
+/// # Ok(()) }
+/// ```
+pub mod records {
+    pub use crate::admin::DEFAULT_TASK_PAGE;
+    pub use stent_journal::store::{
+        CleanupCounts, DeadLetterRecord, QueueStats, SignalRecord, StoreStats, TaskFilter,
+        TaskRecord, TaskState,
+    };
+}
+
+/// The pieces `#[stent::durable]` generates code against, for a durable
+/// function defined by hand (a [`definition::DurableFn`] impl)
+/// or a custom [`FunctionRegistry`]: most programs never name them.
+pub mod definition {
+    pub use crate::call::{CallFuture, IntoDefinition};
+    pub use crate::orchestration::ApplyArgs;
+    pub use crate::registry::{BoxFuture, DurableFn, DurableOptions, FunctionEntry};
+}
 
 /// Notification backends: how idle workers and `wait_for` callers are
 /// woken, in this process or across processes (see

@@ -20,8 +20,9 @@
 use std::time::Duration;
 
 use stent::debugger::DeployCheck;
+use stent::definition::{BoxFuture, DurableFn, DurableOptions};
 use stent::journal::store::Backend;
-use stent::{BoxFuture, Call, DurableFn, DurableOptions, ExecutionId, FunctionRegistry, Stent};
+use stent::{Call, ExecutionId, FunctionRegistry, Stent};
 
 use crate::support::LocalWorker;
 

@@ -285,7 +285,7 @@ pub struct MediaReport {
 async fn wait_for_dead_letter(
     executor: &Stent,
     id: ExecutionId,
-) -> crate::Result<stent::DeadLetterRecord> {
+) -> crate::Result<stent::records::DeadLetterRecord> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
         let letters = executor.list_dead_letters(100).await?;

@@ -27,7 +27,8 @@
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use stent::{BoxFuture, Call, DurableFn, DurableOptions, ExecutionId, FunctionRegistry, Stent};
+use stent::definition::{BoxFuture, DurableFn, DurableOptions};
+use stent::{Call, ExecutionId, FunctionRegistry, Stent};
 
 use crate::support::LocalWorker;
 

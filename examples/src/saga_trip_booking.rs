@@ -236,7 +236,9 @@ pub async fn cancel_car(code: String) -> Result<String, BookingError> {
 }
 
 /// Registers `undo` to run if the trip is cancelled (see the module docs).
-fn undo_on_cancel<D: stent::DurableFn>(undo: stent::Call<D>) -> Result<(), (String, BookingError)> {
+fn undo_on_cancel<D: stent::definition::DurableFn>(
+    undo: stent::Call<D>,
+) -> Result<(), (String, BookingError)> {
     Stent::on_cancel(undo).map_err(|e| {
         (
             "setup".to_string(),

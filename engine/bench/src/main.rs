@@ -504,7 +504,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let waiting = stats
                     .tasks
                     .iter()
-                    .find(|(state, _)| *state == stent::TaskState::Waiting)
+                    .find(|(state, _)| *state == stent::records::TaskState::Waiting)
                     .map_or(0, |(_, count)| *count);
                 if waiting >= n {
                     break;

@@ -201,17 +201,17 @@ async fn hostile_call(name: String) -> Result<String, String> {
 /// A durable function whose registered name is hostile markup.
 struct HostileName;
 
-impl stent::DurableFn for HostileName {
+impl stent::definition::DurableFn for HostileName {
     type Args = (u32,);
     type Output = u32;
     type Error = String;
     const NAME: &'static str = "evil<script>alert('name')</script>\"><img src=x onerror=alert(2)>";
 
-    fn options() -> stent::DurableOptions<Self::Args> {
-        stent::DurableOptions::new()
+    fn options() -> stent::definition::DurableOptions<Self::Args> {
+        stent::definition::DurableOptions::new()
     }
 
-    fn run(args: Self::Args) -> stent::BoxFuture<Result<u32, String>> {
+    fn run(args: Self::Args) -> stent::definition::BoxFuture<Result<u32, String>> {
         Box::pin(async move { Ok(args.0) })
     }
 }

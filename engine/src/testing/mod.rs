@@ -401,7 +401,7 @@ impl Simulation {
     ///     Ok(x * 2)
     /// }
     ///
-    /// fn check_by_type<D: stent::DurableFn<Args = (u32,)>>() {
+    /// fn check_by_type<D: stent::definition::DurableFn<Args = (u32,)>>() {
     ///     stent::testing::Simulation::new()
     ///         .cases(10)
     ///         .check_def::<D, _>((0u32..10,));

@@ -5,7 +5,7 @@ use std::io::{BufRead, IsTerminal, Write};
 
 use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
-use stent::DeadLetterRecord;
+use stent::records::DeadLetterRecord;
 
 use crate::render::{Table, cut, escape_controls, time_json, time_text};
 use crate::{CliError, Context};

@@ -2,7 +2,7 @@
 
 use clap::Args;
 use serde_json::{Value as Json, json};
-use stent::{StoreStats, TaskFilter, TaskRecord, TaskState};
+use stent::records::{StoreStats, TaskFilter, TaskRecord, TaskState};
 
 use super::tasks::task_json;
 use crate::render::{Table, cut, elapsed_text, escape_controls, time_text};

@@ -2,7 +2,7 @@
 
 use clap::{Args, Subcommand};
 use serde_json::{Value as Json, json};
-use stent::{TaskFilter, TaskRecord, TaskState};
+use stent::records::{TaskFilter, TaskRecord, TaskState};
 
 use crate::render::{Table, cut, escape_controls, time_json, time_text};
 use crate::{CliError, Context};

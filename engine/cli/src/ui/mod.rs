@@ -90,7 +90,7 @@ pub(crate) struct Console {
     pub csrf: String,
     pub token: Option<String>,
     /// The last whole-store counts, and when they were read.
-    stats: tokio::sync::Mutex<Option<(tokio::time::Instant, stent::StoreStats)>>,
+    stats: tokio::sync::Mutex<Option<(tokio::time::Instant, stent::records::StoreStats)>>,
 }
 
 /// How long whole-store counts are reused: they scan every execution and
@@ -100,7 +100,7 @@ const STATS_TTL: std::time::Duration = std::time::Duration::from_secs(1);
 impl Console {
     /// The whole-store counts, read at most once per [`STATS_TTL`] however
     /// many pages and streams ask.
-    pub(crate) async fn stats(&self) -> stent::Result<stent::StoreStats> {
+    pub(crate) async fn stats(&self) -> stent::Result<stent::records::StoreStats> {
         let mut cached = self.stats.lock().await;
         if let Some((at, stats)) = cached.as_ref()
             && at.elapsed() < STATS_TTL
