@@ -10,23 +10,31 @@ const MAX_DIFFS: usize = 50;
 
 pub use stent_journal::pause::FieldDiff;
 
-/// The fields that differ between two CBOR values, with paths below `root`.
+/// The fields that differ between two payloads, with paths below `root`:
+/// what a divergence report shows for arguments that changed.
 ///
 /// Arrays are compared by index, maps by key, tags by their content; any
-/// other difference is reported at the path where it is found.
+/// other difference is reported at the path where it is found. A payload
+/// that does not decode is compared as its bytes.
 ///
 /// ```
-/// use stent::debugger::{CborValue as Value, diff_values};
+/// use stent::Payload;
+/// use stent::debugger::diff_values;
 ///
 /// #[derive(serde::Serialize)]
 /// struct Item { sku: &'static str, qty: u32 }
 ///
-/// let recorded = Value::serialized(&(vec![Item { sku: "a", qty: 3 }],)).unwrap();
-/// let asked = Value::serialized(&(vec![Item { sku: "a", qty: 4 }],)).unwrap();
+/// let recorded = Payload::encode(&(vec![Item { sku: "a", qty: 3 }],)).unwrap();
+/// let asked = Payload::encode(&(vec![Item { sku: "a", qty: 4 }],)).unwrap();
 /// let diffs = diff_values("args", &recorded, &asked);
 /// assert_eq!(diffs[0].to_string(), "args[0][0].qty: 3 -> 4");
 /// ```
-pub fn diff_values(root: &str, recorded: &Value, asked: &Value) -> Vec<FieldDiff> {
+pub fn diff_values(root: &str, recorded: &Payload, asked: &Payload) -> Vec<FieldDiff> {
+    diff_cbor(root, &payload_value(recorded), &payload_value(asked))
+}
+
+/// [`diff_values`] on decoded values.
+pub(crate) fn diff_cbor(root: &str, recorded: &Value, asked: &Value) -> Vec<FieldDiff> {
     let mut out = Vec::new();
     diff_into(root.to_string(), recorded, asked, &mut out);
     out
@@ -69,8 +77,8 @@ fn push(out: &mut Vec<FieldDiff>, path: String, a: Option<&Value>, b: Option<&Va
     if out.len() < MAX_DIFFS {
         out.push(FieldDiff {
             path,
-            recorded: a.map(|v| render_value(v, 120)),
-            asked: b.map(|v| render_value(v, 120)),
+            recorded: a.map(|v| render_cbor(v, 120)),
+            asked: b.map(|v| render_cbor(v, 120)),
         });
     }
 }
@@ -84,19 +92,25 @@ fn key_path(path: &str, key: &Value) -> String {
         {
             format!("{path}.{t}")
         }
-        other => format!("{path}[{}]", render_value(other, 60)),
+        other => format!("{path}[{}]", render_cbor(other, 60)),
     }
 }
 
-/// A value as JSON-like text: text quoted, byte strings as `h'…'`, cut to
-/// about `max` characters with `…`.
+/// A payload as JSON-like text: text quoted, byte strings as `h'…'`, cut
+/// to about `max` characters with `…` (a payload that does not decode
+/// shows as its bytes).
 ///
 /// ```
-/// use stent::debugger::CborValue as Value;
-/// let v = Value::serialized(&("ok", vec![1, 2])).unwrap();
+/// use stent::Payload;
+/// let v = Payload::encode(&("ok", vec![1, 2])).unwrap();
 /// assert_eq!(stent::debugger::render_value(&v, 80), r#"["ok", [1, 2]]"#);
 /// ```
-pub fn render_value(value: &Value, max: usize) -> String {
+pub fn render_value(value: &Payload, max: usize) -> String {
+    render_cbor(&payload_value(value), max)
+}
+
+/// [`render_value`] of a decoded value.
+pub(crate) fn render_cbor(value: &Value, max: usize) -> String {
     let mut s = String::new();
     write_value(&mut s, value, max.saturating_add(1));
     if s.chars().count() > max {
@@ -172,7 +186,7 @@ pub(crate) fn payload_value(p: &Payload) -> Value {
 
 /// A payload as short text.
 pub(crate) fn render_payload(p: &Payload, max: usize) -> String {
-    render_value(&payload_value(p), max)
+    render_cbor(&payload_value(p), max)
 }
 
 fn failure_value(f: &Failure) -> Value {
@@ -257,7 +271,7 @@ pub(crate) fn diff_events(recorded: &Event, asked: &Event) -> Vec<FieldDiff> {
             if v1 != v2 {
                 out.push(field("version", format!("{v1:?}"), format!("{v2:?}")));
             }
-            out.extend(diff_values("args", &payload_value(a1), &payload_value(a2)));
+            out.extend(diff_cbor("args", &payload_value(a1), &payload_value(a2)));
             out
         }
         (Event::CacheHit { call_key: k1, .. }, Event::CallScheduled { call_key: k2, .. }) => {
@@ -267,22 +281,22 @@ pub(crate) fn diff_events(recorded: &Event, asked: &Event) -> Vec<FieldDiff> {
             vec![field("name", format!("{n1:?}"), format!("{n2:?}"))]
         }
         (Event::ContextWrite { write: w1 }, Event::ContextWrite { write: w2 }) => {
-            diff_values("write", &write_value_of(w1), &write_value_of(w2))
+            diff_cbor("write", &write_value_of(w1), &write_value_of(w2))
         }
         (Event::Completed { value: a }, Event::Completed { value: b }) => {
-            diff_values("result", &payload_value(a), &payload_value(b))
+            diff_cbor("result", &payload_value(a), &payload_value(b))
         }
         (Event::Failed { failure: a }, Event::Failed { failure: b }) => {
-            diff_values("failure", &failure_value(a), &failure_value(b))
+            diff_cbor("failure", &failure_value(a), &failure_value(b))
         }
         (Event::Completed { value }, Event::Failed { failure }) => vec![field(
             "result",
             format!("Ok({})", render_payload(value, 120)),
-            format!("Err({})", render_value(&failure_value(failure), 120)),
+            format!("Err({})", render_cbor(&failure_value(failure), 120)),
         )],
         (Event::Failed { failure }, Event::Completed { value }) => vec![field(
             "result",
-            format!("Err({})", render_value(&failure_value(failure), 120)),
+            format!("Err({})", render_cbor(&failure_value(failure), 120)),
             format!("Ok({})", render_payload(value, 120)),
         )],
         (a, b) if a.kind() != b.kind() => {
@@ -320,7 +334,7 @@ pub fn describe_event(event: &Event, max: usize) -> String {
         ),
         Event::CallFailed { scheduled, failure } => format!(
             "call_failed (seq {scheduled}) {}",
-            render_value(&failure_value(failure), max)
+            render_cbor(&failure_value(failure), max)
         ),
         Event::CacheHit {
             call_key,
@@ -357,16 +371,13 @@ pub fn describe_event(event: &Event, max: usize) -> String {
             render_payload(payload, max)
         ),
         Event::ContextWrite { write } => {
-            format!(
-                "context_write {}",
-                render_value(&write_value_of(write), max)
-            )
+            format!("context_write {}", render_cbor(&write_value_of(write), max))
         }
         Event::SideEffect { value } => format!("side_effect {}", render_payload(value, max)),
         Event::PatchMarker { patch } => format!("patch_marker {patch:?}"),
         Event::Completed { value } => format!("completed {}", render_payload(value, max)),
         Event::Failed { failure } => {
-            format!("failed {}", render_value(&failure_value(failure), max))
+            format!("failed {}", render_cbor(&failure_value(failure), max))
         }
         other => other.kind().to_string(),
     }
@@ -414,7 +425,7 @@ pub(crate) fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
         }
         Event::CallFailed { scheduled, failure } => {
             out.push(("scheduled", scheduled.to_string()));
-            out.push(("failure", render_value(&failure_value(failure), FULL)));
+            out.push(("failure", render_cbor(&failure_value(failure), FULL)));
         }
         Event::CacheHit {
             call_key,
@@ -445,13 +456,13 @@ pub(crate) fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
             out.push(("payload", render_payload(payload, FULL)));
         }
         Event::ContextWrite { write } => {
-            out.push(("write", render_value(&write_value_of(write), FULL)))
+            out.push(("write", render_cbor(&write_value_of(write), FULL)))
         }
         Event::SideEffect { value } | Event::Completed { value } => {
             out.push(("value", render_payload(value, FULL)))
         }
         Event::Failed { failure } => {
-            out.push(("failure", render_value(&failure_value(failure), FULL)))
+            out.push(("failure", render_cbor(&failure_value(failure), FULL)))
         }
         Event::Cancelled { reason: Some(r) } => out.push(("reason", r.clone())),
         Event::PatchMarker { patch } => out.push(("patch", format!("{patch:?}"))),
@@ -467,7 +478,7 @@ pub(crate) fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
 fn render_args(args: &Payload, max: usize) -> String {
     match payload_value(args) {
         Value::Array(items) => {
-            let inner = render_value(&Value::Array(items), max);
+            let inner = render_cbor(&Value::Array(items), max);
             format!(
                 "({})",
                 inner
@@ -476,7 +487,7 @@ fn render_args(args: &Payload, max: usize) -> String {
                     .unwrap_or(&inner)
             )
         }
-        other => format!("({})", render_value(&other, max)),
+        other => format!("({})", render_cbor(&other, max)),
     }
 }
 
@@ -532,7 +543,7 @@ mod tests {
             items: vec![Item { qty: 1 }, Item { qty: 2 }, Item { qty: 4 }],
         },))
         .unwrap();
-        let d = diff_values("args", &a, &b);
+        let d = diff_cbor("args", &a, &b);
         assert_eq!(d.len(), 1);
         assert_eq!(d[0].to_string(), "args[0].items[2].qty: 3 -> 4");
     }
@@ -541,22 +552,36 @@ mod tests {
     fn added_and_removed_fields_are_shown() {
         let a = Value::serialized(&vec![1, 2]).unwrap();
         let b = Value::serialized(&vec![1]).unwrap();
-        assert_eq!(
-            diff_values("x", &a, &b)[0].to_string(),
-            "x[1]: 2 -> (absent)"
-        );
+        assert_eq!(diff_cbor("x", &a, &b)[0].to_string(), "x[1]: 2 -> (absent)");
         let m1 = Value::Map(vec![(Value::Text("a b".into()), Value::Null)]);
         let m2 = Value::Map(vec![]);
         assert_eq!(
-            diff_values("m", &m1, &m2)[0].to_string(),
+            diff_cbor("m", &m1, &m2)[0].to_string(),
             r#"m["a b"]: null -> (absent)"#
+        );
+    }
+
+    #[test]
+    fn payloads_are_diffed_and_rendered_and_undecodable_ones_shown_as_bytes() {
+        let a = Payload::encode(&("ada", 3)).unwrap();
+        let b = Payload::encode(&("ada", 4)).unwrap();
+        assert_eq!(
+            diff_values("args", &a, &b)[0].to_string(),
+            "args[1]: 3 -> 4"
+        );
+        assert_eq!(render_value(&a, 80), r#"["ada", 3]"#);
+        let broken = Payload::from_bytes(vec![0xff, 0x00]);
+        assert_eq!(render_value(&broken, 80), "h'ff00'");
+        assert_eq!(
+            diff_values("args", &a, &broken)[0].to_string(),
+            r#"args: ["ada", 3] -> h'ff00'"#
         );
     }
 
     #[test]
     fn long_values_are_cut() {
         let v = Value::Text("x".repeat(500));
-        let s = render_value(&v, 20);
+        let s = render_cbor(&v, 20);
         assert_eq!(s.chars().count(), 20);
         assert!(s.ends_with('…'));
     }

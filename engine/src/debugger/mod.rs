@@ -47,7 +47,6 @@ mod repair;
 mod replay;
 mod step;
 
-pub use ciborium::Value as CborValue;
 pub use deploy::{DeployCheck, DeployReport, MissingFunction, WouldPause};
 pub use diff::{FieldDiff, describe_event, diff_values, render_value};
 pub use error::DebugError;
