@@ -9,14 +9,14 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgRow};
 use sqlx::{PgPool, Postgres, Row};
+use stent_journal::rows::{self, Columns};
 use stent_journal::store::{
     ATTEMPT_FAILURES_KEPT, AttemptFailure, CacheStore, ClaimRequest, ClaimedTask, CleanupCounts,
     DatabaseError, DeadLetterRecord, DeadLetterStore, Delivery, ExecutionFilter, ExecutionOutcome,
     ExecutionRecord, ExecutionStatus, ExecutionStore, IdempotencyBegin, IdempotencyStore, InboxId,
     InboxItem, InspectStore, JournalRow, JournalStore, NewExecution, NewInvocation, QueueStats,
-    Routing, SignalId, SignalRecord, SignalStore, StoreError, StoreResult, StoreStats,
-    TaskDisposition, TaskFilter, TaskRecord, TaskState as StoredTaskState, TaskStore, TurnCommit,
-    WorkerRecord,
+    SignalId, SignalRecord, SignalStore, StoreError, StoreResult, StoreStats, TaskDisposition,
+    TaskFilter, TaskRecord, TaskState as StoredTaskState, TaskStore, TurnCommit, WorkerRecord,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
@@ -132,53 +132,50 @@ fn count(row: &PgRow, column: &str) -> StoreResult<u64> {
     Ok(u64::try_from(n).unwrap_or(0))
 }
 
+/// A PostgreSQL row as [`Columns`]: ids are `UUID`, tags a `TEXT[]`, an
+/// `INTEGER` an `i32`.
+struct Cols<'r>(&'r PgRow);
+
+impl Columns for Cols<'_> {
+    fn text(&self, table: &str, column: &str) -> StoreResult<String> {
+        col(self.0, table, column)
+    }
+    fn opt_text(&self, table: &str, column: &str) -> StoreResult<Option<String>> {
+        col(self.0, table, column)
+    }
+    fn int(&self, table: &str, column: &str) -> StoreResult<i64> {
+        col(self.0, table, column)
+    }
+    fn small_int(&self, table: &str, column: &str) -> StoreResult<i64> {
+        col::<i32>(self.0, table, column).map(i64::from)
+    }
+    fn opt_int(&self, table: &str, column: &str) -> StoreResult<Option<i64>> {
+        col(self.0, table, column)
+    }
+    fn bytes(&self, table: &str, column: &str) -> StoreResult<Vec<u8>> {
+        col(self.0, table, column)
+    }
+    fn opt_bytes(&self, table: &str, column: &str) -> StoreResult<Option<Vec<u8>>> {
+        col(self.0, table, column)
+    }
+    fn uuid(&self, table: &str, column: &str) -> StoreResult<Uuid> {
+        col(self.0, table, column)
+    }
+    fn tags(&self, table: &str) -> StoreResult<Vec<String>> {
+        col(self.0, table, "tags")
+    }
+}
+
 fn execution_record(row: &PgRow) -> StoreResult<ExecutionRecord> {
-    const T: &str = "executions";
-    let status: String = col(row, T, "status")?;
-    let status = ExecutionStatus::parse(&status).ok_or_else(|| {
-        StoreError::Corrupt(format!("executions.status holds unknown status {status:?}"))
-    })?;
-    Ok(ExecutionRecord {
-        id: execution_col(row, T, "id")?,
-        function: col(row, T, "function")?,
-        status,
-        routing: Routing {
-            queue: col(row, T, "queue")?,
-            priority: col(row, T, "priority")?,
-            tags: col(row, T, "tags")?,
-        },
-        created_at: Timestamp(col(row, T, "created_at")?),
-        started_at: time_col(row, T, "started_at")?,
-        completed_at: time_col(row, T, "completed_at")?,
-        deadline: time_col(row, T, "deadline")?,
-        terminal_event: col(row, T, "terminal_event")?,
-        pause_report: col(row, T, "pause_report")?,
-        code_version: col(row, T, "code_version")?,
-        retries: u32_col::<i64>(row, T, "retries")?,
-    })
+    rows::execution_record(&Cols(row))
 }
 
 fn dead_letter_record(row: &PgRow) -> StoreResult<DeadLetterRecord> {
-    const T: &str = "dead_letters";
-    Ok(DeadLetterRecord {
-        task: invocation_col(row, T, "task_id")?,
-        execution: execution_col(row, T, "execution_id")?,
-        function: col(row, T, "function")?,
-        queue: col(row, T, "queue")?,
-        reason: col(row, T, "reason")?,
-        retries: u32_col::<i32>(row, T, "retries")?,
-        failed_at: Timestamp(col(row, T, "failed_at")?),
-    })
+    rows::dead_letter_record(&Cols(row))
 }
 
 fn journal_row(row: &PgRow) -> StoreResult<JournalRow> {
-    const T: &str = "journal";
-    Ok(JournalRow {
-        seq: Seq(u32_col::<i64>(row, T, "seq")?),
-        kind: col(row, T, "kind")?,
-        bytes: col(row, T, "payload")?,
-        recorded_at: Timestamp(col(row, T, "recorded_at")?),
-    })
+    rows::journal_row(&Cols(row))
 }
 
 fn claimed_task(row: &PgRow) -> StoreResult<ClaimedTask> {
@@ -1781,34 +1778,7 @@ macro_rules! select_tasks {
 }
 
 fn task_record(row: &PgRow) -> StoreResult<TaskRecord> {
-    const T: &str = "tasks";
-    let state: String = col(row, T, "state")?;
-    let state = StoredTaskState::parse(&state)
-        .ok_or_else(|| StoreError::Corrupt(format!("tasks.state holds unknown state {state:?}")))?;
-    Ok(TaskRecord {
-        invocation: invocation_col(row, T, "invocation_id")?,
-        execution: execution_col(row, T, "execution_id")?,
-        function: col(row, T, "function")?,
-        routing: Routing {
-            queue: col(row, T, "queue")?,
-            priority: col(row, T, "priority")?,
-            tags: col(row, T, "tags")?,
-        },
-        state,
-        run_at: Timestamp(col(row, T, "run_at")?),
-        lease_owner: col::<Option<String>>(row, T, "lease_owner")?.map(WorkerId::new),
-        lease_until: time_col(row, T, "lease_until")?,
-        epoch: LeaseEpoch(col(row, T, "epoch")?),
-        attempts: u32_col::<i32>(row, T, "attempts")?,
-        retries: u32_col::<i32>(row, T, "retries")?,
-        last_failure: match (
-            time_col(row, T, "last_failed_at")?,
-            col::<Option<String>>(row, T, "last_error")?,
-        ) {
-            (Some(at), Some(error)) => Some((at, error)),
-            _ => None,
-        },
-    })
+    rows::task_record(&Cols(row))
 }
 
 #[async_trait]
@@ -2299,17 +2269,13 @@ async fn list_filtered(
 
 /// A `signals` row (`id`, `name`, `payload`).
 fn signal_record(row: &PgRow) -> StoreResult<SignalRecord> {
-    const T: &str = "signals";
-    Ok(SignalRecord {
-        id: SignalId(col(row, T, "id")?),
-        name: col(row, T, "name")?,
-        payload: col(row, T, "payload")?,
-    })
+    rows::signal_record(&Cols(row))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use stent_journal::store::Routing;
 
     #[test]
     fn a_batch_refused_for_one_call_runs_again_call_by_call() {

@@ -8,18 +8,19 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Row, Sqlite};
+use stent_journal::rows::{self, Columns};
 use stent_journal::store::{
     ATTEMPT_FAILURES_KEPT, AttemptFailure, CacheStore, ClaimRequest, ClaimedTask, CleanupCounts,
     DeadLetterRecord, DeadLetterStore, Delivery, ExecutionFilter, ExecutionOutcome,
     ExecutionRecord, ExecutionStatus, ExecutionStore, IdempotencyBegin, IdempotencyStore, InboxId,
     InboxItem, InspectStore, JournalRow, JournalStore, NewExecution, NewInvocation, QueueStats,
-    Routing, SignalId, SignalRecord, SignalStore, StoreError, StoreResult, StoreStats,
-    TaskDisposition, TaskFilter, TaskRecord, TaskState as StoredTaskState, TaskStore, TurnCommit,
-    WorkerRecord,
+    SignalId, SignalRecord, SignalStore, StoreError, StoreResult, StoreStats, TaskDisposition,
+    TaskFilter, TaskRecord, TaskState as StoredTaskState, TaskStore, TurnCommit, WorkerRecord,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
 };
+use uuid::Uuid;
 
 use crate::batch::Batch;
 use crate::script::Script;
@@ -94,50 +95,50 @@ fn tags_col(row: &SqliteRow, table: &str) -> StoreResult<Vec<String>> {
     })
 }
 
+/// A SQLite row as [`Columns`]: ids are text, tags a JSON array, every
+/// integer 64 bits.
+struct Cols<'r>(&'r SqliteRow);
+
+impl Columns for Cols<'_> {
+    fn text(&self, table: &str, column: &str) -> StoreResult<String> {
+        col(self.0, table, column)
+    }
+    fn opt_text(&self, table: &str, column: &str) -> StoreResult<Option<String>> {
+        col(self.0, table, column)
+    }
+    fn int(&self, table: &str, column: &str) -> StoreResult<i64> {
+        col(self.0, table, column)
+    }
+    fn small_int(&self, table: &str, column: &str) -> StoreResult<i64> {
+        col(self.0, table, column)
+    }
+    fn opt_int(&self, table: &str, column: &str) -> StoreResult<Option<i64>> {
+        col(self.0, table, column)
+    }
+    fn bytes(&self, table: &str, column: &str) -> StoreResult<Vec<u8>> {
+        col(self.0, table, column)
+    }
+    fn opt_bytes(&self, table: &str, column: &str) -> StoreResult<Option<Vec<u8>>> {
+        col(self.0, table, column)
+    }
+    fn uuid(&self, table: &str, column: &str) -> StoreResult<Uuid> {
+        id_col(self.0, table, column)
+    }
+    fn tags(&self, table: &str) -> StoreResult<Vec<String>> {
+        tags_col(self.0, table)
+    }
+}
+
 fn execution_record(row: &SqliteRow) -> StoreResult<ExecutionRecord> {
-    const T: &str = "executions";
-    let status = status_col(row)?;
-    Ok(ExecutionRecord {
-        id: id_col(row, T, "id")?,
-        function: col(row, T, "function")?,
-        status,
-        routing: Routing {
-            queue: col(row, T, "queue")?,
-            priority: int_col(row, T, "priority")?,
-            tags: tags_col(row, T)?,
-        },
-        created_at: Timestamp(col(row, T, "created_at")?),
-        started_at: time_col(row, T, "started_at")?,
-        completed_at: time_col(row, T, "completed_at")?,
-        deadline: time_col(row, T, "deadline")?,
-        terminal_event: col(row, T, "terminal_event")?,
-        pause_report: col(row, T, "pause_report")?,
-        retries: int_col(row, T, "retries")?,
-        code_version: col(row, T, "code_version")?,
-    })
+    rows::execution_record(&Cols(row))
 }
 
 fn dead_letter_record(row: &SqliteRow) -> StoreResult<DeadLetterRecord> {
-    const T: &str = "dead_letters";
-    Ok(DeadLetterRecord {
-        task: id_col(row, T, "task_id")?,
-        execution: id_col(row, T, "execution_id")?,
-        function: col(row, T, "function")?,
-        queue: col(row, T, "queue")?,
-        reason: col(row, T, "reason")?,
-        retries: int_col(row, T, "retries")?,
-        failed_at: Timestamp(col(row, T, "failed_at")?),
-    })
+    rows::dead_letter_record(&Cols(row))
 }
 
 fn journal_row(row: &SqliteRow) -> StoreResult<JournalRow> {
-    const T: &str = "journal";
-    Ok(JournalRow {
-        seq: Seq(int_col(row, T, "seq")?),
-        kind: col(row, T, "kind")?,
-        bytes: col(row, T, "payload")?,
-        recorded_at: Timestamp(col(row, T, "recorded_at")?),
-    })
+    rows::journal_row(&Cols(row))
 }
 
 /// A stored execution status.
@@ -1569,34 +1570,7 @@ macro_rules! select_tasks {
 }
 
 fn task_record(row: &SqliteRow) -> StoreResult<TaskRecord> {
-    const T: &str = "tasks";
-    let state: String = col(row, T, "state")?;
-    let state = StoredTaskState::parse(&state)
-        .ok_or_else(|| StoreError::Corrupt(format!("tasks.state holds unknown state {state:?}")))?;
-    Ok(TaskRecord {
-        invocation: id_col(row, T, "invocation_id")?,
-        execution: id_col(row, T, "execution_id")?,
-        function: col(row, T, "function")?,
-        routing: Routing {
-            queue: col(row, T, "queue")?,
-            priority: int_col(row, T, "priority")?,
-            tags: tags_col(row, T)?,
-        },
-        state,
-        run_at: Timestamp(col(row, T, "run_at")?),
-        lease_owner: col::<Option<String>>(row, T, "lease_owner")?.map(WorkerId::new),
-        lease_until: time_col(row, T, "lease_until")?,
-        epoch: LeaseEpoch(col(row, T, "epoch")?),
-        attempts: int_col(row, T, "attempts")?,
-        retries: int_col(row, T, "retries")?,
-        last_failure: match (
-            time_col(row, T, "last_failed_at")?,
-            col::<Option<String>>(row, T, "last_error")?,
-        ) {
-            (Some(at), Some(error)) => Some((at, error)),
-            _ => None,
-        },
-    })
+    rows::task_record(&Cols(row))
 }
 
 fn count_of(row: &SqliteRow, column: &str) -> StoreResult<u64> {
@@ -1841,10 +1815,5 @@ async fn list_filtered(
 
 /// A `signals` row (`id`, `name`, `payload`).
 fn signal_record(row: &SqliteRow) -> StoreResult<SignalRecord> {
-    const T: &str = "signals";
-    Ok(SignalRecord {
-        id: SignalId(col(row, T, "id")?),
-        name: col(row, T, "name")?,
-        payload: col(row, T, "payload")?,
-    })
+    rows::signal_record(&Cols(row))
 }
