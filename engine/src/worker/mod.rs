@@ -30,6 +30,7 @@ use crate::executor::{Inner, PollSettings};
 use crate::hub::Handoff;
 use crate::registry::FunctionEntry;
 
+mod answer;
 mod builder;
 mod children;
 mod claim;

@@ -16,6 +16,7 @@ use stent_journal::{ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq
 use stent_replay::{DriverError, Outstanding, Status};
 use tracing::Instrument;
 
+use super::answer::{self, Answer};
 use super::turn_end::{TurnEnd, Unstored};
 use super::{
     Cached, Core, Ended, Gate, Inline, Running, STICKY_CAPACITY, Source, TurnError, Waiting,
@@ -219,54 +220,63 @@ impl Core {
                         .as_ref()
                         .and_then(Event::resolves)
                         .and_then(|seq| r.driver.outstanding_at(seq));
-                    // A signal whose payload the waiting code cannot decode
-                    // (an operator's typo) is set aside, never journaled,
-                    // and the execution paused until a good one is sent.
-                    if let (
-                        Source::Signal(id),
-                        Some(Outstanding::Signal { name }),
-                        Some(Event::SignalReceived { awaited, payload }),
-                    ) = (&source, &waited, &event)
-                        && let Err((why, type_name)) = r.driver.check_signal(*awaited, payload)
-                    {
-                        let text = format!(
-                            "execution {}: signal {name:?} (id {}) does not decode as \
-                             {type_name}, the type the code waits for at seq {awaited}: {why}. It \
-                             was set aside, not delivered. Send a signal {name:?} with a payload \
-                             of that type, then resume the execution",
-                            r.execution, id.0
-                        );
-                        let report = PauseReport::signal_set_aside(
-                            text,
-                            SetAsideSignal {
-                                id: id.0,
-                                name: name.clone(),
-                                invocation: r.invocation,
-                                awaited: *awaited,
-                                expected_type: type_name.to_string(),
+                    let from = match &source {
+                        Source::Inbox(_) => answer::Origin::Inbox,
+                        Source::Signal(id) => answer::Origin::Signal(*id),
+                        Source::Timer => answer::Origin::Timer,
+                        Source::Handoff(_) => answer::Origin::Handoff,
+                    };
+                    let (consume, resolve) =
+                        match Answer::of(from, event.as_ref(), waited.as_ref(), |seq, payload| {
+                            r.driver.check_signal(seq, payload)
+                        }) {
+                            Answer::SetAside {
+                                id,
+                                name,
+                                awaited,
                                 why,
-                            },
-                        );
-                        self.pause_setting_aside(r, report, Some(*id)).await?;
-                        return Ok(Ended::Done);
-                    }
-                    match source {
-                        // Consumed either way: a stale delivery is dropped.
-                        Source::Inbox(id) => r.consumed_inbox.push(id),
-                        // Left for a later wait if this one is gone.
-                        Source::Signal(id) if waited.is_some() => r.consumed_signals.push(id),
-                        Source::Signal(_) | Source::Timer => {}
-                        Source::Handoff(h) => {
-                            if !matches!(waited, Some(Outstanding::Call { .. })) {
-                                // Not ours to journal: the child delivers on its own.
-                                let _ = h.done.send(Err("no outstanding call".into()));
+                                expected_type,
+                            } => {
+                                let text = format!(
+                                    "execution {}: signal {name:?} (id {}) does not decode as \
+                                 {expected_type}, the type the code waits for at seq {awaited}: \
+                                 {why}. It was set aside, not delivered. Send a signal {name:?} \
+                                 with a payload of that type, then resume the execution",
+                                    r.execution, id.0
+                                );
+                                let report = PauseReport::signal_set_aside(
+                                    text,
+                                    SetAsideSignal {
+                                        id: id.0,
+                                        name,
+                                        invocation: r.invocation,
+                                        awaited,
+                                        expected_type: expected_type.to_string(),
+                                        why,
+                                    },
+                                );
+                                self.pause_setting_aside(r, report, Some(id)).await?;
+                                return Ok(Ended::Done);
+                            }
+                            Answer::HandBack => {
+                                if let Source::Handoff(h) = source {
+                                    // Not ours to journal: the child delivers on its own.
+                                    let _ = h.done.send(Err("no outstanding call".into()));
+                                }
                                 continue;
                             }
-                            r.handed_off.push(*h);
+                            Answer::Take { consume, resolve } => (consume, resolve),
+                        };
+                    if consume {
+                        match source {
+                            Source::Inbox(id) => r.consumed_inbox.push(id),
+                            Source::Signal(id) => r.consumed_signals.push(id),
+                            Source::Handoff(h) => r.handed_off.push(*h),
+                            Source::Timer => {}
                         }
                     }
-                    if let Some(event) = event
-                        && waited.is_some()
+                    if resolve
+                        && let Some(event) = event
                         && let Err(e) = r.driver.resolve(event)
                     {
                         let report = report_of_stop(r, &e);
