@@ -122,6 +122,16 @@ impl SyncKind {
 /// Transactions of the floor measured before each scenario.
 const FLOOR_N: u32 = 1_000;
 
+/// The tokio runtime the benchmark (engine and workers) runs on.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
+enum RuntimeKind {
+    /// `new_multi_thread`, one worker thread per core (`#[tokio::main]`).
+    Multi,
+    /// `new_current_thread`: every task on the calling thread, no hand-off
+    /// between tokio's workers.
+    Current,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
 enum NotifierKind {
     InProcess,
@@ -189,6 +199,10 @@ struct Args {
     /// loss).
     #[arg(long, value_enum, default_value = "full")]
     sync: SyncKind,
+    /// The tokio runtime: `multi` (a worker thread per core, the default)
+    /// or `current` (one thread).
+    #[arg(long, value_enum, default_value = "multi")]
+    runtime: RuntimeKind,
 }
 
 fn temp_db() -> std::path::PathBuf {
@@ -362,9 +376,18 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[idx.min(sorted.len() - 1)]
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    let runtime = match args.runtime {
+        RuntimeKind::Multi => tokio::runtime::Builder::new_multi_thread(),
+        RuntimeKind::Current => tokio::runtime::Builder::new_current_thread(),
+    }
+    .enable_all()
+    .build()?;
+    runtime.block_on(run(args))
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     if args.scenario == Scenario::Floor {
         let n = u32::try_from(args.n)?;
         let per_sec = measure_floor(&args, n)
@@ -599,10 +622,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = child.wait().await;
     }
     println!(
-        "{{\"scenario\":\"{}\",\"backend\":\"{}\",\"sync\":\"{}\",\"notifier\":\"{}\",\"worker_processes\":{},\"n\":{n},\"seconds\":{seconds:.4},\"per_sec\":{per_sec:.1}{extra}}}",
+        "{{\"scenario\":\"{}\",\"backend\":\"{}\",\"sync\":\"{}\",\"runtime\":\"{}\",\"notifier\":\"{}\",\"worker_processes\":{},\"n\":{n},\"seconds\":{seconds:.4},\"per_sec\":{per_sec:.1}{extra}}}",
         format!("{:?}", args.scenario).to_lowercase(),
         format!("{:?}", args.backend).to_lowercase(),
         cli_name(args.sync),
+        cli_name(args.runtime),
         cli_name(args.notifier),
         args.worker_processes,
     );

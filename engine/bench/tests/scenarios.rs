@@ -39,3 +39,14 @@ fn every_scenario_runs_and_reports() {
     let parked = run(&["parked", "--backend", "memory", "--n", "20"]);
     assert!(parked.contains("\"bytes_per_parked\":"), "{parked}");
 }
+
+#[test]
+fn the_engine_runs_on_a_current_thread_runtime_too() {
+    for scenario in ["sequential", "latency", "fanout"] {
+        let line = run(&[scenario, "--n", "20", "--runtime", "current"]);
+        assert!(
+            line.contains("\"runtime\":\"current\"") && line.contains("\"per_sec\":"),
+            "{scenario}: {line}"
+        );
+    }
+}
