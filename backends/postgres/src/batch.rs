@@ -9,22 +9,32 @@
 //! slots. Under load this turns a round trip, a transaction and a WAL flush
 //! per call into one per batch.
 //!
-//! A batch runs on the batcher's own task: a caller that stops waiting gets
-//! no answer, but the batch still ends as a whole.
+//! A batch runs on a task of its own: a caller that stops waiting gets no
+//! answer, but the batch still ends as a whole. A call that finds a slot
+//! free and nothing queued is started on its task by the caller, without
+//! the hop through the batcher's queue and task.
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 /// Calls queued for a batch, each with where its answer goes.
 type Queue<I, O> = mpsc::UnboundedSender<(I, oneshot::Sender<O>)>;
 
+/// What runs one batch.
+type Run<I, O> = Arc<dyn Fn(Vec<I>) -> Pin<Box<dyn Future<Output = Vec<O>> + Send>> + Send + Sync>;
+
 /// Runs calls of one kind in batches; see the module docs.
 pub(crate) struct Batcher<I, O> {
     queue: Queue<I, O>,
     counts: Arc<Counts>,
+    run: Run<I, O>,
+    slots: Arc<Semaphore>,
+    /// Calls sent to the queue and not yet taken into a batch.
+    queued: Arc<AtomicUsize>,
 }
 
 /// Calls and batches run so far.
@@ -66,12 +76,16 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         Fut: Future<Output = Vec<O>> + Send + 'static,
     {
         let (queue, mut calls) = mpsc::unbounded_channel::<(I, oneshot::Sender<O>)>();
-        let run = Arc::new(run);
+        let run: Run<I, O> = Arc::new(move |items| Box::pin(run(items)));
         let slots = Arc::new(Semaphore::new(slots.max(1)));
         let max_batch = max_batch.max(1);
         let counts = Arc::new(Counts::default());
         let counted = counts.clone();
+        let queued = Arc::new(AtomicUsize::new(0));
+        let taken = queued.clone();
+        let (batch_run, batch_slots) = (run.clone(), slots.clone());
         tokio::spawn(async move {
+            let (run, slots) = (batch_run, batch_slots);
             loop {
                 // A slot first, then the calls: whatever queued up while
                 // every slot was busy goes into this batch.
@@ -88,6 +102,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                         Err(_) => break,
                     }
                 }
+                taken.fetch_sub(batch.len(), Ordering::AcqRel);
                 counted.batches.fetch_add(1, Ordering::Relaxed);
                 counted
                     .calls
@@ -104,7 +119,13 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                 });
             }
         });
-        Batcher { queue, counts }
+        Batcher {
+            queue,
+            counts,
+            run,
+            slots,
+            queued,
+        }
     }
 
     /// Calls and batches so far.
@@ -118,7 +139,25 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
     /// Runs `item` in the next batch and returns its answer.
     pub(crate) async fn call(&self, item: I) -> Result<O, Unbatched<I>> {
         let (answer, outcome) = oneshot::channel();
+        // Nothing queued ahead and a slot free: a batch of one, started
+        // here on a task of its own.
+        if self.queued.load(Ordering::Acquire) == 0
+            && let Ok(slot) = self.slots.clone().try_acquire_owned()
+        {
+            self.counts.batches.fetch_add(1, Ordering::Relaxed);
+            self.counts.calls.fetch_add(1, Ordering::Relaxed);
+            let batch = (self.run)(vec![item]);
+            tokio::spawn(async move {
+                if let Some(out) = batch.await.pop() {
+                    let _ = answer.send(out);
+                }
+                drop(slot);
+            });
+            return outcome.await.map_err(|_| Unbatched::Lost);
+        }
+        self.queued.fetch_add(1, Ordering::AcqRel);
         if let Err(mpsc::error::SendError((item, _))) = self.queue.send((item, answer)) {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
             return Err(Unbatched::Gone(item));
         }
         outcome.await.map_err(|_| Unbatched::Lost)
@@ -197,7 +236,29 @@ mod tests {
             .enable_all()
             .build()
             .unwrap();
-        let outcome = other.block_on(batcher.call(7));
-        assert!(matches!(outcome, Err(Unbatched::Gone(7))));
+        // Its slot is free again, and nothing is queued: the call runs
+        // alone, on a task of this runtime.
+        assert!(matches!(other.block_on(batcher.call(7)), Ok(7)));
+        // With no slot free it would queue, and the queue is gone.
+        let _busy = batcher.slots.clone().try_acquire_owned().unwrap();
+        let outcome = other.block_on(batcher.call(8));
+        assert!(matches!(outcome, Err(Unbatched::Gone(8))));
+    }
+
+    #[tokio::test]
+    async fn a_lone_call_with_a_slot_free_runs_at_once_as_a_batch_of_one() {
+        let batcher = Batcher::start(2, 4, |items: Vec<u32>| async move {
+            items.into_iter().map(|i| i + 1).collect()
+        });
+        for i in 0..3 {
+            assert!(matches!(batcher.call(i).await, Ok(n) if n == i + 1));
+        }
+        assert_eq!(
+            batcher.counts(),
+            BatchCounts {
+                calls: 3,
+                batches: 3
+            }
+        );
     }
 }
