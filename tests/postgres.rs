@@ -63,3 +63,55 @@ async fn a_workflow_runs_to_completion_on_postgres() {
     assert_eq!(executor.state_of(id).await.unwrap().retries, 1);
     worker.stop().await;
 }
+
+#[stent::durable]
+async fn slow_step(i: u64) -> Result<u64, String> {
+    // Long enough for the server to end every pooled session left idle.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    Ok(i)
+}
+
+#[stent::durable]
+async fn slow_steps(n: u64) -> Result<u64, String> {
+    let mut acc = 0;
+    for i in 0..n {
+        acc += slow_step(i).await?;
+    }
+    Ok(acc)
+}
+
+/// An operator's `idle_session_timeout` ends pooled sessions that sat idle
+/// (the server sends SQLSTATE 57P05 and closes them). The engine reads that
+/// as the database being away for a moment: the worker recovers, and
+/// `wait_for` keeps waiting instead of failing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_the_server_ends_for_idling_are_a_passing_fault() {
+    let Some(db) = backend().await else {
+        return;
+    };
+    let sep = if db.url().contains('?') { '&' } else { '?' };
+    let url = format!("{}{sep}options=-c%20idle_session_timeout%3D100", db.url());
+    let backend = stent::backends::PostgresBackend::builder(&url)
+        .schema(db.name())
+        // No ping before reuse: a call meets the ended session itself.
+        .check_connections(false)
+        .max_connections(3)
+        .build()
+        .await
+        .unwrap();
+    // Short backoffs: every wait makes the pooled sessions idle again.
+    let executor = Stent::builder(backend)
+        .poll_max_interval(Duration::from_millis(300))
+        .build();
+    let worker = TestWorker::start_with(&executor, |w| {
+        w.poll_max_interval(Duration::from_millis(300))
+    })
+    .await;
+    let id = executor.dispatch(slow_steps(3)).await.unwrap();
+    let out = executor
+        .wait_for::<u64, String>(id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap();
+    assert_eq!(out, Ok(3));
+    worker.stop().await;
+}

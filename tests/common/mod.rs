@@ -389,6 +389,11 @@ pub struct PgTestSchema {
 }
 
 impl PgTestSchema {
+    /// The server's URL (without the schema).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
     /// The schema's name.
     pub fn name(&self) -> &str {
         &self.name

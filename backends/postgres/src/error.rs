@@ -1,8 +1,9 @@
 //! sqlx's errors as [`DatabaseError`]s: PostgreSQL's SQLSTATE kept, the
 //! driver's error as the source, and a kind from the SQLSTATE's class
-//! (connection exceptions, shutdowns and a read-only server: unavailable;
-//! serialization failures, deadlocks, lock timeouts: contention; disk
-//! full: full).
+//! (connection exceptions, shutdowns, sessions ended by the server's idle
+//! timeouts and a read-only server: unavailable; serialization failures,
+//! deadlocks, lock timeouts and statements cancelled by a timeout or an
+//! operator: contention; disk full: full).
 
 use std::fmt::Display;
 
@@ -40,13 +41,19 @@ pub(crate) fn kind_of_error(e: &sqlx::Error) -> DatabaseErrorKind {
 /// The kind of a SQLSTATE.
 fn kind_of(sqlstate: &str) -> DatabaseErrorKind {
     match sqlstate {
-        // serialization_failure, deadlock_detected, lock_not_available
-        "40001" | "40P01" | "55P03" => DatabaseErrorKind::Contention,
+        // serialization_failure, deadlock_detected, lock_not_available;
+        // query_canceled (statement_timeout, or pg_cancel_backend by an
+        // operator): the statement was rolled back and may run again
+        "40001" | "40P01" | "55P03" | "57014" => DatabaseErrorKind::Contention,
         // disk_full
         "53100" => DatabaseErrorKind::Full,
         // admin, crash and startup shutdowns; too many connections; a
-        // read-only server (a standby after a failover)
-        "57P01" | "57P02" | "57P03" | "53300" | "25006" => DatabaseErrorKind::Unavailable,
+        // read-only server (a standby after a failover); a session the
+        // server ended for sitting idle (idle_session_timeout,
+        // idle_in_transaction_session_timeout): the next connection works
+        "57P01" | "57P02" | "57P03" | "53300" | "25006" | "57P05" | "25P03" => {
+            DatabaseErrorKind::Unavailable
+        }
         // connection exceptions
         s if s.starts_with("08") => DatabaseErrorKind::Unavailable,
         _ => DatabaseErrorKind::Other,
@@ -66,6 +73,9 @@ mod tests {
             ("57P01", DatabaseErrorKind::Unavailable),
             ("08006", DatabaseErrorKind::Unavailable),
             ("25006", DatabaseErrorKind::Unavailable),
+            ("57P05", DatabaseErrorKind::Unavailable),
+            ("25P03", DatabaseErrorKind::Unavailable),
+            ("57014", DatabaseErrorKind::Contention),
             ("23505", DatabaseErrorKind::Other),
             ("42P01", DatabaseErrorKind::Other),
         ] {
