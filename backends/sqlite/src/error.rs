@@ -1,7 +1,7 @@
 //! sqlx's errors as [`DatabaseError`]s: SQLite's result code kept, the
 //! driver's error as the source, and a kind from SQLite's primary result
-//! code (busy or locked: contention; full: full; I/O or cannot open:
-//! unavailable).
+//! code (busy or locked: contention; full: full; I/O, cannot open, or a
+//! database that became read-only: unavailable).
 
 use std::fmt::Display;
 
@@ -10,6 +10,7 @@ use stent_journal::store::{DatabaseError, DatabaseErrorKind, StoreError};
 /// SQLite's primary result codes this backend tells apart.
 const SQLITE_BUSY: i64 = 5;
 const SQLITE_LOCKED: i64 = 6;
+const SQLITE_READONLY: i64 = 8;
 const SQLITE_IOERR: i64 = 10;
 const SQLITE_FULL: i64 = 13;
 const SQLITE_CANTOPEN: i64 = 14;
@@ -31,7 +32,12 @@ pub(crate) fn typed(e: sqlx::Error) -> DatabaseError {
             let kind = match primary {
                 Some(SQLITE_BUSY | SQLITE_LOCKED) => DatabaseErrorKind::Contention,
                 Some(SQLITE_FULL) => DatabaseErrorKind::Full,
-                Some(SQLITE_IOERR | SQLITE_CANTOPEN) => DatabaseErrorKind::Unavailable,
+                // Read-only: a file or file system an operator made
+                // read-only, as a PostgreSQL standby is; writes work again
+                // once it is writable.
+                Some(SQLITE_IOERR | SQLITE_CANTOPEN | SQLITE_READONLY) => {
+                    DatabaseErrorKind::Unavailable
+                }
                 _ => DatabaseErrorKind::Other,
             };
             (kind, code)
@@ -80,5 +86,40 @@ mod tests {
         assert_eq!(e.code(), Some("1"), "{e}");
         assert_eq!(e.kind(), DatabaseErrorKind::Other);
         assert!(e.to_string().contains("no such table"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_write_to_a_read_only_database_is_unavailable() {
+        use sqlx::Connection;
+        let path = std::env::temp_dir().join(format!(
+            "stent-readonly-{}-{:?}.db",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        let url = format!("sqlite://{}", path.display());
+        let mut rw = sqlx::SqliteConnection::connect(&format!("{url}?mode=rwc"))
+            .await
+            .expect("create");
+        sqlx::query("CREATE TABLE t (x INTEGER)")
+            .execute(&mut rw)
+            .await
+            .expect("create table");
+        rw.close().await.expect("close");
+        let mut ro = sqlx::SqliteConnection::connect(&format!("{url}?mode=ro"))
+            .await
+            .expect("open read-only");
+        let err = sqlx::query("INSERT INTO t VALUES (1)")
+            .execute(&mut ro)
+            .await
+            .expect_err("read-only");
+        let e = typed(err);
+        assert_eq!(
+            e.code().map(|c| c.parse::<i64>().unwrap() & 0xff),
+            Some(8),
+            "{e}"
+        );
+        assert_eq!(e.kind(), DatabaseErrorKind::Unavailable, "{e}");
+        let _ = ro.close().await;
+        let _ = std::fs::remove_file(&path);
     }
 }
