@@ -394,9 +394,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             .await?
             .ok_or("the memory backend has no storage floor")?;
         println!(
-            "{{\"scenario\":\"floor\",\"backend\":\"{}\",\"sync\":\"{}\",\"n\":{n},\"seconds\":{:.4},\"per_sec\":{per_sec:.1}}}",
+            "{{\"scenario\":\"floor\",\"backend\":\"{}\",\"sync\":\"{}\",\"runtime\":\"{}\",\"n\":{n},\"seconds\":{:.4},\"per_sec\":{per_sec:.1}}}",
             format!("{:?}", args.backend).to_lowercase(),
             cli_name(args.sync),
+            cli_name(args.runtime),
             f64::from(n) / per_sec,
         );
         return Ok(());
