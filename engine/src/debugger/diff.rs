@@ -184,11 +184,6 @@ pub(crate) fn payload_value(p: &Payload) -> Value {
         .unwrap_or_else(|_| Value::Bytes(p.as_bytes().to_vec()))
 }
 
-/// A payload as short text.
-pub(crate) fn render_payload(p: &Payload, max: usize) -> String {
-    render_cbor(&payload_value(p), max)
-}
-
 fn failure_value(f: &Failure) -> Value {
     match f {
         Failure::Error { error } => {
@@ -271,7 +266,7 @@ pub(crate) fn diff_events(recorded: &Event, asked: &Event) -> Vec<FieldDiff> {
             if v1 != v2 {
                 out.push(field("version", format!("{v1:?}"), format!("{v2:?}")));
             }
-            out.extend(diff_cbor("args", &payload_value(a1), &payload_value(a2)));
+            out.extend(diff_values("args", a1, a2));
             out
         }
         (Event::CacheHit { call_key: k1, .. }, Event::CallScheduled { call_key: k2, .. }) => {
@@ -284,20 +279,20 @@ pub(crate) fn diff_events(recorded: &Event, asked: &Event) -> Vec<FieldDiff> {
             diff_cbor("write", &write_value_of(w1), &write_value_of(w2))
         }
         (Event::Completed { value: a }, Event::Completed { value: b }) => {
-            diff_cbor("result", &payload_value(a), &payload_value(b))
+            diff_values("result", a, b)
         }
         (Event::Failed { failure: a }, Event::Failed { failure: b }) => {
             diff_cbor("failure", &failure_value(a), &failure_value(b))
         }
         (Event::Completed { value }, Event::Failed { failure }) => vec![field(
             "result",
-            format!("Ok({})", render_payload(value, 120)),
+            format!("Ok({})", render_value(value, 120)),
             format!("Err({})", render_cbor(&failure_value(failure), 120)),
         )],
         (Event::Failed { failure }, Event::Completed { value }) => vec![field(
             "result",
             format!("Err({})", render_cbor(&failure_value(failure), 120)),
-            format!("Ok({})", render_payload(value, 120)),
+            format!("Ok({})", render_value(value, 120)),
         )],
         (a, b) if a.kind() != b.kind() => {
             vec![field("kind", a.kind().to_string(), b.kind().to_string())]
@@ -330,7 +325,7 @@ pub fn describe_event(event: &Event, max: usize) -> String {
         ),
         Event::CallCompleted { scheduled, value } => format!(
             "call_completed (seq {scheduled}) {}",
-            render_payload(value, max)
+            render_value(value, max)
         ),
         Event::CallFailed { scheduled, failure } => format!(
             "call_failed (seq {scheduled}) {}",
@@ -348,7 +343,7 @@ pub fn describe_event(event: &Event, max: usize) -> String {
                 .map(|f| format!("{f} "))
                 .unwrap_or_default(),
             call_key.short(),
-            render_payload(value, max)
+            render_value(value, max)
         ),
         Event::Cancelled { reason } => match reason {
             Some(reason) => format!("cancelled ({reason})"),
@@ -368,14 +363,14 @@ pub fn describe_event(event: &Event, max: usize) -> String {
         Event::SignalAwaited { name } => format!("signal_awaited {name:?}"),
         Event::SignalReceived { awaited, payload } => format!(
             "signal_received (seq {awaited}) {}",
-            render_payload(payload, max)
+            render_value(payload, max)
         ),
         Event::ContextWrite { write } => {
             format!("context_write {}", render_cbor(&write_value_of(write), max))
         }
-        Event::SideEffect { value } => format!("side_effect {}", render_payload(value, max)),
+        Event::SideEffect { value } => format!("side_effect {}", render_value(value, max)),
         Event::PatchMarker { patch } => format!("patch_marker {patch:?}"),
-        Event::Completed { value } => format!("completed {}", render_payload(value, max)),
+        Event::Completed { value } => format!("completed {}", render_value(value, max)),
         Event::Failed { failure } => {
             format!("failed {}", render_cbor(&failure_value(failure), max))
         }
@@ -398,7 +393,7 @@ pub(crate) fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
         } => {
             out.push(("function", function.clone()));
             out.push(("version", format!("{version:?}")));
-            out.push(("args", render_payload(args, FULL)));
+            out.push(("args", render_value(args, FULL)));
             if let Some(p) = parent {
                 out.push(("parent", format!("{} seq {}", p.invocation, p.seq)));
             }
@@ -415,13 +410,13 @@ pub(crate) fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
         } => {
             out.push(("function", function.clone()));
             out.push(("version", format!("{version:?}")));
-            out.push(("args", render_payload(args, FULL)));
+            out.push(("args", render_value(args, FULL)));
             out.push(("call_key", call_key.to_hex()));
             out.push(("child", child.to_string()));
         }
         Event::CallCompleted { scheduled, value } => {
             out.push(("scheduled", scheduled.to_string()));
-            out.push(("value", render_payload(value, FULL)));
+            out.push(("value", render_value(value, FULL)));
         }
         Event::CallFailed { scheduled, failure } => {
             out.push(("scheduled", scheduled.to_string()));
@@ -440,7 +435,7 @@ pub(crate) fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
                 out.push(("version", format!("{v:?}")));
             }
             out.push(("call_key", call_key.to_hex()));
-            out.push(("value", render_payload(value, FULL)));
+            out.push(("value", render_value(value, FULL)));
         }
         Event::TimerStarted {
             fire_at,
@@ -453,13 +448,13 @@ pub(crate) fn event_fields(event: &Event) -> Vec<(&'static str, String)> {
         Event::SignalAwaited { name } => out.push(("name", format!("{name:?}"))),
         Event::SignalReceived { awaited, payload } => {
             out.push(("awaited", awaited.to_string()));
-            out.push(("payload", render_payload(payload, FULL)));
+            out.push(("payload", render_value(payload, FULL)));
         }
         Event::ContextWrite { write } => {
             out.push(("write", render_cbor(&write_value_of(write), FULL)))
         }
         Event::SideEffect { value } | Event::Completed { value } => {
-            out.push(("value", render_payload(value, FULL)))
+            out.push(("value", render_value(value, FULL)))
         }
         Event::Failed { failure } => {
             out.push(("failure", render_cbor(&failure_value(failure), FULL)))

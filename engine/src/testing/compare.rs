@@ -15,7 +15,7 @@ use stent_journal::store::JournalRow;
 use stent_journal::{CallKey, Failure, InvocationId, Payload, Seq};
 
 use crate::debugger::describe_event;
-use crate::debugger::diff::render_payload;
+use crate::debugger::diff::render_value;
 
 /// Path of an invocation from the root: the command index of each call.
 pub(crate) type Path = Vec<u32>;
@@ -59,7 +59,7 @@ impl Step {
     pub(crate) fn describe(&self) -> String {
         const MAX: usize = 200;
         let outcome = |r: &Result<Payload, Failure>| match r {
-            Ok(v) => format!("ok {}", render_payload(v, MAX)),
+            Ok(v) => format!("ok {}", render_value(v, MAX)),
             Err(f) => format!(
                 "err {}",
                 describe_event(&Event::Failed { failure: f.clone() }, MAX)
@@ -77,7 +77,7 @@ impl Step {
                     .as_deref()
                     .map(|v| format!("@{v}"))
                     .unwrap_or_default(),
-                render_payload(args, MAX)
+                render_value(args, MAX)
             ),
             Step::Call {
                 function,
@@ -101,7 +101,7 @@ impl Step {
                 "signal {name:?} -> {}",
                 payload
                     .as_ref()
-                    .map_or_else(|| "not received".into(), |p| render_payload(p, MAX))
+                    .map_or_else(|| "not received".into(), |p| render_value(p, MAX))
             ),
             Step::Write(write) => describe_event(
                 &Event::ContextWrite {
