@@ -10,7 +10,7 @@
 use uuid::Uuid;
 
 use crate::store::{
-    DeadLetterRecord, ExecutionRecord, ExecutionStatus, JournalRow, Routing, SignalId,
+    ClaimedTask, DeadLetterRecord, ExecutionRecord, ExecutionStatus, JournalRow, Routing, SignalId,
     SignalRecord, StoreError, StoreResult, TaskRecord, TaskState,
 };
 use crate::{ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId};
@@ -57,17 +57,21 @@ fn routing(row: &impl Columns, table: &str) -> StoreResult<Routing> {
     })
 }
 
+/// The `status` column of an `executions` row.
+pub fn execution_status(row: &impl Columns) -> StoreResult<ExecutionStatus> {
+    let status = row.text("executions", "status")?;
+    ExecutionStatus::parse(&status).ok_or_else(|| {
+        StoreError::Corrupt(format!("executions.status holds unknown status {status:?}"))
+    })
+}
+
 /// An `executions` row.
 pub fn execution_record(row: &impl Columns) -> StoreResult<ExecutionRecord> {
     const T: &str = "executions";
-    let status = row.text(T, "status")?;
-    let status = ExecutionStatus::parse(&status).ok_or_else(|| {
-        StoreError::Corrupt(format!("executions.status holds unknown status {status:?}"))
-    })?;
     Ok(ExecutionRecord {
         id: ExecutionId::from_uuid(row.uuid(T, "id")?),
         function: row.text(T, "function")?,
-        status,
+        status: execution_status(row)?,
         routing: routing(row, T)?,
         created_at: Timestamp(row.int(T, "created_at")?),
         started_at: time(row, T, "started_at")?,
@@ -130,6 +134,20 @@ pub fn task_record(row: &impl Columns) -> StoreResult<TaskRecord> {
             (Some(at), Some(error)) => Some((at, error)),
             _ => None,
         },
+    })
+}
+
+/// A claimed `tasks` row, with its execution's `deadline`.
+pub fn claimed_task(row: &impl Columns) -> StoreResult<ClaimedTask> {
+    const T: &str = "tasks";
+    Ok(ClaimedTask {
+        invocation: InvocationId::from_uuid(row.uuid(T, "invocation_id")?),
+        execution: ExecutionId::from_uuid(row.uuid(T, "execution_id")?),
+        function: row.text(T, "function")?,
+        epoch: LeaseEpoch(row.int(T, "epoch")?),
+        attempts: ranged(row.small_int(T, "attempts")?, T, "attempts")?,
+        retries: ranged(row.small_int(T, "retries")?, T, "retries")?,
+        deadline: time(row, "executions", "deadline")?,
     })
 }
 

@@ -112,21 +112,6 @@ fn execution_col(row: &PgRow, table: &str, column: &str) -> StoreResult<Executio
     col::<Uuid>(row, table, column).map(ExecutionId::from_uuid)
 }
 
-/// A non-negative count stored as `INTEGER` (`S = i32`) or `BIGINT` (`S = i64`).
-fn u32_col<'r, S>(row: &'r PgRow, table: &str, column: &str) -> StoreResult<u32>
-where
-    S: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres> + Into<i64>,
-{
-    let v: i64 = col::<S>(row, table, column)?.into();
-    u32::try_from(v).map_err(|_| {
-        StoreError::Corrupt(format!("{table}.{column} holds {v}, which is out of range"))
-    })
-}
-
-fn time_col(row: &PgRow, table: &str, column: &str) -> StoreResult<Option<Timestamp>> {
-    Ok(col::<Option<i64>>(row, table, column)?.map(Timestamp))
-}
-
 fn count(row: &PgRow, column: &str) -> StoreResult<u64> {
     let n: i64 = col(row, "count", column)?;
     Ok(u64::try_from(n).unwrap_or(0))
@@ -179,16 +164,7 @@ fn journal_row(row: &PgRow) -> StoreResult<JournalRow> {
 }
 
 fn claimed_task(row: &PgRow) -> StoreResult<ClaimedTask> {
-    const T: &str = "tasks";
-    Ok(ClaimedTask {
-        invocation: invocation_col(row, T, "invocation_id")?,
-        execution: execution_col(row, T, "execution_id")?,
-        function: col(row, T, "function")?,
-        epoch: LeaseEpoch(col(row, T, "epoch")?),
-        attempts: u32_col::<i32>(row, T, "attempts")?,
-        retries: u32_col::<i32>(row, T, "retries")?,
-        deadline: time_col(row, "executions", "deadline")?,
-    })
+    rows::claimed_task(&Cols(row))
 }
 
 fn limit_i64(n: usize) -> i64 {
@@ -1057,12 +1033,7 @@ async fn end_execution_in(
         .await
         .map_err(db(OP))?
         .ok_or_else(|| StoreError::NotFound(format!("execution {id}")))?;
-    let current: String = col(&row, "executions", "status")?;
-    let current = ExecutionStatus::parse(&current).ok_or_else(|| {
-        StoreError::Corrupt(format!(
-            "executions.status holds unknown status {current:?}"
-        ))
-    })?;
+    let current = rows::execution_status(&Cols(&row))?;
     if current.is_terminal() {
         return Ok(false);
     }

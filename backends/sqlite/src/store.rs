@@ -81,10 +81,6 @@ fn int_col<T: TryFrom<i64>>(row: &SqliteRow, table: &str, column: &str) -> Store
     })
 }
 
-fn time_col(row: &SqliteRow, table: &str, column: &str) -> StoreResult<Option<Timestamp>> {
-    Ok(col::<Option<i64>>(row, table, column)?.map(Timestamp))
-}
-
 fn tags_col(row: &SqliteRow, table: &str) -> StoreResult<Vec<String>> {
     let text: String = col(row, table, "tags")?;
     serde_json::from_str(&text).map_err(|e| {
@@ -143,10 +139,7 @@ fn journal_row(row: &SqliteRow) -> StoreResult<JournalRow> {
 
 /// A stored execution status.
 fn status_col(row: &SqliteRow) -> StoreResult<ExecutionStatus> {
-    let status: String = col(row, "executions", "status")?;
-    ExecutionStatus::parse(&status).ok_or_else(|| {
-        StoreError::Corrupt(format!("executions.status holds unknown status {status:?}"))
-    })
+    rows::execution_status(&Cols(row))
 }
 
 // ------------------------------------------------------------------ encoding
@@ -741,7 +734,6 @@ pub(crate) async fn claim_in(
     req: &ClaimRequest,
 ) -> StoreResult<Vec<ClaimedTask>> {
     const OP: &str = CLAIM;
-    const T: &str = "tasks";
     let limited = req
         .concurrency_limits
         .iter()
@@ -779,16 +771,7 @@ pub(crate) async fn claim_in(
     };
     let mut claimed = Vec::with_capacity(rows.len());
     for row in &rows {
-        let task = ClaimedTask {
-            invocation: id_col(row, T, "invocation_id")?,
-            execution: id_col(row, T, "execution_id")?,
-            function: col(row, T, "function")?,
-            epoch: LeaseEpoch(col(row, T, "epoch")?),
-            attempts: int_col(row, T, "attempts")?,
-            retries: int_col(row, T, "retries")?,
-            deadline: time_col(row, "executions", "deadline")?,
-        };
-        claimed.push((claim_order(row)?, task));
+        claimed.push((claim_order(row)?, rows::claimed_task(&Cols(row))?));
     }
     // RETURNING gives no order; hand tasks out in claim order.
     claimed.sort_by_key(|(order, _)| *order);
