@@ -19,7 +19,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
 /// Calls queued for a batch, each with where its answer goes.
 type Queue<I, O> = mpsc::UnboundedSender<(I, oneshot::Sender<O>)>;
@@ -80,16 +80,14 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         let slots = Arc::new(Semaphore::new(slots.max(1)));
         let max_batch = max_batch.max(1);
         let counts = Arc::new(Counts::default());
-        let counted = counts.clone();
         let queued = Arc::new(AtomicUsize::new(0));
-        let taken = queued.clone();
-        let (batch_run, batch_slots) = (run.clone(), slots.clone());
+        let (loop_run, loop_slots, loop_counts, taken) =
+            (run.clone(), slots.clone(), counts.clone(), queued.clone());
         tokio::spawn(async move {
-            let (run, slots) = (batch_run, batch_slots);
             loop {
                 // A slot first, then the calls: whatever queued up while
                 // every slot was busy goes into this batch.
-                let Ok(slot) = slots.clone().acquire_owned().await else {
+                let Ok(slot) = loop_slots.clone().acquire_owned().await else {
                     return;
                 };
                 let Some(first) = calls.recv().await else {
@@ -103,20 +101,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
                     }
                 }
                 taken.fetch_sub(batch.len(), Ordering::AcqRel);
-                counted.batches.fetch_add(1, Ordering::Relaxed);
-                counted
-                    .calls
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                let run = run.clone();
-                tokio::spawn(async move {
-                    let (items, answers): (Vec<I>, Vec<oneshot::Sender<O>>) =
-                        batch.into_iter().unzip();
-                    let outcomes = run(items).await;
-                    for (answer, outcome) in answers.into_iter().zip(outcomes) {
-                        let _ = answer.send(outcome);
-                    }
-                    drop(slot);
-                });
+                launch(&loop_run, &loop_counts, batch, slot);
             }
         });
         Batcher {
@@ -144,15 +129,7 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         if self.queued.load(Ordering::Acquire) == 0
             && let Ok(slot) = self.slots.clone().try_acquire_owned()
         {
-            self.counts.batches.fetch_add(1, Ordering::Relaxed);
-            self.counts.calls.fetch_add(1, Ordering::Relaxed);
-            let batch = (self.run)(vec![item]);
-            tokio::spawn(async move {
-                if let Some(out) = batch.await.pop() {
-                    let _ = answer.send(out);
-                }
-                drop(slot);
-            });
+            launch(&self.run, &self.counts, vec![(item, answer)], slot);
             return outcome.await.map_err(|_| Unbatched::Lost);
         }
         self.queued.fetch_add(1, Ordering::AcqRel);
@@ -162,6 +139,28 @@ impl<I: Send + 'static, O: Send + 'static> Batcher<I, O> {
         }
         outcome.await.map_err(|_| Unbatched::Lost)
     }
+}
+
+/// Runs `batch` on a task of its own, holding `slot` until it ends, and
+/// sends each call its answer.
+fn launch<I: Send + 'static, O: Send + 'static>(
+    run: &Run<I, O>,
+    counts: &Counts,
+    batch: Vec<(I, oneshot::Sender<O>)>,
+    slot: OwnedSemaphorePermit,
+) {
+    counts.batches.fetch_add(1, Ordering::Relaxed);
+    counts
+        .calls
+        .fetch_add(batch.len() as u64, Ordering::Relaxed);
+    let (items, answers): (Vec<I>, Vec<oneshot::Sender<O>>) = batch.into_iter().unzip();
+    let outcomes = run(items);
+    tokio::spawn(async move {
+        for (answer, outcome) in answers.into_iter().zip(outcomes.await) {
+            let _ = answer.send(outcome);
+        }
+        drop(slot);
+    });
 }
 
 #[cfg(test)]
