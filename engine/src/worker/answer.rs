@@ -5,8 +5,9 @@
 //! ([`turns`](super::turns)) acts on it.
 
 use stent_journal::event::Event;
+use stent_journal::pause::{PauseReport, SetAsideSignal};
 use stent_journal::store::SignalId;
-use stent_journal::{Payload, Seq};
+use stent_journal::{ExecutionId, InvocationId, Payload, Seq};
 use stent_replay::Outstanding;
 
 /// Where an answer came from, as far as [`Answer::of`] needs to know.
@@ -28,18 +29,7 @@ pub(super) enum Answer {
     /// A signal whose payload the waiting code cannot decode (an
     /// operator's typo): set aside, never journaled, and the execution
     /// paused until a good one is sent.
-    SetAside {
-        /// The signal.
-        id: SignalId,
-        /// The signal's name.
-        name: String,
-        /// The seq of the wait.
-        awaited: Seq,
-        /// Why it does not decode.
-        why: String,
-        /// The type the code waits for.
-        expected_type: &'static str,
-    },
+    SetAside(SetAside),
     /// A hand-off no call waits for any more (the code stopped waiting, a
     /// lost race): given back, so the child stores its result itself.
     HandBack,
@@ -53,6 +43,52 @@ pub(super) enum Answer {
         /// Journal the event and answer the wait.
         resolve: bool,
     },
+}
+
+/// A signal set aside: what the pause report says about it.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct SetAside {
+    /// The signal.
+    pub id: SignalId,
+    /// The signal's name.
+    pub name: String,
+    /// The seq of the wait.
+    pub awaited: Seq,
+    /// Why it does not decode.
+    pub why: String,
+    /// The type the code waits for.
+    pub expected_type: &'static str,
+}
+
+impl SetAside {
+    /// The report that pauses `execution`, whose `invocation` waited.
+    pub(super) fn report(self, execution: ExecutionId, invocation: InvocationId) -> PauseReport {
+        let SetAside {
+            id,
+            name,
+            awaited,
+            why,
+            expected_type,
+        } = self;
+        let text = format!(
+            "execution {execution}: signal {name:?} (id {}) does not decode as {expected_type}, \
+             the type the code waits for at seq {awaited}: {why}. It was set aside, not \
+             delivered. Send a signal {name:?} with a payload of that type, then resume the \
+             execution",
+            id.0
+        );
+        PauseReport::signal_set_aside(
+            text,
+            SetAsideSignal {
+                id: id.0,
+                name,
+                invocation,
+                awaited,
+                expected_type: expected_type.to_string(),
+                why,
+            },
+        )
+    }
 }
 
 impl Answer {
@@ -74,13 +110,13 @@ impl Answer {
         ) = (from, waited, event)
             && let Err((why, expected_type)) = check_signal(*awaited, payload)
         {
-            return Answer::SetAside {
+            return Answer::SetAside(SetAside {
                 id,
                 name: name.clone(),
                 awaited: *awaited,
                 why,
                 expected_type,
-            };
+            });
         }
         let consume = match from {
             Origin::Inbox => true,
@@ -161,13 +197,13 @@ mod tests {
         );
         assert_eq!(
             answer,
-            Answer::SetAside {
+            Answer::SetAside(SetAside {
                 id: SignalId(5),
                 name: "go".into(),
                 awaited: Seq(3),
                 why: "expected u64".into(),
                 expected_type: "u64",
-            }
+            })
         );
     }
 

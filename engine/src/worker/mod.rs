@@ -119,6 +119,18 @@ enum Source {
     Handoff(Box<Handoff>),
 }
 
+impl Source {
+    /// What [`answer::Answer::of`] needs to know of it.
+    fn origin(&self) -> answer::Origin {
+        match self {
+            Source::Inbox(_) => answer::Origin::Inbox,
+            Source::Signal(id) => answer::Origin::Signal(*id),
+            Source::Timer => answer::Origin::Timer,
+            Source::Handoff(_) => answer::Origin::Handoff,
+        }
+    }
+}
+
 /// A held lease's in-process side: wake-ups, the lost flag, hand-offs.
 struct Residence {
     notify: Arc<Notify>,

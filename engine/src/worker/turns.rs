@@ -10,13 +10,13 @@ use std::task::Poll;
 use std::time::Duration;
 
 use stent_journal::event::Event;
-use stent_journal::pause::{PauseReport, SetAsideSignal};
+use stent_journal::pause::PauseReport;
 use stent_journal::store::{SignalId, TaskDisposition, TurnCommit};
 use stent_journal::{ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq};
 use stent_replay::{DriverError, Outstanding, Status};
 use tracing::Instrument;
 
-use super::answer::{self, Answer};
+use super::answer::Answer;
 use super::turn_end::{TurnEnd, Unstored};
 use super::{
     Cached, Core, Ended, Gate, Inline, Running, STICKY_CAPACITY, Source, TurnError, Waiting,
@@ -220,53 +220,28 @@ impl Core {
                         .as_ref()
                         .and_then(Event::resolves)
                         .and_then(|seq| r.driver.outstanding_at(seq));
-                    let from = match &source {
-                        Source::Inbox(_) => answer::Origin::Inbox,
-                        Source::Signal(id) => answer::Origin::Signal(*id),
-                        Source::Timer => answer::Origin::Timer,
-                        Source::Handoff(_) => answer::Origin::Handoff,
+                    let answer = Answer::of(
+                        source.origin(),
+                        event.as_ref(),
+                        waited.as_ref(),
+                        |seq, payload| r.driver.check_signal(seq, payload),
+                    );
+                    let (consume, resolve) = match answer {
+                        Answer::SetAside(set_aside) => {
+                            let id = set_aside.id;
+                            let report = set_aside.report(r.execution, r.invocation);
+                            self.pause_setting_aside(r, report, Some(id)).await?;
+                            return Ok(Ended::Done);
+                        }
+                        Answer::HandBack => {
+                            if let Source::Handoff(h) = source {
+                                // Not ours to journal: the child delivers on its own.
+                                let _ = h.done.send(Err("no outstanding call".into()));
+                            }
+                            continue;
+                        }
+                        Answer::Take { consume, resolve } => (consume, resolve),
                     };
-                    let (consume, resolve) =
-                        match Answer::of(from, event.as_ref(), waited.as_ref(), |seq, payload| {
-                            r.driver.check_signal(seq, payload)
-                        }) {
-                            Answer::SetAside {
-                                id,
-                                name,
-                                awaited,
-                                why,
-                                expected_type,
-                            } => {
-                                let text = format!(
-                                    "execution {}: signal {name:?} (id {}) does not decode as \
-                                 {expected_type}, the type the code waits for at seq {awaited}: \
-                                 {why}. It was set aside, not delivered. Send a signal {name:?} \
-                                 with a payload of that type, then resume the execution",
-                                    r.execution, id.0
-                                );
-                                let report = PauseReport::signal_set_aside(
-                                    text,
-                                    SetAsideSignal {
-                                        id: id.0,
-                                        name,
-                                        invocation: r.invocation,
-                                        awaited,
-                                        expected_type: expected_type.to_string(),
-                                        why,
-                                    },
-                                );
-                                self.pause_setting_aside(r, report, Some(id)).await?;
-                                return Ok(Ended::Done);
-                            }
-                            Answer::HandBack => {
-                                if let Source::Handoff(h) = source {
-                                    // Not ours to journal: the child delivers on its own.
-                                    let _ = h.done.send(Err("no outstanding call".into()));
-                                }
-                                continue;
-                            }
-                            Answer::Take { consume, resolve } => (consume, resolve),
-                        };
                     if consume {
                         match source {
                             Source::Inbox(id) => r.consumed_inbox.push(id),
