@@ -70,11 +70,7 @@ mod waits;
 mod worker;
 mod workflow;
 
-#[doc(hidden)]
-pub use admin::DEFAULT_TASK_PAGE;
 pub use call::Call;
-#[doc(hidden)]
-pub use call::{CallFuture, IntoDefinition};
 pub use clock::{Clock, TokioClock};
 pub use compensation::{Cancellation, CompensationCall, CompensationReport, RunCompensations};
 pub use context::{
@@ -86,17 +82,13 @@ pub use lifecycle::{LifecycleState, WorkerLifecycle};
 #[cfg(feature = "metrics")]
 pub use metrics::MetricsFacade;
 pub use metrics::{MetricsRecorder, NoMetrics};
-#[doc(hidden)]
-pub use orchestration::ApplyArgs;
-#[doc(hidden)]
-pub use registry::{BoxFuture, DurableFn, DurableOptions, FunctionEntry};
 pub use registry::{FunctionRegistry, RetryPolicy, RetryPredicate};
 pub use stent_journal::store::ExecutionStatus;
+// Their earlier paths, at the root, still compile.
 #[doc(hidden)]
-pub use stent_journal::store::{
-    CleanupCounts, DeadLetterRecord, QueueStats, SignalRecord, StoreStats, TaskFilter, TaskRecord,
-    TaskState,
-};
+pub use definition::*;
+#[doc(hidden)]
+pub use records::*;
 pub use stent_journal::{
     DurationSpec, ExecutionId, Failure, IntoDuration, InvocationId, Payload, Serializer,
     format_duration, parse_duration,
