@@ -3572,14 +3572,6 @@ pub async fn cleanup_removes_only_old_ended_executions(backend: Arc<dyn Backend>
 /// order, optionally only rows of some kinds (an invocation left without
 /// rows is left out). Rows of other executions never appear.
 pub async fn read_execution_journal_groups_by_invocation(backend: Arc<dyn Backend>) {
-    let read = |execution: ExecutionId, kinds: Option<Vec<EventKind>>| {
-        let backend = Arc::clone(&backend);
-        async move {
-            backend
-                .read_execution_journal(execution, kinds.as_deref())
-                .await
-        }
-    };
     let (exec, c) = running(&backend, "app::root").await;
     let root = exec.root.invocation;
     // Spawned in this order: the higher seq first, so creation order and
@@ -3611,7 +3603,10 @@ pub async fn read_execution_journal_groups_by_invocation(backend: Arc<dyn Backen
     t.events = vec![event(1, b"other")];
     commit(&backend, vec![t]).await;
 
-    let all = read(exec.id, None).await.expect("read_execution_journal");
+    let all = backend
+        .read_execution_journal(exec.id, None)
+        .await
+        .expect("read_execution_journal");
     assert_eq!(
         all.iter().map(|(inv, _)| *inv).collect::<Vec<_>>(),
         vec![root, late, early]
@@ -3626,7 +3621,10 @@ pub async fn read_execution_journal_groups_by_invocation(backend: Arc<dyn Backen
     );
     assert_eq!(all[1].1[1].bytes, late.as_uuid().as_bytes());
 
-    let started = read(exec.id, Some(vec![EventKind::Started])).await.unwrap();
+    let started = backend
+        .read_execution_journal(exec.id, Some(&[EventKind::Started]))
+        .await
+        .unwrap();
     assert_eq!(started.len(), 3);
     assert!(
         started
@@ -3635,21 +3633,30 @@ pub async fn read_execution_journal_groups_by_invocation(backend: Arc<dyn Backen
     );
     assert_eq!(started[1].1[0].bytes, started_bytes(late));
 
-    let timers = read(
-        exec.id,
-        Some(vec![EventKind::TimerStarted, EventKind::Completed]),
-    )
-    .await
-    .unwrap();
+    let timers = backend
+        .read_execution_journal(
+            exec.id,
+            Some(&[EventKind::TimerStarted, EventKind::Completed]),
+        )
+        .await
+        .unwrap();
     assert_eq!(timers.len(), 1);
     assert_eq!(timers[0].0, root);
     assert_eq!(timers[0].1.len(), 1);
     assert_eq!(timers[0].1[0].seq, Seq(1));
     assert_eq!(timers[0].1[0].bytes, b"r1");
 
-    assert!(read(exec.id, Some(vec![])).await.unwrap().is_empty());
+    let none: &[EventKind] = &[];
     assert!(
-        read(ExecutionId::new_random(), None)
+        backend
+            .read_execution_journal(exec.id, Some(none))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        backend
+            .read_execution_journal(ExecutionId::new_random(), None)
             .await
             .unwrap()
             .is_empty()
