@@ -41,6 +41,7 @@ mod outcome;
 mod presence;
 mod recovery;
 mod turn_end;
+mod turn_loop;
 mod turns;
 
 pub use builder::WorkerBuilder;
@@ -264,6 +265,7 @@ struct UnstoredEnd {
 }
 
 /// What the idempotency check decided.
+#[derive(Debug, PartialEq)]
 enum Gate {
     /// Run the body.
     Run,
@@ -272,6 +274,7 @@ enum Gate {
 }
 
 /// How a run of turns ended.
+#[derive(Debug, PartialEq)]
 enum Ended {
     /// Finished, failed or paused: nothing more to do here.
     Done,
@@ -279,6 +282,7 @@ enum Ended {
     Parked,
 }
 
+#[derive(Debug, PartialEq)]
 enum TurnError {
     LeaseLost,
     Retry(String),

@@ -1,9 +1,10 @@
-//! The turn loop: drives a running invocation's code, applies what arrived
-//! for it (deliveries, signals, due timers, hand-offs), stores each turn in
-//! one fenced commit, and waits; after a failed storage call it recovers
-//! ([`recovery`](super::recovery)) or stops.
+//! The turn loop's effects: drives a running invocation's code, applies
+//! what arrived for it (deliveries, signals, due timers, hand-offs), stores
+//! each turn in one fenced commit, and waits; after a failed storage call
+//! it recovers ([`recovery`](super::recovery)) or stops. Which effect runs
+//! when is decided by [`TurnLoop`](super::turn_loop::TurnLoop).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::future::poll_fn;
 use std::sync::Arc;
 use std::task::Poll;
@@ -12,16 +13,33 @@ use std::time::Duration;
 use stent_journal::event::Event;
 use stent_journal::pause::PauseReport;
 use stent_journal::store::{SignalId, TaskDisposition, TurnCommit};
-use stent_journal::{ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq};
+use stent_journal::{ExecutionId, Failure, InvocationId, LeaseEpoch, Payload, Seq, Timestamp};
 use stent_replay::{DriverError, Outstanding, Status};
 use tracing::Instrument;
 
 use super::answer::Answer;
 use super::turn_end::{TurnEnd, Unstored};
+use super::turn_loop::{Exit, Next, Progress, Seen, Stay, Stored, TurnLoop, Wake};
 use super::{
-    Cached, Core, Ended, Gate, Inline, Running, STICKY_CAPACITY, Source, TurnError, Waiting,
+    Cached, Core, Ended, Inline, Running, STICKY_CAPACITY, Source, TurnError, UnstoredEnd, Waiting,
     recovery, report_of_stop,
 };
+use crate::hub::Handoff;
+
+/// An answer that arrived for the code, and where it came from (`None`: a
+/// delivery that does not decode, consumed without being applied).
+type Arrival = (Option<Event>, Source);
+
+trait FromHandoff {
+    fn handoff(h: Handoff) -> Self;
+}
+
+impl FromHandoff for Arrival {
+    /// A child's result handed over in-process.
+    fn handoff(h: Handoff) -> Self {
+        (Some(h.resolution.clone()), Source::Handoff(Box::new(h)))
+    }
+}
 
 impl Core {
     pub(super) async fn drive(self: Arc<Self>, r: Running, check_remote: bool) {
@@ -35,66 +53,120 @@ impl Core {
         self.drive_in_span(r, check_remote).instrument(span).await
     }
 
+    /// Runs `r` through [`TurnLoop`], carrying out each effect it asks for
+    /// until it exits.
     pub(super) async fn drive_in_span(self: Arc<Self>, mut r: Running, check_remote: bool) {
         self.inner.metrics.invocation_started(r.function());
-        let mut check = check_remote;
+        let (mut machine, mut next) = TurnLoop::new::<Status, UnstoredEnd>(self.poll, check_remote);
         loop {
-            match self.idempotency_gate(&mut r).await {
-                Ok(Gate::Run) => break,
-                Ok(Gate::Done) => {
-                    self.release(r.invocation, r.epoch);
-                    return;
+            let seen: Seen<Arrival, Status, UnstoredEnd> = match next {
+                Next::Gate => match self.idempotency_gate(&mut r).await {
+                    Ok(gate) => Seen::Gated(gate),
+                    Err(e) => Seen::Failed(e),
+                },
+                Next::Check => Seen::Checked {
+                    lease_lost: r.lost(),
+                    deadline_passed: r.deadline.is_some_and(|d| d <= self.now()),
+                    kept_end: r.unstored_end.take(),
+                },
+                Next::TimeOut => {
+                    self.time_out(r.execution, r.deadline).await;
+                    Seen::Ended(Ended::Done)
                 }
-                Err(TurnError::LeaseLost) => {
-                    self.lease_gone(r.invocation, r.epoch);
-                    self.release(r.invocation, r.epoch);
-                    return;
+                Next::FinishKept(end) => {
+                    Seen::ended(self.finish_keeping(&mut r, end.out, true).await)
                 }
-                Err(TurnError::Retry(message)) => {
-                    tracing::warn!(invocation = %r.invocation, %message, "idempotency check failed");
-                    if !self.recover_or_stop(&mut r).await {
-                        self.release(r.invocation, r.epoch);
-                        return;
+                Next::Advance => Seen::Advanced(self.advance(&mut r).await),
+                Next::End(status) => Seen::ended(self.end_with(&mut r, status).await),
+                Next::Gather => {
+                    let mut arrived = Vec::new();
+                    while let Ok(h) = r.residence.handoffs.try_recv() {
+                        arrived.push(Arrival::handoff(h));
                     }
+                    Seen::Gathered(arrived)
                 }
-            }
-        }
-        loop {
-            match self.turns(&mut r, check).await {
-                Ok(Ended::Done) => break,
-                Ok(Ended::Parked) => {
-                    self.release(r.invocation, r.epoch);
-                    let mut sticky = self.lock_sticky();
-                    if sticky.len() >= STICKY_CAPACITY {
-                        // Evict an arbitrary entry: it replays from its journal if claimed again.
-                        if let Some(k) = sticky.keys().next().copied() {
-                            sticky.remove(&k);
+                Next::Apply(arrival) => match self.apply(&mut r, arrival).await {
+                    Ok(None) => Seen::Applied,
+                    Ok(Some(ended)) => Seen::Ended(ended),
+                    Err(e) => Seen::Failed(e),
+                },
+                Next::Collect { read_storage } => {
+                    let waiting = Waiting {
+                        invocation: r.invocation,
+                        execution: r.execution,
+                        outstanding: r.driver.outstanding(),
+                        fresh_calls: r
+                            .driver
+                            .pending_new_calls()
+                            .into_iter()
+                            .map(|(seq, _, _)| seq)
+                            .collect(),
+                        signals_fetched_before: r.signals_fetched_before,
+                        consumed_inbox: &r.consumed_inbox,
+                        consumed_signals: &r.consumed_signals,
+                    };
+                    match self.collect(waiting, read_storage).await {
+                        Ok(found) => {
+                            r.signals_fetched_before = r.driver.next_seq();
+                            Seen::Collected(found)
                         }
+                        Err(e) => Seen::Failed(e),
                     }
-                    sticky.insert(
-                        r.invocation,
-                        Cached {
-                            driver: r.driver,
-                            parent: r.parent,
-                        },
-                    );
+                }
+                Next::Cache => match self.answer_from_cache(&mut r).await {
+                    Ok(answered) => Seen::Cached(answered),
+                    Err(e) => Seen::Failed(e),
+                },
+                Next::Store { behind } => match self.store_turn(&mut r, behind).await {
+                    Ok(Ok(stored)) => Seen::Stored(stored),
+                    Ok(Err(ended)) => Seen::Ended(ended),
+                    Err(e) => Seen::Failed(e),
+                },
+                Next::Wait { delay, stay } => Seen::Woke(self.wait(&mut r, delay, stay).await),
+                Next::Recover { message, gating } => {
+                    if gating {
+                        tracing::warn!(invocation = %r.invocation, %message, "idempotency check failed");
+                    } else {
+                        tracing::warn!(invocation = %r.invocation, %message, "turn failed; re-reading the lease and the journal");
+                    }
+                    Seen::Recovered(self.recover_or_stop(&mut r).await)
+                }
+                Next::Exit(exit) => {
+                    self.exit(r, exit);
                     return;
                 }
-                Err(TurnError::LeaseLost) => {
-                    tracing::warn!(invocation = %r.invocation, "lease lost; dropping the invocation");
-                    self.lease_gone(r.invocation, r.epoch);
-                    break;
-                }
-                Err(TurnError::Retry(message)) => {
-                    tracing::warn!(invocation = %r.invocation, %message, "turn failed; re-reading the lease and the journal");
-                    if !self.recover_or_stop(&mut r).await {
-                        break;
+            };
+            next = machine.next(seen);
+        }
+    }
+
+    /// Leaves `r` as [`Exit`] says.
+    fn exit(&self, r: Running, exit: Exit) {
+        match exit {
+            Exit::Release => self.release(r.invocation, r.epoch),
+            Exit::LeaseGone => {
+                tracing::warn!(invocation = %r.invocation, "lease lost; dropping the invocation");
+                self.lease_gone(r.invocation, r.epoch);
+                self.release(r.invocation, r.epoch);
+            }
+            Exit::Park => {
+                self.release(r.invocation, r.epoch);
+                let mut sticky = self.lock_sticky();
+                if sticky.len() >= STICKY_CAPACITY {
+                    // Evict an arbitrary entry: it replays from its journal if claimed again.
+                    if let Some(k) = sticky.keys().next().copied() {
+                        sticky.remove(&k);
                     }
-                    check = true;
                 }
+                sticky.insert(
+                    r.invocation,
+                    Cached {
+                        driver: r.driver,
+                        parent: r.parent,
+                    },
+                );
             }
         }
-        self.release(r.invocation, r.epoch);
     }
 
     /// After a storage fault: waits until the lease and the journal are
@@ -166,254 +238,231 @@ impl Core {
         self.release(invocation, epoch);
     }
 
-    /// Runs turns until the invocation finishes, parks, or stops.
-    pub(super) async fn turns(
+    /// Polls the code (or takes what its first poll, made before this
+    /// task started, returned).
+    async fn advance(&self, r: &mut Running) -> Progress<Status> {
+        let status = match r.first_status.take() {
+            Some(status) => status,
+            None => {
+                r.driver.set_now(self.now());
+                let waker = current_waker().await;
+                r.driver
+                    .advance(&mut std::task::Context::from_waker(&waker))
+            }
+        };
+        match status {
+            Status::Blocked => Progress::Blocked,
+            Status::Behind => Progress::Behind,
+            ends => Progress::Ends(ends),
+        }
+    }
+
+    /// Ends the run for a status of the code that ends it: its outcome is
+    /// stored, or the execution paused.
+    async fn end_with(
         self: &Arc<Self>,
         r: &mut Running,
-        mut check_remote: bool,
+        status: Status,
     ) -> Result<Ended, TurnError> {
-        let mut queue: VecDeque<(Option<Event>, Source)> = VecDeque::new();
-        let mut backoff = self.poll.min;
-        loop {
-            if r.lost() {
-                return Err(TurnError::LeaseLost);
+        match status {
+            Status::Finished(out) => self.finish_keeping(r, out, false).await,
+            Status::Stopped(DriverError::Aborted { message, .. }) => {
+                self.finish_keeping(r, Err(Failure::Aborted { message }), true)
+                    .await
             }
-            if r.deadline.is_some_and(|d| d <= self.now()) {
-                self.time_out(r.execution, r.deadline).await;
-                return Ok(Ended::Done);
+            Status::Stopped(other) => {
+                let report = report_of_stop(r, &other);
+                self.pause(r, report).await?;
+                Ok(Ended::Done)
             }
-            if let Some(end) = r.unstored_end.take() {
-                return self.finish_keeping(r, end.out, true).await;
-            }
-            let status = match r.first_status.take() {
-                Some(status) => status,
-                None => {
-                    r.driver.set_now(self.now());
-                    let waker = current_waker().await;
-                    r.driver
-                        .advance(&mut std::task::Context::from_waker(&waker))
-                }
-            };
-            let behind = match status {
-                Status::Finished(out) => return self.finish_keeping(r, out, false).await,
-                Status::Stopped(DriverError::Aborted { message, .. }) => {
-                    return self
-                        .finish_keeping(r, Err(Failure::Aborted { message }), true)
-                        .await;
-                }
-                Status::Stopped(other) => {
-                    let report = report_of_stop(r, &other);
-                    self.pause(r, report).await?;
-                    return Ok(Ended::Done);
-                }
-                Status::Blocked => false,
-                Status::Behind => true,
-            };
-            if !behind {
-                while let Ok(h) = r.residence.handoffs.try_recv() {
-                    queue.push_back((Some(h.resolution.clone()), Source::Handoff(Box::new(h))));
-                }
-                if let Some((event, source)) = queue.pop_front() {
-                    // The code may have stopped waiting for it meanwhile (a
-                    // lost race): then it is not journaled.
-                    let waited = event
-                        .as_ref()
-                        .and_then(Event::resolves)
-                        .and_then(|seq| r.driver.outstanding_at(seq));
-                    let answer = Answer::of(
-                        source.origin(),
-                        event.as_ref(),
-                        waited.as_ref(),
-                        |seq, payload| r.driver.check_signal(seq, payload),
-                    );
-                    let (consume, resolve) = match answer {
-                        Answer::SetAside(set_aside) => {
-                            let id = set_aside.id;
-                            let report = set_aside.report(r.execution, r.invocation);
-                            self.pause_setting_aside(r, report, Some(id)).await?;
-                            return Ok(Ended::Done);
-                        }
-                        Answer::HandBack => {
-                            if let Source::Handoff(h) = source {
-                                // Not ours to journal: the child delivers on its own.
-                                let _ = h.done.send(Err("no outstanding call".into()));
-                            }
-                            continue;
-                        }
-                        Answer::Take { consume, resolve } => (consume, resolve),
-                    };
-                    if consume {
-                        match source {
-                            Source::Inbox(id) => r.consumed_inbox.push(id),
-                            Source::Signal(id) => r.consumed_signals.push(id),
-                            Source::Handoff(h) => r.handed_off.push(*h),
-                            Source::Timer => {}
-                        }
-                    }
-                    if resolve
-                        && let Some(event) = event
-                        && let Err(e) = r.driver.resolve(event)
-                    {
-                        let report = report_of_stop(r, &e);
-                        self.pause(r, report).await?;
-                        return Ok(Ended::Done);
-                    }
-                    continue;
-                }
-                let waiting = Waiting {
-                    invocation: r.invocation,
-                    execution: r.execution,
-                    outstanding: r.driver.outstanding(),
-                    fresh_calls: r
-                        .driver
-                        .pending_new_calls()
-                        .into_iter()
-                        .map(|(seq, _, _)| seq)
-                        .collect(),
-                    signals_fetched_before: r.signals_fetched_before,
-                    consumed_inbox: &r.consumed_inbox,
-                    consumed_signals: &r.consumed_signals,
-                };
-                let found = self.collect(waiting, check_remote).await?;
-                check_remote = false;
-                r.signals_fetched_before = r.driver.next_seq();
-                if !found.is_empty() {
-                    queue.extend(found);
-                    continue;
-                }
-            }
+            // Not an end: the machine never asks for these.
+            Status::Blocked | Status::Behind => Ok(Ended::Done),
+        }
+    }
 
-            // Calls of cached functions may be answered from the cache.
-            if !behind && self.answer_from_cache(r).await? {
-                continue;
+    /// Applies one arrived answer to the code ([`Answer`] decides how).
+    /// `Some` if that ended the run (the execution was paused).
+    async fn apply(
+        self: &Arc<Self>,
+        r: &mut Running,
+        (event, source): Arrival,
+    ) -> Result<Option<Ended>, TurnError> {
+        // The code may have stopped waiting for it meanwhile (a lost
+        // race): then it is not journaled.
+        let waited = event
+            .as_ref()
+            .and_then(Event::resolves)
+            .and_then(|seq| r.driver.outstanding_at(seq));
+        let answer = Answer::of(
+            source.origin(),
+            event.as_ref(),
+            waited.as_ref(),
+            |seq, payload| r.driver.check_signal(seq, payload),
+        );
+        let (consume, resolve) = match answer {
+            Answer::SetAside(set_aside) => {
+                let id = set_aside.id;
+                let report = set_aside.report(r.execution, r.invocation);
+                self.pause_setting_aside(r, report, Some(id)).await?;
+                return Ok(Some(Ended::Done));
             }
-
-            // Nothing more to apply: store the turn, then wait.
-            let now = self.now();
-            let end = TurnEnd::of(
-                &r.driver.outstanding(),
-                behind,
-                self.draining(),
-                self.sticky_timer,
-                r.deadline,
-                now,
-            );
-            if !end.io_wait {
-                r.slot = None;
-            }
-            let (stay, next_timer) = (end.stay, end.next_timer);
-            let new_events = r.driver.take_new_events();
-            let must_commit = end.must_commit(Unstored {
-                events: !new_events.is_empty(),
-                consumed: !r.consumed_inbox.is_empty() || !r.consumed_signals.is_empty(),
-                results: !r.handed_off.is_empty() || r.deferred.is_some(),
-                checkpoint: r.needs_checkpoint,
-            });
-            if must_commit {
-                let (spawn, mut local) = self.plan_children(r, &new_events, now)?;
-                let has_remote_children = spawn.iter().any(|s| s.lease.is_none());
-                let one_child = spawn.len() == 1;
-                if let (false, Some(t)) = (stay, end.run_at) {
-                    self.note_due(t);
+            Answer::HandBack => {
+                if let Source::Handoff(h) = source {
+                    // Not ours to journal: the child delivers on its own.
+                    let _ = h.done.send(Err("no outstanding call".into()));
                 }
-                let disposition = end.disposition(now, self.lease);
-                let commit = r.turn(now, new_events, spawn, disposition)?;
-                // A lone step started here may return in its first poll;
-                // its end then rides along with a commit of this invocation
-                // instead of costing one of its own (see `inline`).
-                let lone_step = if stay && one_child && local.len() == 1 {
-                    local.pop()
-                } else {
-                    None
-                };
-                // Polled with this task's waker: if the step waits, its
-                // wake-ups reach this task while the commit is in flight.
-                let waker = current_waker().await;
-                let mut waiting_step = None;
-                // Before this turn is stored only if it stores no earlier
-                // step's result (one kept in memory, or handed over by a
-                // child): a step never starts before every result before
-                // it is stored, so a crash never runs a step again once a
-                // later one has begun.
-                let results_in_memory = r.deferred.is_some() || !r.handed_off.is_empty();
-                let lone_step = match lone_step {
-                    Some(step) if !results_in_memory => {
-                        match self.run_or_recall(r, step, now, &waker)? {
-                            Inline::Returned(step) => {
-                                if !self.keep_returned(r, Some(commit), step).await? {
-                                    return Ok(Ended::Done);
-                                }
-                                continue;
-                            }
-                            Inline::Pending(step) => {
-                                waiting_step = Some(step);
-                                None
-                            }
-                        }
-                    }
-                    other => other,
-                };
-                self.commit_polling(r, commit, waiting_step.as_mut())
-                    .await?;
-                r.needs_checkpoint = false;
-                local.extend(waiting_step);
-                self.start_children(local);
-                // Results were waiting in memory: the step runs now that
-                // they and the turn scheduling it are stored.
-                if let Some(step) = lone_step {
-                    match self.run_or_recall(r, step, self.now(), &waker)? {
+                return Ok(None);
+            }
+            Answer::Take { consume, resolve } => (consume, resolve),
+        };
+        if consume {
+            match source {
+                Source::Inbox(id) => r.consumed_inbox.push(id),
+                Source::Signal(id) => r.consumed_signals.push(id),
+                Source::Handoff(h) => r.handed_off.push(*h),
+                Source::Timer => {}
+            }
+        }
+        if resolve
+            && let Some(event) = event
+            && let Err(e) = r.driver.resolve(event)
+        {
+            let report = report_of_stop(r, &e);
+            self.pause(r, report).await?;
+            return Ok(Some(Ended::Done));
+        }
+        Ok(None)
+    }
+
+    /// Nothing more can be applied: stores the turn if anything in memory
+    /// needs it, starts the children it created, and says how the
+    /// invocation waits (`Ok(Err(_))`: the run ended here, parked or
+    /// paused).
+    async fn store_turn(
+        self: &Arc<Self>,
+        r: &mut Running,
+        behind: bool,
+    ) -> Result<Result<Stored, Ended>, TurnError> {
+        let now = self.now();
+        let end = TurnEnd::of(
+            &r.driver.outstanding(),
+            behind,
+            self.draining(),
+            self.sticky_timer,
+            r.deadline,
+            now,
+        );
+        if !end.io_wait {
+            r.slot = None;
+        }
+        let stay = end.stay;
+        let new_events = r.driver.take_new_events();
+        let must_commit = end.must_commit(Unstored {
+            events: !new_events.is_empty(),
+            consumed: !r.consumed_inbox.is_empty() || !r.consumed_signals.is_empty(),
+            results: !r.handed_off.is_empty() || r.deferred.is_some(),
+            checkpoint: r.needs_checkpoint,
+        });
+        if must_commit {
+            let (spawn, mut local) = self.plan_children(r, &new_events, now)?;
+            let has_remote_children = spawn.iter().any(|s| s.lease.is_none());
+            let one_child = spawn.len() == 1;
+            if let (false, Some(t)) = (stay, end.run_at) {
+                self.note_due(t);
+            }
+            let disposition = end.disposition(now, self.lease);
+            let commit = r.turn(now, new_events, spawn, disposition)?;
+            // A lone step started here may return in its first poll; its
+            // end then rides along with a commit of this invocation instead
+            // of costing one of its own (see `inline`).
+            let lone_step = if stay && one_child && local.len() == 1 {
+                local.pop()
+            } else {
+                None
+            };
+            // Polled with this task's waker: if the step waits, its
+            // wake-ups reach this task while the commit is in flight.
+            let waker = current_waker().await;
+            let mut waiting_step = None;
+            // Before this turn is stored only if it stores no earlier
+            // step's result (one kept in memory, or handed over by a
+            // child): a step never starts before every result before it is
+            // stored, so a crash never runs a step again once a later one
+            // has begun.
+            let results_in_memory = r.deferred.is_some() || !r.handed_off.is_empty();
+            let lone_step = match lone_step {
+                Some(step) if !results_in_memory => {
+                    match self.run_or_recall(r, step, now, &waker)? {
                         Inline::Returned(step) => {
-                            if !self.keep_returned(r, None, step).await? {
-                                return Ok(Ended::Done);
-                            }
-                            continue;
+                            return Ok(if self.keep_returned(r, Some(commit), step).await? {
+                                Ok(Stored::Again)
+                            } else {
+                                Err(Ended::Done)
+                            });
                         }
-                        Inline::Pending(step) => self.start_children(vec![step]),
+                        Inline::Pending(step) => {
+                            waiting_step = Some(step);
+                            None
+                        }
                     }
                 }
-                if has_remote_children || !stay {
-                    self.inner.hub.work.notify_waiters();
-                }
-                if !stay {
-                    return Ok(Ended::Parked);
-                }
-            }
-            let wait = match next_timer {
-                Some(t) => {
-                    Duration::from_millis(t.millis().saturating_sub(now.millis()).max(0) as u64)
-                        .min(backoff)
-                }
-                None => backoff,
+                other => other,
             };
-            let mut drain = self.drain.clone();
-            let woken = r.driver.wake_flag();
-            let until_deadline = r.deadline.map(|d| {
-                Duration::from_millis(d.millis().saturating_sub(now.millis()).max(0) as u64)
-            });
-            // Woken by a hand-off, the answer is in hand: storage is read
-            // again at the next other wake-up or poll, not after every
-            // in-process step (that read was a round trip per step).
-            let mut read_storage = true;
-            tokio::select! {
-                _ = tokio::time::sleep(until_deadline.unwrap_or_default()), if until_deadline.is_some() => {}
-                _ = r.residence.notify.notified() => backoff = self.poll.min,
-                h = r.residence.handoffs.recv(), if r.residence.handoffs_open => {
-                    match h {
-                        Some(h) => {
-                            queue.push_back((Some(h.resolution.clone()), Source::Handoff(Box::new(h))));
-                            read_storage = false;
-                        }
-                        // Another claim of this invocation replaced our
-                        // registration; children now deliver through storage.
-                        None => r.residence.handoffs_open = false,
+            self.commit_polling(r, commit, waiting_step.as_mut())
+                .await?;
+            r.needs_checkpoint = false;
+            local.extend(waiting_step);
+            self.start_children(local);
+            // Results were waiting in memory: the step runs now that they
+            // and the turn scheduling it are stored.
+            if let Some(step) = lone_step {
+                match self.run_or_recall(r, step, self.now(), &waker)? {
+                    Inline::Returned(step) => {
+                        return Ok(if self.keep_returned(r, None, step).await? {
+                            Ok(Stored::Again)
+                        } else {
+                            Err(Ended::Done)
+                        });
                     }
-                    backoff = self.poll.min;
+                    Inline::Pending(step) => self.start_children(vec![step]),
                 }
-                _ = tokio::time::sleep(wait) => backoff = self.poll.next(backoff),
-                _ = drain.wait_for(|d| *d), if !end.io_wait => {}
-                _ = poll_fn(|_| if woken.is_set() { Poll::Ready(()) } else { Poll::Pending }) => {}
             }
-            check_remote = read_storage;
+            if has_remote_children || !stay {
+                self.inner.hub.work.notify_waiters();
+            }
+            if !stay {
+                return Ok(Err(Ended::Parked));
+            }
+        }
+        let until = |t: Timestamp| {
+            Duration::from_millis(t.millis().saturating_sub(now.millis()).max(0) as u64)
+        };
+        Ok(Ok(Stored::Stay(Stay {
+            timer_in: end.next_timer.map(until),
+            deadline_in: r.deadline.map(until),
+            io_wait: end.io_wait,
+        })))
+    }
+
+    /// Waits, at most `delay`, for what may let the code go on.
+    async fn wait(&self, r: &mut Running, delay: Duration, stay: Stay) -> Wake<Arrival> {
+        let mut drain = self.drain.clone();
+        let woken = r.driver.wake_flag();
+        tokio::select! {
+            _ = tokio::time::sleep(stay.deadline_in.unwrap_or_default()), if stay.deadline_in.is_some() => Wake::Other,
+            _ = r.residence.notify.notified() => Wake::Notified,
+            h = r.residence.handoffs.recv(), if r.residence.handoffs_open => match h {
+                Some(h) => Wake::Handoff(Arrival::handoff(h)),
+                // Another claim of this invocation replaced our
+                // registration; children now deliver through storage.
+                None => {
+                    r.residence.handoffs_open = false;
+                    Wake::HandoffsClosed
+                }
+            },
+            _ = tokio::time::sleep(delay) => Wake::Slept,
+            _ = drain.wait_for(|d| *d), if !stay.io_wait => Wake::Other,
+            _ = poll_fn(|_| if woken.is_set() { Poll::Ready(()) } else { Poll::Pending }) => Wake::Other,
         }
     }
 
@@ -422,7 +471,7 @@ impl Core {
         &self,
         r: Waiting<'_>,
         check_remote: bool,
-    ) -> Result<Vec<(Option<Event>, Source)>, TurnError> {
+    ) -> Result<Vec<Arrival>, TurnError> {
         let outstanding = r.outstanding;
         let mut found = Vec::new();
         // A wait created since signals were last fetched may already have a
