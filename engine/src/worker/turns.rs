@@ -30,6 +30,14 @@ use crate::hub::Handoff;
 /// delivery that does not decode, consumed without being applied).
 type Arrival = (Option<Event>, Source);
 
+/// A status of the code that ends its run here.
+enum CodeEnd {
+    /// It returned.
+    Finished(Result<Payload, Failure>),
+    /// It cannot go on.
+    Stopped(DriverError),
+}
+
 trait FromHandoff {
     fn handoff(h: Handoff) -> Self;
 }
@@ -57,9 +65,10 @@ impl Core {
     /// until it exits.
     pub(super) async fn drive_in_span(self: Arc<Self>, mut r: Running, check_remote: bool) {
         self.inner.metrics.invocation_started(r.function());
-        let (mut machine, mut next) = TurnLoop::new::<Status, UnstoredEnd>(self.poll, check_remote);
+        let (mut machine, mut next) =
+            TurnLoop::new::<CodeEnd, UnstoredEnd>(self.poll, check_remote);
         loop {
-            let seen: Seen<Arrival, Status, UnstoredEnd> = match next {
+            let seen: Seen<Arrival, CodeEnd, UnstoredEnd> = match next {
                 Next::Gate => match self.idempotency_gate(&mut r).await {
                     Ok(gate) => Seen::Gated(gate),
                     Err(e) => Seen::Failed(e),
@@ -240,7 +249,7 @@ impl Core {
 
     /// Polls the code (or takes what its first poll, made before this
     /// task started, returned).
-    async fn advance(&self, r: &mut Running) -> Progress<Status> {
+    async fn advance(&self, r: &mut Running) -> Progress<CodeEnd> {
         let status = match r.first_status.take() {
             Some(status) => status,
             None => {
@@ -253,30 +262,25 @@ impl Core {
         match status {
             Status::Blocked => Progress::Blocked,
             Status::Behind => Progress::Behind,
-            ends => Progress::Ends(ends),
+            Status::Finished(out) => Progress::Ends(CodeEnd::Finished(out)),
+            Status::Stopped(error) => Progress::Ends(CodeEnd::Stopped(error)),
         }
     }
 
     /// Ends the run for a status of the code that ends it: its outcome is
     /// stored, or the execution paused.
-    async fn end_with(
-        self: &Arc<Self>,
-        r: &mut Running,
-        status: Status,
-    ) -> Result<Ended, TurnError> {
-        match status {
-            Status::Finished(out) => self.finish_keeping(r, out, false).await,
-            Status::Stopped(DriverError::Aborted { message, .. }) => {
+    async fn end_with(self: &Arc<Self>, r: &mut Running, end: CodeEnd) -> Result<Ended, TurnError> {
+        match end {
+            CodeEnd::Finished(out) => self.finish_keeping(r, out, false).await,
+            CodeEnd::Stopped(DriverError::Aborted { message, .. }) => {
                 self.finish_keeping(r, Err(Failure::Aborted { message }), true)
                     .await
             }
-            Status::Stopped(other) => {
+            CodeEnd::Stopped(other) => {
                 let report = report_of_stop(r, &other);
                 self.pause(r, report).await?;
                 Ok(Ended::Done)
             }
-            // Not an end: the machine never asks for these.
-            Status::Blocked | Status::Behind => Ok(Ended::Done),
         }
     }
 
