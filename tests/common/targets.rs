@@ -1,46 +1,34 @@
-//! Every integration-test file of this crate is a test target: the
-//! crate lists its targets by hand (`autotests = false`: the files sit at
-//! the crate's root, beside `Cargo.toml`), so a file that is not listed
-//! would never run. The test below fails, naming the file, when one is
-//! missing from `Cargo.toml` or listed without existing.
+//! Where integration tests live: every file in `suite/` is a module of the
+//! one test binary (`build.rs` lists them), so none can be forgotten there.
+//! A test file put beside `Cargo.toml` instead would never run
+//! (`autotests = false`); the test below fails, naming it.
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeSet;
     use std::path::Path;
 
-    #[test]
-    fn every_test_file_is_a_test_target() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let files: BTreeSet<String> = std::fs::read_dir(root)
-            .expect("read the crate's directory")
+    fn rust_files(dir: &Path) -> Vec<String> {
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
             .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
-            .filter(|name| name.ends_with(".rs") && name != "build.rs")
+            .filter(|name| name.ends_with(".rs"))
             .collect();
-        let manifest = std::fs::read_to_string(root.join("Cargo.toml")).expect("read Cargo.toml");
-        let mut listed = BTreeSet::new();
-        let mut in_test = false;
-        for line in manifest.lines().map(str::trim) {
-            if line.starts_with('[') {
-                in_test = line == "[[test]]";
-            } else if in_test && let Some(path) = line.strip_prefix("path = ") {
-                listed.insert(path.trim_matches('"').to_string());
-            }
-        }
-        let unlisted: Vec<_> = files.difference(&listed).collect();
-        let missing: Vec<_> = listed.difference(&files).collect();
+        files.sort();
+        files
+    }
+
+    #[test]
+    fn test_files_live_in_the_suite() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let astray: Vec<String> = rust_files(root)
+            .into_iter()
+            .filter(|name| name != "build.rs")
+            .collect();
         assert!(
-            unlisted.is_empty(),
-            "test files no [[test]] of tests/Cargo.toml lists (they never run): {unlisted:?}"
+            astray.is_empty(),
+            "test files beside tests/Cargo.toml never run; move them to tests/suite/: {astray:?}"
         );
-        assert!(
-            missing.is_empty(),
-            "[[test]] paths of tests/Cargo.toml with no file: {missing:?}"
-        );
-        assert!(
-            listed.len() >= 20,
-            "only {} test targets found",
-            listed.len()
-        );
+        let modules = rust_files(&root.join("suite")).len() - 1;
+        assert!(modules >= 20, "only {modules} test modules in tests/suite");
     }
 }

@@ -221,7 +221,10 @@ async fn values_over_the_limit_are_refused_when_written() {
         .unwrap_err();
     let message = err.to_string();
     assert!(
-        message.contains("result of reading::makes_blob cannot be stored")
+        message.contains(&format!(
+            "result of {}::makes_blob cannot be stored",
+            module_path!()
+        ))
             && message.contains("exceeds the limit of 1024 bytes"),
         "{message}"
     );
@@ -232,8 +235,10 @@ async fn values_over_the_limit_are_refused_when_written() {
         .await
         .unwrap_err();
     assert!(
-        err.to_string()
-            .contains("call to reading::makes_blob failed: aborted: the result of reading::makes_blob cannot be stored"),
+        err.to_string().contains(&format!(
+            "call to {m}::makes_blob failed: aborted: the result of {m}::makes_blob cannot be stored",
+            m = module_path!()
+        )),
         "{err}"
     );
     let out = executor
@@ -299,7 +304,7 @@ async fn a_corrupt_execution_is_marked_and_the_others_listed() {
             limit: 10,
             queues: None,
             tags: None,
-            functions: vec!["reading::makes_blob".into()],
+            functions: vec![concat!(module_path!(), "::makes_blob").into()],
             concurrency_limits: Vec::new(),
             code_version: None,
             also_runs: Vec::new(),

@@ -60,22 +60,24 @@ fn order() -> Order {
     }
 }
 
-#[stent::durable]
+// The golden journals (tests/golden) name these functions: explicit names
+// keep them whatever module path this file is compiled under.
+#[stent::durable(name = "debugger::reserve")]
 async fn reserve(order: Order) -> Result<String, String> {
     Ok(format!("reservation-{}", order.id))
 }
 
-#[stent::durable]
+#[stent::durable(name = "debugger::charge")]
 async fn charge(order_id: u64, cents: u64) -> Result<String, String> {
     Ok(format!("receipt-{order_id}-{cents}"))
 }
 
-#[stent::durable]
+#[stent::durable(name = "debugger::ship")]
 async fn ship(order_id: u64) -> Result<String, String> {
     Ok(format!("parcel-{order_id}"))
 }
 
-#[stent::durable]
+#[stent::durable(name = "debugger::notify")]
 async fn notify(user: String) -> Result<(), String> {
     let _ = user;
     Ok(())
@@ -90,20 +92,20 @@ async fn notify_by_sms(user: String) -> Result<(), String> {
 /// Bodies of `load` that ran (the fork test shows a kept step does not run again).
 static LOADS: AtomicU32 = AtomicU32::new(0);
 
-#[stent::durable]
+#[stent::durable(name = "debugger::load")]
 async fn load(source: String) -> Result<u64, String> {
     LOADS.fetch_add(1, Ordering::SeqCst);
     Ok(source.len() as u64 * 10)
 }
 
-#[stent::durable]
+#[stent::durable(name = "debugger::divide")]
 async fn divide(total: u64, by: u64) -> Result<u64, String> {
     total
         .checked_div(by)
         .ok_or_else(|| "division by zero".to_string())
 }
 
-#[stent::durable(cached)]
+#[stent::durable(name = "debugger::price", cached)]
 async fn price(sku: String) -> Result<u64, String> {
     Ok(sku.len() as u64 * 100)
 }
@@ -978,8 +980,8 @@ async fn unreadable_exports_are_typed_errors() {
 /// new recordings replay cleanly like the committed ones. The recordings go
 /// to a scratch folder; with `STENT_UPDATE_GOLDEN=1` those missing from
 /// `tests/golden/` are added there (recorded ones are kept: they are the
-/// point): `STENT_UPDATE_GOLDEN=1 cargo test -p stent-tests --test debugger
-/// golden_journals_are_recorded`.
+/// point): `STENT_UPDATE_GOLDEN=1 cargo test -p stent-tests --test suite
+/// debugger::golden_journals_are_recorded`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn golden_journals_are_recorded_and_replay_cleanly() {
     let dir = golden_dir();
