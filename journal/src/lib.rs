@@ -23,6 +23,7 @@ pub mod event;
 pub mod export;
 mod ids;
 pub mod pause;
+pub mod plan;
 pub mod rows;
 pub mod store;
 mod time;

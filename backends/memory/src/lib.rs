@@ -49,6 +49,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
+use stent_journal::plan::{Effect, conflict};
 use stent_journal::store::{
     ATTEMPT_FAILURES_KEPT, AttemptFailure, CacheStore, ClaimRequest, ClaimedTask, CleanupCounts,
     DeadLetterRecord, DeadLetterStore, Delivery, ExecutionFilter, ExecutionOutcome,
@@ -385,104 +386,163 @@ impl State {
             return Err(lease_lost());
         }
         let execution = task.execution;
+        for effect in turn.plan() {
+            match effect {
+                Effect::Fence => self.dispose(undo, turn)?,
+                Effect::Events(events) => {
+                    // Journals are numbered without gaps: a turn whose
+                    // events would leave one is an engine bug this backend
+                    // (which the simulation runs on) reports at once.
+                    let len = self.journal.get(&inv).map_or(0, BTreeMap::len) as u32;
+                    let mut seqs: Vec<u32> = events.iter().map(|e| e.seq.0).collect();
+                    seqs.sort_unstable();
+                    if let Some((i, seq)) = seqs
+                        .iter()
+                        .enumerate()
+                        .find(|(i, seq)| **seq != len + *i as u32)
+                        .filter(|(_, seq)| **seq >= len)
+                    {
+                        return Err(StoreError::Conflict(format!(
+                            "journal of invocation {inv} has {} events; an event at seq {seq} would leave a gap",
+                            len + i as u32
+                        )));
+                    }
+                    for event in events {
+                        self.append(
+                            undo,
+                            inv,
+                            JournalRow {
+                                seq: event.seq,
+                                kind: event.kind.as_str().to_string(),
+                                bytes: event.bytes.clone(),
+                                recorded_at: turn.now,
+                            },
+                        )?;
+                    }
+                }
+                Effect::Spawn(children) => {
+                    for child in children {
+                        self.spawn(undo, child, turn.now)?;
+                    }
+                }
+                Effect::ConsumeInbox(ids) => {
+                    for id in ids {
+                        match self.inbox.get(&id.0) {
+                            Some((owner, _)) if *owner == inv => {
+                                let old = self.inbox.remove(&id.0);
+                                undo.push(Undo::Inbox(id.0, old));
+                            }
+                            _ => return Err(conflict::inbox_missing(inv, &[*id])),
+                        }
+                    }
+                }
+                Effect::ConsumeSignals(ids) => {
+                    for id in ids {
+                        match self.signals.get(&id.0) {
+                            Some(sig)
+                                if sig.consumed_by.is_none() && sig.execution == execution =>
+                            {
+                                let old = sig.clone();
+                                let mut new = old.clone();
+                                new.consumed_by = Some(inv);
+                                self.signals.insert(id.0, new);
+                                undo.push(Undo::Signal(id.0, Some(old)));
+                            }
+                            _ => return Err(conflict::signals_missing(execution, &[*id])),
+                        }
+                    }
+                }
+                Effect::CachePut(entries) => {
+                    for (key, value) in entries {
+                        if !self.cache.contains_key(key) {
+                            self.cache.insert(*key, value.clone());
+                            undo.push(Undo::Cache(*key, None));
+                        }
+                    }
+                }
+                Effect::IdempotencyDone(keys) => {
+                    for (key, value) in keys {
+                        match self.idempotency.get_mut(key) {
+                            Some(row) if row.owner == inv => {
+                                let old = row.clone();
+                                row.value = Some(value.clone());
+                                undo.push(Undo::Idempotency(key.clone(), Some(old)));
+                            }
+                            _ => return Err(conflict::idempotency_not_held(key, inv)),
+                        }
+                    }
+                }
+                Effect::IdempotencyRelease(keys) => {
+                    for key in keys {
+                        if self
+                            .idempotency
+                            .get(key)
+                            .is_some_and(|row| row.owner == inv)
+                        {
+                            let old = self.idempotency.remove(key);
+                            undo.push(Undo::Idempotency(key.clone(), old));
+                        }
+                    }
+                }
+                Effect::RecordFailure(error) => {
+                    let mut task = self.tasks.get(&inv).ok_or_else(lease_lost)?.clone();
+                    task.last_failure = Some((turn.now, error.to_string()));
+                    task.failures.push(AttemptFailure {
+                        attempt: task.retries,
+                        at: turn.now,
+                        error: error.to_string(),
+                    });
+                    let keep = ATTEMPT_FAILURES_KEPT as usize;
+                    if task.failures.len() > keep {
+                        task.failures.drain(..task.failures.len() - keep);
+                    }
+                    self.set_task(undo, inv, task);
+                }
+                Effect::Deliver(d) => {
+                    undo.push(Undo::NextInbox(self.next_inbox));
+                    self.next_inbox += 1;
+                    let id = self.next_inbox;
+                    self.inbox.insert(id, (d.parent, d.event.clone()));
+                    undo.push(Undo::Inbox(id, None));
+                    self.wake_task(undo, d.parent, turn.now);
+                }
+                Effect::FinishExecution(outcome) => {
+                    self.finish_execution(undo, execution, outcome, turn.now)
+                }
+                Effect::PauseExecution(report) => {
+                    self.update_execution(undo, execution, |rec| {
+                        rec.status = ExecutionStatus::Paused;
+                        rec.pause_report = Some(report.to_string());
+                    });
+                }
+                Effect::DeadLetter(reason) => {
+                    let task = self.tasks.get(&inv).ok_or_else(lease_lost)?;
+                    let record = DeadLetterRecord {
+                        task: inv,
+                        execution,
+                        function: task.function.clone(),
+                        queue: task.routing.queue.clone(),
+                        reason: reason.to_string(),
+                        retries: task.retries,
+                        failed_at: turn.now,
+                    };
+                    let old = self.dead_letters.insert(inv, record);
+                    undo.push(Undo::DeadLetter(inv, old));
+                }
+            }
+        }
+        Ok(())
+    }
 
-        // Journals are numbered without gaps: a turn whose events would
-        // leave one is an engine bug this backend (which the simulation
-        // runs on) reports at once.
-        let len = self.journal.get(&inv).map_or(0, BTreeMap::len) as u32;
-        let mut seqs: Vec<u32> = turn.events.iter().map(|e| e.seq.0).collect();
-        seqs.sort_unstable();
-        if let Some((i, seq)) = seqs
-            .iter()
-            .enumerate()
-            .find(|(i, seq)| **seq != len + *i as u32)
-            .filter(|(_, seq)| **seq >= len)
-        {
-            return Err(StoreError::Conflict(format!(
-                "journal of invocation {inv} has {} events; an event at seq {seq} would leave a gap",
-                len + i as u32
-            )));
-        }
-        for event in &turn.events {
-            self.append(
-                undo,
-                inv,
-                JournalRow {
-                    seq: event.seq,
-                    kind: event.kind.as_str().to_string(),
-                    bytes: event.bytes.clone(),
-                    recorded_at: turn.now,
-                },
-            )?;
-        }
-        for child in &turn.spawn {
-            self.spawn(undo, child, turn.now)?;
-        }
-        for id in &turn.consumed_inbox {
-            match self.inbox.get(&id.0) {
-                Some((owner, _)) if *owner == inv => {
-                    let old = self.inbox.remove(&id.0);
-                    undo.push(Undo::Inbox(id.0, old));
-                }
-                _ => {
-                    return Err(StoreError::Conflict(format!(
-                        "inbox item {} of invocation {inv} does not exist (already consumed?)",
-                        id.0
-                    )));
-                }
-            }
-        }
-        for id in &turn.consumed_signals {
-            match self.signals.get(&id.0) {
-                Some(sig) if sig.consumed_by.is_none() && sig.execution == execution => {
-                    let old = sig.clone();
-                    let mut new = old.clone();
-                    new.consumed_by = Some(inv);
-                    self.signals.insert(id.0, new);
-                    undo.push(Undo::Signal(id.0, Some(old)));
-                }
-                _ => {
-                    return Err(StoreError::Conflict(format!(
-                        "signal {} of execution {execution} is missing or already consumed",
-                        id.0
-                    )));
-                }
-            }
-        }
-
-        for (key, value) in &turn.cache_put {
-            if !self.cache.contains_key(key) {
-                self.cache.insert(*key, value.clone());
-                undo.push(Undo::Cache(*key, None));
-            }
-        }
-        for (key, value) in &turn.idempotency_done {
-            match self.idempotency.get_mut(key) {
-                Some(row) if row.owner == inv => {
-                    let old = row.clone();
-                    row.value = Some(value.clone());
-                    undo.push(Undo::Idempotency(key.clone(), Some(old)));
-                }
-                _ => {
-                    return Err(StoreError::Conflict(format!(
-                        "idempotency key {key:?} is not held by invocation {inv}"
-                    )));
-                }
-            }
-        }
-        for key in &turn.idempotency_released {
-            if self
-                .idempotency
-                .get(key)
-                .is_some_and(|row| row.owner == inv)
-            {
-                let old = self.idempotency.remove(key);
-                undo.push(Undo::Idempotency(key.clone(), old));
-            }
-        }
-
+    /// The fence's change to the turn's task row (see [`Effect::Fence`]):
+    /// its lease extended or released, and its next state.
+    fn dispose(&mut self, undo: &mut Vec<Undo>, turn: &TurnCommit) -> StoreResult<()> {
+        let inv = turn.invocation;
         let Some(task) = self.tasks.get(&inv) else {
-            return Err(lease_lost());
+            return Err(StoreError::LeaseLost {
+                invocation: inv,
+                epoch: turn.epoch,
+            });
         };
         let mut task = task.clone();
         // Every turn the lease holder gets through resets the count of
@@ -491,7 +551,6 @@ impl State {
         match &turn.disposition {
             TaskDisposition::Hold { lease_until } => {
                 task.lease_until = Some(*lease_until);
-                self.set_task(undo, inv, task);
             }
             TaskDisposition::Park { run_at } => {
                 let woken = task.wake;
@@ -505,67 +564,28 @@ impl State {
                 } else {
                     task.state = TaskState::Waiting;
                 }
-                self.set_task(undo, inv, task);
             }
-            TaskDisposition::Finish {
-                deliver,
-                execution: outcome,
-            } => {
+            TaskDisposition::Finish { .. } => {
                 release(&mut task);
                 task.state = TaskState::Done;
-                self.set_task(undo, inv, task);
-                self.finish_effects(
-                    undo,
-                    execution,
-                    deliver.as_ref(),
-                    outcome.as_ref(),
-                    turn.now,
-                );
             }
-            TaskDisposition::Pause { report } => {
+            TaskDisposition::Pause { .. } => {
                 release(&mut task);
                 task.state = TaskState::Paused;
-                self.set_task(undo, inv, task);
-                self.update_execution(undo, execution, |rec| {
-                    rec.status = ExecutionStatus::Paused;
-                    rec.pause_report = Some(report.clone());
-                });
             }
-            TaskDisposition::Retry { run_at, error } => {
+            TaskDisposition::Retry { run_at, .. } => {
                 // A retry waits for its time even if woken during the turn.
                 release(&mut task);
                 task.state = TaskState::Ready;
                 task.run_at = *run_at;
                 task.retries = task.retries.saturating_add(1);
-                task.last_failure = Some((turn.now, error.clone()));
-                task.failures.push(AttemptFailure {
-                    attempt: task.retries,
-                    at: turn.now,
-                    error: error.clone(),
-                });
-                let keep = ATTEMPT_FAILURES_KEPT as usize;
-                if task.failures.len() > keep {
-                    task.failures.drain(..task.failures.len() - keep);
-                }
-                self.set_task(undo, inv, task);
             }
-            TaskDisposition::DeadLetter { reason } => {
+            TaskDisposition::DeadLetter { .. } => {
                 release(&mut task);
                 task.state = TaskState::Dead;
-                let record = DeadLetterRecord {
-                    task: inv,
-                    execution,
-                    function: task.function.clone(),
-                    queue: task.routing.queue.clone(),
-                    reason: reason.clone(),
-                    retries: task.retries,
-                    failed_at: turn.now,
-                };
-                self.set_task(undo, inv, task);
-                let old = self.dead_letters.insert(inv, record);
-                undo.push(Undo::DeadLetter(inv, old));
             }
         }
+        self.set_task(undo, inv, task);
         Ok(())
     }
 
@@ -588,12 +608,23 @@ impl State {
             self.wake_task(undo, d.parent, now);
         }
         if let Some(o) = outcome {
-            self.update_execution(undo, execution, |rec| {
-                rec.status = o.status;
-                rec.terminal_event = Some(o.terminal_event.clone());
-                rec.completed_at = Some(now);
-            });
+            self.finish_execution(undo, execution, o, now);
         }
+    }
+
+    /// Records how `execution` ended.
+    fn finish_execution(
+        &mut self,
+        undo: &mut Vec<Undo>,
+        execution: ExecutionId,
+        outcome: &ExecutionOutcome,
+        now: Timestamp,
+    ) {
+        self.update_execution(undo, execution, |rec| {
+            rec.status = outcome.status;
+            rec.terminal_event = Some(outcome.terminal_event.clone());
+            rec.completed_at = Some(now);
+        });
     }
 
     /// The record with its derived `retries` (summed over its tasks).

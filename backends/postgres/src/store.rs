@@ -9,6 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnection, PgDatabaseError, PgRow};
 use sqlx::{PgPool, Postgres, Row};
+use stent_journal::plan::{Effect, conflict};
 use stent_journal::rows::{self, Columns};
 use stent_journal::store::{
     ATTEMPT_FAILURES_KEPT, AttemptFailure, CacheStore, ClaimRequest, ClaimedTask, CleanupCounts,
@@ -408,162 +409,144 @@ async fn apply_turn(conn: &mut PgConnection, turn: &TurnCommit) -> Attempt<()> {
     let execution = execution_col(&row, "tasks", "execution_id")?;
     let execution_uuid = *execution.as_uuid();
 
-    // 3: spawns.
-    if !turn.spawn.is_empty() {
-        spawn(conn, &turn.spawn, turn.now).await?;
-    }
-
-    // 4: consumed inbox items.
-    if !turn.consumed_inbox.is_empty() {
-        let ids: Vec<i64> = turn.consumed_inbox.iter().map(|i| i.0).collect();
-        let done = sqlx::query(sql::CONSUME_INBOX)
-            .bind(inv)
-            .bind(&ids)
-            .execute(&mut *conn)
-            .await
-            .map_err(db(OP))?;
-        if done.rows_affected() != ids.len() as u64 {
-            return Err(Fail::Store(StoreError::Conflict(format!(
-                "inbox items {ids:?} of invocation {}: some do not exist (already consumed?)",
-                turn.invocation
-            ))));
+    for effect in turn.plan() {
+        match effect {
+            // Written above, in the fenced statement (a retry's failure too).
+            Effect::Fence | Effect::Events(_) | Effect::RecordFailure(_) => {}
+            Effect::Spawn(children) => spawn(conn, children, turn.now).await?,
+            Effect::ConsumeInbox(ids) => {
+                let numbers: Vec<i64> = ids.iter().map(|i| i.0).collect();
+                let done = sqlx::query(sql::CONSUME_INBOX)
+                    .bind(inv)
+                    .bind(&numbers)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db(OP))?;
+                if done.rows_affected() != ids.len() as u64 {
+                    return Err(Fail::Store(conflict::inbox_missing(turn.invocation, ids)));
+                }
+            }
+            Effect::ConsumeSignals(ids) => {
+                let numbers: Vec<i64> = ids.iter().map(|s| s.0).collect();
+                let done = sqlx::query(sql::CONSUME_SIGNALS)
+                    .bind(inv)
+                    .bind(execution_uuid)
+                    .bind(&numbers)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db(OP))?;
+                if done.rows_affected() != ids.len() as u64 {
+                    return Err(Fail::Store(conflict::signals_missing(execution, ids)));
+                }
+            }
+            Effect::CachePut(entries) => {
+                let keys: Vec<&[u8]> = entries.iter().map(|(k, _)| k.0.as_slice()).collect();
+                let values: Vec<&[u8]> = entries.iter().map(|(_, v)| v.as_slice()).collect();
+                sqlx::query(sql::CACHE_PUT)
+                    .bind(&keys)
+                    .bind(&values)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db(OP))?;
+            }
+            Effect::IdempotencyDone(keys) => {
+                for (key, value) in keys {
+                    let done = sqlx::query(sql::IDEMPOTENCY_DONE)
+                        .bind(key.as_str())
+                        .bind(inv)
+                        .bind(value.as_slice())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db(OP))?;
+                    if done.rows_affected() != 1 {
+                        return Err(Fail::Store(conflict::idempotency_not_held(
+                            key,
+                            turn.invocation,
+                        )));
+                    }
+                }
+            }
+            Effect::IdempotencyRelease(keys) => {
+                for key in keys {
+                    sqlx::query(sql::IDEMPOTENCY_RELEASE)
+                        .bind(key.as_str())
+                        .bind(inv)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db(OP))?;
+                }
+            }
+            Effect::Deliver(d) => deliver(conn, d, turn.now, OP).await?,
+            Effect::FinishExecution(outcome) => {
+                finish_execution(conn, execution, outcome, turn.now, OP).await?
+            }
+            Effect::PauseExecution(report) => {
+                sqlx::query(sql::PAUSE_EXECUTION)
+                    .bind(execution_uuid)
+                    .bind(report)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db(OP))?;
+            }
+            Effect::DeadLetter(reason) => {
+                const T: &str = "tasks";
+                let function: String = col(&row, T, "function")?;
+                let queue: String = col(&row, T, "queue")?;
+                let retries: i32 = col(&row, T, "retries")?;
+                sqlx::query(sql::INSERT_DEAD_LETTER)
+                    .bind(inv)
+                    .bind(execution_uuid)
+                    .bind(function)
+                    .bind(queue)
+                    .bind(reason)
+                    .bind(retries)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(unique(OP, |_| {
+                        format!("invocation {} already has a dead letter", turn.invocation)
+                    }))?;
+            }
         }
-    }
-
-    // 5: consumed signals.
-    if !turn.consumed_signals.is_empty() {
-        let ids: Vec<i64> = turn.consumed_signals.iter().map(|s| s.0).collect();
-        let done = sqlx::query(sql::CONSUME_SIGNALS)
-            .bind(inv)
-            .bind(execution_uuid)
-            .bind(&ids)
-            .execute(&mut *conn)
-            .await
-            .map_err(db(OP))?;
-        if done.rows_affected() != ids.len() as u64 {
-            return Err(Fail::Store(StoreError::Conflict(format!(
-                "signals {ids:?} of execution {execution}: some are missing or already consumed"
-            ))));
-        }
-    }
-
-    // 6: cache entries; an existing one is kept.
-    if !turn.cache_put.is_empty() {
-        let keys: Vec<&[u8]> = turn.cache_put.iter().map(|(k, _)| k.0.as_slice()).collect();
-        let values: Vec<&[u8]> = turn.cache_put.iter().map(|(_, v)| v.as_slice()).collect();
-        sqlx::query(sql::CACHE_PUT)
-            .bind(&keys)
-            .bind(&values)
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map_err(db(OP))?;
-    }
-
-    // 7: idempotency keys of this invocation.
-    for (key, value) in &turn.idempotency_done {
-        let done = sqlx::query(sql::IDEMPOTENCY_DONE)
-            .bind(key.as_str())
-            .bind(inv)
-            .bind(value.as_slice())
-            .execute(&mut *conn)
-            .await
-            .map_err(db(OP))?;
-        if done.rows_affected() != 1 {
-            return Err(Fail::Store(StoreError::Conflict(format!(
-                "idempotency key {key:?} is not held by invocation {}",
-                turn.invocation
-            ))));
-        }
-    }
-    for key in &turn.idempotency_released {
-        sqlx::query(sql::IDEMPOTENCY_RELEASE)
-            .bind(key.as_str())
-            .bind(inv)
-            .execute(&mut *conn)
-            .await
-            .map_err(db(OP))?;
-    }
-
-    // 8: the rest of the disposition.
-    match &turn.disposition {
-        TaskDisposition::Finish {
-            deliver,
-            execution: outcome,
-        } => {
-            finish_effects(
-                conn,
-                execution,
-                deliver.as_ref(),
-                outcome.as_ref(),
-                turn.now,
-                OP,
-            )
-            .await?
-        }
-        TaskDisposition::Pause { report } => {
-            sqlx::query(sql::PAUSE_EXECUTION)
-                .bind(execution_uuid)
-                .bind(report.as_str())
-                .execute(&mut *conn)
-                .await
-                .map_err(db(OP))?;
-        }
-        TaskDisposition::DeadLetter { reason } => {
-            const T: &str = "tasks";
-            let function: String = col(&row, T, "function")?;
-            let queue: String = col(&row, T, "queue")?;
-            let retries: i32 = col(&row, T, "retries")?;
-            sqlx::query(sql::INSERT_DEAD_LETTER)
-                .bind(inv)
-                .bind(execution_uuid)
-                .bind(function)
-                .bind(queue)
-                .bind(reason.as_str())
-                .bind(retries)
-                .bind(now)
-                .execute(&mut *conn)
-                .await
-                .map_err(unique(OP, |_| {
-                    format!("invocation {} already has a dead letter", turn.invocation)
-                }))?;
-        }
-        TaskDisposition::Hold { .. }
-        | TaskDisposition::Park { .. }
-        | TaskDisposition::Retry { .. } => {}
     }
     Ok(())
 }
 
-/// What finishing a task does besides ending it: deliver its result to the
-/// parent (waking it), or record the execution's outcome.
-async fn finish_effects(
+/// Puts a finished child's result in its parent's inbox and wakes the
+/// parent.
+async fn deliver(
     conn: &mut PgConnection,
-    execution: ExecutionId,
-    deliver: Option<&Delivery>,
-    outcome: Option<&ExecutionOutcome>,
+    d: &Delivery,
     now: Timestamp,
     op: &'static str,
 ) -> Attempt<()> {
-    if let Some(d) = deliver {
-        sqlx::query(sql::DELIVER)
-            .bind(*d.parent.as_uuid())
-            .bind(d.event.as_slice())
-            .bind(now.0)
-            .execute(&mut *conn)
-            .await
-            .map_err(db(op))?;
-    }
-    if let Some(o) = outcome {
-        sqlx::query(sql::FINISH_EXECUTION)
-            .bind(*execution.as_uuid())
-            .bind(o.status.as_str())
-            .bind(o.terminal_event.as_slice())
-            .bind(now.0)
-            .execute(&mut *conn)
-            .await
-            .map_err(db(op))?;
-    }
+    sqlx::query(sql::DELIVER)
+        .bind(*d.parent.as_uuid())
+        .bind(d.event.as_slice())
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(op))?;
+    Ok(())
+}
+
+/// Records how `execution` ended.
+async fn finish_execution(
+    conn: &mut PgConnection,
+    execution: ExecutionId,
+    outcome: &ExecutionOutcome,
+    now: Timestamp,
+    op: &'static str,
+) -> Attempt<()> {
+    sqlx::query(sql::FINISH_EXECUTION)
+        .bind(*execution.as_uuid())
+        .bind(outcome.status.as_str())
+        .bind(outcome.terminal_event.as_slice())
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(op))?;
     Ok(())
 }
 
@@ -691,13 +674,9 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
             invocation: turn.invocation,
             epoch: turn.epoch,
         })),
-        Some((code, turn)) if code == INBOX_MISSING_STATE => {
-            Err(Fail::Store(StoreError::Conflict(format!(
-                "inbox items {:?} of invocation {}: some do not exist (already consumed?)",
-                turn.consumed_inbox.iter().map(|i| i.0).collect::<Vec<_>>(),
-                turn.invocation
-            ))))
-        }
+        Some((code, turn)) if code == INBOX_MISSING_STATE => Err(Fail::Store(
+            conflict::inbox_missing(turn.invocation, &turn.consumed_inbox),
+        )),
         _ => Err(unique(OP, |detail| {
             format!("a journal event or a spawned invocation already exists ({detail})")
         })(e)),
@@ -1159,7 +1138,12 @@ async fn discard_dead_letter_in(
         .execute(&mut *conn)
         .await
         .map_err(db(OP))?;
-    finish_effects(conn, execution, deliver, outcome, now, OP).await?;
+    if let Some(d) = deliver {
+        self::deliver(conn, d, now, OP).await?;
+    }
+    if let Some(o) = outcome {
+        finish_execution(conn, execution, o, now, OP).await?;
+    }
     Ok(true)
 }
 

@@ -214,7 +214,7 @@ impl<'a> Batch<'a> {
     }
 
     /// Keeps the journal rows of `turn`'s events.
-    fn add_events(&mut self, turn: &'a TurnCommit) {
+    pub(crate) fn add_events(&mut self, turn: &'a TurnCommit) {
         for event in &turn.events {
             self.rows.push(NewRow {
                 invocation: turn.invocation,

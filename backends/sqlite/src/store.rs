@@ -8,6 +8,7 @@ use std::str::FromStr;
 use async_trait::async_trait;
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Row, Sqlite};
+use stent_journal::plan::{Effect, conflict};
 use stent_journal::rows::{self, Columns};
 use stent_journal::store::{
     ATTEMPT_FAILURES_KEPT, AttemptFailure, CacheStore, ClaimRequest, ClaimedTask, CleanupCounts,
@@ -335,183 +336,164 @@ pub(crate) async fn turn_effects<'a>(
     let execution: ExecutionId = id_col(row, "tasks", "execution_id")?;
     let execution_text = execution.to_string();
 
-    // 2 + 3: events, and spawns.
-    if let Some(batch) = batch.as_deref_mut() {
-        batch.add_turn(turn);
-    } else {
-        for event in &turn.events {
-            sqlx::query(sql::INSERT_EVENT)
-                .bind(&inv)
-                .bind(i64::from(event.seq.0))
-                .bind(event.kind.as_str())
-                .bind(event.call_key.as_ref().map(|k| k.0.as_slice()))
-                .bind(event.bytes.as_slice())
-                .bind(now)
-                .execute(&mut *conn)
-                .await
-                .map_err(insert_err(OP, || {
-                    format!(
-                        "journal of invocation {} already has an event at seq {}",
-                        turn.invocation, event.seq
-                    )
-                }))?;
-        }
-        for child in &turn.spawn {
-            insert_invocation(conn, child, child.execution, turn.now, OP).await?;
-        }
-    }
-
-    // 4: consumed inbox items.
-    for id in &turn.consumed_inbox {
-        let done = sqlx::query(sql::CONSUME_INBOX)
-            .bind(id.0)
-            .bind(&inv)
-            .execute(&mut *conn)
-            .await
-            .map_err(db(OP))?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::Conflict(format!(
-                "inbox item {} of invocation {} does not exist (already consumed?)",
-                id.0, turn.invocation
-            )));
-        }
-    }
-
-    // 5: consumed signals.
-    for id in &turn.consumed_signals {
-        let done = sqlx::query(sql::CONSUME_SIGNAL)
-            .bind(&inv)
-            .bind(id.0)
-            .bind(&execution_text)
-            .execute(&mut *conn)
-            .await
-            .map_err(db(OP))?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::Conflict(format!(
-                "signal {} of execution {execution} is missing or already consumed",
-                id.0
-            )));
-        }
-    }
-
-    // 6: cache entries; an existing one is kept.
-    for (key, value) in &turn.cache_put {
-        sqlx::query(sql::CACHE_PUT)
-            .bind(key.0.as_slice())
-            .bind(value.as_slice())
-            .bind(now)
-            .execute(&mut *conn)
-            .await
-            .map_err(db(OP))?;
-    }
-
-    // 7: idempotency keys of this invocation.
-    for (key, value) in &turn.idempotency_done {
-        let done = sqlx::query(sql::IDEMPOTENCY_DONE)
-            .bind(key.as_str())
-            .bind(&inv)
-            .bind(value.as_slice())
-            .execute(&mut *conn)
-            .await
-            .map_err(db(OP))?;
-        if done.rows_affected() != 1 {
-            return Err(StoreError::Conflict(format!(
-                "idempotency key {key:?} is not held by invocation {}",
-                turn.invocation
-            )));
-        }
-    }
-    for key in &turn.idempotency_released {
-        sqlx::query(sql::IDEMPOTENCY_RELEASE)
-            .bind(key.as_str())
-            .bind(&inv)
-            .execute(&mut *conn)
-            .await
-            .map_err(db(OP))?;
-    }
-
-    // 8: the rest of the disposition.
-    match &turn.disposition {
-        TaskDisposition::Finish {
-            deliver,
-            execution: outcome,
-        } => match batch {
-            Some(batch) => {
-                if let Some(d) = deliver {
+    for effect in turn.plan() {
+        match effect {
+            // Applied by the caller: it found `row`.
+            Effect::Fence => {}
+            Effect::Events(events) => match batch.as_deref_mut() {
+                Some(batch) => batch.add_events(turn),
+                None => {
+                    for event in events {
+                        sqlx::query(sql::INSERT_EVENT)
+                            .bind(&inv)
+                            .bind(i64::from(event.seq.0))
+                            .bind(event.kind.as_str())
+                            .bind(event.call_key.as_ref().map(|k| k.0.as_slice()))
+                            .bind(event.bytes.as_slice())
+                            .bind(now)
+                            .execute(&mut *conn)
+                            .await
+                            .map_err(insert_err(OP, || {
+                                format!(
+                                    "journal of invocation {} already has an event at seq {}",
+                                    turn.invocation, event.seq
+                                )
+                            }))?;
+                    }
+                }
+            },
+            Effect::Spawn(children) => {
+                for child in children {
+                    match batch.as_deref_mut() {
+                        Some(batch) => batch.add_invocation(child, child.execution, turn.now),
+                        None => {
+                            insert_invocation(conn, child, child.execution, turn.now, OP).await?
+                        }
+                    }
+                }
+            }
+            Effect::ConsumeInbox(ids) => {
+                for id in ids {
+                    let done = sqlx::query(sql::CONSUME_INBOX)
+                        .bind(id.0)
+                        .bind(&inv)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db(OP))?;
+                    if done.rows_affected() != 1 {
+                        return Err(conflict::inbox_missing(turn.invocation, &[*id]));
+                    }
+                }
+            }
+            Effect::ConsumeSignals(ids) => {
+                for id in ids {
+                    let done = sqlx::query(sql::CONSUME_SIGNAL)
+                        .bind(&inv)
+                        .bind(id.0)
+                        .bind(&execution_text)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db(OP))?;
+                    if done.rows_affected() != 1 {
+                        return Err(conflict::signals_missing(execution, &[*id]));
+                    }
+                }
+            }
+            Effect::CachePut(entries) => {
+                for (key, value) in entries {
+                    sqlx::query(sql::CACHE_PUT)
+                        .bind(key.0.as_slice())
+                        .bind(value.as_slice())
+                        .bind(now)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db(OP))?;
+                }
+            }
+            Effect::IdempotencyDone(keys) => {
+                for (key, value) in keys {
+                    let done = sqlx::query(sql::IDEMPOTENCY_DONE)
+                        .bind(key.as_str())
+                        .bind(&inv)
+                        .bind(value.as_slice())
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db(OP))?;
+                    if done.rows_affected() != 1 {
+                        return Err(conflict::idempotency_not_held(key, turn.invocation));
+                    }
+                }
+            }
+            Effect::IdempotencyRelease(keys) => {
+                for key in keys {
+                    sqlx::query(sql::IDEMPOTENCY_RELEASE)
+                        .bind(key.as_str())
+                        .bind(&inv)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db(OP))?;
+                }
+            }
+            Effect::RecordFailure(error) => {
+                for statement in [sql::RECORD_FAILURE, sql::APPEND_FAILURE] {
+                    sqlx::query(statement)
+                        .bind(&inv)
+                        .bind(now)
+                        .bind(error)
+                        .execute(&mut *conn)
+                        .await
+                        .map_err(db(OP))?;
+                }
+                sqlx::query(sql::TRIM_FAILURES)
+                    .bind(&inv)
+                    .bind(i64::from(ATTEMPT_FAILURES_KEPT))
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db(OP))?;
+            }
+            Effect::Deliver(d) => {
+                if let Some(batch) = batch.as_deref_mut() {
                     // The parent's task must be in before it is woken.
                     batch.flush_if_new(conn, d.parent).await?;
-                    deliver_result(conn, d, turn.now, OP).await?;
                 }
-                if let Some(o) = outcome {
-                    batch.add_outcome(execution, o, turn.now);
+                deliver_result(conn, d, turn.now, OP).await?;
+            }
+            Effect::FinishExecution(outcome) => match batch.as_deref_mut() {
+                Some(batch) => batch.add_outcome(execution, outcome, turn.now),
+                None => finish_execution(conn, execution, outcome, turn.now, OP).await?,
+            },
+            Effect::PauseExecution(report) => {
+                if let Some(batch) = batch.as_deref_mut() {
+                    // Writes kept for the execution row go in first.
+                    batch.flush_if_execution(conn, execution).await?;
                 }
+                sqlx::query(sql::PAUSE_EXECUTION)
+                    .bind(&execution_text)
+                    .bind(report)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db(OP))?;
             }
-            None => {
-                finish_effects(
-                    conn,
-                    execution,
-                    deliver.as_ref(),
-                    outcome.as_ref(),
-                    turn.now,
-                    OP,
-                )
-                .await?
+            Effect::DeadLetter(reason) => {
+                const T: &str = "tasks";
+                let function: String = col(row, T, "function")?;
+                let queue: String = col(row, T, "queue")?;
+                let retries: i64 = col(row, T, "retries")?;
+                sqlx::query(sql::INSERT_DEAD_LETTER)
+                    .bind(&inv)
+                    .bind(&execution_text)
+                    .bind(function)
+                    .bind(queue)
+                    .bind(reason)
+                    .bind(retries)
+                    .bind(now)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(insert_err(OP, || {
+                        format!("invocation {} already has a dead letter", turn.invocation)
+                    }))?;
             }
-        },
-        TaskDisposition::Pause { report } => {
-            if let Some(batch) = batch {
-                // Writes kept for the execution row go in first.
-                batch.flush_if_execution(conn, execution).await?;
-            }
-            sqlx::query(sql::PAUSE_EXECUTION)
-                .bind(&execution_text)
-                .bind(report.as_str())
-                .execute(&mut *conn)
-                .await
-                .map_err(db(OP))?;
         }
-        TaskDisposition::DeadLetter { reason } => {
-            const T: &str = "tasks";
-            let function: String = col(row, T, "function")?;
-            let queue: String = col(row, T, "queue")?;
-            let retries: i64 = col(row, T, "retries")?;
-            sqlx::query(sql::INSERT_DEAD_LETTER)
-                .bind(&inv)
-                .bind(&execution_text)
-                .bind(function)
-                .bind(queue)
-                .bind(reason.as_str())
-                .bind(retries)
-                .bind(now)
-                .execute(&mut *conn)
-                .await
-                .map_err(insert_err(OP, || {
-                    format!("invocation {} already has a dead letter", turn.invocation)
-                }))?;
-        }
-        TaskDisposition::Retry { error, .. } => {
-            sqlx::query(sql::RECORD_FAILURE)
-                .bind(&inv)
-                .bind(now)
-                .bind(error.as_str())
-                .execute(&mut *conn)
-                .await
-                .map_err(db(OP))?;
-            sqlx::query(sql::APPEND_FAILURE)
-                .bind(&inv)
-                .bind(now)
-                .bind(error.as_str())
-                .execute(&mut *conn)
-                .await
-                .map_err(db(OP))?;
-            sqlx::query(sql::TRIM_FAILURES)
-                .bind(&inv)
-                .bind(i64::from(ATTEMPT_FAILURES_KEPT))
-                .execute(&mut *conn)
-                .await
-                .map_err(db(OP))?;
-        }
-        TaskDisposition::Hold { .. } | TaskDisposition::Park { .. } => {}
     }
     Ok(())
 }
@@ -530,15 +512,27 @@ async fn finish_effects(
         deliver_result(conn, d, now, op).await?;
     }
     if let Some(o) = outcome {
-        sqlx::query(sql::FINISH_EXECUTION)
-            .bind(execution.to_string())
-            .bind(o.status.as_str())
-            .bind(o.terminal_event.as_slice())
-            .bind(now.0)
-            .execute(&mut *conn)
-            .await
-            .map_err(db(op))?;
+        finish_execution(conn, execution, o, now, op).await?;
     }
+    Ok(())
+}
+
+/// Records how `execution` ended.
+async fn finish_execution(
+    conn: &mut SqliteConnection,
+    execution: ExecutionId,
+    outcome: &ExecutionOutcome,
+    now: Timestamp,
+    op: &'static str,
+) -> StoreResult<()> {
+    sqlx::query(sql::FINISH_EXECUTION)
+        .bind(execution.to_string())
+        .bind(outcome.status.as_str())
+        .bind(outcome.terminal_event.as_slice())
+        .bind(now.0)
+        .execute(&mut *conn)
+        .await
+        .map_err(db(op))?;
     Ok(())
 }
 

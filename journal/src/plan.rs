@@ -1,0 +1,293 @@
+//! What one turn writes, as an ordered list of storage effects every
+//! backend applies the same way.
+//!
+//! A [`TurnCommit`] says what a turn stores; [`TurnCommit::plan`] says in
+//! which order, and what its disposition implies besides the task row (a
+//! delivery to the parent, the execution's outcome, a pause report, a dead
+//! letter, a recorded failure). Each backend matches on [`Effect`]
+//! exhaustively, so an effect added here does not compile until every
+//! backend applies it; the conformance suite checks they apply it alike.
+//! The refusals a plan can meet are worded here too ([`conflict`]), so a
+//! backend's error reads the same whatever stores it.
+//!
+//! ```
+//! use stent_journal::plan::Effect;
+//! use stent_journal::store::{TaskDisposition, TurnCommit};
+//! use stent_journal::{ExecutionId, LeaseEpoch, Timestamp};
+//!
+//! let turn = TurnCommit::bare(
+//!     ExecutionId::new_random().root_invocation(),
+//!     LeaseEpoch(1),
+//!     Timestamp(0),
+//!     TaskDisposition::Pause { report: "diverged".into() },
+//! );
+//! let plan = turn.plan();
+//! assert!(matches!(plan[0], Effect::Fence));
+//! assert!(matches!(plan[1], Effect::PauseExecution("diverged")));
+//! ```
+
+use crate::codec::CallKey;
+use crate::ids::{ExecutionId, InvocationId};
+use crate::store::{
+    Delivery, ExecutionOutcome, InboxId, NewEvent, NewInvocation, SignalId, StoreError,
+    TaskDisposition, TurnCommit,
+};
+
+/// One storage effect of a turn, in the order of [`TurnCommit::plan`].
+/// Empty effects (no events, no spawns, …) are left out of a plan.
+#[derive(Debug, Clone, Copy)]
+pub enum Effect<'a> {
+    /// The turn's task row, matched at the turn's epoch (no match: the
+    /// lease is lost and nothing of the turn is stored) and changed as its
+    /// [`TaskDisposition`] says: lease extended, released to wait or to run
+    /// again, done, paused, dead. Always first: nothing else in a turn
+    /// changes the task's lease or wake flag, so applying it first is
+    /// applying it last, and a lost lease is found before anything is
+    /// written.
+    Fence,
+    /// Events appended to the invocation's journal.
+    Events(&'a [NewEvent]),
+    /// Child invocations created (a task each, with its `Started` event).
+    Spawn(&'a [NewInvocation]),
+    /// Inbox items of this invocation now in its journal: removed. Each
+    /// must exist ([`conflict::inbox_missing`]).
+    ConsumeInbox(&'a [InboxId]),
+    /// Signals of the execution now consumed by this invocation. Each must
+    /// be unconsumed ([`conflict::signals_missing`]).
+    ConsumeSignals(&'a [SignalId]),
+    /// Cache entries: an existing one is kept (first writer wins).
+    CachePut(&'a [(CallKey, Vec<u8>)]),
+    /// Idempotency keys of this invocation with their results. Each must be
+    /// held by it ([`conflict::idempotency_not_held`]).
+    IdempotencyDone(&'a [(String, Vec<u8>)]),
+    /// Idempotency keys of this invocation released (a key it no longer
+    /// holds is left alone).
+    IdempotencyRelease(&'a [String]),
+    /// A retry: the attempt's failure kept on the task (as its last
+    /// failure, and in its bounded history).
+    RecordFailure(&'a str),
+    /// A finished child's result, put in its parent's inbox; the parent is
+    /// woken.
+    Deliver(&'a Delivery),
+    /// A finished root: the execution's outcome.
+    FinishExecution(&'a ExecutionOutcome),
+    /// A pause: the execution is paused with this report.
+    PauseExecution(&'a str),
+    /// A dead letter with this reason, for the task (its function, queue
+    /// and retries come from the task row).
+    DeadLetter(&'a str),
+}
+
+impl Effect<'_> {
+    /// The effect's name (for logs and tests).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Effect::Fence => "fence",
+            Effect::Events(_) => "events",
+            Effect::Spawn(_) => "spawn",
+            Effect::ConsumeInbox(_) => "consume_inbox",
+            Effect::ConsumeSignals(_) => "consume_signals",
+            Effect::CachePut(_) => "cache_put",
+            Effect::IdempotencyDone(_) => "idempotency_done",
+            Effect::IdempotencyRelease(_) => "idempotency_release",
+            Effect::RecordFailure(_) => "record_failure",
+            Effect::Deliver(_) => "deliver",
+            Effect::FinishExecution(_) => "finish_execution",
+            Effect::PauseExecution(_) => "pause_execution",
+            Effect::DeadLetter(_) => "dead_letter",
+        }
+    }
+}
+
+impl TurnCommit {
+    /// The turn's storage effects in the order every backend applies them:
+    /// the fence, the journal and the children, what the turn consumed,
+    /// cache and idempotency writes, then what the disposition implies
+    /// beyond the task row.
+    pub fn plan(&self) -> Vec<Effect<'_>> {
+        let mut plan = vec![Effect::Fence];
+        let mut add = |nonempty: bool, effect| {
+            if nonempty {
+                plan.push(effect);
+            }
+        };
+        add(!self.events.is_empty(), Effect::Events(&self.events));
+        add(!self.spawn.is_empty(), Effect::Spawn(&self.spawn));
+        add(
+            !self.consumed_inbox.is_empty(),
+            Effect::ConsumeInbox(&self.consumed_inbox),
+        );
+        add(
+            !self.consumed_signals.is_empty(),
+            Effect::ConsumeSignals(&self.consumed_signals),
+        );
+        add(
+            !self.cache_put.is_empty(),
+            Effect::CachePut(&self.cache_put),
+        );
+        add(
+            !self.idempotency_done.is_empty(),
+            Effect::IdempotencyDone(&self.idempotency_done),
+        );
+        add(
+            !self.idempotency_released.is_empty(),
+            Effect::IdempotencyRelease(&self.idempotency_released),
+        );
+        match &self.disposition {
+            TaskDisposition::Hold { .. } | TaskDisposition::Park { .. } => {}
+            TaskDisposition::Retry { error, .. } => plan.push(Effect::RecordFailure(error)),
+            TaskDisposition::Finish { deliver, execution } => {
+                plan.extend(deliver.iter().map(Effect::Deliver));
+                plan.extend(execution.iter().map(Effect::FinishExecution));
+            }
+            TaskDisposition::Pause { report } => plan.push(Effect::PauseExecution(report)),
+            TaskDisposition::DeadLetter { reason } => plan.push(Effect::DeadLetter(reason)),
+        }
+        plan
+    }
+}
+
+/// The refusals a turn's effects can meet, worded once for every backend.
+pub mod conflict {
+    use super::*;
+
+    /// Some of `ids`, inbox items of `invocation`, do not exist.
+    pub fn inbox_missing(invocation: InvocationId, ids: &[InboxId]) -> StoreError {
+        let ids: Vec<i64> = ids.iter().map(|i| i.0).collect();
+        StoreError::Conflict(format!(
+            "inbox items {ids:?} of invocation {invocation}: some do not exist (already consumed?)"
+        ))
+    }
+
+    /// Some of `ids`, signals of `execution`, are missing or consumed.
+    pub fn signals_missing(execution: ExecutionId, ids: &[SignalId]) -> StoreError {
+        let ids: Vec<i64> = ids.iter().map(|s| s.0).collect();
+        StoreError::Conflict(format!(
+            "signals {ids:?} of execution {execution}: some are missing or already consumed"
+        ))
+    }
+
+    /// `key` is not held by `invocation`.
+    pub fn idempotency_not_held(key: &str, invocation: InvocationId) -> StoreError {
+        StoreError::Conflict(format!(
+            "idempotency key {key:?} is not held by invocation {invocation}"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::ExecutionStatus;
+    use crate::{LeaseEpoch, Timestamp};
+
+    fn turn(disposition: TaskDisposition) -> TurnCommit {
+        TurnCommit::bare(
+            ExecutionId::new_random().root_invocation(),
+            LeaseEpoch(3),
+            Timestamp(10),
+            disposition,
+        )
+    }
+
+    fn names(turn: &TurnCommit) -> Vec<&'static str> {
+        turn.plan().iter().map(Effect::name).collect()
+    }
+
+    #[test]
+    fn a_bare_hold_or_park_is_its_fence_alone() {
+        let hold = turn(TaskDisposition::Hold {
+            lease_until: Timestamp(99),
+        });
+        assert_eq!(names(&hold), ["fence"]);
+        let park = turn(TaskDisposition::Park { run_at: None });
+        assert_eq!(names(&park), ["fence"]);
+    }
+
+    #[test]
+    fn every_part_of_a_turn_comes_in_one_order() {
+        let full = TurnCommit {
+            events: vec![NewEvent {
+                seq: crate::Seq(1),
+                kind: crate::EventKind::CallScheduled,
+                call_key: None,
+                bytes: vec![1],
+            }],
+            consumed_inbox: vec![InboxId(4)],
+            consumed_signals: vec![SignalId(5)],
+            cache_put: vec![(
+                CallKey::new("f", None, &crate::Payload::from_bytes(vec![0xf6])),
+                vec![2],
+            )],
+            idempotency_done: vec![("k".into(), vec![3])],
+            idempotency_released: vec!["j".into()],
+            ..turn(TaskDisposition::Finish {
+                deliver: Some(Delivery {
+                    parent: ExecutionId::new_random().root_invocation(),
+                    event: vec![6],
+                }),
+                execution: Some(ExecutionOutcome {
+                    status: ExecutionStatus::Completed,
+                    terminal_event: vec![7],
+                }),
+            })
+        };
+        assert_eq!(
+            names(&full),
+            [
+                "fence",
+                "events",
+                "consume_inbox",
+                "consume_signals",
+                "cache_put",
+                "idempotency_done",
+                "idempotency_release",
+                "deliver",
+                "finish_execution",
+            ]
+        );
+    }
+
+    #[test]
+    fn each_disposition_adds_what_it_implies_last() {
+        let retry = turn(TaskDisposition::Retry {
+            run_at: Timestamp(20),
+            error: "boom".into(),
+        });
+        assert!(matches!(
+            retry.plan()[..],
+            [Effect::Fence, Effect::RecordFailure("boom")]
+        ));
+        let dead = turn(TaskDisposition::DeadLetter {
+            reason: "out of attempts".into(),
+        });
+        assert!(matches!(
+            dead.plan()[..],
+            [Effect::Fence, Effect::DeadLetter("out of attempts")]
+        ));
+        let pause = turn(TaskDisposition::Pause {
+            report: "diverged".into(),
+        });
+        assert!(matches!(
+            pause.plan()[..],
+            [Effect::Fence, Effect::PauseExecution("diverged")]
+        ));
+        let done = turn(TaskDisposition::Finish {
+            deliver: None,
+            execution: None,
+        });
+        assert_eq!(names(&done), ["fence"]);
+    }
+
+    #[test]
+    fn conflicts_name_what_was_refused() {
+        let inv = ExecutionId::new_random().root_invocation();
+        let text = conflict::inbox_missing(inv, &[InboxId(1), InboxId(2)]).to_string();
+        assert!(
+            text.contains("inbox items [1, 2]") && text.contains(&inv.to_string()),
+            "{text}"
+        );
+        let text = conflict::idempotency_not_held("order-7", inv).to_string();
+        assert!(text.contains("\"order-7\""), "{text}");
+    }
+}
