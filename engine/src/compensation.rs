@@ -109,9 +109,11 @@ impl DurableFn for RunCompensations {
                 match effect.await {
                     Resolution::Value(_) => report.completed.push(call.function),
                     Resolution::Failed(Failure::Error { error }) => {
+                        // The error as its JSON text: `"no seats"`, or
+                        // `{"code": 7}` for a structured one.
                         let reason = error
-                            .to_value()
-                            .map(|v| format!("{v:?}"))
+                            .to_json()
+                            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
                             .unwrap_or_else(|e| e.to_string());
                         report.failed.push((call.function, reason));
                     }

@@ -113,9 +113,26 @@ impl Payload {
             .map(|_| ())
     }
 
-    /// Decodes into a generic CBOR value (for display and diffing).
+    /// Decodes into a generic CBOR value: engine plumbing for diffs (the
+    /// type is ciborium's); to show a payload, use [`Payload::to_json`].
+    #[doc(hidden)]
     pub fn to_value(&self) -> Result<Value, CodecError> {
         self.decode()
+    }
+
+    /// The payload as JSON, without knowing its type (for display):
+    /// integers and floats as numbers (integers beyond 64 bits and
+    /// non-finite floats as strings), byte strings as `"h'<hex>'"`, tags as
+    /// their content, map keys that are not text as their JSON text.
+    ///
+    /// ```
+    /// use stent_journal::Payload;
+    ///
+    /// let payload = Payload::encode(&("ada", 3, [1.5])).unwrap();
+    /// assert_eq!(payload.to_json().unwrap(), serde_json::json!(["ada", 3, [1.5]]));
+    /// ```
+    pub fn to_json(&self) -> Result<serde_json::Value, CodecError> {
+        self.to_value().map(|v| cbor_to_json(&v))
     }
 
     /// The encoded bytes.
@@ -470,6 +487,47 @@ impl fmt::Debug for CallKey {
 impl fmt::Display for CallKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
+    }
+}
+
+/// See [`Payload::to_json`].
+fn cbor_to_json(value: &Value) -> serde_json::Value {
+    use serde_json::Value as Json;
+    match value {
+        Value::Null => Json::Null,
+        Value::Bool(b) => Json::Bool(*b),
+        Value::Integer(i) => {
+            let n = i128::from(*i);
+            if let Ok(v) = i64::try_from(n) {
+                Json::from(v)
+            } else if let Ok(v) = u64::try_from(n) {
+                Json::from(v)
+            } else {
+                Json::String(n.to_string())
+            }
+        }
+        Value::Float(f) => serde_json::Number::from_f64(*f)
+            .map(Json::Number)
+            .unwrap_or_else(|| Json::String(f.to_string())),
+        Value::Text(s) => Json::String(s.clone()),
+        Value::Bytes(b) => {
+            let hex: String = b.iter().map(|b| format!("{b:02x}")).collect();
+            Json::String(format!("h'{hex}'"))
+        }
+        Value::Tag(_, inner) => cbor_to_json(inner),
+        Value::Array(items) => Json::Array(items.iter().map(cbor_to_json).collect()),
+        Value::Map(entries) => {
+            let mut map = serde_json::Map::new();
+            for (k, v) in entries {
+                let key = match k {
+                    Value::Text(s) => s.clone(),
+                    other => cbor_to_json(other).to_string(),
+                };
+                map.insert(key, cbor_to_json(v));
+            }
+            Json::Object(map)
+        }
+        _ => Json::String(format!("{value:?}")),
     }
 }
 

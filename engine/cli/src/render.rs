@@ -1,56 +1,15 @@
 //! Turning stored values into text and JSON: CBOR payloads shown generically
 //! (no user types needed), events, times, tables and colors.
 
-use ciborium::Value as Cbor;
-use serde_json::{Map, Value as Json, json};
+use serde_json::{Value as Json, json};
 use stent::journal::event::{ContextWrite, Event, ParentLink};
 use stent::journal::{Failure, Payload, Timestamp};
-
-/// A CBOR value as JSON: integers and floats as numbers (integers beyond
-/// 64 bits and non-finite floats as strings), byte strings as
-/// `"h'<hex>'"`, tags as their content, map keys that are not text as their
-/// JSON text.
-pub fn cbor_to_json(value: &Cbor) -> Json {
-    match value {
-        Cbor::Null => Json::Null,
-        Cbor::Bool(b) => Json::Bool(*b),
-        Cbor::Integer(i) => {
-            let n = i128::from(*i);
-            if let Ok(v) = i64::try_from(n) {
-                Json::from(v)
-            } else if let Ok(v) = u64::try_from(n) {
-                Json::from(v)
-            } else {
-                Json::String(n.to_string())
-            }
-        }
-        Cbor::Float(f) => serde_json::Number::from_f64(*f)
-            .map(Json::Number)
-            .unwrap_or_else(|| Json::String(f.to_string())),
-        Cbor::Text(s) => Json::String(s.clone()),
-        Cbor::Bytes(b) => Json::String(format!("h'{}'", hex(b))),
-        Cbor::Tag(_, inner) => cbor_to_json(inner),
-        Cbor::Array(items) => Json::Array(items.iter().map(cbor_to_json).collect()),
-        Cbor::Map(entries) => {
-            let mut map = Map::new();
-            for (k, v) in entries {
-                let key = match k {
-                    Cbor::Text(s) => s.clone(),
-                    other => cbor_to_json(other).to_string(),
-                };
-                map.insert(key, cbor_to_json(v));
-            }
-            Json::Object(map)
-        }
-        _ => Json::String(format!("{value:?}")),
-    }
-}
 
 /// A payload decoded generically; an undecodable one becomes a string that
 /// says so (the bytes are never trusted to be well-formed).
 pub fn payload_json(payload: &Payload) -> Json {
-    match payload.to_value() {
-        Ok(v) => cbor_to_json(&v),
+    match payload.to_json() {
+        Ok(v) => v,
         Err(e) => Json::String(format!("<{} undecodable bytes: {e}>", payload.len())),
     }
 }
@@ -438,8 +397,8 @@ mod tests {
         assert!(payload_json(&bad).as_str().unwrap().contains("undecodable"));
     }
 
-    fn serde_bytes_like(b: &[u8]) -> Cbor {
-        Cbor::Bytes(b.to_vec())
+    fn serde_bytes_like(b: &[u8]) -> ciborium::Value {
+        ciborium::Value::Bytes(b.to_vec())
     }
 
     #[test]
