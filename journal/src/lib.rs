@@ -25,6 +25,7 @@ mod ids;
 pub mod pause;
 pub mod plan;
 pub mod rows;
+pub mod sql;
 pub mod store;
 mod time;
 

@@ -11,6 +11,7 @@ use sqlx::postgres::{PgConnection, PgDatabaseError, PgRow};
 use sqlx::{PgPool, Postgres, Row};
 use stent_journal::plan::{Effect, conflict};
 use stent_journal::rows::{self, Columns};
+use stent_journal::sql::{self as sql_shared, Param, ParamKind};
 use stent_journal::store::{
     ATTEMPT_FAILURES_KEPT, AttemptFailure, CacheStore, ClaimRequest, ClaimedTask, CleanupCounts,
     DatabaseError, DeadLetterRecord, DeadLetterStore, Delivery, ExecutionFilter, ExecutionOutcome,
@@ -166,10 +167,6 @@ fn journal_row(row: &PgRow) -> StoreResult<JournalRow> {
 
 fn claimed_task(row: &PgRow) -> StoreResult<ClaimedTask> {
     rows::claimed_task(&Cols(row))
-}
-
-fn limit_i64(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 // ------------------------------------------------------------------ running writes
@@ -885,12 +882,19 @@ async fn claim_limited(conn: &mut PgConnection, req: &ClaimRequest) -> Attempt<V
         let cap = i64::from(limit_of(function).unwrap_or(0));
         let free = cap - live.get(function.as_str()).copied().unwrap_or(0);
         if free > 0 {
-            let free = free.min(limit_i64(req.limit));
+            let free = free.min(sql_shared::as_i64(req.limit));
             candidates(conn, req, &[function.as_str()], free, &mut picks).await?;
         }
     }
     if !unlimited.is_empty() {
-        candidates(conn, req, &unlimited, limit_i64(req.limit), &mut picks).await?;
+        candidates(
+            conn,
+            req,
+            &unlimited,
+            sql_shared::as_i64(req.limit),
+            &mut picks,
+        )
+        .await?;
     }
     picks.sort();
     picks.truncate(req.limit);
@@ -1354,7 +1358,7 @@ impl DeadLetterStore for PostgresBackend {
     async fn list_dead_letters(&self, limit: usize) -> StoreResult<Vec<DeadLetterRecord>> {
         const OP: &str = "list_dead_letters";
         let rows = sqlx::query(sql::LIST_DEAD_LETTERS)
-            .bind(limit_i64(limit))
+            .bind(sql_shared::as_i64(limit))
             .fetch_all(&self.pool)
             .await
             .map_err(read_err(OP))?;
@@ -1479,7 +1483,7 @@ impl TaskStore for PostgresBackend {
                 .bind(&req.functions)
                 .bind(req.queues.as_deref())
                 .bind(req.tags.as_deref())
-                .bind(limit_i64(req.limit))
+                .bind(sql_shared::as_i64(req.limit))
                 .bind(req.worker.as_str())
                 .bind(req.lease_until.0)
                 .bind(req.versions())
@@ -1760,8 +1764,8 @@ impl InspectStore for PostgresBackend {
             .bind(filter.execution.map(|e| *e.as_uuid()))
             .bind(filter.state.map(StoredTaskState::as_str))
             .bind(filter.queue)
-            .bind(limit_i64(filter.limit))
-            .bind(limit_i64(filter.offset))
+            .bind(sql_shared::as_i64(filter.limit))
+            .bind(sql_shared::as_i64(filter.offset))
             .fetch_all(&self.pool)
             .await
             .map_err(read_err(OP))?;
@@ -2144,81 +2148,44 @@ async fn read_batch(
         .collect()
 }
 
-/// `WHERE a AND b …`, or nothing when there is no condition.
-fn where_clause<S: AsRef<str>>(conditions: &[S]) -> String {
-    if conditions.is_empty() {
-        return String::new();
+/// PostgreSQL's SQL where it differs from SQLite's
+/// ([`sql`](stent_journal::sql)): numbered, typed parameters; tags in an
+/// array (its GIN index answers `@>`).
+struct Dialect;
+
+impl sql_shared::Dialect for Dialect {
+    fn placeholder(n: usize, kind: ParamKind) -> String {
+        let cast = match kind {
+            ParamKind::Text => "text",
+            ParamKind::Int => "int8",
+            ParamKind::Id => "uuid",
+        };
+        format!("${n}::{cast}")
     }
-    let all: Vec<&str> = conditions.iter().map(AsRef::as_ref).collect();
-    format!("WHERE {}", all.join(" AND "))
+
+    fn has_tag(tags: &str, param: &str) -> String {
+        format!("{tags} @> ARRAY[{param}]")
+    }
 }
 
-/// A listing of executions: only the conditions that are set go into the
-/// statement, so each can use its index
-/// (`executions_by_function`, `executions_by_queue`, `executions_by_tags`,
-/// the primary key for an id prefix, `executions_by_created` for a time
-/// range).
+/// A listing of executions ([`sql_shared::execution_listing`]).
 async fn list_filtered(
     pool: &PgPool,
     filter: &ExecutionFilter,
 ) -> StoreResult<Vec<ExecutionRecord>> {
-    const OP: &str = "list_executions";
-    enum Bind {
-        Text(String),
-        Int(i64),
-        Uuid(uuid::Uuid),
-    }
-    let mut conditions: Vec<String> = Vec::new();
-    let mut binds: Vec<Bind> = Vec::new();
-    let param = |binds: &mut Vec<Bind>, b: Bind, cast: &str| {
-        binds.push(b);
-        format!("${}::{cast}", binds.len())
-    };
-    if let Some(status) = filter.status {
-        let p = param(&mut binds, Bind::Text(status.as_str().to_string()), "text");
-        conditions.push(format!("status = {p}"));
-    }
-    if let Some(function) = &filter.function {
-        let p = param(&mut binds, Bind::Text(function.clone()), "text");
-        conditions.push(format!("function = {p}"));
-    }
-    if let Some(queue) = &filter.queue {
-        let p = param(&mut binds, Bind::Text(queue.clone()), "text");
-        conditions.push(format!("queue = {p}"));
-    }
-    if let Some(tag) = &filter.tag {
-        let p = param(&mut binds, Bind::Text(tag.clone()), "text");
-        conditions.push(format!("tags @> ARRAY[{p}]"));
-    }
-    if let Some(after) = filter.created_after {
-        let p = param(&mut binds, Bind::Int(after.0), "int8");
-        conditions.push(format!("created_at >= {p}"));
-    }
-    if let Some(before) = filter.created_before {
-        let p = param(&mut binds, Bind::Int(before.0), "int8");
-        conditions.push(format!("created_at < {p}"));
-    }
-    if let Some((lo, hi)) = filter.id_range().map_err(StoreError::InvalidRequest)? {
-        let lo = param(&mut binds, Bind::Uuid(lo), "uuid");
-        let hi = param(&mut binds, Bind::Uuid(hi), "uuid");
-        conditions.push(format!("id BETWEEN {lo} AND {hi}"));
-    }
-    let limit = param(&mut binds, Bind::Int(limit_i64(filter.limit)), "int8");
-    let offset = param(&mut binds, Bind::Int(limit_i64(filter.offset)), "int8");
-    let statement = format!(
-        "{}{} ORDER BY created_at DESC, id ASC LIMIT {limit} OFFSET {offset}",
-        sql::SELECT_EXECUTIONS,
-        where_clause(&conditions)
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-    for b in binds {
-        query = match b {
-            Bind::Text(t) => query.bind(t),
-            Bind::Int(i) => query.bind(i),
-            Bind::Uuid(u) => query.bind(u),
+    let listing = sql_shared::execution_listing::<Dialect>(sql::SELECT_EXECUTIONS, filter)?;
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(listing.statement));
+    for param in listing.params {
+        query = match param {
+            Param::Text(t) => query.bind(t),
+            Param::Int(i) => query.bind(i),
+            Param::Id(u) => query.bind(u),
         };
     }
-    let rows = query.fetch_all(pool).await.map_err(read_err(OP))?;
+    let rows = query
+        .fetch_all(pool)
+        .await
+        .map_err(read_err("list_executions"))?;
     rows.iter().map(execution_record).collect()
 }
 

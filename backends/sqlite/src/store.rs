@@ -10,6 +10,7 @@ use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{Row, Sqlite};
 use stent_journal::plan::{Effect, conflict};
 use stent_journal::rows::{self, Columns};
+use stent_journal::sql::{self as sql_shared, Param, ParamKind};
 use stent_journal::store::{
     ATTEMPT_FAILURES_KEPT, AttemptFailure, CacheStore, ClaimRequest, ClaimedTask, CleanupCounts,
     DeadLetterRecord, DeadLetterStore, Delivery, ExecutionFilter, ExecutionOutcome,
@@ -150,10 +151,6 @@ pub(crate) fn json_list<S: AsRef<str>>(items: &[S]) -> String {
     let items: Vec<&str> = items.iter().map(AsRef::as_ref).collect();
     // Serializing strings cannot fail.
     serde_json::to_string(&items).unwrap_or_else(|_| "[]".to_string())
-}
-
-fn limit_i64(n: usize) -> i64 {
-    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// Maps an insert's error: a uniqueness violation is a [`StoreError::Conflict`].
@@ -757,7 +754,7 @@ pub(crate) async fn claim_in(
             .bind(json_list(&req.functions))
             .bind(req.queues.as_deref().map(json_list))
             .bind(req.tags.as_deref().map(json_list))
-            .bind(limit_i64(req.limit))
+            .bind(sql_shared::as_i64(req.limit))
             .bind(req.versions().as_deref().map(json_list))
             .fetch_all(&mut *conn)
             .await
@@ -842,7 +839,7 @@ async fn limited_candidates(
         let cap = i64::from(limit_of(function).unwrap_or(0));
         let free = cap - live.get(function.as_str()).copied().unwrap_or(0);
         if free > 0 {
-            let free = free.min(limit_i64(req.limit));
+            let free = free.min(sql_shared::as_i64(req.limit));
             let statement = sql::CANDIDATES_OF_FUNCTION;
             let function = function.clone();
             candidates(conn, statement, req, function, free, &mut picks).await?;
@@ -855,7 +852,7 @@ async fn limited_candidates(
         } else {
             sql::CANDIDATES_FEW_DUE
         };
-        let limit = limit_i64(req.limit);
+        let limit = sql_shared::as_i64(req.limit);
         let functions = json_list(&unlimited);
         candidates(conn, statement, req, functions, limit, &mut picks).await?;
     }
@@ -1328,7 +1325,7 @@ impl DeadLetterStore for SqliteBackend {
         const OP: &str = "list_dead_letters";
         let mut conn = self.reader(OP).await?;
         let rows = sqlx::query(sql::LIST_DEAD_LETTERS)
-            .bind(limit_i64(limit))
+            .bind(sql_shared::as_i64(limit))
             .fetch_all(&mut *conn)
             .await
             .map_err(db(OP))?;
@@ -1579,8 +1576,8 @@ impl InspectStore for SqliteBackend {
             .bind(filter.execution.map(|e| e.to_string()))
             .bind(filter.state.map(StoredTaskState::as_str))
             .bind(filter.queue)
-            .bind(limit_i64(filter.limit))
-            .bind(limit_i64(filter.offset))
+            .bind(sql_shared::as_i64(filter.limit))
+            .bind(sql_shared::as_i64(filter.offset))
             .fetch_all(&mut *conn)
             .await
             .map_err(db(OP))?;
@@ -1716,77 +1713,37 @@ impl InspectStore for SqliteBackend {
     }
 }
 
-/// `WHERE a AND b …`, or nothing when there is no condition.
-fn where_clause<S: AsRef<str>>(conditions: &[S]) -> String {
-    if conditions.is_empty() {
-        return String::new();
+/// SQLite's SQL where it differs from PostgreSQL's ([`sql`](stent_journal::sql)).
+struct Dialect;
+
+impl sql_shared::Dialect for Dialect {
+    fn placeholder(_: usize, _: ParamKind) -> String {
+        "?".into()
     }
-    let all: Vec<&str> = conditions.iter().map(AsRef::as_ref).collect();
-    format!("WHERE {}", all.join(" AND "))
+
+    fn has_tag(tags: &str, param: &str) -> String {
+        format!("EXISTS (SELECT 1 FROM json_each({tags}) AS t WHERE t.value = {param})")
+    }
 }
 
-/// A listing of executions: only the conditions that are set go into the
-/// statement, so each can use its index
-/// (`executions_by_function`, `executions_by_queue`, the primary key for an
-/// id prefix, `executions_by_created` for a time range).
+/// A listing of executions ([`sql_shared::execution_listing`]).
 async fn list_filtered(
     conn: &mut SqliteConnection,
     filter: &ExecutionFilter,
 ) -> StoreResult<Vec<ExecutionRecord>> {
-    const OP: &str = "list_executions";
-    enum Bind {
-        Text(String),
-        Int(i64),
-    }
-    let mut conditions: Vec<&str> = Vec::new();
-    let mut binds: Vec<Bind> = Vec::new();
-    if let Some(status) = filter.status {
-        conditions.push("status = ?");
-        binds.push(Bind::Text(status.as_str().to_string()));
-    }
-    if let Some(function) = &filter.function {
-        conditions.push("function = ?");
-        binds.push(Bind::Text(function.clone()));
-    }
-    if let Some(queue) = &filter.queue {
-        conditions.push("queue = ?");
-        binds.push(Bind::Text(queue.clone()));
-    }
-    if let Some(tag) = &filter.tag {
-        conditions.push("EXISTS (SELECT 1 FROM json_each(executions.tags) AS t WHERE t.value = ?)");
-        binds.push(Bind::Text(tag.clone()));
-    }
-    if let Some(after) = filter.created_after {
-        conditions.push("created_at >= ?");
-        binds.push(Bind::Int(after.0));
-    }
-    if let Some(before) = filter.created_before {
-        conditions.push("created_at < ?");
-        binds.push(Bind::Int(before.0));
-    }
-    if let Some((lo, hi)) = filter.id_range().map_err(StoreError::InvalidRequest)? {
-        conditions.push("id BETWEEN ? AND ?");
-        binds.push(Bind::Text(lo.to_string()));
-        binds.push(Bind::Text(hi.to_string()));
-    }
-    let statement = format!(
-        "{}{} ORDER BY created_at DESC, id ASC LIMIT ? OFFSET ?",
-        sql::SELECT_EXECUTIONS,
-        where_clause(&conditions)
-    );
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(statement));
-    for b in binds {
-        query = match b {
-            Bind::Text(t) => query.bind(t),
-            Bind::Int(i) => query.bind(i),
+    let listing = sql_shared::execution_listing::<Dialect>(sql::SELECT_EXECUTIONS, filter)?;
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(listing.statement));
+    for param in listing.params {
+        query = match param {
+            Param::Text(t) => query.bind(t),
+            Param::Int(i) => query.bind(i),
+            Param::Id(u) => query.bind(u.to_string()),
         };
     }
     let rows = query
-        .bind(limit_i64(filter.limit))
-        .bind(limit_i64(filter.offset))
         .fetch_all(&mut *conn)
         .await
-        .map_err(db(OP))?;
+        .map_err(db("list_executions"))?;
     rows.iter().map(execution_record).collect()
 }
 
