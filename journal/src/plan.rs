@@ -99,6 +99,31 @@ impl Effect<'_> {
     }
 }
 
+impl Effect<'_> {
+    /// True for the effects a plain turn writes ([`TurnCommit::is_plain`]):
+    /// rows of its own execution's tasks, journals and inbox. Cache and
+    /// idempotency keys and signals are shared with other executions, and a
+    /// recorded failure, a pause or a dead letter is rare enough for the
+    /// general path.
+    pub fn is_plain(&self) -> bool {
+        match self {
+            Effect::Fence
+            | Effect::Events(_)
+            | Effect::Spawn(_)
+            | Effect::ConsumeInbox(_)
+            | Effect::Deliver(_)
+            | Effect::FinishExecution(_) => true,
+            Effect::ConsumeSignals(_)
+            | Effect::CachePut(_)
+            | Effect::IdempotencyDone(_)
+            | Effect::IdempotencyRelease(_)
+            | Effect::RecordFailure(_)
+            | Effect::PauseExecution(_)
+            | Effect::DeadLetter(_) => false,
+        }
+    }
+}
+
 impl TurnCommit {
     /// The turn's storage effects in the order every backend applies them:
     /// the fence, the journal and the children, what the turn consumed,
@@ -277,6 +302,49 @@ mod tests {
             execution: None,
         });
         assert_eq!(names(&done), ["fence"]);
+    }
+
+    #[test]
+    fn a_plain_turn_writes_only_its_executions_rows() {
+        let finish = turn(TaskDisposition::Finish {
+            deliver: Some(Delivery {
+                parent: ExecutionId::new_random().root_invocation(),
+                event: vec![1],
+            }),
+            execution: None,
+        });
+        let plain = [
+            turn(TaskDisposition::Hold {
+                lease_until: Timestamp(1),
+            }),
+            turn(TaskDisposition::Park { run_at: None }),
+            TurnCommit {
+                consumed_inbox: vec![InboxId(1)],
+                ..finish.clone()
+            },
+        ];
+        for t in &plain {
+            assert!(t.is_plain(), "{:?}", names(t));
+        }
+        let keyed = [
+            TurnCommit {
+                consumed_signals: vec![SignalId(2)],
+                ..finish.clone()
+            },
+            TurnCommit {
+                idempotency_released: vec!["k".into()],
+                ..finish.clone()
+            },
+            turn(TaskDisposition::Retry {
+                run_at: Timestamp(3),
+                error: "e".into(),
+            }),
+            turn(TaskDisposition::Pause { report: "r".into() }),
+            turn(TaskDisposition::DeadLetter { reason: "d".into() }),
+        ];
+        for t in &keyed {
+            assert!(!t.is_plain(), "{:?}", names(t));
+        }
     }
 
     #[test]

@@ -412,8 +412,9 @@ impl TurnCommit {
     /// True if the turn writes nothing keyed outside its execution's tasks
     /// and journals (no signal consumed, no cache entry, no idempotency key)
     /// and its disposition holds, parks or finishes its task (not a retry, a
-    /// pause or a dead letter). Backends apply such turns on their fast
-    /// paths.
+    /// pause or a dead letter): every effect of its [`plan`](Self::plan) is
+    /// [plain](crate::plan::Effect::is_plain). Backends apply such turns on
+    /// their fast paths.
     ///
     /// ```
     /// # use stent_journal::store::{TaskDisposition, TurnCommit};
@@ -426,16 +427,7 @@ impl TurnCommit {
     /// assert!(!keyed.is_plain());
     /// ```
     pub fn is_plain(&self) -> bool {
-        self.consumed_signals.is_empty()
-            && self.cache_put.is_empty()
-            && self.idempotency_done.is_empty()
-            && self.idempotency_released.is_empty()
-            && matches!(
-                self.disposition,
-                TaskDisposition::Hold { .. }
-                    | TaskDisposition::Park { .. }
-                    | TaskDisposition::Finish { .. }
-            )
+        self.plan().iter().all(crate::plan::Effect::is_plain)
     }
 
     /// Folds `later`, a following turn of the same invocation under the same

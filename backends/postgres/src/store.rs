@@ -550,21 +550,12 @@ async fn finish_execution(
 /// Whether all a turn writes is its fenced disposition update and events
 /// (the common turn: a step recorded, the lease held or the task parked).
 fn is_one_statement(turn: &TurnCommit) -> bool {
-    turn.spawn.is_empty()
-        && turn.consumed_inbox.is_empty()
-        && turn.consumed_signals.is_empty()
-        && turn.cache_put.is_empty()
-        && turn.idempotency_done.is_empty()
-        && turn.idempotency_released.is_empty()
-        && match &turn.disposition {
-            TaskDisposition::Hold { .. }
-            | TaskDisposition::Park { .. }
-            | TaskDisposition::Retry { .. } => true,
-            TaskDisposition::Finish { deliver, execution } => {
-                deliver.is_none() && execution.is_none()
-            }
-            TaskDisposition::Pause { .. } | TaskDisposition::DeadLetter { .. } => false,
-        }
+    turn.plan().iter().all(|effect| {
+        matches!(
+            effect,
+            Effect::Fence | Effect::Events(_) | Effect::RecordFailure(_)
+        )
+    })
 }
 
 /// The SQLSTATEs `stent_commit` raises: a lost lease and missing inbox

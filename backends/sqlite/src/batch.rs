@@ -33,6 +33,7 @@
 use std::collections::HashSet;
 
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use stent_journal::plan::Effect;
 use stent_journal::store::{
     DatabaseError, ExecutionOutcome, NewExecution, NewInvocation, StoreError, StoreResult,
     TaskDisposition, TurnCommit,
@@ -532,13 +533,10 @@ const OP: &str = store::COMMIT;
 /// execution is checked in SQL), nor needs to know how many rows a
 /// statement changed.
 fn writes_only_rows(turn: &TurnCommit) -> bool {
-    turn.is_plain()
-        && turn.consumed_inbox.is_empty()
-        && !matches!(
-            turn.disposition,
-            TaskDisposition::Finish {
-                deliver: Some(_),
-                ..
-            }
+    turn.plan().iter().all(|effect| {
+        matches!(
+            effect,
+            Effect::Fence | Effect::Events(_) | Effect::Spawn(_) | Effect::FinishExecution(_)
         )
+    })
 }
