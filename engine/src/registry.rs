@@ -37,14 +37,18 @@ pub type RetryPredicate = Arc<dyn Fn(&Payload) -> bool + Send + Sync>;
 /// #[derive(serde::Serialize, serde::Deserialize)]
 /// enum ApiError { Timeout, BadRequest }
 ///
-/// let policy = RetryPolicy {
-///     max_attempts: 5,
-///     initial_delay: Duration::from_secs(1),
-///     ..RetryPolicy::default()
-/// }
-/// .retry_for(|e: &ApiError| matches!(e, ApiError::Timeout));
+/// let policy = RetryPolicy::default()
+///     .max_attempts(5)
+///     .initial_delay(Duration::from_secs(1))
+///     .retry_for(|e: &ApiError| matches!(e, ApiError::Timeout));
+/// assert_eq!(policy.max_attempts, 5);
 /// ```
+///
+/// The fields are public to read; the struct is `#[non_exhaustive]`, so it
+/// is built with [`RetryPolicy::default`] and the setters, and options can be
+/// added without breaking callers.
 #[derive(Clone)]
+#[non_exhaustive]
 pub struct RetryPolicy {
     /// Total attempts, the first one included.
     pub max_attempts: u32,
@@ -88,6 +92,36 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// Sets the total attempts, the first one included.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = attempts;
+        self
+    }
+
+    /// Sets the delay before the first retry.
+    pub fn initial_delay(mut self, delay: Duration) -> Self {
+        self.initial_delay = delay;
+        self
+    }
+
+    /// Sets the multiplier applied to the delay after each retry.
+    pub fn backoff_factor(mut self, factor: f64) -> Self {
+        self.backoff_factor = factor;
+        self
+    }
+
+    /// Sets the upper bound of the delay.
+    pub fn max_delay(mut self, delay: Duration) -> Self {
+        self.max_delay = delay;
+        self
+    }
+
+    /// Sets the fraction (0.0 to 1.0) by which delays are spread.
+    pub fn jitter(mut self, jitter: f64) -> Self {
+        self.jitter = jitter;
+        self
+    }
+
     /// Retries only the errors for which `predicate` holds (the seed's
     /// `retry_for`); others fail the call at once. An error that does not
     /// decode as `E` is retried.

@@ -12,7 +12,7 @@ fn order_key(order_id: String, _timestamp: String) -> String {
 
 #[stent::durable(
     cached,
-    retry_policy = RetryPolicy { max_attempts: 5, initial_delay: Duration::from_secs(1), ..RetryPolicy::default() },
+    retry_policy = RetryPolicy::default().max_attempts(5).initial_delay(Duration::from_secs(1)),
     tags = ["billing", "eu"],
     priority = 7,
     queue = "payments",

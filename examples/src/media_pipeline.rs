@@ -143,21 +143,17 @@ fn checksum(s: &str) -> String {
 }
 
 fn download_policy() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 4,
-        initial_delay: Duration::from_millis(200),
-        backoff_factor: 2.0,
-        ..RetryPolicy::default()
-    }
-    .retry_for(|e: &MediaError| matches!(e, MediaError::Transient(_)))
+    RetryPolicy::default()
+        .max_attempts(4)
+        .initial_delay(Duration::from_millis(200))
+        .backoff_factor(2.0)
+        .retry_for(|e: &MediaError| matches!(e, MediaError::Transient(_)))
 }
 
 fn thumbnail_policy() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 2,
-        initial_delay: Duration::from_millis(100),
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default()
+        .max_attempts(2)
+        .initial_delay(Duration::from_millis(100))
 }
 
 // ---------------------------------------------------------------------------

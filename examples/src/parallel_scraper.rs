@@ -120,13 +120,11 @@ fn serve(url: &str) -> Result<Page, FetchError> {
 }
 
 fn fetch_policy() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        initial_delay: Duration::from_millis(100),
-        backoff_factor: 2.0,
-        ..RetryPolicy::default()
-    }
-    .retry_for(FetchError::is_transient)
+    RetryPolicy::default()
+        .max_attempts(3)
+        .initial_delay(Duration::from_millis(100))
+        .backoff_factor(2.0)
+        .retry_for(FetchError::is_transient)
 }
 
 /// Fetches one page (20 ms of simulated network), retrying transient errors

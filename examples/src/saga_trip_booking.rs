@@ -148,21 +148,17 @@ pub fn active_reservations(trip_id: &str) -> Vec<String> {
 }
 
 fn compensation_policy() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 10,
-        initial_delay: Duration::from_millis(100),
-        max_delay: Duration::from_secs(5),
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default()
+        .max_attempts(10)
+        .initial_delay(Duration::from_millis(100))
+        .max_delay(Duration::from_secs(5))
 }
 
 fn booking_policy() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        initial_delay: Duration::from_millis(100),
-        ..RetryPolicy::default()
-    }
-    .retry_for(|e: &BookingError| matches!(e, BookingError::Unreachable(_)))
+    RetryPolicy::default()
+        .max_attempts(3)
+        .initial_delay(Duration::from_millis(100))
+        .retry_for(|e: &BookingError| matches!(e, BookingError::Unreachable(_)))
 }
 
 // ---------------------------------------------------------------------------

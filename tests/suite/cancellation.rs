@@ -234,7 +234,7 @@ async fn reserve(what: String) -> Result<String, String> {
     Ok(format!("{what}-reserved"))
 }
 
-#[stent::durable(retry_policy = stent::RetryPolicy { max_attempts: 2, initial_delay: Duration::from_millis(10), ..stent::RetryPolicy::default() })]
+#[stent::durable(retry_policy = stent::RetryPolicy::default().max_attempts(2).initial_delay(Duration::from_millis(10)))]
 async fn release(what: String) -> Result<(), String> {
     if what == "broken" {
         return Err("the provider refuses".into());

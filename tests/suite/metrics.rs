@@ -49,11 +49,7 @@ impl MetricsRecorder for Recorded {
 static RUNS: AtomicU32 = AtomicU32::new(0);
 
 fn twice() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 2,
-        initial_delay: Duration::from_millis(100),
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default().max_attempts(2).initial_delay(Duration::from_millis(100))
 }
 
 #[stent::durable(retry_policy = twice())]

@@ -15,11 +15,7 @@ async fn backend() -> Option<stent_tests::PgTestSchema> {
 static FLAKES: AtomicU32 = AtomicU32::new(0);
 
 fn quick_retry() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        initial_delay: Duration::from_millis(50),
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default().max_attempts(3).initial_delay(Duration::from_millis(50))
 }
 
 #[stent::durable(retry_policy = quick_retry())]

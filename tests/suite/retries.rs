@@ -11,14 +11,12 @@ use stent_journal::store::{ClaimRequest, TaskStore};
 use stent_tests::TestWorker;
 
 fn policy(max_attempts: u32) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        initial_delay: Duration::from_secs(1),
-        backoff_factor: 2.0,
-        max_delay: Duration::from_secs(10),
-        jitter: 0.0,
-        retry_for: None,
-    }
+    RetryPolicy::default()
+        .max_attempts(max_attempts)
+        .initial_delay(Duration::from_secs(1))
+        .backoff_factor(2.0)
+        .max_delay(Duration::from_secs(10))
+        .jitter(0.0)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -282,11 +280,7 @@ async fn a_task_that_keeps_killing_its_worker_is_dead_lettered_not_retried_forev
 static QUICK_RUNS: AtomicU32 = AtomicU32::new(0);
 
 fn short_backoff() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 2,
-        initial_delay: Duration::from_millis(200),
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default().max_attempts(2).initial_delay(Duration::from_millis(200))
 }
 
 #[stent::durable(retry_policy = short_backoff())]

@@ -17,11 +17,7 @@ use stent::{RetryPolicy, Stent};
 const CASES: u32 = 500;
 
 fn policy() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 3,
-        initial_delay: Duration::from_millis(200),
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default().max_attempts(3).initial_delay(Duration::from_millis(200))
 }
 
 #[stent::durable(retry_policy = policy())]
@@ -342,11 +338,7 @@ fn reports_a_stuck_execution() {
 }
 
 fn once() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 2,
-        initial_delay: Duration::from_millis(10),
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default().max_attempts(2).initial_delay(Duration::from_millis(10))
 }
 
 #[stent::durable(retry_policy = once())]

@@ -74,10 +74,7 @@ async fn publish(doc: String) -> Result<String, String> {
 }
 
 fn once() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 1,
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default().max_attempts(1)
 }
 
 #[stent::durable(retry_policy = once())]

@@ -935,11 +935,9 @@ async fn naps(hours: u64) -> Result<(), String> {
 }
 
 fn hourly() -> stent::RetryPolicy {
-    stent::RetryPolicy {
-        max_attempts: 3,
-        initial_delay: Duration::from_secs(3600),
-        ..stent::RetryPolicy::default()
-    }
+    stent::RetryPolicy::default()
+        .max_attempts(3)
+        .initial_delay(Duration::from_secs(3600))
 }
 
 #[stent::durable(retry_policy = hourly())]

@@ -124,11 +124,9 @@ fn form_value(text: &str) -> String {
 }
 
 fn twice() -> stent::RetryPolicy {
-    stent::RetryPolicy {
-        max_attempts: 3,
-        initial_delay: Duration::from_millis(1),
-        ..stent::RetryPolicy::default()
-    }
+    stent::RetryPolicy::default()
+        .max_attempts(3)
+        .initial_delay(Duration::from_millis(1))
 }
 
 /// Body runs of `flaky_twice`, per argument (tests on both backends run

@@ -103,11 +103,9 @@ pub async fn patched_approval(doc: String) -> Result<String, String> {
 }
 
 pub fn once() -> RetryPolicy {
-    RetryPolicy {
-        max_attempts: 1,
-        initial_delay: Duration::from_millis(10),
-        ..RetryPolicy::default()
-    }
+    RetryPolicy::default()
+        .max_attempts(1)
+        .initial_delay(Duration::from_millis(10))
 }
 
 #[stent::durable(retry_policy = once())]
