@@ -149,7 +149,7 @@ impl Stent {
     /// ```no_run
     /// # async fn demo(executor: stent::Stent, id: stent::ExecutionId) -> Result<(), stent::Error> {
     /// use stent::journal::store::TaskFilter;
-    /// let filter = TaskFilter { execution: Some(id), limit: 50, ..TaskFilter::default() };
+    /// let filter = TaskFilter::default().execution(id).limit(50);
     /// for task in executor.list_tasks(filter).await? {
     ///     println!("{} {} {}", task.invocation, task.function, task.state);
     /// }

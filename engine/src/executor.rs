@@ -491,13 +491,7 @@ async fn read_waits(
     now: Timestamp,
 ) -> Result<Vec<Wait>> {
     let tasks = backend
-        .list_tasks(TaskFilter {
-            execution: Some(id),
-            state: None,
-            queue: None,
-            limit: usize::MAX >> 1,
-            offset: 0,
-        })
+        .list_tasks(TaskFilter::default().execution(id).limit(usize::MAX >> 1))
         .await?;
     let mut dead = HashMap::new();
     for t in tasks.iter().filter(|t| t.state == TaskState::Dead) {
@@ -826,12 +820,12 @@ impl Stent {
         offset: usize,
         state: Option<ExecutionStatus>,
     ) -> Result<Vec<ExecutionState>> {
-        self.list_executions_where(ExecutionFilter {
-            status: state,
-            limit,
-            offset,
-            ..Default::default()
-        })
+        self.list_executions_where(
+            ExecutionFilter::default()
+                .status(state)
+                .limit(limit)
+                .offset(offset),
+        )
         .await
     }
 
@@ -843,12 +837,12 @@ impl Stent {
     /// # async fn demo(executor: stent::Stent) -> Result<(), stent::Error> {
     /// use stent::journal::store::ExecutionFilter;
     /// let page = executor
-    ///     .list_executions_where(ExecutionFilter {
-    ///         function: Some("shop::checkout".into()),
-    ///         tag: Some("vip".into()),
-    ///         limit: 20,
-    ///         ..Default::default()
-    ///     })
+    ///     .list_executions_where(
+    ///         ExecutionFilter::default()
+    ///             .function("shop::checkout".to_string())
+    ///             .tag("vip".to_string())
+    ///             .limit(20),
+    ///     )
     ///     .await?;
     /// # Ok(()) }
     /// ```

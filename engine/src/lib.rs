@@ -110,10 +110,7 @@ pub use stent_journal as journal;
 /// use stent::records::{TaskFilter, TaskState};
 ///
 /// let ready = executor
-///     .list_tasks(TaskFilter {
-///         state: Some(TaskState::Ready),
-///         ..TaskFilter::default()
-///     })
+///     .list_tasks(TaskFilter::default().state(TaskState::Ready))
 ///     .await?;
 /// let stats = executor.stats().await?;
 /// println!("{} ready of {:?}", ready.len(), stats);

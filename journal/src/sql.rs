@@ -23,11 +23,7 @@
 //!     }
 //! }
 //!
-//! let filter = ExecutionFilter {
-//!     queue: Some("mail".into()),
-//!     limit: 10,
-//!     ..Default::default()
-//! };
+//! let filter = ExecutionFilter::default().queue("mail".to_string()).limit(10);
 //! let listing = execution_listing::<Numbered>("SELECT * FROM executions", &filter).unwrap();
 //! assert_eq!(
 //!     listing.statement,
@@ -211,25 +207,21 @@ mod tests {
     }
 
     fn everything() -> ExecutionFilter {
-        ExecutionFilter {
-            status: Some(ExecutionStatus::Running),
-            function: Some("shop::checkout".into()),
-            queue: Some("mail".into()),
-            tag: Some("vip".into()),
-            created_after: Some(Timestamp(5)),
-            created_before: Some(Timestamp(9)),
-            id_prefix: Some("3f2a".into()),
-            limit: 20,
-            offset: 40,
-        }
+        ExecutionFilter::default()
+            .status(ExecutionStatus::Running)
+            .function("shop::checkout".to_string())
+            .queue("mail".to_string())
+            .tag("vip".to_string())
+            .created_after(Timestamp(5))
+            .created_before(Timestamp(9))
+            .id_prefix("3f2a".to_string())
+            .limit(20)
+            .offset(40)
     }
 
     #[test]
     fn an_empty_filter_is_only_the_paging() {
-        let filter = ExecutionFilter {
-            limit: 3,
-            ..Default::default()
-        };
+        let filter = ExecutionFilter::default().limit(3);
         let s = execution_listing::<Question>("SELECT 1 FROM executions", &filter).unwrap();
         assert_eq!(
             s.statement,
@@ -261,10 +253,7 @@ mod tests {
 
     #[test]
     fn a_bad_id_prefix_is_refused() {
-        let filter = ExecutionFilter {
-            id_prefix: Some("xyz".into()),
-            ..Default::default()
-        };
+        let filter = ExecutionFilter::default().id_prefix("xyz".to_string());
         let err = execution_listing::<Question>("SELECT 1 FROM executions", &filter).unwrap_err();
         assert!(matches!(err, StoreError::InvalidRequest(_)), "{err}");
     }

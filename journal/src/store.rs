@@ -626,7 +626,21 @@ impl ExecutionRecord {
 
 /// Filter and page for listing executions, newest first. Every filter
 /// that is set must hold.
+///
+/// Built with [`Default`] and the setters (the struct is
+/// `#[non_exhaustive]`, so filters can be added without breaking callers);
+/// each filter setter takes a value or an `Option` (`None` clears it).
+///
+/// ```
+/// use stent_journal::store::{ExecutionFilter, ExecutionStatus};
+/// let failed_mail = ExecutionFilter::default()
+///     .status(ExecutionStatus::Failed)
+///     .queue("mail".to_string())
+///     .limit(50);
+/// assert_eq!(failed_mail.queue.as_deref(), Some("mail"));
+/// ```
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ExecutionFilter {
     /// Only this status.
     pub status: Option<ExecutionStatus>,
@@ -649,6 +663,49 @@ pub struct ExecutionFilter {
     pub id_prefix: Option<String>,
 }
 
+/// Setters of a filter's fields, `Option`s taken as `impl Into<Option<T>>`.
+macro_rules! setters {
+    ($ty:ident { $($field:ident: $t:ty),* $(,)? }) => {
+        impl $ty {
+            $(
+                #[doc = concat!("Sets [`", stringify!($field), "`](Self::", stringify!($field), ").")]
+                pub fn $field(mut self, value: impl Into<$t>) -> Self {
+                    self.$field = value.into();
+                    self
+                }
+            )*
+
+            /// Sets the page size.
+            pub fn limit(mut self, limit: usize) -> Self {
+                self.limit = limit;
+                self
+            }
+
+            /// Sets the rows to skip.
+            pub fn offset(mut self, offset: usize) -> Self {
+                self.offset = offset;
+                self
+            }
+        }
+    };
+}
+
+setters!(ExecutionFilter {
+    status: Option<ExecutionStatus>,
+    function: Option<String>,
+    queue: Option<String>,
+    tag: Option<String>,
+    created_after: Option<Timestamp>,
+    created_before: Option<Timestamp>,
+    id_prefix: Option<String>,
+});
+
+setters!(TaskFilter {
+    execution: Option<ExecutionId>,
+    state: Option<TaskState>,
+    queue: Option<String>,
+});
+
 impl ExecutionFilter {
     /// The ids an [`id_prefix`](Self::id_prefix) covers, as the lowest and
     /// highest (both included): the prefix padded with `0` and with `f`.
@@ -657,7 +714,7 @@ impl ExecutionFilter {
     ///
     /// ```
     /// use stent_journal::store::ExecutionFilter;
-    /// let f = ExecutionFilter { id_prefix: Some("3F2A-1".into()), ..Default::default() };
+    /// let f = ExecutionFilter::default().id_prefix("3F2A-1".to_string());
     /// let (lo, hi) = f.id_range().unwrap().unwrap();
     /// assert_eq!(lo.to_string(), "3f2a1000-0000-0000-0000-000000000000");
     /// assert_eq!(hi.to_string(), "3f2a1fff-ffff-ffff-ffff-ffffffffffff");
@@ -873,7 +930,9 @@ pub struct TaskRecord {
 }
 
 /// Filter and page for listing tasks. Tasks are listed in creation order.
+/// Built like [`ExecutionFilter`]: [`Default`] and the setters.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct TaskFilter {
     /// Only tasks of this execution.
     pub execution: Option<ExecutionId>,

@@ -45,11 +45,7 @@ async fn kinds(executor: &Stent, invocation: stent::InvocationId) -> Vec<String>
 
 async fn tasks(executor: &Stent, id: ExecutionId) -> Vec<stent::records::TaskRecord> {
     executor
-        .list_tasks(TaskFilter {
-            execution: Some(id),
-            limit: 100,
-            ..TaskFilter::default()
-        })
+        .list_tasks(TaskFilter::default().execution(id).limit(100))
         .await
         .expect("list tasks")
 }

@@ -233,11 +233,7 @@ async fn assert_no_gaps(store: &dyn Backend, id: ExecutionId, what: &str) {
 /// Every task of the execution is done and nothing was dead-lettered.
 async fn assert_all_done(store: &dyn Backend, id: ExecutionId, what: &str) {
     let tasks = store
-        .list_tasks(TaskFilter {
-            execution: Some(id),
-            limit: 100,
-            ..TaskFilter::default()
-        })
+        .list_tasks(TaskFilter::default().execution(id).limit(100))
         .await
         .expect("list tasks");
     assert!(

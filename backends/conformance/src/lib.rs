@@ -1918,12 +1918,12 @@ pub async fn pause_stores_report(backend: Arc<dyn Backend>) {
         Err(StoreError::LeaseLost { .. })
     ));
     let paused = backend
-        .list_executions(ExecutionFilter {
-            status: Some(ExecutionStatus::Paused),
-            limit: 10,
-            offset: 0,
-            ..Default::default()
-        })
+        .list_executions(
+            ExecutionFilter::default()
+                .status(ExecutionStatus::Paused)
+                .limit(10)
+                .offset(0),
+        )
         .await
         .unwrap();
     assert_eq!(paused.len(), 1);
@@ -1988,10 +1988,7 @@ pub async fn list_executions_by_function_queue_tag_time_and_id(backend: Arc<dyn 
         let backend = backend.clone();
         async move {
             backend
-                .list_executions(ExecutionFilter {
-                    limit: 100,
-                    ..filter
-                })
+                .list_executions(filter.limit(100))
                 .await
                 .unwrap()
                 .into_iter()
@@ -1999,47 +1996,34 @@ pub async fn list_executions_by_function_queue_tag_time_and_id(backend: Arc<dyn 
                 .collect::<Vec<_>>()
         }
     };
-    let f = |function: &str| ExecutionFilter {
-        function: Some(function.into()),
-        ..Default::default()
-    };
+    let f = |function: &str| ExecutionFilter::default().function(function.to_string());
     assert_eq!(
         ids(f("app::a")).await,
         vec![execs[3].id, execs[1].id, execs[0].id]
     );
     assert!(ids(f("app::none")).await.is_empty());
-    let q = ExecutionFilter {
-        queue: Some("payments".into()),
-        ..Default::default()
-    };
+    let q = ExecutionFilter::default().queue("payments".to_string());
     assert_eq!(ids(q.clone()).await, vec![execs[2].id, execs[1].id]);
-    let tag = ExecutionFilter {
-        tag: Some("eu".into()),
-        ..Default::default()
-    };
+    let tag = ExecutionFilter::default().tag("eu".to_string());
     assert_eq!(ids(tag).await, vec![execs[1].id, execs[0].id]);
     // Combined, with the status and a time range.
-    let both = ExecutionFilter {
-        function: Some("app::a".into()),
-        queue: Some("payments".into()),
-        status: Some(ExecutionStatus::Pending),
-        ..Default::default()
-    };
+    let both = ExecutionFilter::default()
+        .function("app::a".to_string())
+        .queue("payments".to_string())
+        .status(ExecutionStatus::Pending);
     assert_eq!(ids(both).await, vec![execs[1].id]);
-    let window = ExecutionFilter {
-        created_after: Some(at(20)),
-        created_before: Some(at(40)),
-        ..Default::default()
-    };
+    let window = ExecutionFilter::default()
+        .created_after(at(20))
+        .created_before(at(40));
     assert_eq!(ids(window).await, vec![execs[2].id, execs[1].id]);
     // Paging a filtered listing.
     let second = backend
-        .list_executions(ExecutionFilter {
-            function: Some("app::a".into()),
-            limit: 1,
-            offset: 1,
-            ..Default::default()
-        })
+        .list_executions(
+            ExecutionFilter::default()
+                .function("app::a".to_string())
+                .limit(1)
+                .offset(1),
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -2054,26 +2038,18 @@ pub async fn list_executions_by_function_queue_tag_time_and_id(backend: Arc<dyn 
         &full.to_uppercase()[..6],
         full.as_str(),
     ] {
-        let found = ids(ExecutionFilter {
-            id_prefix: Some(prefix.into()),
-            ..Default::default()
-        })
-        .await;
+        let found = ids(ExecutionFilter::default().id_prefix(prefix.to_string())).await;
         assert!(found.contains(&execs[2].id), "{prefix}: {found:?}");
         assert!(found.len() <= 4);
     }
-    let exact = ids(ExecutionFilter {
-        id_prefix: Some(full.clone()),
-        ..Default::default()
-    })
-    .await;
+    let exact = ids(ExecutionFilter::default().id_prefix(full.clone())).await;
     assert_eq!(exact, vec![execs[2].id]);
     let bad = backend
-        .list_executions(ExecutionFilter {
-            id_prefix: Some("xyz".into()),
-            limit: 10,
-            ..Default::default()
-        })
+        .list_executions(
+            ExecutionFilter::default()
+                .id_prefix("xyz".to_string())
+                .limit(10),
+        )
         .await;
     assert!(matches!(bad, Err(StoreError::InvalidRequest(_))), "{bad:?}");
 }
@@ -2092,11 +2068,11 @@ pub async fn list_executions_pages_and_filters(backend: Arc<dyn Backend>) {
         (execs[3].id, execs[1].id)
     };
     let expected = vec![tie_lo, tie_hi, execs[2].id, execs[0].id, execs[4].id];
-    let page = |status, limit, offset| ExecutionFilter {
-        status,
-        limit,
-        offset,
-        ..Default::default()
+    let page = |status, limit, offset| {
+        ExecutionFilter::default()
+            .status(status)
+            .limit(limit)
+            .offset(offset)
     };
     let all = backend.list_executions(page(None, 100, 0)).await.unwrap();
     assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), expected);
@@ -2763,12 +2739,7 @@ pub async fn retry_reschedules_and_counts(backend: Arc<dyn Backend>) {
     assert_eq!(rec.retries, 3);
     assert_eq!(rec.status, ExecutionStatus::Running);
     let listed = backend
-        .list_executions(ExecutionFilter {
-            status: None,
-            limit: 10,
-            offset: 0,
-            ..Default::default()
-        })
+        .list_executions(ExecutionFilter::default().limit(10).offset(0))
         .await
         .unwrap();
     assert_eq!(listed[0].retries, 3);
@@ -3538,12 +3509,7 @@ pub async fn cleanup_removes_only_old_ended_executions(backend: Arc<dyn Backend>
     assert_eq!(seqs(&backend, recent.root.invocation).await, vec![0]);
     assert_eq!(seqs(&backend, active.root.invocation).await, vec![0]);
     let listed = backend
-        .list_executions(ExecutionFilter {
-            status: None,
-            limit: 10,
-            offset: 0,
-            ..Default::default()
-        })
+        .list_executions(ExecutionFilter::default().limit(10).offset(0))
         .await
         .unwrap();
     assert_eq!(listed.len(), 3);
@@ -3754,11 +3720,7 @@ pub async fn inspect_tasks_and_stats(backend: Arc<dyn Backend>) {
                 .collect::<Vec<_>>()
         }
     };
-    let page = |limit, offset| TaskFilter {
-        limit,
-        offset,
-        ..TaskFilter::default()
-    };
+    let page = |limit, offset| TaskFilter::default().limit(limit).offset(offset);
     use TaskState::*;
     let expected = vec![
         (e1.id, Leased),
@@ -3772,36 +3734,16 @@ pub async fn inspect_tasks_and_stats(backend: Arc<dyn Backend>) {
     assert_eq!(list(page(10, 5)).await, vec![]);
     assert_eq!(list(page(0, 0)).await, vec![]);
     assert_eq!(
-        list(TaskFilter {
-            queue: Some("a".into()),
-            ..page(100, 0)
-        })
-        .await,
+        list(page(100, 0).queue("a".to_string())).await,
         vec![(e1.id, Leased), (e3.id, Waiting), (e5.id, Done)]
     );
+    assert_eq!(list(page(100, 0).state(Dead)).await, vec![(e4.id, Dead)]);
     assert_eq!(
-        list(TaskFilter {
-            state: Some(Dead),
-            ..page(100, 0)
-        })
-        .await,
-        vec![(e4.id, Dead)]
-    );
-    assert_eq!(
-        list(TaskFilter {
-            execution: Some(e3.id),
-            ..page(100, 0)
-        })
-        .await,
+        list(page(100, 0).execution(e3.id)).await,
         vec![(e3.id, Waiting)]
     );
     assert_eq!(
-        list(TaskFilter {
-            queue: Some("a".into()),
-            state: Some(Ready),
-            ..page(100, 0)
-        })
-        .await,
+        list(page(100, 0).queue("a".to_string()).state(Ready)).await,
         vec![]
     );
 

@@ -1131,12 +1131,7 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
         }
         other => panic!("expected Corrupt, got {other:?}"),
     }
-    let filter = ExecutionFilter {
-        status: None,
-        limit: 10,
-        offset: 0,
-        ..Default::default()
-    };
+    let filter = ExecutionFilter::default().limit(10).offset(0);
     assert!(matches!(
         backend.list_executions(filter).await,
         Err(StoreError::Corrupt(msg)) if msg.contains("executions.status")

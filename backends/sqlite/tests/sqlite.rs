@@ -159,12 +159,7 @@ async fn corrupt_rows_are_reported_not_panicked_on() {
     .execute(&mut conn)
     .await
     .unwrap();
-    let filter = ExecutionFilter {
-        status: None,
-        limit: 10,
-        offset: 0,
-        ..Default::default()
-    };
+    let filter = ExecutionFilter::default().limit(10).offset(0);
     match backend.list_executions(filter.clone()).await {
         Err(StoreError::Corrupt(msg)) => {
             assert!(msg.contains("executions.id"), "{msg}");

@@ -782,12 +782,12 @@ async fn a_signal_from_the_binary_wakes_a_listening_worker_at_once() {
     let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
     while executor.state_of(id).await.unwrap().state != stent::ExecutionStatus::Running
         || executor
-            .list_tasks(stent::records::TaskFilter {
-                execution: Some(id),
-                state: Some(stent::records::TaskState::Waiting),
-                limit: 10,
-                ..Default::default()
-            })
+            .list_tasks(
+                stent::records::TaskFilter::default()
+                    .execution(id)
+                    .state(stent::records::TaskState::Waiting)
+                    .limit(10),
+            )
             .await
             .unwrap()
             .is_empty()

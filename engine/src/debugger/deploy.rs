@@ -305,14 +305,14 @@ impl DeployCheck {
             loop {
                 let page = stent
                     .backend()
-                    .list_executions(ExecutionFilter {
-                        status: Some(status),
-                        limit: PAGE,
-                        offset,
-                        function: self.function.clone(),
-                        created_after: if finished { created_after } else { None },
-                        ..Default::default()
-                    })
+                    .list_executions(
+                        ExecutionFilter::default()
+                            .status(status)
+                            .limit(PAGE)
+                            .offset(offset)
+                            .function(self.function.clone())
+                            .created_after(if finished { created_after } else { None }),
+                    )
                     .await?;
                 let n = page.len();
                 out.extend(page);

@@ -451,11 +451,7 @@ async fn collect(memory: &MemoryBackend, id: ExecutionId, problems: &mut Vec<Str
     };
     if status.is_some_and(ExecutionStatus::is_terminal) {
         let tasks = memory
-            .list_tasks(TaskFilter {
-                execution: Some(id),
-                limit: 100_000,
-                ..TaskFilter::default()
-            })
+            .list_tasks(TaskFilter::default().execution(id).limit(100_000))
             .await
             .unwrap_or_default();
         for t in tasks {

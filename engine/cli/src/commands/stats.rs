@@ -46,11 +46,11 @@ async fn unserved(
 ) -> Result<Vec<Unserved>, CliError> {
     let ready = ctx
         .stent
-        .list_tasks(TaskFilter {
-            state: Some(TaskState::Ready),
-            limit: UNSERVED_SCAN,
-            ..TaskFilter::default()
-        })
+        .list_tasks(
+            TaskFilter::default()
+                .state(TaskState::Ready)
+                .limit(UNSERVED_SCAN),
+        )
         .await?;
     if ready.is_empty() {
         return Ok(Vec::new());
@@ -87,11 +87,11 @@ pub(crate) async fn snapshot(ctx: &Context<'_>, running: usize) -> Result<Snapsh
     let stats = ctx.stent.stats().await?;
     let running = ctx
         .stent
-        .list_tasks(TaskFilter {
-            state: Some(TaskState::Leased),
-            limit: running,
-            ..TaskFilter::default()
-        })
+        .list_tasks(
+            TaskFilter::default()
+                .state(TaskState::Leased)
+                .limit(running),
+        )
         .await?;
     let now = ctx.stent.clock_now();
     let unserved = unserved(ctx, now).await?;

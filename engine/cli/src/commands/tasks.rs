@@ -87,17 +87,17 @@ pub async fn run(ctx: &mut Context<'_>, cmd: TasksCommand) -> Result<(), CliErro
 }
 
 async fn list(ctx: &mut Context<'_>, args: TasksListArgs) -> Result<(), CliError> {
-    let filter = TaskFilter {
-        execution: args
-            .execution
-            .as_deref()
-            .map(super::execution_id)
-            .transpose()?,
-        state: args.state.as_deref().map(parse_task_state).transpose()?,
-        queue: args.queue,
-        limit: args.limit,
-        offset: args.offset,
-    };
+    let filter = TaskFilter::default()
+        .execution(
+            args.execution
+                .as_deref()
+                .map(super::execution_id)
+                .transpose()?,
+        )
+        .state(args.state.as_deref().map(parse_task_state).transpose()?)
+        .queue(args.queue)
+        .limit(args.limit)
+        .offset(args.offset);
     let tasks = ctx.stent.list_tasks(filter).await?;
     if ctx.json {
         return ctx.print_json(&Json::Array(tasks.iter().map(task_json).collect()));

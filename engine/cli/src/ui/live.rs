@@ -57,12 +57,11 @@ pub(crate) async fn list_events(State(console): State<Shared>) -> Response {
         match console
             .stent
             .backend()
-            .list_executions(stent::journal::store::ExecutionFilter {
-                status: None,
-                limit: 1,
-                offset: 0,
-                ..Default::default()
-            })
+            .list_executions(
+                stent::journal::store::ExecutionFilter::default()
+                    .limit(1)
+                    .offset(0),
+            )
             .await
         {
             Ok(newest) => format!("{counts} {:?}", newest.first().map(|r| r.id)),

@@ -161,17 +161,16 @@ pub(crate) async fn executions(
         (Err(e), _) | (_, Err(e)) => return bad("not a time", &e),
     };
     let text = |t: &str| Some(t.trim().to_string()).filter(|t| !t.is_empty());
-    let filter = ExecutionFilter {
-        status: state,
-        limit: PAGE_SIZE + 1,
-        offset: query.offset,
-        function: text(&query.function),
-        queue: text(&query.queue),
-        tag: text(&query.tag),
-        created_after,
-        created_before,
-        id_prefix: text(id),
-    };
+    let filter = ExecutionFilter::default()
+        .status(state)
+        .limit(PAGE_SIZE + 1)
+        .offset(query.offset)
+        .function(text(&query.function))
+        .queue(text(&query.queue))
+        .tag(text(&query.tag))
+        .created_after(created_after)
+        .created_before(created_before)
+        .id_prefix(text(id));
     if let Err(e) = filter.id_range() {
         return bad("not an execution id", &e);
     }
@@ -857,11 +856,11 @@ async fn load_timeline(
         .collect();
     let tasks = console
         .stent
-        .list_tasks(stent::journal::store::TaskFilter {
-            execution: Some(id),
-            limit: usize::MAX >> 1,
-            ..Default::default()
-        })
+        .list_tasks(
+            stent::journal::store::TaskFilter::default()
+                .execution(id)
+                .limit(usize::MAX >> 1),
+        )
         .await
         .map_err(db)?;
     for t in tasks

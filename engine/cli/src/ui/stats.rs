@@ -35,11 +35,11 @@ pub(crate) async fn stats(State(console): State<Shared>, base: Base) -> Response
     let recent = match console
         .stent
         .backend()
-        .list_executions(ExecutionFilter {
-            created_after: Some(Timestamp(now.0 - 24 * 3_600_000)),
-            limit: THROUGHPUT_SAMPLE,
-            ..Default::default()
-        })
+        .list_executions(
+            ExecutionFilter::default()
+                .created_after(Timestamp(now.0 - 24 * 3_600_000))
+                .limit(THROUGHPUT_SAMPLE),
+        )
         .await
     {
         Ok(r) => r,
@@ -61,11 +61,11 @@ pub(crate) async fn stats(State(console): State<Shared>, base: Base) -> Response
     }
     let leased = match console
         .stent
-        .list_tasks(TaskFilter {
-            state: Some(TaskState::Leased),
-            limit: LEASE_SAMPLE,
-            ..TaskFilter::default()
-        })
+        .list_tasks(
+            TaskFilter::default()
+                .state(TaskState::Leased)
+                .limit(LEASE_SAMPLE),
+        )
         .await
     {
         Ok(t) => t,
