@@ -35,10 +35,7 @@ pub const ALL: [(&str, Target); 6] = [
 ];
 
 /// Limits small enough that a fuzzer spends its time on structure, not size.
-const FUZZ_LIMITS: PayloadLimits = PayloadLimits {
-    max_bytes: 64 * 1024,
-    max_depth: 32,
-};
+const FUZZ_LIMITS: PayloadLimits = PayloadLimits::new(64 * 1024, 32);
 
 // ---------------------------------------------------------------------------
 // 1. event_decode
@@ -108,10 +105,7 @@ pub fn cbor_roundtrip(data: &[u8]) {
     // Decoding the canonical bytes under limits tight enough for the value
     // still works: canonicalisation never deepens a value.
     let depth = value_depth(&value2);
-    let tight = PayloadLimits {
-        max_bytes: canonical.len(),
-        max_depth: depth,
-    };
+    let tight = PayloadLimits::new(canonical.len(), depth);
     if let Err(e) = canonical.decode_with::<Value>(tight) {
         panic!("canonical bytes rejected under their own size/depth {tight:?}: {e}");
     }
@@ -281,10 +275,7 @@ pub fn payload_limits(data: &[u8]) {
     let [size, depth, mode, body @ ..] = data else {
         return;
     };
-    let mut limits = PayloadLimits {
-        max_bytes: 1 + usize::from(*size) * 16,
-        max_depth: usize::from(*depth) % 40,
-    };
+    let mut limits = PayloadLimits::new(1 + usize::from(*size) * 16, usize::from(*depth) % 40);
     let expanded;
     let body: &[u8] = if *mode == 0xFF && !body.is_empty() {
         let mut v = vec![body[0]; 100_000];

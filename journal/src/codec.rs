@@ -13,8 +13,11 @@ use serde::{Serialize, de::DeserializeOwned};
 
 use crate::error::CodecError;
 
-/// Limits enforced when decoding untrusted payloads.
+/// Limits enforced when decoding untrusted payloads: built with
+/// [`PayloadLimits::new`] or [`Default`] (the struct is `#[non_exhaustive]`,
+/// so a limit can be added without breaking callers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PayloadLimits {
     /// Largest accepted payload, in bytes.
     pub max_bytes: usize,
@@ -32,6 +35,14 @@ impl Default for PayloadLimits {
 }
 
 impl PayloadLimits {
+    /// At most `max_bytes` bytes, nested at most `max_depth` deep.
+    pub const fn new(max_bytes: usize, max_depth: usize) -> Self {
+        PayloadLimits {
+            max_bytes,
+            max_depth,
+        }
+    }
+
     /// Room left in a journal event for what surrounds the value it
     /// carries (its kind, seq, version, the failure's envelope).
     const EVENT_ALLOWANCE_BYTES: usize = 4 * 1024;
@@ -49,19 +60,17 @@ impl PayloadLimits {
     ///
     /// let stored = PayloadLimits::default().for_values();
     /// assert!(stored.max_bytes < PayloadLimits::default().max_bytes);
-    /// let tight = PayloadLimits { max_bytes: 1024, max_depth: 16 }.for_values();
+    /// let tight = PayloadLimits::new(1024, 16).for_values();
     /// assert_eq!(tight.max_bytes, 1024);
     /// ```
     pub fn for_values(self) -> PayloadLimits {
         let readable = PayloadLimits::default();
-        PayloadLimits {
-            max_bytes: self
-                .max_bytes
+        PayloadLimits::new(
+            self.max_bytes
                 .min(readable.max_bytes - Self::EVENT_ALLOWANCE_BYTES),
-            max_depth: self
-                .max_depth
+            self.max_depth
                 .min(readable.max_depth - Self::EVENT_ALLOWANCE_DEPTH),
-        }
+        )
     }
 }
 
@@ -586,10 +595,7 @@ mod tests {
     #[test]
     fn check_enforces_limits_without_decoding_a_value() {
         let deep = Payload::encode(&vec![vec![vec![vec![1u8]]]]).unwrap();
-        let tight = PayloadLimits {
-            max_bytes: 1024,
-            max_depth: 3,
-        };
+        let tight = PayloadLimits::new(1024, 3);
         assert!(matches!(deep.check(tight), Err(CodecError::TooDeep { .. })));
         assert!(deep.check(PayloadLimits::default()).is_ok());
         let big = Payload::encode(&vec![0u8; 2000]).unwrap();
@@ -600,10 +606,7 @@ mod tests {
     fn oversized_payload_is_rejected_before_decoding() {
         let p = Payload::from_bytes(vec![0u8; 64]);
         let err = p
-            .decode_with::<Value>(PayloadLimits {
-                max_bytes: 10,
-                max_depth: 8,
-            })
+            .decode_with::<Value>(PayloadLimits::new(10, 8))
             .unwrap_err();
         assert_eq!(
             err,

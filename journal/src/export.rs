@@ -45,10 +45,7 @@ pub const EXPORT_FORMAT: &str = "stent-journal-export";
 pub const EXPORT_VERSION: u64 = 1;
 
 /// Limits for reading an export: a whole execution, so far larger than one payload.
-const EXPORT_LIMITS: PayloadLimits = PayloadLimits {
-    max_bytes: 1024 * 1024 * 1024,
-    max_depth: 256,
-};
+const EXPORT_LIMITS: PayloadLimits = PayloadLimits::new(1024 * 1024 * 1024, 256);
 
 /// Reading or writing an export failed.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

@@ -131,10 +131,7 @@ async fn takes_blob(data: Vec<u32>) -> Result<usize, String> {
 
 #[tokio::test]
 async fn oversized_or_too_deep_input_is_refused_at_dispatch_and_signal() {
-    let limits = stent::journal::PayloadLimits {
-        max_bytes: 1024,
-        max_depth: 4,
-    };
+    let limits = stent::journal::PayloadLimits::new(1024, 4);
     let executor = Stent::builder(MemoryBackend::new())
         .payload_limits(limits)
         .build();
@@ -195,10 +192,7 @@ async fn writes_blob(len: usize) -> Result<String, String> {
 /// the other executions and every listing stay readable.
 #[tokio::test(start_paused = true)]
 async fn values_over_the_limit_are_refused_when_written() {
-    let limits = stent::journal::PayloadLimits {
-        max_bytes: 1024,
-        max_depth: 16,
-    };
+    let limits = stent::journal::PayloadLimits::new(1024, 16);
     let executor = Stent::builder(MemoryBackend::new())
         .payload_limits(limits)
         .build();
