@@ -38,15 +38,9 @@ enum CodeEnd {
     Stopped(DriverError),
 }
 
-trait FromHandoff {
-    fn handoff(h: Handoff) -> Self;
-}
-
-impl FromHandoff for Arrival {
-    /// A child's result handed over in-process.
-    fn handoff(h: Handoff) -> Self {
-        (Some(h.resolution.clone()), Source::Handoff(Box::new(h)))
-    }
+/// A child's result handed over in-process, as an arrival.
+fn handed_over(h: Handoff) -> Arrival {
+    (Some(h.resolution.clone()), Source::Handoff(Box::new(h)))
 }
 
 impl Core {
@@ -90,7 +84,7 @@ impl Core {
                 Next::Gather => {
                     let mut arrived = Vec::new();
                     while let Ok(h) = r.residence.handoffs.try_recv() {
-                        arrived.push(Arrival::handoff(h));
+                        arrived.push(handed_over(h));
                     }
                     Seen::Gathered(arrived)
                 }
@@ -456,7 +450,7 @@ impl Core {
             _ = tokio::time::sleep(stay.deadline_in.unwrap_or_default()), if stay.deadline_in.is_some() => Wake::Other,
             _ = r.residence.notify.notified() => Wake::Notified,
             h = r.residence.handoffs.recv(), if r.residence.handoffs_open => match h {
-                Some(h) => Wake::Handoff(Arrival::handoff(h)),
+                Some(h) => Wake::Handoff(handed_over(h)),
                 // Another claim of this invocation replaced our
                 // registration; children now deliver through storage.
                 None => {
