@@ -203,8 +203,6 @@ pub(super) struct TurnLoop<A> {
     /// timers.
     read_storage: bool,
     backoff: Duration,
-    /// The last advance found the code catching up with its journal.
-    behind: bool,
 }
 
 impl<A> TurnLoop<A> {
@@ -217,7 +215,6 @@ impl<A> TurnLoop<A> {
             queue: VecDeque::new(),
             read_storage,
             backoff: poll.min,
-            behind: false,
         };
         (machine, Next::Gate)
     }
@@ -266,12 +263,8 @@ impl<A> TurnLoop<A> {
                     self.phase = Phase::Ending;
                     Next::End(status)
                 }
-                Progress::Behind => {
-                    self.behind = true;
-                    self.store()
-                }
+                Progress::Behind => self.store(true),
                 Progress::Blocked => {
-                    self.behind = false;
                     self.phase = Phase::Gathering;
                     Next::Gather
                 }
@@ -305,7 +298,7 @@ impl<A> TurnLoop<A> {
                 }
             }
             (Phase::Caching, Seen::Cached(true)) => self.check(),
-            (Phase::Caching, Seen::Cached(false)) => self.store(),
+            (Phase::Caching, Seen::Cached(false)) => self.store(false),
 
             (Phase::Storing, Seen::Stored(Stored::Again)) => self.check(),
             (Phase::Storing, Seen::Stored(Stored::Stay(stay))) => {
@@ -366,11 +359,11 @@ impl<A> TurnLoop<A> {
         Next::Check
     }
 
-    fn store<S, E>(&mut self) -> Next<A, S, E> {
+    /// `behind`: the code is still catching up with its journal (then
+    /// nothing was applied or read this turn).
+    fn store<S, E>(&mut self, behind: bool) -> Next<A, S, E> {
         self.phase = Phase::Storing;
-        Next::Store {
-            behind: self.behind,
-        }
+        Next::Store { behind }
     }
 
     fn exit<S, E>(&mut self, exit: Exit) -> Next<A, S, E> {
