@@ -498,14 +498,7 @@ impl State {
                     }
                     self.set_task(undo, inv, task);
                 }
-                Effect::Deliver(d) => {
-                    undo.push(Undo::NextInbox(self.next_inbox));
-                    self.next_inbox += 1;
-                    let id = self.next_inbox;
-                    self.inbox.insert(id, (d.parent, d.event.clone()));
-                    undo.push(Undo::Inbox(id, None));
-                    self.wake_task(undo, d.parent, turn.now);
-                }
+                Effect::Deliver(d) => self.deliver(undo, d, turn.now),
                 Effect::FinishExecution(outcome) => {
                     self.finish_execution(undo, execution, outcome, turn.now)
                 }
@@ -600,16 +593,22 @@ impl State {
         now: Timestamp,
     ) {
         if let Some(d) = deliver {
-            undo.push(Undo::NextInbox(self.next_inbox));
-            self.next_inbox += 1;
-            let id = self.next_inbox;
-            self.inbox.insert(id, (d.parent, d.event.clone()));
-            undo.push(Undo::Inbox(id, None));
-            self.wake_task(undo, d.parent, now);
+            self.deliver(undo, d, now);
         }
         if let Some(o) = outcome {
             self.finish_execution(undo, execution, o, now);
         }
+    }
+
+    /// Puts a finished child's result in its parent's inbox and wakes the
+    /// parent.
+    fn deliver(&mut self, undo: &mut Vec<Undo>, d: &Delivery, now: Timestamp) {
+        undo.push(Undo::NextInbox(self.next_inbox));
+        self.next_inbox += 1;
+        let id = self.next_inbox;
+        self.inbox.insert(id, (d.parent, d.event.clone()));
+        undo.push(Undo::Inbox(id, None));
+        self.wake_task(undo, d.parent, now);
     }
 
     /// Records how `execution` ended.
