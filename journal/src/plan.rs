@@ -21,7 +21,7 @@
 //!     Timestamp(0),
 //!     TaskDisposition::Pause { report: "diverged".into() },
 //! );
-//! let plan = turn.plan();
+//! let plan: Vec<Effect> = turn.plan().collect();
 //! assert!(matches!(plan[0], Effect::Fence));
 //! assert!(matches!(plan[1], Effect::PauseExecution("diverged")));
 //! ```
@@ -129,46 +129,40 @@ impl TurnCommit {
     /// the fence, the journal and the children, what the turn consumed,
     /// cache and idempotency writes, then what the disposition implies
     /// beyond the task row.
-    pub fn plan(&self) -> Vec<Effect<'_>> {
-        let mut plan = vec![Effect::Fence];
-        let mut add = |nonempty: bool, effect| {
-            if nonempty {
-                plan.push(effect);
-            }
-        };
-        add(!self.events.is_empty(), Effect::Events(&self.events));
-        add(!self.spawn.is_empty(), Effect::Spawn(&self.spawn));
-        add(
-            !self.consumed_inbox.is_empty(),
-            Effect::ConsumeInbox(&self.consumed_inbox),
-        );
-        add(
-            !self.consumed_signals.is_empty(),
-            Effect::ConsumeSignals(&self.consumed_signals),
-        );
-        add(
-            !self.cache_put.is_empty(),
-            Effect::CachePut(&self.cache_put),
-        );
-        add(
-            !self.idempotency_done.is_empty(),
-            Effect::IdempotencyDone(&self.idempotency_done),
-        );
-        add(
-            !self.idempotency_released.is_empty(),
-            Effect::IdempotencyRelease(&self.idempotency_released),
-        );
-        match &self.disposition {
-            TaskDisposition::Hold { .. } | TaskDisposition::Park { .. } => {}
-            TaskDisposition::Retry { error, .. } => plan.push(Effect::RecordFailure(error)),
-            TaskDisposition::Finish { deliver, execution } => {
-                plan.extend(deliver.iter().map(Effect::Deliver));
-                plan.extend(execution.iter().map(Effect::FinishExecution));
-            }
-            TaskDisposition::Pause { report } => plan.push(Effect::PauseExecution(report)),
-            TaskDisposition::DeadLetter { reason } => plan.push(Effect::DeadLetter(reason)),
+    ///
+    /// An iterator over the turn's own fields: it allocates nothing, and
+    /// the backends walk it on every commit.
+    pub fn plan(&self) -> impl Iterator<Item = Effect<'_>> {
+        fn unless_empty<'a, T>(
+            items: &'a [T],
+            effect: fn(&'a [T]) -> Effect<'a>,
+        ) -> Option<Effect<'a>> {
+            (!items.is_empty()).then(|| effect(items))
         }
-        plan
+        // What the disposition implies beyond the task row: at most two.
+        let ends = match &self.disposition {
+            TaskDisposition::Hold { .. } | TaskDisposition::Park { .. } => [None, None],
+            TaskDisposition::Retry { error, .. } => [Some(Effect::RecordFailure(error)), None],
+            TaskDisposition::Finish { deliver, execution } => [
+                deliver.as_ref().map(Effect::Deliver),
+                execution.as_ref().map(Effect::FinishExecution),
+            ],
+            TaskDisposition::Pause { report } => [Some(Effect::PauseExecution(report)), None],
+            TaskDisposition::DeadLetter { reason } => [Some(Effect::DeadLetter(reason)), None],
+        };
+        [
+            Some(Effect::Fence),
+            unless_empty(&self.events, Effect::Events),
+            unless_empty(&self.spawn, Effect::Spawn),
+            unless_empty(&self.consumed_inbox, Effect::ConsumeInbox),
+            unless_empty(&self.consumed_signals, Effect::ConsumeSignals),
+            unless_empty(&self.cache_put, Effect::CachePut),
+            unless_empty(&self.idempotency_done, Effect::IdempotencyDone),
+            unless_empty(&self.idempotency_released, Effect::IdempotencyRelease),
+        ]
+        .into_iter()
+        .chain(ends)
+        .flatten()
     }
 }
 
@@ -216,7 +210,7 @@ mod tests {
     }
 
     fn names(turn: &TurnCommit) -> Vec<&'static str> {
-        turn.plan().iter().map(Effect::name).collect()
+        turn.plan().map(|e| e.name()).collect()
     }
 
     #[test]
@@ -280,21 +274,21 @@ mod tests {
             error: "boom".into(),
         });
         assert!(matches!(
-            retry.plan()[..],
+            retry.plan().collect::<Vec<_>>()[..],
             [Effect::Fence, Effect::RecordFailure("boom")]
         ));
         let dead = turn(TaskDisposition::DeadLetter {
             reason: "out of attempts".into(),
         });
         assert!(matches!(
-            dead.plan()[..],
+            dead.plan().collect::<Vec<_>>()[..],
             [Effect::Fence, Effect::DeadLetter("out of attempts")]
         ));
         let pause = turn(TaskDisposition::Pause {
             report: "diverged".into(),
         });
         assert!(matches!(
-            pause.plan()[..],
+            pause.plan().collect::<Vec<_>>()[..],
             [Effect::Fence, Effect::PauseExecution("diverged")]
         ));
         let done = turn(TaskDisposition::Finish {

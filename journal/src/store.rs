@@ -427,7 +427,7 @@ impl TurnCommit {
     /// assert!(!keyed.is_plain());
     /// ```
     pub fn is_plain(&self) -> bool {
-        self.plan().iter().all(crate::plan::Effect::is_plain)
+        self.plan().all(|effect| effect.is_plain())
     }
 
     /// Folds `later`, a following turn of the same invocation under the same

@@ -550,7 +550,7 @@ async fn finish_execution(
 /// Whether all a turn writes is its fenced disposition update and events
 /// (the common turn: a step recorded, the lease held or the task parked).
 fn is_one_statement(turn: &TurnCommit) -> bool {
-    turn.plan().iter().all(|effect| {
+    turn.plan().all(|effect| {
         matches!(
             effect,
             Effect::Fence | Effect::Events(_) | Effect::RecordFailure(_)

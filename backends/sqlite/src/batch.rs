@@ -533,7 +533,7 @@ const OP: &str = store::COMMIT;
 /// execution is checked in SQL), nor needs to know how many rows a
 /// statement changed.
 fn writes_only_rows(turn: &TurnCommit) -> bool {
-    turn.plan().iter().all(|effect| {
+    turn.plan().all(|effect| {
         matches!(
             effect,
             Effect::Fence | Effect::Events(_) | Effect::Spawn(_) | Effect::FinishExecution(_)
