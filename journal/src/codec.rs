@@ -478,7 +478,7 @@ impl CallKey {
 
     /// Lower-case hex of the whole key.
     pub fn to_hex(&self) -> String {
-        self.0.iter().map(|b| format!("{b:02x}")).collect()
+        hex(&self.0)
     }
 
     /// The first 12 hex digits, for timelines.
@@ -497,6 +497,11 @@ impl fmt::Display for CallKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.to_hex())
     }
+}
+
+/// Lower-case hex.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// See [`Payload::to_json`].
@@ -519,10 +524,7 @@ fn cbor_to_json(value: &Value) -> serde_json::Value {
             .map(Json::Number)
             .unwrap_or_else(|| Json::String(f.to_string())),
         Value::Text(s) => Json::String(s.clone()),
-        Value::Bytes(b) => {
-            let hex: String = b.iter().map(|b| format!("{b:02x}")).collect();
-            Json::String(format!("h'{hex}'"))
-        }
+        Value::Bytes(b) => Json::String(format!("h'{}'", hex(b))),
         Value::Tag(_, inner) => cbor_to_json(inner),
         Value::Array(items) => Json::Array(items.iter().map(cbor_to_json).collect()),
         Value::Map(entries) => {

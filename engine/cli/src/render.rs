@@ -77,11 +77,6 @@ pub fn escape_controls(text: &str) -> String {
     out
 }
 
-/// Lowercase hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// A failure as JSON: `{"kind": "error", "error": <value>}`, or
 /// `{"kind": "panic" | "aborted", "message": ...}`.
 pub fn failure_json(failure: &Failure) -> Json {
