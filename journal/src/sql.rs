@@ -178,8 +178,6 @@ pub fn as_i64(n: usize) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::Timestamp;
-    use crate::store::ExecutionStatus;
 
     struct Question;
     impl Dialect for Question {
@@ -191,34 +189,6 @@ mod tests {
         }
     }
 
-    struct Typed;
-    impl Dialect for Typed {
-        fn placeholder(n: usize, kind: ParamKind) -> String {
-            let cast = match kind {
-                ParamKind::Text => "text",
-                ParamKind::Int => "int8",
-                ParamKind::Id => "uuid",
-            };
-            format!("${n}::{cast}")
-        }
-        fn has_tag(tags: &str, param: &str) -> String {
-            format!("{tags} @> ARRAY[{param}]")
-        }
-    }
-
-    fn everything() -> ExecutionFilter {
-        ExecutionFilter::default()
-            .status(ExecutionStatus::Running)
-            .function("shop::checkout".to_string())
-            .queue("mail".to_string())
-            .tag("vip".to_string())
-            .created_after(Timestamp(5))
-            .created_before(Timestamp(9))
-            .id_prefix("3f2a".to_string())
-            .limit(20)
-            .offset(40)
-    }
-
     #[test]
     fn an_empty_filter_is_only_the_paging() {
         let filter = ExecutionFilter::default().limit(3);
@@ -228,27 +198,6 @@ mod tests {
             "SELECT 1 FROM executions ORDER BY created_at DESC, id ASC LIMIT ? OFFSET ?"
         );
         assert_eq!(s.params, [Param::Int(3), Param::Int(0)]);
-    }
-
-    #[test]
-    fn every_condition_numbers_its_parameters_in_order() {
-        let s = execution_listing::<Typed>("SELECT id FROM executions", &everything()).unwrap();
-        assert_eq!(
-            s.statement,
-            "SELECT id FROM executions WHERE status = $1::text AND function = $2::text \
-             AND queue = $3::text AND executions.tags @> ARRAY[$4::text] \
-             AND created_at >= $5::int8 AND created_at < $6::int8 \
-             AND id BETWEEN $7::uuid AND $8::uuid \
-             ORDER BY created_at DESC, id ASC LIMIT $9::int8 OFFSET $10::int8"
-        );
-        let kinds: Vec<ParamKind> = s.params.iter().map(Param::kind).collect();
-        use ParamKind::*;
-        assert_eq!(kinds, [Text, Text, Text, Text, Int, Int, Id, Id, Int, Int]);
-        assert_eq!(s.params[0], Param::Text("running".into()));
-        assert_eq!(
-            s.params[6],
-            Param::Id("3f2a0000-0000-0000-0000-000000000000".parse().unwrap())
-        );
     }
 
     #[test]

@@ -2190,6 +2190,40 @@ mod tests {
     use super::*;
     use stent_journal::store::Routing;
 
+    /// The execution listing in PostgreSQL's dialect: numbered, typed
+    /// parameters in the order the filter's conditions come.
+    #[test]
+    fn every_condition_numbers_its_parameters_in_order() {
+        let everything = ExecutionFilter::default()
+            .status(ExecutionStatus::Running)
+            .function("shop::checkout".to_string())
+            .queue("mail".to_string())
+            .tag("vip".to_string())
+            .created_after(Timestamp(5))
+            .created_before(Timestamp(9))
+            .id_prefix("3f2a".to_string())
+            .limit(20)
+            .offset(40);
+        let s = sql_shared::execution_listing::<Dialect>("SELECT id FROM executions", &everything)
+            .unwrap();
+        assert_eq!(
+            s.statement,
+            "SELECT id FROM executions WHERE status = $1::text AND function = $2::text \
+             AND queue = $3::text AND executions.tags @> ARRAY[$4::text] \
+             AND created_at >= $5::int8 AND created_at < $6::int8 \
+             AND id BETWEEN $7::uuid AND $8::uuid \
+             ORDER BY created_at DESC, id ASC LIMIT $9::int8 OFFSET $10::int8"
+        );
+        let kinds: Vec<ParamKind> = s.params.iter().map(Param::kind).collect();
+        use ParamKind::*;
+        assert_eq!(kinds, [Text, Text, Text, Text, Int, Int, Id, Id, Int, Int]);
+        assert_eq!(s.params[0], Param::Text("running".into()));
+        assert_eq!(
+            s.params[6],
+            Param::Id("3f2a0000-0000-0000-0000-000000000000".parse().unwrap())
+        );
+    }
+
     #[test]
     fn a_batch_refused_for_one_call_runs_again_call_by_call() {
         let lost = StoreError::LeaseLost {
