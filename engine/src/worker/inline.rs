@@ -38,8 +38,10 @@ use stent_journal::store::{TaskDisposition, TurnCommit};
 use stent_journal::{Failure, LeaseEpoch, Payload, Timestamp};
 use stent_replay::{Driver, Status};
 
+use super::turn_loop::Stored;
 use super::{
-    Core, LocalStart, Running, TurnError, cached_result, report_of_stop, resolution, to_new_events,
+    Core, Ended, LocalStart, Running, TurnError, cached_result, report_of_stop, resolution,
+    to_new_events,
 };
 use crate::registry::FunctionEntry;
 use stent_journal::event::Event;
@@ -221,25 +223,25 @@ impl Core {
 
     /// Keeps a step that returned inline for the parent's next commit,
     /// with `own`, the parent's turn that scheduled it if that is not stored
-    /// yet, and applies the step's result to the parent. False if the parent
-    /// diverged on it and was paused.
+    /// yet, and applies the step's result to the parent: the parent goes on
+    /// ([`Stored::Again`]), or it diverged on the result and was paused.
     pub(super) async fn keep_returned(
         self: &Arc<Self>,
         r: &mut Running,
         own: Option<TurnCommit>,
         step: Returned,
-    ) -> Result<bool, TurnError> {
+    ) -> Result<Result<Stored, Ended>, TurnError> {
         r.unstored = Some(step.clone());
         r.deferred = Some(Deferred {
             own,
             steps: vec![step.commit],
         });
         match r.driver.resolve(step.resolution) {
-            Ok(_) => Ok(true),
+            Ok(_) => Ok(Ok(Stored::Again)),
             Err(e) => {
                 let report = report_of_stop(r, &e);
                 self.pause(r, report).await?;
-                Ok(false)
+                Ok(Err(Ended::Done))
             }
         }
     }

@@ -392,11 +392,7 @@ impl Core {
                 Some(step) if !results_in_memory => {
                     match self.run_or_recall(r, step, now, &waker)? {
                         Inline::Returned(step) => {
-                            return Ok(if self.keep_returned(r, Some(commit), step).await? {
-                                Ok(Stored::Again)
-                            } else {
-                                Err(Ended::Done)
-                            });
+                            return self.keep_returned(r, Some(commit), step).await;
                         }
                         Inline::Pending(step) => {
                             waiting_step = Some(step);
@@ -416,11 +412,7 @@ impl Core {
             if let Some(step) = lone_step {
                 match self.run_or_recall(r, step, self.now(), &waker)? {
                     Inline::Returned(step) => {
-                        return Ok(if self.keep_returned(r, None, step).await? {
-                            Ok(Stored::Again)
-                        } else {
-                            Err(Ended::Done)
-                        });
+                        return self.keep_returned(r, None, step).await;
                     }
                     Inline::Pending(step) => self.start_children(vec![step]),
                 }
