@@ -15,6 +15,8 @@ use crate::error::CodecError;
 use crate::ids::{ExecutionId, InvocationId, Seq};
 use crate::time::Timestamp;
 
+mod wire;
+
 /// The newest journal format version this build writes and reads.
 pub const FORMAT_VERSION: u64 = 1;
 
@@ -509,6 +511,13 @@ impl Event {
 
     /// Encodes the event with the current format version (canonical CBOR).
     pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
+        wire::encode(self).unwrap_or_else(|| self.encode_by_value())
+    }
+
+    /// The general route to canonical CBOR: the event as a CBOR value tree,
+    /// canonicalized, then written. [`wire`] writes the same bytes directly
+    /// for every kind but context writes; its tests compare the two.
+    fn encode_by_value(&self) -> Result<Vec<u8>, CodecError> {
         let body = match self.clone() {
             Event::Started {
                 function,
