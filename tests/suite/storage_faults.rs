@@ -318,13 +318,15 @@ struct PgTrap {
 }
 
 fn pg_trap(n: u64) -> PgTrap {
-    // The claim, the renewal, a commit through `stent_commit` that holds,
-    // finishes a step (`done`) or ends the execution (`completed`), a
-    // signal, the dispatch.
+    // The claim, the renewal, a sequential step's commit (the workflow's
+    // hold and the previous step's end, one statement generated for its
+    // shape, which alone calls `stent_lease_lost`), a commit through
+    // `stent_commit` that finishes a step (`done`) or ends the execution
+    // (`completed`), a signal, the dispatch.
     let (sql, bound): (&str, Option<&[u8]>) = match n / 2 {
         0 => ("SKIP LOCKED", None),
         1 => ("UPDATE tasks AS t SET lease_until", None),
-        2 => ("stent_commit", Some(b"hold")),
+        2 => ("stent_lease_lost", None),
         3 => ("stent_commit", Some(b"done")),
         4 => ("stent_commit", Some(b"completed")),
         5 => ("INSERT INTO signals", None),

@@ -73,6 +73,7 @@ macro_rules! conformance_tests {
             journal_reads_from_seq,
             journal_seq_is_unique_and_batch_rolls_back,
             commit_batch_is_all_or_nothing,
+            steady_step_commits_write_every_row_or_none,
             stale_epoch_is_fenced_after_takeover,
             concurrent_claimers_claim_each_task_once,
             concurrent_commits_get_their_own_results,
@@ -589,6 +590,84 @@ pub async fn commit_batch_is_all_or_nothing(backend: Arc<dyn Backend>) {
     assert_eq!(seqs(&backend, ainv).await, vec![0, 1]);
     assert_eq!(seqs(&backend, binv).await, vec![0, 1]);
     assert_eq!(seqs(&backend, child).await, vec![0]);
+}
+
+/// The commit of a steady run of inline steps: the parent's hold, with its
+/// events and the next step's task (leased to this worker), and the finish
+/// of the step the previous commit leased. Every row is written, whichever
+/// order the turns come in; with the lease of either task lost, none is.
+pub async fn steady_step_commits_write_every_row_or_none(backend: Arc<dyn Backend>) {
+    let (exec, c) = running(&backend, "app::parent").await;
+    let inv = exec.root.invocation;
+    let step = |i: u32| InvocationId::child_of(inv, Seq(2 * i + 1));
+    let leased = |i: u32, now: Timestamp| {
+        let mut s = invocation(step(i), exec.id, "app::step", Routing::default(), now);
+        s.started_event = format!("started {i}").into_bytes();
+        s.lease = Some(LeaseGrant {
+            worker: worker("w1"),
+            until: at(60_000),
+        });
+        s
+    };
+    // The first commit schedules step 0.
+    let mut t = turn(inv, c.epoch, at(1), hold(at(60_000)));
+    t.events = vec![event(1, b"call 0")];
+    t.spawn = vec![leased(0, at(1))];
+    commit(&backend, vec![t]).await;
+
+    let steady = |i: u32, parent: LeaseEpoch, finished: LeaseEpoch, now: Timestamp| {
+        let mut p = turn(inv, parent, now, hold(at(60_000)));
+        p.events = vec![event(2 * i + 2, b"result"), event(2 * i + 3, b"call")];
+        p.spawn = vec![leased(i + 1, now)];
+        let mut f = turn(step(i), finished, now, finish());
+        f.events = vec![event(1, b"completed")];
+        vec![p, f]
+    };
+    let stale_parent = LeaseEpoch(c.epoch.0 + 1);
+    for (parent, finished, lost) in [
+        (stale_parent, LeaseEpoch(1), (inv, stale_parent)),
+        (c.epoch, LeaseEpoch(2), (step(0), LeaseEpoch(2))),
+    ] {
+        match backend.commit(steady(0, parent, finished, at(2))).await {
+            Err(StoreError::LeaseLost { invocation, epoch }) => {
+                assert_eq!((invocation, epoch), lost);
+            }
+            other => panic!("expected LeaseLost, got {other:?}"),
+        }
+        assert_eq!(seqs(&backend, inv).await, vec![0, 1]);
+        assert_eq!(seqs(&backend, step(0)).await, vec![0]);
+        assert!(seqs(&backend, step(1)).await.is_empty());
+    }
+
+    commit(&backend, steady(0, c.epoch, LeaseEpoch(1), at(2))).await;
+    let mut reversed = steady(1, c.epoch, LeaseEpoch(1), at(3));
+    reversed.reverse();
+    commit(&backend, reversed).await;
+    assert_eq!(seqs(&backend, inv).await, vec![0, 1, 2, 3, 4, 5]);
+    for i in 0..2 {
+        let rows = backend.read_journal(step(i), Seq(0)).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(rows[0].bytes, format!("started {i}").into_bytes());
+        assert_eq!(rows[1].bytes, b"completed");
+    }
+    let rows = backend.read_journal(step(2), Seq(0)).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].recorded_at, at(3));
+
+    // Steps 0 and 1 are done; step 2 is leased to w1 until its lease runs
+    // out, then claimable once; the parent's hold kept its lease.
+    assert!(
+        claim(
+            &backend,
+            request("w2", at(59_000), &["app::step", "app::parent"])
+        )
+        .await
+        .is_empty()
+    );
+    let mut claimed = claim(&backend, request("w2", at(60_001), &["app::step"])).await;
+    assert_eq!(claimed.len(), 1);
+    let taken = claimed.remove(0);
+    assert_eq!((taken.invocation, taken.epoch), (step(2), LeaseEpoch(2)));
 }
 
 // ---------------------------------------------------------------- fencing

@@ -173,6 +173,7 @@ use stent_journal::store::{DatabaseError, DatabaseErrorKind, StoreError};
 mod batch;
 mod error;
 mod notify;
+mod shaped;
 mod sql;
 mod store;
 
@@ -223,6 +224,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "signal_keys",
         include_str!("../migrations/0007_signal_keys.sql"),
+    ),
+    (
+        8,
+        "lease_lost",
+        include_str!("../migrations/0008_lease_lost.sql"),
     ),
 ];
 

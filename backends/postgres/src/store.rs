@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::GroupCommitStats;
 use crate::batch::{BatchCounts, Batcher, Unbatched};
-use crate::{MAX_ATTEMPTS, PostgresBackend, sql};
+use crate::{MAX_ATTEMPTS, PostgresBackend, shaped, sql};
 
 // Operation names, for error messages.
 const CREATE_EXECUTION: &str = "create_execution";
@@ -244,7 +244,9 @@ where
 
 /// What a new task row holds about its lease: state, owner, until, epoch,
 /// attempts.
-fn lease_columns(inv: &NewInvocation) -> (&'static str, Option<&str>, Option<i64>, i64, i32) {
+pub(crate) fn lease_columns(
+    inv: &NewInvocation,
+) -> (&'static str, Option<&str>, Option<i64>, i64, i32) {
     match &inv.lease {
         Some(grant) => (
             "leased",
@@ -569,7 +571,6 @@ const INBOX_MISSING_STATE: &str = "SL002";
 /// no signals, cache or idempotency keys. (A retry records its failure,
 /// which the function does not take: it goes by its own statement.)
 async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> {
-    const OP: &str = COMMIT;
     let n = turns.len();
     let (mut t_inv, mut t_epoch, mut t_now) = (
         Vec::with_capacity(n),
@@ -643,31 +644,48 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
         .bind(&i_id)
         .bind(&s_turn);
     let result = spawned.bind(query).bind(&plan.lock).execute(pool).await;
-    let Err(e) = result else {
-        return Ok(());
-    };
-    // Which turn failed, from the detail of the function's own errors.
+    result
+        .map(|_| ())
+        .map_err(|e| commit_failure(e, &plan.order, turns))
+}
+
+/// Applies `turns`, which [`shaped::fits`] accepted, in `order` (their
+/// rows' id order) with one statement generated for their shape.
+async fn commit_shaped(pool: &PgPool, turns: &[TurnCommit], order: &[usize]) -> Attempt<()> {
+    shaped::run(pool, turns, order)
+        .await
+        .map_err(|e| commit_failure(e, order, turns))
+}
+
+/// A commit statement's error in the store's terms: the lost lease or
+/// missing inbox items that `stent_commit` or a generated statement raised
+/// (naming the turn by its index in `order`, the order it applied them
+/// in), a conflict, or a database error.
+fn commit_failure(e: sqlx::Error, order: &[usize], turns: &[TurnCommit]) -> Fail {
+    const OP: &str = COMMIT;
+    // Which turn failed, from the detail of the statement's own errors.
     let raised = e.as_database_error().and_then(|d| {
         let pg = d.try_downcast_ref::<PgDatabaseError>()?;
         let turn = pg
             .detail()?
             .parse::<usize>()
             .ok()
-            .and_then(|i| plan.order.get(i))
+            .and_then(|i| order.get(i))
             .and_then(|&i| turns.get(i))?;
         Some((pg.code().to_string(), turn))
     });
     match raised {
-        Some((code, turn)) if code == LEASE_LOST_STATE => Err(Fail::Store(StoreError::LeaseLost {
+        Some((code, turn)) if code == LEASE_LOST_STATE => Fail::Store(StoreError::LeaseLost {
             invocation: turn.invocation,
             epoch: turn.epoch,
-        })),
-        Some((code, turn)) if code == INBOX_MISSING_STATE => Err(Fail::Store(
-            conflict::inbox_missing(turn.invocation, &turn.consumed_inbox),
+        }),
+        Some((code, turn)) if code == INBOX_MISSING_STATE => Fail::Store(conflict::inbox_missing(
+            turn.invocation,
+            &turn.consumed_inbox,
         )),
-        _ => Err(unique(OP, |detail| {
+        _ => unique(OP, |detail| {
             format!("a journal event or a spawned invocation already exists ({detail})")
-        })(e)),
+        })(e),
     }
 }
 
@@ -796,6 +814,15 @@ async fn commit_one(pool: &PgPool, turns: &[TurnCommit]) -> StoreResult<()> {
             apply_turn(&mut conn, turn).await
         })
         .await;
+    }
+    if shaped::fits(turns) {
+        // One statement generated for the commit's shape, when the turns'
+        // rows are reached in id order without locking them first (always,
+        // for two turns that deliver nothing).
+        let plan = LockOrder::of(turns);
+        if plan.lock.is_empty() {
+            return retrying(|| commit_shaped(pool, turns, &plan.order)).await;
+        }
     }
     if turns.iter().all(TurnCommit::is_plain) {
         // Fences, events, spawns, inbox and deliveries of every turn in one
