@@ -637,5 +637,15 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
     }
+    // A schema this run made is dropped, as the floor's is: left behind,
+    // hundreds of them (and the dead rows they leave in the catalog when
+    // autovacuum is off) slow every later run's connections and DDL.
+    if let (Some(pg), Some(schema), None) = (&postgres, &schema, &args.schema) {
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP SCHEMA \"{schema}\" CASCADE"
+        )))
+        .execute(pg.pool())
+        .await?;
+    }
     Ok(())
 }
