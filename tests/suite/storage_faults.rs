@@ -318,17 +318,20 @@ struct PgTrap {
 }
 
 fn pg_trap(n: u64) -> PgTrap {
-    // The claim, the renewal, a sequential step's commit (the workflow's
-    // hold and the previous step's end, one statement generated for its
-    // shape, which alone calls `stent_lease_lost`), a commit through
-    // `stent_commit` that finishes a step (`done`) or ends the execution
-    // (`completed`), a signal, the dispatch.
+    // The claim; the renewal; the first commit of the workflow's steps
+    // (its first turn, the inline step spawned and finished with it, the
+    // slow step spawned: one statement generated for its shape, the kind
+    // that alone calls `stent_lease_lost`); the commit that finishes the
+    // slow step's task (fenced `done`); the commit that ends the execution
+    // (a generated statement, or a transaction when the last turn also
+    // consumed the signal, depending on when it arrived); a signal; the
+    // dispatch.
     let (sql, bound): (&str, Option<&[u8]>) = match n / 2 {
         0 => ("SKIP LOCKED", None),
         1 => ("UPDATE tasks AS t SET lease_until", None),
         2 => ("stent_lease_lost", None),
-        3 => ("stent_commit", Some(b"done")),
-        4 => ("stent_commit", Some(b"completed")),
+        3 => ("UPDATE tasks SET state = 'done'", None),
+        4 => ("UPDATE executions SET status = ", None),
         5 => ("INSERT INTO signals", None),
         6 => ("INSERT INTO executions", None),
         _ => unreachable!("no case {n}"),

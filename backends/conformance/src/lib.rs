@@ -74,6 +74,7 @@ macro_rules! conformance_tests {
             journal_seq_is_unique_and_batch_rolls_back,
             commit_batch_is_all_or_nothing,
             steady_step_commits_write_every_row_or_none,
+            a_step_spawned_and_finished_in_one_commit,
             stale_epoch_is_fenced_after_takeover,
             concurrent_claimers_claim_each_task_once,
             concurrent_commits_get_their_own_results,
@@ -668,6 +669,75 @@ pub async fn steady_step_commits_write_every_row_or_none(backend: Arc<dyn Backen
     assert_eq!(claimed.len(), 1);
     let taken = claimed.remove(0);
     assert_eq!((taken.invocation, taken.epoch), (step(2), LeaseEpoch(2)));
+}
+
+/// A one-step workflow's commit: the root ends its execution, and the step
+/// it ran inline is spawned (leased to this worker) and finished in the
+/// same commit. Everything is written; with the root's lease lost, nothing
+/// is.
+pub async fn a_step_spawned_and_finished_in_one_commit(backend: Arc<dyn Backend>) {
+    let (exec, c) = running(&backend, "app::root").await;
+    let inv = exec.root.invocation;
+    let step = InvocationId::child_of(inv, Seq(1));
+    let commit_with = |epoch: LeaseEpoch| {
+        let mut root = turn(
+            inv,
+            epoch,
+            at(5),
+            TaskDisposition::Finish {
+                deliver: None,
+                execution: Some(ExecutionOutcome {
+                    status: ExecutionStatus::Completed,
+                    terminal_event: b"result".to_vec(),
+                }),
+            },
+        );
+        root.events = vec![event(1, b"call"), event(2, b"result")];
+        let mut s = invocation(step, exec.id, "app::step", Routing::default(), at(5));
+        s.started_event = b"started".to_vec();
+        s.lease = Some(LeaseGrant {
+            worker: worker("w1"),
+            until: at(60_000),
+        });
+        root.spawn = vec![s];
+        let mut finished = turn(step, LeaseEpoch(1), at(5), finish());
+        finished.events = vec![event(1, b"completed")];
+        vec![root, finished]
+    };
+    let stale = LeaseEpoch(c.epoch.0 + 1);
+    match backend.commit(commit_with(stale)).await {
+        Err(StoreError::LeaseLost { invocation, epoch }) => {
+            assert_eq!((invocation, epoch), (inv, stale));
+        }
+        other => panic!("expected LeaseLost, got {other:?}"),
+    }
+    assert_eq!(seqs(&backend, inv).await, vec![0]);
+    assert!(seqs(&backend, step).await.is_empty());
+    let rec = backend.execution(exec.id).await.unwrap().unwrap();
+    assert_eq!(rec.status, ExecutionStatus::Running);
+
+    commit(&backend, commit_with(c.epoch)).await;
+    assert_eq!(seqs(&backend, inv).await, vec![0, 1, 2]);
+    let rows = backend.read_journal(step, Seq(0)).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(
+        (&rows[0].bytes[..], &rows[1].bytes[..]),
+        (&b"started"[..], &b"completed"[..])
+    );
+    let rec = backend.execution(exec.id).await.unwrap().unwrap();
+    assert_eq!(rec.status, ExecutionStatus::Completed);
+    assert_eq!(rec.terminal_event.as_deref(), Some(&b"result"[..]));
+    assert_eq!(rec.completed_at, Some(at(5)));
+    // The step is done: never claimed, even once its lease would have run
+    // out.
+    assert!(
+        claim(
+            &backend,
+            request("w2", at(60_001), &["app::step", "app::root"])
+        )
+        .await
+        .is_empty()
+    );
 }
 
 // ---------------------------------------------------------------- fencing

@@ -23,16 +23,23 @@
 //!   order, the one order every transaction that updates several task rows
 //!   keeps (migration 4).
 //! - **What fits** ([`fits`]): one or two turns of distinct invocations,
-//!   each holding, parking or finishing its task with no delivery and no
-//!   execution outcome, and writing only events and spawned tasks (none of
-//!   them a task the commit also fences).
+//!   each holding, parking or finishing its task with no delivery (at most
+//!   one of them ending its execution), and writing only events and
+//!   spawned tasks.
+//! - **A task born done.** A one-step workflow's commit spawns its step
+//!   (leased to this worker, epoch 1) and finishes it in the same commit.
+//!   One statement cannot update a row it inserts, so such a task is
+//!   inserted as its finish leaves it (`done`, no lease, epoch 1, no
+//!   attempts); nothing else could hold its lease in between, so that is
+//!   its only fence.
 
 use std::fmt::Write as _;
 
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, AssertSqlSafe, PgPool};
 use stent_journal::plan::Effect;
-use stent_journal::store::{TaskDisposition, TurnCommit};
+use stent_journal::store::{ExecutionOutcome, NewInvocation, TaskDisposition, TurnCommit};
+use stent_journal::{InvocationId, LeaseEpoch};
 
 /// More turns than this go through `stent_commit`.
 const MAX_TURNS: usize = 2;
@@ -49,7 +56,8 @@ enum Disposition {
     Hold(i64),
     /// Gives the lease back and waits (until a time, if any).
     Park(Option<i64>),
-    /// Finishes the task, with nothing to deliver and no outcome.
+    /// Finishes the task, with nothing to deliver (the execution's
+    /// outcome, if any, is written apart).
     Done,
 }
 
@@ -57,10 +65,7 @@ fn disposition(turn: &TurnCommit) -> Option<Disposition> {
     match &turn.disposition {
         TaskDisposition::Hold { lease_until } => Some(Disposition::Hold(lease_until.0)),
         TaskDisposition::Park { run_at } => Some(Disposition::Park(run_at.map(|t| t.0))),
-        TaskDisposition::Finish {
-            deliver: None,
-            execution: None,
-        } => Some(Disposition::Done),
+        TaskDisposition::Finish { deliver: None, .. } => Some(Disposition::Done),
         _ => None,
     }
 }
@@ -72,21 +77,70 @@ pub(crate) fn fits(turns: &[TurnCommit]) -> bool {
     }
     let simple = turns.iter().all(|t| {
         disposition(t).is_some()
-            && t.plan()
-                .all(|e| matches!(e, Effect::Fence | Effect::Events(_) | Effect::Spawn(_)))
+            && t.plan().all(|e| {
+                matches!(
+                    e,
+                    Effect::Fence
+                        | Effect::Events(_)
+                        | Effect::Spawn(_)
+                        | Effect::FinishExecution(_)
+                )
+            })
     });
+    let outcomes = turns.iter().filter(|t| outcome(t).is_some()).count();
     let spawns: usize = turns.iter().map(|t| t.spawn.len()).sum();
     let rows: usize = turns.iter().map(|t| t.events.len()).sum::<usize>() + spawns;
     let distinct = match turns {
         [a, b] => a.invocation != b.invocation,
         _ => true,
     };
-    let fenced_not_spawned = turns.iter().all(|t| {
-        turns
-            .iter()
-            .all(|other| other.spawn.iter().all(|s| s.invocation != t.invocation))
+    // A turn of a task the commit spawns must be one born done.
+    let born_right = turns.iter().all(|t| match spawned(turns, t.invocation) {
+        None => true,
+        Some(child) => born_done(t, child),
     });
-    simple && distinct && fenced_not_spawned && spawns <= MAX_SPAWNS && rows <= MAX_ROWS
+    let fences = turns
+        .iter()
+        .filter(|t| spawned(turns, t.invocation).is_none())
+        .count();
+    simple
+        && distinct
+        && born_right
+        && fences > 0
+        && outcomes <= 1
+        && spawns <= MAX_SPAWNS
+        && rows <= MAX_ROWS
+}
+
+/// The task `invocation` if one of `turns` spawns it.
+fn spawned(turns: &[TurnCommit], invocation: InvocationId) -> Option<&NewInvocation> {
+    turns
+        .iter()
+        .flat_map(|t| &t.spawn)
+        .find(|s| s.invocation == invocation)
+}
+
+/// Whether `turn` finishes `child`, spawned in the same commit leased to
+/// this worker, so that the task can be written done at once: a plain
+/// finish under the new lease's epoch, spawning nothing itself.
+fn born_done(turn: &TurnCommit, child: &NewInvocation) -> bool {
+    matches!(
+        turn.disposition,
+        TaskDisposition::Finish {
+            deliver: None,
+            execution: None
+        }
+    ) && child.lease.is_some()
+        && turn.epoch == LeaseEpoch(1)
+        && turn.spawn.is_empty()
+}
+
+/// How the turn ends its execution, if it does.
+fn outcome(turn: &TurnCommit) -> Option<&ExecutionOutcome> {
+    match &turn.disposition {
+        TaskDisposition::Finish { execution, .. } => execution.as_ref(),
+        _ => None,
+    }
 }
 
 /// The statement and its parameters, built together so that each `$n`
@@ -128,8 +182,16 @@ pub(crate) fn statement(
         error: None,
     };
     b.sql.push_str("WITH ");
-    for (k, &i) in order.iter().enumerate() {
-        let turn = &turns[i];
+    // The fenced turns, by their position in `order` (the index a lost
+    // lease is raised with); a task born done has no fence of its own.
+    let fenced: Vec<(usize, &TurnCommit)> = order
+        .iter()
+        .enumerate()
+        .map(|(position, &i)| (position, &turns[i]))
+        .filter(|(_, t)| spawned(turns, t.invocation).is_none())
+        .collect();
+    let mut ended = None;
+    for (k, &(_, turn)) in fenced.iter().enumerate() {
         let now = b.param(turn.now.0, "int8");
         let set = match disposition(turn).ok_or("a turn the generated statement does not take")? {
             Disposition::Hold(until) => {
@@ -161,8 +223,22 @@ pub(crate) fn statement(
             b.sql,
             "f{} AS (UPDATE tasks SET {set} \
              WHERE invocation_id = {invocation} AND state = 'leased' AND epoch = {epoch}{after} \
-             RETURNING 1), ",
+             RETURNING execution_id), ",
             k + 1
+        );
+        if let Some(outcome) = outcome(turn) {
+            ended = Some((k + 1, outcome, now));
+        }
+    }
+    if let Some((k, outcome, now)) = ended {
+        // After the fences: commits lock a root's task before its
+        // execution.
+        let status = b.param(outcome.status.as_str(), "text");
+        let terminal = b.param(outcome.terminal_event.as_slice(), "bytea");
+        let _ = write!(
+            b.sql,
+            "ended AS (UPDATE executions SET status = {status}, terminal_event = {terminal}, \
+             completed_at = {now} WHERE id = (SELECT execution_id FROM f{k})), "
         );
     }
     let mut spawned = Vec::new();
@@ -178,7 +254,13 @@ pub(crate) fn statement(
             let priority = b.param(child.routing.priority, "int4");
             let tags = b.param(&child.routing.tags, "text[]");
             let run_at = b.param(child.run_at.0, "int8");
-            let (state, owner, until, epoch, attempts) = crate::store::lease_columns(child);
+            let (state, owner, until, epoch, attempts) =
+                if turns.iter().any(|t| t.invocation == child.invocation) {
+                    // Born done: as its finish leaves it.
+                    ("done", None, None, 1, 0)
+                } else {
+                    crate::store::lease_columns(child)
+                };
             let state = b.param(state, "text");
             let owner = b.param(owner, "text");
             let until = b.param(until, "int8");
@@ -227,12 +309,20 @@ pub(crate) fn statement(
             rows.join(", ")
         );
     }
-    let last = order.len();
-    // The index of the first fence that did not match (the chain stops
+    let last = fenced.len();
+    // The position of the first fence that did not match (the chain stops
     // there), raised with the lease lost.
-    let failed = (1..last).fold("0".to_string(), |inner, k| {
-        format!("CASE WHEN EXISTS (SELECT FROM f{k}) THEN {k} ELSE {inner} END")
-    });
+    let Some(&(first, _)) = fenced.first() else {
+        return Err("a commit with no fenced turn".into());
+    };
+    let failed =
+        fenced
+            .iter()
+            .enumerate()
+            .skip(1)
+            .fold(first.to_string(), |inner, (k, &(position, _))| {
+                format!("CASE WHEN EXISTS (SELECT FROM f{k}) THEN {position} ELSE {inner} END")
+            });
     let _ = write!(
         b.sql,
         "done AS (SELECT 1) \
@@ -260,8 +350,10 @@ pub(crate) async fn run(
 
 #[cfg(test)]
 mod tests {
-    use stent_journal::store::{Delivery, NewEvent, NewInvocation, Routing};
-    use stent_journal::{EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp};
+    use stent_journal::store::{
+        Delivery, ExecutionStatus, LeaseGrant, NewEvent, NewInvocation, Routing,
+    };
+    use stent_journal::{EventKind, ExecutionId, Seq, Timestamp, WorkerId};
 
     use super::*;
 
@@ -297,6 +389,16 @@ mod tests {
                 bytes: vec![1],
             })
             .collect()
+    }
+
+    fn leased(id: InvocationId) -> NewInvocation {
+        NewInvocation {
+            lease: Some(LeaseGrant {
+                worker: WorkerId::new("w"),
+                until: Timestamp(100),
+            }),
+            ..child(id)
+        }
     }
 
     fn child(id: InvocationId) -> NewInvocation {
@@ -358,9 +460,33 @@ mod tests {
         twice[1].invocation = twice[0].invocation;
         assert!(!fits(&twice));
 
-        let mut spawns_fenced = steady();
-        spawns_fenced[0].spawn = vec![child(spawns_fenced[1].invocation)];
-        assert!(!fits(&spawns_fenced));
+        // A task the commit spawns and also finishes: only one spawned
+        // leased to this worker and finished plainly at epoch 1.
+        let mut unleased = steady();
+        unleased[0].spawn = vec![child(unleased[1].invocation)];
+        assert!(!fits(&unleased));
+        let mut born = steady();
+        born[0].spawn = vec![leased(born[1].invocation)];
+        assert!(fits(&born));
+        born[1].epoch = LeaseEpoch(2);
+        assert!(!fits(&born));
+
+        let mut two_outcomes = steady();
+        for t in &mut two_outcomes {
+            t.disposition = TaskDisposition::Finish {
+                deliver: None,
+                execution: Some(ExecutionOutcome {
+                    status: ExecutionStatus::Completed,
+                    terminal_event: vec![1],
+                }),
+            };
+        }
+        assert!(!fits(&two_outcomes));
+        two_outcomes[1].disposition = TaskDisposition::Finish {
+            deliver: None,
+            execution: None,
+        };
+        assert!(fits(&two_outcomes));
 
         let mut many_rows = steady();
         many_rows[0].events = events(MAX_ROWS as u32);
@@ -382,7 +508,7 @@ mod tests {
         // named by the raise is the first whose fence did not match.
         assert!(sql.contains("f2 AS (UPDATE tasks SET lease_until"), "{sql}");
         assert!(
-            sql.contains("AND EXISTS (SELECT FROM f1) RETURNING 1)"),
+            sql.contains("AND EXISTS (SELECT FROM f1) RETURNING execution_id)"),
             "{sql}"
         );
         assert!(
@@ -397,5 +523,32 @@ mod tests {
         let appended = sql.split("appended AS").nth(1).unwrap();
         assert_eq!(appended.matches("), (").count() + 1, 4, "{sql}");
         assert_eq!(sql.matches("INSERT INTO tasks").count(), 1);
+    }
+
+    #[test]
+    fn a_one_step_workflow_commit_fences_the_root_only_and_ends_the_execution() {
+        let root = ExecutionId::new_random().root_invocation();
+        let step = InvocationId::child_of(root, Seq(1));
+        let mut w = done(root);
+        w.disposition = TaskDisposition::Finish {
+            deliver: None,
+            execution: Some(ExecutionOutcome {
+                status: ExecutionStatus::Completed,
+                terminal_event: vec![1],
+            }),
+        };
+        w.events = events(2);
+        w.spawn = vec![leased(step)];
+        let mut s = done(step);
+        s.events = events(1);
+        let turns = [w, s];
+        assert!(fits(&turns));
+        let (sql, _) = statement(&turns, &[0, 1]).unwrap();
+        assert!(!sql.contains("f2 AS"), "{sql}");
+        assert!(
+            sql.contains("WHERE id = (SELECT execution_id FROM f1)"),
+            "{sql}"
+        );
+        assert!(sql.ends_with("ELSE stent_lease_lost(0) END"), "{sql}");
     }
 }
