@@ -240,23 +240,31 @@ journal AS (
         ($5, 0, 'started', NULL, $12, $6))
 SELECT (SELECT COUNT(*) FROM hold) + (SELECT COUNT(*) FROM finish)";
 
+/// Writes the setup (see [`setup_script`]) for a new execution on `conn`;
+/// the execution, its root invocation and the time every row carries.
+async fn set_up<C>(
+    conn: &mut C,
+    d: Dialect,
+) -> Result<(ExecutionId, InvocationId, i64), Box<dyn std::error::Error>>
+where
+    for<'c> &'c mut C: sqlx::Executor<'c>,
+{
+    let execution = ExecutionId::new_random();
+    let parent = execution.root_invocation();
+    let now = Timestamp(1_700_000_000_000).0;
+    sqlx::raw_sql(AssertSqlSafe(setup_script(d, execution, parent, now)?))
+        .execute(&mut *conn)
+        .await?;
+    Ok((execution, parent, now))
+}
+
 /// Runs `n` step transactions on a SQLite connection after the setup;
 /// how long the steps took.
 async fn run_sqlite(
     conn: &mut sqlx::SqliteConnection,
     n: u32,
 ) -> Result<Duration, Box<dyn std::error::Error>> {
-    let execution = ExecutionId::new_random();
-    let parent = execution.root_invocation();
-    let now = Timestamp(1_700_000_000_000).0;
-    sqlx::raw_sql(AssertSqlSafe(setup_script(
-        Dialect::Sqlite,
-        execution,
-        parent,
-        now,
-    )?))
-    .execute(&mut *conn)
-    .await?;
+    let (execution, parent, now) = set_up(conn, Dialect::Sqlite).await?;
     let start = Instant::now();
     for i in 0..n {
         let script = sqlite_step_script(execution, parent, now, i)?;
@@ -273,17 +281,7 @@ async fn run_postgres(
     conn: &mut sqlx::PgConnection,
     n: u32,
 ) -> Result<Duration, Box<dyn std::error::Error>> {
-    let execution = ExecutionId::new_random();
-    let parent = execution.root_invocation();
-    let now = Timestamp(1_700_000_000_000).0;
-    sqlx::raw_sql(AssertSqlSafe(setup_script(
-        Dialect::Postgres,
-        execution,
-        parent,
-        now,
-    )?))
-    .execute(&mut *conn)
-    .await?;
+    let (execution, parent, now) = set_up(conn, Dialect::Postgres).await?;
     // Rows built ahead, so the timed loop is the database's.
     let rows = (0..n)
         .map(|i| step_rows(parent, i))
