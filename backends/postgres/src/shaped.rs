@@ -148,14 +148,23 @@ fn outcome(turn: &TurnCommit) -> Option<&ExecutionOutcome> {
 struct Builder {
     sql: String,
     args: PgArguments,
-    n: usize,
     /// The first error encoding a value (reported when the query runs).
     error: Option<sqlx::error::BoxDynError>,
 }
 
+/// A parameter's placeholder, `$n::type`.
+#[derive(Clone, Copy)]
+struct Param(usize, &'static str);
+
+impl std::fmt::Display for Param {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "${}::{}", self.0, self.1)
+    }
+}
+
 impl Builder {
     /// Binds `value` and returns its placeholder, cast to `ty`.
-    fn param<'a, T>(&mut self, value: T, ty: &str) -> String
+    fn param<'a, T>(&mut self, value: T, ty: &'static str) -> Param
     where
         T: sqlx::Encode<'a, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + 'a,
     {
@@ -164,9 +173,14 @@ impl Builder {
         {
             self.error = Some(e);
         }
-        self.n += 1;
-        format!("${}::{ty}", self.n)
+        Param(self.args.len(), ty)
     }
+}
+
+/// Whether one of `turns` is the turn of `invocation`: a task spawned and
+/// finished in the same commit (born done).
+fn finished_here(turns: &[TurnCommit], invocation: InvocationId) -> bool {
+    turns.iter().any(|t| t.invocation == invocation)
 }
 
 /// The statement committing `turns` (which [`fits`] accepted), in `order`
@@ -178,7 +192,6 @@ pub(crate) fn statement(
     let mut b = Builder {
         sql: String::with_capacity(2048),
         args: PgArguments::default(),
-        n: 0,
         error: None,
     };
     b.sql.push_str("WITH ");
@@ -241,8 +254,11 @@ pub(crate) fn statement(
              completed_at = {now} WHERE id = (SELECT execution_id FROM f{k})), "
         );
     }
-    let mut spawned = Vec::new();
-    let mut rows = Vec::new();
+    // The VALUES rows of spawned tasks and of journal rows, written as
+    // their parameters are bound.
+    let mut tasks = String::new();
+    let mut rows = String::new();
+    let sep = |list: &String| if list.is_empty() { "" } else { ", " };
     for &i in order {
         let turn = &turns[i];
         for child in &turn.spawn {
@@ -254,24 +270,29 @@ pub(crate) fn statement(
             let priority = b.param(child.routing.priority, "int4");
             let tags = b.param(&child.routing.tags, "text[]");
             let run_at = b.param(child.run_at.0, "int8");
-            let (state, owner, until, epoch, attempts) =
-                if turns.iter().any(|t| t.invocation == child.invocation) {
-                    // Born done: as its finish leaves it.
-                    ("done", None, None, 1, 0)
-                } else {
-                    crate::store::lease_columns(child)
-                };
+            let (state, owner, until, epoch, attempts) = if finished_here(turns, child.invocation) {
+                // Born done: as its finish leaves it.
+                ("done", None, None, 1, 0)
+            } else {
+                crate::store::lease_columns(child)
+            };
             let state = b.param(state, "text");
             let owner = b.param(owner, "text");
             let until = b.param(until, "int8");
             let epoch = b.param(epoch, "int8");
             let attempts = b.param(attempts, "int4");
-            spawned.push(format!(
-                "({id}, {execution}, {function}, {queue}, {priority}, {tags}, {state}, {run_at}, \
-                 {owner}, {until} - {now} + stent_clock({now}), {epoch}, {attempts})"
-            ));
+            let _ = write!(
+                tasks,
+                "{}({id}, {execution}, {function}, {queue}, {priority}, {tags}, {state}, \
+                 {run_at}, {owner}, {until} - {now} + stent_clock({now}), {epoch}, {attempts})",
+                sep(&tasks)
+            );
             let started = b.param(child.started_event.as_slice(), "bytea");
-            rows.push(format!("({id}, 0, 'started', NULL, {started}, {now})"));
+            let _ = write!(
+                rows,
+                "{}({id}, 0, 'started', NULL, {started}, {now})",
+                sep(&rows)
+            );
         }
     }
     for &i in order {
@@ -286,27 +307,27 @@ pub(crate) fn statement(
             let kind = b.param(event.kind.as_str(), "text");
             let key = b.param(event.call_key.as_ref().map(|c| c.0.as_slice()), "bytea");
             let payload = b.param(event.bytes.as_slice(), "bytea");
-            rows.push(format!(
-                "({invocation}, {seq}, {kind}, {key}, {payload}, {now})"
-            ));
+            let _ = write!(
+                rows,
+                "{}({invocation}, {seq}, {kind}, {key}, {payload}, {now})",
+                sep(&rows)
+            );
         }
     }
-    if !spawned.is_empty() {
+    if !tasks.is_empty() {
         // Spawned tasks in creation order (their `created` numbers).
         let _ = write!(
             b.sql,
             "spawned AS (INSERT INTO tasks (invocation_id, execution_id, function, queue, \
              priority, tags, state, run_at, lease_owner, lease_until, epoch, attempts) \
-             VALUES {}), ",
-            spawned.join(", ")
+             VALUES {tasks}), "
         );
     }
     if !rows.is_empty() {
         let _ = write!(
             b.sql,
             "appended AS (INSERT INTO journal \
-             (invocation_id, seq, kind, call_key, payload, recorded_at) VALUES {}), ",
-            rows.join(", ")
+             (invocation_id, seq, kind, call_key, payload, recorded_at) VALUES {rows}), "
         );
     }
     let last = fenced.len();
