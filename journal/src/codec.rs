@@ -347,9 +347,14 @@ fn describe_de_error<E: fmt::Debug>(e: ciborium::de::Error<E>) -> String {
 /// Encodes a CBOR value canonically: map keys sorted by their encoded bytes,
 /// recursively.
 pub(crate) fn encode_canonical(value: Value) -> Result<Vec<u8>, CodecError> {
-    let value = canonicalize(value)?;
+    to_cbor(&canonicalize(value)?)
+}
+
+/// `value` written as CBOR, as serde gives it (map entries in the order
+/// it serializes them).
+pub(crate) fn to_cbor<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::new();
-    ciborium::ser::into_writer(&value, &mut out).map_err(|e| CodecError::Encode(e.to_string()))?;
+    ciborium::ser::into_writer(value, &mut out).map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(out)
 }
 
@@ -366,10 +371,7 @@ fn canonicalize(value: Value) -> Result<Value, CodecError> {
                 .into_iter()
                 .map(|(k, v)| {
                     let k = canonicalize(k)?;
-                    let mut kb = Vec::new();
-                    ciborium::ser::into_writer(&k, &mut kb)
-                        .map_err(|e| CodecError::Encode(e.to_string()))?;
-                    Ok((kb, k, canonicalize(v)?))
+                    Ok((to_cbor(&k)?, k, canonicalize(v)?))
                 })
                 .collect::<Result<Vec<_>, CodecError>>()?;
             keyed.sort_by(|a, b| a.0.cmp(&b.0));
@@ -379,12 +381,7 @@ fn canonicalize(value: Value) -> Result<Value, CodecError> {
                 // encoded values so the bytes never depend on entry order.
                 let mut with_values = keyed
                     .into_iter()
-                    .map(|(kb, k, v)| {
-                        let mut vb = Vec::new();
-                        ciborium::ser::into_writer(&v, &mut vb)
-                            .map_err(|e| CodecError::Encode(e.to_string()))?;
-                        Ok((kb, vb, k, v))
-                    })
+                    .map(|(kb, k, v)| Ok((kb, to_cbor(&v)?, k, v)))
                     .collect::<Result<Vec<_>, CodecError>>()?;
                 with_values.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
                 Value::Map(with_values.into_iter().map(|(_, _, k, v)| (k, v)).collect())

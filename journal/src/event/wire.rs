@@ -19,7 +19,7 @@
 use serde::Serialize;
 
 use super::{Event, FORMAT_VERSION, ForkOrigin, ParentLink};
-use crate::codec::{CallKey, Payload};
+use crate::codec::{CallKey, Payload, to_cbor};
 use crate::error::CodecError;
 use crate::ids::{ExecutionId, InvocationId, Seq};
 use crate::time::Timestamp;
@@ -151,17 +151,11 @@ fn fork(origin: &Option<ForkOrigin>) -> Option<Fork> {
 }
 
 fn write<B: Serialize>(kind: &str, body: B) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(128);
-    ciborium::ser::into_writer(
-        &Envelope {
-            b: body,
-            k: kind,
-            v: FORMAT_VERSION,
-        },
-        &mut out,
-    )
-    .map_err(|e| CodecError::Encode(e.to_string()))?;
-    Ok(out)
+    to_cbor(&Envelope {
+        b: body,
+        k: kind,
+        v: FORMAT_VERSION,
+    })
 }
 
 /// `event` in canonical CBOR, or `None` for a kind that takes the general
