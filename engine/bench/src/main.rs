@@ -343,11 +343,7 @@ async fn measure_floor(args: &Args, n: u32) -> Result<Option<f64>, Box<dyn std::
                 n,
             )
             .await;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                "DROP SCHEMA \"{schema}\" CASCADE"
-            )))
-            .execute(backend.pool())
-            .await?;
+            drop_schema(&backend, &schema).await?;
             took?
         }
     };
@@ -641,11 +637,20 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     // hundreds of them (and the dead rows they leave in the catalog when
     // autovacuum is off) slow every later run's connections and DDL.
     if let (Some(pg), Some(schema), None) = (&postgres, &schema, &args.schema) {
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-            "DROP SCHEMA \"{schema}\" CASCADE"
-        )))
-        .execute(pg.pool())
-        .await?;
+        drop_schema(pg, schema).await?;
     }
     Ok(())
+}
+
+/// Drops a schema a run made, with everything in it.
+async fn drop_schema(
+    backend: &stent::backends::PostgresBackend,
+    schema: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP SCHEMA \"{schema}\" CASCADE"
+    )))
+    .execute(backend.pool())
+    .await
+    .map(|_| ())
 }
