@@ -561,13 +561,10 @@ pub async fn commit_batch_is_all_or_nothing(backend: Arc<dyn Backend>) {
     )];
     let mut tb = turn(binv, LeaseEpoch(epoch_of(binv).0 + 7), at(1), finish());
     tb.events = vec![event(1, b"b1")];
-    match backend.commit(vec![ta.clone(), tb]).await {
-        Err(StoreError::LeaseLost { invocation, epoch }) => {
-            assert_eq!(invocation, binv);
-            assert_eq!(epoch, LeaseEpoch(epoch_of(binv).0 + 7));
-        }
-        other => panic!("expected LeaseLost, got {other:?}"),
-    }
+    assert_lost_lease(
+        backend.commit(vec![ta.clone(), tb]).await,
+        (binv, LeaseEpoch(epoch_of(binv).0 + 7)),
+    );
     assert_eq!(seqs(&backend, ainv).await, vec![0]);
     assert_eq!(seqs(&backend, binv).await, vec![0]);
     assert!(seqs(&backend, child).await.is_empty());
@@ -629,12 +626,10 @@ pub async fn steady_step_commits_write_every_row_or_none(backend: Arc<dyn Backen
         (stale_parent, LeaseEpoch(1), (inv, stale_parent)),
         (c.epoch, LeaseEpoch(2), (step(0), LeaseEpoch(2))),
     ] {
-        match backend.commit(steady(0, parent, finished, at(2))).await {
-            Err(StoreError::LeaseLost { invocation, epoch }) => {
-                assert_eq!((invocation, epoch), lost);
-            }
-            other => panic!("expected LeaseLost, got {other:?}"),
-        }
+        assert_lost_lease(
+            backend.commit(steady(0, parent, finished, at(2))).await,
+            lost,
+        );
         assert_eq!(seqs(&backend, inv).await, vec![0, 1]);
         assert_eq!(seqs(&backend, step(0)).await, vec![0]);
         assert!(seqs(&backend, step(1)).await.is_empty());
@@ -705,12 +700,7 @@ pub async fn a_step_spawned_and_finished_in_one_commit(backend: Arc<dyn Backend>
         vec![root, finished]
     };
     let stale = LeaseEpoch(c.epoch.0 + 1);
-    match backend.commit(commit_with(stale)).await {
-        Err(StoreError::LeaseLost { invocation, epoch }) => {
-            assert_eq!((invocation, epoch), (inv, stale));
-        }
-        other => panic!("expected LeaseLost, got {other:?}"),
-    }
+    assert_lost_lease(backend.commit(commit_with(stale)).await, (inv, stale));
     assert_eq!(seqs(&backend, inv).await, vec![0]);
     assert!(seqs(&backend, step).await.is_empty());
     let rec = backend.execution(exec.id).await.unwrap().unwrap();
@@ -777,13 +767,7 @@ pub async fn stale_epoch_is_fenced_after_takeover(backend: Arc<dyn Backend>) {
         Routing::default(),
         at(0),
     )];
-    match backend.commit(vec![stale]).await {
-        Err(StoreError::LeaseLost { invocation, epoch }) => {
-            assert_eq!(invocation, inv);
-            assert_eq!(epoch, first.epoch);
-        }
-        other => panic!("expected LeaseLost, got {other:?}"),
-    }
+    assert_lost_lease(backend.commit(vec![stale]).await, (inv, first.epoch));
     assert_eq!(seqs(&backend, inv).await, vec![0, 1]);
     assert!(
         seqs(&backend, InvocationId::child_of(inv, Seq(2)))
@@ -2321,6 +2305,19 @@ pub async fn payload_bytes_round_trip(backend: Arc<dyn Backend>) {
 }
 
 // ---------------------------------------------------------------- helpers (2)
+
+/// `result` is a lost lease, of `expected` (invocation, epoch).
+fn assert_lost_lease<T: std::fmt::Debug>(
+    result: Result<T, StoreError>,
+    expected: (InvocationId, LeaseEpoch),
+) {
+    match result {
+        Err(StoreError::LeaseLost { invocation, epoch }) => {
+            assert_eq!((invocation, epoch), expected);
+        }
+        other => panic!("expected LeaseLost, got {other:?}"),
+    }
+}
 
 fn assert_lease_lost<T: std::fmt::Debug>(result: Result<T, StoreError>, what: &str) {
     match result {
