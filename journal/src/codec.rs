@@ -353,7 +353,8 @@ pub(crate) fn encode_canonical(value: Value) -> Result<Vec<u8>, CodecError> {
 /// `value` written as CBOR, as serde gives it (map entries in the order
 /// it serializes them).
 pub(crate) fn to_cbor<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::new();
+    // Room for a typical event or key without growing.
+    let mut out = Vec::with_capacity(128);
     ciborium::ser::into_writer(value, &mut out).map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(out)
 }
