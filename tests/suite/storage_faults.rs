@@ -448,6 +448,74 @@ pg_cases! {
     dispatch_reply_lost = 13;
 }
 
+/// Eight steps gathered that return at once (run inline, their ends
+/// committed with the workflow's turn), then eight that await I/O (each in
+/// a task of its own): commits of many turns, which PostgreSQL writes a set
+/// at a time (`stent_commit_set`).
+#[stent::durable]
+async fn fanned_flow(workflow: u64) -> Result<u64, String> {
+    let quick = Stent::gather((1..=8).map(|s| counted_step(workflow, s))).await;
+    let slow = Stent::gather((9..=16).map(|s| counted_waiting_step(workflow, s))).await;
+    quick.into_iter().chain(slow).sum()
+}
+
+/// The first commit of many turns that finishes tasks is cut before it
+/// reaches PostgreSQL, or runs there with its reply lost, and the server
+/// then stays away for longer than a lease. The fan-out completes with the
+/// right result, no journal has a gap, every task is done, and no step
+/// body runs again: the worker commits the ends it kept once the server is
+/// back.
+async fn fan_out_case(workflow: u64, landed: bool) {
+    let Some(schema) = pg_test_schema("stent_fanfault").await else {
+        return;
+    };
+    let direct = stent_tests::pg_url();
+    let upstream = pg_address(&direct).await.expect("server address");
+    let proxy = FaultProxy::start(upstream).await.expect("proxy");
+    let via = PostgresBackend::builder(pg_url_via(&direct, proxy.addr()))
+        .schema(schema.name())
+        .acquire_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .expect("connect through the proxy");
+    let (set, done) = ("stent_commit_set", b"done".as_slice());
+    match landed {
+        true => proxy.lose_reply_to_bound(set, done, 1, Some(OUTAGE)),
+        false => proxy.cut_before_bound(set, done, 1, Some(OUTAGE)),
+    }
+    let client = Stent::new(schema.backend.clone());
+    let executor = Stent::new(via);
+    let worker = TestWorker::start_with(&executor, worker_settings).await;
+    let id = client
+        .dispatch(fanned_flow(workflow))
+        .await
+        .expect("dispatch");
+    let what = format!("fan-out, landed: {landed}");
+    let out = client
+        .wait_for::<u64, String>(id, Some(Duration::from_secs(60)))
+        .await
+        .unwrap_or_else(|e| panic!("{what}: execution {id} did not end: {e}"));
+    worker.stop().await;
+    assert_eq!(out, Ok(16 * workflow * 10 + (1..=16).sum::<u64>()), "{what}");
+    assert_eq!(proxy.traps_pending(), 0, "{what}: the fault never fired");
+    let runs: Vec<u32> = (1..=16)
+        .map(|step| counted_runs().lock().unwrap()[&(workflow, step)])
+        .collect();
+    assert_eq!(runs, [1; 16], "{what}: step body runs");
+    assert_no_gaps(&**client.backend(), id, &what).await;
+    assert_all_done(&**client.backend(), id, &what).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_commit_cut_before_postgres() {
+    fan_out_case(3101, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_commit_whose_reply_is_lost_postgres() {
+    fan_out_case(3102, true).await;
+}
+
 #[stent::durable]
 async fn long_step(n: u64) -> Result<u64, String> {
     tokio::time::sleep(Duration::from_secs(4)).await;

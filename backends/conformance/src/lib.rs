@@ -32,8 +32,8 @@ use std::sync::Arc;
 use stent_journal::store::{
     ATTEMPT_FAILURES_KEPT, AttemptFailure, Backend, ClaimRequest, ClaimedTask, CleanupCounts,
     DeadLetterRecord, Delivery, ExecutionFilter, ExecutionOutcome, ExecutionRecord,
-    ExecutionStatus, IdempotencyBegin, LeaseGrant, NewEvent, NewExecution, NewInvocation, Routing,
-    StoreError, TaskDisposition, TurnCommit, WorkerRecord,
+    ExecutionStatus, IdempotencyBegin, InboxId, LeaseGrant, NewEvent, NewExecution, NewInvocation,
+    Routing, StoreError, TaskDisposition, TurnCommit, WorkerRecord,
 };
 use stent_journal::{
     CallKey, EventKind, ExecutionId, InvocationId, LeaseEpoch, Seq, Timestamp, WorkerId,
@@ -94,6 +94,7 @@ macro_rules! conformance_tests {
             spawn_of_existing_invocation_conflicts,
             delivery_wakes_waiting_parent,
             turns_of_a_commit_see_the_earlier_ones,
+            a_large_commit_of_independent_turns_is_one_after_another,
             consumed_inbox_is_removed_once,
             signal_to_unknown_execution_is_not_found,
             signal_to_an_ended_execution_is_refused,
@@ -1615,6 +1616,160 @@ pub async fn turns_of_a_commit_see_the_earlier_ones(backend: Arc<dyn Backend>) {
     assert_eq!(rec.status, ExecutionStatus::Completed);
     assert_eq!(rec.terminal_event.as_deref(), Some(&b"done"[..]));
     assert_eq!(rec.completed_at, Some(at(31)));
+}
+
+/// A commit of many turns of distinct invocations, none delivering to
+/// another's (a fan-out's children, a group commit of many callers), has
+/// the effect of its turns applied one after another: every kind of
+/// disposition, deliveries in order into one inbox (the parent ready at the
+/// earliest of their times), a step spawned and finished in the commit,
+/// outcomes of two executions. A lost lease or a missing inbox item in any
+/// turn keeps nothing of any.
+pub async fn a_large_commit_of_independent_turns_is_one_after_another(backend: Arc<dyn Backend>) {
+    let (a, ca) = running(&backend, "app::a").await;
+    let (b, cb) = running(&backend, "app::b").await;
+    let parent = a.root.invocation;
+    let kids: Vec<InvocationId> = (1..=6)
+        .map(|i| InvocationId::child_of(parent, Seq(i)))
+        .collect();
+    let mut t = turn(parent, ca.epoch, at(1), hold(at(50_000)));
+    t.spawn = kids
+        .iter()
+        .map(|k| invocation(*k, a.id, "app::child", Routing::default(), at(1)))
+        .collect();
+    commit(&backend, vec![t]).await;
+    commit(&backend, vec![turn(parent, ca.epoch, at(2), park(None))]).await;
+    let claimed = claim(&backend, request("w2", at(3), &["app::child"])).await;
+    assert_eq!(claimed.len(), kids.len());
+    let epoch = |k: usize| {
+        claimed
+            .iter()
+            .find(|c| c.invocation == kids[k])
+            .map(|c| c.epoch)
+            .expect("claimed")
+    };
+    let grandchild = InvocationId::child_of(kids[5], Seq(1));
+    let batch = |lost: Option<usize>| {
+        let epoch_of = |k: usize| match lost {
+            Some(l) if l == k => LeaseEpoch(epoch(k).0 + 9),
+            _ => epoch(k),
+        };
+        let mut turns = vec![
+            turn(kids[0], epoch_of(0), at(40), deliver_to(parent, b"r1")),
+            turn(kids[1], epoch_of(1), at(30), deliver_to(parent, b"r2")),
+            turn(kids[2], epoch_of(2), at(10), hold(at(50_000))),
+            turn(kids[3], epoch_of(3), at(10), park(None)),
+            turn(kids[4], epoch_of(4), at(10), park(Some(at(500)))),
+            turn(
+                kids[5],
+                epoch_of(5),
+                at(10),
+                outcome(ExecutionStatus::Failed, b"child failed"),
+            ),
+            turn(
+                b.root.invocation,
+                cb.epoch,
+                at(11),
+                outcome(ExecutionStatus::Completed, b"b done"),
+            ),
+            turn(grandchild, LeaseEpoch(1), at(10), finish()),
+        ];
+        for (i, t) in turns.iter_mut().enumerate() {
+            t.events = (1..=i as u32 % 3 + 1).map(|s| event(s, b"e")).collect();
+        }
+        let mut g = invocation(grandchild, a.id, "app::child", Routing::default(), at(10));
+        g.lease = Some(LeaseGrant {
+            worker: worker("w2"),
+            until: at(50_000),
+        });
+        turns[5].spawn = vec![g];
+        turns
+    };
+    for lost in [3, 0, 5] {
+        assert_lost_lease(
+            backend.commit(batch(Some(lost))).await,
+            (kids[lost], LeaseEpoch(epoch(lost).0 + 9)),
+        );
+        for k in &kids {
+            assert_eq!(seqs(&backend, *k).await, vec![0]);
+        }
+        assert!(seqs(&backend, grandchild).await.is_empty());
+        assert!(backend.inbox(parent).await.unwrap().is_empty());
+        assert_eq!(
+            record(&backend, a.id).await.status,
+            ExecutionStatus::Running
+        );
+        assert_eq!(
+            record(&backend, b.id).await.status,
+            ExecutionStatus::Running
+        );
+    }
+
+    commit(&backend, batch(None)).await;
+    let committed = batch(None);
+    for t in &committed {
+        let mut want: Vec<u32> = t.events.iter().map(|e| e.seq.0).collect();
+        want.insert(0, 0);
+        assert_eq!(seqs(&backend, t.invocation).await, want);
+    }
+    let inbox = backend.inbox(parent).await.unwrap();
+    assert_eq!(
+        inbox.iter().map(|i| &i.event[..]).collect::<Vec<_>>(),
+        [&b"r1"[..], &b"r2"[..]]
+    );
+    assert_eq!(
+        record(&backend, b.id).await.terminal_event.as_deref(),
+        Some(&b"b done"[..])
+    );
+    let ra = record(&backend, a.id).await;
+    assert_eq!(
+        (ra.status, ra.completed_at),
+        (ExecutionStatus::Failed, Some(at(10)))
+    );
+    // The parent, woken at 40 and then at 30, is ready at 30; the child
+    // parked until 500 then; the held child is still leased, the parked
+    // one waits, the finished ones and the grandchild are done.
+    assert!(
+        claim(&backend, request("w3", at(29), &["app::a", "app::child"]))
+            .await
+            .is_empty()
+    );
+    let cp = claim_one(&backend, request("w3", at(30), &["app::a"])).await;
+    assert_eq!(cp.invocation, parent);
+    let mut again = claimed_ids(&backend, request("w3", at(60_000), &["app::child"])).await;
+    again.sort();
+    let mut want = vec![kids[2], kids[4]];
+    want.sort();
+    assert_eq!(again, want);
+
+    // The parent consumes its inbox beside two other turns; one item
+    // missing keeps nothing.
+    let c4 = epoch(4).0 + 1;
+    let consume = |ids: Vec<InboxId>| {
+        let mut p = turn(parent, cp.epoch, at(60_001), park(None));
+        p.consumed_inbox = ids;
+        vec![
+            turn(kids[2], LeaseEpoch(epoch(2).0 + 1), at(60_001), finish()),
+            turn(kids[4], LeaseEpoch(c4), at(60_001), finish()),
+            p,
+        ]
+    };
+    let gone = InboxId(inbox[1].id.0 + 1_000);
+    assert_conflict(
+        backend.commit(consume(vec![inbox[0].id, gone])).await,
+        "an inbox item missing",
+    );
+    assert_eq!(backend.inbox(parent).await.unwrap().len(), 2);
+    commit(&backend, consume(vec![inbox[0].id, inbox[1].id])).await;
+    assert!(backend.inbox(parent).await.unwrap().is_empty());
+    assert!(
+        claim(
+            &backend,
+            request("w4", at(200_000), &["app::a", "app::child"])
+        )
+        .await
+        .is_empty()
+    );
 }
 
 /// Inbox items consumed by a turn disappear; consuming one that is gone, or

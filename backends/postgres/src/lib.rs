@@ -230,6 +230,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "lease_lost",
         include_str!("../migrations/0008_lease_lost.sql"),
     ),
+    (
+        9,
+        "set_commit",
+        include_str!("../migrations/0009_set_commit.sql"),
+    ),
 ];
 
 /// How many times a transaction aborted by a deadlock or a serialization

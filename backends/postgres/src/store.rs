@@ -565,11 +565,16 @@ fn is_one_statement(turn: &TurnCommit) -> bool {
 const LEASE_LOST_STATE: &str = "SL001";
 const INBOX_MISSING_STATE: &str = "SL002";
 
-/// Applies `turns` with one call of `stent_commit`: one statement, one
-/// round trip, atomic on its own. The function takes plain turns only
-/// ([`TurnCommit::is_plain`]): it holds, parks or finishes tasks and writes
+/// Applies `turns` with one call of a commit function: one statement, one
+/// round trip, atomic on its own. The functions take plain turns only
+/// ([`TurnCommit::is_plain`]): they hold, park or finish tasks and write
 /// no signals, cache or idempotency keys. (A retry records its failure,
-/// which the function does not take: it goes by its own statement.)
+/// which they do not take: it goes by its own statement.)
+///
+/// Independent turns ([`LockOrder::independent`]) go to `stent_commit_set`,
+/// which writes each kind of row for all of them at once, after locking
+/// every row they update in id order; others to `stent_commit`, which
+/// applies them one after the other, in the order [`LockOrder`] gives.
 async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> {
     let n = turns.len();
     let (mut t_inv, mut t_epoch, mut t_now) = (
@@ -625,7 +630,12 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
             spawned.push(child)?;
         }
     }
-    let query = sqlx::query(sql::COMMIT_FUNCTION)
+    let (statement, lock) = if plan.independent {
+        (sql::COMMIT_SET_FUNCTION, &plan.rows)
+    } else {
+        (sql::COMMIT_FUNCTION, &plan.lock)
+    };
+    let query = sqlx::query(statement)
         .bind(&t_inv)
         .bind(&t_epoch)
         .bind(&t_now)
@@ -643,7 +653,7 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
         .bind(&i_turn)
         .bind(&i_id)
         .bind(&s_turn);
-    let result = spawned.bind(query).bind(&plan.lock).execute(pool).await;
+    let result = spawned.bind(query).bind(lock).execute(pool).await;
     result
         .map(|_| ())
         .map_err(|e| commit_failure(e, &plan.order, turns))
@@ -726,6 +736,14 @@ struct LockOrder {
     order: Vec<usize>,
     /// The rows to lock first, in id order; empty when the order suffices.
     lock: Vec<Uuid>,
+    /// Every existing row the turns update (their own and the parents they
+    /// wake), in id order: the rows a set-based write locks first, since
+    /// it reaches them in no order of its own.
+    rows: Vec<Uuid>,
+    /// No two turns are of one invocation, and none delivers to another's
+    /// invocation: the turns' own rows can be written as one set, and the
+    /// deliveries after them.
+    independent: bool,
 }
 
 impl LockOrder {
@@ -779,15 +797,20 @@ impl LockOrder {
             .filter(|i| !created.contains(i))
             .map(|i| *i.as_uuid())
             .collect();
-        let lock = if reached.windows(2).all(|w| w[0] <= w[1]) {
-            Vec::new()
-        } else {
-            let mut rows = reached;
-            rows.sort_unstable();
-            rows.dedup();
-            rows
-        };
-        LockOrder { order, lock }
+        let in_order = reached.windows(2).all(|w| w[0] <= w[1]);
+        let mut rows = reached;
+        rows.sort_unstable();
+        rows.dedup();
+        let lock = if in_order { Vec::new() } else { rows.clone() };
+        LockOrder {
+            order,
+            lock,
+            rows,
+            independent: own.len() == turns.len()
+                && turns
+                    .iter()
+                    .all(|t| parent(t).is_none_or(|p| !own.contains(&p))),
+        }
     }
 }
 

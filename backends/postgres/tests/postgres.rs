@@ -188,7 +188,7 @@ async fn init_db_is_idempotent_and_data_survives() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
     other.close().await;
 }
 
@@ -261,6 +261,7 @@ async fn init_db_upgrades_a_version_2_database() {
     .unwrap();
     sqlx::raw_sql(AssertSqlSafe(format!(
         "SET search_path TO \"{schema}\"; DROP FUNCTION stent_commit; DROP FUNCTION stent_lease_lost; \
+         DROP FUNCTION stent_commit_set; \
          ALTER TABLE tasks DROP COLUMN lapsed_epoch, DROP COLUMN last_failed_at, \
          DROP COLUMN last_error; DROP TABLE workers; DROP TABLE task_failures; \
          DROP INDEX executions_by_function, executions_by_queue, executions_by_tags; {}",
@@ -279,7 +280,7 @@ async fn init_db_upgrades_a_version_2_database() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8]);
+    assert_eq!(versions, vec![1, 2, 3, 4, 5, 6, 7, 8, 9]);
     let source: String = sqlx::query_scalar(AssertSqlSafe(format!(
         "SELECT prosrc FROM pg_proc WHERE proname = 'stent_commit' \
          AND pronamespace = '\"{schema}\"'::regnamespace"
