@@ -33,7 +33,9 @@
 //!   attempts); nothing else could hold its lease in between, so that is
 //!   its only fence.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use sqlx::postgres::PgArguments;
 use sqlx::{Arguments, AssertSqlSafe, PgPool};
@@ -144,9 +146,11 @@ fn outcome(turn: &TurnCommit) -> Option<&ExecutionOutcome> {
 }
 
 /// The statement and its parameters, built together so that each `$n`
-/// is the value bound n-th.
+/// is the value bound n-th. The text is written only when `sql` is
+/// `Some`: the same walk over the turns binds the parameters of a statement
+/// whose text is already known ([`TEXTS`]), in the same order.
 struct Builder {
-    sql: String,
+    sql: Option<String>,
     args: PgArguments,
     /// The first error encoding a value (reported when the query runs).
     error: Option<sqlx::error::BoxDynError>,
@@ -177,24 +181,102 @@ impl Builder {
     }
 }
 
+/// Appends to a text being written, if one is (`Option<String>`).
+macro_rules! text {
+    ($to:expr, $($fmt:tt)*) => {
+        if let Some(to) = $to.as_mut() {
+            let _ = write!(to, $($fmt)*);
+        }
+    };
+}
+
 /// Whether one of `turns` is the turn of `invocation`: a task spawned and
 /// finished in the same commit (born done).
 fn finished_here(turns: &[TurnCommit], invocation: InvocationId) -> bool {
     turns.iter().any(|t| t.invocation == invocation)
 }
 
+/// What the statement's text follows of one turn; every other value is a
+/// parameter.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct TurnShape {
+    /// Not a task born in this commit: the turn has a fence.
+    fenced: bool,
+    /// 0 hold, 1 park, 2 done.
+    disposition: u8,
+    ends_execution: bool,
+    spawns: usize,
+    events: usize,
+}
+
+/// What a commit's statement text follows: its turns' shapes, in order.
+type Shape = [Option<TurnShape>; MAX_TURNS];
+
+fn shape(turns: &[TurnCommit], order: &[usize]) -> Option<Shape> {
+    let mut shape = [None; MAX_TURNS];
+    for (slot, &i) in order.iter().enumerate() {
+        let turn = &turns[i];
+        *shape.get_mut(slot)? = Some(TurnShape {
+            fenced: spawned(turns, turn.invocation).is_none(),
+            disposition: match disposition(turn)? {
+                Disposition::Hold(_) => 0,
+                Disposition::Park(_) => 1,
+                Disposition::Done => 2,
+            },
+            ends_execution: outcome(turn).is_some(),
+            spawns: turn.spawn.len(),
+            events: turn.events.len(),
+        });
+    }
+    Some(shape)
+}
+
+/// The statement texts written so far, by shape: a text follows only its
+/// shape ([`fits`] keeps the shapes few), so each is written once per
+/// process and commits of a known shape only bind their parameters.
+static TEXTS: OnceLock<Mutex<HashMap<Shape, Arc<str>>>> = OnceLock::new();
+
 /// The statement committing `turns` (which [`fits`] accepted), in `order`
 /// (invocation id order), with its parameters.
 pub(crate) fn statement(
     turns: &[TurnCommit],
     order: &[usize],
-) -> Result<(String, PgArguments), sqlx::error::BoxDynError> {
+) -> Result<(Arc<str>, PgArguments), sqlx::error::BoxDynError> {
+    let shape = shape(turns, order).ok_or("a turn the generated statement does not take")?;
+    let texts = TEXTS.get_or_init(Mutex::default);
+    let known = texts
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .get(&shape)
+        .cloned();
+    let (sql, args) = write(turns, order, known.is_none())?;
+    match (known, sql) {
+        (Some(text), _) => Ok((text, args)),
+        (None, Some(sql)) => {
+            let text: Arc<str> = sql.into();
+            texts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .insert(shape, text.clone());
+            Ok((text, args))
+        }
+        (None, None) => Err("the statement's text was not written".into()),
+    }
+}
+
+/// Binds the parameters of the statement committing `turns` in `order`,
+/// and writes its text if `with_text`.
+fn write(
+    turns: &[TurnCommit],
+    order: &[usize],
+    with_text: bool,
+) -> Result<(Option<String>, PgArguments), sqlx::error::BoxDynError> {
     let mut b = Builder {
-        sql: String::with_capacity(2048),
+        sql: with_text.then(|| String::with_capacity(2048)),
         args: PgArguments::default(),
         error: None,
     };
-    b.sql.push_str("WITH ");
+    text!(b.sql, "WITH ");
     // The fenced turns, by their position in `order` (the index a lost
     // lease is raised with); a task born done has no fence of its own.
     let fenced: Vec<(usize, &TurnCommit)> = order
@@ -206,39 +288,42 @@ pub(crate) fn statement(
     let mut ended = None;
     for (k, &(_, turn)) in fenced.iter().enumerate() {
         let now = b.param(turn.now.0, "int8");
-        let set = match disposition(turn).ok_or("a turn the generated statement does not take")? {
+        text!(b.sql, "f{} AS (UPDATE tasks SET ", k + 1);
+        match disposition(turn).ok_or("a turn the generated statement does not take")? {
             Disposition::Hold(until) => {
                 let until = b.param(until, "int8");
-                format!("lease_until = {until} - {now} + stent_clock({now}), attempts = 0")
+                text!(
+                    b.sql,
+                    "lease_until = {until} - {now} + stent_clock({now}), attempts = 0"
+                );
             }
             Disposition::Park(run_at) => {
                 let run_at = b.param(run_at, "int8");
-                format!(
+                text!(
+                    b.sql,
                     "state = CASE WHEN wake OR {run_at} IS NOT NULL THEN 'ready' ELSE 'waiting' END, \
                      run_at = CASE WHEN wake THEN {now} WHEN {run_at} IS NOT NULL THEN {run_at} \
                      ELSE run_at END, \
                      lease_owner = NULL, lease_until = NULL, wake = FALSE, attempts = 0"
-                )
+                );
             }
-            Disposition::Done => "state = 'done', lease_owner = NULL, lease_until = NULL, \
-                                  wake = FALSE, attempts = 0"
-                .to_string(),
-        };
+            Disposition::Done => text!(
+                b.sql,
+                "state = 'done', lease_owner = NULL, lease_until = NULL, wake = FALSE, \
+                 attempts = 0"
+            ),
+        }
         let invocation = b.param(*turn.invocation.as_uuid(), "uuid");
         let epoch = b.param(turn.epoch.0, "int8");
-        // The fence, chained to the previous one.
-        let after = if k == 0 {
-            String::new()
-        } else {
-            format!(" AND EXISTS (SELECT FROM f{k})")
-        };
-        let _ = write!(
+        text!(
             b.sql,
-            "f{} AS (UPDATE tasks SET {set} \
-             WHERE invocation_id = {invocation} AND state = 'leased' AND epoch = {epoch}{after} \
-             RETURNING execution_id), ",
-            k + 1
+            " WHERE invocation_id = {invocation} AND state = 'leased' AND epoch = {epoch}"
         );
+        // The fence, chained to the previous one.
+        if k > 0 {
+            text!(b.sql, " AND EXISTS (SELECT FROM f{k})");
+        }
+        text!(b.sql, " RETURNING execution_id), ");
         if let Some(outcome) = outcome(turn) {
             ended = Some((k + 1, outcome, now));
         }
@@ -248,7 +333,7 @@ pub(crate) fn statement(
         // execution.
         let status = b.param(outcome.status.as_str(), "text");
         let terminal = b.param(outcome.terminal_event.as_slice(), "bytea");
-        let _ = write!(
+        text!(
             b.sql,
             "ended AS (UPDATE executions SET status = {status}, terminal_event = {terminal}, \
              completed_at = {now} WHERE id = (SELECT execution_id FROM f{k})), "
@@ -256,9 +341,12 @@ pub(crate) fn statement(
     }
     // The VALUES rows of spawned tasks and of journal rows, written as
     // their parameters are bound.
-    let mut tasks = String::new();
-    let mut rows = String::new();
-    let sep = |list: &String| if list.is_empty() { "" } else { ", " };
+    let mut tasks = with_text.then(String::new);
+    let mut rows = with_text.then(String::new);
+    let sep = |list: &Option<String>| match list {
+        Some(list) if !list.is_empty() => ", ",
+        _ => "",
+    };
     for &i in order {
         let turn = &turns[i];
         for child in &turn.spawn {
@@ -281,18 +369,15 @@ pub(crate) fn statement(
             let until = b.param(until, "int8");
             let epoch = b.param(epoch, "int8");
             let attempts = b.param(attempts, "int4");
-            let _ = write!(
+            let comma = sep(&tasks);
+            text!(
                 tasks,
-                "{}({id}, {execution}, {function}, {queue}, {priority}, {tags}, {state}, \
-                 {run_at}, {owner}, {until} - {now} + stent_clock({now}), {epoch}, {attempts})",
-                sep(&tasks)
+                "{comma}({id}, {execution}, {function}, {queue}, {priority}, {tags}, {state}, \
+                 {run_at}, {owner}, {until} - {now} + stent_clock({now}), {epoch}, {attempts})"
             );
             let started = b.param(child.started_event.as_slice(), "bytea");
-            let _ = write!(
-                rows,
-                "{}({id}, 0, 'started', NULL, {started}, {now})",
-                sep(&rows)
-            );
+            let comma = sep(&rows);
+            text!(rows, "{comma}({id}, 0, 'started', NULL, {started}, {now})");
         }
     }
     for &i in order {
@@ -307,49 +392,49 @@ pub(crate) fn statement(
             let kind = b.param(event.kind.as_str(), "text");
             let key = b.param(event.call_key.as_ref().map(|c| c.0.as_slice()), "bytea");
             let payload = b.param(event.bytes.as_slice(), "bytea");
-            let _ = write!(
+            let comma = sep(&rows);
+            text!(
                 rows,
-                "{}({invocation}, {seq}, {kind}, {key}, {payload}, {now})",
-                sep(&rows)
+                "{comma}({invocation}, {seq}, {kind}, {key}, {payload}, {now})"
             );
         }
     }
-    if !tasks.is_empty() {
-        // Spawned tasks in creation order (their `created` numbers).
-        let _ = write!(
-            b.sql,
-            "spawned AS (INSERT INTO tasks (invocation_id, execution_id, function, queue, \
-             priority, tags, state, run_at, lease_owner, lease_until, epoch, attempts) \
-             VALUES {tasks}), "
-        );
-    }
-    if !rows.is_empty() {
-        let _ = write!(
-            b.sql,
-            "appended AS (INSERT INTO journal \
-             (invocation_id, seq, kind, call_key, payload, recorded_at) VALUES {rows}), "
-        );
-    }
-    let last = fenced.len();
-    // The position of the first fence that did not match (the chain stops
-    // there), raised with the lease lost.
-    let Some(&(first, _)) = fenced.first() else {
-        return Err("a commit with no fenced turn".into());
-    };
-    let failed =
-        fenced
-            .iter()
-            .enumerate()
-            .skip(1)
-            .fold(first.to_string(), |inner, (k, &(position, _))| {
+    if let (Some(sql), Some(tasks), Some(rows)) = (b.sql.as_mut(), tasks, rows) {
+        if !tasks.is_empty() {
+            // Spawned tasks in creation order (their `created` numbers).
+            let _ = write!(
+                sql,
+                "spawned AS (INSERT INTO tasks (invocation_id, execution_id, function, queue, \
+                 priority, tags, state, run_at, lease_owner, lease_until, epoch, attempts) \
+                 VALUES {tasks}), "
+            );
+        }
+        if !rows.is_empty() {
+            let _ = write!(
+                sql,
+                "appended AS (INSERT INTO journal \
+                 (invocation_id, seq, kind, call_key, payload, recorded_at) VALUES {rows}), "
+            );
+        }
+        let last = fenced.len();
+        // The position of the first fence that did not match (the chain
+        // stops there), raised with the lease lost.
+        let Some(&(first, _)) = fenced.first() else {
+            return Err("a commit with no fenced turn".into());
+        };
+        let failed = fenced.iter().enumerate().skip(1).fold(
+            first.to_string(),
+            |inner, (k, &(position, _))| {
                 format!("CASE WHEN EXISTS (SELECT FROM f{k}) THEN {position} ELSE {inner} END")
-            });
-    let _ = write!(
-        b.sql,
-        "done AS (SELECT 1) \
-         SELECT CASE WHEN EXISTS (SELECT FROM f{last}) THEN 0 \
-         ELSE stent_lease_lost({failed}) END"
-    );
+            },
+        );
+        let _ = write!(
+            sql,
+            "done AS (SELECT 1) \
+             SELECT CASE WHEN EXISTS (SELECT FROM f{last}) THEN 0 \
+             ELSE stent_lease_lost({failed}) END"
+        );
+    }
     match b.error {
         Some(e) => Err(e),
         None => Ok((b.sql, b.args)),
@@ -571,5 +656,48 @@ mod tests {
             "{sql}"
         );
         assert!(sql.ends_with("ELSE stent_lease_lost(0) END"), "{sql}");
+    }
+
+    /// Commits of one shape share a text; one of another shape gets its own.
+    /// A text taken from those written before binds, in the same order, the
+    /// parameters a freshly written one would.
+    #[test]
+    fn commits_of_a_known_shape_reuse_its_text_and_bind_the_same_parameters() {
+        let mut born = steady();
+        born[0].spawn = vec![leased(born[1].invocation)];
+        let mut parked = steady();
+        parked[0].disposition = TaskDisposition::Park {
+            run_at: Some(Timestamp(9)),
+        };
+        let mut other_values = steady();
+        for t in &mut other_values {
+            t.now = Timestamp(77);
+            t.epoch = LeaseEpoch(5);
+        }
+        other_values[0].events[0].bytes = vec![9; 300];
+        for (turns, order) in [
+            (steady(), [1, 0]),
+            (steady(), [0, 1]),
+            (born.clone(), [0, 1]),
+            (parked.clone(), [1, 0]),
+            (other_values.clone(), [1, 0]),
+        ] {
+            let (fresh, fresh_args) = write(&turns, &order, true).unwrap();
+            let (none, args) = write(&turns, &order, false).unwrap();
+            assert!(none.is_none());
+            assert_eq!(args.len(), fresh_args.len());
+            let (first, _) = statement(&turns, &order).unwrap();
+            let (again, _) = statement(&turns, &order).unwrap();
+            assert_eq!(Some(&*first), fresh.as_deref());
+            assert!(Arc::ptr_eq(&first, &again));
+        }
+        let text = |turns: &[TurnCommit], order: [usize; 2]| statement(turns, &order).unwrap().0;
+        assert!(Arc::ptr_eq(
+            &text(&steady(), [1, 0]),
+            &text(&other_values, [1, 0])
+        ));
+        assert_ne!(text(&steady(), [1, 0]), text(&steady(), [0, 1]));
+        assert_ne!(text(&steady(), [1, 0]), text(&parked, [1, 0]));
+        assert_ne!(text(&steady(), [0, 1]), text(&born, [0, 1]));
     }
 }
