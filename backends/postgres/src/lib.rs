@@ -172,6 +172,7 @@ use stent_journal::store::{DatabaseError, DatabaseErrorKind, StoreError};
 
 mod batch;
 mod error;
+mod held;
 mod notify;
 mod shaped;
 mod sql;
@@ -354,17 +355,12 @@ impl PostgresBuilder {
     /// Connects (opening one connection, to check the URL and credentials).
     /// Does not create tables: call [`PostgresBackend::init_db`].
     pub async fn build(self) -> Result<PostgresBackend, StoreError> {
-        let batches = self.batches();
-        let (pool, schema) = self.pool_parts()?;
-        match pool.acquire().await {
+        let backend = self.build_lazy()?;
+        match backend.pool.acquire().await {
             Ok(conn) => drop(conn),
-            Err(e) => return Err(connect_error(&pool, e).await),
+            Err(e) => return Err(connect_error(&backend.pool, e).await),
         }
-        Ok(PostgresBackend {
-            pool,
-            schema,
-            batches,
-        })
+        Ok(backend)
     }
 
     /// Like [`build`](Self::build), but opens no connection now: the first
@@ -372,11 +368,14 @@ impl PostgresBuilder {
     /// if the server cannot be reached). The URL is still checked.
     pub fn build_lazy(self) -> Result<PostgresBackend, StoreError> {
         let batches = self.batches();
+        let check_idle_for = self.check_connections.then_some(self.check_idle_for);
         let (pool, schema) = self.pool_parts()?;
+        let keeper = held::Keeper::new(pool.clone(), batches.slots(), check_idle_for);
         Ok(PostgresBackend {
             pool,
             schema,
             batches,
+            keeper,
         })
     }
 
@@ -475,6 +474,8 @@ pub struct PostgresBackend {
     pool: PgPool,
     schema: Option<String>,
     batches: Arc<store::Batches>,
+    /// The connections commits keep between them (see `held.rs`).
+    keeper: Arc<held::Keeper>,
 }
 
 impl std::fmt::Debug for PostgresBackend {
@@ -513,10 +514,15 @@ impl PostgresBackend {
     /// `search_path` decides where the tables are.
     pub fn from_pool(pool: PgPool) -> PostgresBackend {
         let connections = pool.options().get_max_connections();
+        let batches = Arc::new(store::Batches::new(true, connections));
+        // The pool's own checks are unknown here: check a kept connection
+        // idle for as long as the builder's default would.
+        let keeper = held::Keeper::new(pool.clone(), batches.slots(), Some(Duration::from_secs(1)));
         PostgresBackend {
             pool,
             schema: None,
-            batches: Arc::new(store::Batches::new(true, connections)),
+            batches,
+            keeper,
         }
     }
 
@@ -540,6 +546,7 @@ impl PostgresBackend {
     /// Closes the pool: waits for the connections in use to be returned and
     /// closes them all. Later calls fail with [`StoreError::Database`].
     pub async fn close(&self) {
+        self.keeper.release();
         self.pool.close().await;
     }
 

@@ -38,10 +38,12 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use sqlx::postgres::PgArguments;
-use sqlx::{Arguments, AssertSqlSafe, PgPool};
+use sqlx::{Arguments, AssertSqlSafe};
 use stent_journal::plan::Effect;
 use stent_journal::store::{ExecutionOutcome, NewInvocation, TaskDisposition, TurnCommit};
 use stent_journal::{InvocationId, LeaseEpoch};
+
+use crate::held::{Keeper, answered};
 
 /// More turns than this go through `stent_commit`.
 const MAX_TURNS: usize = 2;
@@ -443,15 +445,17 @@ fn write(
 
 /// Runs the statement committing `turns` in `order`.
 pub(crate) async fn run(
-    pool: &PgPool,
+    keeper: &Arc<Keeper>,
     turns: &[TurnCommit],
     order: &[usize],
 ) -> Result<(), sqlx::Error> {
     let (sql, args) = statement(turns, order).map_err(sqlx::Error::Encode)?;
-    sqlx::query_with(AssertSqlSafe(sql), args)
-        .execute(pool)
-        .await
-        .map(|_| ())
+    let mut held = keeper.take().await?;
+    let result = sqlx::query_with(AssertSqlSafe(sql), args)
+        .execute(held.conn())
+        .await;
+    held.done(answered(&result));
+    result.map(|_| ())
 }
 
 #[cfg(test)]

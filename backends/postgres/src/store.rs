@@ -3,7 +3,7 @@
 use std::cmp::Reverse;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -27,6 +27,7 @@ use uuid::Uuid;
 
 use crate::GroupCommitStats;
 use crate::batch::{BatchCounts, Batcher, Unbatched};
+use crate::held::{Keeper, answered};
 use crate::{MAX_ATTEMPTS, PostgresBackend, shaped, sql};
 
 // Operation names, for error messages.
@@ -575,7 +576,7 @@ const INBOX_MISSING_STATE: &str = "SL002";
 /// which writes each kind of row for all of them at once, after locking
 /// every row they update in id order; others to `stent_commit`, which
 /// applies them one after the other, in the order [`LockOrder`] gives.
-async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> {
+async fn commit_by_function(keeper: &Arc<Keeper>, turns: &[TurnCommit]) -> Attempt<()> {
     let n = turns.len();
     let (mut t_inv, mut t_epoch, mut t_now) = (
         Vec::with_capacity(n),
@@ -653,7 +654,9 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
         .bind(&i_turn)
         .bind(&i_id)
         .bind(&s_turn);
-    let result = spawned.bind(query).bind(lock).execute(pool).await;
+    let mut held = keeper.take().await.map_err(db(COMMIT))?;
+    let result = spawned.bind(query).bind(lock).execute(held.conn()).await;
+    held.done(answered(&result));
     result
         .map(|_| ())
         .map_err(|e| commit_failure(e, &plan.order, turns))
@@ -661,8 +664,8 @@ async fn commit_by_function(pool: &PgPool, turns: &[TurnCommit]) -> Attempt<()> 
 
 /// Applies `turns`, which [`shaped::fits`] accepted, in `order` (their
 /// rows' id order) with one statement generated for their shape.
-async fn commit_shaped(pool: &PgPool, turns: &[TurnCommit], order: &[usize]) -> Attempt<()> {
-    shaped::run(pool, turns, order)
+async fn commit_shaped(keeper: &Arc<Keeper>, turns: &[TurnCommit], order: &[usize]) -> Attempt<()> {
+    shaped::run(keeper, turns, order)
         .await
         .map_err(|e| commit_failure(e, order, turns))
 }
@@ -826,15 +829,19 @@ async fn commit_in(conn: &mut PgConnection, turns: &[TurnCommit]) -> Attempt<()>
 }
 
 /// The turns of one `commit` call, as one statement when they allow it.
-async fn commit_one(pool: &PgPool, turns: &[TurnCommit]) -> StoreResult<()> {
+async fn commit_one(keeper: &Arc<Keeper>, turns: &[TurnCommit]) -> StoreResult<()> {
     if let [turn] = turns
         && is_one_statement(turn)
     {
         // The fenced update with its events is the whole turn: one
         // statement, atomic on its own, no transaction needed.
         return retrying(|| async move {
-            let mut conn = pool.acquire().await.map_err(db(COMMIT))?;
-            apply_turn(&mut conn, turn).await
+            let mut held = keeper.take().await.map_err(db(COMMIT))?;
+            let result = apply_turn(held.conn(), turn).await;
+            // Its errors are the server's (a lost lease, a conflict) or the
+            // connection's; only after a success is it surely ready.
+            held.done(result.is_ok());
+            result
         })
         .await;
     }
@@ -844,15 +851,16 @@ async fn commit_one(pool: &PgPool, turns: &[TurnCommit]) -> StoreResult<()> {
         // for two turns that deliver nothing).
         let plan = LockOrder::of(turns);
         if plan.lock.is_empty() {
-            return retrying(|| commit_shaped(pool, turns, &plan.order)).await;
+            return retrying(|| commit_shaped(keeper, turns, &plan.order)).await;
         }
     }
     if turns.iter().all(TurnCommit::is_plain) {
         // Fences, events, spawns, inbox and deliveries of every turn in one
         // statement: one round trip instead of one per write plus BEGIN and
         // COMMIT.
-        return retrying(|| commit_by_function(pool, turns)).await;
+        return retrying(|| commit_by_function(keeper, turns)).await;
     }
+    let pool = keeper.pool();
     retrying(|| async move { transaction!(pool, COMMIT, |conn| commit_in(conn, turns)) }).await
 }
 
@@ -1663,10 +1671,10 @@ impl TaskStore for PostgresBackend {
             return Ok(());
         }
         let turns = if self.batches.enabled && turns.iter().all(TurnCommit::is_plain) {
-            let pool = self.pool.clone();
+            let keeper = self.keeper.clone();
             let batcher = self.batches.commits.get_or_init(|| {
                 Batcher::start(self.batches.slots, MAX_BATCH, move |batch| {
-                    commit_batch(pool.clone(), batch)
+                    commit_batch(keeper.clone(), batch)
                 })
             });
             match batcher.call(turns).await {
@@ -1677,8 +1685,8 @@ impl TaskStore for PostgresBackend {
         } else {
             turns
         };
-        let pool = self.pool.clone();
-        detached(COMMIT, async move { commit_one(&pool, &turns).await }).await
+        let keeper = self.keeper.clone();
+        detached(COMMIT, async move { commit_one(&keeper, &turns).await }).await
     }
 }
 
@@ -1960,6 +1968,11 @@ pub(crate) struct Batches {
 }
 
 impl Batches {
+    /// How many batches of one kind run at once.
+    pub(crate) fn slots(&self) -> usize {
+        self.slots
+    }
+
     /// What group commit did so far.
     pub(crate) fn stats(&self) -> GroupCommitStats {
         let counts = |b: Option<BatchCounts>| b.unwrap_or_default();
@@ -1994,9 +2007,9 @@ fn batch_lost(op: &'static str) -> StoreError {
 /// nothing of it was kept, and each caller's commit runs again on its own,
 /// so the failure reaches the caller it belongs to and the others go
 /// through; see [`shared_outcomes`] for the other failures.
-async fn commit_batch(pool: PgPool, batch: Vec<Vec<TurnCommit>>) -> Vec<StoreResult<()>> {
+async fn commit_batch(keeper: Arc<Keeper>, batch: Vec<Vec<TurnCommit>>) -> Vec<StoreResult<()>> {
     if let [turns] = batch.as_slice() {
-        return vec![commit_one(&pool, turns).await];
+        return vec![commit_one(&keeper, turns).await];
     }
     let mut ranges = Vec::with_capacity(batch.len());
     let mut all = Vec::new();
@@ -2005,13 +2018,13 @@ async fn commit_batch(pool: PgPool, batch: Vec<Vec<TurnCommit>>) -> Vec<StoreRes
         all.extend(turns);
         ranges.push(start..all.len());
     }
-    let together = retrying(|| commit_by_function(&pool, &all)).await;
+    let together = retrying(|| commit_by_function(&keeper, &all)).await;
     let mut outcomes = Vec::with_capacity(ranges.len());
     match shared_outcomes(together, ranges.len()) {
         Some(shared) => outcomes.extend(shared),
         None => {
             for range in ranges {
-                outcomes.push(commit_one(&pool, &all[range]).await);
+                outcomes.push(commit_one(&keeper, &all[range]).await);
             }
         }
     }

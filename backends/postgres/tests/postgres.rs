@@ -1392,3 +1392,101 @@ async fn tls_connections_are_encrypted_and_certificates_checked() {
         Err(other) => panic!("expected a database error, got {other:?}"),
     }
 }
+
+// ------------------------------------------------------------------ kept connections
+
+/// How many server connections carry `application_name`, once the server
+/// has ended those it was told to (it ends them asynchronously).
+async fn connections_named(name: &str) -> i64 {
+    let mut conn = common::raw_connection().await.unwrap();
+    let count =
+        sqlx::query_scalar("SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = $1")
+            .bind(name)
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+    let _ = conn.close().await;
+    count
+}
+
+/// Ends every server connection carrying `application_name`, as a server
+/// restart or an idle timeout would, and waits until they are gone.
+async fn end_connections_named(name: &str) {
+    let mut conn = common::raw_connection().await.unwrap();
+    sqlx::query(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
+    )
+    .bind(name)
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    let _ = conn.close().await;
+    for _ in 0..100 {
+        if connections_named(name).await == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the server did not end the connections of {name}");
+}
+
+/// Commits keep their connection out of the pool for the next commit. One
+/// the server ended is replaced: at once if it sat idle long enough to be
+/// checked, else after the commit that found it dead (an error, nothing
+/// written), and nothing is lost. Closing the pool itself, not through the
+/// backend, still ends: the kept connection goes back to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commits_keep_a_connection_replaced_when_dead_and_given_back_on_close() {
+    let Some(fx) = common::fixture().await else {
+        return;
+    };
+    let name = format!(
+        "stent_keep_{}",
+        ExecutionId::new_random().as_uuid().simple()
+    );
+    let backend = fx
+        .builder()
+        .application_name(&name)
+        .check_idle_for(Duration::from_millis(100))
+        .build()
+        .await
+        .unwrap();
+    let exec = new_execution("app::f", 10);
+    backend.create_execution(exec.clone()).await.unwrap();
+    let claimed = backend.claim(claim_request("w", 100, 1)).await.unwrap();
+    let (root, epoch) = (claimed[0].invocation, claimed[0].epoch);
+    backend.commit(vec![step(root, epoch, 1)]).await.unwrap();
+    assert!(connections_named(&name).await >= 1);
+
+    // Ended right after use: each dead connection, kept or pooled, fails
+    // at most one commit.
+    let open = connections_named(&name).await;
+    end_connections_named(&name).await;
+    let mut failed = 0;
+    while let Err(e) = backend.commit(vec![step(root, epoch, 2)]).await {
+        assert!(matches!(e, StoreError::Database(_)), "{e:?}");
+        failed += 1;
+        assert!(
+            failed <= open,
+            "{open} dead connections failed {failed} commits"
+        );
+    }
+
+    // Ended, then idle past the check: replaced before use.
+    end_connections_named(&name).await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    backend.commit(vec![step(root, epoch, 3)]).await.unwrap();
+    let seqs: Vec<u32> = backend
+        .read_journal(root, Seq(0))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.seq.0)
+        .collect();
+    assert_eq!(seqs, vec![0, 1, 2, 3]);
+
+    tokio::time::timeout(Duration::from_secs(10), backend.pool().close())
+        .await
+        .expect("the pool closes with a kept connection");
+    assert_eq!(connections_named(&name).await, 0);
+}

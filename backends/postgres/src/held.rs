@@ -1,0 +1,176 @@
+//! Connections the commit path keeps out of the pool between commits.
+//!
+//! sqlx pings every connection given back to its pool (on a task of its
+//! own) before another caller may take it. A commit that took its
+//! connection from the pool and gave it back so cost a second round trip
+//! beside its statement, and, on a small machine, the server's and the
+//! client's wake-ups for it: the floor's statement sent through a pool ran
+//! 2,007–2,227 commits/s, on one connection 2,291–2,595
+//! (docs/performance.md). So the commit path keeps up to `keep` connections
+//! checked out and hands them from one commit to the next:
+//!
+//! - a connection is kept only after its statement was answered by the
+//!   server (a success, or an error the server raised, which leaves it
+//!   ready for the next); after an I/O error, or a statement that did not
+//!   finish, it is closed, and the next commit takes a fresh one;
+//! - a kept connection idle for longer than `check_idle_for` is pinged
+//!   before its next use, as the pool checks its own
+//!   ([`PostgresBuilder::check_connections`](crate::PostgresBuilder::check_connections));
+//! - kept connections count against the pool's size, and go back to it when
+//!   the pool is closed (by [`PostgresBackend::close`](crate::PostgresBackend::close)
+//!   or the pool's own `close`, which would otherwise wait for them) or the
+//!   backend is dropped.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
+use std::time::Duration;
+
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::PgConnection;
+use sqlx::{PgPool, Postgres};
+use tokio::time::Instant;
+
+/// The connections kept for commits; see the module docs.
+pub(crate) struct Keeper {
+    pool: PgPool,
+    kept: Mutex<Vec<Kept>>,
+    keep: usize,
+    check_idle_for: Option<Duration>,
+    /// Whether a task waits for the pool's closing to give the kept
+    /// connections back.
+    watching: AtomicBool,
+}
+
+struct Kept {
+    conn: PoolConnection<Postgres>,
+    since: Instant,
+}
+
+/// A connection taken for one commit's statement; give it back with
+/// [`Held::done`]. Dropped without it, it goes back to the pool the usual
+/// way (sqlx pings it first, and closes it if that fails).
+pub(crate) struct Held<'a> {
+    keeper: &'a Arc<Keeper>,
+    conn: PoolConnection<Postgres>,
+}
+
+impl Keeper {
+    /// Keeps up to `keep` connections of `pool`; pings one idle for
+    /// `check_idle_for` or longer before handing it out.
+    pub(crate) fn new(pool: PgPool, keep: usize, check_idle_for: Option<Duration>) -> Arc<Keeper> {
+        Arc::new(Keeper {
+            pool,
+            kept: Mutex::new(Vec::new()),
+            keep,
+            check_idle_for,
+            watching: AtomicBool::new(false),
+        })
+    }
+
+    /// A kept connection, or one from the pool.
+    pub(crate) async fn take(self: &Arc<Self>) -> Result<Held<'_>, sqlx::Error> {
+        loop {
+            let kept = self.lock().pop();
+            let Some(Kept { mut conn, since }) = kept else {
+                break;
+            };
+            if self.pool.is_closed() {
+                continue;
+            }
+            if self
+                .check_idle_for
+                .is_some_and(|idle| since.elapsed() >= idle)
+                && sqlx::Connection::ping(&mut *conn).await.is_err()
+            {
+                conn.close_on_drop();
+                continue;
+            }
+            return Ok(Held { keeper: self, conn });
+        }
+        let conn = self.pool.acquire().await?;
+        Ok(Held { keeper: self, conn })
+    }
+
+    /// The pool the connections come from.
+    pub(crate) fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Gives every kept connection back to the pool.
+    pub(crate) fn release(&self) {
+        let kept = std::mem::take(&mut *self.lock());
+        drop(kept);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Kept>> {
+        self.kept.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Starts, once, the task that gives the kept connections back when the
+    /// pool is closed, so that its `close` does not wait for them forever.
+    fn watch(self: &Arc<Self>) {
+        if self.watching.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let closed = self.pool.close_event();
+        let keeper: Weak<Keeper> = Arc::downgrade(self);
+        tokio::spawn(async move {
+            closed.await;
+            if let Some(keeper) = keeper.upgrade() {
+                keeper.release();
+            }
+        });
+    }
+}
+
+impl Held<'_> {
+    /// The connection.
+    pub(crate) fn conn(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
+
+    /// Gives the connection back after its statement: kept for the next
+    /// commit if the server `answered` it ([`answered`]) and fewer than
+    /// `keep` are kept, else to the pool, or closed if it was not answered.
+    pub(crate) fn done(self, answered: bool) {
+        let Held { keeper, mut conn } = self;
+        if !answered {
+            conn.close_on_drop();
+            return;
+        }
+        if keeper.pool.is_closed() || tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        keeper.watch();
+        let mut kept = keeper.lock();
+        if kept.len() < keeper.keep {
+            kept.push(Kept {
+                conn,
+                since: Instant::now(),
+            });
+        }
+    }
+}
+
+/// Whether a statement's outcome came from the server, so that its
+/// connection is ready for the next: a success, or an error the server
+/// raised (a lost lease, a conflict, a deadlock).
+pub(crate) fn answered<T>(result: &Result<T, sqlx::Error>) -> bool {
+    matches!(result, Ok(_) | Err(sqlx::Error::Database(_)))
+}
+
+impl Drop for Keeper {
+    /// Gives the kept connections back; outside a runtime, where the pool
+    /// could not take them back (it pings on a task), closes them.
+    fn drop(&mut self) {
+        let kept = std::mem::take(self.kept.get_mut().unwrap_or_else(PoisonError::into_inner));
+        let in_runtime = tokio::runtime::Handle::try_current().is_ok();
+        for Kept { conn, .. } in kept {
+            if in_runtime {
+                drop(conn);
+            } else {
+                drop(conn.detach());
+            }
+        }
+    }
+}
