@@ -6,8 +6,9 @@
 //! beside its statement, and, on a small machine, the server's and the
 //! client's wake-ups for it: the floor's statement sent through a pool ran
 //! 2,007–2,227 commits/s, on one connection 2,291–2,595
-//! (docs/performance.md). So the commit path keeps up to `keep` connections
-//! checked out and hands them from one commit to the next:
+//! (docs/performance.md). So commits and execution creations keep up to
+//! `keep` connections checked out (the backend: a batch slot's worth for
+//! each) and hand them from one statement to the next:
 //!
 //! - a connection is kept only after its statement was answered by the
 //!   server (a success, or an error the server raised, which leaves it
@@ -26,7 +27,7 @@ use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use sqlx::pool::PoolConnection;
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgArguments, PgConnection, PgQueryResult};
 use sqlx::{PgPool, Postgres};
 use tokio::time::Instant;
 
@@ -96,6 +97,18 @@ impl Keeper {
         &self.pool
     }
 
+    /// Runs `query` on a kept connection (or one from the pool) and keeps
+    /// it for the next statement if the server answered.
+    pub(crate) async fn execute<'q>(
+        self: &Arc<Self>,
+        query: sqlx::query::Query<'q, Postgres, PgArguments>,
+    ) -> Result<PgQueryResult, sqlx::Error> {
+        let mut held = self.take().await?;
+        let result = query.execute(held.conn()).await;
+        held.done(answered(&result));
+        result
+    }
+
     /// Gives every kept connection back to the pool.
     pub(crate) fn release(&self) {
         let kept = std::mem::take(&mut *self.lock());
@@ -155,7 +168,7 @@ impl Held<'_> {
 /// Whether a statement's outcome came from the server, so that its
 /// connection is ready for the next: a success, or an error the server
 /// raised (a lost lease, a conflict, a deadlock).
-pub(crate) fn answered<T>(result: &Result<T, sqlx::Error>) -> bool {
+fn answered<T>(result: &Result<T, sqlx::Error>) -> bool {
     matches!(result, Ok(_) | Err(sqlx::Error::Database(_)))
 }
 

@@ -370,7 +370,9 @@ impl PostgresBuilder {
         let batches = self.batches();
         let check_idle_for = self.check_connections.then_some(self.check_idle_for);
         let (pool, schema) = self.pool_parts()?;
-        let keeper = held::Keeper::new(pool.clone(), batches.slots(), check_idle_for);
+        // A batch slot's worth of connections for commits, and as many for
+        // execution creations.
+        let keeper = held::Keeper::new(pool.clone(), 2 * batches.slots(), check_idle_for);
         Ok(PostgresBackend {
             pool,
             schema,
@@ -517,7 +519,11 @@ impl PostgresBackend {
         let batches = Arc::new(store::Batches::new(true, connections));
         // The pool's own checks are unknown here: check a kept connection
         // idle for as long as the builder's default would.
-        let keeper = held::Keeper::new(pool.clone(), batches.slots(), Some(Duration::from_secs(1)));
+        let keeper = held::Keeper::new(
+            pool.clone(),
+            2 * batches.slots(),
+            Some(Duration::from_secs(1)),
+        );
         PostgresBackend {
             pool,
             schema: None,

@@ -43,7 +43,7 @@ use stent_journal::plan::Effect;
 use stent_journal::store::{ExecutionOutcome, NewInvocation, TaskDisposition, TurnCommit};
 use stent_journal::{InvocationId, LeaseEpoch};
 
-use crate::held::{Keeper, answered};
+use crate::held::Keeper;
 
 /// More turns than this go through `stent_commit`.
 const MAX_TURNS: usize = 2;
@@ -450,12 +450,10 @@ pub(crate) async fn run(
     order: &[usize],
 ) -> Result<(), sqlx::Error> {
     let (sql, args) = statement(turns, order).map_err(sqlx::Error::Encode)?;
-    let mut held = keeper.take().await?;
-    let result = sqlx::query_with(AssertSqlSafe(sql), args)
-        .execute(held.conn())
-        .await;
-    held.done(answered(&result));
-    result.map(|_| ())
+    keeper
+        .execute(sqlx::query_with(AssertSqlSafe(sql), args))
+        .await
+        .map(|_| ())
 }
 
 #[cfg(test)]

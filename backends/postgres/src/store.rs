@@ -27,7 +27,7 @@ use uuid::Uuid;
 
 use crate::GroupCommitStats;
 use crate::batch::{BatchCounts, Batcher, Unbatched};
-use crate::held::{Keeper, answered};
+use crate::held::Keeper;
 use crate::{MAX_ATTEMPTS, PostgresBackend, shaped, sql};
 
 // Operation names, for error messages.
@@ -654,9 +654,7 @@ async fn commit_by_function(keeper: &Arc<Keeper>, turns: &[TurnCommit]) -> Attem
         .bind(&i_turn)
         .bind(&i_id)
         .bind(&s_turn);
-    let mut held = keeper.take().await.map_err(db(COMMIT))?;
-    let result = spawned.bind(query).bind(lock).execute(held.conn()).await;
-    held.done(answered(&result));
+    let result = keeper.execute(spawned.bind(query).bind(lock)).await;
     result
         .map(|_| ())
         .map_err(|e| commit_failure(e, &plan.order, turns))
@@ -1298,10 +1296,10 @@ fn read_err(op: &'static str) -> impl FnOnce(sqlx::Error) -> StoreError {
 impl ExecutionStore for PostgresBackend {
     async fn create_execution(&self, execution: NewExecution) -> StoreResult<()> {
         let execution = if self.batches.enabled {
-            let pool = self.pool.clone();
+            let keeper = self.keeper.clone();
             let batcher = self.batches.creates.get_or_init(|| {
                 Batcher::start(self.batches.slots, MAX_BATCH, move |batch| {
-                    create_batch(pool.clone(), batch)
+                    create_batch(keeper.clone(), batch)
                 })
             });
             match batcher.call(execution).await {
@@ -1312,7 +1310,7 @@ impl ExecutionStore for PostgresBackend {
         } else {
             execution
         };
-        create_one(&self.pool, &execution).await
+        create_one(&self.keeper, &execution).await
     }
 
     async fn execution(&self, id: ExecutionId) -> StoreResult<Option<ExecutionRecord>> {
@@ -2053,24 +2051,24 @@ fn shared_outcomes(together: StoreResult<()>, calls: usize) -> Option<Vec<StoreR
 /// Executions created by several callers, in one statement. If the server
 /// refused it (an execution that already exists, say), each runs again on
 /// its own (see [`shared_outcomes`]).
-async fn create_batch(pool: PgPool, batch: Vec<NewExecution>) -> Vec<StoreResult<()>> {
+async fn create_batch(keeper: Arc<Keeper>, batch: Vec<NewExecution>) -> Vec<StoreResult<()>> {
     if let [execution] = batch.as_slice() {
-        return vec![create_one(&pool, execution).await];
+        return vec![create_one(&keeper, execution).await];
     }
-    let together = retrying(|| create_many(&pool, &batch)).await;
+    let together = retrying(|| create_many(&keeper, &batch)).await;
     let mut outcomes = Vec::with_capacity(batch.len());
     match shared_outcomes(together, batch.len()) {
         Some(shared) => outcomes.extend(shared),
         None => {
             for execution in &batch {
-                outcomes.push(create_one(&pool, execution).await);
+                outcomes.push(create_one(&keeper, execution).await);
             }
         }
     }
     outcomes
 }
 
-async fn create_many(pool: &PgPool, batch: &[NewExecution]) -> Attempt<()> {
+async fn create_many(keeper: &Arc<Keeper>, batch: &[NewExecution]) -> Attempt<()> {
     let mut roots = SpawnColumns::default();
     let (mut ids, mut functions, mut statuses) = (Vec::new(), Vec::new(), Vec::new());
     let (mut created, mut started, mut deadlines) = (Vec::new(), Vec::new(), Vec::new());
@@ -2090,7 +2088,7 @@ async fn create_many(pool: &PgPool, batch: &[NewExecution]) -> Attempt<()> {
         deadlines.push(execution.deadline.map(|t| t.0));
         versions.push(execution.code_version.as_deref());
     }
-    roots
+    let query = roots
         .bind(sqlx::query(sql::CREATE_EXECUTIONS))
         .bind(&ids)
         .bind(&functions)
@@ -2098,8 +2096,9 @@ async fn create_many(pool: &PgPool, batch: &[NewExecution]) -> Attempt<()> {
         .bind(&created)
         .bind(&started)
         .bind(&deadlines)
-        .bind(&versions)
-        .execute(pool)
+        .bind(&versions);
+    keeper
+        .execute(query)
         .await
         .map_err(unique(CREATE_EXECUTION, |_| {
             "an execution of the batch already exists".to_string()
@@ -2109,7 +2108,7 @@ async fn create_many(pool: &PgPool, batch: &[NewExecution]) -> Attempt<()> {
 
 /// Creates one execution: its row, its root task and the root's `Started`
 /// event, in one statement.
-async fn create_one(pool: &PgPool, execution: &NewExecution) -> StoreResult<()> {
+async fn create_one(keeper: &Arc<Keeper>, execution: &NewExecution) -> StoreResult<()> {
     let root = &execution.root;
     let leased = root.lease.is_some();
     let status = if leased {
@@ -2119,7 +2118,7 @@ async fn create_one(pool: &PgPool, execution: &NewExecution) -> StoreResult<()> 
     };
     let (state, owner, until, epoch, attempts) = lease_columns(root);
     retrying(|| async move {
-        sqlx::query(sql::CREATE_EXECUTION)
+        let query = sqlx::query(sql::CREATE_EXECUTION)
             .bind(*execution.id.as_uuid())
             .bind(&execution.function)
             .bind(status.as_str())
@@ -2138,8 +2137,9 @@ async fn create_one(pool: &PgPool, execution: &NewExecution) -> StoreResult<()> 
             .bind(epoch)
             .bind(attempts)
             .bind(root.started_event.as_slice())
-            .bind(execution.code_version.as_deref())
-            .execute(pool)
+            .bind(execution.code_version.as_deref());
+        keeper
+            .execute(query)
             .await
             .map_err(unique(CREATE_EXECUTION, |_| {
                 format!("execution {} already exists", execution.id)
