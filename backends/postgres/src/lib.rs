@@ -41,14 +41,16 @@
 //! commonest commit, one turn that appends events and holds, parks, retries or
 //! finishes its task with nothing else to write, is a single statement: the
 //! fenced update of the task with the events appended only if it matched.
-//! Batches whose turns also spawn children, consume inbox items, deliver a
-//! result or end the execution — a sequential step's child and parent, say —
-//! are one call of the `stent_commit` PL/pgSQL function from migration 2
-//! (replaced by migration 3 with one that skips the statements a turn has
-//! nothing for), which runs the same statements and raises SQLSTATE `SL001`
-//! for a lost lease, undoing the batch; only turns that consume signals,
-//! write the cache or idempotency keys, pause or dead-letter use an
-//! explicit transaction.)
+//! One or two turns that also spawn children or end the execution — a
+//! sequential step's child and parent, say — are one statement generated for
+//! their shape. Larger batches, and turns that consume inbox items or
+//! deliver a result, are one call of a PL/pgSQL function: `stent_commit_set`
+//! (migration 9) when the turns are of distinct invocations and none
+//! delivers to another's, which writes each kind of row for all of them at
+//! once, else `stent_commit` (migrations 2 to 4), which applies them one by
+//! one. Both raise SQLSTATE `SL001` for a lost lease, undoing the batch; only
+//! turns that consume signals, write the cache or idempotency keys, pause
+//! or dead-letter use an explicit transaction.)
 //!
 //! Isolation is PostgreSQL's default, `READ COMMITTED`; correctness comes from
 //! row locks. A commit's first statement updates its task only if it is still
@@ -65,6 +67,14 @@
 //! out (see [`PostgresBuilder::check_connections`] and
 //! [`PostgresBuilder::check_idle_for`]) and opens new ones, so later calls
 //! work again once the server is back.
+//!
+//! Commits and execution creations keep a few connections checked out
+//! between their statements (a quarter of the pool for each kind at most),
+//! because sqlx pings every connection given back to the pool, a second
+//! round trip per statement. A kept connection is used again only after
+//! the server answered its last statement, is checked like the pool's own
+//! when it sat idle, and goes back to the pool when it is closed (through
+//! [`PostgresBackend::close`] or the pool's own `close`).
 //!
 //! Commits and the other transactions run on a tokio task of their own: a
 //! caller that stops waiting (a timeout, a dropped future) gets no answer,
@@ -90,8 +100,8 @@
 //! # Group commit
 //!
 //! Under load, calls of the same kind are gathered into one statement:
-//! concurrent [`TaskStore::commit`] calls (whose turns fit `stent_commit`)
-//! become one call of it, concurrent [`ExecutionStore::create_execution`]
+//! concurrent [`TaskStore::commit`] calls (whose turns a commit function
+//! takes) become one call of it, concurrent [`ExecutionStore::create_execution`]
 //! calls one multi-row insert, concurrent [`ExecutionStore::execution`]
 //! reads one `WHERE id = ANY(..)`. Each kind has a few slots (a quarter of
 //! the pool each); a call that finds a slot free runs at once, alone, and
