@@ -343,13 +343,15 @@ fn pg_trap(n: u64) -> PgTrap {
     }
 }
 
-/// Runs the workflow numbered `workflow` on a schema of its own, its worker
-/// connected through a [`FaultProxy`] armed with `trap` and refusing
-/// connections for `OUTAGE` after it fires.
-async fn run_pg_case(workflow: u64, trap: PgTrap) {
-    let Some(schema) = pg_test_schema("stent_faults").await else {
-        return;
-    };
+/// A schema of its own (`None`: PostgreSQL is absent and the test skips),
+/// a [`FaultProxy`] to the server armed with `trap` and refusing
+/// connections for `OUTAGE` after it fires, and a backend on the schema
+/// connected through the proxy.
+async fn behind_proxy(
+    prefix: &str,
+    trap: PgTrap,
+) -> Option<(stent_tests::PgTestSchema, FaultProxy, PostgresBackend)> {
+    let schema = pg_test_schema(prefix).await?;
     let direct = stent_tests::pg_url();
     let upstream = pg_address(&direct).await.expect("server address");
     let proxy = FaultProxy::start(upstream).await.expect("proxy");
@@ -359,12 +361,22 @@ async fn run_pg_case(workflow: u64, trap: PgTrap) {
         .build()
         .await
         .expect("connect through the proxy");
-    let client = Stent::new(schema.backend.clone());
     let bound = trap.bound.unwrap_or_default();
     match trap.landed {
         true => proxy.lose_reply_to_bound(trap.sql, bound, 1, Some(OUTAGE)),
         false => proxy.cut_before_bound(trap.sql, bound, 1, Some(OUTAGE)),
     }
+    Some((schema, proxy, via))
+}
+
+/// Runs the workflow numbered `workflow` on a schema of its own, its worker
+/// connected through a [`FaultProxy`] armed with `trap` and refusing
+/// connections for `OUTAGE` after it fires.
+async fn run_pg_case(workflow: u64, trap: PgTrap) {
+    let Some((schema, proxy, via)) = behind_proxy("stent_faults", trap).await else {
+        return;
+    };
+    let client = Stent::new(schema.backend.clone());
     let executor = Stent::new(via);
     let id = dispatch(&client, &executor, workflow).await;
     let what = format!("{trap:?}");
@@ -466,23 +478,14 @@ async fn fanned_flow(workflow: u64) -> Result<u64, String> {
 /// body runs again: the worker commits the ends it kept once the server is
 /// back.
 async fn fan_out_case(workflow: u64, landed: bool) {
-    let Some(schema) = pg_test_schema("stent_fanfault").await else {
+    let trap = PgTrap {
+        sql: "stent_commit_set",
+        bound: Some(b"done"),
+        landed,
+    };
+    let Some((schema, proxy, via)) = behind_proxy("stent_fanfault", trap).await else {
         return;
     };
-    let direct = stent_tests::pg_url();
-    let upstream = pg_address(&direct).await.expect("server address");
-    let proxy = FaultProxy::start(upstream).await.expect("proxy");
-    let via = PostgresBackend::builder(pg_url_via(&direct, proxy.addr()))
-        .schema(schema.name())
-        .acquire_timeout(Duration::from_secs(2))
-        .build()
-        .await
-        .expect("connect through the proxy");
-    let (set, done) = ("stent_commit_set", b"done".as_slice());
-    match landed {
-        true => proxy.lose_reply_to_bound(set, done, 1, Some(OUTAGE)),
-        false => proxy.cut_before_bound(set, done, 1, Some(OUTAGE)),
-    }
     let client = Stent::new(schema.backend.clone());
     let executor = Stent::new(via);
     let worker = TestWorker::start_with(&executor, worker_settings).await;

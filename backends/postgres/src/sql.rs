@@ -326,26 +326,33 @@ pub(crate) const RETRY: &str = fenced!(
          AND attempt <= (SELECT retries FROM fenced) - $10::int8), "
 );
 
+/// A call of a commit function taking `stent_commit`'s 33 arguments.
+macro_rules! commit_call {
+    ($function:literal) => {
+        concat!(
+            "SELECT ",
+            $function,
+            "( \
+            $1::uuid[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::text[], \
+            $7::bytea[], $8::uuid[], $9::bytea[], $10::int4[], $11::int8[], $12::text[], \
+            $13::bytea[], $14::bytea[], $15::int4[], $16::int8[], $17::int4[], $18::uuid[], \
+            $19::uuid[], $20::text[], $21::text[], $22::int4[], $23::text[], $24::int4[], \
+            $25::int4[], $26::text[], $27::int8[], $28::text[], $29::int8[], $30::int8[], \
+            $31::int4[], $32::bytea[], $33::uuid[])"
+        )
+    };
+}
+
 /// A batch of turns in one statement through the `stent_commit` function
 /// (migration 2, which documents the parameters; migration 4 added $33, the
 /// rows to lock first).
-pub(crate) const COMMIT_FUNCTION: &str = "SELECT stent_commit( \
-    $1::uuid[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::text[], $7::bytea[], \
-    $8::uuid[], $9::bytea[], $10::int4[], $11::int8[], $12::text[], $13::bytea[], $14::bytea[], \
-    $15::int4[], $16::int8[], $17::int4[], $18::uuid[], $19::uuid[], $20::text[], $21::text[], \
-    $22::int4[], $23::text[], $24::int4[], $25::int4[], $26::text[], $27::int8[], $28::text[], \
-    $29::int8[], $30::int8[], $31::int4[], $32::bytea[], $33::uuid[])";
+pub(crate) const COMMIT_FUNCTION: &str = commit_call!("stent_commit");
 
-/// A batch of turns of distinct invocations in one statement through the
+/// A batch of independent turns in one statement through the
 /// `stent_commit_set` function (migration 9): the parameters of
 /// [`COMMIT_FUNCTION`], one set-based write per kind instead of a loop over
 /// the turns; $33 names every existing task row the batch updates.
-pub(crate) const COMMIT_SET_FUNCTION: &str = "SELECT stent_commit_set( \
-    $1::uuid[], $2::int8[], $3::int8[], $4::text[], $5::int8[], $6::text[], $7::bytea[], \
-    $8::uuid[], $9::bytea[], $10::int4[], $11::int8[], $12::text[], $13::bytea[], $14::bytea[], \
-    $15::int4[], $16::int8[], $17::int4[], $18::uuid[], $19::uuid[], $20::text[], $21::text[], \
-    $22::int4[], $23::text[], $24::int4[], $25::int4[], $26::text[], $27::int8[], $28::text[], \
-    $29::int8[], $30::int8[], $31::int4[], $32::bytea[], $33::uuid[])";
+pub(crate) const COMMIT_SET_FUNCTION: &str = commit_call!("stent_commit_set");
 
 /// $1 invocation, $2 inbox ids.
 pub(crate) const CONSUME_INBOX: &str =
