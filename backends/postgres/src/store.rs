@@ -577,6 +577,19 @@ const INBOX_MISSING_STATE: &str = "SL002";
 /// every row they update in id order; others to `stent_commit`, which
 /// applies them one after the other, in the order [`LockOrder`] gives.
 async fn commit_by_function(keeper: &Arc<Keeper>, turns: &[TurnCommit]) -> Attempt<()> {
+    let plan = LockOrder::of(turns);
+    let as_set = plan.independent;
+    call_commit_function(keeper, turns, &plan, as_set).await
+}
+
+/// [`commit_by_function`] with the function chosen: `stent_commit_set` if
+/// `as_set` (for independent turns only), else `stent_commit`.
+async fn call_commit_function(
+    keeper: &Arc<Keeper>,
+    turns: &[TurnCommit],
+    plan: &LockOrder,
+    as_set: bool,
+) -> Attempt<()> {
     let n = turns.len();
     let (mut t_inv, mut t_epoch, mut t_now) = (
         Vec::with_capacity(n),
@@ -591,7 +604,6 @@ async fn commit_by_function(keeper: &Arc<Keeper>, turns: &[TurnCommit]) -> Attem
     let (mut i_turn, mut i_id) = (Vec::new(), Vec::new());
     let mut s_turn = Vec::new();
     let mut spawned = SpawnColumns::default();
-    let plan = LockOrder::of(turns);
     for (index, turn) in plan.order.iter().map(|&i| &turns[i]).enumerate() {
         let k = index_i32(index + 1)?;
         t_inv.push(*turn.invocation.as_uuid());
@@ -631,7 +643,7 @@ async fn commit_by_function(keeper: &Arc<Keeper>, turns: &[TurnCommit]) -> Attem
             spawned.push(child)?;
         }
     }
-    let (statement, lock) = if plan.independent {
+    let (statement, lock) = if as_set {
         (sql::COMMIT_SET_FUNCTION, &plan.rows)
     } else {
         (sql::COMMIT_FUNCTION, &plan.lock)
@@ -2247,6 +2259,10 @@ async fn list_filtered(
 fn signal_record(row: &PgRow) -> StoreResult<SignalRecord> {
     rows::signal_record(&Cols(row))
 }
+
+#[cfg(test)]
+#[path = "set_commit_tests.rs"]
+mod set_commit_tests;
 
 #[cfg(test)]
 mod tests {
