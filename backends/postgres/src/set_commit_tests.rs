@@ -185,7 +185,7 @@ fn turns_of(case: &Case, ids: &Ids) -> Vec<TurnCommit> {
                 .map(|seq| NewEvent {
                     seq: Seq(seq),
                     kind: EventKind::SideEffect,
-                    call_key: (seq == 2).then(|| CallKey([seq as u8; 32])),
+                    call_key: (seq == 2).then_some(CallKey([2; 32])),
                     bytes: vec![seq as u8; 5],
                 })
                 .collect();
