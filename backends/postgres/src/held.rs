@@ -7,8 +7,8 @@
 //! client's wake-ups for it: the floor's statement sent through a pool ran
 //! 2,007–2,227 commits/s, on one connection 2,291–2,595
 //! (docs/performance.md). So commits and execution creations keep up to
-//! `keep` connections checked out (the backend: a batch slot's worth for
-//! each) and hand them from one statement to the next:
+//! `keep` connections checked out (the backend: a quarter of its pool for
+//! each, [`kept_for`]) and hand them from one statement to the next:
 //!
 //! - a connection is kept only after its statement was answered by the
 //!   server (a success, or an error the server raised, which leaves it
@@ -30,6 +30,16 @@ use sqlx::pool::PoolConnection;
 use sqlx::postgres::{PgArguments, PgConnection, PgQueryResult};
 use sqlx::{PgPool, Postgres};
 use tokio::time::Instant;
+
+/// How many connections a pool of `max_connections` keeps out: as many as
+/// commits and as many as creations run at once (group commit gives each
+/// kind a quarter of the pool), so that claims, renewals and reads always
+/// find half of it; none below four connections, where one kept would hold
+/// a large share (with one connection, all of it, and every other call
+/// would wait for its acquire timeout).
+pub(crate) fn kept_for(max_connections: u32) -> usize {
+    2 * (max_connections / 4) as usize
+}
 
 /// The connections kept for commits; see the module docs.
 pub(crate) struct Keeper {
@@ -185,5 +195,15 @@ impl Drop for Keeper {
                 drop(conn.detach());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn small_pools_keep_no_connection_and_larger_ones_half_at_most() {
+        assert_eq!([1, 3, 4, 7, 10, 20].map(kept_for), [0, 0, 2, 2, 4, 10]);
     }
 }

@@ -69,7 +69,8 @@
 //! work again once the server is back.
 //!
 //! Commits and execution creations keep a few connections checked out
-//! between their statements (a quarter of the pool for each kind at most),
+//! between their statements (a quarter of the pool for each, none for a
+//! pool of fewer than four),
 //! because sqlx pings every connection given back to the pool, a second
 //! round trip per statement. A kept connection is used again only after
 //! the server answered its last statement, is checked like the pool's own
@@ -379,10 +380,9 @@ impl PostgresBuilder {
     pub fn build_lazy(self) -> Result<PostgresBackend, StoreError> {
         let batches = self.batches();
         let check_idle_for = self.check_connections.then_some(self.check_idle_for);
+        let kept = held::kept_for(self.max_connections);
         let (pool, schema) = self.pool_parts()?;
-        // A batch slot's worth of connections for commits, and as many for
-        // execution creations.
-        let keeper = held::Keeper::new(pool.clone(), 2 * batches.slots(), check_idle_for);
+        let keeper = held::Keeper::new(pool.clone(), kept, check_idle_for);
         Ok(PostgresBackend {
             pool,
             schema,
@@ -531,7 +531,7 @@ impl PostgresBackend {
         // idle for as long as the builder's default would.
         let keeper = held::Keeper::new(
             pool.clone(),
-            2 * batches.slots(),
+            held::kept_for(connections),
             Some(Duration::from_secs(1)),
         );
         PostgresBackend {

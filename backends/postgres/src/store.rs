@@ -1978,11 +1978,6 @@ pub(crate) struct Batches {
 }
 
 impl Batches {
-    /// How many batches of one kind run at once.
-    pub(crate) fn slots(&self) -> usize {
-        self.slots
-    }
-
     /// What group commit did so far.
     pub(crate) fn stats(&self) -> GroupCommitStats {
         let counts = |b: Option<BatchCounts>| b.unwrap_or_default();

@@ -1490,3 +1490,35 @@ async fn commits_keep_a_connection_replaced_when_dead_and_given_back_on_close() 
         .expect("the pool closes with a kept connection");
     assert_eq!(connections_named(&name).await, 0);
 }
+
+/// A pool of one connection: commits keep none for themselves (they would
+/// hold the only one), so claims and reads between commits never wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pool_of_one_connection_keeps_none_for_commits() {
+    let Some(fx) = common::fixture().await else {
+        return;
+    };
+    let backend = fx
+        .builder()
+        .max_connections(1)
+        .acquire_timeout(Duration::from_secs(2))
+        .build()
+        .await
+        .unwrap();
+    let exec = new_execution("app::f", 10);
+    backend.create_execution(exec.clone()).await.unwrap();
+    let claimed = backend.claim(claim_request("w", 100, 1)).await.unwrap();
+    let (root, epoch) = (claimed[0].invocation, claimed[0].epoch);
+    for seq in 1..=3 {
+        backend.commit(vec![step(root, epoch, seq)]).await.unwrap();
+        assert!(
+            backend
+                .claim(claim_request("w", 100, 1))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        assert!(backend.execution(exec.id).await.unwrap().is_some());
+    }
+    assert_eq!(backend.read_journal(root, Seq(0)).await.unwrap().len(), 4);
+}
