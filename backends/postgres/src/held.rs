@@ -1,4 +1,5 @@
-//! Connections the commit path keeps out of the pool between commits.
+//! Connections commits and execution creations keep out of the pool
+//! between their statements.
 //!
 //! sqlx pings every connection given back to its pool (on a task of its
 //! own) before another caller may take it. A commit that took its
