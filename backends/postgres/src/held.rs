@@ -42,7 +42,7 @@ pub(crate) fn kept_for(max_connections: u32) -> usize {
     2 * (max_connections / 4) as usize
 }
 
-/// The connections kept for commits; see the module docs.
+/// The connections kept for commits and creations; see the module docs.
 pub(crate) struct Keeper {
     pool: PgPool,
     kept: Mutex<Vec<Kept>>,
@@ -122,8 +122,7 @@ impl Keeper {
 
     /// Gives every kept connection back to the pool.
     pub(crate) fn release(&self) {
-        let kept = std::mem::take(&mut *self.lock());
-        drop(kept);
+        drop(std::mem::take(&mut *self.lock()));
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Kept>> {
@@ -162,7 +161,11 @@ impl Held<'_> {
             conn.close_on_drop();
             return;
         }
-        if keeper.pool.is_closed() || tokio::runtime::Handle::try_current().is_err() {
+        // Nothing to keep it for: back to the pool, as any connection.
+        if keeper.keep == 0
+            || keeper.pool.is_closed()
+            || tokio::runtime::Handle::try_current().is_err()
+        {
             return;
         }
         keeper.watch();

@@ -249,6 +249,9 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
     ),
 ];
 
+/// How long a connection sits idle before it is checked, by default.
+const CHECK_IDLE_FOR: Duration = Duration::from_secs(1);
+
 /// How many times a transaction aborted by a deadlock or a serialization
 /// failure is run before the error is reported.
 const MAX_ATTEMPTS: u32 = 5;
@@ -378,21 +381,15 @@ impl PostgresBuilder {
     /// call that needs one connects (and fails with [`StoreError::Database`]
     /// if the server cannot be reached). The URL is still checked.
     pub fn build_lazy(self) -> Result<PostgresBackend, StoreError> {
-        let batches = self.batches();
+        let group_commit = self.group_commit;
         let check_idle_for = self.check_connections.then_some(self.check_idle_for);
-        let kept = held::kept_for(self.max_connections);
         let (pool, schema) = self.pool_parts()?;
-        let keeper = held::Keeper::new(pool.clone(), kept, check_idle_for);
-        Ok(PostgresBackend {
+        Ok(PostgresBackend::on(
             pool,
             schema,
-            batches,
-            keeper,
-        })
-    }
-
-    fn batches(&self) -> Arc<store::Batches> {
-        Arc::new(store::Batches::new(self.group_commit, self.max_connections))
+            group_commit,
+            check_idle_for,
+        ))
     }
 
     fn pool_parts(self) -> Result<(PgPool, Option<String>), StoreError> {
@@ -486,7 +483,8 @@ pub struct PostgresBackend {
     pool: PgPool,
     schema: Option<String>,
     batches: Arc<store::Batches>,
-    /// The connections commits keep between them (see `held.rs`).
+    /// The connections commits and creations keep between their statements
+    /// (see `held.rs`).
     keeper: Arc<held::Keeper>,
 }
 
@@ -511,7 +509,7 @@ impl PostgresBackend {
             acquire_timeout: Duration::from_secs(30),
             application_name: None,
             check_connections: true,
-            check_idle_for: Duration::from_secs(1),
+            check_idle_for: CHECK_IDLE_FOR,
             group_commit: true,
             lease_clock: LeaseClock::Database,
         }
@@ -525,19 +523,25 @@ impl PostgresBackend {
     /// A backend on an existing pool, used as is: its connections'
     /// `search_path` decides where the tables are.
     pub fn from_pool(pool: PgPool) -> PostgresBackend {
-        let connections = pool.options().get_max_connections();
-        let batches = Arc::new(store::Batches::new(true, connections));
         // The pool's own checks are unknown here: check a kept connection
         // idle for as long as the builder's default would.
-        let keeper = held::Keeper::new(
-            pool.clone(),
-            held::kept_for(connections),
-            Some(Duration::from_secs(1)),
-        );
+        PostgresBackend::on(pool, None, true, Some(CHECK_IDLE_FOR))
+    }
+
+    /// The backend on `pool`: group commit and kept connections sized by
+    /// the pool's size.
+    fn on(
+        pool: PgPool,
+        schema: Option<String>,
+        group_commit: bool,
+        check_idle_for: Option<Duration>,
+    ) -> PostgresBackend {
+        let connections = pool.options().get_max_connections();
+        let keeper = held::Keeper::new(pool.clone(), held::kept_for(connections), check_idle_for);
         PostgresBackend {
             pool,
-            schema: None,
-            batches,
+            schema,
+            batches: Arc::new(store::Batches::new(group_commit, connections)),
             keeper,
         }
     }

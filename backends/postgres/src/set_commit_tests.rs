@@ -246,9 +246,11 @@ async fn run(
             .map_err(|e| format!("setup: {e:?}"))?;
     }
     let turns = turns_of(case, ids);
-    let plan = LockOrder::of(&turns);
+    let mut plan = LockOrder::of(&turns);
     assert!(plan.independent, "the generated turns are independent");
-    match call_commit_function(&backend.keeper, &turns, &plan, as_set).await {
+    // Independent turns may go either way; the plan picks the function.
+    plan.independent = as_set;
+    match commit_by_function(&backend.keeper, &turns, &plan).await {
         Ok(()) => Ok(()),
         Err(Fail::Store(e)) => Err(format!("{e:?}")),
         Err(Fail::Retry(e)) => Err(format!("retry: {e:?}")),

@@ -204,8 +204,8 @@ fn finished_here(turns: &[TurnCommit], invocation: InvocationId) -> bool {
 struct TurnShape {
     /// Not a task born in this commit: the turn has a fence.
     fenced: bool,
-    /// 0 hold, 1 park, 2 done.
-    disposition: u8,
+    /// Hold, park or done (not the times they carry: parameters).
+    disposition: std::mem::Discriminant<Disposition>,
     ends_execution: bool,
     spawns: usize,
     events: usize,
@@ -220,11 +220,7 @@ fn shape(turns: &[TurnCommit], order: &[usize]) -> Option<Shape> {
         let turn = &turns[i];
         *shape.get_mut(slot)? = Some(TurnShape {
             fenced: spawned(turns, turn.invocation).is_none(),
-            disposition: match disposition(turn)? {
-                Disposition::Hold(_) => 0,
-                Disposition::Park(_) => 1,
-                Disposition::Done => 2,
-            },
+            disposition: std::mem::discriminant(&disposition(turn)?),
             ends_execution: outcome(turn).is_some(),
             spawns: turn.spawn.len(),
             events: turn.events.len(),

@@ -575,20 +575,11 @@ const INBOX_MISSING_STATE: &str = "SL002";
 /// Independent turns ([`LockOrder::independent`]) go to `stent_commit_set`,
 /// which writes each kind of row for all of them at once, after locking
 /// every row they update in id order; others to `stent_commit`, which
-/// applies them one after the other, in the order [`LockOrder`] gives.
-async fn commit_by_function(keeper: &Arc<Keeper>, turns: &[TurnCommit]) -> Attempt<()> {
-    let plan = LockOrder::of(turns);
-    let as_set = plan.independent;
-    call_commit_function(keeper, turns, &plan, as_set).await
-}
-
-/// [`commit_by_function`] with the function chosen: `stent_commit_set` if
-/// `as_set` (for independent turns only), else `stent_commit`.
-async fn call_commit_function(
+/// applies them one after the other, in the order `plan` gives.
+async fn commit_by_function(
     keeper: &Arc<Keeper>,
     turns: &[TurnCommit],
     plan: &LockOrder,
-    as_set: bool,
 ) -> Attempt<()> {
     let n = turns.len();
     let (mut t_inv, mut t_epoch, mut t_now) = (
@@ -643,7 +634,7 @@ async fn call_commit_function(
             spawned.push(child)?;
         }
     }
-    let (statement, lock) = if as_set {
+    let (statement, lock) = if plan.independent {
         (sql::COMMIT_SET_FUNCTION, &plan.rows)
     } else {
         (sql::COMMIT_FUNCTION, &plan.lock)
@@ -848,30 +839,32 @@ async fn commit_one(keeper: &Arc<Keeper>, turns: &[TurnCommit]) -> StoreResult<(
         return retrying(|| async move {
             let mut held = keeper.take().await.map_err(db(COMMIT))?;
             let result = apply_turn(held.conn(), turn).await;
-            // Its errors are the server's (a lost lease, a conflict) or the
-            // connection's; only after a success is it surely ready.
-            held.done(result.is_ok());
+            // A lost lease, a conflict or a deadlock is the server's answer;
+            // a database error may be the connection's, which is then not
+            // used again.
+            held.done(!matches!(result, Err(Fail::Store(StoreError::Database(_)))));
             result
         })
         .await;
     }
-    if shaped::fits(turns) {
+    if !turns.iter().all(TurnCommit::is_plain) {
+        let pool = keeper.pool();
+        return retrying(
+            || async move { transaction!(pool, COMMIT, |conn| commit_in(conn, turns)) },
+        )
+        .await;
+    }
+    let plan = LockOrder::of(turns);
+    if shaped::fits(turns) && plan.lock.is_empty() {
         // One statement generated for the commit's shape, when the turns'
         // rows are reached in id order without locking them first (always,
         // for two turns that deliver nothing).
-        let plan = LockOrder::of(turns);
-        if plan.lock.is_empty() {
-            return retrying(|| commit_shaped(keeper, turns, &plan.order)).await;
-        }
+        return retrying(|| commit_shaped(keeper, turns, &plan.order)).await;
     }
-    if turns.iter().all(TurnCommit::is_plain) {
-        // Fences, events, spawns, inbox and deliveries of every turn in one
-        // statement: one round trip instead of one per write plus BEGIN and
-        // COMMIT.
-        return retrying(|| commit_by_function(keeper, turns)).await;
-    }
-    let pool = keeper.pool();
-    retrying(|| async move { transaction!(pool, COMMIT, |conn| commit_in(conn, turns)) }).await
+    // Fences, events, spawns, inbox and deliveries of every turn in one
+    // statement: one round trip instead of one per write plus BEGIN and
+    // COMMIT.
+    retrying(|| commit_by_function(keeper, turns, &plan)).await
 }
 
 // ------------------------------------------------------------------ claims
@@ -2023,7 +2016,8 @@ async fn commit_batch(keeper: Arc<Keeper>, batch: Vec<Vec<TurnCommit>>) -> Vec<S
         all.extend(turns);
         ranges.push(start..all.len());
     }
-    let together = retrying(|| commit_by_function(&keeper, &all)).await;
+    let plan = LockOrder::of(&all);
+    let together = retrying(|| commit_by_function(&keeper, &all, &plan)).await;
     let mut outcomes = Vec::with_capacity(ranges.len());
     match shared_outcomes(together, ranges.len()) {
         Some(shared) => outcomes.extend(shared),

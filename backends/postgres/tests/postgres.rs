@@ -1395,6 +1395,20 @@ async fn tls_connections_are_encrypted_and_certificates_checked() {
 
 // ------------------------------------------------------------------ kept connections
 
+/// An execution of `app::f` created on `backend`, its root claimed by `w`.
+async fn running_root(backend: &PostgresBackend) -> (NewExecution, InvocationId, LeaseEpoch) {
+    let exec = new_execution("app::f", 10);
+    backend.create_execution(exec.clone()).await.unwrap();
+    let claimed = backend.claim(claim_request("w", 100, 1)).await.unwrap();
+    (exec, claimed[0].invocation, claimed[0].epoch)
+}
+
+/// The seqs of `invocation`'s journal.
+async fn seqs(backend: &PostgresBackend, invocation: InvocationId) -> Vec<u32> {
+    let rows = backend.read_journal(invocation, Seq(0)).await.unwrap();
+    rows.iter().map(|r| r.seq.0).collect()
+}
+
 /// How many server connections carry `application_name`, once the server
 /// has ended those it was told to (it ends them asynchronously).
 async fn connections_named(name: &str) -> i64 {
@@ -1451,10 +1465,7 @@ async fn commits_keep_a_connection_replaced_when_dead_and_given_back_on_close() 
         .build()
         .await
         .unwrap();
-    let exec = new_execution("app::f", 10);
-    backend.create_execution(exec.clone()).await.unwrap();
-    let claimed = backend.claim(claim_request("w", 100, 1)).await.unwrap();
-    let (root, epoch) = (claimed[0].invocation, claimed[0].epoch);
+    let (_, root, epoch) = running_root(&backend).await;
     backend.commit(vec![step(root, epoch, 1)]).await.unwrap();
     assert!(connections_named(&name).await >= 1);
 
@@ -1476,14 +1487,7 @@ async fn commits_keep_a_connection_replaced_when_dead_and_given_back_on_close() 
     end_connections_named(&name).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     backend.commit(vec![step(root, epoch, 3)]).await.unwrap();
-    let seqs: Vec<u32> = backend
-        .read_journal(root, Seq(0))
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.seq.0)
-        .collect();
-    assert_eq!(seqs, vec![0, 1, 2, 3]);
+    assert_eq!(seqs(&backend, root).await, vec![0, 1, 2, 3]);
 
     tokio::time::timeout(Duration::from_secs(10), backend.pool().close())
         .await
@@ -1505,10 +1509,7 @@ async fn a_pool_of_one_connection_keeps_none_for_commits() {
         .build()
         .await
         .unwrap();
-    let exec = new_execution("app::f", 10);
-    backend.create_execution(exec.clone()).await.unwrap();
-    let claimed = backend.claim(claim_request("w", 100, 1)).await.unwrap();
-    let (root, epoch) = (claimed[0].invocation, claimed[0].epoch);
+    let (exec, root, epoch) = running_root(&backend).await;
     for seq in 1..=3 {
         backend.commit(vec![step(root, epoch, seq)]).await.unwrap();
         assert!(

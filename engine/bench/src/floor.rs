@@ -48,9 +48,14 @@ struct Scheduled {
     call_key: CallKey,
 }
 
+/// Step `j`'s invocation: the parent's call at seq `2j + 1`.
+fn step_child(parent: InvocationId, j: u32) -> InvocationId {
+    InvocationId::child_of(parent, Seq(2 * j + 1))
+}
+
 fn scheduled(parent: InvocationId, j: u32) -> Result<Scheduled, Box<dyn std::error::Error>> {
     let seq = Seq(2 * j + 1);
-    let child = InvocationId::child_of(parent, seq);
+    let child = step_child(parent, j);
     let args = Payload::encode(&(u64::from(j),))?;
     let call_key = CallKey::new("stent_bench::noop", None, &args);
     Ok(Scheduled {
@@ -90,7 +95,7 @@ struct StepRows {
 fn step_rows(parent: InvocationId, i: u32) -> Result<StepRows, Box<dyn std::error::Error>> {
     let value = Payload::encode(&u64::from(i))?;
     Ok(StepRows {
-        finished: scheduled(parent, i)?.child,
+        finished: step_child(parent, i),
         completed: Event::Completed {
             value: value.clone(),
         }
