@@ -92,14 +92,17 @@ impl Keeper {
             if self
                 .check_idle_for
                 .is_some_and(|idle| since.elapsed() >= idle)
-                && sqlx::Connection::ping(&mut *conn).await.is_err()
+                && Box::pin(sqlx::Connection::ping(&mut *conn)).await.is_err()
             {
                 conn.close_on_drop();
                 continue;
             }
             return Ok(Held { keeper: self, conn });
         }
-        let conn = self.pool.acquire().await?;
+        // Boxed: sqlx's acquire is a future of about 13 KB, and it is the
+        // rare path here; held inline it made every commit's future that
+        // large, copied whole each time one was boxed or spawned.
+        let conn = Box::pin(self.pool.acquire()).await?;
         Ok(Held { keeper: self, conn })
     }
 

@@ -176,7 +176,9 @@ fn claimed_task(row: &PgRow) -> StoreResult<ClaimedTask> {
 /// succeeds, rolls back if it fails. Evaluates to an [`Attempt`].
 macro_rules! transaction {
     ($pool:expr, $op:expr, |$conn:ident| $body:expr) => {{
-        let mut tx = $pool.begin().await.map_err(db($op))?;
+        // Boxed: sqlx's acquire is a future of about 13 KB that would
+        // otherwise sit inline in every future that holds this one.
+        let mut tx = Box::pin($pool.begin()).await.map_err(db($op))?;
         let outcome: Attempt<_> = {
             let $conn: &mut PgConnection = &mut tx;
             $body.await
@@ -231,14 +233,20 @@ where
 /// runs later statements in it, uncommitted, holding their locks. So a
 /// caller that gives up gets nothing back, but the write commits or not as a
 /// whole, as if the caller had waited.
-async fn detached<T, Fut>(op: &'static str, write: Fut) -> StoreResult<T>
+///
+/// The write starts when this is called, not when the result is first
+/// polled, so the returned future holds only the task's handle (a write's
+/// future can be kilobytes, copied whenever its holder is boxed).
+fn detached<T, Fut>(op: &'static str, write: Fut) -> impl Future<Output = StoreResult<T>>
 where
     T: Send + 'static,
     Fut: Future<Output = StoreResult<T>> + Send + 'static,
 {
-    tokio::spawn(write)
-        .await
-        .map_err(|e| StoreError::database(format!("{op}: the write task failed: {e}")))?
+    let task = tokio::spawn(write);
+    async move {
+        task.await
+            .map_err(|e| StoreError::database(format!("{op}: the write task failed: {e}")))?
+    }
 }
 
 // ------------------------------------------------------------------ shared steps
@@ -2381,5 +2389,33 @@ mod tests {
         assert!(lost.iter().all(
             |o| matches!(o, Err(StoreError::Database(m)) if m.message() == "connection reset")
         ));
+    }
+}
+#[cfg(test)]
+mod future_sizes {
+    use super::*;
+
+    fn size<F>(_: &F) -> usize {
+        std::mem::size_of::<F>()
+    }
+
+    /// A commit's future is boxed (the batch, the store trait) or spawned
+    /// once per commit and copied whole each time: sqlx's pool acquire held
+    /// inline made it about 15 KB.
+    #[tokio::test]
+    async fn commit_futures_stay_small() {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .connect_lazy("postgres://nobody@127.0.0.1:1/none")
+            .expect("a lazy pool");
+        let keeper = Keeper::new(pool, 4, Some(Duration::from_secs(1)));
+        let turns: Vec<TurnCommit> = Vec::new();
+        let plan = LockOrder::of(&turns);
+        let limit = 4096;
+        assert!(size(&keeper.take()) < limit);
+        assert!(size(&commit_shaped(&keeper, &turns, &[])) < limit);
+        assert!(size(&commit_by_function(&keeper, &turns, &plan)) < limit);
+        assert!(size(&commit_one(&keeper, &turns)) < limit);
+        assert!(size(&commit_batch(keeper.clone(), Vec::new())) < limit);
+        assert!(size(&create_batch(keeper.clone(), Vec::new())) < limit);
     }
 }
