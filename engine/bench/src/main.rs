@@ -19,6 +19,9 @@
 //!
 //! `--sync full|normal` sets SQLite's `synchronous` (default `full`).
 //!
+//! `targets` runs every per-step target line of `--backend` five times
+//! (`--runs`) and prints them as one Markdown table (see `targets.rs`).
+//!
 //! On PostgreSQL the line ends with `group_commit`: `[calls, batches]` of
 //! this process's commits, execution creations and execution reads.
 //!
@@ -40,6 +43,7 @@ use tokio::time::Instant;
 use clap::{Parser, ValueEnum};
 
 mod floor;
+mod targets;
 use stent::{ExecutionId, Stent};
 use stent_journal::{Event, Seq};
 use stent_replay::{Driver, Status};
@@ -95,6 +99,10 @@ enum Scenario {
     /// Not a measurement: serve the PostgreSQL `--schema` until killed (the
     /// child processes of `--worker-processes`).
     Serve,
+    /// Every per-step target of `--backend` (sqlite or postgres), each line
+    /// `--runs` times, as a Markdown table with the floor and what bounds
+    /// each line.
+    Targets,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq)]
@@ -203,6 +211,13 @@ struct Args {
     /// or `current` (one thread).
     #[arg(long, value_enum, default_value = "multi")]
     runtime: RuntimeKind,
+    /// `targets`: runs of each line.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// `targets`: the problem size of every line (default: each line's own,
+    /// as in docs/performance.md).
+    #[arg(long)]
+    line_n: Option<u64>,
 }
 
 fn temp_db() -> std::path::PathBuf {
@@ -374,6 +389,10 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    if args.scenario == Scenario::Targets {
+        let backend = cli_name(args.backend);
+        return targets::run(&backend, &args.pg_url, args.runs, args.line_n);
+    }
     let runtime = match args.runtime {
         RuntimeKind::Multi => tokio::runtime::Builder::new_multi_thread(),
         RuntimeKind::Current => tokio::runtime::Builder::new_current_thread(),
@@ -548,7 +567,9 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
             }
             (s, n as f64 / s)
         }
-        Scenario::Serve => return Err("serve runs no measurement".into()),
+        Scenario::Serve | Scenario::Targets => {
+            return Err("serve and targets run no measurement here".into());
+        }
         Scenario::Floor => return Err("the floor is measured above".into()),
         Scenario::Replay => {
             // A finished journal of about n events: n/2 sequential steps.

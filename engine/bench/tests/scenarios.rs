@@ -50,3 +50,24 @@ fn the_engine_runs_on_a_current_thread_runtime_too() {
         );
     }
 }
+
+#[test]
+fn targets_prints_every_sqlite_line_as_a_table() {
+    let table = run(&[
+        "targets",
+        "--backend",
+        "sqlite",
+        "--runs",
+        "1",
+        "--line-n",
+        "10",
+    ]);
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| ")).collect();
+    // The header and six target lines, each with a floor and a met count.
+    assert_eq!(rows.len(), 7, "{table}");
+    for row in &rows[1..] {
+        assert!(row.ends_with("/1 |"), "{row}");
+        assert!(!row.contains("| ? |"), "{row}");
+    }
+    assert!(table.contains("NORMAL, latency p50"), "{table}");
+}
