@@ -642,33 +642,65 @@ async fn commit_by_function(
             spawned.push(child)?;
         }
     }
-    let (statement, lock) = if plan.independent {
-        (sql::COMMIT_SET_FUNCTION, &plan.rows)
-    } else {
-        (sql::COMMIT_FUNCTION, &plan.lock)
+    let call = |statement, lock| {
+        let query = sqlx::query(statement)
+            .bind(&t_inv)
+            .bind(&t_epoch)
+            .bind(&t_now)
+            .bind(&t_kind)
+            .bind(&t_arg)
+            .bind(&t_status)
+            .bind(&t_terminal)
+            .bind(&t_parent)
+            .bind(&t_delivery)
+            .bind(&e_turn)
+            .bind(&e_seq)
+            .bind(&e_kind)
+            .bind(&e_key)
+            .bind(&e_payload)
+            .bind(&i_turn)
+            .bind(&i_id)
+            .bind(&s_turn);
+        keeper.execute(spawned.bind(query).bind(lock))
     };
-    let query = sqlx::query(statement)
-        .bind(&t_inv)
-        .bind(&t_epoch)
-        .bind(&t_now)
-        .bind(&t_kind)
-        .bind(&t_arg)
-        .bind(&t_status)
-        .bind(&t_terminal)
-        .bind(&t_parent)
-        .bind(&t_delivery)
-        .bind(&e_turn)
-        .bind(&e_seq)
-        .bind(&e_kind)
-        .bind(&e_key)
-        .bind(&e_payload)
-        .bind(&i_turn)
-        .bind(&i_id)
-        .bind(&s_turn);
-    let result = keeper.execute(spawned.bind(query).bind(lock)).await;
+    let mut result = if plan.independent {
+        call(sql::COMMIT_SET_FUNCTION, &plan.rows).await
+    } else {
+        call(sql::COMMIT_FUNCTION, &plan.lock).await
+    };
+    if plan.independent
+        && let Err(e) = &result
+        && is_missing_function(e)
+    {
+        // A schema from before migration 9 (a process of this build ran
+        // before anyone ran `init_db`): the turn-by-turn function writes
+        // the same rows. The failed statement changed nothing.
+        warn_set_commit_missing();
+        result = call(sql::COMMIT_FUNCTION, &plan.lock).await;
+    }
     result
         .map(|_| ())
         .map_err(|e| commit_failure(e, &plan.order, turns))
+}
+
+/// Whether PostgreSQL refused a statement for calling a function the
+/// schema does not have (`undefined_function`).
+fn is_missing_function(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "42883")
+}
+
+/// Says once per process that commits fall back to `stent_commit`.
+fn warn_set_commit_missing() {
+    static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        tracing::warn!(
+            "the PostgreSQL schema has no stent_commit_set (it is older than this build's \
+             version {}): commits of many turns go turn by turn until `init_db` upgrades it",
+            crate::SCHEMA_VERSION
+        );
+    }
 }
 
 /// Applies `turns`, which [`shaped::fits`] accepted, in `order` (their
