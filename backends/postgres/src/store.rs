@@ -2422,10 +2422,6 @@ mod tests {
             |o| matches!(o, Err(StoreError::Database(m)) if m.message() == "connection reset")
         ));
     }
-}
-#[cfg(test)]
-mod future_sizes {
-    use super::*;
 
     fn size<F>(_: &F) -> usize {
         std::mem::size_of::<F>()
