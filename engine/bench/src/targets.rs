@@ -179,12 +179,32 @@ pub(crate) fn run(
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
     );
     println!();
-    println!("| {backend} | target | engine | floor, tx/s | of floor | storage alone | met |");
+    println!(
+        "| {} | target | engine | floor, tx/s | of floor | storage alone | met |",
+        title(backend, pg_url)
+    );
     println!("|---|---|---|---|---|---|---|");
     for r in rows {
         println!("{r}");
     }
     Ok(())
+}
+
+/// The table's first header cell: the backend, and for PostgreSQL whether
+/// the URL asks for TLS.
+fn title(backend: &str, pg_url: &str) -> String {
+    let tls = [
+        "sslmode=require",
+        "sslmode=verify-ca",
+        "sslmode=verify-full",
+    ]
+    .iter()
+    .any(|mode| pg_url.contains(mode));
+    match backend {
+        "postgres" if tls => "PostgreSQL, TLS".to_string(),
+        "postgres" => "PostgreSQL".to_string(),
+        _ => "SQLite".to_string(),
+    }
 }
 
 /// One Markdown row for `line` from its runs' JSON lines.
@@ -306,5 +326,10 @@ mod tests {
         assert!(r.contains("| 0/1 |"), "{r}");
         assert!(r.contains("2 floor commits: 0.800 ms"), "{r}");
         assert_eq!(median(&[3.0, 1.0, 2.0, 10.0]), Some(2.5));
+        assert_eq!(
+            title("postgres", "postgres://h/db?sslmode=require"),
+            "PostgreSQL, TLS"
+        );
+        assert_eq!(title("postgres", "postgres://h/db"), "PostgreSQL");
     }
 }
