@@ -350,6 +350,28 @@ async fn running(backend: &Arc<dyn Backend>, f: &str) -> (NewExecution, ClaimedT
     (exec, c)
 }
 
+/// Commits a turn of the root of `exec` (claimed with `epoch`) that holds
+/// its lease and spawns `n` ready `app::child` tasks at seqs 1..=n; their
+/// ids, in seq order.
+async fn spawn_children(
+    backend: &Arc<dyn Backend>,
+    exec: &NewExecution,
+    epoch: LeaseEpoch,
+    n: u32,
+) -> Vec<InvocationId> {
+    let parent = exec.root.invocation;
+    let kids: Vec<InvocationId> = (1..=n)
+        .map(|i| InvocationId::child_of(parent, Seq(i)))
+        .collect();
+    let mut t = turn(parent, epoch, at(1), hold(at(50_000)));
+    t.spawn = kids
+        .iter()
+        .map(|k| invocation(*k, exec.id, "app::child", Routing::default(), at(1)))
+        .collect();
+    commit(backend, vec![t]).await;
+    kids
+}
+
 // ---------------------------------------------------------------- executions
 
 /// `create_execution` writes the execution (pending), the ready root task and
@@ -1629,15 +1651,7 @@ pub async fn a_large_commit_of_independent_turns_is_one_after_another(backend: A
     let (a, ca) = running(&backend, "app::a").await;
     let (b, cb) = running(&backend, "app::b").await;
     let parent = a.root.invocation;
-    let kids: Vec<InvocationId> = (1..=6)
-        .map(|i| InvocationId::child_of(parent, Seq(i)))
-        .collect();
-    let mut t = turn(parent, ca.epoch, at(1), hold(at(50_000)));
-    t.spawn = kids
-        .iter()
-        .map(|k| invocation(*k, a.id, "app::child", Routing::default(), at(1)))
-        .collect();
-    commit(&backend, vec![t]).await;
+    let kids = spawn_children(&backend, &a, ca.epoch, 6).await;
     commit(&backend, vec![turn(parent, ca.epoch, at(2), park(None))]).await;
     let claimed = claim(&backend, request("w2", at(3), &["app::child"])).await;
     assert_eq!(claimed.len(), kids.len());
@@ -1777,15 +1791,7 @@ pub async fn a_large_commit_of_independent_turns_is_one_after_another(backend: A
 pub async fn consumed_inbox_is_removed_once(backend: Arc<dyn Backend>) {
     let (exec, c) = running(&backend, "app::parent").await;
     let parent = exec.root.invocation;
-    let kids: Vec<InvocationId> = (1..=3)
-        .map(|i| InvocationId::child_of(parent, Seq(i)))
-        .collect();
-    let mut t = turn(parent, c.epoch, at(1), hold(at(50_000)));
-    t.spawn = kids
-        .iter()
-        .map(|k| invocation(*k, exec.id, "app::child", Routing::default(), at(1)))
-        .collect();
-    commit(&backend, vec![t]).await;
+    spawn_children(&backend, &exec, c.epoch, 3).await;
     let claimed = claim(&backend, request("w2", at(2), &["app::child"])).await;
     assert_eq!(claimed.len(), 3);
     let turns = claimed

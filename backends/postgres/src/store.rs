@@ -62,12 +62,17 @@ impl From<StoreError> for Fail {
 
 type Attempt<T> = Result<T, Fail>;
 
+/// Whether PostgreSQL answered `e` with one of `states` (SQLSTATEs).
+fn has_sqlstate(e: &sqlx::Error, states: &[&str]) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| states.contains(&code.as_ref()))
+}
+
 /// SQLSTATEs after which the whole transaction may simply run again:
 /// `serialization_failure` and `deadlock_detected`.
 fn is_retryable(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|code| code == "40001" || code == "40P01")
+    has_sqlstate(e, &["40001", "40P01"])
 }
 
 /// Maps a sqlx error: retryable aborts to [`Fail::Retry`], everything else
@@ -670,7 +675,8 @@ async fn commit_by_function(
     };
     if plan.independent
         && let Err(e) = &result
-        && is_missing_function(e)
+        // undefined_function
+        && has_sqlstate(e, &["42883"])
     {
         // A schema from before migration 9 (a process of this build ran
         // before anyone ran `init_db`): the turn-by-turn function writes
@@ -681,14 +687,6 @@ async fn commit_by_function(
     result
         .map(|_| ())
         .map_err(|e| commit_failure(e, &plan.order, turns))
-}
-
-/// Whether PostgreSQL refused a statement for calling a function the
-/// schema does not have (`undefined_function`).
-fn is_missing_function(e: &sqlx::Error) -> bool {
-    e.as_database_error()
-        .and_then(|d| d.code())
-        .is_some_and(|code| code == "42883")
 }
 
 /// Says once per process that commits fall back to `stent_commit`.

@@ -41,106 +41,63 @@ struct Line {
     commits: Option<f64>,
 }
 
+/// A line as written in [`SQLITE`] and [`POSTGRES`]: label, scenario, its
+/// own problem size, extra arguments, target, floor commits per unit.
+type Spec = (
+    &'static str,
+    &'static str,
+    u64,
+    &'static [&'static str],
+    Goal,
+    Option<f64>,
+);
+
+const NORMAL: &[&str] = &["--sync", "normal"];
+const CURRENT: &[&str] = &["--runtime", "current"];
+
+#[rustfmt::skip]
+const SQLITE: &[Spec] = &[
+    ("FULL, sequential", "sequential", 1000, &[], Goal::Rate(3200.0), Some(1.0)),
+    ("FULL, latency p50", "latency", 1000, &[], Goal::P50(0.6), Some(2.0)),
+    ("FULL, throughput", "throughput", 2000, &[], Goal::Rate(3000.0), None),
+    ("FULL, fan-out", "fanout", 1000, &[], Goal::Seconds(0.15), None),
+    ("NORMAL, sequential", "sequential", 1000, NORMAL, Goal::Rate(6000.0), Some(1.0)),
+    ("NORMAL, latency p50", "latency", 1000, NORMAL, Goal::P50(0.3), Some(2.0)),
+];
+
+/// Each also gets `--backend postgres --pg-url URL`.
+#[rustfmt::skip]
+const POSTGRES: &[Spec] = &[
+    ("sequential", "sequential", 1000, &[], Goal::Rate(2500.0), Some(1.0)),
+    ("sequential, current-thread runtime", "sequential", 1000, CURRENT, Goal::Rate(2500.0), Some(1.0)),
+    ("latency p50", "latency", 500, &[], Goal::P50(1.0), Some(2.0)),
+    ("fan-out", "fanout", 1000, &[], Goal::Seconds(0.3), None),
+];
+
 /// The lines for `backend` (`sqlite` or `postgres`), each with problem size
 /// `n` if given, else its own.
 fn lines(backend: &str, pg_url: &str, n: Option<u64>) -> Vec<Line> {
-    let size = |own: u64| n.unwrap_or(own).to_string();
-    let line = |label, scenario: &str, own, extra: &[&str], goal, commits| Line {
-        label,
-        args: [scenario, "--n", &size(own)]
-            .into_iter()
-            .chain(extra.iter().copied())
-            .map(str::to_string)
-            .collect(),
-        goal,
-        commits,
+    let (specs, backend_args): (&[Spec], Vec<&str>) = match backend {
+        "postgres" => (POSTGRES, vec!["--backend", "postgres", "--pg-url", pg_url]),
+        _ => (SQLITE, Vec::new()),
     };
-    match backend {
-        "postgres" => {
-            let pg = ["--backend", "postgres", "--pg-url", pg_url];
-            let current = [&pg[..], &["--runtime", "current"]].concat();
-            vec![
-                line(
-                    "sequential",
-                    "sequential",
-                    1000,
-                    &pg,
-                    Goal::Rate(2500.0),
-                    Some(1.0),
-                ),
-                line(
-                    "sequential, current-thread runtime",
-                    "sequential",
-                    1000,
-                    &current,
-                    Goal::Rate(2500.0),
-                    Some(1.0),
-                ),
-                line(
-                    "latency p50",
-                    "latency",
-                    500,
-                    &pg,
-                    Goal::P50(1.0),
-                    Some(2.0),
-                ),
-                line("fan-out", "fanout", 1000, &pg, Goal::Seconds(0.3), None),
-            ]
-        }
-        _ => {
-            let normal = ["--sync", "normal"];
-            vec![
-                line(
-                    "FULL, sequential",
-                    "sequential",
-                    1000,
-                    &[],
-                    Goal::Rate(3200.0),
-                    Some(1.0),
-                ),
-                line(
-                    "FULL, latency p50",
-                    "latency",
-                    1000,
-                    &[],
-                    Goal::P50(0.6),
-                    Some(2.0),
-                ),
-                line(
-                    "FULL, throughput",
-                    "throughput",
-                    2000,
-                    &[],
-                    Goal::Rate(3000.0),
-                    None,
-                ),
-                line(
-                    "FULL, fan-out",
-                    "fanout",
-                    1000,
-                    &[],
-                    Goal::Seconds(0.15),
-                    None,
-                ),
-                line(
-                    "NORMAL, sequential",
-                    "sequential",
-                    1000,
-                    &normal,
-                    Goal::Rate(6000.0),
-                    Some(1.0),
-                ),
-                line(
-                    "NORMAL, latency p50",
-                    "latency",
-                    1000,
-                    &normal,
-                    Goal::P50(0.3),
-                    Some(2.0),
-                ),
-            ]
-        }
-    }
+    specs
+        .iter()
+        .map(|&(label, scenario, own, extra, goal, commits)| {
+            let size = n.unwrap_or(own).to_string();
+            Line {
+                label,
+                args: [scenario, "--n", &size]
+                    .into_iter()
+                    .chain(backend_args.iter().copied())
+                    .chain(extra.iter().copied())
+                    .map(str::to_string)
+                    .collect(),
+                goal,
+                commits,
+            }
+        })
+        .collect()
 }
 
 /// Runs the lines and prints the table.
@@ -150,13 +107,14 @@ pub(crate) fn run(
     runs: usize,
     n: Option<u64>,
 ) -> Result<(), Box<dyn std::error::Error>> {
+    let runs = runs.max(1);
     let exe = std::env::current_exe()?;
     let cores = std::thread::available_parallelism().map_or(0, usize::from);
     let load_before = load_average();
     let mut rows = Vec::new();
     for line in lines(backend, pg_url, n) {
         let mut results = Vec::with_capacity(runs);
-        for _ in 0..runs.max(1) {
+        for _ in 0..runs {
             let out = Command::new(&exe).args(&line.args).output()?;
             let stdout = String::from_utf8_lossy(&out.stdout);
             let last = stdout.lines().last().unwrap_or_default();
@@ -175,7 +133,7 @@ pub(crate) fn run(
     println!(
         "{cores} cores, load average {load_before} before and {} after; {} runs per line; stent-bench {}",
         load_average(),
-        runs.max(1),
+        runs,
         std::env::args().skip(1).collect::<Vec<_>>().join(" "),
     );
     println!();
@@ -256,10 +214,9 @@ fn row(line: &Line, results: &[Value]) -> String {
 /// `min–max (median m)` with `digits` decimals (one run: its value), or
 /// `None` for no values.
 fn spread(values: &[f64], digits: usize) -> Option<String> {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
+    let sorted = sorted(values);
     let (first, last) = (sorted.first()?, sorted.last()?);
-    let m = median(&sorted)?;
+    let m = median_of_sorted(&sorted)?;
     Some(if sorted.len() == 1 {
         format!("{m:.digits$}")
     } else {
@@ -267,9 +224,17 @@ fn spread(values: &[f64], digits: usize) -> Option<String> {
     })
 }
 
-fn median(values: &[f64]) -> Option<f64> {
+fn sorted(values: &[f64]) -> Vec<f64> {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
+    sorted
+}
+
+fn median(values: &[f64]) -> Option<f64> {
+    median_of_sorted(&sorted(values))
+}
+
+fn median_of_sorted(sorted: &[f64]) -> Option<f64> {
     let n = sorted.len();
     match n {
         0 => None,
